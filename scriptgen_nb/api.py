@@ -1,0 +1,369 @@
+"""The public batch API: build requests, run them (sync, async, streaming), get results back.
+
+This facade wires the engine to its surroundings: it resolves the API key, endpoint and model
+ladder, builds the backend and the engine, adapts the seed's `on_progress(done, total)` callback
+into a listener, and runs the async engine from synchronous code. `engine/` knows none of this.
+
+Running from sync code (DESIGN rule 5): with no event loop running, `asyncio.run`; inside a
+running loop (a Jupyter cell), the batch runs on its own loop in a worker thread that the caller
+joins. Either way Ctrl-C / a kernel interrupt cancels the batch and raises `BatchInterrupted`
+carrying every request's result (unfinished ones marked not run). No global asyncio patching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .engine.backend import Backend, GeminiBackend
+from .engine.errors import BatchInterrupted, ConfigurationError, MissingApiKeyError
+from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
+from .engine.policy import Backoff, RetryPolicy, plan_concurrency
+from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
+from .engine.values import Event, GenerationRequest, RequestFinished, Result, Schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ENV_BASE_URL = "GOOGLE_GEMINI_BASE_URL"
+ENV_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+Models = str | ModelSpec | Sequence[str | ModelSpec] | None
+Prompt = str | Mapping[str, Any] | GenerationRequest
+
+_REQUEST_FIELDS = set(GenerationRequest.__dataclass_fields__)
+
+
+def create_batch_requests(
+    prompts: Iterable[Prompt],
+    operation: str = "GENERATE",
+    project_id: str | None = None,
+    temperature: float | None = None,
+    system: str | None = None,
+    schema: Schema = None,
+    **config: Any,
+) -> list[GenerationRequest] | Iterator[GenerationRequest]:
+    """Turn prompts into requests (seed: `createBatchRequests`).
+
+    A prompt is a string (its id is its position), a mapping with `prompt` and optionally `id`
+    and any per-request field (`model`, `system`, `max_output_tokens`, `metadata`, ...), or a
+    ready `GenerationRequest`. The keyword arguments are defaults for every request; `config`
+    takes the rest of the generation settings (`max_output_tokens`, `top_p`, `top_k`, `seed`,
+    `stop_sequences`, `thinking_budget`, `safety_settings`, `model`).
+
+    A list or tuple gives a list (ids checked unique); any other iterable, such as a generator,
+    gives a lazy iterator, so a huge batch never sits in memory.
+    """
+    unknown = set(config) - _REQUEST_FIELDS
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown request settings {sorted(unknown)}; allowed: {sorted(_REQUEST_FIELDS)}."
+        )
+    defaults = {
+        "operation": operation, "project_id": project_id, "temperature": temperature,
+        "system": system, "schema": schema, **config,
+    }
+    built = (_to_request(i, p, defaults) for i, p in enumerate(prompts))
+    if not isinstance(prompts, list | tuple):
+        return built
+    requests = list(built)
+    seen: set[str] = set()
+    for request in requests:
+        if request.id in seen:
+            raise ConfigurationError(
+                f"Two prompts share the id {request.id!r}; ids key the results, make them unique."
+            )
+        seen.add(request.id)
+    return requests
+
+
+def _to_request(index: int, prompt: Prompt, defaults: Mapping[str, Any]) -> GenerationRequest:
+    if isinstance(prompt, GenerationRequest):
+        return prompt
+    if isinstance(prompt, str):
+        fields: dict[str, Any] = {"prompt": prompt}
+    elif isinstance(prompt, Mapping):
+        fields = dict(prompt)
+        unknown = set(fields) - _REQUEST_FIELDS
+        if unknown:
+            raise ConfigurationError(
+                f"Prompt #{index} has unknown fields {sorted(unknown)}; "
+                f"allowed: {sorted(_REQUEST_FIELDS)}."
+            )
+    else:
+        raise ConfigurationError(
+            f"Prompt #{index} is a {type(prompt).__name__}; use a string, a mapping with "
+            "'prompt' (and optionally 'id'), or a GenerationRequest."
+        )
+    text = fields.get("prompt")
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigurationError(f"Prompt #{index} is empty; every request needs prompt text.")
+    merged = {k: v for k, v in defaults.items() if v is not None}
+    merged.update({k: v for k, v in fields.items() if v is not None})
+    merged["id"] = str(fields.get("id", index))
+    for name in ("stop_sequences", "safety_settings"):
+        if name in merged:
+            merged[name] = tuple(merged[name])
+    return GenerationRequest(**merged)
+
+
+class ResultList(list[Result]):
+    """Results in input order; `.to_dataframe()` gives one row per request."""
+
+    @property
+    def succeeded(self) -> list[Result]:
+        return [r for r in self if r.success]
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self if not r.success]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame([result_row(r) for r in self], columns=RESULT_COLUMNS)
+
+    def summary(self) -> str:
+        ok = len(self.succeeded)
+        cost = sum(r.cost_usd for r in self)
+        tokens = sum(r.usage.total for r in self)
+        return f"{ok}/{len(self)} succeeded, {tokens} tokens, ${cost:.4f}"
+
+
+RESULT_COLUMNS = [
+    "id", "success", "text", "data", "error_kind", "error_message", "finish_reason", "model",
+    "attempts", "input_tokens", "output_tokens", "thought_tokens", "cost_usd", "latency_ms",
+    "queue_ms",
+]
+
+
+def result_row(r: Result) -> dict[str, Any]:
+    data = r.data.model_dump() if hasattr(r.data, "model_dump") else r.data
+    return {
+        "id": r.id, "success": r.success, "text": r.text, "data": data,
+        "error_kind": r.error.kind if r.error else None,
+        "error_message": r.error.message if r.error else None,
+        "finish_reason": r.finish_reason, "model": r.model, "attempts": r.attempts,
+        "input_tokens": r.usage.input, "output_tokens": r.usage.output,
+        "thought_tokens": r.usage.thoughts, "cost_usd": r.cost_usd,
+        "latency_ms": r.latency_ms, "queue_ms": r.queue_ms,
+    }
+
+
+@dataclass
+class BatchOptions:
+    """The arguments every entry point shares, resolved into an engine and a backend."""
+
+    on_progress: Callable[[int, int | None], None] | None = None
+    max_concurrency: int | str | None = None
+    models: Models = None
+    base_url: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    budget_usd: float | None = None
+    timeout_s: float = 60.0
+    max_attempts: int = 6
+    routing: Routing = "preference"
+    chunk_size: int | None = None
+    catalogue: ModelCatalogue | None = None
+    listeners: Sequence[Listener] = ()
+    backend: Backend | None = None
+    cancel: CancelToken | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def ladder(self) -> list[ModelSpec]:
+        catalogue = self.catalogue or default_catalogue()
+        return catalogue.resolve(self.models)
+
+    def build_backend(self, max_connections: int) -> Backend:
+        if self.backend is not None:
+            return self.backend
+        key = self.api_key or next((os.environ[k] for k in ENV_KEYS if os.environ.get(k)), None)
+        if not key:
+            raise MissingApiKeyError()
+        base_url = self.base_url or os.environ.get(ENV_BASE_URL) or None
+        return GeminiBackend(
+            key, base_url=base_url, api_version=self.api_version, timeout_s=self.timeout_s,
+            max_connections=max_connections,
+        )
+
+    def build_engine(self) -> BatchEngine:
+        ladder = self.ladder()
+        plan = plan_concurrency(self.max_concurrency, ladder)
+        config = EngineConfig(
+            ladder=ladder, plan=plan, routing=self.routing, timeout_s=self.timeout_s,
+            retry=RetryPolicy(max_attempts=self.max_attempts, backoff=self.backoff),
+            budget_usd=self.budget_usd, chunk_size=self.chunk_size,
+        )
+        listeners = list(self.listeners)
+        if self.on_progress is not None:
+            listeners.append(progress_listener(self.on_progress))
+        return BatchEngine(
+            self.build_backend(plan.max_in_flight), config, listeners=listeners, cancel=self.cancel
+        )
+
+
+def progress_listener(on_progress: Callable[[int, int | None], None]) -> Listener:
+    """The seed's `onProgress(completed, total)` as an engine listener."""
+
+    def listener(event: Event) -> None:
+        if isinstance(event, RequestFinished):
+            on_progress(event.done, event.total)
+
+    return listener
+
+
+def _known_length(requests: Iterable[GenerationRequest]) -> int | None:
+    return len(requests) if isinstance(requests, Sequence) else None
+
+
+async def aiter_generate(
+    requests: Iterable[GenerationRequest], **options: Any
+) -> AsyncIterator[Result]:
+    """Yield results as they finish (not in input order), on the running loop; bounded memory."""
+    engine = BatchOptions(**options).build_engine()
+    try:
+        async for result in engine.stream(requests, _known_length(requests)):
+            yield result
+    finally:
+        await engine.backend.aclose()
+
+
+async def abatch_generate(
+    requests: Iterable[GenerationRequest],
+    on_progress: Callable[[int, int | None], None] | None = None,
+    max_concurrency: int | str | None = None,
+    **options: Any,
+) -> ResultList:
+    """Run a batch on the running event loop (top-level `await` in Jupyter); input order.
+
+    Cancelling through `cancel=CancelToken()` (e.g. a Cancel button) returns the results with
+    the unfinished requests marked not run; cancelling the awaiting task (an interrupt) raises
+    `BatchInterrupted` carrying the same complete list.
+    """
+    engine = BatchOptions(
+        on_progress=on_progress, max_concurrency=max_concurrency, **options
+    ).build_engine()
+    collected: list[Result] = []
+    try:
+        async for result in engine.stream(requests, _known_length(requests)):
+            collected.append(result)
+    except asyncio.CancelledError:
+        collected.extend(engine.unreported())
+        raise BatchInterrupted(_in_order(collected)) from None
+    finally:
+        await engine.backend.aclose()
+    return _in_order(collected)
+
+
+def _in_order(results: Iterable[Result]) -> ResultList:
+    return ResultList(sorted(results, key=lambda r: r.index))
+
+
+def batch_generate(
+    requests: Iterable[GenerationRequest],
+    on_progress: Callable[[int, int | None], None] | None = None,
+    max_concurrency: int | str | None = None,
+    **options: Any,
+) -> ResultList:
+    """Run a batch; every request's result in input order (seed: batchGenerateWithGemini).
+
+    Works in plain Python and inside a running event loop (a Jupyter cell). Keyword options:
+    `models` (ladder: names, ModelSpecs or "a,b"), `base_url`, `api_key`, `budget_usd`,
+    `timeout_s`, `max_attempts`, `routing` ("preference" | "failover"), `chunk_size`,
+    `catalogue`, `listeners`, `cancel` (a CancelToken), `backend` (tests). Ctrl-C raises
+    `BatchInterrupted` whose `.results` has every request, unfinished ones marked not run.
+    """
+    run = ThreadedBatch(
+        requests, dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
+    )
+    collected: list[Result] = []
+    try:
+        collected.extend(run)
+    except KeyboardInterrupt:
+        collected.extend(run.leftover)
+        raise BatchInterrupted(_in_order(collected)) from None
+    return _in_order(collected)
+
+
+def iter_generate(requests: Iterable[GenerationRequest], **options: Any) -> Iterator[Result]:
+    """Yield results as they finish, from synchronous code, with bounded memory.
+
+    Closing the iterator early or Ctrl-C cancels the batch and waits for it to stop.
+    """
+    return iter(ThreadedBatch(requests, options))
+
+
+class ThreadedBatch:
+    """A batch on its own event loop in a worker thread, its results handed to the caller.
+
+    One path for scripts and notebooks alike: inside Jupyter the cell's loop is already running,
+    so the batch cannot run on it synchronously, and a worker thread behaves the same in both
+    places (Ctrl-C lands in the caller's thread, which cancels the batch and joins the worker).
+    The hand-off queue is bounded, so a slow consumer slows admission instead of growing memory.
+    """
+
+    def __init__(self, requests: Iterable[GenerationRequest], options: dict[str, Any]) -> None:
+        self._cancel: CancelToken = options.setdefault("cancel", None) or CancelToken()
+        options["cancel"] = self._cancel
+        BatchOptions(**options).ladder()  # configuration errors surface in the caller's thread
+        self._requests = requests
+        self._options = options
+        self._handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1024)
+        self.leftover: list[Result] = []  # results that arrived while stopping early
+
+    def _work(self) -> None:
+        async def produce() -> None:
+            async for result in aiter_generate(self._requests, **self._options):
+                try:
+                    self._handoff.put_nowait(("result", result))
+                except queue.Full:  # the consumer is behind: wait without blocking the loop
+                    await asyncio.to_thread(self._handoff.put, ("result", result))
+
+        try:
+            asyncio.run(produce())
+        except BaseException as exc:
+            self._handoff.put(("error", exc))
+        else:
+            self._handoff.put(("end", None))
+
+    def __iter__(self) -> Iterator[Result]:
+        thread = threading.Thread(target=self._work, name="scriptgen-batch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                kind, value = _get(self._handoff)
+                if kind == "result":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            if thread.is_alive():
+                self._cancel.cancel()
+                self._drain_until_done(thread)
+            thread.join()
+
+    def _drain_until_done(self, thread: threading.Thread) -> None:
+        while thread.is_alive() or not self._handoff.empty():
+            try:
+                kind, value = self._handoff.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if kind == "result":
+                self.leftover.append(value)
+
+
+def _get(handoff: queue.Queue[tuple[str, Any]]) -> tuple[str, Any]:
+    # A timeout keeps the wait interruptible by Ctrl-C on every platform.
+    while True:
+        try:
+            return handoff.get(timeout=0.2)
+        except queue.Empty:
+            continue

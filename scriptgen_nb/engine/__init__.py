@@ -1,0 +1,6 @@
+"""The batch engine: async, no Jupyter, no DuckDB, no printing (DESIGN rule 1).
+
+Modules: `values` (requests, results, events), `errors` (the exception tree), `models` (ModelSpec
+and the catalogue), `limits` (sliding-window limiters), `policy` (retry and concurrency rules),
+`backend` (google-genai and a fake), `runner` (BatchEngine).
+"""

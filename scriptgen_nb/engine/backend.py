@@ -1,0 +1,271 @@
+"""Backends: how one request becomes one call. `GeminiBackend` speaks google-genai; `FakeBackend`
+answers from a script for unit tests.
+
+The backend is the boundary where the SDK's and the transport's exceptions become one typed
+`BackendError` (kind, HTTP status, retryDelay, quota violations), so the retry policy never sees
+google-genai or httpx2 types. The SDK's own retries are off (`HttpRetryOptions(attempts=1)`): the
+engine decides every retry. The client is created lazily inside the event loop that uses it, and
+its connection pool is sized to the engine's in-flight cap. Imports nothing outside `engine/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import httpx2
+from google.genai import Client, errors, types
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from .errors import BackendError
+from .policy import ERROR_INFO, read_error_details, retry_delay_from_message
+from .values import GenerationRequest, Reply, Usage
+
+GOOGLE_ENDPOINT = "google"
+
+
+class Backend(Protocol):
+    """Sends one request to one model and returns the reply or raises `BackendError`."""
+
+    @property
+    def endpoint(self) -> str:
+        """Where calls go: "google" or the base URL of an emulator (part of cache keys)."""
+        ...
+
+    async def generate(self, request: GenerationRequest, model: str) -> Reply: ...
+
+    async def aclose(self) -> None: ...
+
+
+def json_schema_of(schema: Any) -> dict[str, Any]:
+    """The JSON Schema to send for a Pydantic model class or a JSON Schema dict."""
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    if isinstance(schema, Mapping):
+        return dict(schema)
+    raise TypeError(f"schema must be a Pydantic model class or a JSON Schema dict, not {schema!r}")
+
+
+def generation_config(request: GenerationRequest, timeout_ms: int) -> types.GenerateContentConfig:
+    """The SDK config for a request; unset fields stay unset so the service's defaults apply."""
+    config: dict[str, Any] = {
+        "system_instruction": request.system,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "top_k": request.top_k,
+        "max_output_tokens": request.max_output_tokens,
+        "seed": request.seed,
+        "stop_sequences": list(request.stop_sequences) or None,
+    }
+    if request.thinking_budget is not None:
+        config["thinking_config"] = types.ThinkingConfig(thinking_budget=request.thinking_budget)
+    if request.safety_settings:
+        config["safety_settings"] = [types.SafetySetting(**s) for s in request.safety_settings]
+    if request.schema is not None:
+        config["response_mime_type"] = "application/json"
+        config["response_json_schema"] = json_schema_of(request.schema)
+    config["http_options"] = types.HttpOptions(timeout=timeout_ms)
+    return types.GenerateContentConfig(**{k: v for k, v in config.items() if v is not None})
+
+
+def _enum_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "name", value))
+
+
+def reply_from_response(response: types.GenerateContentResponse) -> Reply:
+    usage = response.usage_metadata
+    candidate = response.candidates[0] if response.candidates else None
+    feedback = response.prompt_feedback
+    return Reply(
+        text=response.text if candidate is not None else None,
+        finish_reason=_enum_name(candidate.finish_reason) if candidate else None,
+        usage=Usage(
+            input=(usage.prompt_token_count or 0) if usage else 0,
+            output=(usage.candidates_token_count or 0) if usage else 0,
+            thoughts=(usage.thoughts_token_count or 0) if usage else 0,
+        ),
+        model_version=response.model_version,
+        response_id=response.response_id,
+        block_reason=_enum_name(feedback.block_reason) if feedback else None,
+    )
+
+
+_KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
+
+
+def backend_error_from_api_error(exc: errors.APIError) -> BackendError:
+    """Convert google-genai's `APIError` (any HTTP status) into a `BackendError`."""
+    code = exc.code
+    body = exc.details if isinstance(exc.details, Mapping) else {}
+    error = body.get("error", {}) if isinstance(body.get("error"), Mapping) else {}
+    details = error.get("details") or []
+    message = str(exc.message or error.get("message") or exc.status or "")
+    delay, violations = read_error_details(details if isinstance(details, list) else [])
+    reasons = {d.get("reason") for d in details if isinstance(d, Mapping) and d.get("@type") == ERROR_INFO}
+    key_problem = bool(reasons & _KEY_REASONS) or (
+        code in (400, 401, 403) and ("API key" in message or "unregistered callers" in message)
+    )
+    if code == 429:
+        if delay is None:
+            delay = retry_delay_from_message(message)
+        day = any(v.scope == "day" for v in violations)
+        kind = "quota_exhausted" if day else "rate_limited"
+        return BackendError(kind, message, code, delay, violations)
+    if code == 400:
+        return BackendError("invalid_request", message, code, api_key_invalid=key_problem)
+    if code in (401, 403):
+        return BackendError("permission_denied", message, code, api_key_invalid=key_problem)
+    if code == 404:
+        return BackendError("not_found", message, code)
+    if code in (408, 504):
+        return BackendError("timeout", message, code)
+    if code >= 500:
+        return BackendError("server_error", message, code, delay)
+    return BackendError("invalid_request", message, code)
+
+
+def backend_error_from(exc: BaseException) -> BackendError:
+    """Convert anything a call can raise into a `BackendError` (the boundary)."""
+    if isinstance(exc, errors.APIError):
+        return backend_error_from_api_error(exc)
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+        return BackendError("timeout", f"no response in time ({type(exc).__name__})")
+    if isinstance(exc, httpx2.TransportError | ConnectionError):
+        return BackendError("connection", f"{type(exc).__name__}: {exc}")
+    if isinstance(
+        exc, errors.UnknownApiResponseError | json.JSONDecodeError | PydanticValidationError
+    ):
+        return BackendError("malformed_response", f"unreadable response: {exc}"[:500], 200)
+    raise exc
+
+
+class GeminiBackend:
+    """google-genai's async client over httpx2, one per event loop, SDK retries off."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        api_version: str | None = None,
+        timeout_s: float = 60.0,
+        max_connections: int = 256,
+    ) -> None:
+        self.__api_key = api_key  # name-mangled and never in repr: keys must not leak
+        self._base_url = base_url.rstrip("/") if base_url else None
+        self._api_version = api_version
+        # The engine's own timeout fires first; the SDK's is a backstop one second later.
+        self._timeout_ms = int((timeout_s + 1.0) * 1000)
+        self._max_connections = max_connections
+        self._client: Client | None = None
+        self._http: httpx2.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"GeminiBackend(endpoint={self.endpoint!r})"
+
+    @property
+    def endpoint(self) -> str:
+        return self._base_url or GOOGLE_ENDPOINT
+
+    def _aio(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            limits = httpx2.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
+            )
+            # Passing our own httpx2 client pins the transport (google-genai would otherwise
+            # switch to aiohttp whenever it is importable) and sizes the pool to our cap.
+            self._http = httpx2.AsyncClient(limits=limits, timeout=self._timeout_ms / 1000)
+            options = types.HttpOptions(
+                base_url=self._base_url,
+                api_version=self._api_version,
+                timeout=self._timeout_ms,
+                retry_options=types.HttpRetryOptions(attempts=1),
+                httpx_async_client=self._http,
+            )
+            self._client = Client(api_key=self.__api_key, http_options=options)
+            self._loop = loop
+        return self._client.aio
+
+    async def generate(self, request: GenerationRequest, model: str) -> Reply:
+        aio = self._aio()
+        try:
+            response = await aio.models.generate_content(
+                model=model,
+                contents=request.prompt,
+                config=generation_config(request, self._timeout_ms),
+            )
+            return reply_from_response(response)
+        except BackendError:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise backend_error_from(exc) from None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        self._client = self._http = self._loop = None
+
+
+FakeOutcome = Reply | BackendError | Callable[[GenerationRequest, str], Reply]
+
+
+class FakeBackend:
+    """A scripted backend for unit tests: replies are queued per model or produced by a function.
+
+    `enqueue(model, *outcomes)` queues replies or `BackendError`s for a model; when a model's
+    queue is empty, `default` answers (an echo of the prompt unless given). `latency_s` is
+    awaited with `asyncio.sleep`, so on a virtual-time loop it costs no real time. Every call is
+    kept in `calls` as (model, request id).
+    """
+
+    endpoint = "fake"
+
+    def __init__(
+        self,
+        default: Callable[[GenerationRequest, str], Reply] | None = None,
+        latency_s: float | Callable[[GenerationRequest, str], float] = 0.0,
+    ) -> None:
+        self._queues: dict[str, deque[FakeOutcome]] = {}
+        self._default = default or self.echo
+        self._latency = latency_s
+        self.calls: list[tuple[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    @staticmethod
+    def echo(request: GenerationRequest, model: str) -> Reply:
+        text = f"[{model}] {request.prompt}"
+        return Reply(text, "STOP", Usage(len(request.prompt) // 4 + 1, len(text) // 4 + 1))
+
+    def enqueue(self, model: str, *outcomes: FakeOutcome) -> None:
+        self._queues.setdefault(model, deque()).extend(outcomes)
+
+    async def generate(self, request: GenerationRequest, model: str) -> Reply:
+        self.calls.append((model, request.id))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            latency = self._latency(request, model) if callable(self._latency) else self._latency
+            if latency:
+                await asyncio.sleep(latency)
+            queue = self._queues.get(model)
+            outcome: FakeOutcome = queue.popleft() if queue else self._default
+            if isinstance(outcome, BackendError):
+                raise outcome
+            return outcome if isinstance(outcome, Reply) else outcome(request, model)
+        finally:
+            self.in_flight -= 1
+
+    async def aclose(self) -> None:
+        return None

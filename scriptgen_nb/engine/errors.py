@@ -1,0 +1,101 @@
+"""The exceptions scriptgen_nb raises, and the typed error a backend reports for one call.
+
+A failed *request* is data (`values.Failure` on its `Result`), never an exception. Exceptions
+escape only for misuse and configuration problems, and each says what to do::
+
+    ScriptgenError
+    ├── ConfigurationError          bad arguments, unreadable catalogue, ...   (also a ValueError)
+    │   ├── MissingApiKeyError      no GEMINI_API_KEY / GOOGLE_API_KEY and no emulator URL
+    │   ├── InvalidApiKeyError      the service rejected the key: the batch stops at once
+    │   └── UnknownModelError       a model name the catalogue does not know
+    └── BatchInterrupted            Ctrl-C / kernel interrupt / cancel; carries `.results`
+
+`BackendError` is not part of the public tree: the backend raises it at the boundary, converting
+the SDK's and the transport's exceptions into one shape the retry policy reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .values import FailureKind, Result
+
+
+class ScriptgenError(Exception):
+    """Base class of every exception scriptgen_nb raises on purpose."""
+
+
+class ConfigurationError(ScriptgenError, ValueError):
+    """The call cannot run as configured; the message says what to change."""
+
+
+class MissingApiKeyError(ConfigurationError):
+    def __init__(self) -> None:
+        super().__init__(
+            "No Gemini API key found. Set GEMINI_API_KEY (or GOOGLE_API_KEY), pass api_key=..., "
+            "or run against the local emulator: `with scriptgen_nb.Emulator() as emu: "
+            "batch_generate(..., base_url=emu.base_url, api_key='test-key')` "
+            "(or `scriptgen demo`, which starts it for you)."
+        )
+
+
+class InvalidApiKeyError(ConfigurationError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"The service rejected the API key ({detail}). Check GEMINI_API_KEY / GOOGLE_API_KEY "
+            "or the api_key argument; the batch was stopped before sending more requests."
+        )
+
+
+class UnknownModelError(ConfigurationError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__(
+            f"Unknown model {name!r}. Known models: {', '.join(known)}. Pass a ModelSpec for it "
+            "(scriptgen_nb.ModelSpec(name=..., rpm=..., ...)) or add it to a catalogue file."
+        )
+
+
+class BatchInterrupted(ScriptgenError):
+    """The batch was interrupted; `.results` holds every request, unfinished ones as not run."""
+
+    def __init__(self, results: Sequence[Result]) -> None:
+        done = sum(1 for r in results if r.error is None or r.error.kind != "not_run")
+        super().__init__(
+            f"Batch interrupted after {done} of {len(results)} requests; the rest are marked "
+            "not_run. The finished results are in this exception's .results."
+        )
+        self.results = list(results)
+
+
+QuotaScope = Literal["minute", "day", "tokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaViolation:
+    """One entry of a 429's `google.rpc.QuotaFailure`, reduced to what the engine acts on."""
+
+    quota_id: str
+    scope: QuotaScope
+    limit: int | None  # `quotaValue`, which the service sometimes omits
+
+
+@dataclass(frozen=True)
+class BackendError(Exception):
+    """One failed call, as the backend saw it, in a transport-independent shape.
+
+    `retry_delay_s` is the server's `RetryInfo.retryDelay`; `violations` its `QuotaFailure`.
+    """
+
+    kind: FailureKind
+    message: str
+    http_status: int | None = None
+    retry_delay_s: float | None = None
+    violations: tuple[QuotaViolation, ...] = ()
+    api_key_invalid: bool = False
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.http_status} " if self.http_status else ""
+        return f"{status}{self.kind}: {self.message}"

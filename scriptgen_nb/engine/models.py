@@ -1,0 +1,217 @@
+"""Model specifications (limits, prices, window lengths) and the catalogue they come from.
+
+A `ModelSpec` says what one model may do for this account (RPM, input TPM, RPD), what it costs,
+and how long its quota windows are (real 60 s / 1 day by default; compressed in tests and demos).
+The default catalogue is `catalogue.toml` beside this file, dated; a user's TOML or JSON file,
+a list of `ModelSpec`s, or model names override it. Imports nothing outside `engine/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError, UnknownModelError
+from .values import Usage
+
+ENV_TIER = "SCRIPTGEN_TIER"
+ENV_CATALOGUE = "SCRIPTGEN_CATALOGUE"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One model as the engine paces, routes and prices it.
+
+    `rpm`, `tpm` and `rpd` of None mean "no limit known"; 0 means "no quota at all" (the model
+    is skipped). `priority` orders the default ladder (1 first); None keeps a model out of the
+    default ladder but usable by name.
+    """
+
+    name: str
+    priority: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    rpd: int | None = None
+    input_token_limit: int | None = None
+    output_token_limit: int | None = None
+    input_usd_per_1m: float = 0.0
+    output_usd_per_1m: float = 0.0
+    input_usd_per_1m_long: float | None = None
+    output_usd_per_1m_long: float | None = None
+    long_context_tokens: int = 200_000
+    batch_discount: float = 0.5
+    minute_s: float = 60.0
+    day_s: float = 86_400.0
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name.removeprefix("models/"):
+            raise ConfigurationError(f"ModelSpec name {self.name!r} is not a Gemini model name")
+        for limit in ("rpm", "tpm", "rpd"):
+            value = getattr(self, limit)
+            if value is not None and value < 0:
+                raise ConfigurationError(f"ModelSpec {self.name}: {limit} must be >= 0 or None")
+        if self.minute_s <= 0 or self.day_s <= 0:
+            raise ConfigurationError(f"ModelSpec {self.name}: window lengths must be positive")
+        if not 0 <= self.batch_discount <= 1:
+            raise ConfigurationError(f"ModelSpec {self.name}: batch_discount must be in [0, 1]")
+
+    @property
+    def usable(self) -> bool:
+        """False when the account has no quota at all for this model (a limit of 0)."""
+        return 0 not in (self.rpm, self.tpm, self.rpd)
+
+    def cost_usd(self, usage: Usage, *, batch: bool = False) -> float:
+        """What `usage` costs on this model; thought tokens are billed as output."""
+        long = usage.input > self.long_context_tokens
+        input_price = (long and self.input_usd_per_1m_long) or self.input_usd_per_1m
+        output_price = (long and self.output_usd_per_1m_long) or self.output_usd_per_1m
+        cost = (usage.input * input_price + (usage.output + usage.thoughts) * output_price) / 1e6
+        return cost * (self.batch_discount if batch else 1.0)
+
+    def with_windows(self, minute_s: float, day_s: float) -> ModelSpec:
+        """The same model with compressed (or real) quota windows."""
+        return replace(self, minute_s=minute_s, day_s=day_s)
+
+
+_SPEC_FIELDS = {f.name for f in fields(ModelSpec)}
+
+
+class ModelCatalogue:
+    """Model specs by name, in file order; `ladder()` is the default preference order."""
+
+    def __init__(self, specs: Iterable[ModelSpec], *, as_of: str = "", tier: str = "") -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        for spec in specs:
+            self._specs[spec.name] = spec
+        self.as_of = as_of
+        self.tier = tier
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.removeprefix("models/") in self._specs
+
+    def __iter__(self) -> Any:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"ModelCatalogue({list(self._specs)}, as_of={self.as_of!r}, tier={self.tier!r})"
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self._specs[name.removeprefix("models/")]
+        except KeyError:
+            raise UnknownModelError(name, list(self._specs)) from None
+
+    def ladder(self) -> list[ModelSpec]:
+        """The default ladder: usable models with a priority, most preferred first."""
+        ranked = [s for s in self._specs.values() if s.priority is not None and s.usable]
+        return sorted(ranked, key=lambda s: s.priority or 0)
+
+    def resolve(self, models: str | ModelSpec | Sequence[str | ModelSpec] | None) -> list[ModelSpec]:
+        """Turn the `models=` argument into a ladder: None → default; names → catalogue specs.
+
+        A comma-separated string is a ladder too ("gemini-3.8-flash,gemini-2.5-flash-lite").
+        """
+        if models is None:
+            ladder = self.ladder()
+            if not ladder:
+                raise ConfigurationError(
+                    "The catalogue has no usable model with a priority; pass models=[...]."
+                )
+            return ladder
+        if isinstance(models, str):
+            models = [m.strip() for m in models.split(",") if m.strip()]
+        elif isinstance(models, ModelSpec):
+            models = [models]
+        ladder = [m if isinstance(m, ModelSpec) else self.get(m) for m in models]
+        if not ladder:
+            raise ConfigurationError("models= is empty; name at least one model.")
+        names = [m.name for m in ladder]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"models= names a model twice: {names}")
+        unusable = [m.name for m in ladder if not m.usable]
+        if len(unusable) == len(ladder):
+            raise ConfigurationError(
+                f"No quota for {', '.join(unusable)} in tier {self.tier or 'given'} "
+                f"(a limit of 0). Set {ENV_TIER}=tier1 if your project has billing, or pick "
+                "other models."
+            )
+        return ladder
+
+    def with_windows(self, minute_s: float, day_s: float) -> ModelCatalogue:
+        """The whole catalogue with compressed quota windows (for demos and tests)."""
+        return ModelCatalogue(
+            (s.with_windows(minute_s, day_s) for s in self), as_of=self.as_of, tier=self.tier
+        )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, tier: str | None = None) -> ModelCatalogue:
+        """Build from parsed TOML/JSON: `{as_of, default_tier, models: {name: {...}}}`."""
+        chosen = tier or os.environ.get(ENV_TIER) or str(data.get("default_tier", "free"))
+        models = data.get("models")
+        if not isinstance(models, Mapping) or not models:
+            raise ConfigurationError("A catalogue needs a non-empty [models] table.")
+        specs = []
+        for name, entry in models.items():
+            entry = dict(entry)
+            limits = entry.pop("limits", {})
+            if limits:
+                if chosen not in limits:
+                    raise ConfigurationError(
+                        f"Catalogue model {name!r} has no limits for tier {chosen!r} "
+                        f"(it has: {', '.join(limits)}); set {ENV_TIER} to one of those."
+                    )
+                entry.update(limits[chosen])
+            unknown = set(entry) - _SPEC_FIELDS
+            if unknown:
+                raise ConfigurationError(
+                    f"Catalogue model {name!r} has unknown fields {sorted(unknown)}; "
+                    f"allowed: {sorted(_SPEC_FIELDS - {'name'})} and limits.<tier>."
+                )
+            specs.append(ModelSpec(name=name, **entry))
+        return cls(specs, as_of=str(data.get("as_of", "")), tier=chosen)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, tier: str | None = None) -> ModelCatalogue:
+        """Load a TOML or JSON catalogue file (same layout as the bundled catalogue.toml)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read model catalogue {path}: {exc}") from exc
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"Model catalogue {path} is not valid: {exc}") from exc
+        return cls.from_mapping(data, tier=tier)
+
+
+def default_catalogue(tier: str | None = None) -> ModelCatalogue:
+    """The bundled catalogue, or the file named by SCRIPTGEN_CATALOGUE, for `tier`."""
+    override = os.environ.get(ENV_CATALOGUE)
+    if override:
+        return ModelCatalogue.from_file(override, tier=tier)
+    text = resources.files(__package__).joinpath("catalogue.toml").read_text(encoding="utf-8")
+    return ModelCatalogue.from_mapping(tomllib.loads(text), tier=tier)
+
+
+def seed_models(*, minute_s: float = 60.0, day_s: float = 86_400.0) -> list[ModelSpec]:
+    """The seed's three models with the RPM limits its table uses (for comparisons)."""
+    catalogue = default_catalogue(tier="free")
+    seed_rpm = {"gemini-2.5-pro": 2, "gemini-2.5-flash": 10, "gemini-2.0-flash-lite": 30}
+    return [
+        replace(
+            catalogue.get(name), priority=i + 1, rpm=rpm, tpm=250_000, rpd=None,
+            minute_s=minute_s, day_s=day_s,
+        )
+        for i, (name, rpm) in enumerate(seed_rpm.items())
+    ]

@@ -1,0 +1,209 @@
+"""Retry policy: reading Google's error details, backoff, and the concurrency strategies.
+
+Small pure pieces in the manner of tenacity: parse a 429's `QuotaFailure`/`RetryInfo`, pick a
+backoff delay (randomness injected), decide what a failed attempt leads to, and turn the
+`max_concurrency=` argument into a plan. The runner applies the decisions; nothing here sleeps
+or does I/O. Imports nothing outside `engine/`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from .errors import BackendError, ConfigurationError, QuotaScope, QuotaViolation
+from .models import ModelSpec
+
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+_RETRY_IN_MESSAGE = re.compile(r"retry in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
+
+
+def parse_duration(text: object) -> float | None:
+    """A protobuf JSON Duration ("21s", "1.5s") in seconds; None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    match = _DURATION.match(text)
+    return float(match.group(1)) if match else None
+
+
+def quota_scope(quota_id: str) -> QuotaScope:
+    """Which window a `quotaId` names: per day, input tokens per minute, or requests per minute."""
+    if "PerDay" in quota_id:
+        return "day"
+    if "Token" in quota_id:
+        return "tokens"
+    return "minute"
+
+
+def read_error_details(details: Sequence[Any]) -> tuple[float | None, tuple[QuotaViolation, ...]]:
+    """(retryDelay seconds, quota violations) from a Google error's `details`, in any order."""
+    delay: float | None = None
+    violations: list[QuotaViolation] = []
+    for detail in details:
+        if not isinstance(detail, Mapping):
+            continue
+        kind = detail.get("@type")
+        if kind == RETRY_INFO:
+            delay = parse_duration(detail.get("retryDelay"))
+        elif kind == QUOTA_FAILURE:
+            for v in detail.get("violations") or ():
+                if not isinstance(v, Mapping):
+                    continue
+                quota_id = str(v.get("quotaId", ""))
+                value = v.get("quotaValue")
+                limit = int(value) if isinstance(value, str | int) and str(value).isdigit() else None
+                violations.append(QuotaViolation(quota_id, quota_scope(quota_id), limit))
+    return delay, tuple(violations)
+
+
+def retry_delay_from_message(message: str) -> float | None:
+    """The "Please retry in 40.6s." hint some 429 messages carry when RetryInfo is absent."""
+    match = _RETRY_IN_MESSAGE.search(message)
+    if not match:
+        return None
+    value = float(match.group(1))
+    return value / 1000 if match.group(2).lower() == "ms" else value
+
+
+def next_pacific_midnight(now: datetime) -> datetime:
+    """When Google's per-day quotas reset: the next midnight in America/Los_Angeles."""
+    pacific = now.astimezone(ZoneInfo("America/Los_Angeles"))
+    tomorrow = (pacific + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return tomorrow
+
+
+def day_reset_delay(error: BackendError, spec: ModelSpec, now: datetime) -> float:
+    """Seconds until a model exhausted for the day may be tried again.
+
+    The server's retryDelay when given; else, with real day windows, the next Pacific midnight;
+    else (compressed windows) one configured day.
+    """
+    if error.retry_delay_s is not None:
+        return error.retry_delay_s
+    if spec.day_s == 86_400.0:
+        return (next_pacific_midnight(now) - now).total_seconds()
+    return spec.day_s
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: uniform(0, min(cap, initial * factor**n))."""
+
+    initial_s: float = 1.0
+    factor: float = 2.0
+    max_s: float = 30.0
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        ceiling = min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
+        return rng.uniform(ceiling / 2, ceiling)
+
+
+Action = Literal["retry", "park", "exhaust", "fail", "abort"]
+
+RETRYABLE = frozenset({"server_error", "timeout", "connection", "malformed_response"})
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a failed attempt leads to; `delay_s` applies to retry, park and exhaust."""
+
+    action: Action
+    delay_s: float = 0.0
+    metric: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds on retries.
+
+    `max_attempts` bounds attempts that fail with a transient error (5xx, timeout, connection,
+    malformed body) or invalid JSON; 429s are not the request's fault and do not use it up, but
+    `max_quota_waits` bounds them so every request ends.
+    """
+
+    max_attempts: int = 6
+    max_quota_waits: int = 100
+    backoff: Backoff = Backoff()
+    default_park_s: float | None = None  # when a per-minute 429 has no retryDelay: one window
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigurationError("max_attempts must be at least 1")
+
+    def decide(
+        self, error: BackendError, failures: int, spec: ModelSpec, rng: random.Random
+    ) -> Decision:
+        """Decide after an attempt failed; `failures` counts this one among the transient ones."""
+        if error.api_key_invalid:
+            return Decision("abort")
+        if error.kind == "quota_exhausted":
+            return Decision("exhaust")
+        if error.kind == "rate_limited":
+            delay = error.retry_delay_s
+            if delay is None:
+                delay = self.default_park_s if self.default_park_s is not None else spec.minute_s
+            tokens = any(v.scope == "tokens" for v in error.violations)
+            return Decision("park", delay, "tpm" if tokens else "rpm")
+        if error.kind in RETRYABLE:
+            if failures >= self.max_attempts:
+                return Decision("fail")
+            delay = error.retry_delay_s
+            if delay is None:
+                delay = self.backoff.delay(failures, rng)
+            return Decision("retry", delay)
+        return Decision("fail")
+
+
+def seed_concurrency(rpm: int | None) -> int:
+    """The seed's formula, as written: min(10, max(3, floor(rpm * 0.6 * 5 / 60)))."""
+    safe = math.floor((rpm or 0) * 0.6 * 5 / 60)
+    return min(10, max(3, safe))
+
+
+ConcurrencyMode = Literal["auto", "fixed", "seed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyPlan:
+    """How many requests may be in flight, and whether the limiters pace admission."""
+
+    mode: ConcurrencyMode
+    max_in_flight: int
+    paced: bool
+
+
+AUTO_MAX_IN_FLIGHT = 256
+
+
+def plan_concurrency(
+    max_concurrency: int | str | None, ladder: Sequence[ModelSpec]
+) -> ConcurrencyPlan:
+    """Turn `max_concurrency=` into a plan.
+
+    - None / "auto": pace by every model's limits. In flight is then what the windows admit
+      times latency (Little's law); the cap is only a ceiling against runaway connection counts.
+    - an int: at most that many in flight, pacing still on.
+    - "seed": the seed's formula on the primary model, no pacing (for comparisons).
+    """
+    if max_concurrency is None or max_concurrency == "auto":
+        return ConcurrencyPlan("auto", AUTO_MAX_IN_FLIGHT, paced=True)
+    if max_concurrency == "seed":
+        return ConcurrencyPlan("seed", seed_concurrency(ladder[0].rpm), paced=False)
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise ConfigurationError(
+            f"max_concurrency={max_concurrency!r}: use None or 'auto' (pace by the limits), "
+            "a positive integer (cap in flight), or 'seed' (the seed's formula)."
+        )
+    if max_concurrency < 1:
+        raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    return ConcurrencyPlan("fixed", max_concurrency, paced=True)

@@ -1,0 +1,622 @@
+"""BatchEngine: admission, dispatch, retry and rotation for one batch of requests.
+
+One dispatcher coroutine pulls requests lazily (a generator is fine: only what is in flight or
+waiting for a retry is held), routes each to the most preferred model of its ladder with headroom
+now, admits it through that model's limiter and starts one task per attempt. An attempt's outcome
+is judged (truncated, blocked, invalid JSON are their own failures), and failures follow the
+`RetryPolicy`: a per-minute 429 parks the model and requeues the request, a per-day 429 exhausts
+the model, transient errors back off and retry, the rest fail at once, an invalid key aborts.
+Every step is announced as an event to the listeners; the engine knows none of them.
+
+Time comes from the running event loop (`loop.time()`, `asyncio.sleep`), so tests run it on a
+virtual-time loop and nothing really sleeps. Wall-clock stamps for the log come from `wall_clock`.
+Imports nothing outside `engine/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import math
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from .backend import Backend
+from .errors import BackendError, ConfigurationError, InvalidApiKeyError
+from .limits import ModelLimiter, Slot
+from .models import ModelSpec
+from .policy import ConcurrencyPlan, RetryPolicy, day_reset_delay
+from .values import (
+    Attempt,
+    AttemptFinished,
+    BatchFinished,
+    BatchStarted,
+    Event,
+    Failure,
+    GenerationRequest,
+    LimitLearned,
+    ModelStateChanged,
+    Reply,
+    RequestFinished,
+    RequestStarted,
+    Result,
+    Usage,
+)
+
+Listener = Callable[[Event], None]
+Routing = Literal["preference", "failover"]
+
+BLOCK_REASONS = frozenset(
+    {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY"}
+)
+
+
+def estimate_tokens(request: GenerationRequest) -> int:
+    """Input tokens before the call (about four characters a token), for TPM pacing and budgets."""
+    chars = len(request.prompt) + len(request.system or "")
+    return chars // 4 + 8
+
+
+class CancelToken:
+    """Thread-safe cancellation: `cancel()` from any thread (a Cancel button, Ctrl-C handler)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._wakers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        self._event.set()
+        with self._lock:
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
+
+    def on_cancel(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Register `wake` (called from the cancelling thread); returns an unregister function."""
+        with self._lock:
+            self._wakers.append(wake)
+
+        def remove() -> None:
+            with self._lock:
+                self._wakers.remove(wake)
+
+        return remove
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything that shapes one batch's run except the requests and the backend."""
+
+    ladder: Sequence[ModelSpec]
+    plan: ConcurrencyPlan
+    routing: Routing = "preference"
+    timeout_s: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    budget_usd: float | None = None
+    chunk_size: int | None = None
+    expected_output_tokens: int = 1024
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def __post_init__(self) -> None:
+        if not self.ladder:
+            raise ConfigurationError("A batch needs at least one model.")
+        if self.routing not in ("preference", "failover"):
+            raise ConfigurationError(f"routing={self.routing!r}: use 'preference' or 'failover'.")
+        if self.timeout_s <= 0:
+            raise ConfigurationError("timeout_s must be positive.")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigurationError("chunk_size must be at least 1.")
+        if self.budget_usd is not None and self.budget_usd < 0:
+            raise ConfigurationError("budget_usd must not be negative.")
+
+
+@dataclass(eq=False, slots=True)
+class _Work:
+    """A request the engine is carrying, with what its attempts have added up to so far."""
+
+    request: GenerationRequest
+    index: int
+    queued_at: float
+    tokens: int
+    attempts: int = 0
+    failures: int = 0  # transient failures, bounded by max_attempts
+    quota_waits: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    first_sent_at: float | None = None
+    reserved_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Go:
+    limiter: ModelLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class _Wait:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Never:
+    failure: Failure
+
+
+class BatchEngine:
+    """Runs one batch: `async for result in engine.stream(requests)` yields results as they end."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: EngineConfig,
+        *,
+        listeners: Iterable[Listener] = (),
+        cancel: CancelToken | None = None,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.listeners = list(listeners)
+        self.cancel_token = cancel or CancelToken()
+        self._rng = rng or random.Random()
+        self._wall = wall_clock
+        self.limiters = {spec.name: ModelLimiter(spec) for spec in config.ladder}
+        self.status: Literal["running", "finished", "cancelled", "failed"] = "running"
+        self._fatal: BaseException | None = None
+        self._stop_reason: Failure | None = None  # set when no further request may be sent
+        self._wake = asyncio.Event()
+        self._ready: deque[_Work] = deque()
+        self._delayed: list[tuple[float, int, _Work]] = []
+        self._seq = itertools.count()
+        self._tasks: dict[asyncio.Task[None], tuple[_Work, ModelLimiter]] = {}
+        self._out: asyncio.Queue[Result | None] = asyncio.Queue()
+        self._spent_usd = 0.0
+        self._reserved_usd = 0.0
+        self._done = 0
+        self._totals = {"succeeded": 0, "failed": 0, "not_run": 0}
+        self._usage = Usage()
+        self._models_used: set[str] = set()
+
+    # --- public --------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop admitting, cancel what is in flight, mark the rest not run (thread-safe)."""
+        self.cancel_token.cancel()
+
+    def unreported(self) -> list[Result]:
+        """Results produced but not yet yielded by `stream` (e.g. after it was cancelled)."""
+        results = []
+        while not self._out.empty():
+            result = self._out.get_nowait()
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def stream(
+        self, requests: Iterable[GenerationRequest], total: int | None = None
+    ) -> AsyncIterator[Result]:
+        """Run the batch, yielding each request's final `Result` as soon as it has one."""
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        self._total = total
+        unregister = self.cancel_token.on_cancel(lambda: loop.call_soon_threadsafe(self._wake.set))
+        self._emit(
+            BatchStarted(
+                self.config.batch_id,
+                total,
+                tuple(s.name for s in self.config.ladder),
+                self.config.plan.mode,
+                self.config.plan.max_in_flight,
+                self._wall(),
+            )
+        )
+        dispatcher = asyncio.create_task(self._dispatch(enumerate(requests)))
+        try:
+            while True:
+                result = await self._out.get()
+                if result is None:
+                    break
+                yield result
+        finally:
+            unregister()
+            if not dispatcher.done():
+                self.cancel_token.cancel()
+                dispatcher.cancel()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+            await self._cancel_in_flight()
+        if self._fatal is not None:
+            raise self._fatal
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    async def _dispatch(self, source: Iterable[tuple[int, GenerationRequest]]) -> None:
+        loop = asyncio.get_running_loop()
+        pending = iter(source)
+        exhausted_source = False
+        pulled = 0
+        try:
+            while True:
+                if self.cancel_token.cancelled and self._stop_reason is None:
+                    self._stop(Failure("not_run", "cancelled before it was sent"))
+                    self.status = "cancelled"
+                if self._fatal is not None:
+                    break
+                now = loop.time()
+                self._promote(now)
+                if len(self._tasks) >= self.config.plan.max_in_flight:
+                    await self._sleep(None)
+                    continue
+                work = self._ready.popleft() if self._ready else None
+                if work is None and not exhausted_source and self._may_pull(pulled):
+                    item = next(pending, None)
+                    if item is None:
+                        exhausted_source = True
+                    else:
+                        pulled += 1
+                        index, request = item
+                        work = _Work(request, index, now, estimate_tokens(request))
+                if work is None:
+                    if exhausted_source and not self._tasks and not self._delayed:
+                        break
+                    next_at = self._delayed[0][0] if self._delayed else None
+                    await self._sleep(None if next_at is None else next_at - now)
+                    continue
+                if self._stop_reason is not None:
+                    self._finish(work, None, self._stop_reason)
+                    continue
+                route = self._route(work, now)
+                if isinstance(route, _Never):
+                    if route.failure.kind == "not_run" and work.request.model is None:
+                        self._stop(route.failure)
+                    self._finish(work, None, route.failure)
+                elif isinstance(route, _Wait):
+                    self._ready.appendleft(work)
+                    await self._sleep(route.seconds)
+                elif not self._within_budget(work, route.limiter.spec):
+                    self._finish(work, None, self._stop_reason)
+                else:
+                    slot = route.limiter.admit(now, work.tokens)
+                    task = asyncio.create_task(self._attempt(work, route.limiter, slot))
+                    self._tasks[task] = (work, route.limiter)
+                    task.add_done_callback(self._task_done)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._fatal = self._fatal or exc
+            raise
+        finally:
+            await self._cancel_in_flight()
+            reason = self._stop_reason or Failure("not_run", "the batch stopped before it was sent")
+            for work in self._drain_waiting():
+                self._finish(work, None, reason)
+            if not exhausted_source:
+                for index, request in pending:
+                    self._finish(_Work(request, index, loop.time(), 0), None, reason)
+            self._end_batch(loop.time())
+            self._out.put_nowait(None)
+
+    def _may_pull(self, pulled: int) -> bool:
+        """With `chunk_size`, a chunk must end before the next one is pulled (seed sub-batching)."""
+        size = self.config.chunk_size
+        if not size or pulled % size:
+            return True
+        return not (self._tasks or self._delayed or self._ready)
+
+    def _promote(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, work = heapq.heappop(self._delayed)
+            self._ready.append(work)
+
+    async def _sleep(self, seconds: float | None) -> None:
+        """Sleep until woken (an attempt ended, a cancel) or `seconds` pass."""
+        self._wake.clear()
+        if seconds is not None and seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        if seconds is not None and math.isinf(seconds):
+            seconds = None
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def _route(self, work: _Work, now: float) -> _Go | _Wait | _Never:
+        """Pick the model for `work`: the most preferred one with headroom now."""
+        pinned = work.request.model
+        if pinned is not None:
+            candidates = [lim for lim in self.limiters.values() if lim.spec.name == pinned]
+            if not candidates:
+                return _Never(Failure("invalid_request", f"model {pinned!r} is not in this batch"))
+        else:
+            candidates = list(self.limiters.values())
+        paced = self.config.plan.paced
+        live = [lim for lim in candidates if lim.spec.usable and lim.exhausted_until <= now]
+        if not live:
+            until = min(lim.exhausted_until for lim in candidates) - now
+            names = ", ".join(lim.spec.name for lim in candidates)
+            return _Never(
+                Failure("not_run", f"every model is out of daily quota ({names}); "
+                        f"the first resets in {until:.0f}s. Re-run to resume.")
+            )
+        fitting = [lim for lim in live if not lim.never_fits(work.tokens)]
+        if not fitting:
+            return _Never(
+                Failure("too_large", f"about {work.tokens} input tokens exceed the input or "
+                        "per-minute token limit of every model in the ladder")
+            )
+        waits = []
+        for limiter in fitting:
+            wait = limiter.wait_s(now, work.tokens, paced=paced)
+            if wait <= 0:
+                return _Go(limiter)
+            waits.append(wait)
+            if self.config.routing == "failover" and limiter.state(now) == "ready":
+                break  # strict failover: a lower model only while this one is unavailable
+        return _Wait(min(waits))
+
+    def _within_budget(self, work: _Work, spec: ModelSpec) -> bool:
+        budget = self.config.budget_usd
+        if budget is None:
+            return True
+        expected = Usage(work.tokens, work.request.max_output_tokens or self.config.expected_output_tokens)
+        reserve = spec.cost_usd(expected)
+        if self._spent_usd + self._reserved_usd + reserve > budget:
+            self._stop(
+                Failure("not_run", f"the budget of ${budget:.4f} would be crossed "
+                        f"(spent ${self._spent_usd:.4f}, ${self._reserved_usd:.4f} in flight)")
+            )
+            return False
+        work.reserved_usd = reserve
+        self._reserved_usd += reserve
+        return True
+
+    # --- attempts ------------------------------------------------------------------------
+
+    async def _attempt(self, work: _Work, limiter: ModelLimiter, slot: Slot) -> None:
+        loop = asyncio.get_running_loop()
+        spec = limiter.spec
+        work.attempts += 1
+        number = work.attempts
+        started = loop.time()
+        if work.first_sent_at is None:
+            work.first_sent_at = started
+        wall_started = self._wall()
+        self._models_used.add(spec.name)
+        self._emit(RequestStarted(work.request.id, work.index, number, spec.name))
+        reply: Reply | None = None
+        error: BackendError | None = None
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                reply = await self.backend.generate(work.request, spec.name)
+        except BackendError as exc:
+            error = exc
+        except TimeoutError:
+            error = BackendError("timeout", f"no answer within {self.config.timeout_s:g}s")
+        latency_s = loop.time() - started
+        self._release_reservation(work)
+        if reply is not None:
+            limiter.settle(slot, reply.usage.input or work.tokens)
+            self._judge(work, limiter, reply, number, latency_s, wall_started)
+        else:
+            assert error is not None
+            self._handle_error(work, limiter, slot, error, number, latency_s, wall_started)
+
+    def _judge(
+        self, work: _Work, limiter: ModelLimiter, reply: Reply, number: int,
+        latency_s: float, wall_started: float,
+    ) -> None:
+        """Decide what a 200 reply means: success, or a failure of its own kind."""
+        spec = limiter.spec
+        cost = spec.cost_usd(reply.usage)
+        work.usage = work.usage + reply.usage
+        work.cost_usd += cost
+        self._spent_usd += cost
+        self._usage = self._usage + reply.usage
+        limiter.record_success()
+        failure: Failure | None = None
+        data: Any = None
+        finish = (reply.finish_reason or "").upper()
+        retry = False
+        if reply.block_reason or finish in BLOCK_REASONS:
+            failure = Failure("blocked", f"blocked by the service ({reply.block_reason or finish})")
+        elif finish == "MAX_TOKENS":
+            failure = Failure("truncated", "the answer hit max_output_tokens (finish reason "
+                              "MAX_TOKENS); raise max_output_tokens or shorten the task")
+        elif not reply.text:
+            failure = Failure("malformed_response", f"empty answer (finish reason {finish or '?'})", 200)
+            work.failures += 1
+            retry = work.failures < self.config.retry.max_attempts
+        elif work.request.schema is not None:
+            try:
+                data = parse_structured(reply.text, work.request.schema)
+            except ValueError as exc:
+                failure = Failure("invalid_json", str(exc)[:500])
+                work.failures += 1
+                retry = work.failures < self.config.retry.max_attempts
+        attempt = self._attempt_record(
+            work, spec, number, failure, reply.usage, cost, latency_s, wall_started,
+            finish_reason=reply.finish_reason, model_version=reply.model_version,
+        )
+        self._emit(AttemptFinished(attempt, will_retry=retry))
+        if retry:
+            self._retry_later(work, self.config.retry.backoff.delay(work.failures, self._rng))
+        else:
+            self._finish(
+                work, spec.name, failure, text=reply.text, data=data, reply=reply,
+                latency_s=latency_s,
+            )
+
+    def _handle_error(
+        self, work: _Work, limiter: ModelLimiter, slot: Slot, error: BackendError,
+        number: int, latency_s: float, wall_started: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        spec = limiter.spec
+        if error.kind in ("server_error", "timeout", "connection", "malformed_response"):
+            work.failures += 1
+            if limiter.record_server_failure(now, self.config.retry.backoff.delay(
+                    limiter.consecutive_failures - 2, self._rng)):
+                self._emit(ModelStateChanged(spec.name, "cooling", limiter.cooling_until - now,
+                                             f"{limiter.consecutive_failures} failures in a row"))
+        decision = self.config.retry.decide(error, work.failures, spec, self._rng)
+        failure = Failure(error.kind, error.message, error.http_status)
+        learned = None
+        requeue = False
+        if decision.action == "park":
+            learned = limiter.rate_limited(now, slot, decision.delay_s, decision.metric)
+            self._emit(ModelStateChanged(spec.name, "parked", decision.delay_s, error.message[:200]))
+            work.quota_waits += 1
+            requeue = work.quota_waits <= self.config.retry.max_quota_waits
+        elif decision.action == "exhaust":
+            delay = day_reset_delay(error, spec, datetime.now().astimezone())
+            learned = limiter.exhausted(now, slot, now + delay)
+            self._emit(ModelStateChanged(spec.name, "exhausted", delay, error.message[:200]))
+            work.quota_waits += 1
+            requeue = work.quota_waits <= self.config.retry.max_quota_waits
+        elif decision.action == "abort":
+            self._fatal = self._fatal or InvalidApiKeyError(error.message[:200])
+            self._stop(Failure("not_run", "the batch stopped: the API key was rejected"))
+            self.status = "failed"
+        if learned is not None:
+            self._emit(LimitLearned(spec.name, learned.metric, learned.configured, learned.learned))
+        will_retry = requeue or decision.action == "retry"
+        attempt = self._attempt_record(
+            work, spec, number, failure, Usage(), 0.0, latency_s, wall_started,
+            retry_delay_s=error.retry_delay_s,
+        )
+        self._emit(AttemptFinished(attempt, will_retry=will_retry))
+        if decision.action == "retry":
+            self._retry_later(work, decision.delay_s)
+        elif requeue:
+            self._ready.appendleft(work)
+        else:
+            self._finish(work, spec.name, failure, latency_s=latency_s)
+
+    def _attempt_record(
+        self, work: _Work, spec: ModelSpec, number: int, failure: Failure | None, usage: Usage,
+        cost: float, latency_s: float, wall_started: float, *, finish_reason: str | None = None,
+        model_version: str | None = None, retry_delay_s: float | None = None,
+    ) -> Attempt:
+        return Attempt(
+            request_id=work.request.id, index=work.index, number=number, model=spec.name,
+            success=failure is None, failure=failure, usage=usage, cost_usd=cost,
+            latency_ms=latency_s * 1000, started_at=wall_started, finished_at=self._wall(),
+            finish_reason=finish_reason, model_version=model_version, retry_delay_s=retry_delay_s,
+        )
+
+    def _retry_later(self, work: _Work, delay_s: float) -> None:
+        at = asyncio.get_running_loop().time() + delay_s
+        heapq.heappush(self._delayed, (at, next(self._seq), work))
+
+    def _release_reservation(self, work: _Work) -> None:
+        self._reserved_usd -= work.reserved_usd
+        work.reserved_usd = 0.0
+
+    # --- endings -------------------------------------------------------------------------
+
+    def _finish(
+        self, work: _Work, model: str | None, failure: Failure | None, *, text: str | None = None,
+        data: Any = None, reply: Reply | None = None, latency_s: float | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        queue_s = (work.first_sent_at if work.first_sent_at is not None else loop.time()) - work.queued_at
+        result = Result(
+            id=work.request.id, index=work.index, success=failure is None, text=text, data=data,
+            error=failure, finish_reason=reply.finish_reason if reply else None, model=model,
+            attempts=work.attempts, usage=work.usage, cost_usd=work.cost_usd,
+            latency_ms=None if latency_s is None else latency_s * 1000,
+            queue_ms=queue_s * 1000 if work.first_sent_at is not None else None,
+            model_version=reply.model_version if reply else None, metadata=work.request.metadata,
+        )
+        self._done += 1
+        key = "succeeded" if result.success else "not_run" if failure and failure.kind == "not_run" else "failed"
+        self._totals[key] += 1
+        self._emit(RequestFinished(result, self._done, self._total))
+        self._out.put_nowait(result)
+
+    def _stop(self, reason: Failure | None) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            self._wake.set()
+
+    def _drain_waiting(self) -> list[_Work]:
+        waiting = list(self._ready) + [w for _, _, w in sorted(self._delayed, key=lambda x: x[:2])]
+        self._ready.clear()
+        self._delayed.clear()
+        return waiting
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        if not task.cancelled() and task.exception() is not None and self._fatal is None:
+            self._fatal = task.exception()
+        self._wake.set()
+
+    async def _cancel_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        running = dict(self._tasks)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        reason = self._stop_reason or Failure("not_run", "cancelled while in flight")
+        for task, (work, _) in running.items():
+            self._tasks.pop(task, None)
+            if task.cancelled():  # a task that ended on its own has already settled its work
+                self._release_reservation(work)
+                self._finish(work, None, Failure("not_run", f"{reason.message} (was in flight)"))
+
+    def _end_batch(self, now: float) -> None:
+        if self.status == "running":
+            self.status = "failed" if self._fatal is not None else (
+                "cancelled" if self.cancel_token.cancelled else "finished")
+        self._emit(
+            BatchFinished(
+                self.config.batch_id, self.status, self._done, self._totals["succeeded"],
+                self._totals["failed"], self._totals["not_run"], self._usage,
+                self._spent_usd, now - self._t0, tuple(sorted(self._models_used)),
+            )
+        )
+
+    def _emit(self, event: Event) -> None:
+        """Tell every listener; a listener that raises stops the batch (its error is raised)."""
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                if self._fatal is None:
+                    self._fatal = exc
+                    self._stop(Failure("not_run", f"a listener failed: {exc!r}"))
+                    self.status = "failed"
+
+
+def parse_structured(text: str, schema: Any) -> Any:
+    """Parse a JSON answer against a Pydantic model class or (leniently) a JSON Schema dict.
+
+    Raises ValueError (json or Pydantic validation) when the text does not fit.
+    """
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:
+            return schema.model_validate_json(text)
+        except ValidationError as exc:
+            raise ValueError(f"answer does not match {schema.__name__}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"answer is not valid JSON: {exc}") from None
