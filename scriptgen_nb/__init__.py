@@ -1,5 +1,88 @@
-"""scriptgen_nb: run large batches of Gemini generation requests from Jupyter, Python or a terminal."""
+"""scriptgen_nb: run large batches of Gemini generation requests from Jupyter, Python or a terminal.
+
+    import scriptgen_nb as sg
+    requests = sg.create_batch_requests(["Write a 60-second script about tides"], temperature=0.7)
+    results = sg.batch_generate(requests)            # or: await sg.abatch_generate(requests)
+    results.to_dataframe()
+
+Names are imported on first use (PEP 562), so `import scriptgen_nb.engine...` or
+`import scriptgen_nb.emulator` loads only that layer: the engine never drags in the facade, and
+the emulator never loads the engine it is there to test.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "ResultList": "api",
+    "abatch_generate": "api",
+    "aiter_generate": "api",
+    "batch_generate": "api",
+    "create_batch_requests": "api",
+    "iter_generate": "api",
+    "Emulator": "emulator",
+    "EmulatorConfig": "emulator",
+    "FakeBackend": "engine.backend",
+    "GeminiBackend": "engine.backend",
+    "BatchInterrupted": "engine.errors",
+    "ConfigurationError": "engine.errors",
+    "InvalidApiKeyError": "engine.errors",
+    "MissingApiKeyError": "engine.errors",
+    "ScriptgenError": "engine.errors",
+    "UnknownModelError": "engine.errors",
+    "ModelCatalogue": "engine.models",
+    "ModelSpec": "engine.models",
+    "default_catalogue": "engine.models",
+    "seed_models": "engine.models",
+    "seed_concurrency": "engine.policy",
+    "BatchEngine": "engine.runner",
+    "CancelToken": "engine.runner",
+    "Failure": "engine.values",
+    "GenerationRequest": "engine.values",
+    "Result": "engine.values",
+    "Usage": "engine.values",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scriptgen_nb' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from .api import (
+        ResultList,
+        abatch_generate,
+        aiter_generate,
+        batch_generate,
+        create_batch_requests,
+        iter_generate,
+    )
+    from .emulator import Emulator, EmulatorConfig
+    from .engine.backend import FakeBackend, GeminiBackend
+    from .engine.errors import (
+        BatchInterrupted,
+        ConfigurationError,
+        InvalidApiKeyError,
+        MissingApiKeyError,
+        ScriptgenError,
+        UnknownModelError,
+    )
+    from .engine.models import ModelCatalogue, ModelSpec, default_catalogue, seed_models
+    from .engine.policy import seed_concurrency
+    from .engine.runner import BatchEngine, CancelToken
+    from .engine.values import Failure, GenerationRequest, Result, Usage

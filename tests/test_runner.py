@@ -1,0 +1,378 @@
+"""BatchEngine behaviour on a fake backend and a virtual clock: pacing, routing, retries, endings."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from scriptgen_nb.engine.backend import FakeBackend
+from scriptgen_nb.engine.errors import BackendError, InvalidApiKeyError, QuotaViolation
+from scriptgen_nb.engine.models import ModelSpec
+from scriptgen_nb.engine.policy import Backoff, RetryPolicy, plan_concurrency
+from scriptgen_nb.engine.runner import BatchEngine, CancelToken, EngineConfig
+from scriptgen_nb.engine.values import (
+    AttemptFinished,
+    BatchFinished,
+    Event,
+    GenerationRequest,
+    LimitLearned,
+    ModelStateChanged,
+    Reply,
+    Result,
+    Usage,
+)
+from tests.virtual_time import run_virtual
+
+
+def requests(n: int, **fields: Any) -> list[GenerationRequest]:
+    return [GenerationRequest(id=f"r{i}", prompt=f"prompt number {i}", **fields) for i in range(n)]
+
+
+def spec(name: str, priority: int = 1, **limits: Any) -> ModelSpec:
+    return ModelSpec(name, priority=priority, input_usd_per_1m=1.0, output_usd_per_1m=2.0, **limits)
+
+
+class Run:
+    """One engine run on the virtual clock: results, events, and when each call was sent."""
+
+    def __init__(
+        self,
+        backend: FakeBackend,
+        ladder: list[ModelSpec],
+        reqs: Iterable[GenerationRequest],
+        *,
+        concurrency: int | str | None = None,
+        cancel_after: int | None = None,
+        **config: Any,
+    ) -> None:
+        self.events: list[Event] = []
+        self.sent_at: list[tuple[float, str, str]] = []
+        self.backend = backend
+        token = CancelToken()
+        original = backend.generate
+
+        async def timed(request: GenerationRequest, model: str) -> Reply:
+            self.sent_at.append((asyncio.get_running_loop().time(), model, request.id))
+            return await original(request, model)
+
+        backend.generate = timed  # type: ignore[method-assign]
+
+        def listen(event: Event) -> None:
+            self.events.append(event)
+            finished = sum(1 for e in self.events if type(e).__name__ == "RequestFinished")
+            if cancel_after is not None and finished == cancel_after:
+                token.cancel()
+
+        retry = config.pop("retry", RetryPolicy(backoff=Backoff(0.5, 2.0, 4.0)))
+        self.engine = BatchEngine(
+            backend,
+            EngineConfig(ladder, plan_concurrency(concurrency, ladder), retry=retry, **config),
+            listeners=[listen],
+            cancel=token,
+            rng=random.Random(7),
+        )
+        self.total = len(reqs) if isinstance(reqs, list) else None
+
+        async def main() -> tuple[list[Result], float]:
+            out = [r async for r in self.engine.stream(reqs, self.total)]
+            return out, asyncio.get_running_loop().time()
+
+        self.results, self.elapsed = run_virtual(main())
+
+    @property
+    def by_id(self) -> dict[str, Result]:
+        return {r.id: r for r in self.results}
+
+    def calls_to(self, model: str) -> list[float]:
+        return [t for t, m, _ in self.sent_at if m == model]
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def max_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
+
+
+def rate_limit(quota_id: str, delay: float | None) -> BackendError:
+    scope = "day" if "PerDay" in quota_id else "tokens" if "Token" in quota_id else "minute"
+    kind = "quota_exhausted" if scope == "day" else "rate_limited"
+    return BackendError(kind, "quota", 429, delay, (QuotaViolation(quota_id, scope, 10),))  # type: ignore[arg-type]
+
+
+PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+PER_DAY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+
+
+def test_paces_to_rpm_and_finishes_at_the_sliding_window_bound() -> None:
+    run = Run(FakeBackend(latency_s=1.0), [spec("a", rpm=10)], requests(35))
+    assert all(r.success for r in run.results)
+    assert max_in_any_window(run.calls_to("a"), 60.0) == 10
+    # A sliding window admits 10 at 0, 60, 120, 180 (+ margin); the last answer one latency later.
+    assert 181.0 <= run.elapsed < 182.0
+
+
+def test_preference_ladder_uses_the_combined_rate() -> None:
+    ladder = [spec("a", 1, rpm=10), spec("b", 2, rpm=5)]
+    run = Run(FakeBackend(latency_s=1.0), ladder, requests(30))
+    assert len(run.calls_to("a")) == 20 and len(run.calls_to("b")) == 10
+    assert run.elapsed < 62.0  # two windows of 15, not three windows of 10
+
+
+def test_failover_routing_uses_a_lower_model_only_while_the_higher_is_unavailable() -> None:
+    ladder = [spec("a", 1, rpm=10), spec("b", 2, rpm=5)]
+    run = Run(FakeBackend(latency_s=1.0), ladder, requests(30), routing="failover")
+    assert run.calls_to("b") == []
+    assert len(run.calls_to("a")) == 30
+
+
+def test_fixed_concurrency_caps_in_flight_and_still_paces() -> None:
+    backend = FakeBackend(latency_s=5.0)
+    run = Run(backend, [spec("a", rpm=20)], requests(40), concurrency=3)
+    assert backend.max_in_flight == 3
+    assert max_in_any_window(run.calls_to("a"), 60.0) <= 20
+
+
+def test_seed_concurrency_sends_without_pacing() -> None:
+    backend = FakeBackend(latency_s=1.0)
+    run = Run(backend, [spec("a", rpm=2)], requests(9), concurrency="seed")
+    assert backend.max_in_flight == 3  # min(10, max(3, floor(2*0.6*5/60)))
+    assert run.elapsed == pytest.approx(3.0)  # unpaced: three rounds of one latency
+
+
+def test_per_minute_429_parks_the_model_for_retry_delay_and_learns_the_limit() -> None:
+    backend = FakeBackend(latency_s=0.5)
+    backend.enqueue("a", *[FakeBackend.echo] * 4, rate_limit(PER_MINUTE, 7.5))
+    run = Run(backend, [spec("a", rpm=10)], requests(6), concurrency=1)
+    assert all(r.success for r in run.results)
+    calls = run.calls_to("a")
+    assert len(calls) == 7  # six requests plus the one rejected attempt
+    rejected_at = calls[4]
+    assert min(t for t in calls[5:]) >= rejected_at + 0.5 + 7.5
+    learned = run.of(LimitLearned)
+    assert [(e.metric, e.configured, e.learned) for e in learned] == [("rpm", 10, 4)]
+    assert any(e.state == "parked" for e in run.of(ModelStateChanged))
+
+
+def test_per_day_429_exhausts_the_model_and_rotates_without_probing_it_again() -> None:
+    backend = FakeBackend(latency_s=0.5)
+    backend.enqueue("a", *[FakeBackend.echo] * 3, rate_limit(PER_DAY, 3600.0))
+    ladder = [spec("a", 1, rpm=100), spec("b", 2, rpm=100)]
+    run = Run(backend, ladder, requests(20), concurrency=1)
+    assert all(r.success for r in run.results)
+    assert len(run.calls_to("a")) == 4
+    assert {r.model for r in run.results[4:]} == {"b"}
+    exhausted = [e for e in run.of(ModelStateChanged) if e.state == "exhausted"]
+    assert exhausted and exhausted[0].until_s == 3600.0
+
+
+def test_all_models_exhausted_stops_fast_and_marks_the_rest_not_run() -> None:
+    backend = FakeBackend(latency_s=0.5)
+    backend.enqueue("a", FakeBackend.echo, rate_limit(PER_DAY, 3600.0))
+    backend.enqueue("b", rate_limit(PER_DAY, 3600.0))
+    ladder = [spec("a", 1), spec("b", 2)]
+    run = Run(backend, ladder, requests(50), concurrency=1)
+    assert len(backend.calls) == 3
+    assert run.by_id["r0"].success
+    not_run = [r for r in run.results if not r.success]
+    assert len(not_run) == 49 and {r.error.kind for r in not_run} == {"not_run"}  # type: ignore[union-attr]
+    assert run.elapsed < 2.0
+    assert run.of(BatchFinished)[0].not_run == 49
+
+
+def test_server_errors_back_off_and_retry_until_success() -> None:
+    backend = FakeBackend(latency_s=0.1)
+    backend.enqueue("a", BackendError("server_error", "boom", 500), BackendError("server_error", "overloaded", 503))
+    run = Run(backend, [spec("a")], requests(1))
+    result = run.results[0]
+    assert result.success and result.attempts == 3
+    sends = run.calls_to("a")
+    assert sends[1] - sends[0] >= 0.1 + 0.25  # backoff: uniform(initial/2, initial)
+    assert [e.will_retry for e in run.of(AttemptFinished)] == [True, True, False]
+
+
+def test_server_error_retry_delay_from_the_server_is_honoured() -> None:
+    backend = FakeBackend()
+    backend.enqueue("a", BackendError("server_error", "busy", 503, retry_delay_s=9.0))
+    run = Run(backend, [spec("a")], requests(1))
+    sends = run.calls_to("a")
+    assert sends[1] - sends[0] == pytest.approx(9.0)
+
+
+def test_transient_failures_are_bounded_by_max_attempts() -> None:
+    backend = FakeBackend(default=lambda r, m: (_ for _ in ()).throw(BackendError("timeout", "slow")))
+    run = Run(backend, [spec("a")], requests(2), retry=RetryPolicy(max_attempts=3, backoff=Backoff(0.1)))
+    assert [r.attempts for r in run.results] == [3, 3]
+    assert {r.error.kind for r in run.results} == {"timeout"}  # type: ignore[union-attr]
+
+
+def test_client_errors_fail_at_once() -> None:
+    backend = FakeBackend()
+    backend.enqueue("a", BackendError("invalid_request", "bad field", 400), BackendError("not_found", "no model", 404))
+    run = Run(backend, [spec("a")], requests(3), concurrency=1)
+    kinds = [r.error.kind if r.error else "ok" for r in run.results]
+    assert kinds == ["invalid_request", "not_found", "ok"]
+    assert len(backend.calls) == 3
+
+
+def test_invalid_api_key_aborts_the_batch_with_a_clear_error() -> None:
+    backend = FakeBackend(latency_s=0.1)
+    key_error = BackendError("invalid_request", "API key not valid.", 400, api_key_invalid=True)
+    backend.enqueue("a", key_error)
+    with pytest.raises(InvalidApiKeyError, match="GEMINI_API_KEY"):
+        Run(backend, [spec("a")], requests(100), concurrency=1)
+    assert len(backend.calls) == 1
+
+
+def test_truncation_and_safety_blocks_are_their_own_kinds_and_not_retried() -> None:
+    backend = FakeBackend()
+    backend.enqueue(
+        "a",
+        Reply("half a scr", "MAX_TOKENS", Usage(10, 50)),
+        Reply(None, "SAFETY", Usage(10, 0)),
+        Reply(None, "STOP", Usage(10, 0), block_reason="PROHIBITED_CONTENT"),
+    )
+    run = Run(backend, [spec("a")], requests(3), concurrency=1)
+    assert [r.error.kind for r in run.results] == ["truncated", "blocked", "blocked"]  # type: ignore[union-attr]
+    assert run.results[0].text == "half a scr" and run.results[0].finish_reason == "MAX_TOKENS"
+    assert [r.attempts for r in run.results] == [1, 1, 1]
+    assert run.results[0].cost_usd == pytest.approx((10 * 1.0 + 50 * 2.0) / 1e6)  # billed
+
+
+class Scene(BaseModel):
+    heading: str
+    seconds: int
+
+
+def test_structured_output_is_parsed_and_invalid_json_is_retried_then_reported() -> None:
+    good = Reply('{"heading": "Dawn", "seconds": 12}', "STOP", Usage(5, 9))
+    bad = Reply('{"heading": "Dawn", "seconds": ', "STOP", Usage(5, 4))
+    seen: Counter[str] = Counter()
+
+    def answer(request: GenerationRequest, model: str) -> Reply:
+        seen[request.id] += 1
+        return good if request.id == "r0" and seen["r0"] == 2 else bad
+
+    run = Run(
+        FakeBackend(default=answer), [spec("a")], requests(2, schema=Scene),
+        retry=RetryPolicy(max_attempts=3, backoff=Backoff(0.1)),
+    )
+    first, second = run.by_id["r0"], run.by_id["r1"]
+    assert first.success and first.data == Scene(heading="Dawn", seconds=12) and first.attempts == 2
+    assert not second.success and second.error.kind == "invalid_json" and second.attempts == 3  # type: ignore[union-attr]
+    assert second.usage == Usage(15, 12)  # every billed attempt counts
+
+
+def test_timeout_is_enforced_by_the_engine() -> None:
+    backend = FakeBackend(latency_s=lambda r, m: 100.0 if r.id == "r0" else 0.1)
+    run = Run(backend, [spec("a")], requests(2), timeout_s=5.0, retry=RetryPolicy(max_attempts=2, backoff=Backoff(0.1)))
+    assert run.by_id["r0"].error.kind == "timeout" and run.by_id["r0"].attempts == 2  # type: ignore[union-attr]
+    assert run.by_id["r1"].success
+
+
+def test_consecutive_server_failures_cool_the_model_and_traffic_moves_down_the_ladder() -> None:
+    backend = FakeBackend()
+    backend.enqueue("a", *[BackendError("server_error", "overloaded", 503)] * 3)
+    ladder = [spec("a", 1), spec("b", 2)]
+    run = Run(backend, ladder, requests(6), concurrency=1)
+    assert all(r.success for r in run.results)
+    assert any(e.state == "cooling" and e.model == "a" for e in run.of(ModelStateChanged))
+    assert "b" in {r.model for r in run.results}
+
+
+def test_budget_stops_admission_before_it_would_be_crossed() -> None:
+    backend = FakeBackend(default=lambda r, m: Reply("x" * 40, "STOP", Usage(100, 1000)))
+    # Each request reserves 8 + len(prompt)//4 input and 1000 output tokens: ~$0.00201 here.
+    run = Run(backend, [spec("a")], requests(10), concurrency=1, budget_usd=0.0065)
+    spent = sum(r.cost_usd for r in run.results)
+    assert spent <= 0.0065
+    assert sum(r.success for r in run.results) == 3
+    assert {r.error.kind for r in run.results if not r.success} == {"not_run"}  # type: ignore[union-attr]
+    assert "budget" in run.results[-1].error.message  # type: ignore[union-attr]
+
+
+def test_results_keep_ids_indexes_usage_cost_and_timings() -> None:
+    backend = FakeBackend(latency_s=lambda r, m: 3.0 - int(r.id[1:]))
+    run = Run(backend, [spec("a")], requests(3))
+    assert [r.id for r in run.results] == ["r2", "r1", "r0"]  # finish order
+    r0 = run.by_id["r0"]
+    assert r0.index == 0 and r0.model == "a" and r0.attempts == 1
+    assert r0.latency_ms == pytest.approx(3000.0)
+    assert r0.queue_ms == pytest.approx(0.0)
+    assert r0.cost_usd == pytest.approx(spec("a").cost_usd(r0.usage))
+    assert r0.tokens == {"input": r0.usage.input, "output": r0.usage.output}
+
+
+def test_cancel_stops_admission_and_marks_everything_else_not_run() -> None:
+    backend = FakeBackend(latency_s=1.0)
+    run = Run(backend, [spec("a")], requests(20), concurrency=2, cancel_after=4)
+    assert len(run.results) == 20 and len({r.id for r in run.results}) == 20
+    done = [r for r in run.results if r.success]
+    assert 4 <= len(done) <= 6
+    assert len(backend.calls) <= 6
+    assert run.engine.status == "cancelled"
+    assert run.of(BatchFinished)[0].status == "cancelled"
+
+
+def test_chunk_size_finishes_each_chunk_before_the_next_starts() -> None:
+    backend = FakeBackend(latency_s=lambda r, m: 1.0 + int(r.id[1:]) % 3)
+    run = Run(backend, [spec("a")], requests(9), chunk_size=4)
+    finished = {r.id: r for r in run.results}
+    sent = {rid: t for t, _, rid in run.sent_at}
+    chunk_end = max(sent[f"r{i}"] + finished[f"r{i}"].latency_ms / 1000 for i in range(4))  # type: ignore[operator]
+    assert min(sent[f"r{i}"] for i in range(4, 8)) >= chunk_end
+
+
+def test_a_generator_is_consumed_lazily_with_bounded_in_flight() -> None:
+    pulled: list[int] = []
+
+    def lazy() -> Iterator[GenerationRequest]:
+        for i in range(2000):
+            pulled.append(i)
+            yield GenerationRequest(id=str(i), prompt=f"p{i}")
+
+    backend = FakeBackend(latency_s=1.0)
+    run = Run(backend, [spec("a")], lazy(), concurrency=16)
+    assert len(run.results) == 2000 and all(r.success for r in run.results)
+    assert backend.max_in_flight == 16
+    assert run.of(BatchFinished)[0].total == 2000
+    assert Counter(rid for _, _, rid in run.sent_at).most_common(1)[0][1] == 1
+
+
+def test_a_failing_listener_stops_the_batch_and_its_error_is_raised() -> None:
+    def broken(event: Event) -> None:
+        if isinstance(event, AttemptFinished):
+            raise RuntimeError("disk full")
+
+    async def main() -> None:
+        engine = BatchEngine(
+            FakeBackend(latency_s=0.1),
+            EngineConfig([spec("a")], plan_concurrency(2, [spec("a")])),
+            listeners=[broken],
+        )
+        async for _ in engine.stream(requests(10), 10):
+            pass
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_virtual(main())
+
+
+def test_a_pinned_request_goes_only_to_its_model() -> None:
+    reqs = [*requests(3), GenerationRequest(id="pinned", prompt="x", model="b")]
+    run = Run(FakeBackend(), [spec("a", 1), spec("b", 2)], reqs)
+    assert run.by_id["pinned"].model == "b"
+    assert {run.by_id[f"r{i}"].model for i in range(3)} == {"a"}
+
+
+def test_a_prompt_larger_than_every_model_allows_fails_as_too_large() -> None:
+    big = GenerationRequest(id="big", prompt="word " * 4000)
+    run = Run(FakeBackend(), [spec("a", tpm=500)], [big, *requests(1)])
+    assert run.by_id["big"].error.kind == "too_large"  # type: ignore[union-attr]
+    assert run.by_id["r0"].success
