@@ -1,0 +1,25 @@
+"""A Gemini-compatible HTTP server for tests, demos and benchmarks.
+
+The real google-genai SDK talks to it through `HttpOptions(base_url=emu.base_url)`. It enforces
+per-model RPM/TPM/RPD sliding windows with Google's 429 bodies, simulates latency, injects
+faults deterministically and counts what it sees. This package imports nothing from the rest of
+scriptgen_nb (in particular not the engine): it exists to catch the engine's bugs.
+
+    from scriptgen_nb.emulator import Emulator, EmulatorConfig
+    with Emulator(EmulatorConfig(latency_scale=0)) as emu:
+        ...  # genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emu.base_url))
+"""
+
+from __future__ import annotations
+
+from .config import ConfigError, EmulatorConfig, FaultConfig, ModelConfig, default_config
+from .server import Emulator
+
+__all__ = [
+    "ConfigError",
+    "Emulator",
+    "EmulatorConfig",
+    "FaultConfig",
+    "ModelConfig",
+    "default_config",
+]
