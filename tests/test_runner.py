@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -101,10 +102,10 @@ def max_in_any_window(times: list[float], window: float) -> int:
     return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
 
 
-def rate_limit(quota_id: str, delay: float | None) -> BackendError:
+def rate_limit(quota_id: str, delay: float | None, limit: int | None = None) -> BackendError:
     scope = "day" if "PerDay" in quota_id else "tokens" if "Token" in quota_id else "minute"
     kind = "quota_exhausted" if scope == "day" else "rate_limited"
-    return BackendError(kind, "quota", 429, delay, (QuotaViolation(quota_id, scope, 10),))  # type: ignore[arg-type]
+    return BackendError(kind, "quota", 429, delay, (QuotaViolation(quota_id, scope, limit),))  # type: ignore[arg-type]
 
 
 PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
@@ -159,6 +160,22 @@ def test_per_minute_429_parks_the_model_for_retry_delay_and_learns_the_limit() -
     learned = run.of(LimitLearned)
     assert [(e.metric, e.configured, e.learned) for e in learned] == [("rpm", 10, 4)]
     assert any(e.state == "parked" for e in run.of(ModelStateChanged))
+
+
+def test_a_stated_quota_value_is_learned_as_the_limit() -> None:
+    backend = FakeBackend(latency_s=0.5)
+    backend.enqueue("a", FakeBackend.echo, rate_limit(PER_MINUTE, 30.0, limit=3))
+    run = Run(backend, [spec("a", rpm=10)], requests(8), concurrency=1)
+    assert [(e.metric, e.learned) for e in run.of(LimitLearned)] == [("rpm", 3)]
+    assert max_in_any_window(run.calls_to("a")[2:], 60.0) == 3
+
+
+def test_a_429_at_the_windows_edge_teaches_nothing() -> None:
+    backend = FakeBackend(latency_s=0.5)
+    backend.enqueue("a", FakeBackend.echo, rate_limit(PER_MINUTE, 0.2))
+    run = Run(backend, [spec("a", rpm=10)], requests(4), concurrency=1)
+    assert all(r.success for r in run.results)
+    assert run.of(LimitLearned) == []
 
 
 def test_per_day_429_exhausts_the_model_and_rotates_without_probing_it_again() -> None:
@@ -344,6 +361,25 @@ def test_a_generator_is_consumed_lazily_with_bounded_in_flight() -> None:
     assert backend.max_in_flight == 16
     assert run.of(BatchFinished)[0].total == 2000
     assert Counter(rid for _, _, rid in run.sent_at).most_common(1)[0][1] == 1
+
+
+def test_memory_does_not_grow_with_the_number_of_requests() -> None:
+    def peak_for(n: int) -> int:
+        reqs = (GenerationRequest(id=str(i), prompt=f"p{i}") for i in range(n))
+
+        async def main() -> int:
+            engine = BatchEngine(FakeBackend(latency_s=0.5, keep_calls=False), EngineConfig([spec("a")], plan_concurrency(64, [spec("a")])))
+            return sum([1 async for _ in engine.stream(reqs)])
+
+        tracemalloc.start()
+        try:
+            assert run_virtual(main()) == n
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak_for(1_000), peak_for(10_000)
+    assert large < small * 1.5  # ten times the requests, about the same peak
 
 
 def test_a_failing_listener_stops_the_batch_and_its_error_is_raised() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import httpx2
@@ -27,6 +28,16 @@ from .values import GenerationRequest, Reply, Usage
 
 GOOGLE_ENDPOINT = "google"
 
+# Set by the engine in each attempt's task; a backend calls `mark_sent()` the moment the request
+# goes on the wire, so the rate windows are stamped when the service will count the request.
+SEND_HOOK: ContextVar[Callable[[], None] | None] = ContextVar("scriptgen_send_hook", default=None)
+
+
+def mark_sent() -> None:
+    hook = SEND_HOOK.get()
+    if hook is not None:
+        hook()
+
 
 class Backend(Protocol):
     """Sends one request to one model and returns the reply or raises `BackendError`."""
@@ -34,6 +45,10 @@ class Backend(Protocol):
     @property
     def endpoint(self) -> str:
         """Where calls go: "google" or the base URL of an emulator (part of cache keys)."""
+        ...
+
+    async def open(self) -> None:
+        """Prepare clients and pools on the running loop before the first request."""
         ...
 
     async def generate(self, request: GenerationRequest, model: str) -> Reply: ...
@@ -145,6 +160,10 @@ def backend_error_from(exc: BaseException) -> BackendError:
     raise exc
 
 
+async def _stamp_request(request: httpx2.Request) -> None:
+    mark_sent()
+
+
 class GeminiBackend:
     """google-genai's async client over httpx2, one per event loop, SDK retries off."""
 
@@ -183,7 +202,11 @@ class GeminiBackend:
             )
             # Passing our own httpx2 client pins the transport (google-genai would otherwise
             # switch to aiohttp whenever it is importable) and sizes the pool to our cap.
-            self._http = httpx2.AsyncClient(limits=limits, timeout=self._timeout_ms / 1000)
+            self._http = httpx2.AsyncClient(
+                limits=limits,
+                timeout=self._timeout_ms / 1000,
+                event_hooks={"request": [_stamp_request]},
+            )
             options = types.HttpOptions(
                 base_url=self._base_url,
                 api_version=self._api_version,
@@ -194,6 +217,9 @@ class GeminiBackend:
             self._client = Client(api_key=self.__api_key, http_options=options)
             self._loop = loop
         return self._client.aio
+
+    async def open(self) -> None:
+        self._aio()
 
     async def generate(self, request: GenerationRequest, model: str) -> Reply:
         aio = self._aio()
@@ -235,7 +261,10 @@ class FakeBackend:
         self,
         default: Callable[[GenerationRequest, str], Reply] | None = None,
         latency_s: float | Callable[[GenerationRequest, str], float] = 0.0,
+        *,
+        keep_calls: bool = True,
     ) -> None:
+        self._keep_calls = keep_calls
         self._queues: dict[str, deque[FakeOutcome]] = {}
         self._default = default or self.echo
         self._latency = latency_s
@@ -251,8 +280,13 @@ class FakeBackend:
     def enqueue(self, model: str, *outcomes: FakeOutcome) -> None:
         self._queues.setdefault(model, deque()).extend(outcomes)
 
+    async def open(self) -> None:
+        return None
+
     async def generate(self, request: GenerationRequest, model: str) -> Reply:
-        self.calls.append((model, request.id))
+        mark_sent()
+        if self._keep_calls:
+            self.calls.append((model, request.id))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -21,9 +21,13 @@ from .models import ModelSpec
 from .values import ModelState
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Slot:
-    """One admitted request in the windows; its token count is corrected after the reply."""
+    """One admitted request in the windows; its token count is corrected after the reply.
+
+    Compared by identity: two requests sent at the same instant with the same estimate are
+    still two slots, and forgetting one must not remove the other.
+    """
 
     at: float
     tokens: int
@@ -49,7 +53,7 @@ class ModelLimiter:
         self.rpm = spec.rpm
         self.tpm = spec.tpm
         self.rpd = spec.rpd
-        self.margin_s = margin_s if margin_s is not None else max(0.02, spec.minute_s * 0.005)
+        self.margin_s = margin_s if margin_s is not None else max(0.05, spec.minute_s * 0.005)
         self._minute: deque[Slot] = deque()
         self._day: deque[Slot] = deque()
         self.parked_until = -math.inf
@@ -73,9 +77,15 @@ class ModelLimiter:
         return max(self.exhausted_until, self.parked_until, self.cooling_until)
 
     def never_fits(self, tokens: int) -> bool:
-        """True when a request of `tokens` input tokens can never be admitted here."""
+        """True when a request of `tokens` input tokens can never be admitted here.
+
+        Judged on the configured limits: a TPM learned from a 429 is an estimate (it can be as
+        low as 1 when someone else used the quota), so a request above it waits for an empty
+        window instead of failing as too large.
+        """
         limit = self.spec.input_token_limit
-        return (limit is not None and tokens > limit) or (self.tpm is not None and tokens > self.tpm)
+        tpm = self.spec.tpm
+        return (limit is not None and tokens > limit) or (tpm is not None and tokens > tpm)
 
     def wait_s(self, now: float, tokens: int, *, paced: bool = True) -> float:
         """Seconds until a request of `tokens` input tokens may be sent (0 = now, inf = never)."""
@@ -98,9 +108,16 @@ class ModelLimiter:
 
     def admit(self, now: float, tokens: int) -> Slot:
         slot = Slot(now, tokens)
-        self._minute.append(slot)
-        self._day.append(slot)
+        self._record(slot)
         return slot
+
+    def _record(self, slot: Slot) -> None:
+        # A window is kept only for a limit that exists, so an unlimited model's memory does not
+        # grow with the number of requests it serves.
+        if self.rpm is not None or self.tpm is not None:
+            self._minute.append(slot)
+        if self.rpd is not None:
+            self._day.append(slot)
 
     def settle(self, slot: Slot, tokens: int) -> None:
         """Replace the estimate with the input tokens the service reported."""
@@ -120,34 +137,63 @@ class ModelLimiter:
             return True
         return False
 
-    def rate_limited(self, now: float, slot: Slot, delay_s: float, metric: str) -> Learned | None:
+    def sent(self, slot: Slot, now: float) -> None:
+        """Re-stamp a slot when its request actually leaves (admission may precede it a little).
+
+        The service counts a request from its arrival; stamping at admission would let the
+        window free a slot before the service's does and earn a 429 at the boundary.
+        """
+        if now <= slot.at:
+            return
+        slot.at = now
+        # Tasks do not reach the wire in admission order; keep each window sorted by time, which
+        # _expire, _count_wait and _token_wait rely on. The slot is recent, so look from the right.
+        for window in (self._minute, self._day):
+            _move_into_place(window, slot)
+
+    def rate_limited(
+        self, now: float, slot: Slot, delay_s: float, metric: Metric, server_limit: int | None
+    ) -> Learned | None:
         """A per-minute 429 (requests or tokens): park for `delay_s` and learn a lower limit.
 
-        The rejected request did not use the service's quota, so it leaves our windows; what
-        remains in the window is what the service accepted, which is the real limit when that is
-        below ours.
+        The service's `quotaValue` is the limit when it sends one. Otherwise the rejected request,
+        which did not use the service's quota, leaves our windows, and what remains (accepted or
+        still in flight) bounds the real limit from above; but a 429 whose delay is a sliver of
+        the window is a race at the window's edge (the service stamped a request later than we
+        did) and teaches nothing.
         """
         self._forget(slot)
         self.parked_until = max(self.parked_until, now + delay_s)
         self._expire(now)
+        if server_limit is not None:
+            return self._lower(metric, server_limit)
+        if delay_s < 0.1 * self.spec.minute_s:
+            # Capacity returns at once: not a lower limit but a race at the window's edge (the
+            # service stamped an earlier request later than we did). Hold slots that much longer.
+            self.margin_s = min(0.1 * self.spec.minute_s, self.margin_s + delay_s)
+            return None
+        if self.rpm is None and self.tpm is None:
+            return None  # no window was kept to learn from; parking is all we can do
         if metric == "tpm":
-            used = sum(s.tokens for s in self._minute)
-            return self._lower("tpm", used)
+            return self._lower("tpm", sum(s.tokens for s in self._minute))
         return self._lower("rpm", len(self._minute))
 
-    def exhausted(self, now: float, slot: Slot | None, until: float) -> Learned | None:
+    def exhausted(
+        self, now: float, slot: Slot | None, until: float, server_limit: int | None = None
+    ) -> Learned | None:
         """A per-day 429: no request may probe this model before `until`."""
         if slot is not None:
             self._forget(slot)
         self.exhausted_until = max(self.exhausted_until, until)
         self._expire(now)
-        return self._lower("rpd", len(self._day))
+        if server_limit is not None:
+            return self._lower("rpd", server_limit)
+        return None if self.rpd is None else self._lower("rpd", len(self._day))
 
     def preload(self, slots: list[Slot]) -> None:
         """Start from requests already sent (e.g. an earlier batch's, read from the call log)."""
         for slot in sorted(slots, key=lambda s: s.at):
-            self._minute.append(slot)
-            self._day.append(slot)
+            self._record(slot)
 
     # --- internals -------------------------------------------------------------------------
 
@@ -187,4 +233,21 @@ class ModelLimiter:
             excess -= slot.tokens
             if excess <= 0:
                 return slot.at + self.spec.minute_s + self.margin_s - now
+        if excess > 0 and self._minute:  # larger than the learned limit: it goes alone
+            return self._minute[-1].at + self.spec.minute_s + self.margin_s - now
         return 0.0
+
+
+def _move_into_place(window: deque[Slot], slot: Slot) -> None:
+    """Move `slot`, whose time has just grown, right past the slots stamped before it."""
+    for i in range(len(window) - 1, -1, -1):
+        if window[i] is slot:
+            break
+    else:
+        return  # not in this window
+    j = i
+    while j + 1 < len(window) and window[j + 1].at < slot.at:
+        j += 1
+    if j > i:
+        del window[i]
+        window.insert(j, slot)

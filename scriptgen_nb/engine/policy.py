@@ -91,13 +91,19 @@ def day_reset_delay(error: BackendError, spec: ModelSpec, now: datetime) -> floa
     if error.retry_delay_s is not None:
         return error.retry_delay_s
     if spec.day_s == 86_400.0:
-        return (next_pacific_midnight(now) - now).total_seconds()
+        # Timestamps, not `-`: datetimes sharing a tzinfo subtract as wall-clock times, which
+        # is an hour off on the days the clocks change.
+        return next_pacific_midnight(now).timestamp() - now.timestamp()
     return spec.day_s
 
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with full jitter: uniform(0, min(cap, initial * factor**n))."""
+    """Exponential backoff with half jitter: uniform(c / 2, c), c = min(cap, initial * factor**n).
+
+    The floor keeps a retry (and a cooldown, which the runner draws from here) from firing at
+    once; `n` is failures - 1, so the first failure waits up to `initial_s`.
+    """
 
     initial_s: float = 1.0
     factor: float = 2.0

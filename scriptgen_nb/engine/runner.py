@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from .backend import Backend
+from .backend import SEND_HOOK, Backend
 from .errors import BackendError, ConfigurationError, InvalidApiKeyError
 from .limits import ModelLimiter, Slot
 from .models import ModelSpec
@@ -217,6 +217,7 @@ class BatchEngine:
         self._t0 = loop.time()
         self._total = total
         unregister = self.cancel_token.on_cancel(lambda: loop.call_soon_threadsafe(self._wake.set))
+        await self.backend.open()  # client set-up is slow; do it before any window starts
         self._emit(
             BatchStarted(
                 self.config.batch_id,
@@ -401,6 +402,7 @@ class BatchEngine:
         self._emit(RequestStarted(work.request.id, work.index, number, spec.name))
         reply: Reply | None = None
         error: BackendError | None = None
+        SEND_HOOK.set(lambda: limiter.sent(slot, loop.time()))  # this task's context only
         try:
             async with asyncio.timeout(self.config.timeout_s):
                 reply = await self.backend.generate(work.request, spec.name)
@@ -480,13 +482,17 @@ class BatchEngine:
         learned = None
         requeue = False
         if decision.action == "park":
-            learned = limiter.rate_limited(now, slot, decision.delay_s, decision.metric)
+            metric = "tpm" if decision.metric == "tpm" else "rpm"
+            scope = "tokens" if metric == "tpm" else "minute"
+            learned = limiter.rate_limited(
+                now, slot, decision.delay_s, metric, server_limit(error, scope)
+            )
             self._emit(ModelStateChanged(spec.name, "parked", decision.delay_s, error.message[:200]))
             work.quota_waits += 1
             requeue = work.quota_waits <= self.config.retry.max_quota_waits
         elif decision.action == "exhaust":
             delay = day_reset_delay(error, spec, datetime.now().astimezone())
-            learned = limiter.exhausted(now, slot, now + delay)
+            learned = limiter.exhausted(now, slot, now + delay, server_limit(error, "day"))
             self._emit(ModelStateChanged(spec.name, "exhausted", delay, error.message[:200]))
             work.quota_waits += 1
             requeue = work.quota_waits <= self.config.retry.max_quota_waits
@@ -604,6 +610,12 @@ class BatchEngine:
                     self._fatal = exc
                     self._stop(Failure("not_run", f"a listener failed: {exc!r}"))
                     self.status = "failed"
+
+
+def server_limit(error: BackendError, scope: str) -> int | None:
+    """The `quotaValue` the service stated for the violated window, when it sent one."""
+    limits = [v.limit for v in error.violations if v.scope == scope and v.limit is not None]
+    return min(limits) if limits else None
 
 
 def parse_structured(text: str, schema: Any) -> Any:
