@@ -65,8 +65,12 @@ def create_batch_requests(
             f"Unknown request settings {sorted(unknown)}; allowed: {sorted(_REQUEST_FIELDS)}."
         )
     defaults = {
-        "operation": operation, "project_id": project_id, "temperature": temperature,
-        "system": system, "schema": schema, **config,
+        "operation": operation,
+        "project_id": project_id,
+        "temperature": temperature,
+        "system": system,
+        "schema": schema,
+        **config,
     }
     built = (_to_request(i, p, defaults) for i, p in enumerate(prompts))
     if not isinstance(prompts, list | tuple):
@@ -136,8 +140,20 @@ class ResultList(list[Result]):
 
 
 RESULT_COLUMNS = [
-    "id", "success", "text", "data", "error_kind", "error_message", "finish_reason", "model",
-    "attempts", "input_tokens", "output_tokens", "thought_tokens", "cost_usd", "latency_ms",
+    "id",
+    "success",
+    "text",
+    "data",
+    "error_kind",
+    "error_message",
+    "finish_reason",
+    "model",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "thought_tokens",
+    "cost_usd",
+    "latency_ms",
     "queue_ms",
 ]
 
@@ -145,13 +161,21 @@ RESULT_COLUMNS = [
 def result_row(r: Result) -> dict[str, Any]:
     data = r.data.model_dump() if hasattr(r.data, "model_dump") else r.data
     return {
-        "id": r.id, "success": r.success, "text": r.text, "data": data,
+        "id": r.id,
+        "success": r.success,
+        "text": r.text,
+        "data": data,
         "error_kind": r.error.kind if r.error else None,
         "error_message": r.error.message if r.error else None,
-        "finish_reason": r.finish_reason, "model": r.model, "attempts": r.attempts,
-        "input_tokens": r.usage.input, "output_tokens": r.usage.output,
-        "thought_tokens": r.usage.thoughts, "cost_usd": r.cost_usd,
-        "latency_ms": r.latency_ms, "queue_ms": r.queue_ms,
+        "finish_reason": r.finish_reason,
+        "model": r.model,
+        "attempts": r.attempts,
+        "input_tokens": r.usage.input,
+        "output_tokens": r.usage.output,
+        "thought_tokens": r.usage.thoughts,
+        "cost_usd": r.cost_usd,
+        "latency_ms": r.latency_ms,
+        "queue_ms": r.queue_ms,
     }
 
 
@@ -163,7 +187,7 @@ class BatchOptions:
     max_concurrency: int | str | None = None
     models: Models = None
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in reprs or logs
     api_version: str | None = None
     budget_usd: float | None = None
     timeout_s: float = 60.0
@@ -188,7 +212,10 @@ class BatchOptions:
             raise MissingApiKeyError()
         base_url = self.base_url or os.environ.get(ENV_BASE_URL) or None
         return GeminiBackend(
-            key, base_url=base_url, api_version=self.api_version, timeout_s=self.timeout_s,
+            key,
+            base_url=base_url,
+            api_version=self.api_version,
+            timeout_s=self.timeout_s,
             max_connections=max_connections,
         )
 
@@ -196,9 +223,13 @@ class BatchOptions:
         ladder = self.ladder()
         plan = plan_concurrency(self.max_concurrency, ladder)
         config = EngineConfig(
-            ladder=ladder, plan=plan, routing=self.routing, timeout_s=self.timeout_s,
+            ladder=ladder,
+            plan=plan,
+            routing=self.routing,
+            timeout_s=self.timeout_s,
             retry=RetryPolicy(max_attempts=self.max_attempts, backoff=self.backoff),
-            budget_usd=self.budget_usd, chunk_size=self.chunk_size,
+            budget_usd=self.budget_usd,
+            chunk_size=self.chunk_size,
         )
         listeners = list(self.listeners)
         if self.on_progress is not None:

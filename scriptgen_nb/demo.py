@@ -25,18 +25,41 @@ DAY_S = 120.0
 
 PROJECT = "The Keepers of the Light: a history of lighthouses"
 CHAPTERS = [
-    "The first fires on the cliffs", "Pharos of Alexandria", "Roman towers of the north",
-    "Medieval monks and their lanterns", "Eddystone: four towers on one rock", "The Fresnel lens",
-    "Keepers and their families", "Storms that took the lights", "Lightships at anchor",
-    "Women who kept the lights", "Electric light arrives", "Radio beacons",
-    "The last manned stations", "Automation and the empty towers", "Lighthouses as museums",
-    "Ghost stories of the coast", "Lighthouses in painting", "Lighthouses in film",
-    "Restoring a ruined tower", "Living in a lighthouse today", "Lights of the Great Lakes",
-    "Japan's western-style lighthouses", "The Cape Hatteras move", "Skerryvore",
-    "Bell Rock and Robert Stevenson", "The Stevensons, a family of engineers",
-    "Lighthouses of the Baltic", "Tidal islands and causeways", "GPS and the end of the beam",
-    "Why we still build lights", "The keepers' logbooks", "Sound: foghorns and bells",
-    "Colours and flashing patterns", "Heritage and tourism", "Climate and rising seas",
+    "The first fires on the cliffs",
+    "Pharos of Alexandria",
+    "Roman towers of the north",
+    "Medieval monks and their lanterns",
+    "Eddystone: four towers on one rock",
+    "The Fresnel lens",
+    "Keepers and their families",
+    "Storms that took the lights",
+    "Lightships at anchor",
+    "Women who kept the lights",
+    "Electric light arrives",
+    "Radio beacons",
+    "The last manned stations",
+    "Automation and the empty towers",
+    "Lighthouses as museums",
+    "Ghost stories of the coast",
+    "Lighthouses in painting",
+    "Lighthouses in film",
+    "Restoring a ruined tower",
+    "Living in a lighthouse today",
+    "Lights of the Great Lakes",
+    "Japan's western-style lighthouses",
+    "The Cape Hatteras move",
+    "Skerryvore",
+    "Bell Rock and Robert Stevenson",
+    "The Stevensons, a family of engineers",
+    "Lighthouses of the Baltic",
+    "Tidal islands and causeways",
+    "GPS and the end of the beam",
+    "Why we still build lights",
+    "The keepers' logbooks",
+    "Sound: foghorns and bells",
+    "Colours and flashing patterns",
+    "Heritage and tourism",
+    "Climate and rising seas",
     "Epilogue: the last keeper",
 ]
 
@@ -45,18 +68,39 @@ def demo_emulator_config(seed: int = 7) -> EmulatorConfig:
     """The emulator as the demo's account sees it: the catalogue's free tier, compressed."""
     overloaded = FaultConfig(p_503=0.06)
     return EmulatorConfig(
-        seed=seed, api_keys=(DEMO_KEY,), minute_s=MINUTE_S, day_s=DAY_S,
+        seed=seed,
+        api_keys=(DEMO_KEY,),
+        minute_s=MINUTE_S,
+        day_s=DAY_S,
         models={
             # Documented as 20 a day, but this account gets 6: the batch finds out mid-run.
-            "gemini-3.8-flash": ModelConfig(rpm=5, tpm=250_000, rpd=6, latency_base_s=0.8,
-                                            latency_per_output_token_s=0.001, latency_jitter_s=0.4,
-                                            faults=overloaded),
-            "gemini-3.5-flash-lite": ModelConfig(rpm=15, tpm=250_000, rpd=1000, latency_base_s=0.6,
-                                                 latency_per_output_token_s=0.001,
-                                                 latency_jitter_s=0.3, faults=overloaded),
-            "gemini-2.5-flash-lite": ModelConfig(rpm=15, tpm=250_000, rpd=1000, latency_base_s=0.5,
-                                                 latency_per_output_token_s=0.001,
-                                                 latency_jitter_s=0.3, faults=overloaded),
+            "gemini-3.8-flash": ModelConfig(
+                rpm=5,
+                tpm=250_000,
+                rpd=6,
+                latency_base_s=0.8,
+                latency_per_output_token_s=0.001,
+                latency_jitter_s=0.4,
+                faults=overloaded,
+            ),
+            "gemini-3.5-flash-lite": ModelConfig(
+                rpm=15,
+                tpm=250_000,
+                rpd=1000,
+                latency_base_s=0.6,
+                latency_per_output_token_s=0.001,
+                latency_jitter_s=0.3,
+                faults=overloaded,
+            ),
+            "gemini-2.5-flash-lite": ModelConfig(
+                rpm=15,
+                tpm=250_000,
+                rpd=1000,
+                latency_base_s=0.5,
+                latency_per_output_token_s=0.001,
+                latency_jitter_s=0.3,
+                faults=overloaded,
+            ),
         },
     )
 
@@ -66,11 +110,15 @@ def demo_prompts(n: int) -> list[dict[str, Any]]:
     prompts = []
     for i in range(n):
         title = CHAPTERS[i % len(CHAPTERS)]
-        prompts.append({
-            "id": f"chapter-{i + 1:02d}",
-            "prompt": (f"Write a 60-second video script for chapter {i + 1}, \"{title}\", of the "
-                       f"documentary \"{PROJECT}\". Give scenes with narration and visuals."),
-        })
+        prompts.append(
+            {
+                "id": f"chapter-{i + 1:02d}",
+                "prompt": (
+                    f'Write a 60-second video script for chapter {i + 1}, "{title}", of the '
+                    f'documentary "{PROJECT}". Give scenes with narration and visuals.'
+                ),
+            }
+        )
     return prompts
 
 
@@ -110,11 +158,15 @@ class DemoReporter:
             else:
                 tally.other_errors += 1
         elif isinstance(event, ModelStateChanged):
-            self._say(f"{event.model} {event.state} for {event.until_s or 0:.3f}s: "
-                      f"{_first_line(event.reason)}")
+            self._say(
+                f"{event.model} {event.state} for {event.until_s or 0:.3f}s: "
+                f"{_first_line(event.reason)}"
+            )
         elif isinstance(event, LimitLearned):
-            self._say(f"{event.model}: the service allows {event.learned} {event.metric}, "
-                      f"not {event.configured}; pacing lowered")
+            self._say(
+                f"{event.model}: the service allows {event.learned} {event.metric}, "
+                f"not {event.configured}; pacing lowered"
+            )
 
     def _say(self, text: str) -> None:
         print(f"  [{time.monotonic() - self.started:5.1f}s] {text}", file=self.out, flush=True)
@@ -125,31 +177,47 @@ def _first_line(text: str) -> str:
 
 
 def print_report(results: ResultList, reporter: DemoReporter, elapsed: float, out: TextIO) -> None:
-    header = f"{'model':<24}{'calls':>6}{'ok':>5}{'429':>5}{'err':>5}{'in tok':>9}{'out tok':>9}{'cost $':>10}{'p50 ms':>8}"
+    header = (
+        f"{'model':<24}{'calls':>6}{'ok':>5}{'429':>5}{'err':>5}"
+        f"{'in tok':>9}{'out tok':>9}{'cost $':>10}{'p50 ms':>8}"
+    )
     print("\n" + header, file=out)
     print("-" * len(header), file=out)
     for name, t in sorted(reporter.models.items()):
         p50 = sorted(t.latency_ms)[len(t.latency_ms) // 2] if t.latency_ms else 0.0
-        print(f"{name:<24}{t.attempts:>6}{t.succeeded:>5}{t.rate_limited:>5}{t.other_errors:>5}"
-              f"{t.input_tokens:>9}{t.output_tokens:>9}{t.cost_usd:>10.5f}{p50:>8.0f}", file=out)
+        print(
+            f"{name:<24}{t.attempts:>6}{t.succeeded:>5}{t.rate_limited:>5}{t.other_errors:>5}"
+            f"{t.input_tokens:>9}{t.output_tokens:>9}{t.cost_usd:>10.5f}{p50:>8.0f}",
+            file=out,
+        )
     ok = len(results.succeeded)
     cost = sum(r.cost_usd for r in results)
     calls = sum(t.attempts for t in reporter.models.values())
     print("-" * len(header), file=out)
-    print(f"total: {ok}/{len(results)} requests succeeded in {elapsed:.1f}s "
-          f"({len(results) / elapsed * 60:.0f} requests/min), {calls} calls, ${cost:.5f}", file=out)
+    print(
+        f"total: {ok}/{len(results)} requests succeeded in {elapsed:.1f}s "
+        f"({len(results) / elapsed * 60:.0f} requests/min), {calls} calls, ${cost:.5f}",
+        file=out,
+    )
     for r in results.failed:
         print(f"  failed {r.id}: {r.error}", file=out)
 
 
 def run_demo(
-    n: int = 36, *, real: bool = False, out: TextIO, seed: int = 7,
+    n: int = 36,
+    *,
+    real: bool = False,
+    out: TextIO,
+    seed: int = 7,
     on_start: Callable[[str], None] | None = None,
 ) -> ResultList:
     """Run the demo batch and print per-model and total figures to `out`."""
     requests = create_batch_requests(
-        demo_prompts(n), operation="GENERATE_SCRIPT", project_id="demo-lighthouses",
-        temperature=0.7, max_output_tokens=2048,
+        demo_prompts(n),
+        operation="GENERATE_SCRIPT",
+        project_id="demo-lighthouses",
+        temperature=0.7,
+        max_output_tokens=2048,
     )
     catalogue = default_catalogue(tier="free")
     models: list[ModelSpec] = catalogue.ladder()
@@ -158,15 +226,21 @@ def run_demo(
         return _run(requests, models, out, {})
     with Emulator(demo_emulator_config(seed)) as emu:
         ladder = [m.with_windows(MINUTE_S, DAY_S) for m in models]
-        print(f"scriptgen demo: {n} chapter scripts on the embedded Gemini emulator at "
-              f"{emu.base_url}\n(no API key used; quota windows compressed: a 'minute' is "
-              f"{MINUTE_S:g}s). Ladder: {', '.join(m.name for m in ladder)}", file=out, flush=True)
+        print(
+            f"scriptgen demo: {n} chapter scripts on the embedded Gemini emulator at "
+            f"{emu.base_url}\n(no API key used; quota windows compressed: a 'minute' is "
+            f"{MINUTE_S:g}s). Ladder: {', '.join(m.name for m in ladder)}",
+            file=out,
+            flush=True,
+        )
         if on_start:
             on_start(emu.base_url)
         return _run(requests, ladder, out, {"base_url": emu.base_url, "api_key": DEMO_KEY})
 
 
-def _run(requests: Any, ladder: list[ModelSpec], out: TextIO, endpoint: dict[str, str]) -> ResultList:
+def _run(
+    requests: Any, ladder: list[ModelSpec], out: TextIO, endpoint: dict[str, Any]
+) -> ResultList:
     started = time.monotonic()
     reporter = DemoReporter(out, started)
     results = batch_generate(requests, models=ladder, listeners=[reporter], **endpoint)

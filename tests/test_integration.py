@@ -26,17 +26,30 @@ PER_DAY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 
 
 def emulator(minute_s: float = 60.0, day_s: float = 86_400.0, **models: ModelConfig) -> Emulator:
-    config = EmulatorConfig(seed=1, api_keys=(KEY,), minute_s=minute_s, day_s=day_s, hang_s=5.0, models=models)
+    config = EmulatorConfig(
+        seed=1, api_keys=(KEY,), minute_s=minute_s, day_s=day_s, hang_s=5.0, models=models
+    )
     return Emulator(config)
 
 
-def spec(name: str, priority: int, minute_s: float = 60.0, day_s: float = 86_400.0, **limits: Any) -> sg.ModelSpec:
-    return sg.ModelSpec(name, priority=priority, input_usd_per_1m=0.3, output_usd_per_1m=2.5,
-                        minute_s=minute_s, day_s=day_s, **limits)
+def spec(
+    name: str, priority: int, minute_s: float = 60.0, day_s: float = 86_400.0, **limits: Any
+) -> sg.ModelSpec:
+    return sg.ModelSpec(
+        name,
+        priority=priority,
+        input_usd_per_1m=0.3,
+        output_usd_per_1m=2.5,
+        minute_s=minute_s,
+        day_s=day_s,
+        **limits,
+    )
 
 
 def run(emu: Emulator, n: int, models: list[sg.ModelSpec], **options: Any) -> sg.ResultList:
-    reqs = sg.create_batch_requests([f"Write scene {i} of a video about lighthouses." for i in range(n)])
+    reqs = sg.create_batch_requests(
+        [f"Write scene {i} of a video about lighthouses." for i in range(n)]
+    )
     return sg.batch_generate(reqs, models=models, base_url=emu.base_url, api_key=KEY, **options)
 
 
@@ -92,15 +105,29 @@ def test_all_exhausted_marks_the_rest_not_run_without_calls() -> None:
     assert counters["requests"] == 4
 
 
-FAULTS = FaultConfig(p_500=0.15, p_503=0.1, p_malformed=0.05, p_reset=0.03, p_hang=0.02,
-                     p_truncate=0.03, p_block=0.03)
+FAULTS = FaultConfig(
+    p_500=0.15,
+    p_503=0.1,
+    p_malformed=0.05,
+    p_reset=0.03,
+    p_hang=0.02,
+    p_truncate=0.03,
+    p_block=0.03,
+)
 
 
 def test_faults_every_request_ends_exactly_once_and_retryable_ones_succeed() -> None:
     events: list[Any] = []
     with emulator(model=ModelConfig(latency_base_s=0.01, faults=FAULTS)) as emu:
-        results = run(emu, 120, [spec("model", 1)], timeout_s=1.0, max_attempts=10,
-                      backoff=Backoff(initial_s=0.05, factor=2.0, max_s=0.4), listeners=[events.append])
+        results = run(
+            emu,
+            120,
+            [spec("model", 1)],
+            timeout_s=1.0,
+            max_attempts=10,
+            backoff=Backoff(initial_s=0.05, factor=2.0, max_s=0.4),
+            listeners=[events.append],
+        )
         counters = model_counters(emu, "model")
     assert [r.id for r in results] == [str(i) for i in range(120)]
     kinds = {r.error.kind for r in results if r.error}  # type: ignore[union-attr]
@@ -111,7 +138,9 @@ def test_faults_every_request_ends_exactly_once_and_retryable_ones_succeed() -> 
     assert counters["faults"]  # faults were really injected
     attempts = [e for e in events if isinstance(e, AttemptFinished)]
     assert len(attempts) == counters["requests"]
-    final_kinds = {e.attempt.failure.kind for e in attempts if e.attempt.failure and not e.will_retry}
+    final_kinds = {
+        e.attempt.failure.kind for e in attempts if e.attempt.failure and not e.will_retry
+    }
     assert final_kinds == kinds  # truncation and blocks end a request at once
     retried = {e.attempt.failure.kind for e in attempts if e.attempt.failure and e.will_retry}
     assert {"server_error", "malformed_response", "timeout", "connection"} <= retried
@@ -121,8 +150,13 @@ def test_invalid_key_fails_fast() -> None:
     with emulator(model=ModelConfig(latency_base_s=0.01)) as emu:
         reqs = sg.create_batch_requests([f"p{i}" for i in range(50)])
         with pytest.raises(sg.InvalidApiKeyError, match="API key not valid"):
-            sg.batch_generate(reqs, models=[spec("model", 1)], base_url=emu.base_url,
-                              api_key="wrong-key", max_concurrency=2)
+            sg.batch_generate(
+                reqs,
+                models=[spec("model", 1)],
+                base_url=emu.base_url,
+                api_key="wrong-key",
+                max_concurrency=2,
+            )
         assert emu.counters()["models"]["model"]["requests"] <= 2
 
 
@@ -140,7 +174,9 @@ class Script(BaseModel):
 def test_structured_output_is_parsed_into_the_schema() -> None:
     with emulator(model=ModelConfig()) as emu:
         reqs = sg.create_batch_requests(["Script about tides", "Script about moss"], schema=Script)
-        results = sg.batch_generate(reqs, models=[spec("model", 1)], base_url=emu.base_url, api_key=KEY)
+        results = sg.batch_generate(
+            reqs, models=[spec("model", 1)], base_url=emu.base_url, api_key=KEY
+        )
     assert all(r.success for r in results)
     assert all(isinstance(r.data, Script) and r.data.scenes for r in results)
 
@@ -168,10 +204,17 @@ def test_a_generator_streams_through_the_real_sdk_with_bounded_outstanding_reque
 
     with emulator(model=ModelConfig()) as emu:
         ended = 0
-        for result in sg.iter_generate(prompts(), models=[spec("model", 1)], base_url=emu.base_url,
-                                       api_key=KEY, max_concurrency=32):
+        for result in sg.iter_generate(
+            prompts(),
+            models=[spec("model", 1)],
+            base_url=emu.base_url,
+            api_key=KEY,
+            max_concurrency=32,
+        ):
             consumed += 1
-            ended += result.success or (result.error is not None and result.error.kind == "truncated")
+            ended += result.success or (
+                result.error is not None and result.error.kind == "truncated"
+            )
         counters = model_counters(emu, "model")
     assert consumed == ended == counters["requests"] == 1_000
     assert counters["max_in_flight"] <= 32

@@ -1,4 +1,4 @@
-"""BatchEngine behaviour on a fake backend and a virtual clock: pacing, routing, retries, endings."""
+"""BatchEngine on a fake backend and a virtual clock: pacing, routing, retries, endings."""
 
 from __future__ import annotations
 
@@ -206,7 +206,11 @@ def test_all_models_exhausted_stops_fast_and_marks_the_rest_not_run() -> None:
 
 def test_server_errors_back_off_and_retry_until_success() -> None:
     backend = FakeBackend(latency_s=0.1)
-    backend.enqueue("a", BackendError("server_error", "boom", 500), BackendError("server_error", "overloaded", 503))
+    backend.enqueue(
+        "a",
+        BackendError("server_error", "boom", 500),
+        BackendError("server_error", "overloaded", 503),
+    )
     run = Run(backend, [spec("a")], requests(1))
     result = run.results[0]
     assert result.success and result.attempts == 3
@@ -224,15 +228,23 @@ def test_server_error_retry_delay_from_the_server_is_honoured() -> None:
 
 
 def test_transient_failures_are_bounded_by_max_attempts() -> None:
-    backend = FakeBackend(default=lambda r, m: (_ for _ in ()).throw(BackendError("timeout", "slow")))
-    run = Run(backend, [spec("a")], requests(2), retry=RetryPolicy(max_attempts=3, backoff=Backoff(0.1)))
+    backend = FakeBackend(
+        default=lambda r, m: (_ for _ in ()).throw(BackendError("timeout", "slow"))
+    )
+    run = Run(
+        backend, [spec("a")], requests(2), retry=RetryPolicy(max_attempts=3, backoff=Backoff(0.1))
+    )
     assert [r.attempts for r in run.results] == [3, 3]
     assert {r.error.kind for r in run.results} == {"timeout"}  # type: ignore[union-attr]
 
 
 def test_client_errors_fail_at_once() -> None:
     backend = FakeBackend()
-    backend.enqueue("a", BackendError("invalid_request", "bad field", 400), BackendError("not_found", "no model", 404))
+    backend.enqueue(
+        "a",
+        BackendError("invalid_request", "bad field", 400),
+        BackendError("not_found", "no model", 404),
+    )
     run = Run(backend, [spec("a")], requests(3), concurrency=1)
     kinds = [r.error.kind if r.error else "ok" for r in run.results]
     assert kinds == ["invalid_request", "not_found", "ok"]
@@ -278,7 +290,9 @@ def test_structured_output_is_parsed_and_invalid_json_is_retried_then_reported()
         return good if request.id == "r0" and seen["r0"] == 2 else bad
 
     run = Run(
-        FakeBackend(default=answer), [spec("a")], requests(2, schema=Scene),
+        FakeBackend(default=answer),
+        [spec("a")],
+        requests(2, schema=Scene),
         retry=RetryPolicy(max_attempts=3, backoff=Backoff(0.1)),
     )
     first, second = run.by_id["r0"], run.by_id["r1"]
@@ -289,7 +303,13 @@ def test_structured_output_is_parsed_and_invalid_json_is_retried_then_reported()
 
 def test_timeout_is_enforced_by_the_engine() -> None:
     backend = FakeBackend(latency_s=lambda r, m: 100.0 if r.id == "r0" else 0.1)
-    run = Run(backend, [spec("a")], requests(2), timeout_s=5.0, retry=RetryPolicy(max_attempts=2, backoff=Backoff(0.1)))
+    run = Run(
+        backend,
+        [spec("a")],
+        requests(2),
+        timeout_s=5.0,
+        retry=RetryPolicy(max_attempts=2, backoff=Backoff(0.1)),
+    )
     assert run.by_id["r0"].error.kind == "timeout" and run.by_id["r0"].attempts == 2  # type: ignore[union-attr]
     assert run.by_id["r1"].success
 
@@ -368,7 +388,10 @@ def test_memory_does_not_grow_with_the_number_of_requests() -> None:
         reqs = (GenerationRequest(id=str(i), prompt=f"p{i}") for i in range(n))
 
         async def main() -> int:
-            engine = BatchEngine(FakeBackend(latency_s=0.5, keep_calls=False), EngineConfig([spec("a")], plan_concurrency(64, [spec("a")])))
+            engine = BatchEngine(
+                FakeBackend(latency_s=0.5, keep_calls=False),
+                EngineConfig([spec("a")], plan_concurrency(64, [spec("a")])),
+            )
             return sum([1 async for _ in engine.stream(reqs)])
 
         tracemalloc.start()

@@ -24,7 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .errors import BackendError
 from .policy import ERROR_INFO, read_error_details, retry_delay_from_message
-from .values import GenerationRequest, Reply, Usage
+from .values import FailureKind, GenerationRequest, Reply, Usage
 
 GOOGLE_ENDPOINT = "google"
 
@@ -79,7 +79,9 @@ def generation_config(request: GenerationRequest, timeout_ms: int) -> types.Gene
     if request.thinking_budget is not None:
         config["thinking_config"] = types.ThinkingConfig(thinking_budget=request.thinking_budget)
     if request.safety_settings:
-        config["safety_settings"] = [types.SafetySetting(**s) for s in request.safety_settings]
+        config["safety_settings"] = [
+            types.SafetySetting.model_validate(s) for s in request.safety_settings
+        ]
     if request.schema is not None:
         config["response_mime_type"] = "application/json"
         config["response_json_schema"] = json_schema_of(request.schema)
@@ -122,7 +124,9 @@ def backend_error_from_api_error(exc: errors.APIError) -> BackendError:
     details = error.get("details") or []
     message = str(exc.message or error.get("message") or exc.status or "")
     delay, violations = read_error_details(details if isinstance(details, list) else [])
-    reasons = {d.get("reason") for d in details if isinstance(d, Mapping) and d.get("@type") == ERROR_INFO}
+    reasons = {
+        d.get("reason") for d in details if isinstance(d, Mapping) and d.get("@type") == ERROR_INFO
+    }
     key_problem = bool(reasons & _KEY_REASONS) or (
         code in (400, 401, 403) and ("API key" in message or "unregistered callers" in message)
     )
@@ -130,7 +134,7 @@ def backend_error_from_api_error(exc: errors.APIError) -> BackendError:
         if delay is None:
             delay = retry_delay_from_message(message)
         day = any(v.scope == "day" for v in violations)
-        kind = "quota_exhausted" if day else "rate_limited"
+        kind: FailureKind = "quota_exhausted" if day else "rate_limited"
         return BackendError(kind, message, code, delay, violations)
     if code == 400:
         return BackendError("invalid_request", message, code, api_key_invalid=key_problem)

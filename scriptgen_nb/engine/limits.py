@@ -12,6 +12,7 @@ service stamps a request when it arrives, slightly after we send it, so every sl
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -207,17 +208,17 @@ class ModelLimiter:
 
     def _forget(self, slot: Slot) -> None:
         for window in (self._minute, self._day):
-            try:
+            with contextlib.suppress(ValueError):  # already expired out of this window
                 window.remove(slot)
-            except ValueError:
-                pass  # already expired out of this window
 
     def _expire(self, now: float) -> None:
         for window, length in ((self._minute, self.spec.minute_s), (self._day, self.spec.day_s)):
             while window and window[0].at + length + self.margin_s <= now:
                 window.popleft()
 
-    def _count_wait(self, window: deque[Slot], limit: int | None, length: float, now: float) -> float:
+    def _count_wait(
+        self, window: deque[Slot], limit: int | None, length: float, now: float
+    ) -> float:
         if limit is None or len(window) < limit:
             return 0.0
         # The window must drop len - limit + 1 slots; the last of those leaves at this time.

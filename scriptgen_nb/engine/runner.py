@@ -16,6 +16,7 @@ Imports nothing outside `engine/`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import json
@@ -34,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from .backend import SEND_HOOK, Backend
 from .errors import BackendError, ConfigurationError, InvalidApiKeyError
-from .limits import ModelLimiter, Slot
+from .limits import Metric, ModelLimiter, Slot
 from .models import ModelSpec
 from .policy import ConcurrencyPlan, RetryPolicy, day_reset_delay
 from .values import (
@@ -216,7 +217,11 @@ class BatchEngine:
         loop = asyncio.get_running_loop()
         self._t0 = loop.time()
         self._total = total
-        unregister = self.cancel_token.on_cancel(lambda: loop.call_soon_threadsafe(self._wake.set))
+
+        def wake() -> None:  # called from the cancelling thread
+            loop.call_soon_threadsafe(self._wake.set)
+
+        unregister = self.cancel_token.on_cancel(wake)
         await self.backend.open()  # client set-up is slow; do it before any window starts
         self._emit(
             BatchStarted(
@@ -332,10 +337,8 @@ class BatchEngine:
             return
         if seconds is not None and math.isinf(seconds):
             seconds = None
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
 
     def _route(self, work: _Work, now: float) -> _Go | _Wait | _Never:
         """Pick the model for `work`: the most preferred one with headroom now."""
@@ -352,14 +355,20 @@ class BatchEngine:
             until = min(lim.exhausted_until for lim in candidates) - now
             names = ", ".join(lim.spec.name for lim in candidates)
             return _Never(
-                Failure("not_run", f"every model is out of daily quota ({names}); "
-                        f"the first resets in {until:.0f}s. Re-run to resume.")
+                Failure(
+                    "not_run",
+                    f"every model is out of daily quota ({names}); "
+                    f"the first resets in {until:.0f}s. Re-run to resume.",
+                )
             )
         fitting = [lim for lim in live if not lim.never_fits(work.tokens)]
         if not fitting:
             return _Never(
-                Failure("too_large", f"about {work.tokens} input tokens exceed the input or "
-                        "per-minute token limit of every model in the ladder")
+                Failure(
+                    "too_large",
+                    f"about {work.tokens} input tokens exceed the input or "
+                    "per-minute token limit of every model in the ladder",
+                )
             )
         waits = []
         for limiter in fitting:
@@ -375,12 +384,17 @@ class BatchEngine:
         budget = self.config.budget_usd
         if budget is None:
             return True
-        expected = Usage(work.tokens, work.request.max_output_tokens or self.config.expected_output_tokens)
+        expected = Usage(
+            work.tokens, work.request.max_output_tokens or self.config.expected_output_tokens
+        )
         reserve = spec.cost_usd(expected)
         if self._spent_usd + self._reserved_usd + reserve > budget:
             self._stop(
-                Failure("not_run", f"the budget of ${budget:.4f} would be crossed "
-                        f"(spent ${self._spent_usd:.4f}, ${self._reserved_usd:.4f} in flight)")
+                Failure(
+                    "not_run",
+                    f"the budget of ${budget:.4f} would be crossed "
+                    f"(spent ${self._spent_usd:.4f}, ${self._reserved_usd:.4f} in flight)",
+                )
             )
             return False
         work.reserved_usd = reserve
@@ -420,8 +434,13 @@ class BatchEngine:
             self._handle_error(work, limiter, slot, error, number, latency_s, wall_started)
 
     def _judge(
-        self, work: _Work, limiter: ModelLimiter, reply: Reply, number: int,
-        latency_s: float, wall_started: float,
+        self,
+        work: _Work,
+        limiter: ModelLimiter,
+        reply: Reply,
+        number: int,
+        latency_s: float,
+        wall_started: float,
     ) -> None:
         """Decide what a 200 reply means: success, or a failure of its own kind."""
         spec = limiter.spec
@@ -438,10 +457,15 @@ class BatchEngine:
         if reply.block_reason or finish in BLOCK_REASONS:
             failure = Failure("blocked", f"blocked by the service ({reply.block_reason or finish})")
         elif finish == "MAX_TOKENS":
-            failure = Failure("truncated", "the answer hit max_output_tokens (finish reason "
-                              "MAX_TOKENS); raise max_output_tokens or shorten the task")
+            failure = Failure(
+                "truncated",
+                "the answer hit max_output_tokens (finish reason "
+                "MAX_TOKENS); raise max_output_tokens or shorten the task",
+            )
         elif not reply.text:
-            failure = Failure("malformed_response", f"empty answer (finish reason {finish or '?'})", 200)
+            failure = Failure(
+                "malformed_response", f"empty answer (finish reason {finish or '?'})", 200
+            )
             work.failures += 1
             retry = work.failures < self.config.retry.max_attempts
         elif work.request.schema is not None:
@@ -452,42 +476,70 @@ class BatchEngine:
                 work.failures += 1
                 retry = work.failures < self.config.retry.max_attempts
         attempt = self._attempt_record(
-            work, spec, number, failure, reply.usage, cost, latency_s, wall_started,
-            finish_reason=reply.finish_reason, model_version=reply.model_version,
+            work,
+            spec,
+            number,
+            failure,
+            reply.usage,
+            cost,
+            latency_s,
+            wall_started,
+            finish_reason=reply.finish_reason,
+            model_version=reply.model_version,
         )
         self._emit(AttemptFinished(attempt, will_retry=retry))
         if retry:
             self._retry_later(work, self.config.retry.backoff.delay(work.failures, self._rng))
         else:
             self._finish(
-                work, spec.name, failure, text=reply.text, data=data, reply=reply,
+                work,
+                spec.name,
+                failure,
+                text=reply.text,
+                data=data,
+                reply=reply,
                 latency_s=latency_s,
             )
 
     def _handle_error(
-        self, work: _Work, limiter: ModelLimiter, slot: Slot, error: BackendError,
-        number: int, latency_s: float, wall_started: float,
+        self,
+        work: _Work,
+        limiter: ModelLimiter,
+        slot: Slot,
+        error: BackendError,
+        number: int,
+        latency_s: float,
+        wall_started: float,
     ) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         spec = limiter.spec
         if error.kind in ("server_error", "timeout", "connection", "malformed_response"):
             work.failures += 1
-            if limiter.record_server_failure(now, self.config.retry.backoff.delay(
-                    limiter.consecutive_failures - 2, self._rng)):
-                self._emit(ModelStateChanged(spec.name, "cooling", limiter.cooling_until - now,
-                                             f"{limiter.consecutive_failures} failures in a row"))
+            if limiter.record_server_failure(
+                now, self.config.retry.backoff.delay(limiter.consecutive_failures - 2, self._rng)
+            ):
+                self._emit(
+                    ModelStateChanged(
+                        spec.name,
+                        "cooling",
+                        limiter.cooling_until - now,
+                        f"{limiter.consecutive_failures} failures in a row",
+                    )
+                )
         decision = self.config.retry.decide(error, work.failures, spec, self._rng)
         failure = Failure(error.kind, error.message, error.http_status)
         learned = None
         requeue = False
         if decision.action == "park":
-            metric = "tpm" if decision.metric == "tpm" else "rpm"
+            metric: Metric = "tpm" if decision.metric == "tpm" else "rpm"
             scope = "tokens" if metric == "tpm" else "minute"
             learned = limiter.rate_limited(
                 now, slot, decision.delay_s, metric, server_limit(error, scope)
             )
-            self._emit(ModelStateChanged(spec.name, "parked", decision.delay_s, error.message[:200]))
+            self._emit(
+                ModelStateChanged(spec.name, "parked", decision.delay_s, error.message[:200])
+            )
             work.quota_waits += 1
             requeue = work.quota_waits <= self.config.retry.max_quota_waits
         elif decision.action == "exhaust":
@@ -504,7 +556,14 @@ class BatchEngine:
             self._emit(LimitLearned(spec.name, learned.metric, learned.configured, learned.learned))
         will_retry = requeue or decision.action == "retry"
         attempt = self._attempt_record(
-            work, spec, number, failure, Usage(), 0.0, latency_s, wall_started,
+            work,
+            spec,
+            number,
+            failure,
+            Usage(),
+            0.0,
+            latency_s,
+            wall_started,
             retry_delay_s=error.retry_delay_s,
         )
         self._emit(AttemptFinished(attempt, will_retry=will_retry))
@@ -516,15 +575,35 @@ class BatchEngine:
             self._finish(work, spec.name, failure, latency_s=latency_s)
 
     def _attempt_record(
-        self, work: _Work, spec: ModelSpec, number: int, failure: Failure | None, usage: Usage,
-        cost: float, latency_s: float, wall_started: float, *, finish_reason: str | None = None,
-        model_version: str | None = None, retry_delay_s: float | None = None,
+        self,
+        work: _Work,
+        spec: ModelSpec,
+        number: int,
+        failure: Failure | None,
+        usage: Usage,
+        cost: float,
+        latency_s: float,
+        wall_started: float,
+        *,
+        finish_reason: str | None = None,
+        model_version: str | None = None,
+        retry_delay_s: float | None = None,
     ) -> Attempt:
         return Attempt(
-            request_id=work.request.id, index=work.index, number=number, model=spec.name,
-            success=failure is None, failure=failure, usage=usage, cost_usd=cost,
-            latency_ms=latency_s * 1000, started_at=wall_started, finished_at=self._wall(),
-            finish_reason=finish_reason, model_version=model_version, retry_delay_s=retry_delay_s,
+            request_id=work.request.id,
+            index=work.index,
+            number=number,
+            model=spec.name,
+            success=failure is None,
+            failure=failure,
+            usage=usage,
+            cost_usd=cost,
+            latency_ms=latency_s * 1000,
+            started_at=wall_started,
+            finished_at=self._wall(),
+            finish_reason=finish_reason,
+            model_version=model_version,
+            retry_delay_s=retry_delay_s,
         )
 
     def _retry_later(self, work: _Work, delay_s: float) -> None:
@@ -538,21 +617,45 @@ class BatchEngine:
     # --- endings -------------------------------------------------------------------------
 
     def _finish(
-        self, work: _Work, model: str | None, failure: Failure | None, *, text: str | None = None,
-        data: Any = None, reply: Reply | None = None, latency_s: float | None = None,
+        self,
+        work: _Work,
+        model: str | None,
+        failure: Failure | None,
+        *,
+        text: str | None = None,
+        data: Any = None,
+        reply: Reply | None = None,
+        latency_s: float | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        queue_s = (work.first_sent_at if work.first_sent_at is not None else loop.time()) - work.queued_at
+        queue_s = (
+            work.first_sent_at if work.first_sent_at is not None else loop.time()
+        ) - work.queued_at
         result = Result(
-            id=work.request.id, index=work.index, success=failure is None, text=text, data=data,
-            error=failure, finish_reason=reply.finish_reason if reply else None, model=model,
-            attempts=work.attempts, usage=work.usage, cost_usd=work.cost_usd,
+            id=work.request.id,
+            index=work.index,
+            success=failure is None,
+            text=text,
+            data=data,
+            error=failure,
+            finish_reason=reply.finish_reason if reply else None,
+            model=model,
+            attempts=work.attempts,
+            usage=work.usage,
+            cost_usd=work.cost_usd,
             latency_ms=None if latency_s is None else latency_s * 1000,
             queue_ms=queue_s * 1000 if work.first_sent_at is not None else None,
-            model_version=reply.model_version if reply else None, metadata=work.request.metadata,
+            model_version=reply.model_version if reply else None,
+            metadata=work.request.metadata,
         )
         self._done += 1
-        key = "succeeded" if result.success else "not_run" if failure and failure.kind == "not_run" else "failed"
+        key = (
+            "succeeded"
+            if result.success
+            else "not_run"
+            if failure and failure.kind == "not_run"
+            else "failed"
+        )
         self._totals[key] += 1
         self._emit(RequestFinished(result, self._done, self._total))
         self._out.put_nowait(result)
@@ -590,13 +693,23 @@ class BatchEngine:
 
     def _end_batch(self, now: float) -> None:
         if self.status == "running":
-            self.status = "failed" if self._fatal is not None else (
-                "cancelled" if self.cancel_token.cancelled else "finished")
+            self.status = (
+                "failed"
+                if self._fatal is not None
+                else ("cancelled" if self.cancel_token.cancelled else "finished")
+            )
         self._emit(
             BatchFinished(
-                self.config.batch_id, self.status, self._done, self._totals["succeeded"],
-                self._totals["failed"], self._totals["not_run"], self._usage,
-                self._spent_usd, now - self._t0, tuple(sorted(self._models_used)),
+                self.config.batch_id,
+                self.status,
+                self._done,
+                self._totals["succeeded"],
+                self._totals["failed"],
+                self._totals["not_run"],
+                self._usage,
+                self._spent_usd,
+                now - self._t0,
+                tuple(sorted(self._models_used)),
             )
         )
 
