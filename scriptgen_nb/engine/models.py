@@ -81,6 +81,7 @@ class ModelSpec:
 
 
 _SPEC_FIELDS = {f.name for f in fields(ModelSpec)}
+_ENTRY_FIELDS = _SPEC_FIELDS - {"name"}  # a model's name is its table's key
 
 
 class ModelCatalogue:
@@ -116,7 +117,9 @@ class ModelCatalogue:
         ranked = [s for s in self._specs.values() if s.priority is not None and s.usable]
         return sorted(ranked, key=lambda s: s.priority or 0)
 
-    def resolve(self, models: str | ModelSpec | Sequence[str | ModelSpec] | None) -> list[ModelSpec]:
+    def resolve(
+        self, models: str | ModelSpec | Sequence[str | ModelSpec] | None
+    ) -> list[ModelSpec]:
         """Turn the `models=` argument into a ladder: None → default; names → catalogue specs.
 
         A comma-separated string is a ladder too ("gemini-3.8-flash,gemini-2.5-flash-lite").
@@ -162,8 +165,19 @@ class ModelCatalogue:
             raise ConfigurationError("A catalogue needs a non-empty [models] table.")
         specs = []
         for name, entry in models.items():
+            if not isinstance(entry, Mapping):
+                raise ConfigurationError(
+                    f"Catalogue model {name!r} must be a table of fields, not {entry!r}."
+                )
             entry = dict(entry)
             limits = entry.pop("limits", {})
+            if not isinstance(limits, Mapping) or not all(
+                isinstance(v, Mapping) for v in limits.values()
+            ):
+                raise ConfigurationError(
+                    f"Catalogue model {name!r}: limits must be one table per tier, e.g. "
+                    "limits.free = { rpm = 10, tpm = 250000, rpd = 20 }."
+                )
             if limits:
                 if chosen not in limits:
                     raise ConfigurationError(
@@ -171,13 +185,18 @@ class ModelCatalogue:
                         f"(it has: {', '.join(limits)}); set {ENV_TIER} to one of those."
                     )
                 entry.update(limits[chosen])
-            unknown = set(entry) - _SPEC_FIELDS
+            unknown = set(entry) - _ENTRY_FIELDS
             if unknown:
                 raise ConfigurationError(
                     f"Catalogue model {name!r} has unknown fields {sorted(unknown)}; "
-                    f"allowed: {sorted(_SPEC_FIELDS - {'name'})} and limits.<tier>."
+                    f"allowed: {sorted(_ENTRY_FIELDS)} and limits.<tier>."
                 )
-            specs.append(ModelSpec(name=name, **entry))
+            try:
+                specs.append(ModelSpec(name=name, **entry))
+            except TypeError as exc:  # e.g. rpm = "ten"
+                raise ConfigurationError(
+                    f"Catalogue model {name!r} has a value of the wrong type: {exc}"
+                ) from exc
         return cls(specs, as_of=str(data.get("as_of", "")), tier=chosen)
 
     @classmethod
@@ -188,10 +207,17 @@ class ModelCatalogue:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigurationError(f"Cannot read model catalogue {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"Model catalogue {path} is not UTF-8 text: {exc}") from exc
         try:
             data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise ConfigurationError(f"Model catalogue {path} is not valid: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(
+                f"Model catalogue {path} is not valid: its top level must be an object with "
+                f"a models table, not {type(data).__name__}."
+            )
         return cls.from_mapping(data, tier=tier)
 
 
@@ -210,8 +236,13 @@ def seed_models(*, minute_s: float = 60.0, day_s: float = 86_400.0) -> list[Mode
     seed_rpm = {"gemini-2.5-pro": 2, "gemini-2.5-flash": 10, "gemini-2.0-flash-lite": 30}
     return [
         replace(
-            catalogue.get(name), priority=i + 1, rpm=rpm, tpm=250_000, rpd=None,
-            minute_s=minute_s, day_s=day_s,
+            catalogue.get(name),
+            priority=i + 1,
+            rpm=rpm,
+            tpm=250_000,
+            rpd=None,
+            minute_s=minute_s,
+            day_s=day_s,
         )
         for i, (name, rpm) in enumerate(seed_rpm.items())
     ]

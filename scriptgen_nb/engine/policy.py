@@ -61,7 +61,9 @@ def read_error_details(details: Sequence[Any]) -> tuple[float | None, tuple[Quot
                     continue
                 quota_id = str(v.get("quotaId", ""))
                 value = v.get("quotaValue")
-                limit = int(value) if isinstance(value, str | int) and str(value).isdigit() else None
+                limit = (
+                    int(value) if isinstance(value, str | int) and str(value).isdigit() else None
+                )
                 violations.append(QuotaViolation(quota_id, quota_scope(quota_id), limit))
     return delay, tuple(violations)
 

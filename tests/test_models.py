@@ -1,0 +1,454 @@
+"""ModelSpec validation and pricing; catalogues from mappings, files and the bundled TOML."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scriptgen_nb.engine.errors import ConfigurationError, UnknownModelError
+from scriptgen_nb.engine.models import (
+    ENV_CATALOGUE,
+    ENV_TIER,
+    ModelCatalogue,
+    ModelSpec,
+    default_catalogue,
+    seed_models,
+)
+from scriptgen_nb.engine.policy import seed_concurrency
+from scriptgen_nb.engine.values import Usage
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_TIER, raising=False)
+    monkeypatch.delenv(ENV_CATALOGUE, raising=False)
+
+
+# --- ModelSpec -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "complaint"),
+    [
+        ({"name": ""}, "not a Gemini model name"),
+        ({"name": "publishers/google/gemini"}, "not a Gemini model name"),
+        ({"name": "m", "rpm": -1}, "rpm must be >= 0"),
+        ({"name": "m", "tpm": -5}, "tpm must be >= 0"),
+        ({"name": "m", "rpd": -1}, "rpd must be >= 0"),
+        ({"name": "m", "minute_s": 0.0}, "window lengths"),
+        ({"name": "m", "day_s": -1.0}, "window lengths"),
+        ({"name": "m", "batch_discount": 1.5}, "batch_discount"),
+        ({"name": "m", "batch_discount": -0.1}, "batch_discount"),
+    ],
+)
+def test_a_bad_spec_is_a_configuration_error(fields: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        ModelSpec(**fields)
+
+
+def test_configuration_errors_are_value_errors() -> None:
+    with pytest.raises(ValueError):
+        ModelSpec("m", rpm=-1)
+
+
+def test_a_models_prefixed_name_is_accepted() -> None:
+    assert ModelSpec("models/gemini-2.5-flash").name == "models/gemini-2.5-flash"
+
+
+def test_a_limit_of_zero_makes_a_model_unusable_and_none_does_not() -> None:
+    assert ModelSpec("m").usable
+    assert ModelSpec("m", rpm=10, tpm=250_000, rpd=20).usable
+    assert not ModelSpec("m", rpm=0).usable
+    assert not ModelSpec("m", rpm=10, tpm=0).usable
+    assert not ModelSpec("m", rpd=0).usable
+
+
+PRICED = ModelSpec(
+    "m",
+    input_usd_per_1m=1.0,
+    output_usd_per_1m=4.0,
+    input_usd_per_1m_long=2.0,
+    output_usd_per_1m_long=6.0,
+    long_context_tokens=200_000,
+    batch_discount=0.5,
+)
+
+
+def test_cost_bills_thoughts_as_output() -> None:
+    # 1000 in at $1/M; (500 out + 1500 thoughts) at $4/M.
+    assert PRICED.cost_usd(Usage(1000, 500, 1500)) == pytest.approx(0.001 + 0.008)
+    assert PRICED.cost_usd(Usage(0, 0, 1_000_000)) == pytest.approx(4.0)
+
+
+def test_long_context_prices_apply_to_the_whole_request_above_the_threshold() -> None:
+    assert PRICED.cost_usd(Usage(200_000, 1000)) == pytest.approx(0.2 + 0.004)
+    assert PRICED.cost_usd(Usage(200_001, 1000)) == pytest.approx(200_001 * 2.0 / 1e6 + 0.006)
+
+
+def test_without_long_context_prices_the_standard_ones_apply() -> None:
+    spec = ModelSpec("m", input_usd_per_1m=0.3, output_usd_per_1m=2.5)
+    assert spec.cost_usd(Usage(1_000_000, 1_000_000)) == pytest.approx(2.8)
+
+
+def test_batch_calls_cost_the_batch_share() -> None:
+    usage = Usage(300_000, 2000, 1000)
+    assert PRICED.cost_usd(usage, batch=True) == pytest.approx(PRICED.cost_usd(usage) * 0.5)
+    free = ModelSpec("m", input_usd_per_1m=1.0, batch_discount=1.0)
+    assert free.cost_usd(Usage(1_000_000), batch=True) == pytest.approx(1.0)
+
+
+def test_no_usage_costs_nothing() -> None:
+    assert PRICED.cost_usd(Usage()) == 0.0
+
+
+def test_with_windows_changes_only_the_windows() -> None:
+    spec = ModelSpec("m", priority=2, rpm=10, input_usd_per_1m=1.0)
+    fast = spec.with_windows(1.0, 30.0)
+    assert (fast.minute_s, fast.day_s) == (1.0, 30.0)
+    assert (fast.name, fast.priority, fast.rpm, fast.input_usd_per_1m) == ("m", 2, 10, 1.0)
+    assert (spec.minute_s, spec.day_s) == (60.0, 86_400.0)
+
+
+# --- catalogues from mappings ----------------------------------------------------------------
+
+
+def mapping(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "as_of": "2026-11-28",
+        "default_tier": "free",
+        "models": {
+            "alpha": {
+                "priority": 2,
+                "input_usd_per_1m": 0.3,
+                "limits": {"free": {"rpm": 10, "rpd": 20}, "tier1": {"rpm": 1000}},
+            },
+            "beta": {
+                "priority": 1,
+                "limits": {"free": {"rpm": 15}, "tier1": {"rpm": 4000}},
+            },
+            "gamma": {"limits": {"free": {"rpm": 0, "tpm": 0}, "tier1": {"rpm": 150}}},
+            "delta": {"priority": 3, "limits": {"free": {"rpm": 0}, "tier1": {"rpm": 5}}},
+        },
+    }
+    data.update(overrides)
+    return data
+
+
+def test_a_catalogue_takes_the_default_tiers_limits() -> None:
+    catalogue = ModelCatalogue.from_mapping(mapping())
+    assert (catalogue.tier, catalogue.as_of) == ("free", "2026-11-28")
+    alpha = catalogue.get("alpha")
+    assert (alpha.rpm, alpha.rpd, alpha.tpm, alpha.input_usd_per_1m) == (10, 20, None, 0.3)
+    assert [s.name for s in catalogue] == ["alpha", "beta", "gamma", "delta"]
+    assert len(catalogue) == 4
+
+
+def test_an_explicit_tier_wins_over_the_environment_and_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV_TIER, "free")
+    catalogue = ModelCatalogue.from_mapping(mapping(), tier="tier1")
+    assert catalogue.tier == "tier1"
+    assert catalogue.get("alpha").rpm == 1000
+    assert catalogue.get("alpha").rpd is None
+
+
+def test_the_tier_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_TIER, "tier1")
+    catalogue = ModelCatalogue.from_mapping(mapping())
+    assert (catalogue.tier, catalogue.get("beta").rpm) == ("tier1", 4000)
+
+
+def test_a_missing_tier_names_the_tiers_there_are() -> None:
+    with pytest.raises(ConfigurationError, match=r"'alpha' has no limits for tier 'tier9'") as info:
+        ModelCatalogue.from_mapping(mapping(), tier="tier9")
+    assert "free, tier1" in str(info.value)
+    assert ENV_TIER in str(info.value)
+
+
+def test_a_model_without_limits_needs_no_tier() -> None:
+    catalogue = ModelCatalogue.from_mapping({"models": {"m": {"rpm": 3}}}, tier="anything")
+    assert catalogue.get("m").rpm == 3
+
+
+def test_an_unknown_field_is_named_with_the_allowed_ones() -> None:
+    data = mapping()
+    data["models"]["alpha"]["rpmm"] = 5
+    with pytest.raises(ConfigurationError, match=r"'alpha' has unknown fields \['rpmm'\]") as info:
+        ModelCatalogue.from_mapping(data)
+    assert "input_usd_per_1m" in str(info.value)
+
+
+def test_an_unknown_field_inside_a_tier_is_caught_too() -> None:
+    data = {"models": {"m": {"limits": {"free": {"rpm": 1, "requests_per_minute": 2}}}}}
+    with pytest.raises(ConfigurationError, match="requests_per_minute"):
+        ModelCatalogue.from_mapping(data)
+
+
+def test_a_name_field_inside_a_model_table_is_an_unknown_field() -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown fields \['name'\]"):
+        ModelCatalogue.from_mapping({"models": {"m": {"name": "other"}}})
+
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        {"m": 5},
+        {"m": {"rpm": "ten"}},
+        {"m": {"limits": {"free": 10}}},
+        {"m": {"limits": ["free"]}},
+    ],
+    ids=["entry-not-a-table", "wrong-type", "tier-not-a-table", "limits-not-a-table"],
+)
+def test_a_malformed_model_entry_is_a_configuration_error(models: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="'m'"):
+        ModelCatalogue.from_mapping({"models": models})
+
+
+def test_a_bad_spec_value_in_a_catalogue_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="rpm must be >= 0"):
+        ModelCatalogue.from_mapping({"models": {"m": {"rpm": -1}}})
+
+
+@pytest.mark.parametrize("models", [None, {}, ["alpha"]])
+def test_a_catalogue_needs_models(models: Any) -> None:
+    with pytest.raises(ConfigurationError, match="non-empty"):
+        ModelCatalogue.from_mapping({"models": models})
+
+
+def test_get_accepts_the_models_prefix_and_names_known_models() -> None:
+    catalogue = ModelCatalogue.from_mapping(mapping())
+    assert catalogue.get("models/beta").name == "beta"
+    assert "models/beta" in catalogue
+    assert "beta" in catalogue
+    assert "omega" not in catalogue
+    assert 3 not in catalogue
+    with pytest.raises(UnknownModelError, match=r"'omega'.*alpha, beta, gamma, delta"):
+        catalogue.get("omega")
+
+
+def test_the_ladder_is_usable_prioritised_models_in_priority_order() -> None:
+    assert [s.name for s in ModelCatalogue.from_mapping(mapping()).ladder()] == ["beta", "alpha"]
+    tier1 = ModelCatalogue.from_mapping(mapping(), tier="tier1")
+    assert [s.name for s in tier1.ladder()] == ["beta", "alpha", "delta"]
+
+
+def test_catalogue_with_windows_compresses_every_model() -> None:
+    catalogue = ModelCatalogue.from_mapping(mapping()).with_windows(1.0, 20.0)
+    assert {(s.minute_s, s.day_s) for s in catalogue} == {(1.0, 20.0)}
+    assert (catalogue.tier, catalogue.as_of, len(catalogue)) == ("free", "2026-11-28", 4)
+
+
+# --- resolve ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def catalogue() -> ModelCatalogue:
+    return ModelCatalogue.from_mapping(mapping())
+
+
+def names(specs: list[ModelSpec]) -> list[str]:
+    return [s.name for s in specs]
+
+
+def test_resolve_none_is_the_default_ladder(catalogue: ModelCatalogue) -> None:
+    assert names(catalogue.resolve(None)) == ["beta", "alpha"]
+
+
+def test_resolve_none_without_a_ladder_says_to_pass_models() -> None:
+    catalogue = ModelCatalogue.from_mapping({"models": {"m": {"rpm": 3}}})
+    with pytest.raises(ConfigurationError, match="models="):
+        catalogue.resolve(None)
+
+
+def test_resolve_keeps_the_callers_order(catalogue: ModelCatalogue) -> None:
+    assert names(catalogue.resolve(["alpha", "beta"])) == ["alpha", "beta"]
+    assert names(catalogue.resolve("alpha")) == ["alpha"]
+
+
+def test_resolve_reads_a_comma_separated_ladder(catalogue: ModelCatalogue) -> None:
+    assert names(catalogue.resolve(" alpha , models/beta,")) == ["alpha", "beta"]
+
+
+def test_resolve_takes_model_specs_as_they_are(catalogue: ModelCatalogue) -> None:
+    mine = ModelSpec("my-tuned-model", rpm=3)
+    assert catalogue.resolve(mine) == [mine]
+    ladder = catalogue.resolve([mine, "beta"])
+    assert ladder[0] is mine
+    assert ladder[1] == catalogue.get("beta")
+
+
+def test_resolve_rejects_a_model_named_twice(catalogue: ModelCatalogue) -> None:
+    with pytest.raises(ConfigurationError, match="twice"):
+        catalogue.resolve("alpha,beta,alpha")
+    with pytest.raises(ConfigurationError, match="twice"):
+        catalogue.resolve(["beta", "models/beta"])
+    with pytest.raises(ConfigurationError, match="twice"):
+        catalogue.resolve([ModelSpec("alpha", rpm=1), "alpha"])
+
+
+@pytest.mark.parametrize("models", [[], "", " , "])
+def test_resolve_rejects_an_empty_ladder(catalogue: ModelCatalogue, models: Any) -> None:
+    with pytest.raises(ConfigurationError, match="empty"):
+        catalogue.resolve(models)
+
+
+def test_resolve_rejects_unknown_names(catalogue: ModelCatalogue) -> None:
+    with pytest.raises(UnknownModelError, match="omega"):
+        catalogue.resolve("beta,omega")
+
+
+def test_resolve_refuses_a_ladder_of_only_unusable_models(catalogue: ModelCatalogue) -> None:
+    with pytest.raises(ConfigurationError, match=r"No quota for gamma, delta in tier free") as info:
+        catalogue.resolve("gamma,delta")
+    assert f"{ENV_TIER}=tier1" in str(info.value)
+
+
+def test_resolve_keeps_an_unusable_model_beside_usable_ones(catalogue: ModelCatalogue) -> None:
+    # The runner skips it; the ladder still says what the caller asked for.
+    assert names(catalogue.resolve("gamma,alpha")) == ["gamma", "alpha"]
+
+
+# --- catalogue files -------------------------------------------------------------------------
+
+TOML = """
+as_of = "2026-01-01"
+default_tier = "free"
+
+[models."gemini-x"]
+priority = 1
+input_usd_per_1m = 0.5
+limits.free = { rpm = 4, tpm = 1000 }
+limits.paid = { rpm = 400 }
+"""
+
+
+def test_a_toml_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(TOML, encoding="utf-8")
+    catalogue = ModelCatalogue.from_file(path)
+    spec = catalogue.get("gemini-x")
+    assert (spec.rpm, spec.tpm, spec.input_usd_per_1m) == (4, 1000, 0.5)
+    assert catalogue.as_of == "2026-01-01"
+    assert ModelCatalogue.from_file(str(path), tier="paid").get("gemini-x").rpm == 400
+
+
+def test_a_json_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    data = {"default_tier": "paid", "models": {"gemini-y": {"limits": {"paid": {"rpd": 9}}}}}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    catalogue = ModelCatalogue.from_file(path)
+    assert (catalogue.tier, catalogue.get("gemini-y").rpd) == ("paid", 9)
+
+
+def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="Cannot read model catalogue"):
+        ModelCatalogue.from_file(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("filename", "content"),
+    [
+        ("bad.toml", 'as_of = "2026\n[models'),
+        ("bad.json", '{"models": {'),
+        ("list.json", '[{"name": "gemini-x"}]'),
+        ("text.json", '"gemini-x"'),
+    ],
+)
+def test_an_invalid_file_is_a_configuration_error(
+    tmp_path: Path, filename: str, content: str
+) -> None:
+    path = tmp_path / filename
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=re.escape(filename)):
+        ModelCatalogue.from_file(path)
+
+
+def test_a_binary_file_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigurationError, match=r"models\.toml"):
+        ModelCatalogue.from_file(path)
+
+
+def test_a_directory_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="Cannot read"):
+        ModelCatalogue.from_file(tmp_path)
+
+
+# --- the bundled catalogue -------------------------------------------------------------------
+
+
+def test_the_bundled_catalogue_loads_on_the_free_tier() -> None:
+    catalogue = default_catalogue()
+    assert catalogue.tier == "free"
+    assert catalogue.as_of == "2026-11-28"
+    assert names(catalogue.ladder()) == [
+        "gemini-3.8-flash",
+        "gemini-3.5-flash-lite",
+        "gemini-2.5-flash-lite",
+    ]
+    flash = catalogue.get("gemini-2.5-flash")
+    assert (flash.rpm, flash.tpm, flash.rpd) == (10, 250_000, 20)
+    assert not catalogue.get("gemini-2.5-pro").usable
+    for spec in catalogue:
+        assert spec.input_token_limit and spec.output_token_limit
+        assert spec.input_usd_per_1m > 0 and spec.output_usd_per_1m > 0
+
+
+def test_the_bundled_catalogue_follows_scriptgen_tier(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_TIER, "tier1")
+    catalogue = default_catalogue()
+    assert catalogue.tier == "tier1"
+    assert catalogue.get("gemini-3.8-flash").rpm == 1000
+    assert catalogue.get("gemini-2.5-pro").usable
+    assert default_catalogue(tier="free").get("gemini-3.8-flash").rpm == 5
+
+
+def test_an_unknown_tier_for_the_bundled_catalogue_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV_TIER, "enterprise")
+    with pytest.raises(ConfigurationError, match="enterprise"):
+        default_catalogue()
+
+
+def test_scriptgen_catalogue_replaces_the_bundled_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(TOML, encoding="utf-8")
+    monkeypatch.setenv(ENV_CATALOGUE, str(path))
+    catalogue = default_catalogue()
+    assert names(list(catalogue)) == ["gemini-x"]
+    assert default_catalogue(tier="paid").get("gemini-x").rpm == 400
+
+
+def test_a_bad_scriptgen_catalogue_path_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(ENV_CATALOGUE, str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigurationError, match=r"missing\.toml"):
+        default_catalogue()
+
+
+def test_seed_models_are_the_seeds_three_with_its_rpm() -> None:
+    models = seed_models(minute_s=1.0, day_s=20.0)
+    assert [(m.name, m.priority, m.rpm) for m in models] == [
+        ("gemini-2.5-pro", 1, 2),
+        ("gemini-2.5-flash", 2, 10),
+        ("gemini-2.0-flash-lite", 3, 30),
+    ]
+    assert all(m.usable for m in models)  # gemini-2.5-pro has no free tier; the seed's table does
+    assert {(m.tpm, m.rpd, m.minute_s, m.day_s) for m in models} == {(250_000, None, 1.0, 20.0)}
+    assert [seed_concurrency(m.rpm) for m in models] == [3, 3, 3]
+    assert models[0].input_usd_per_1m == 1.25  # prices come from the catalogue
+
+
+def test_seed_models_ignore_scriptgen_tier(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_TIER, "tier1")
+    assert [m.rpm for m in seed_models()] == [2, 10, 30]
