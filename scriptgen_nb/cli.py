@@ -25,11 +25,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scriptgen_nb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo = sub.add_parser("demo", help=COMMANDS["demo"], description=COMMANDS["demo"])
-    demo.add_argument("-n", "--requests", type=int, default=36,
-                      help="number of chapter scripts to generate (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=7, help="the emulator's seed (default: %(default)s)")
-    demo.add_argument("--real", action="store_true",
-                      help="send the batch to Google with GEMINI_API_KEY instead (spends quota)")
+    demo.add_argument(
+        "-n",
+        "--requests",
+        type=int,
+        default=36,
+        help="number of chapter scripts to generate (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=7, help="the emulator's seed (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--real",
+        action="store_true",
+        help="send the batch to Google with GEMINI_API_KEY instead (spends quota)",
+    )
     sub.add_parser("emulator", help=COMMANDS["emulator"], add_help=False)
     return parser
 

@@ -81,7 +81,13 @@ def test_retry_delay_is_honoured_when_the_configured_limit_is_too_high() -> None
     assert counters["rate_limited"].get(PER_MINUTE, 0) == 8
     assert counters["requests"] == 20
     learned = [e for e in events if type(e).__name__ == "LimitLearned"]
-    assert learned and learned[0].learned == 4
+    assert learned and learned[-1].learned == 4  # from quotaValue, or from what the window held
+    attempts = [e.attempt for e in events if isinstance(e, AttemptFinished)]
+    refused = [a for a in attempts if a.failure and a.failure.kind == "rate_limited"]
+    assert all(a.retry_delay_s and 0 < a.retry_delay_s <= 1.0 for a in refused)
+    for r in refused:  # once a refusal is back, nothing is sent before its stated delay
+        after = [a.started_at for a in attempts if a.started_at > r.finished_at]
+        assert all(t >= r.finished_at + (r.retry_delay_s or 0) - 0.01 for t in after)
 
 
 def test_rotation_when_the_first_models_day_quota_runs_out() -> None:

@@ -170,16 +170,18 @@ def test_rate_limited_forgets_the_rejected_slot_parks_and_lowers_rpm_to_what_rem
         lim.admit(t, 10)
     rejected = lim.admit(3.0, 10)
     learned = lim.rate_limited(3.5, rejected, 20.0, "rpm", None)
-    assert learned == Learned("rpm", 10, 3)
-    assert lim.rpm == 3
+    # Three remained, but without a quotaValue one 429 may at most halve the limit.
+    assert learned == Learned("rpm", 10, 5)
+    assert lim.rpm == 5
     assert lim.used(3.5) == (3, 30, 3)
     assert lim.state(3.5) == "parked"
     assert lim.parked_until == pytest.approx(23.5)
     assert lim.wait_s(10.0, 10, paced=False) == pytest.approx(13.5)  # the park alone
-    # The learned limit paces too: three in the window, so wait for the slot from t=0 to leave.
-    assert lim.wait_s(10.0, 10) == pytest.approx(60.0 + MARGIN - 10.0)
-    assert lim.wait_s(23.5, 10) == pytest.approx(60.0 + MARGIN - 23.5)
     assert lim.state(23.5) == "ready"
+    # A second refusal with the same evidence lowers it to what the window held.
+    again = lim.rate_limited(24.0, lim.admit(24.0, 10), 20.0, "rpm", None)
+    assert again == Learned("rpm", 10, 3)
+    assert lim.wait_s(44.0, 10) == pytest.approx(60.0 + MARGIN - 44.0)
 
 
 def test_rate_limited_learns_nothing_when_the_window_held_at_least_the_limit() -> None:
@@ -268,7 +270,7 @@ def test_a_request_above_a_learned_tpm_waits_for_an_empty_window_instead_of_neve
     lim.admit(0.0, 300)
     rejected = lim.admit(1.0, 300)
     # Someone else used the project's quota: our window held little when the 429 came.
-    assert lim.rate_limited(1.0, rejected, 10.0, "tpm", None) == Learned("tpm", 100_000, 300)
+    assert lim.rate_limited(1.0, rejected, 10.0, "tpm", 300) == Learned("tpm", 100_000, 300)
     assert not lim.never_fits(5000)  # the configured limit is what "never" means
     # It goes alone: once the slot from t=0 has left.
     assert lim.wait_s(11.0, 5000) == pytest.approx(60.0 + MARGIN - 11.0)
@@ -280,7 +282,7 @@ def test_exhausted_sets_the_state_until_the_reset_and_learns_rpd() -> None:
     for t in (0.0, 1.0):
         lim.admit(t, 10)
     rejected = lim.admit(2.0, 10)
-    assert lim.exhausted(2.0, rejected, until=500.0) == Learned("rpd", 50, 2)
+    assert lim.exhausted(2.0, rejected, until=500.0) == Learned("rpd", 50, 25)  # at most halved
     assert lim.used(2.0) == (2, 20, 2)
     assert lim.state(2.0) == "exhausted"
     assert lim.state(499.9) == "exhausted"
@@ -387,3 +389,23 @@ def test_a_fresh_limiter_starts_at_the_spec_and_ready() -> None:
     assert lim.state(0.0) == "ready"
     assert lim.unavailable_until(0.0) == -math.inf
     assert lim.used(0.0) == (0, 0, 0)
+
+
+def test_without_a_quota_value_one_429_at_most_halves_the_limit() -> None:
+    limiter = ModelLimiter(ModelSpec("m", rpm=40, minute_s=60.0))
+    slot = limiter.admit(0.0, 10)
+    learned = limiter.rate_limited(1.0, slot, 30.0, "rpm", None)
+    assert (
+        learned is not None and learned.learned == 20
+    )  # the window held nothing: evidence is weak
+    again = limiter.rate_limited(2.0, limiter.admit(2.0, 10), 30.0, "rpm", None)
+    assert again is not None and again.learned == 10
+
+
+def test_the_day_window_empties_when_the_day_quota_resets() -> None:
+    limiter = ModelLimiter(ModelSpec("m", rpd=3, minute_s=1.0, day_s=1000.0))
+    for t in (0.0, 1.0, 2.0):
+        limiter.admit(t, 10)
+    limiter.exhausted(3.0, None, 50.0)
+    assert limiter.wait_s(10.0, 10) == pytest.approx(40.0)  # exhausted until the reset
+    assert limiter.wait_s(50.0, 10) == 0.0  # not 1000 s: the reset frees the whole day at once

@@ -55,8 +55,8 @@ def test_configuration_errors_are_value_errors() -> None:
         ModelSpec("m", rpm=-1)
 
 
-def test_a_models_prefixed_name_is_accepted() -> None:
-    assert ModelSpec("models/gemini-2.5-flash").name == "models/gemini-2.5-flash"
+def test_a_models_prefixed_name_is_accepted_and_shortened() -> None:
+    assert ModelSpec("models/gemini-2.5-flash").name == "gemini-2.5-flash"
 
 
 def test_a_limit_of_zero_makes_a_model_unusable_and_none_does_not() -> None:
@@ -452,3 +452,8 @@ def test_seed_models_are_the_seeds_three_with_its_rpm() -> None:
 def test_seed_models_ignore_scriptgen_tier(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_TIER, "tier1")
     assert [m.rpm for m in seed_models()] == [2, 10, 30]
+
+
+def test_a_zero_long_context_price_is_honoured() -> None:
+    spec = ModelSpec("m", input_usd_per_1m=1.0, input_usd_per_1m_long=0.0, long_context_tokens=10)
+    assert spec.cost_usd(Usage(input=100)) == 0.0

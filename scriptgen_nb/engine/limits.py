@@ -60,6 +60,7 @@ class ModelLimiter:
         self.parked_until = -math.inf
         self.exhausted_until = -math.inf
         self.cooling_until = -math.inf
+        self._day_resets_at = math.inf
         self.consecutive_failures = 0
 
     # --- reading ---------------------------------------------------------------------------
@@ -96,7 +97,8 @@ class ModelLimiter:
         if paced:
             self._expire(now)
             waits.append(self._count_wait(self._minute, self.rpm, self.spec.minute_s, now))
-            waits.append(self._count_wait(self._day, self.rpd, self.spec.day_s, now))
+            day_wait = self._count_wait(self._day, self.rpd, self.spec.day_s, now)
+            waits.append(min(day_wait, self._day_resets_at - now))
             waits.append(self._token_wait(tokens, now))
         return max(0.0, *waits)
 
@@ -176,23 +178,31 @@ class ModelLimiter:
         if self.rpm is None and self.tpm is None:
             return None  # no window was kept to learn from; parking is all we can do
         if metric == "tpm":
-            return self._lower("tpm", sum(s.tokens for s in self._minute))
-        return self._lower("rpm", len(self._minute))
+            return self._lower_by_evidence("tpm", sum(s.tokens for s in self._minute))
+        return self._lower_by_evidence("rpm", len(self._minute))
 
     def exhausted(
         self, now: float, slot: Slot | None, until: float, server_limit: int | None = None
     ) -> Learned | None:
-        """A per-day 429: no request may probe this model before `until`."""
+        """A per-day 429: no request may probe this model before `until`.
+
+        The service resets a day's quota at once (midnight Pacific), not slot by slot, so at
+        `until` the day window is emptied instead of waiting for each slot to age out.
+        """
         if slot is not None:
             self._forget(slot)
         self.exhausted_until = max(self.exhausted_until, until)
+        self._day_resets_at = self.exhausted_until
         self._expire(now)
         if server_limit is not None:
             return self._lower("rpd", server_limit)
-        return None if self.rpd is None else self._lower("rpd", len(self._day))
+        return None if self.rpd is None else self._lower_by_evidence("rpd", len(self._day))
 
     def preload(self, slots: list[Slot]) -> None:
-        """Start from requests already sent (e.g. an earlier batch's, read from the call log)."""
+        """Start from requests already sent (e.g. an earlier batch's, read from the call log).
+
+        Call it before the first `admit`: the windows are kept in time order by appending.
+        """
         for slot in sorted(slots, key=lambda s: s.at):
             self._record(slot)
 
@@ -206,12 +216,25 @@ class ModelLimiter:
         setattr(self, metric, learned)
         return Learned(metric, getattr(self.spec, metric), learned)
 
+    def _lower_by_evidence(self, metric: Metric, observed: int) -> Learned | None:
+        """Lower a limit from what our window held, at most halving it per 429.
+
+        Without the service's `quotaValue` the window is only evidence: the quota may have been
+        used by another process, so one 429 must not collapse a limit to 1. Repeated 429s still
+        converge on a truly lower limit, as multiplicative decrease does.
+        """
+        current: int | None = getattr(self, metric)
+        return self._lower(metric, observed if current is None else max(observed, current // 2))
+
     def _forget(self, slot: Slot) -> None:
         for window in (self._minute, self._day):
             with contextlib.suppress(ValueError):  # already expired out of this window
                 window.remove(slot)
 
     def _expire(self, now: float) -> None:
+        if now >= self._day_resets_at:
+            self._day.clear()
+            self._day_resets_at = math.inf
         for window, length in ((self._minute, self.spec.minute_s), (self._day, self.spec.day_s)):
             while window and window[0].at + length + self.margin_s <= now:
                 window.popleft()

@@ -53,6 +53,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name.removeprefix("models/"):
             raise ConfigurationError(f"ModelSpec name {self.name!r} is not a Gemini model name")
+        # "models/x" and "x" are one model: keep the short name, as routing and logs use it.
+        object.__setattr__(self, "name", self.name.removeprefix("models/"))
         for limit in ("rpm", "tpm", "rpd"):
             value = getattr(self, limit)
             if value is not None and value < 0:
@@ -70,8 +72,12 @@ class ModelSpec:
     def cost_usd(self, usage: Usage, *, batch: bool = False) -> float:
         """What `usage` costs on this model; thought tokens are billed as output."""
         long = usage.input > self.long_context_tokens
-        input_price = (long and self.input_usd_per_1m_long) or self.input_usd_per_1m
-        output_price = (long and self.output_usd_per_1m_long) or self.output_usd_per_1m
+        input_price = self.input_usd_per_1m
+        output_price = self.output_usd_per_1m
+        if long and self.input_usd_per_1m_long is not None:
+            input_price = self.input_usd_per_1m_long
+        if long and self.output_usd_per_1m_long is not None:
+            output_price = self.output_usd_per_1m_long
         cost = (usage.input * input_price + (usage.output + usage.thoughts) * output_price) / 1e6
         return cost * (self.batch_discount if batch else 1.0)
 
