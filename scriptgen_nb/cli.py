@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         "-n",
         "--requests",
         type=int,
-        default=36,
+        default=40,
         help="number of chapter scripts to generate (default: %(default)s)",
     )
     demo.add_argument(

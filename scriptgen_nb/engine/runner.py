@@ -531,21 +531,22 @@ class BatchEngine:
         failure = Failure(error.kind, error.message, error.http_status)
         learned = None
         requeue = False
+        state_before = limiter.state(now)
         if decision.action == "park":
             metric: Metric = "tpm" if decision.metric == "tpm" else "rpm"
             scope = "tokens" if metric == "tpm" else "minute"
             learned = limiter.rate_limited(
                 now, slot, decision.delay_s, metric, server_limit(error, scope)
             )
-            self._emit(
-                ModelStateChanged(spec.name, "parked", decision.delay_s, error.message[:200])
-            )
+            if state_before != "parked":  # the other refusals of one burst say nothing new
+                self._emit(ModelStateChanged(spec.name, "parked", decision.delay_s, quota(error)))
             work.quota_waits += 1
             requeue = work.quota_waits <= self.config.retry.max_quota_waits
         elif decision.action == "exhaust":
             delay = day_reset_delay(error, spec, datetime.now().astimezone())
             learned = limiter.exhausted(now, slot, now + delay, server_limit(error, "day"))
-            self._emit(ModelStateChanged(spec.name, "exhausted", delay, error.message[:200]))
+            if state_before != "exhausted":
+                self._emit(ModelStateChanged(spec.name, "exhausted", delay, quota(error)))
             work.quota_waits += 1
             requeue = work.quota_waits <= self.config.retry.max_quota_waits
         elif decision.action == "abort":
@@ -723,6 +724,12 @@ class BatchEngine:
                     self._fatal = exc
                     self._stop(Failure("not_run", f"a listener failed: {exc!r}"))
                     self.status = "failed"
+
+
+def quota(error: BackendError) -> str:
+    """What a 429 was about, briefly: its quota ids (with limits) or its message."""
+    named = [f"{v.quota_id} (limit {v.limit})" if v.limit else v.quota_id for v in error.violations]
+    return ", ".join(named) or error.message[:200]
 
 
 def server_limit(error: BackendError, scope: str) -> int | None:
