@@ -226,3 +226,30 @@ def test_a_generator_streams_through_the_real_sdk_with_bounded_outstanding_reque
     assert counters["max_in_flight"] <= 32
     # In flight (32) plus the hand-off queue to this thread (1024): independent of the batch size.
     assert most_outstanding <= 32 + 1024 + 2
+
+
+def test_the_api_key_never_appears_in_errors_events_or_reprs() -> None:
+    secret = "AIzaSy-super-secret-key-0123456789"
+    events: list[Any] = []
+    with emulator(model=ModelConfig()) as emu:
+        reqs = sg.create_batch_requests(["p0", "p1"])
+        with pytest.raises(sg.InvalidApiKeyError) as caught:
+            sg.batch_generate(
+                reqs,
+                models=[spec("model", 1)],
+                base_url=emu.base_url,
+                api_key=secret,
+                listeners=[events.append],
+                max_concurrency=1,
+            )
+    from scriptgen_nb.api import BatchOptions
+    from scriptgen_nb.engine.backend import GeminiBackend
+
+    seen = [
+        str(caught.value),
+        repr(caught.value),
+        *map(repr, events),
+        repr(BatchOptions(api_key=secret)),
+        repr(GeminiBackend(secret)),
+    ]
+    assert events and not [text for text in seen if secret in text]

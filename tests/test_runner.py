@@ -6,7 +6,7 @@ import asyncio
 import random
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from scriptgen_nb.engine.values import (
     LimitLearned,
     ModelStateChanged,
     Reply,
+    RequestFinished,
     Result,
     Usage,
 )
@@ -49,7 +50,7 @@ class Run:
         reqs: Iterable[GenerationRequest],
         *,
         concurrency: int | str | None = None,
-        cancel_after: int | None = None,
+        cancel_when: Callable[[Event, list[Event]], bool] | None = None,
         **config: Any,
     ) -> None:
         self.events: list[Event] = []
@@ -66,8 +67,7 @@ class Run:
 
         def listen(event: Event) -> None:
             self.events.append(event)
-            finished = sum(1 for e in self.events if type(e).__name__ == "RequestFinished")
-            if cancel_after is not None and finished == cancel_after:
+            if cancel_when is not None and cancel_when(event, self.events):
                 token.cancel()
 
         retry = config.pop("retry", RetryPolicy(backoff=Backoff(0.5, 2.0, 4.0)))
@@ -350,7 +350,11 @@ def test_results_keep_ids_indexes_usage_cost_and_timings() -> None:
 
 def test_cancel_stops_admission_and_marks_everything_else_not_run() -> None:
     backend = FakeBackend(latency_s=1.0)
-    run = Run(backend, [spec("a")], requests(20), concurrency=2, cancel_after=4)
+
+    def after_four(event: Event, events: list[Event]) -> bool:
+        return sum(isinstance(e, RequestFinished) for e in events) == 4
+
+    run = Run(backend, [spec("a")], requests(20), concurrency=2, cancel_when=after_four)
     assert len(run.results) == 20 and len({r.id for r in run.results}) == 20
     done = [r for r in run.results if r.success]
     assert 4 <= len(done) <= 6
@@ -436,3 +440,16 @@ def test_a_prompt_larger_than_every_model_allows_fails_as_too_large() -> None:
     run = Run(FakeBackend(), [spec("a", tpm=500)], [big, *requests(1)])
     assert run.by_id["big"].error.kind == "too_large"  # type: ignore[union-attr]
     assert run.by_id["r0"].success
+
+
+def test_cancel_is_prompt_even_with_long_calls_and_pending_retries() -> None:
+    backend = FakeBackend(latency_s=lambda r, m: 1.0 if r.id == "r0" else 600.0)
+    backend.enqueue("a", BackendError("server_error", "busy", 503, retry_delay_s=300.0))
+
+    def on_first_retry(event: Event, events: list[Event]) -> bool:
+        return isinstance(event, AttemptFinished) and event.will_retry
+
+    run = Run(backend, [spec("a")], requests(6), cancel_when=on_first_retry, concurrency=6)
+    assert run.elapsed < 2.0  # neither the 600 s calls nor the 300 s retry were waited for
+    assert {r.error.kind for r in run.results} == {"not_run"}  # type: ignore[union-attr]
+    assert len(run.results) == 6

@@ -259,9 +259,11 @@ class BatchEngine:
         pulled = 0
         try:
             while True:
-                if self.cancel_token.cancelled and self._stop_reason is None:
+                if self.cancel_token.cancelled:
+                    # Stop at once: in-flight attempts are cancelled and the rest marked below.
                     self._stop(Failure("not_run", "cancelled before it was sent"))
                     self.status = "cancelled"
+                    break
                 if self._fatal is not None:
                     break
                 now = loop.time()
