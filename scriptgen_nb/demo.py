@@ -66,7 +66,18 @@ CHAPTERS = [
 
 def demo_emulator_config(seed: int = 7) -> EmulatorConfig:
     """The emulator as the demo's account sees it: the catalogue's free tier, compressed."""
-    overloaded = FaultConfig(p_503=0.06)
+
+    def free_tier(rpm: int, rpd: int, latency_s: float) -> ModelConfig:
+        return ModelConfig(
+            rpm=rpm,
+            tpm=250_000,
+            rpd=rpd,
+            latency_base_s=latency_s,
+            latency_per_output_token_s=0.001,
+            latency_jitter_s=latency_s / 2,
+            faults=FaultConfig(p_503=0.06),  # "The model is overloaded": retried
+        )
+
     return EmulatorConfig(
         seed=seed,
         api_keys=(DEMO_KEY,),
@@ -74,33 +85,9 @@ def demo_emulator_config(seed: int = 7) -> EmulatorConfig:
         day_s=DAY_S,
         models={
             # Documented as 20 a day, but this account gets 6: the batch finds out mid-run.
-            "gemini-3.8-flash": ModelConfig(
-                rpm=5,
-                tpm=250_000,
-                rpd=6,
-                latency_base_s=0.8,
-                latency_per_output_token_s=0.001,
-                latency_jitter_s=0.4,
-                faults=overloaded,
-            ),
-            "gemini-3.5-flash-lite": ModelConfig(
-                rpm=15,
-                tpm=250_000,
-                rpd=1000,
-                latency_base_s=0.6,
-                latency_per_output_token_s=0.001,
-                latency_jitter_s=0.3,
-                faults=overloaded,
-            ),
-            "gemini-2.5-flash-lite": ModelConfig(
-                rpm=15,
-                tpm=250_000,
-                rpd=1000,
-                latency_base_s=0.5,
-                latency_per_output_token_s=0.001,
-                latency_jitter_s=0.3,
-                faults=overloaded,
-            ),
+            "gemini-3.8-flash": free_tier(rpm=5, rpd=6, latency_s=0.8),
+            "gemini-3.5-flash-lite": free_tier(rpm=15, rpd=1000, latency_s=0.6),
+            "gemini-2.5-flash-lite": free_tier(rpm=15, rpd=1000, latency_s=0.5),
         },
     )
 

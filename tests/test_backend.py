@@ -23,11 +23,17 @@ from scriptgen_nb.engine.backend import (
 )
 from scriptgen_nb.engine.errors import BackendError, QuotaViolation
 from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
+from tests.google_errors import (
+    HELP,
+    INPUT_TOKENS,
+    PER_DAY,
+    PER_MINUTE,
+    quota_failure,
+    retry_info,
+    violation,
+)
 from tests.virtual_time import run_virtual
 
-PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-PER_DAY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-INPUT_TOKENS = "GenerateContentInputTokensPerModelPerMinute-FreeTier"
 QUOTA_MESSAGE = (
     "You exceeded your current quota, please check your plan and billing details. For more "
     "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
@@ -35,31 +41,6 @@ QUOTA_MESSAGE = (
     "generate_content_free_tier_requests, limit: 10, model: gemini-2.5-flash\n"
     "Please retry in 21.5s."
 )
-HELP = {
-    "@type": "type.googleapis.com/google.rpc.Help",
-    "links": [
-        {"description": "Learn more", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}
-    ],
-}
-
-
-def violation(quota_id: str, value: str | None = "10") -> dict[str, Any]:
-    v: dict[str, Any] = {
-        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-        "quotaId": quota_id,
-        "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
-    }
-    if value is not None:
-        v["quotaValue"] = value
-    return v
-
-
-def quota_failure(*violations: dict[str, Any]) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": list(violations)}
-
-
-def retry_info(delay: str) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
 
 
 def google_429(*details: dict[str, Any], message: str = QUOTA_MESSAGE) -> errors.ClientError:

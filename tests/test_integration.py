@@ -17,12 +17,11 @@ import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
 from scriptgen_nb.engine.policy import Backoff
 from scriptgen_nb.engine.values import AttemptFinished
+from tests.google_errors import PER_DAY, PER_MINUTE
 
 pytestmark = pytest.mark.integration
 
 KEY = "test-key"
-PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-PER_DAY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 
 
 def emulator(minute_s: float = 60.0, day_s: float = 86_400.0, **models: ModelConfig) -> Emulator:

@@ -27,37 +27,17 @@ from scriptgen_nb.engine.policy import (
     retry_delay_from_message,
     seed_concurrency,
 )
+from tests.google_errors import (
+    HELP,
+    INPUT_TOKENS,
+    PER_DAY,
+    PER_MINUTE,
+    quota_failure,
+    retry_info,
+    violation,
+)
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
-PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-PER_DAY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
-INPUT_TOKENS = "GenerateContentInputTokensPerModelPerMinute-FreeTier"
-
-HELP = {
-    "@type": "type.googleapis.com/google.rpc.Help",
-    "links": [
-        {"description": "Learn more", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}
-    ],
-}
-
-
-def quota_failure(*violations: dict[str, Any]) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": list(violations)}
-
-
-def violation(quota_id: str, value: str | None = "10") -> dict[str, Any]:
-    v: dict[str, Any] = {
-        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-        "quotaId": quota_id,
-        "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
-    }
-    if value is not None:
-        v["quotaValue"] = value
-    return v
-
-
-def retry_info(delay: str) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
 
 
 # --- durations and quota ids -----------------------------------------------------------------

@@ -29,6 +29,7 @@ from scriptgen_nb.engine.values import (
     Result,
     Usage,
 )
+from tests.google_errors import PER_DAY, PER_MINUTE
 from tests.virtual_time import run_virtual
 
 
@@ -106,10 +107,6 @@ def rate_limit(quota_id: str, delay: float | None, limit: int | None = None) -> 
     scope = "day" if "PerDay" in quota_id else "tokens" if "Token" in quota_id else "minute"
     kind = "quota_exhausted" if scope == "day" else "rate_limited"
     return BackendError(kind, "quota", 429, delay, (QuotaViolation(quota_id, scope, limit),))  # type: ignore[arg-type]
-
-
-PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
-PER_DAY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 
 
 def test_paces_to_rpm_and_finishes_at_the_sliding_window_bound() -> None:

@@ -9,13 +9,12 @@ production. Imports nothing from the engine.
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .casing import either_case, snake
 from .tokens import count_tokens
 
 __all__ = ["GenerateRequest", "RequestError", "parse_count_tokens", "parse_generate"]
@@ -47,22 +46,10 @@ class RequestError(ValueError):
     """The body is not a valid request; the message is what the 400 response says."""
 
 
-@functools.cache
-def _snake(camel: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
-
-
-def _field(obj: Mapping[str, Any], camel: str) -> Any:
-    """A field by its camelCase or snake_case name (proto3 JSON parsers accept both)."""
-    if camel in obj:
-        return obj[camel]
-    return obj.get(_snake(camel))
-
-
 def _field_names(camel_names: str) -> frozenset[str]:
     """The accepted spellings of space-separated camelCase field names."""
     names = camel_names.split()
-    return frozenset(names) | {_snake(name) for name in names}
+    return frozenset(names) | {snake(name) for name in names}
 
 
 _TOP_LEVEL = _field_names(_TOP_LEVEL_TEXT)
@@ -116,12 +103,12 @@ def _content_texts(content: Any, where: str) -> tuple[str, list[str]]:
 
 
 def _number(config: Mapping[str, Any], camel: str, low: float, high: float) -> float | None:
-    value = _field(config, camel)
+    value = either_case(config, camel)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RequestError(
-            f"* GenerateContentRequest.generation_config.{_snake(camel)}: must be a number\n"
+            f"* GenerateContentRequest.generation_config.{snake(camel)}: must be a number\n"
         )
     if not low <= value <= high:
         raise RequestError(
@@ -133,14 +120,12 @@ def _number(config: Mapping[str, Any], camel: str, low: float, high: float) -> f
 
 
 def _integer(config: Mapping[str, Any], camel: str, where: str) -> int | None:
-    value = _field(config, camel)
+    value = either_case(config, camel)
     if value is None:
         return None
     # JSON has one number type and some clients send 64.0 for 64.
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise RequestError(
-            f"* GenerateContentRequest.{where}.{_snake(camel)}: must be an integer\n"
-        )
+        raise RequestError(f"* GenerateContentRequest.{where}.{snake(camel)}: must be an integer\n")
     return int(value)
 
 
@@ -172,7 +157,7 @@ def _contents(data: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:
     for i, content in enumerate(contents):
         role, texts = _content_texts(content, f"contents[{i}]")
         turns.append((role, "\n".join(texts)))
-    system = _field(data, "systemInstruction")
+    system = either_case(data, "systemInstruction")
     system_text = ""
     if system is not None:
         system_text = "\n".join(_content_texts(system, "system_instruction")[1])
@@ -184,11 +169,11 @@ def parse_generate(body: bytes) -> GenerateRequest:
     data = _load(body)
     _reject_unknown(data, _TOP_LEVEL, "")
     turns, system_text = _contents(data)
-    config = _field(data, "generationConfig") or {}
+    config = either_case(data, "generationConfig") or {}
     if not isinstance(config, dict):
         raise RequestError("* GenerateContentRequest.generation_config: must be an object\n")
     _reject_unknown(config, _GENERATION_CONFIG, "generation_config")
-    safety = _field(data, "safetySettings")
+    safety = either_case(data, "safetySettings")
     if safety is not None and not (
         isinstance(safety, list) and all(isinstance(s, dict) and "category" in s for s in safety)
     ):
@@ -206,7 +191,7 @@ def parse_generate(body: bytes) -> GenerateRequest:
             "* GenerateContentRequest.generation_config.max_output_tokens: must be positive\n"
         )
 
-    stops = _field(config, "stopSequences") or []
+    stops = either_case(config, "stopSequences") or []
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
         raise RequestError(
             "* GenerateContentRequest.generation_config.stop_sequences: must be a list of "
@@ -218,15 +203,15 @@ def parse_generate(body: bytes) -> GenerateRequest:
             f"{_MAX_STOP_SEQUENCES} stop sequences are allowed\n"
         )
 
-    mime = _field(config, "responseMimeType") or "text/plain"
+    mime = either_case(config, "responseMimeType") or "text/plain"
     if mime not in _MIME_TYPES:
         raise RequestError(
             "* GenerateContentRequest.generation_config.response_mime_type: allowed mimetypes are "
             "`text/plain`, `application/json`, `application/xml`, `application/yaml` and "
             "`text/x.enum`.\n"
         )
-    openapi_schema = _field(config, "responseSchema")
-    json_schema = _field(config, "responseJsonSchema")
+    openapi_schema = either_case(config, "responseSchema")
+    json_schema = either_case(config, "responseJsonSchema")
     if openapi_schema is not None and json_schema is not None:
         raise RequestError(
             "* GenerateContentRequest.generation_config: response_schema and "
@@ -244,7 +229,7 @@ def parse_generate(body: bytes) -> GenerateRequest:
                 "schema requires response_mime_type `application/json` or `text/x.enum`\n"
             )
 
-    thinking = _field(config, "thinkingConfig") or {}
+    thinking = either_case(config, "thinkingConfig") or {}
     if not isinstance(thinking, dict):
         raise RequestError(
             "* GenerateContentRequest.generation_config.thinking_config: must be an object\n"
@@ -286,7 +271,7 @@ def parse_count_tokens(body: bytes) -> int:
     """The token count for a countTokens body: `contents` or a whole `generateContentRequest`."""
     data = _load(body)
     _reject_unknown(data, _COUNT_TOKENS, "")
-    inner = _field(data, "generateContentRequest")
+    inner = either_case(data, "generateContentRequest")
     if inner is not None:
         if not isinstance(inner, dict):
             raise RequestError("* CountTokensRequest.generate_content_request: must be an object\n")

@@ -10,7 +10,6 @@ Strings come from the prose phrasebook, chosen by property name. Imports nothing
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import re
@@ -18,6 +17,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .casing import either_case
 from .content import name_phrase, sentence, short_phrase, title_phrase
 
 __all__ = ["SchemaError", "conforming_value"]
@@ -32,18 +32,6 @@ _P_OPTIONAL = 0.8
 
 class SchemaError(ValueError):
     """The schema cannot be satisfied or is malformed (e.g. an unresolvable `$ref`)."""
-
-
-@functools.cache
-def _snake(camel: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
-
-
-def _get(schema: Mapping[str, Any], camel: str) -> Any:
-    """A schema keyword in camelCase or snake_case: the SDK sends both inside schemas."""
-    if camel in schema:
-        return schema[camel]
-    return schema.get(_snake(camel))
 
 
 def _types(schema: Mapping[str, Any]) -> list[str]:
@@ -85,7 +73,7 @@ class _Walker:
         return self.resolve({**target, **siblings}, (*seen, ref))
 
     def merge_all_of(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
-        parts = _get(schema, "allOf")
+        parts = either_case(schema, "allOf")
         if not parts:
             return schema
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k not in ("allOf", "all_of")}
@@ -115,7 +103,7 @@ class _Walker:
         schema = self.merge_all_of(self.resolve(schema))
         if "const" in schema:
             return schema["const"]
-        options = _get(schema, "anyOf") or _get(schema, "oneOf")
+        options = either_case(schema, "anyOf") or either_case(schema, "oneOf")
         types = _types(schema)
         nullable = bool(schema.get("nullable")) or "null" in types
         if options:
@@ -165,7 +153,7 @@ class _Walker:
         # `position` is the object's index in its array, so a `number` field can count scenes.
         properties: Mapping[str, Any] = schema.get("properties") or {}
         required = set(schema.get("required") or [])
-        ordering = [p for p in (_get(schema, "propertyOrdering") or []) if p in properties]
+        ordering = [p for p in (either_case(schema, "propertyOrdering") or []) if p in properties]
         names = ordering + [p for p in properties if p not in ordering]
         out: dict[str, Any] = {}
         for prop in names:
@@ -173,7 +161,7 @@ class _Walker:
             if optional and (depth >= _MAX_DEPTH or self.r.random() >= _P_OPTIONAL):
                 continue
             out[prop] = self.value(properties[prop], name=prop, depth=depth + 1, position=position)
-        extra = _get(schema, "additionalProperties")
+        extra = either_case(schema, "additionalProperties")
         if not properties and isinstance(extra, Mapping) and depth < _MAX_DEPTH:
             for i in range(self.r.randint(1, 3)):
                 key = f"{self.r.choice(self.words)}_{i + 1}"
@@ -181,9 +169,9 @@ class _Walker:
         return out
 
     def array(self, schema: Mapping[str, Any], name: str, depth: int) -> list[Any]:
-        low = int(_get(schema, "minItems") or 0)
-        high_raw = _get(schema, "maxItems")
-        prefix = _get(schema, "prefixItems")
+        low = int(either_case(schema, "minItems") or 0)
+        high_raw = either_case(schema, "maxItems")
+        prefix = either_case(schema, "prefixItems")
         if isinstance(prefix, list):
             return [
                 self.value(item, name=name, depth=depth + 1, position=i)
@@ -197,7 +185,7 @@ class _Walker:
                 raise SchemaError(f"{name or 'array'}: maxItems {high} is below minItems {low}")
             count = self.r.randint(min(max(low, 1), high), high)
         items = schema.get("items") or {}
-        unique = bool(_get(schema, "uniqueItems"))
+        unique = bool(either_case(schema, "uniqueItems"))
         out: list[Any] = []
         tries = 0
         while len(out) < count:
@@ -214,10 +202,10 @@ class _Walker:
 
     def bounds(self, schema: Mapping[str, Any]) -> tuple[float | None, float | None, bool, bool]:
         """(low, high, low_exclusive, high_exclusive) from either dialect's keywords."""
-        low = _get(schema, "minimum")
-        high = _get(schema, "maximum")
-        ex_low = _get(schema, "exclusiveMinimum")
-        ex_high = _get(schema, "exclusiveMaximum")
+        low = either_case(schema, "minimum")
+        high = either_case(schema, "maximum")
+        ex_low = either_case(schema, "exclusiveMinimum")
+        ex_high = either_case(schema, "exclusiveMaximum")
         low_excl = high_excl = False
         # Draft 2020 (Pydantic) gives numbers; OpenAPI 3.0 gives booleans next to min/max.
         if isinstance(ex_low, bool):
@@ -259,7 +247,7 @@ class _Walker:
             lo = low if low is not None else (high - 100 if high is not None else 1)
             hi = high if high is not None else lo + 100
             value = self.r.randint(lo, hi)
-        multiple = _get(schema, "multipleOf")
+        multiple = either_case(schema, "multipleOf")
         if isinstance(multiple, int) and multiple > 0 and value % multiple:
             value = self.multiple_within(value, multiple, low, high, name)
         return value
@@ -329,10 +317,10 @@ class _Walker:
             text = " ".join(sentence(r, self.words) for _ in range(r.randint(1, 3)))
         else:
             text = short_phrase(r, self.words)
-        min_length = int(_get(schema, "minLength") or 0)
+        min_length = int(either_case(schema, "minLength") or 0)
         while len(text) < min_length:
             text = f"{text} {sentence(r, self.words)}"
-        max_length = _get(schema, "maxLength")
+        max_length = either_case(schema, "maxLength")
         if max_length is not None:
             text = text[: int(max_length)]
         return text
