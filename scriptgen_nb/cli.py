@@ -7,6 +7,7 @@ the library lacks.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from . import __version__
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):  # `scriptgen demo | head` ends quietly, as a filter should
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["emulator"]:
         from .emulator.__main__ import main as emulator_main
