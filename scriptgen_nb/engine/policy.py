@@ -215,3 +215,15 @@ def plan_concurrency(
     if max_concurrency < 1:
         raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
     return ConcurrencyPlan("fixed", max_concurrency, paced=True)
+
+
+def quota_summary(error: BackendError) -> str:
+    """What a 429 was about, briefly: its quota ids (with limits) or its message."""
+    named = [f"{v.quota_id} (limit {v.limit})" if v.limit else v.quota_id for v in error.violations]
+    return ", ".join(named) or error.message[:200]
+
+
+def server_limit(error: BackendError, scope: QuotaScope) -> int | None:
+    """The `quotaValue` the service stated for the violated window, when it sent one."""
+    limits = [v.limit for v in error.violations if v.scope == scope and v.limit is not None]
+    return min(limits) if limits else None

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import json
 import math
 import random
 import threading
@@ -31,13 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
-
 from .backend import SEND_HOOK, Backend
-from .errors import BackendError, ConfigurationError, InvalidApiKeyError
+from .errors import BackendError, ConfigurationError, InvalidApiKeyError, QuotaScope
 from .limits import Metric, ModelLimiter, Slot
 from .models import ModelSpec
-from .policy import ConcurrencyPlan, RetryPolicy, day_reset_delay
+from .policy import ConcurrencyPlan, RetryPolicy, day_reset_delay, quota_summary, server_limit
+from .routing import Never, Wait, choose_model
 from .values import (
     Attempt,
     AttemptFinished,
@@ -54,13 +52,10 @@ from .values import (
     Result,
     Usage,
 )
+from .verdict import judge_reply
 
 Listener = Callable[[Event], None]
 Routing = Literal["preference", "failover"]
-
-BLOCK_REASONS = frozenset(
-    {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY"}
-)
 
 
 def estimate_tokens(request: GenerationRequest) -> int:
@@ -142,21 +137,6 @@ class _Work:
     cost_usd: float = 0.0
     first_sent_at: float | None = None
     reserved_usd: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Go:
-    limiter: ModelLimiter
-
-
-@dataclass(frozen=True, slots=True)
-class _Wait:
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Never:
-    failure: Failure
 
 
 class BatchEngine:
@@ -289,12 +269,19 @@ class BatchEngine:
                 if self._stop_reason is not None:
                     self._finish(work, None, self._stop_reason)
                     continue
-                route = self._route(work, now)
-                if isinstance(route, _Never):
+                route = choose_model(
+                    list(self.limiters.values()),
+                    work.tokens,
+                    now,
+                    pinned=work.request.model,
+                    paced=self.config.plan.paced,
+                    failover=self.config.routing == "failover",
+                )
+                if isinstance(route, Never):
                     if route.failure.kind == "not_run" and work.request.model is None:
                         self._stop(route.failure)
                     self._finish(work, None, route.failure)
-                elif isinstance(route, _Wait):
+                elif isinstance(route, Wait):
                     self._ready.appendleft(work)
                     await self._sleep(route.seconds)
                 elif not self._within_budget(work, route.limiter.spec):
@@ -341,46 +328,6 @@ class BatchEngine:
             seconds = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
-
-    def _route(self, work: _Work, now: float) -> _Go | _Wait | _Never:
-        """Pick the model for `work`: the most preferred one with headroom now."""
-        pinned = work.request.model
-        if pinned is not None:
-            candidates = [lim for lim in self.limiters.values() if lim.spec.name == pinned]
-            if not candidates:
-                return _Never(Failure("invalid_request", f"model {pinned!r} is not in this batch"))
-        else:
-            candidates = list(self.limiters.values())
-        paced = self.config.plan.paced
-        live = [lim for lim in candidates if lim.spec.usable and lim.exhausted_until <= now]
-        if not live:
-            until = min(lim.exhausted_until for lim in candidates) - now
-            names = ", ".join(lim.spec.name for lim in candidates)
-            return _Never(
-                Failure(
-                    "not_run",
-                    f"every model is out of daily quota ({names}); "
-                    f"the first resets in {until:.0f}s. Re-run to resume.",
-                )
-            )
-        fitting = [lim for lim in live if not lim.never_fits(work.tokens)]
-        if not fitting:
-            return _Never(
-                Failure(
-                    "too_large",
-                    f"about {work.tokens} input tokens exceed the input or "
-                    "per-minute token limit of every model in the ladder",
-                )
-            )
-        waits = []
-        for limiter in fitting:
-            wait = limiter.wait_s(now, work.tokens, paced=paced)
-            if wait <= 0:
-                return _Go(limiter)
-            waits.append(wait)
-            if self.config.routing == "failover" and limiter.state(now) == "ready":
-                break  # strict failover: a lower model only while this one is unavailable
-        return _Wait(min(waits))
 
     def _within_budget(self, work: _Work, spec: ModelSpec) -> bool:
         budget = self.config.budget_usd
@@ -452,31 +399,12 @@ class BatchEngine:
         self._spent_usd += cost
         self._usage = self._usage + reply.usage
         limiter.record_success()
-        failure: Failure | None = None
-        data: Any = None
-        finish = (reply.finish_reason or "").upper()
+        verdict = judge_reply(reply, work.request.schema)
+        failure = verdict.failure
         retry = False
-        if reply.block_reason or finish in BLOCK_REASONS:
-            failure = Failure("blocked", f"blocked by the service ({reply.block_reason or finish})")
-        elif finish == "MAX_TOKENS":
-            failure = Failure(
-                "truncated",
-                "the answer hit max_output_tokens (finish reason "
-                "MAX_TOKENS); raise max_output_tokens or shorten the task",
-            )
-        elif not reply.text:
-            failure = Failure(
-                "malformed_response", f"empty answer (finish reason {finish or '?'})", 200
-            )
+        if verdict.retryable:
             work.failures += 1
             retry = work.failures < self.config.retry.max_attempts
-        elif work.request.schema is not None:
-            try:
-                data = parse_structured(reply.text, work.request.schema)
-            except ValueError as exc:
-                failure = Failure("invalid_json", str(exc)[:500])
-                work.failures += 1
-                retry = work.failures < self.config.retry.max_attempts
         attempt = self._attempt_record(
             work,
             spec,
@@ -498,7 +426,7 @@ class BatchEngine:
                 spec.name,
                 failure,
                 text=reply.text,
-                data=data,
+                data=verdict.data,
                 reply=reply,
                 latency_s=latency_s,
             )
@@ -536,19 +464,21 @@ class BatchEngine:
         state_before = limiter.state(now)
         if decision.action == "park":
             metric: Metric = "tpm" if decision.metric == "tpm" else "rpm"
-            scope = "tokens" if metric == "tpm" else "minute"
+            scope: QuotaScope = "tokens" if metric == "tpm" else "minute"
             learned = limiter.rate_limited(
                 now, slot, decision.delay_s, metric, server_limit(error, scope)
             )
             if state_before != "parked":  # the other refusals of one burst say nothing new
-                self._emit(ModelStateChanged(spec.name, "parked", decision.delay_s, quota(error)))
+                self._emit(
+                    ModelStateChanged(spec.name, "parked", decision.delay_s, quota_summary(error))
+                )
             work.quota_waits += 1
             requeue = work.quota_waits <= self.config.retry.max_quota_waits
         elif decision.action == "exhaust":
             delay = day_reset_delay(error, spec, datetime.now().astimezone())
             learned = limiter.exhausted(now, slot, now + delay, server_limit(error, "day"))
             if state_before != "exhausted":
-                self._emit(ModelStateChanged(spec.name, "exhausted", delay, quota(error)))
+                self._emit(ModelStateChanged(spec.name, "exhausted", delay, quota_summary(error)))
             work.quota_waits += 1
             requeue = work.quota_waits <= self.config.retry.max_quota_waits
         elif decision.action == "abort":
@@ -726,31 +656,3 @@ class BatchEngine:
                     self._fatal = exc
                     self._stop(Failure("not_run", f"a listener failed: {exc!r}"))
                     self.status = "failed"
-
-
-def quota(error: BackendError) -> str:
-    """What a 429 was about, briefly: its quota ids (with limits) or its message."""
-    named = [f"{v.quota_id} (limit {v.limit})" if v.limit else v.quota_id for v in error.violations]
-    return ", ".join(named) or error.message[:200]
-
-
-def server_limit(error: BackendError, scope: str) -> int | None:
-    """The `quotaValue` the service stated for the violated window, when it sent one."""
-    limits = [v.limit for v in error.violations if v.scope == scope and v.limit is not None]
-    return min(limits) if limits else None
-
-
-def parse_structured(text: str, schema: Any) -> Any:
-    """Parse a JSON answer against a Pydantic model class or (leniently) a JSON Schema dict.
-
-    Raises ValueError (json or Pydantic validation) when the text does not fit.
-    """
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        try:
-            return schema.model_validate_json(text)
-        except ValidationError as exc:
-            raise ValueError(f"answer does not match {schema.__name__}: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"answer is not valid JSON: {exc}") from None

@@ -1,0 +1,80 @@
+"""Routing: which model of a ladder a request goes to now, or how long until one can take it.
+
+A pure function over the ladder's limiters, in preference order. `preference` routing sends a
+request to the most preferred model with room now, so a batch uses the ladder's combined rate;
+`failover` uses a lower model only while every higher one is parked, cooling or exhausted.
+Imports nothing outside `engine/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .limits import ModelLimiter
+from .values import Failure
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    """Send it now, to this model."""
+
+    limiter: ModelLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """No model can take it yet; the earliest may in this many seconds."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Never:
+    """No model of its ladder will take it in this batch."""
+
+    failure: Failure
+
+
+def choose_model(
+    ladder: Sequence[ModelLimiter],
+    tokens: int,
+    now: float,
+    *,
+    pinned: str | None = None,
+    paced: bool = True,
+    failover: bool = False,
+) -> Go | Wait | Never:
+    """Route a request of about `tokens` input tokens; `pinned` restricts it to one model."""
+    candidates = [lim for lim in ladder if pinned is None or lim.spec.name == pinned]
+    if not candidates:
+        return Never(Failure("invalid_request", f"model {pinned!r} is not in this batch's ladder"))
+    live = [lim for lim in candidates if lim.spec.usable and lim.exhausted_until <= now]
+    if not live:
+        resets_in = min(lim.exhausted_until for lim in candidates) - now
+        names = ", ".join(lim.spec.name for lim in candidates)
+        return Never(
+            Failure(
+                "not_run",
+                f"every model is out of daily quota ({names}); the first resets in "
+                f"{resets_in:.0f}s. Re-run to resume.",
+            )
+        )
+    fitting = [lim for lim in live if not lim.never_fits(tokens)]
+    if not fitting:
+        return Never(
+            Failure(
+                "too_large",
+                f"about {tokens} input tokens exceed the input or per-minute token limit of "
+                "every model in the ladder",
+            )
+        )
+    waits = []
+    for limiter in fitting:
+        wait = limiter.wait_s(now, tokens, paced=paced)
+        if wait <= 0:
+            return Go(limiter)
+        waits.append(wait)
+        if failover and limiter.state(now) == "ready":
+            break  # merely paced, not unavailable: strict failover waits for it
+    return Wait(min(waits))
