@@ -23,6 +23,7 @@ from scriptgen_nb.engine.values import (
     Event,
     GenerationRequest,
     LimitLearned,
+    ModelHistory,
     ModelStateChanged,
     Reply,
     RequestFinished,
@@ -450,3 +451,41 @@ def test_cancel_is_prompt_even_with_long_calls_and_pending_retries() -> None:
     assert run.elapsed < 2.0  # neither the 600 s calls nor the 300 s retry were waited for
     assert {r.error.kind for r in run.results} == {"not_run"}  # type: ignore[union-attr]
     assert len(run.results) == 6
+
+
+def test_a_resolver_serves_earlier_results_without_sending_them() -> None:
+    def resolve(index: int, request: GenerationRequest) -> Result | None:
+        if index % 2:
+            return None
+        return Result(id=request.id, index=index, success=True, text="from before", cached=True)
+
+    backend = FakeBackend()
+    reqs = requests(6)
+    events: list[Event] = []
+
+    async def main() -> list[Result]:
+        engine = BatchEngine(
+            backend,
+            EngineConfig([spec("a")], plan_concurrency(None, [spec("a")])),
+            listeners=[events.append],
+            resolve=resolve,
+        )
+        return [r async for r in engine.stream(reqs, 6)]
+
+    results = {r.id: r for r in run_virtual(main())}
+    assert sorted(rid for _, rid in backend.calls) == ["r1", "r3", "r5"]
+    assert [results[f"r{i}"].cached for i in range(6)] == [True, False] * 3
+    assert results["r2"].text == "from before" and results["r2"].index == 2
+    finished = next(e for e in events if isinstance(e, BatchFinished))
+    assert finished.succeeded == 6
+
+
+def test_quota_used_by_earlier_batches_is_carried_over() -> None:
+    earlier = {
+        "a": ModelHistory(sent=tuple((5.0, 10) for _ in range(10))),
+        "b": ModelHistory(exhausted_for_s=100.0),
+    }
+    ladder = [spec("a", 1, rpm=10), spec("b", 2, rpm=10)]
+    run = Run(FakeBackend(), ladder, requests(3), history=earlier)
+    assert run.calls_to("b") == []  # still out of daily quota
+    assert min(run.calls_to("a")) >= 55.0  # the window was already full five seconds ago

@@ -2,5 +2,6 @@
 
 Modules: `values` (requests, results, events), `errors` (the exception tree), `models` (ModelSpec
 and the catalogue), `limits` (sliding-window limiters), `policy` (retry and concurrency rules),
-`backend` (google-genai and a fake), `runner` (BatchEngine).
+`routing` (which model takes a request), `verdict` (what a reply means), `backend` (google-genai
+and a fake), `runner` (BatchEngine).
 """

@@ -198,6 +198,11 @@ class ModelLimiter:
             return self._lower("rpd", server_limit)
         return None if self.rpd is None else self._lower_by_evidence("rpd", len(self._day))
 
+    def resume_exhausted(self, until: float) -> None:
+        """Carry over a per-day exhaustion recorded by an earlier batch (learns nothing)."""
+        self.exhausted_until = max(self.exhausted_until, until)
+        self._day_resets_at = self.exhausted_until
+
     def preload(self, slots: list[Slot]) -> None:
         """Start from requests already sent (e.g. an earlier batch's, read from the call log).
 

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -45,6 +45,7 @@ from .values import (
     Failure,
     GenerationRequest,
     LimitLearned,
+    ModelHistory,
     ModelStateChanged,
     Reply,
     RequestFinished,
@@ -55,6 +56,8 @@ from .values import (
 from .verdict import judge_reply
 
 Listener = Callable[[Event], None]
+# Called as each request is taken up: an earlier result to serve instead of sending it, or None.
+Resolver = Callable[[int, GenerationRequest], Result | None]
 Routing = Literal["preference", "failover"]
 
 
@@ -108,6 +111,7 @@ class EngineConfig:
     chunk_size: int | None = None
     expected_output_tokens: int = 1024
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    history: Mapping[str, ModelHistory] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.ladder:
@@ -149,6 +153,7 @@ class BatchEngine:
         *,
         listeners: Iterable[Listener] = (),
         cancel: CancelToken | None = None,
+        resolve: Resolver | None = None,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -156,6 +161,7 @@ class BatchEngine:
         self.config = config
         self.listeners = list(listeners)
         self.cancel_token = cancel or CancelToken()
+        self._resolve = resolve
         self._rng = rng or random.Random()
         self._wall = wall_clock
         self.limiters = {spec.name: ModelLimiter(spec) for spec in config.ladder}
@@ -203,6 +209,7 @@ class BatchEngine:
 
         unregister = self.cancel_token.on_cancel(wake)
         await self.backend.open()  # client set-up is slow; do it before any window starts
+        self._carry_over_history(loop.time())
         self._emit(
             BatchStarted(
                 self.config.batch_id,
@@ -229,6 +236,16 @@ class BatchEngine:
             await self._cancel_in_flight()
         if self._fatal is not None:
             raise self._fatal
+
+    def _carry_over_history(self, now: float) -> None:
+        """Start each limiter from what earlier batches used (quota memory)."""
+        for name, history in self.config.history.items():
+            limiter = self.limiters.get(name)
+            if limiter is None:
+                continue
+            limiter.preload([Slot(now - ago, tokens) for ago, tokens in history.sent])
+            if history.exhausted_for_s:
+                limiter.resume_exhausted(now + history.exhausted_for_s)
 
     # --- dispatch ------------------------------------------------------------------------
 
@@ -259,6 +276,10 @@ class BatchEngine:
                     else:
                         pulled += 1
                         index, request = item
+                        earlier = self._resolve(index, request) if self._resolve else None
+                        if earlier is not None:
+                            self._deliver(earlier)
+                            continue
                         work = _Work(request, index, now, estimate_tokens(request))
                 if work is None:
                     if exhausted_source and not self._tasks and not self._delayed:
@@ -581,6 +602,11 @@ class BatchEngine:
             model_version=reply.model_version if reply else None,
             metadata=work.request.metadata,
         )
+        self._deliver(result)
+
+    def _deliver(self, result: Result) -> None:
+        """Count a request's final result and hand it to listeners and the caller."""
+        failure = result.error
         self._done += 1
         key = (
             "succeeded"

@@ -139,11 +139,24 @@ class Result:
     queue_ms: float | None = None
     model_version: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    cached: bool = False  # served from an earlier run's recorded result, not sent
 
     @property
     def tokens(self) -> dict[str, int]:
         """The seed's `tokens: {input, output}` view of the usage."""
         return {"input": self.usage.input, "output": self.usage.output}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHistory:
+    """What a model already used before this batch (read from the call log): quota memory.
+
+    `sent` holds (seconds ago, input tokens) for each request still inside the day window;
+    `exhausted_for_s` says the model is out of daily quota for that much longer.
+    """
+
+    sent: tuple[tuple[float, int], ...] = ()
+    exhausted_for_s: float | None = None
 
 
 # --- events: the seam between the engine and its listeners (DESIGN rule 2) -------------------
@@ -236,6 +249,7 @@ __all__ = [
     "FailureKind",
     "GenerationRequest",
     "LimitLearned",
+    "ModelHistory",
     "ModelState",
     "ModelStateChanged",
     "Reply",
