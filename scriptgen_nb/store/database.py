@@ -1,0 +1,180 @@
+"""The one place that imports duckdb: opening the log file, retrying on a lock, migrating.
+
+DuckDB lets one process at a time open a file for writing, so the log never holds a connection
+longer than one unit of work: `write()` and `read()` open, run and close, retrying with backoff
+while another process (a second kernel, `scriptgen stats`) holds the lock. `:memory:` keeps one
+connection for the store's life instead. Every connection is opened with external access off:
+the log's SQL never needs to read or write other files, and user SQL (`sandboxed_select`) must
+not be able to.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from ..engine.errors import ConfigurationError, ScriptgenError
+from .schema import MIGRATIONS
+
+MEMORY = ":memory:"
+_CONFIG = {"enable_external_access": False}
+_READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+class StoreError(ScriptgenError):
+    """The call log cannot be read or written; the message says why and what to do."""
+
+
+class Database:
+    """A DuckDB file (or `:memory:`) holding the call log, migrated to the current schema."""
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = 30.0) -> None:
+        self.path = str(path)
+        self.lock_timeout_s = lock_timeout_s
+        self._memory: duckdb.DuckDBPyConnection | None = None
+        self._memory_lock = threading.Lock()
+        if self.path == MEMORY:
+            self._memory = duckdb.connect(MEMORY, config=_CONFIG)
+        else:
+            self._check_location(Path(self.path))
+        self.migrate()
+
+    def __repr__(self) -> str:
+        return f"Database({self.path!r})"
+
+    @staticmethod
+    def _check_location(path: Path) -> None:
+        """Fail before any API call when the file cannot be created where asked."""
+        parent = path.parent
+        for ancestor in (parent, *parent.parents):
+            if ancestor.exists():
+                if not ancestor.is_dir():
+                    raise ConfigurationError(
+                        f"Cannot create the call log {path}: {ancestor} is a file, not a folder. "
+                        "Pass db= a path in a folder you can write to."
+                    )
+                break
+        if not parent.exists():
+            raise ConfigurationError(
+                f"Cannot create the call log {path}: the folder {parent} does not exist. "
+                "Create it or pass db= another path."
+            )
+        if path.exists() and not path.is_file():
+            raise ConfigurationError(f"The call log path {path} exists and is not a file.")
+
+    # --- connections -----------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one unit of work (a transaction is up to the caller)."""
+        if self._memory is not None:
+            with self._memory_lock:
+                cursor = self._memory.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+            return
+        connection = self._open()
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside one transaction: committed at the end, rolled back on error."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.01
+        while True:
+            try:
+                return duckdb.connect(self.path, config=_CONFIG)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"Cannot open the call log {self.path}: {exc}. Another process may be "
+                        "holding it open for a long time; close it or use another db= file."
+                    ) from exc
+            except duckdb.ConnectionException as exc:
+                # Another connection in this process was opened with a different configuration.
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"Cannot open the call log {self.path}: {exc}") from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this file has not seen yet; returns their versions."""
+        with self.write() as con:
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migration ("
+                " version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
+            )
+            done = {
+                row[0] for row in con.execute("SELECT version FROM schema_migration").fetchall()
+            }
+            applied = []
+            for step in MIGRATIONS:
+                if step.version in done:
+                    continue
+                con.execute(step.sql)
+                con.execute(
+                    "INSERT INTO schema_migration VALUES (?, ?, current_timestamp)",
+                    [step.version, step.name],
+                )
+                applied.append(step.version)
+        return applied
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run one of the store's own queries and return a DataFrame."""
+        with self.connect() as con:
+            return con.execute(sql, list(params)).df()
+
+    def sandboxed_select(self, sql: str) -> pd.DataFrame:
+        """Run a user's read-only query: SELECT (or EXPLAIN) statements only, no file access.
+
+        Anything else is refused before it runs; the query also runs in a transaction that is
+        rolled back, so nothing it could do would stay.
+        """
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise ConfigurationError(f"The SQL does not parse: {exc}") from exc
+        if not statements:
+            raise ConfigurationError("No SQL statement given.")
+        refused = [s.type.name for s in statements if s.type not in _READ_ONLY_STATEMENTS]
+        if refused:
+            raise ConfigurationError(
+                f"Only SELECT queries may run on the call log; refused: {', '.join(refused)}."
+            )
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                frame = con.execute(sql).df()
+            except duckdb.Error as exc:
+                raise ConfigurationError(f"The query failed: {exc}") from exc
+            finally:
+                con.execute("ROLLBACK")
+        return frame

@@ -1,0 +1,137 @@
+"""The call log's schema, as an append-only list of migrations.
+
+Each migration is applied once, in order, and recorded in `schema_migration`, so a fresh file
+and an old one reach the same schema the same way. Never edit a migration that has shipped:
+append a new one. Table names are snake_case versions of the seed's (`AIAPICall` ->
+`ai_api_call`, `batchLog` -> `batch_log`). This module holds SQL only; it imports nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: list[Migration] = []
+migration = MIGRATIONS.append
+
+migration(
+    Migration(
+        1,
+        "call log: batches, requests, attempts, results",
+        """
+CREATE TABLE batch_log (
+    batch_id             VARCHAR PRIMARY KEY,
+    operation            VARCHAR,   -- the batch's operation (seed: operation)
+    project_id           VARCHAR,
+    mode                 VARCHAR,   -- live | batch_api
+    status               VARCHAR,   -- running | finished | cancelled | failed
+    request_count        INTEGER,   -- NULL while a generator's length is unknown
+    success_count        INTEGER DEFAULT 0,
+    failure_count        INTEGER DEFAULT 0,
+    not_run_count        INTEGER DEFAULT 0,
+    cached_count         INTEGER DEFAULT 0,
+    concurrency_strategy VARCHAR,   -- auto | fixed | seed
+    concurrency_value    INTEGER,   -- the in-flight cap
+    models               VARCHAR[], -- the ladder, in preference order
+    models_used          VARCHAR[],
+    input_tokens         BIGINT DEFAULT 0,
+    output_tokens        BIGINT DEFAULT 0,
+    thought_tokens       BIGINT DEFAULT 0,
+    estimated_cost       DOUBLE DEFAULT 0,
+    endpoint             VARCHAR,   -- "google" or the emulator's base URL
+    cache_mode           VARCHAR,   -- use | refresh | off
+    store_text           BOOLEAN,
+    package_version      VARCHAR,
+    sdk_version          VARCHAR,
+    pid                  INTEGER,
+    hostname             VARCHAR,
+    started_at           TIMESTAMPTZ,
+    heartbeat_at         TIMESTAMPTZ,
+    finished_at          TIMESTAMPTZ,
+    duration_ms          DOUBLE
+);
+
+CREATE TABLE request (
+    batch_id        VARCHAR NOT NULL,
+    request_id      VARCHAR NOT NULL,
+    request_index   INTEGER NOT NULL,
+    cache_key       VARCHAR NOT NULL,
+    operation       VARCHAR,
+    project_id      VARCHAR,
+    prompt          VARCHAR,   -- NULL when text is not stored (privacy)
+    prompt_hash     VARCHAR NOT NULL,
+    system          VARCHAR,
+    config          JSON,      -- generation settings, pinned model, metadata
+    response_schema JSON,      -- as JSON Schema
+    schema_name     VARCHAR,   -- the Pydantic class, module:qualname, when one was given
+    template_hash   VARCHAR,
+    PRIMARY KEY (batch_id, request_id)
+);
+
+CREATE TABLE ai_api_call (
+    call_id         VARCHAR PRIMARY KEY,   -- batch_id/request_id/attempt
+    batch_id        VARCHAR NOT NULL,
+    request_id      VARCHAR NOT NULL,
+    request_index   INTEGER,
+    operation       VARCHAR,
+    project_id      VARCHAR,
+    model           VARCHAR,
+    attempt         INTEGER,
+    status          VARCHAR,   -- SUCCESS | ERROR
+    http_status     INTEGER,
+    error_kind      VARCHAR,
+    error_message   VARCHAR,
+    finish_reason   VARCHAR,
+    model_version   VARCHAR,
+    input_tokens    INTEGER,
+    output_tokens   INTEGER,
+    thought_tokens  INTEGER,
+    estimated_cost  DOUBLE,
+    latency_ms      DOUBLE,
+    queue_ms        DOUBLE,
+    retry_delay_s   DOUBLE,
+    template_hash   VARCHAR,
+    package_version VARCHAR,
+    sdk_version     VARCHAR,
+    created_at      TIMESTAMPTZ,
+    finished_at     TIMESTAMPTZ
+);
+
+CREATE TABLE result (
+    batch_id       VARCHAR NOT NULL,
+    request_id     VARCHAR NOT NULL,
+    request_index  INTEGER NOT NULL,
+    cache_key      VARCHAR NOT NULL,
+    success        BOOLEAN NOT NULL,
+    cached         BOOLEAN NOT NULL,
+    text           VARCHAR,   -- NULL when text is not stored (privacy)
+    text_hash      VARCHAR,
+    data           JSON,
+    error_kind     VARCHAR,
+    error_message  VARCHAR,
+    finish_reason  VARCHAR,
+    model          VARCHAR,
+    model_version  VARCHAR,
+    attempts       INTEGER,
+    input_tokens   INTEGER,
+    output_tokens  INTEGER,
+    thought_tokens INTEGER,
+    estimated_cost DOUBLE,
+    latency_ms     DOUBLE,
+    queue_ms       DOUBLE,
+    finished_at    TIMESTAMPTZ,
+    PRIMARY KEY (batch_id, request_id)
+);
+
+CREATE INDEX result_by_cache_key ON result (cache_key);
+CREATE INDEX call_by_model_time ON ai_api_call (model, created_at);
+""",
+    )
+)
