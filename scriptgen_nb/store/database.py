@@ -26,7 +26,7 @@ from ..engine.errors import ConfigurationError, ScriptgenError
 from .schema import MIGRATIONS
 
 MEMORY = ":memory:"
-_CONFIG = {"enable_external_access": False}
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
 _READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
