@@ -489,3 +489,11 @@ def test_quota_used_by_earlier_batches_is_carried_over() -> None:
     run = Run(FakeBackend(), ladder, requests(3), history=earlier)
     assert run.calls_to("b") == []  # still out of daily quota
     assert min(run.calls_to("a")) >= 55.0  # the window was already full five seconds ago
+
+
+def test_each_attempt_records_how_long_it_waited_for_its_turn() -> None:
+    backend = FakeBackend(latency_s=1.0)
+    run = Run(backend, [spec("a", rpm=2)], requests(3))
+    waits = sorted(e.attempt.queue_ms for e in run.of(AttemptFinished))
+    assert waits[:2] == [0.0, 0.0]
+    assert waits[2] == pytest.approx(60_000 + 300, abs=1)  # a window plus the 0.5% margin

@@ -140,6 +140,8 @@ class _Work:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     first_sent_at: float | None = None
+    ready_since: float = 0.0  # when it last became ready to send (taken up, requeued, retry due)
+    queued_s: float = 0.0  # how long the current attempt waited for its turn
     reserved_usd: float = 0.0
 
 
@@ -280,7 +282,7 @@ class BatchEngine:
                         if earlier is not None:
                             self._deliver(earlier)
                             continue
-                        work = _Work(request, index, now, estimate_tokens(request))
+                        work = _Work(request, index, now, estimate_tokens(request), ready_since=now)
                 if work is None:
                     if exhausted_source and not self._tasks and not self._delayed:
                         break
@@ -379,6 +381,7 @@ class BatchEngine:
         work.attempts += 1
         number = work.attempts
         started = loop.time()
+        work.queued_s = started - work.ready_since
         if work.first_sent_at is None:
             work.first_sent_at = started
         wall_started = self._wall()
@@ -524,6 +527,7 @@ class BatchEngine:
         if decision.action == "retry":
             self._retry_later(work, decision.delay_s)
         elif requeue:
+            work.ready_since = now
             self._ready.appendleft(work)
         else:
             self._finish(work, spec.name, failure, latency_s=latency_s)
@@ -558,10 +562,12 @@ class BatchEngine:
             finish_reason=finish_reason,
             model_version=model_version,
             retry_delay_s=retry_delay_s,
+            queue_ms=work.queued_s * 1000,
         )
 
     def _retry_later(self, work: _Work, delay_s: float) -> None:
         at = asyncio.get_running_loop().time() + delay_s
+        work.ready_since = at
         heapq.heappush(self._delayed, (at, next(self._seq), work))
 
     def _release_reservation(self, work: _Work) -> None:

@@ -118,6 +118,7 @@ class Attempt:
     finish_reason: str | None = None
     model_version: str | None = None
     retry_delay_s: float | None = None
+    queue_ms: float = 0.0  # waiting since it was taken up or last requeued, until this send
 
 
 @dataclass(frozen=True, slots=True)
