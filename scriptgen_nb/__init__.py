@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ResultList": "api",
+    "ResultList": "results",
     "abatch_generate": "api",
     "aiter_generate": "api",
     "batch_generate": "api",
@@ -65,7 +65,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .api import (
-        ResultList,
         abatch_generate,
         aiter_generate,
         batch_generate,
@@ -86,3 +85,4 @@ if TYPE_CHECKING:
     from .engine.policy import seed_concurrency
     from .engine.runner import BatchEngine, CancelToken
     from .engine.values import Failure, GenerationRequest, Result, Usage
+    from .results import ResultList

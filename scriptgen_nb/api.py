@@ -1,39 +1,27 @@
 """The public batch API: build requests, run them (sync, async, streaming), get results back.
 
-This facade wires the engine to its surroundings: it resolves the API key, endpoint and model
-ladder, builds the backend and the engine, adapts the seed's `on_progress(done, total)` callback
-into a listener, and runs the async engine from synchronous code. `engine/` knows none of this.
-
-Running from sync code (DESIGN rule 5): with no event loop running, `asyncio.run`; inside a
-running loop (a Jupyter cell), the batch runs on its own loop in a worker thread that the caller
-joins. Either way Ctrl-C / a kernel interrupt cancels the batch and raises `BatchInterrupted`
-carrying every request's result (unfinished ones marked not run). No global asyncio patching.
+`wiring.BatchOptions.prepare` joins the engine to its backend and the call log; this module runs
+the result from async and sync code. Sync runs always use a fresh loop in a worker thread that
+the caller joins (DESIGN rule 5 also allowed `asyncio.run` when no loop runs; one path behaves
+the same in scripts and in Jupyter, where a loop is already running). Ctrl-C / a kernel
+interrupt cancels the batch and raises `BatchInterrupted` carrying every request's result
+(unfinished ones marked not run). No global asyncio patching.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
-from .engine.backend import Backend, GeminiBackend
-from .engine.errors import BatchInterrupted, ConfigurationError, MissingApiKeyError
-from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
-from .engine.policy import Backoff, RetryPolicy, plan_concurrency
-from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
-from .engine.values import Event, GenerationRequest, RequestFinished, Result, Schema
+from .engine.errors import BatchInterrupted, ConfigurationError
+from .engine.runner import CancelToken
+from .engine.values import GenerationRequest, Result, Schema
+from .results import ResultList
+from .wiring import BatchOptions
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-ENV_BASE_URL = "GOOGLE_GEMINI_BASE_URL"
-ENV_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-
-Models = str | ModelSpec | Sequence[str | ModelSpec] | None
 Prompt = str | Mapping[str, Any] | GenerationRequest
 
 _REQUEST_FIELDS = set(GenerationRequest.__dataclass_fields__)
@@ -116,153 +104,12 @@ def _to_request(index: int, prompt: Prompt, defaults: Mapping[str, Any]) -> Gene
     return GenerationRequest(**merged)
 
 
-class ResultList(list[Result]):
-    """Results in input order; `.to_dataframe()` gives one row per request."""
-
-    @property
-    def succeeded(self) -> list[Result]:
-        return [r for r in self if r.success]
-
-    @property
-    def failed(self) -> list[Result]:
-        return [r for r in self if not r.success]
-
-    def to_dataframe(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame([result_row(r) for r in self], columns=RESULT_COLUMNS)
-
-    def summary(self) -> str:
-        ok = len(self.succeeded)
-        cost = sum(r.cost_usd for r in self)
-        tokens = sum(r.usage.total for r in self)
-        return f"{ok}/{len(self)} succeeded, {tokens} tokens, ${cost:.4f}"
-
-
-RESULT_COLUMNS = [
-    "id",
-    "success",
-    "text",
-    "data",
-    "error_kind",
-    "error_message",
-    "finish_reason",
-    "model",
-    "attempts",
-    "input_tokens",
-    "output_tokens",
-    "thought_tokens",
-    "cost_usd",
-    "latency_ms",
-    "queue_ms",
-]
-
-
-def result_row(r: Result) -> dict[str, Any]:
-    data = r.data.model_dump() if hasattr(r.data, "model_dump") else r.data
-    return {
-        "id": r.id,
-        "success": r.success,
-        "text": r.text,
-        "data": data,
-        "error_kind": r.error.kind if r.error else None,
-        "error_message": r.error.message if r.error else None,
-        "finish_reason": r.finish_reason,
-        "model": r.model,
-        "attempts": r.attempts,
-        "input_tokens": r.usage.input,
-        "output_tokens": r.usage.output,
-        "thought_tokens": r.usage.thoughts,
-        "cost_usd": r.cost_usd,
-        "latency_ms": r.latency_ms,
-        "queue_ms": r.queue_ms,
-    }
-
-
-@dataclass
-class BatchOptions:
-    """The arguments every entry point shares, resolved into an engine and a backend."""
-
-    on_progress: Callable[[int, int | None], None] | None = None
-    max_concurrency: int | str | None = None
-    models: Models = None
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)  # never in reprs or logs
-    api_version: str | None = None
-    budget_usd: float | None = None
-    timeout_s: float = 60.0
-    max_attempts: int = 6
-    routing: Routing = "preference"
-    chunk_size: int | None = None
-    catalogue: ModelCatalogue | None = None
-    listeners: Sequence[Listener] = ()
-    backend: Backend | None = None
-    cancel: CancelToken | None = None
-    backoff: Backoff = field(default_factory=Backoff)
-
-    def ladder(self) -> list[ModelSpec]:
-        catalogue = self.catalogue or default_catalogue()
-        return catalogue.resolve(self.models)
-
-    def build_backend(self, max_connections: int) -> Backend:
-        if self.backend is not None:
-            return self.backend
-        key = self.api_key or next((os.environ[k] for k in ENV_KEYS if os.environ.get(k)), None)
-        if not key:
-            raise MissingApiKeyError()
-        base_url = self.base_url or os.environ.get(ENV_BASE_URL) or None
-        return GeminiBackend(
-            key,
-            base_url=base_url,
-            api_version=self.api_version,
-            timeout_s=self.timeout_s,
-            max_connections=max_connections,
-        )
-
-    def build_engine(self) -> BatchEngine:
-        ladder = self.ladder()
-        plan = plan_concurrency(self.max_concurrency, ladder)
-        config = EngineConfig(
-            ladder=ladder,
-            plan=plan,
-            routing=self.routing,
-            timeout_s=self.timeout_s,
-            retry=RetryPolicy(max_attempts=self.max_attempts, backoff=self.backoff),
-            budget_usd=self.budget_usd,
-            chunk_size=self.chunk_size,
-        )
-        listeners = list(self.listeners)
-        if self.on_progress is not None:
-            listeners.append(progress_listener(self.on_progress))
-        return BatchEngine(
-            self.build_backend(plan.max_in_flight), config, listeners=listeners, cancel=self.cancel
-        )
-
-
-def progress_listener(on_progress: Callable[[int, int | None], None]) -> Listener:
-    """The seed's `onProgress(completed, total)` as an engine listener."""
-
-    def listener(event: Event) -> None:
-        if isinstance(event, RequestFinished):
-            on_progress(event.done, event.total)
-
-    return listener
-
-
-def _known_length(requests: Iterable[GenerationRequest]) -> int | None:
-    return len(requests) if isinstance(requests, Sequence) else None
-
-
 async def aiter_generate(
     requests: Iterable[GenerationRequest], **options: Any
 ) -> AsyncIterator[Result]:
     """Yield results as they finish (not in input order), on the running loop; bounded memory."""
-    engine = BatchOptions(**options).build_engine()
-    try:
-        async for result in engine.stream(requests, _known_length(requests)):
-            yield result
-    finally:
-        await engine.backend.aclose()
+    async for result in BatchOptions(**options).prepare(requests).stream():
+        yield result
 
 
 async def abatch_generate(
@@ -277,18 +124,16 @@ async def abatch_generate(
     the unfinished requests marked not run; cancelling the awaiting task (an interrupt) raises
     `BatchInterrupted` carrying the same complete list.
     """
-    engine = BatchOptions(
+    batch = BatchOptions(
         on_progress=on_progress, max_concurrency=max_concurrency, **options
-    ).build_engine()
+    ).prepare(requests)
     collected: list[Result] = []
     try:
-        async for result in engine.stream(requests, _known_length(requests)):
+        async for result in batch.stream():
             collected.append(result)
     except asyncio.CancelledError:
-        collected.extend(engine.unreported())
+        collected.extend(batch.engine.unreported())
         raise BatchInterrupted(_in_order(collected)) from None
-    finally:
-        await engine.backend.aclose()
     return _in_order(collected)
 
 
@@ -342,15 +187,14 @@ class ThreadedBatch:
     def __init__(self, requests: Iterable[GenerationRequest], options: dict[str, Any]) -> None:
         self._cancel: CancelToken = options.setdefault("cancel", None) or CancelToken()
         options["cancel"] = self._cancel
-        BatchOptions(**options).ladder()  # configuration errors surface in the caller's thread
-        self._requests = requests
-        self._options = options
+        # Built in the caller's thread, so configuration errors surface there, before any call.
+        self._batch = BatchOptions(**options).prepare(requests)
         self._handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1024)
         self.leftover: list[Result] = []  # results that arrived while stopping early
 
     def _work(self) -> None:
         async def produce() -> None:
-            async for result in aiter_generate(self._requests, **self._options):
+            async for result in self._batch.stream():
                 try:
                     self._handoff.put_nowait(("result", result))
                 except queue.Full:  # the consumer is behind: wait without blocking the loop

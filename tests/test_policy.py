@@ -181,29 +181,39 @@ def exhausted(delay: float | None = None) -> BackendError:
 
 def test_day_reset_uses_the_servers_retry_delay_when_given() -> None:
     now = datetime(2026, 11, 28, 19, 2, tzinfo=UTC)
-    assert day_reset_delay(exhausted(3.5), ModelSpec("m"), now) == 3.5
+    assert day_reset_delay(exhausted(3.5).retry_delay_s, ModelSpec("m"), now) == 3.5
 
 
 def test_day_reset_waits_for_pacific_midnight_with_real_windows() -> None:
     now = datetime(2026, 11, 28, 19, 2, tzinfo=UTC)
     expected = timedelta(hours=12, minutes=58).total_seconds()
-    assert day_reset_delay(exhausted(), ModelSpec("m"), now) == pytest.approx(expected)
+    assert day_reset_delay(exhausted().retry_delay_s, ModelSpec("m"), now) == pytest.approx(
+        expected
+    )
     # The same instant in another zone waits just as long.
     tokyo = now.astimezone(ZoneInfo("Asia/Tokyo"))
-    assert day_reset_delay(exhausted(), ModelSpec("m"), tokyo) == pytest.approx(expected)
+    assert day_reset_delay(exhausted().retry_delay_s, ModelSpec("m"), tokyo) == pytest.approx(
+        expected
+    )
 
 
 def test_day_reset_counts_real_seconds_across_a_clock_change() -> None:
     # 2026-03-08 00:30 PST; clocks spring forward at 02:00, so the next midnight is 22.5 h away.
     now = datetime(2026, 3, 8, 0, 30, tzinfo=PACIFIC)
-    assert day_reset_delay(exhausted(), ModelSpec("m"), now) == pytest.approx(22.5 * 3600)
+    assert day_reset_delay(exhausted().retry_delay_s, ModelSpec("m"), now) == pytest.approx(
+        22.5 * 3600
+    )
     fall = datetime(2026, 11, 1, 0, 30, tzinfo=PACIFIC)  # falls back at 02:00: 24.5 h
-    assert day_reset_delay(exhausted(), ModelSpec("m"), fall) == pytest.approx(24.5 * 3600)
+    assert day_reset_delay(exhausted().retry_delay_s, ModelSpec("m"), fall) == pytest.approx(
+        24.5 * 3600
+    )
 
 
 def test_day_reset_is_one_configured_day_with_compressed_windows() -> None:
     spec = ModelSpec("m", minute_s=1.0, day_s=30.0)
-    assert day_reset_delay(exhausted(), spec, datetime(2026, 1, 1, tzinfo=UTC)) == 30.0
+    assert (
+        day_reset_delay(exhausted().retry_delay_s, spec, datetime(2026, 1, 1, tzinfo=UTC)) == 30.0
+    )
 
 
 # --- backoff ---------------------------------------------------------------------------------

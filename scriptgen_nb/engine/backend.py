@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 import httpx2
 from google.genai import Client, errors, types
-from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import BackendError
 from .policy import ERROR_INFO, read_error_details, retry_delay_from_message
 from .values import FailureKind, GenerationRequest, Reply, Usage
+from .verdict import json_schema_of
 
 GOOGLE_ENDPOINT = "google"
 
@@ -54,15 +54,6 @@ class Backend(Protocol):
     async def generate(self, request: GenerationRequest, model: str) -> Reply: ...
 
     async def aclose(self) -> None: ...
-
-
-def json_schema_of(schema: Any) -> dict[str, Any]:
-    """The JSON Schema to send for a Pydantic model class or a JSON Schema dict."""
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema.model_json_schema()
-    if isinstance(schema, Mapping):
-        return dict(schema)
-    raise TypeError(f"schema must be a Pydantic model class or a JSON Schema dict, not {schema!r}")
 
 
 def generation_config(request: GenerationRequest, timeout_ms: int) -> types.GenerateContentConfig:

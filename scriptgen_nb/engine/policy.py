@@ -84,14 +84,14 @@ def next_pacific_midnight(now: datetime) -> datetime:
     return tomorrow
 
 
-def day_reset_delay(error: BackendError, spec: ModelSpec, now: datetime) -> float:
-    """Seconds until a model exhausted for the day may be tried again.
+def day_reset_delay(retry_delay_s: float | None, spec: ModelSpec, now: datetime) -> float:
+    """Seconds from `now` until a model exhausted for the day may be tried again.
 
     The server's retryDelay when given; else, with real day windows, the next Pacific midnight;
     else (compressed windows) one configured day.
     """
-    if error.retry_delay_s is not None:
-        return error.retry_delay_s
+    if retry_delay_s is not None:
+        return retry_delay_s
     if spec.day_s == 86_400.0:
         # Timestamps, not `-`: datetimes sharing a tzinfo subtract as wall-clock times, which
         # is an hour off on the days the clocks change.

@@ -499,7 +499,7 @@ class BatchEngine:
             work.quota_waits += 1
             requeue = work.quota_waits <= self.config.retry.max_quota_waits
         elif decision.action == "exhaust":
-            delay = day_reset_delay(error, spec, datetime.now().astimezone())
+            delay = day_reset_delay(error.retry_delay_s, spec, datetime.now().astimezone())
             learned = limiter.exhausted(now, slot, now + delay, server_limit(error, "day"))
             if state_before != "exhausted":
                 self._emit(ModelStateChanged(spec.name, "exhausted", delay, quota_summary(error)))

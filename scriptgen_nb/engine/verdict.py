@@ -8,6 +8,7 @@ judged here, before the engine counts a request as done. Imports nothing outside
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,15 @@ def judge_reply(reply: Reply, schema: Schema) -> Verdict:
         return Verdict(None, parse_structured(reply.text, schema))
     except ValueError as exc:
         return Verdict(Failure("invalid_json", str(exc)[:500]), retryable=True)
+
+
+def json_schema_of(schema: Schema) -> dict[str, Any]:
+    """The JSON Schema for a Pydantic model class or a JSON Schema dict (sent, stored, keyed)."""
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    if isinstance(schema, Mapping):
+        return dict(schema)
+    raise TypeError(f"schema must be a Pydantic model class or a JSON Schema dict, not {schema!r}")
 
 
 def parse_structured(text: str, schema: Schema) -> Any:

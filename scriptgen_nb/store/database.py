@@ -145,12 +145,44 @@ class Database:
                 applied.append(step.version)
         return applied
 
+    # --- writing ---------------------------------------------------------------------------
+
+    @staticmethod
+    def insert(
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        rows: Sequence[dict[str, Any]],
+        epoch_columns: frozenset[str] = frozenset(),
+    ) -> None:
+        """Insert many rows at once (as a registered DataFrame: far faster than executemany).
+
+        `epoch_columns` hold seconds since the epoch and are stored as timestamps.
+        """
+        if not rows:
+            return
+        frame = pd.DataFrame(list(rows))
+        columns = list(frame.columns)
+        selected = ", ".join(
+            f'to_timestamp("{c}")' if c in epoch_columns else f'"{c}"' for c in columns
+        )
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        con.register("incoming_rows", frame)
+        try:
+            con.execute(f"INSERT INTO {table} ({quoted}) SELECT {selected} FROM incoming_rows")
+        finally:
+            con.unregister("incoming_rows")
+
     # --- reading ---------------------------------------------------------------------------
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run one of the store's own queries and return a DataFrame."""
         with self.connect() as con:
             return con.execute(sql, list(params)).df()
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one of the store's own queries and return plain tuples."""
+        with self.connect() as con:
+            return con.execute(sql, list(params)).fetchall()
 
     def sandboxed_select(self, sql: str) -> pd.DataFrame:
         """Run a user's read-only query: SELECT (or EXPLAIN) statements only, no file access.

@@ -1,0 +1,350 @@
+"""The recorder: an engine listener that writes a batch's requests, attempts and results.
+
+Events arrive on the engine's loop; the recorder only turns them into rows and appends them to
+a buffer. A flusher thread writes the buffer in one transaction at least every `flush_s`
+(0.25 s), so a killed process loses only what was in flight or answered since the last flush,
+and refreshes the batch's `batch_log` row (counts so far and a heartbeat), so another process
+can watch a running batch and tell a dead one from a live one. If writing fails, the error is
+raised from the next event, which stops the batch (nothing is silently dropped). No duckdb here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.values import (
+    Attempt,
+    AttemptFinished,
+    BatchFinished,
+    BatchStarted,
+    Event,
+    GenerationRequest,
+    RequestFinished,
+    Result,
+)
+from . import keys
+from .database import Database, StoreError
+
+CALL_TIMES = frozenset({"created_at", "finished_at"})
+RESULT_TIMES = frozenset({"finished_at"})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """What the engine's events do not say about a batch but the log keeps."""
+
+    batch_id: str
+    mode: str
+    endpoint: str
+    cache_mode: str
+    store_text: bool
+    package_version: str
+    sdk_version: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request between being taken up and its final result: what its rows need to say."""
+
+    cache_key: str
+    operation: str
+    project_id: str | None
+    template_hash: str | None
+
+
+class Recorder:
+    """Listener + flusher for one batch. Call `close()` when the batch is over."""
+
+    def __init__(
+        self, db: Database, info: BatchInfo, *, flush_s: float = 0.25, heartbeat_s: float = 1.0
+    ) -> None:
+        self.db = db
+        self.info = info
+        self.flush_s = flush_s
+        self.heartbeat_s = heartbeat_s
+        self._lock = threading.Lock()
+        self._requests: list[dict[str, Any]] = []
+        self._calls: list[dict[str, Any]] = []
+        self._results: list[dict[str, Any]] = []
+        self._pending: dict[str, _Pending] = {}
+        self._counts = {"success": 0, "failure": 0, "not_run": 0, "cached": 0}
+        self._tokens = [0, 0, 0]
+        self._cost = 0.0
+        self._models_used: set[str] = set()
+        self._first: tuple[str, str | None] | None = None  # the first request's operation, project
+        self._ending: BatchFinished | _Ending | None = None
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._last_heartbeat = 0.0
+
+    # --- the engine's side ---------------------------------------------------------------
+
+    def record_request(self, index: int, request: GenerationRequest, cache_key: str) -> None:
+        """Write down a request as it is taken up (so `retry --failed` can rebuild it)."""
+        text = self.info.store_text
+        schema = keys.schema_of(request)
+        row = {
+            "batch_id": self.info.batch_id,
+            "request_id": request.id,
+            "request_index": index,
+            "cache_key": cache_key,
+            "operation": request.operation,
+            "project_id": request.project_id,
+            "prompt": request.prompt if text else None,
+            "prompt_hash": keys.sha256(request.prompt),
+            "system": request.system if text else None,
+            "config": keys.request_config(request),
+            "response_schema": None if schema is None else keys.data_json(schema),
+            "schema_name": keys.schema_name(request),
+            "template_hash": keys.template_hash(request),
+        }
+        pending = _Pending(
+            cache_key, request.operation, request.project_id, keys.template_hash(request)
+        )
+        with self._lock:
+            self._raise_if_failed()
+            self._requests.append(row)
+            self._pending[request.id] = pending
+            self._first = self._first or (request.operation, request.project_id)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, BatchStarted):
+            self._start(event)
+        elif isinstance(event, AttemptFinished):
+            self._record_attempt(event.attempt)
+        elif isinstance(event, RequestFinished):
+            self._record_result(event.result)
+        elif isinstance(event, BatchFinished):
+            with self._lock:
+                self._ending = event
+
+    def _start(self, event: BatchStarted) -> None:
+        info = self.info
+        with self.db.write() as con:
+            con.execute(
+                "INSERT INTO batch_log (batch_id, mode, status, "
+                "request_count, concurrency_strategy, concurrency_value, models, endpoint, "
+                "cache_mode, store_text, package_version, sdk_version, pid, hostname, "
+                "started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?, to_timestamp(?), current_timestamp)",
+                [
+                    info.batch_id,
+                    info.mode,
+                    event.total,
+                    event.concurrency,
+                    event.max_in_flight,
+                    list(event.models),
+                    info.endpoint,
+                    info.cache_mode,
+                    info.store_text,
+                    info.package_version,
+                    info.sdk_version,
+                    os.getpid(),
+                    socket.gethostname(),
+                    event.started_at,
+                ],
+            )
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name=f"scriptgen-recorder:{info.batch_id}", daemon=True
+        )
+        self._flusher.start()
+
+    def _record_attempt(self, attempt: Attempt) -> None:
+        failure = attempt.failure
+        with self._lock:
+            self._raise_if_failed()
+            pending = self._pending.get(attempt.request_id)
+            self._models_used.add(attempt.model)
+            self._calls.append(
+                {
+                    "call_id": f"{self.info.batch_id}/{attempt.request_id}/{attempt.number}",
+                    "batch_id": self.info.batch_id,
+                    "request_id": attempt.request_id,
+                    "request_index": attempt.index,
+                    "operation": pending.operation if pending else None,
+                    "project_id": pending.project_id if pending else None,
+                    "model": attempt.model,
+                    "attempt": attempt.number,
+                    "status": "SUCCESS" if attempt.success else "ERROR",
+                    "http_status": failure.http_status if failure else 200,
+                    "error_kind": failure.kind if failure else None,
+                    "error_message": failure.message if failure else None,
+                    "finish_reason": attempt.finish_reason,
+                    "model_version": attempt.model_version,
+                    "input_tokens": attempt.usage.input,
+                    "output_tokens": attempt.usage.output,
+                    "thought_tokens": attempt.usage.thoughts,
+                    "estimated_cost": attempt.cost_usd,
+                    "latency_ms": attempt.latency_ms,
+                    "queue_ms": attempt.queue_ms,
+                    "retry_delay_s": attempt.retry_delay_s,
+                    "template_hash": pending.template_hash if pending else None,
+                    "package_version": self.info.package_version,
+                    "sdk_version": self.info.sdk_version,
+                    "created_at": attempt.started_at,
+                    "finished_at": attempt.finished_at,
+                }
+            )
+
+    def _record_result(self, result: Result) -> None:
+        failure = result.error
+        data = keys.data_json(result.data)
+        text = result.text if self.info.store_text else None
+        with self._lock:
+            self._raise_if_failed()
+            pending = self._pending.pop(result.id, None)
+            kind = (
+                "cached"
+                if result.cached
+                else "success"
+                if result.success
+                else "not_run"
+                if failure and failure.kind == "not_run"
+                else "failure"
+            )
+            self._counts[kind] += 1
+            self._tokens[0] += result.usage.input
+            self._tokens[1] += result.usage.output
+            self._tokens[2] += result.usage.thoughts
+            self._cost += result.cost_usd
+            self._results.append(
+                {
+                    "batch_id": self.info.batch_id,
+                    "request_id": result.id,
+                    "request_index": result.index,
+                    "cache_key": pending.cache_key if pending else "",
+                    "success": result.success,
+                    "cached": result.cached,
+                    "text": text,
+                    "text_hash": None if result.text is None else keys.sha256(result.text),
+                    "data": data if self.info.store_text else None,
+                    "error_kind": failure.kind if failure else None,
+                    "error_message": failure.message if failure else None,
+                    "finish_reason": result.finish_reason,
+                    "model": result.model,
+                    "model_version": result.model_version,
+                    "attempts": result.attempts,
+                    "input_tokens": result.usage.input,
+                    "output_tokens": result.usage.output,
+                    "thought_tokens": result.usage.thoughts,
+                    "estimated_cost": result.cost_usd,
+                    "latency_ms": result.latency_ms,
+                    "queue_ms": result.queue_ms,
+                    "finished_at": time.time(),
+                }
+            )
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise StoreError(f"Writing the call log {self.db.path} failed: {self._error}")
+
+    # --- the flusher's side --------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            try:
+                self.flush()
+            except Exception as exc:
+                with self._lock:
+                    self._error = exc
+                return
+
+    def flush(self, *, final: bool = False) -> None:
+        """Write what is buffered and refresh the batch's row (counts, heartbeat, ending)."""
+        with self._lock:
+            requests, self._requests = self._requests, []
+            calls, self._calls = self._calls, []
+            results, self._results = self._results, []
+            progress = self._progress_row()
+            ending = self._ending if final and isinstance(self._ending, _Ending) else None
+        now = time.monotonic()
+        quiet = not (requests or calls or results or ending)
+        if quiet and now - self._last_heartbeat < self.heartbeat_s:
+            return
+        try:
+            with self.db.write() as con:
+                Database.insert(con, "request", requests)
+                Database.insert(con, "ai_api_call", calls, CALL_TIMES)
+                Database.insert(con, "result", results, RESULT_TIMES)
+                self._update_batch(con, progress, ending)
+        except BaseException:
+            with self._lock:  # keep the rows: a later flush (or the error) must account for them
+                self._requests[:0] = requests
+                self._calls[:0] = calls
+                self._results[:0] = results
+            raise
+        self._last_heartbeat = now
+
+    def _progress_row(self) -> dict[str, Any]:
+        """The batch's figures so far (the seed's task progress); call with the lock held."""
+        operation, project_id = self._first or (None, None)
+        return {
+            "success_count": self._counts["success"] + self._counts["cached"],
+            "failure_count": self._counts["failure"],
+            "not_run_count": self._counts["not_run"],
+            "cached_count": self._counts["cached"],
+            "input_tokens": self._tokens[0],
+            "output_tokens": self._tokens[1],
+            "thought_tokens": self._tokens[2],
+            "estimated_cost": self._cost,
+            "models_used": sorted(self._models_used),
+            "operation": operation,
+            "project_id": project_id,
+        }
+
+    def _update_batch(self, con: Any, progress: dict[str, Any], ending: _Ending | None) -> None:
+        # A batch's operation and project are its first request's; set once, then kept.
+        assignments = [
+            f"{column} = coalesce({column}, ?)"
+            if column in ("operation", "project_id")
+            else f"{column} = ?"
+            for column in progress
+        ]
+        values = list(progress.values())
+        if ending is not None:
+            assignments += [
+                "status = ?",
+                "duration_ms = ?",
+                "request_count = coalesce(?, request_count)",
+                "finished_at = current_timestamp",
+            ]
+            duration_ms = None if ending.duration_s is None else ending.duration_s * 1000
+            values += [ending.status, duration_ms, ending.total]
+        con.execute(
+            f"UPDATE batch_log SET {', '.join(assignments)}, heartbeat_at = current_timestamp "
+            "WHERE batch_id = ?",
+            [*values, self.info.batch_id],
+        )
+
+    def close(self, *, failed: bool = False) -> None:
+        """Stop the flusher and write everything left, ending the batch's row.
+
+        A batch that raised (`failed=True`), or never said how it ended, is recorded as failed.
+        """
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        with self._lock:
+            ending = self._ending
+            if ending is None or failed:
+                self._ending = _Ending(
+                    "failed",
+                    ending.duration_s if ending else None,
+                    ending.total if ending else None,
+                )
+            else:
+                self._ending = _Ending(ending.status, ending.duration_s, ending.total)
+        self.flush(final=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    status: str
+    duration_s: float | None
+    total: int | None

@@ -1,0 +1,141 @@
+"""One batch's link to the call log: its cache lookups, its quota history, its recorder.
+
+`BatchSession.requests()` wraps the batch's requests: in chunks, it computes their cache keys
+and (with `cache="use"`) finds earlier successful answers in one query per chunk, so a huge or
+endless generator costs a bounded look-ahead. The engine calls `resolve()` as it takes each
+request up: the request is written down, and a cached answer is served instead of a call.
+No duckdb here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from ..engine.models import ModelSpec
+from ..engine.policy import day_reset_delay
+from ..engine.values import GenerationRequest, ModelHistory, Result
+from ..engine.verdict import parse_structured
+from . import keys
+from .database import Database
+from .recorder import BatchInfo, Recorder
+
+CacheMode = Literal["use", "refresh", "off"]
+CACHE_MODES = ("use", "refresh", "off")
+LOOKAHEAD = 256  # requests keyed and looked up per query
+QUOTA_ERRORS = ("rate_limited", "quota_exhausted")
+
+
+@dataclass(frozen=True, slots=True)
+class _Earlier:
+    text: str
+    model: str | None
+    model_version: str | None
+    finish_reason: str | None
+
+
+class BatchSession:
+    """Cache, request log and recorder for one batch; `close()` when the batch is over."""
+
+    def __init__(
+        self, db: Database, info: BatchInfo, ladder: Sequence[str], *, flush_s: float = 0.25
+    ) -> None:
+        self.db = db
+        self.info = info
+        self.ladder = list(ladder)
+        self.recorder = Recorder(db, info, flush_s=flush_s)
+        self._keyed: deque[tuple[GenerationRequest, str, _Earlier | None]] = deque()
+
+    def requests(self, requests: Iterable[GenerationRequest]) -> Iterator[GenerationRequest]:
+        """The same requests, keyed (and looked up in the cache) a chunk at a time."""
+        source = iter(requests)
+        while chunk := list(itertools.islice(source, LOOKAHEAD)):
+            keyed = [(r, self._key(r)) for r in chunk]
+            earlier = self._lookup([k for _, k in keyed]) if self.info.cache_mode == "use" else {}
+            for request, key in keyed:
+                self._keyed.append((request, key, earlier.get(key)))
+                yield request
+
+    def resolve(self, index: int, request: GenerationRequest) -> Result | None:
+        """Write the request down; return its earlier answer when the cache has one."""
+        queued, key, earlier = self._keyed.popleft()
+        if queued is not request:
+            raise RuntimeError("BatchSession.resolve was called out of step with requests()")
+        self.recorder.record_request(index, request, key)
+        if earlier is None:
+            return None
+        data = None
+        if request.schema is not None:
+            try:
+                data = parse_structured(earlier.text, request.schema)
+            except ValueError:
+                return None  # the schema changed shape since: ask again
+        return Result(
+            id=request.id,
+            index=index,
+            success=True,
+            text=earlier.text,
+            data=data,
+            finish_reason=earlier.finish_reason,
+            model=earlier.model,
+            model_version=earlier.model_version,
+            metadata=request.metadata,
+            cached=True,
+        )
+
+    def close(self, *, failed: bool = False) -> None:
+        self.recorder.close(failed=failed)
+
+    def _key(self, request: GenerationRequest) -> str:
+        if self.info.cache_mode == "off":
+            return ""  # never matched: "off" neither reads nor writes the cache
+        return keys.content_key(request, self.ladder, self.info.endpoint)
+
+    def _lookup(self, cache_keys: list[str]) -> dict[str, _Earlier]:
+        rows = self.db.rows(
+            "SELECT cache_key, text, model, model_version, finish_reason FROM result "
+            "WHERE success AND text IS NOT NULL AND cache_key IN (SELECT unnest(?)) "
+            "QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY finished_at DESC) = 1",
+            [cache_keys],
+        )
+        return {key: _Earlier(*earlier) for key, *earlier in rows}
+
+
+def quota_history(
+    db: Database, ladder: Sequence[ModelSpec], endpoint: str, now: float | None = None
+) -> dict[str, ModelHistory]:
+    """What each model of `ladder` already used at `endpoint`, per the log (quota memory).
+
+    Requests refused with a 429 did not use quota and are left out; a per-day 429 still in
+    force carries over as an exhaustion.
+    """
+    now = time.time() if now is None else now
+    specs = {spec.name: spec for spec in ladder}
+    horizon = {n: s.day_s if s.rpd is not None else s.minute_s for n, s in specs.items()}
+    rows = db.rows(
+        "SELECT c.model, epoch(c.created_at), coalesce(c.input_tokens, 0), c.error_kind, "
+        "c.retry_delay_s, epoch(c.finished_at) FROM ai_api_call c "
+        "JOIN batch_log b USING (batch_id) WHERE b.endpoint = ? "
+        "AND c.model IN (SELECT unnest(?)) AND c.created_at >= to_timestamp(?)",
+        [endpoint, list(specs), now - max(horizon.values(), default=0.0)],
+    )
+    sent: dict[str, list[tuple[float, int]]] = {name: [] for name in specs}
+    out_for: dict[str, float] = {}
+    for model, sent_at, tokens, kind, retry_delay_s, finished_at in rows:
+        if kind == "quota_exhausted":
+            moment = datetime.fromtimestamp(finished_at).astimezone()
+            until = finished_at + day_reset_delay(retry_delay_s, specs[model], moment)
+            if until > now:
+                out_for[model] = max(out_for.get(model, 0.0), until - now)
+        elif kind not in QUOTA_ERRORS and sent_at >= now - horizon[model]:
+            sent[model].append((now - sent_at, int(tokens)))
+    return {
+        name: ModelHistory(tuple(sent[name]), out_for.get(name))
+        for name in specs
+        if sent[name] or name in out_for
+    }

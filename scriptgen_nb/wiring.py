@@ -1,0 +1,168 @@
+"""Wiring one batch: resolving key, endpoint and ladder, and joining engine, backend and log.
+
+`BatchOptions` holds the arguments every entry point shares; `prepare()` turns them and the
+requests into a `PreparedBatch`: the engine with its backend, the call log's session (cache,
+quota memory, recorder) and the seed's `on_progress` as listeners. The engine knows none of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Literal
+
+from . import __version__
+from .engine.backend import Backend, GeminiBackend
+from .engine.errors import ConfigurationError, MissingApiKeyError
+from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
+from .engine.policy import Backoff, RetryPolicy, plan_concurrency
+from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
+from .engine.values import Event, GenerationRequest, RequestFinished, Result
+from .store import Database, open_database
+from .store.recorder import BatchInfo
+from .store.session import CACHE_MODES, BatchSession, CacheMode, quota_history
+
+ENV_BASE_URL = "GOOGLE_GEMINI_BASE_URL"
+ENV_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+Models = str | ModelSpec | Sequence[str | ModelSpec] | None
+DbArgument = str | os.PathLike[str] | Database | Literal[False] | None
+
+
+@dataclass
+class BatchOptions:
+    """The arguments every entry point shares (see `batch_generate` for their meaning)."""
+
+    on_progress: Callable[[int, int | None], None] | None = None
+    max_concurrency: int | str | None = None
+    models: Models = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in reprs or logs
+    api_version: str | None = None
+    budget_usd: float | None = None
+    timeout_s: float = 60.0
+    max_attempts: int = 6
+    routing: Routing = "preference"
+    chunk_size: int | None = None
+    db: DbArgument = None
+    cache: CacheMode = "use"
+    store_text: bool = True
+    catalogue: ModelCatalogue | None = None
+    listeners: Sequence[Listener] = ()
+    backend: Backend | None = None
+    cancel: CancelToken | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        if self.cache not in CACHE_MODES:
+            raise ConfigurationError(
+                f"cache={self.cache!r}: use 'use' (serve earlier answers), 'refresh' (ask "
+                "again, keep the new answer) or 'off' (neither read nor write the cache)."
+            )
+
+    def ladder(self) -> list[ModelSpec]:
+        catalogue = self.catalogue or default_catalogue()
+        return catalogue.resolve(self.models)
+
+    def build_backend(self, max_connections: int) -> Backend:
+        if self.backend is not None:
+            return self.backend
+        key = self.api_key or next((os.environ[k] for k in ENV_KEYS if os.environ.get(k)), None)
+        if not key:
+            raise MissingApiKeyError()
+        base_url = self.base_url or os.environ.get(ENV_BASE_URL) or None
+        return GeminiBackend(
+            key,
+            base_url=base_url,
+            api_version=self.api_version,
+            timeout_s=self.timeout_s,
+            max_connections=max_connections,
+        )
+
+    def open_log(self) -> Database | None:
+        """The call log (None when `db=False`); opened before any request is sent."""
+        if self.db is False:
+            return None
+        if isinstance(self.db, Database):
+            return self.db
+        return open_database(self.db)
+
+    def prepare(self, requests: Iterable[GenerationRequest]) -> PreparedBatch:
+        """Build everything a run needs; configuration errors surface here, before any call."""
+        ladder = self.ladder()
+        plan = plan_concurrency(self.max_concurrency, ladder)
+        log = self.open_log()
+        backend = self.build_backend(plan.max_in_flight)
+        config = EngineConfig(
+            ladder=ladder,
+            plan=plan,
+            routing=self.routing,
+            timeout_s=self.timeout_s,
+            retry=RetryPolicy(max_attempts=self.max_attempts, backoff=self.backoff),
+            budget_usd=self.budget_usd,
+            chunk_size=self.chunk_size,
+            history=quota_history(log, ladder, backend.endpoint) if log else {},
+        )
+        listeners = list(self.listeners)
+        if self.on_progress is not None:
+            listeners.append(progress_listener(self.on_progress))
+        session = None
+        total = len(requests) if isinstance(requests, Sequence) else None
+        if log is not None:
+            session = BatchSession(log, self._batch_info(config, backend), [m.name for m in ladder])
+            listeners.insert(0, session.recorder)
+            requests = session.requests(requests)
+        engine = BatchEngine(
+            backend,
+            config,
+            listeners=listeners,
+            cancel=self.cancel,
+            resolve=session.resolve if session else None,
+        )
+        return PreparedBatch(engine, requests, total, session)
+
+    def _batch_info(self, config: EngineConfig, backend: Backend) -> BatchInfo:
+        return BatchInfo(
+            batch_id=config.batch_id,
+            mode="live",
+            endpoint=backend.endpoint,
+            cache_mode=self.cache,
+            store_text=self.store_text,
+            package_version=__version__,
+            sdk_version=version("google-genai"),
+        )
+
+
+@dataclass
+class PreparedBatch:
+    """An engine ready to run its requests, with the log session to close afterwards."""
+
+    engine: BatchEngine
+    requests: Iterable[GenerationRequest]
+    total: int | None
+    session: BatchSession | None
+
+    async def stream(self) -> AsyncIterator[Result]:
+        """Run the batch, yielding results as they finish; closes the backend and the log."""
+        failed = True
+        try:
+            async for result in self.engine.stream(self.requests, self.total):
+                yield result
+            failed = self.engine.status == "failed"
+        finally:
+            await self.engine.backend.aclose()
+            if self.session is not None:
+                await asyncio.to_thread(self.session.close, failed=failed)
+
+
+def progress_listener(on_progress: Callable[[int, int | None], None]) -> Listener:
+    """The seed's `onProgress(completed, total)` as an engine listener."""
+
+    def listener(event: Event) -> None:
+        if isinstance(event, RequestFinished):
+            on_progress(event.done, event.total)
+
+    return listener
