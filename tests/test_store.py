@@ -1,0 +1,289 @@
+"""The call log: schema and migrations, what a batch writes, costs, cache, privacy, quota memory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import scriptgen_nb as sg
+from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
+from scriptgen_nb.engine.backend import FakeBackend
+from scriptgen_nb.engine.errors import BackendError, QuotaViolation
+from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
+from scriptgen_nb.store import Database, open_database, purge, schema
+from tests.google_errors import PER_DAY
+
+PRICED = sg.ModelSpec("a", priority=1, input_usd_per_1m=2.0, output_usd_per_1m=10.0)
+BACKUP = sg.ModelSpec("b", priority=2, input_usd_per_1m=1.0, output_usd_per_1m=4.0)
+
+
+def answer(request: GenerationRequest, model: str) -> Reply:
+    """A reply whose usage is easy to price by hand: 100 in, 40 out, 10 thoughts."""
+    return Reply(f"answer to {request.prompt}", "STOP", Usage(100, 40, 10), model_version=model)
+
+
+def run(
+    prompts: list[str], db: Path, backend: FakeBackend | None = None, **options: Any
+) -> sg.ResultList:
+    options.setdefault("models", [PRICED])
+    reqs = sg.create_batch_requests(prompts, operation="GENERATE_SCRIPT", project_id="p1")
+    return sg.batch_generate(reqs, backend=backend or FakeBackend(default=answer), db=db, **options)
+
+
+def count(db: Database, sql: str, *params: Any) -> Any:
+    return db.rows(sql, params)[0][0]
+
+
+def test_a_fresh_file_gets_every_migration_and_an_old_one_only_the_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "log.duckdb"
+    db = Database(path)
+    assert db.rows("SELECT version FROM schema_migration") == [(1,)]
+    run(["kept"], path)
+    extra = schema.Migration(2, "a later column", "ALTER TABLE result ADD COLUMN note VARCHAR")
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, extra])
+    monkeypatch.setattr("scriptgen_nb.store.database.MIGRATIONS", schema.MIGRATIONS)
+    reopened = Database(path)
+    assert sorted(v for (v,) in reopened.rows("SELECT version FROM schema_migration")) == [1, 2]
+    assert reopened.rows("SELECT text, note FROM result") == [("answer to kept", None)]
+    assert reopened.migrate() == []  # nothing applied twice
+
+
+def test_a_batch_writes_its_requests_attempts_results_and_row(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    backend = FakeBackend(default=answer)
+    backend.enqueue("a", BackendError("server_error", "overloaded", 503, retry_delay_s=0.01))
+    results = run(["one", "two", "three"], path, backend)
+    db = Database(path)
+    (batch_id, status, req_count, ok, failed, not_run, op, project, models, used) = db.rows(
+        "SELECT batch_id, status, request_count, success_count, failure_count, not_run_count, "
+        "operation, project_id, models, models_used FROM batch_log"
+    )[0]
+    assert (status, req_count, ok, failed, not_run) == ("finished", 3, 3, 0, 0)
+    assert (op, project, models, used) == ("GENERATE_SCRIPT", "p1", ["a"], ["a"])
+    calls = db.rows(
+        "SELECT request_id, attempt, status, http_status, error_kind, model_version "
+        "FROM ai_api_call ORDER BY request_id, attempt"
+    )
+    assert len(calls) == sum(r.attempts for r in results) == 4
+    assert ("ERROR", 503, "server_error", None) in [c[2:] for c in calls]
+    assert count(db, "SELECT count(*) FROM request WHERE batch_id = ?", batch_id) == 3
+    stored = db.rows("SELECT request_id, text, success, cached FROM result ORDER BY request_index")
+    assert stored == [(r.id, r.text, True, False) for r in results]
+
+
+def test_costs_match_hand_computed_figures_and_the_results(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    results = run(["x", "y"], path)
+    # 100 input at $2/M, 40 output + 10 thoughts (billed as output) at $10/M, per request.
+    per_request = (100 * 2.0 + 50 * 10.0) / 1e6
+    assert [r.cost_usd for r in results] == pytest.approx([per_request, per_request])
+    db = Database(path)
+    assert count(db, "SELECT sum(estimated_cost) FROM ai_api_call") == pytest.approx(
+        2 * per_request
+    )
+    assert count(db, "SELECT estimated_cost FROM batch_log") == pytest.approx(2 * per_request)
+    assert count(db, "SELECT sum(thought_tokens) FROM result") == 20
+
+
+def test_cache_use_serves_earlier_answers_without_calling(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    first = run(["alpha", "beta"], path)
+    again = FakeBackend(default=answer)
+    second = run(["alpha", "beta", "gamma"], path, again)
+    assert [r.cached for r in second] == [True, True, False]
+    assert [r.text for r in second[:2]] == [r.text for r in first]
+    assert [rid for _, rid in again.calls] == ["2"]
+    assert second[0].cost_usd == 0.0  # nothing paid this time
+    db = Database(path)
+    assert count(db, "SELECT cached_count FROM batch_log ORDER BY started_at DESC LIMIT 1") == 2
+
+
+def test_cache_refresh_asks_again_and_off_neither_reads_nor_writes(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    run(["alpha"], path)
+    refreshed = FakeBackend(default=answer)
+    assert not run(["alpha"], path, refreshed, cache="refresh")[0].cached
+    assert len(refreshed.calls) == 1
+    off_path = tmp_path / "off.duckdb"
+    run(["beta"], off_path, cache="off")
+    later = FakeBackend(default=answer)
+    assert not run(["beta"], off_path, later)[0].cached  # "off" left nothing to serve
+    assert len(later.calls) == 1
+
+
+def test_the_cache_key_covers_settings_schema_ladder_and_endpoint(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    run(["same words"], path)
+
+    def fresh(**options: Any) -> bool:
+        backend = FakeBackend(default=answer)
+        run(["same words"], path, backend, **options)
+        return len(backend.calls) == 1
+
+    class Shape(BaseModel):
+        words: str
+
+    assert fresh(models=[PRICED, BACKUP])  # another ladder
+    reqs = sg.create_batch_requests(
+        ["same words"], operation="GENERATE_SCRIPT", project_id="p1", temperature=0.1
+    )
+    backend = FakeBackend(default=answer)
+    sg.batch_generate(reqs, backend=backend, db=path, models=[PRICED])
+    assert len(backend.calls) == 1  # another temperature
+    schema_reqs = sg.create_batch_requests(
+        ["same words"], operation="GENERATE_SCRIPT", project_id="p1", schema=Shape
+    )
+    backend = FakeBackend(default=lambda r, m: Reply('{"words": "w"}', "STOP", Usage(1, 1)))
+    assert sg.batch_generate(schema_reqs, backend=backend, db=path, models=[PRICED])[0].success
+    assert len(backend.calls) == 1  # a schema
+
+
+def test_emulator_answers_are_never_served_to_another_endpoint(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    config = EmulatorConfig(api_keys=("k",), latency_scale=0.0, models={"a": ModelConfig()})
+    with Emulator(config) as first:
+        run_real = sg.batch_generate(
+            sg.create_batch_requests(["hello"]),
+            models=[PRICED],
+            base_url=first.base_url,
+            api_key="k",
+            db=path,
+        )
+    with Emulator(config) as second:
+        again = sg.batch_generate(
+            sg.create_batch_requests(["hello"]),
+            models=[PRICED],
+            base_url=second.base_url,
+            api_key="k",
+            db=path,
+        )
+        assert second.counters()["models"]["a"]["requests"] == 1
+    assert run_real[0].success and not again[0].cached
+
+
+def test_without_stored_text_only_hashes_and_figures_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "private.duckdb"
+    secret_prompt = "the recipe for grandmother's secret soup"
+    results = run([secret_prompt], path, store_text=False)
+    db = Database(path)
+    prompt, prompt_hash = db.rows("SELECT prompt, prompt_hash FROM request")[0]
+    text, text_hash, tokens = db.rows("SELECT text, text_hash, output_tokens FROM result")[0]
+    assert prompt is None and text is None and len(prompt_hash) == len(text_hash) == 64
+    assert tokens == 40
+    del db
+    assert secret_prompt.encode() not in path.read_bytes()
+    assert results[0].text and results[0].text.encode() not in path.read_bytes()
+
+
+def test_purge_removes_old_finished_batches_only(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    run(["old"], path)
+    run(["new"], path)
+    db = Database(path)
+    with db.write() as con:
+        con.execute(
+            "UPDATE batch_log SET finished_at = finished_at - INTERVAL 40 DAY WHERE batch_id = "
+            "(SELECT batch_id FROM result WHERE text = 'answer to old')"
+        )
+    assert purge(db, older_than_days=30) == 1
+    assert [t for (t,) in db.rows("SELECT text FROM result")] == ["answer to new"]
+    assert count(db, "SELECT count(*) FROM ai_api_call") == 1
+    with pytest.raises(sg.ConfigurationError):
+        purge(db, older_than_days=-1)
+
+
+def test_quota_used_by_one_batch_paces_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    tight = sg.ModelSpec("a", priority=1, rpm=3, minute_s=2.0)
+    run(["1", "2", "3"], path, models=[tight])
+    started = time.time()
+    run(["4", "5"], path, models=[tight])
+    db = Database(path)
+    first = count(db, "SELECT min(epoch(created_at)) FROM ai_api_call")
+    later = count(
+        db,
+        "SELECT min(epoch(created_at)) FROM ai_api_call c JOIN result r "
+        "USING (batch_id, request_id) WHERE r.text = 'answer to 4'",
+    )
+    assert later >= first + 2.0  # the second batch waited for the first one's window
+    assert time.time() - started < 10
+
+
+def test_a_model_out_of_daily_quota_stays_out_in_the_next_batch(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    exhausted = BackendError(
+        "quota_exhausted", "daily quota", 429, 3600.0, (QuotaViolation(PER_DAY, "day", 20),)
+    )
+    backend = FakeBackend(default=answer)
+    backend.enqueue("a", exhausted)
+    assert {r.model for r in run(["1"], path, backend, models=[PRICED, BACKUP])} == {"b"}
+    later = FakeBackend(default=answer)
+    run(["2", "3"], path, later, models=[PRICED, BACKUP])
+    assert {model for model, _ in later.calls} == {"b"}  # no probe of "a" before its reset
+
+
+def test_requests_are_stored_so_another_process_can_rebuild_them(tmp_path: Path) -> None:
+    class Scene(BaseModel):
+        heading: str
+
+    path = tmp_path / "log.duckdb"
+    reqs = sg.create_batch_requests(
+        [{"id": "c1", "prompt": "scene one", "metadata": {"chapter": 1, "template_hash": "t9"}}],
+        system="be vivid",
+        schema=Scene,
+        temperature=0.4,
+        max_output_tokens=300,
+    )
+    backend = FakeBackend(default=lambda r, m: Reply('{"heading": "h"}', "STOP", Usage(1, 1)))
+    sg.batch_generate(reqs, backend=backend, db=path, models=[PRICED])
+    row = Database(path).frame("SELECT * FROM request").iloc[0]
+    assert (row.prompt, row.system, row.template_hash) == ("scene one", "be vivid", "t9")
+    assert row.schema_name.endswith("Scene") and '"heading"' in row.response_schema
+    assert '"temperature":0.4' in row.config and '"chapter":1' in row.config
+
+
+def test_an_unwritable_log_path_fails_before_any_call(tmp_path: Path) -> None:
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("not a folder")
+    backend = FakeBackend(default=answer)
+    with pytest.raises(sg.ConfigurationError, match="is a file, not a folder"):
+        run(["x"], blocker / "log.duckdb", backend)
+    assert backend.calls == []
+
+
+def test_the_default_log_is_the_environments_file_and_memory_works(
+    call_log_in_tmp: Path,
+) -> None:
+    run(["to the default"], None)  # type: ignore[arg-type]
+    assert count(open_database(), "SELECT count(*) FROM result") == 1
+    assert open_database().path == str(call_log_in_tmp)
+    memory = Database(":memory:")
+    results = sg.batch_generate(
+        sg.create_batch_requests(["m"]),
+        backend=FakeBackend(default=answer),
+        db=memory,
+        models=[PRICED],
+    )
+    assert results[0].success and count(memory, "SELECT count(*) FROM result") == 1
+
+
+def test_the_api_key_never_reaches_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    secret = "AIzaSy-never-store-me-0123456789"
+    config = EmulatorConfig(api_keys=(secret,), latency_scale=0.0, models={"a": ModelConfig()})
+    with Emulator(config) as emu:
+        results = sg.batch_generate(
+            sg.create_batch_requests(["p1", "p2"]),
+            models=[PRICED],
+            base_url=emu.base_url,
+            api_key=secret,
+            db=path,
+        )
+    assert all(r.success for r in results)
+    assert secret.encode() not in path.read_bytes()
