@@ -147,14 +147,14 @@ class PreparedBatch:
 
     async def stream(self) -> AsyncIterator[Result]:
         """Run the batch, yielding results as they finish; closes the backend and the log."""
-        failed = True
         try:
             async for result in self.engine.stream(self.requests, self.total):
                 yield result
-            failed = self.engine.status == "failed"
         finally:
             await self.engine.backend.aclose()
             if self.session is not None:
+                # "running" here means the engine never got to end the batch: it failed.
+                failed = self.engine.status in ("running", "failed")
                 await asyncio.to_thread(self.session.close, failed=failed)
 
 

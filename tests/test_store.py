@@ -15,6 +15,7 @@ from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import BackendError, QuotaViolation
 from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
 from scriptgen_nb.store import Database, open_database, purge, schema
+from scriptgen_nb.store.replay import stored_requests
 from tests.google_errors import PER_DAY
 
 PRICED = sg.ModelSpec("a", priority=1, input_usd_per_1m=2.0, output_usd_per_1m=10.0)
@@ -287,3 +288,29 @@ def test_the_api_key_never_reaches_the_database_file(tmp_path: Path) -> None:
         )
     assert all(r.success for r in results)
     assert secret.encode() not in path.read_bytes()
+
+
+class Caption(BaseModel):
+    caption: str
+
+
+def test_failed_and_unfinished_requests_are_rebuilt_from_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    backend = FakeBackend(default=lambda r, m: Reply('{"caption": "c"}', "STOP", Usage(1, 1)))
+    backend.enqueue("a", BackendError("invalid_request", "bad", 400))
+    reqs = sg.create_batch_requests(
+        [{"id": f"r{i}", "prompt": f"p{i}", "metadata": {"n": i}} for i in range(3)],
+        schema=Caption,
+        temperature=0.3,
+        stop_sequences=["END"],
+    )
+    results = sg.batch_generate(reqs, backend=backend, db=path, models=[PRICED], max_concurrency=1)
+    failed = [r.id for r in results if not r.success]
+    db = Database(path)
+    batch_id = count(db, "SELECT batch_id FROM batch_log")
+    rebuilt = stored_requests(Database(path), batch_id)
+    assert [r.id for r in rebuilt] == failed == ["r0"]
+    assert rebuilt[0] == reqs[0]  # prompt, settings, metadata and the Pydantic class itself
+    assert [r.id for r in stored_requests(db, batch_id, ("succeeded",))] == ["r1", "r2"]
+    with pytest.raises(sg.ConfigurationError, match="No batch 'nope'"):
+        stored_requests(db, "nope")
