@@ -18,6 +18,7 @@ from .api import ResultList, batch_generate, create_batch_requests
 from .emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
 from .engine.models import ModelSpec, default_catalogue
 from .engine.values import AttemptFinished, Event, LimitLearned, ModelStateChanged
+from .store import default_db_path
 
 DEMO_KEY = "demo-key"
 MINUTE_S = 5.0
@@ -232,4 +233,5 @@ def _run(
     reporter = DemoReporter(out, started)
     results = batch_generate(requests, models=ladder, listeners=[reporter], **endpoint)
     print_report(results, reporter, time.monotonic() - started, out)
+    print(f"Every attempt is in the call log {default_db_path()}: see `scriptgen stats`.", file=out)
     return results
