@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from scriptgen_nb.store import Database
+from tests.call_log_rows import FLASH, IMAGES, LITE, SCRIPT, fill
+
 SCRIPTGEN = [sys.executable, "-m", "scriptgen_nb.cli"]
 
 
@@ -48,3 +53,93 @@ def test_emulator_command_rejects_a_bad_config_file(tmp_path: Path) -> None:
     bad.write_text("[models.m]\nrpm = 'ten'\n")
     done = scriptgen("emulator", "--port", "0", "--config", str(bad))
     assert done.returncode == 2 and "rpm" in done.stderr
+
+
+# --- reading the call log ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def call_log(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A log file holding the two batches of tests/call_log_rows.py."""
+    path = tmp_path_factory.mktemp("cli-log") / "calls.duckdb"
+    fill(Database(path))
+    return str(path)
+
+
+def rows(out: str, title: str) -> list[list[str]]:
+    """The whitespace-split rows of the printed table whose title starts with `title`."""
+    (section,) = [block for block in out.split("\n\n") if block.startswith(title)]
+    return [line.split() for line in section.splitlines()[2:]]  # after the title and header
+
+
+def test_stats_prints_the_usage_report_and_the_last_batches(call_log: str) -> None:
+    done = scriptgen("stats", "--db", call_log)
+    assert done.returncode == 0, done.stderr
+    assert rows(done.stdout, "usage per operation and model, all time") == [  # costliest first
+        [SCRIPT, FLASH, "3", "1", "100", "200", "10", "0.001000"],
+        [IMAGES, FLASH, "3", "2", "110", "170", "20", "0.000700"],
+        [SCRIPT, LITE, "4", "2", "210", "330", "0", "0.000300"],
+        [IMAGES, LITE, "1", "1", "40", "60", "0", "0.000050"],
+    ]
+    # Newest first: id, state, operation, started, duration, the five counts, cost.
+    assert [" ".join(row[:12]) for row in rows(done.stdout, "last batches")] == [
+        f"b-images finished {IMAGES} 2026-03-02 11:00:00 3.5 3 3 0 0 0 0.000750",
+        f"b-script finished {SCRIPT} 2026-03-02 10:00:00 7.0 4 3 1 0 0 0.001300",
+    ]
+
+
+def test_stats_for_one_batch_since_a_time_adds_its_summary_and_errors(call_log: str) -> None:
+    done = scriptgen(
+        "stats", "--db", call_log, "--since", "2026-03-02T10:30", "--batch", "b-script"
+    )
+    assert done.returncode == 0, done.stderr
+    usage = rows(done.stdout, "usage per operation and model, since 2026-03-02 10:30:00+00:00")
+    assert [row[:2] for row in usage] == [[IMAGES, FLASH], [IMAGES, LITE]]
+    summary = {row[0]: row[1:] for row in rows(done.stdout, "batch b-script:")}
+    assert summary["requests_sent"] == ["7"] and summary["rate_limited"] == ["2"]
+    assert summary["state"] == ["finished"] and summary["cost"] == ["0.001300"]
+    assert sorted(row[:3] for row in rows(done.stdout, "errors in batch b-script:")) == [
+        ["invalid_request", LITE, "1"],
+        ["quota_exhausted", FLASH, "1"],
+        ["rate_limited", FLASH, "1"],
+        ["server_error", LITE, "1"],
+    ]
+
+
+def test_stats_refuses_an_unknown_batch_and_a_bad_time(call_log: str) -> None:
+    unknown = scriptgen("stats", "--db", call_log, "--batch", "b-nope")
+    assert unknown.returncode == 1 and "No batch 'b-nope'" in unknown.stderr
+    bad = scriptgen("stats", "--db", call_log, "--since", "yesterday")
+    assert bad.returncode == 2 and "--since: Cannot read 'yesterday'" in bad.stderr
+
+
+def test_batches_lists_the_newest_batches(call_log: str) -> None:
+    done = scriptgen("batches", "--db", call_log, "-n", "1")
+    assert done.returncode == 0, done.stderr
+    assert [row[:2] for row in rows(done.stdout, "last batches")] == [["b-images", "finished"]]
+
+
+def test_stats_on_an_empty_call_log_says_there_is_nothing_yet(tmp_path: Path) -> None:
+    Database(tmp_path / "empty.duckdb")
+    done = scriptgen("stats", "--db", str(tmp_path / "empty.duckdb"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(none)") == 2  # the usage report and the batches
+
+
+def test_a_missing_call_log_is_reported_and_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.duckdb"
+    by_flag = scriptgen("stats", "--db", str(missing))
+    by_env = scriptgen("batches", env={**os.environ, "SCRIPTGEN_DB": str(missing)})
+    for done in (by_flag, by_env):
+        assert done.returncode == 1 and done.stdout == ""
+        assert f"no call log at {missing} yet; run a batch first or pass --db" in done.stderr
+    assert not missing.exists()
+
+
+def test_help_of_the_log_commands_lists_their_options() -> None:
+    stats, batches = scriptgen("stats", "--help"), scriptgen("batches", "--help")
+    assert stats.returncode == batches.returncode == 0
+    for option in ("--db PATH", "--since WHEN", "--batch ID", "30m, 1h, 2d", "SCRIPTGEN_DB"):
+        assert option in stats.stdout
+    for option in ("--db PATH", "-n LIMIT, --limit LIMIT", "(default: 20)"):
+        assert option in batches.stdout

@@ -1,0 +1,379 @@
+"""Reports over the call log, as pandas DataFrames, so that callers never write SQL.
+
+This module owns the log's read side: the seed's usage report, the batches and their derived
+state (a `running` batch whose process is gone shows as `died`), per-request results, the error
+breakdown, the throughput timeline, latency percentiles, costs, and the read-only SQL entry
+point for users' own queries. It reads only through `Database.frame` (values always bound as
+parameters) and `Database.sandboxed_select`; it must not import duckdb (`database.py` is the one
+module that does), nor anything above the store (`api`, `cli`, the Jupyter side).
+
+Times: `since` / `until` take a datetime (naive means UTC), a duration ago ("90s", "30m", "1h",
+"2d", "1w") or an ISO date/time; `since` is inclusive, `until` exclusive, both on the attempt's
+`created_at`. Timestamps come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
+
+from ..engine.errors import ConfigurationError
+from .database import Database
+
+Moment = datetime | date | str
+
+COST_GROUPS = ("model", "operation", "project_id", "batch_id")
+"""The columns `costs(by=...)` may group by."""
+
+# SQL fragments over `ai_api_call`, shared so that every report counts the same way.
+_SUCCEEDED = "status = 'SUCCESS'"
+_RATE_LIMITED = "coalesce(error_kind, '') IN ('rate_limited', 'quota_exhausted')"
+_UNSUCCESSFUL = "status IS DISTINCT FROM 'SUCCESS'"
+_FAILED = f"{_UNSUCCESSFUL} AND NOT {_RATE_LIMITED}"
+_ENDED_AT = "coalesce(finished_at, created_at)"  # when an attempt's outcome was known
+
+# Throughput buckets: the smallest of these steps that cuts the span into at most 60 buckets, so
+# the ratio between steps (at most 2.5) keeps a batch at roughly 24 to 60 buckets.
+_MAX_BUCKETS = 60
+_DAY_S = 86_400
+_BUCKET_STEPS_S = (
+    *(1, 2, 5, 10, 15, 30),  # seconds
+    *(60 * m for m in (1, 2, 5, 10, 15, 30)),  # minutes
+    *(3600 * h for h in (1, 2, 3, 6, 12, 24)),  # hours
+)
+
+_AGO = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": _DAY_S, "w": 7 * _DAY_S}
+
+
+def parse_time(value: Moment, *, now: datetime | None = None) -> datetime:
+    """A timezone-aware moment from a datetime or date (naive means UTC), a duration ago
+    ("90s", "30m", "1h", "2d", "1w", counted back from `now`) or an ISO date/time string."""
+    if isinstance(value, str):
+        text = value.strip()
+        ago = _AGO.fullmatch(text)
+        if ago:
+            seconds = float(ago[1]) * _UNIT_S[ago[2].lower()]
+            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigurationError(
+                f"Cannot read {text!r} as a time: give a duration ago (90s, 30m, 1h, 2d, 1w) "
+                "or an ISO date/time (2026-03-02, 2026-03-02T10:00:00+01:00)."
+            ) from None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    # DuckDB would read a naive value in the session's time zone; the log's convention is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _filters(
+    *conditions: str,
+    batch_id: str | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
+) -> tuple[str, list[Any]]:
+    """A WHERE clause over `ai_api_call` (or "") and its parameters."""
+    clauses = list(conditions)
+    params: list[Any] = []
+    for clause, value in (
+        ("batch_id = ?", batch_id),
+        ("created_at >= ?", None if since is None else parse_time(since)),
+        ("created_at < ?", None if until is None else parse_time(until)),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _total(column: str) -> str:
+    """A token sum that is 0, not NULL, over no rows or rows without usage (e.g. 429s)."""
+    return f"CAST(coalesce(sum({column}), 0) AS BIGINT)"
+
+
+# --- usage and costs ---------------------------------------------------------------------------
+
+
+def usage_report(
+    db: Database, since: Moment | None = None, until: Moment | None = None
+) -> pd.DataFrame:
+    """The seed's usage report: one row per (operation, model) over a time range.
+
+    Columns: operation, model, requests (attempts that reached the service), successes,
+    input_tokens, output_tokens, thought_tokens, cost (USD, every billed attempt); most costly
+    first.
+    """
+    return costs(db, by=("operation", "model"), since=since, until=until)
+
+
+def costs(
+    db: Database,
+    by: str | Sequence[str] = ("model",),
+    since: Moment | None = None,
+    until: Moment | None = None,
+) -> pd.DataFrame:
+    """Cost and tokens of the attempts in a time range, one row per group of `by`.
+
+    `by` is one or more of model, operation, project_id, batch_id. Columns: the `by` columns,
+    requests (attempts), successes, input_tokens, output_tokens, thought_tokens, cost (USD);
+    most costly first.
+    """
+    groups = [by] if isinstance(by, str) else list(by)
+    unknown = [g for g in groups if g not in COST_GROUPS]
+    if not groups or unknown or len(set(groups)) != len(groups):
+        raise ConfigurationError(
+            f"costs(by={by!r}): group by one or more distinct columns of {', '.join(COST_GROUPS)}."
+        )
+    # Only allow-listed names reach the SQL text; values go in as parameters.
+    keys = ", ".join(groups)
+    where, params = _filters(since=since, until=until)
+    return db.frame(
+        f"""
+        SELECT {keys},
+               count(*) AS requests,
+               count(*) FILTER (WHERE {_SUCCEEDED}) AS successes,
+               {_total("input_tokens")} AS input_tokens,
+               {_total("output_tokens")} AS output_tokens,
+               {_total("thought_tokens")} AS thought_tokens,
+               coalesce(sum(estimated_cost), 0) AS cost
+        FROM ai_api_call {where}
+        GROUP BY {keys}
+        ORDER BY cost DESC, {keys}
+        """,
+        params,
+    )
+
+
+# --- batches -----------------------------------------------------------------------------------
+
+
+def batches(db: Database, limit: int = 20) -> pd.DataFrame:
+    """The last `limit` batches, newest first: one row per batch.
+
+    Columns: batch_id, state (the status, except that a `running` batch whose heartbeat is
+    stale or whose process on this host is gone is `died`), status (as recorded), operation,
+    project_id, mode, started_at, finished_at, heartbeat_at, duration_s (so far, while running),
+    request_count, success_count, failure_count, not_run_count, cached_count, input_tokens,
+    output_tokens, thought_tokens, cost, models (those that served, comma-separated), ladder
+    (the requested models), concurrency_strategy, concurrency_value, endpoint, pid, hostname.
+    """
+    if limit < 1:
+        raise ConfigurationError(f"batches(limit={limit}): ask for at least one batch.")
+    return _batch_rows(db, "", [], limit)
+
+
+def batch_summary(db: Database, batch_id: str) -> pd.DataFrame:
+    """One row for one batch: the columns of `batches()` plus requests_sent (attempts that
+    reached the service) and rate_limited (those answered 429, per minute or per day)."""
+    row = _batch_rows(db, "WHERE batch_id = ?", [batch_id], 1)
+    if row.empty:
+        raise ConfigurationError(
+            f"No batch {batch_id!r} in the call log {db.path}; "
+            "queries.batches(db) (or `scriptgen batches`) lists the recorded ones."
+        )
+    sent = db.frame(
+        f"""
+        SELECT count(*) AS requests_sent, count(*) FILTER (WHERE {_RATE_LIMITED}) AS rate_limited
+        FROM ai_api_call WHERE batch_id = ?
+        """,
+        [batch_id],
+    )
+    return pd.concat([row, sent], axis=1)
+
+
+def _batch_rows(db: Database, where: str, params: list[Any], limit: int) -> pd.DataFrame:
+    frame = db.frame(
+        f"""
+        SELECT batch_id, status, operation, project_id, mode,
+               started_at, finished_at, heartbeat_at,
+               coalesce(duration_ms / 1000,
+                        epoch(coalesce(finished_at, heartbeat_at) - started_at)) AS duration_s,
+               request_count, success_count, failure_count, not_run_count, cached_count,
+               input_tokens, output_tokens, thought_tokens, estimated_cost AS cost,
+               array_to_string(models_used, ', ') AS models,
+               array_to_string(batch_log.models, ', ') AS ladder,
+               concurrency_strategy, concurrency_value, endpoint, pid, hostname
+        FROM batch_log {where}
+        ORDER BY started_at DESC NULLS LAST, batch_id
+        LIMIT ?
+        """,
+        [*params, limit],
+    )
+    frame.insert(1, "state", _states(frame))
+    return frame
+
+
+def _states(frame: pd.DataFrame) -> list[str]:
+    # Imported here: the package's __init__ may import this module while it is being set up.
+    from . import STALE_AFTER_S
+
+    now = pd.Timestamp.now(tz=UTC)
+    here = socket.gethostname()
+    states = []
+    for status, started, heartbeat, pid, host in zip(
+        frame["status"],
+        frame["started_at"],
+        frame["heartbeat_at"],
+        frame["pid"],
+        frame["hostname"],
+        strict=True,
+    ):
+        last_sign = started if pd.isna(heartbeat) else heartbeat
+        stale = not pd.isna(last_sign) and (now - last_sign).total_seconds() > STALE_AFTER_S
+        gone = host == here and not pd.isna(pid) and pid > 0 and not _alive(int(pid))
+        states.append("died" if status == "running" and (stale or gone) else status)
+    return states
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists (signal 0 checks without sending anything)."""
+    if os.name == "nt":  # there os.kill would terminate it: rely on the heartbeat alone
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists; it is only someone else's
+        pass
+    return True
+
+
+# --- requests and attempts ---------------------------------------------------------------------
+
+
+def results(db: Database, batch_id: str) -> pd.DataFrame:
+    """The final result of each request of a batch, in request order: one row per request.
+
+    Columns: those of the `result` table except batch_id (request_id, request_index,
+    cache_key, success, cached, text, text_hash, data, error_kind, error_message,
+    finish_reason, model, model_version, attempts, tokens, estimated_cost, latency_ms,
+    queue_ms, finished_at).
+    """
+    return db.frame(
+        "SELECT * EXCLUDE (batch_id) FROM result WHERE batch_id = ? ORDER BY request_index",
+        [batch_id],
+    )
+
+
+def errors(db: Database, batch_id: str | None = None) -> pd.DataFrame:
+    """The failed attempts (429s included), one row per (error_kind, model), most frequent
+    first. Columns: error_kind, model, count, first_at, last_at, sample_message (the latest)."""
+    where, params = _filters(_UNSUCCESSFUL, batch_id=batch_id)
+    return db.frame(
+        f"""
+        SELECT error_kind, model, count(*) AS count,
+               min(created_at) AS first_at, max(created_at) AS last_at,
+               arg_max(error_message, created_at) AS sample_message
+        FROM ai_api_call {where}
+        GROUP BY error_kind, model
+        ORDER BY count DESC, error_kind, model
+        """,
+        params,
+    )
+
+
+def throughput(
+    db: Database, batch_id: str | None = None, bucket_s: float | None = None
+) -> pd.DataFrame:
+    """A timeline of attempts by when they ended: one row per time bucket, empty ones included.
+
+    Columns: t (seconds from the first attempt's start to the bucket's start), bucket_start
+    (timestamp), completions (successful attempts), failures (other failed attempts), rate_limited
+    (429s, per minute or per day; the three are disjoint), tokens (input + output + thoughts).
+    `bucket_s=None` picks a round bucket cutting the span into at most 60 buckets (at least 1 s).
+    """
+    if bucket_s is not None and not bucket_s > 0:
+        raise ConfigurationError(f"throughput(bucket_s={bucket_s!r}): give a positive number.")
+    where, params = _filters(batch_id=batch_id)
+    if bucket_s is None:
+        span = db.frame(
+            f"SELECT epoch(max({_ENDED_AT}) - min(created_at)) AS s FROM ai_api_call {where}",
+            params,
+        )["s"].iloc[0]
+        bucket_s = _bucket_s(0.0 if pd.isna(span) else float(span))
+    return db.frame(
+        f"""
+        WITH calls AS (SELECT * FROM ai_api_call {where}),
+        origin AS (SELECT min(created_at) AS t0 FROM calls),
+        binned AS (
+            SELECT CAST(floor(epoch({_ENDED_AT} - t0) / ?) AS BIGINT) AS bucket,
+                   status, error_kind,
+                   coalesce(input_tokens, 0) + coalesce(output_tokens, 0)
+                       + coalesce(thought_tokens, 0) AS tokens
+            FROM calls, origin
+        ),
+        buckets AS (SELECT unnest(range(0, (SELECT max(bucket) + 1 FROM binned))) AS bucket)
+        SELECT buckets.bucket * ? AS t,
+               t0 + to_microseconds(CAST(buckets.bucket * ? * 1e6 AS BIGINT)) AS bucket_start,
+               count(b.bucket) FILTER (WHERE {_SUCCEEDED}) AS completions,
+               count(b.bucket) FILTER (WHERE {_FAILED}) AS failures,
+               count(b.bucket) FILTER (WHERE {_RATE_LIMITED}) AS rate_limited,
+               {_total("b.tokens")} AS tokens
+        FROM buckets CROSS JOIN origin LEFT JOIN binned AS b ON b.bucket = buckets.bucket
+        GROUP BY buckets.bucket, t0
+        ORDER BY buckets.bucket
+        """,
+        [*params, bucket_s, bucket_s, bucket_s],
+    )
+
+
+def _bucket_s(span_s: float) -> float:
+    """A round bucket length giving at most 60 buckets over `span_s` (at least 1 s)."""
+    for step in _BUCKET_STEPS_S:
+        if span_s // step < _MAX_BUCKETS:
+            return step
+    return _DAY_S * (span_s // (_DAY_S * _MAX_BUCKETS) + 1)
+
+
+def latency(db: Database, batch_id: str | None = None) -> pd.DataFrame:
+    """Latency of successful attempts, one row per model (by name).
+
+    Columns: model, count, p50_ms, p90_ms, p99_ms (interpolated percentiles), mean_ms, max_ms.
+    """
+    where, params = _filters(_SUCCEEDED, batch_id=batch_id)
+    return db.frame(
+        f"""
+        SELECT model, count(*) AS count,
+               quantile_cont(latency_ms, 0.5) AS p50_ms,
+               quantile_cont(latency_ms, 0.9) AS p90_ms,
+               quantile_cont(latency_ms, 0.99) AS p99_ms,
+               avg(latency_ms) AS mean_ms, max(latency_ms) AS max_ms
+        FROM ai_api_call {where}
+        GROUP BY model
+        ORDER BY model
+        """,
+        params,
+    )
+
+
+# --- users' own SQL ----------------------------------------------------------------------------
+
+
+def sql(db: Database, query: str) -> pd.DataFrame:
+    """The rows of a user's SELECT over the log's tables (batch_log, request, ai_api_call,
+    result). Anything but SELECT/EXPLAIN, and any file access, raises ConfigurationError."""
+    return db.sandboxed_select(query)
+
+
+__all__ = [
+    "COST_GROUPS",
+    "Moment",
+    "batch_summary",
+    "batches",
+    "costs",
+    "errors",
+    "latency",
+    "parse_time",
+    "results",
+    "sql",
+    "throughput",
+    "usage_report",
+]
