@@ -24,6 +24,7 @@ _EXPORTS = {
     "batch_generate": "api",
     "create_batch_requests": "api",
     "iter_generate": "api",
+    "CallStore": "store",
     "Emulator": "emulator",
     "EmulatorConfig": "emulator",
     "FakeBackend": "engine.backend",
@@ -86,3 +87,4 @@ if TYPE_CHECKING:
     from .engine.runner import BatchEngine, CancelToken
     from .engine.values import Failure, GenerationRequest, Result, Usage
     from .results import ResultList
+    from .store import CallStore

@@ -314,3 +314,22 @@ def test_failed_and_unfinished_requests_are_rebuilt_from_the_log(tmp_path: Path)
     assert [r.id for r in stored_requests(db, batch_id, ("succeeded",))] == ["r1", "r2"]
     with pytest.raises(sg.ConfigurationError, match="No batch 'nope'"):
         stored_requests(db, "nope")
+
+
+def test_the_call_store_answers_in_dataframes(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    backend = FakeBackend(default=answer)
+    backend.enqueue("a", BackendError("invalid_request", "bad field", 400))
+    results = run(["one", "two"], path, backend, max_concurrency=1)
+    log = sg.CallStore(path)
+    usage = log.usage_report()
+    assert usage[["operation", "model", "requests", "successes"]].values.tolist() == [
+        ["GENERATE_SCRIPT", "a", 2, 1]
+    ]
+    assert usage["cost"].iloc[0] == pytest.approx(sum(r.cost_usd for r in results))
+    batch_id = log.batches()["batch_id"].iloc[0]
+    assert log.results(batch_id)["success"].tolist() == [False, True]
+    assert log.errors(batch_id)["error_kind"].tolist() == ["invalid_request"]
+    assert [r.id for r in log.failed_requests(batch_id)] == ["0"]
+    assert log.sql("SELECT count(*) AS n FROM result")["n"].iloc[0] == 2
+    assert repr(log) == f"CallStore({str(path)!r})"

@@ -1,6 +1,8 @@
 """The call log: every attempt, every result, every batch, in DuckDB (DESIGN rule 7).
 
-Only `database.py` imports duckdb. `schema.py` holds the migrations, `queries.py` the reports.
+Only `database.py` imports duckdb. `schema.py` holds the migrations, `queries.py` the reports,
+`recorder.py` and `session.py` the writing side, `replay.py` the rebuilding of requests.
+`CallStore` is the handle users hold: the reports as methods returning DataFrames.
 """
 
 from __future__ import annotations
@@ -8,8 +10,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from ..engine.errors import ConfigurationError
+from ..engine.values import GenerationRequest
+from . import queries, replay
 from .database import MEMORY, Database, StoreError
 
 ENV_DB = "SCRIPTGEN_DB"
@@ -52,12 +59,69 @@ def purge(db: Database, older_than_days: float) -> int:
     return len(doomed)
 
 
+class CallStore:
+    """The call log as users handle it: reports as DataFrames, read-only SQL, upkeep.
+
+        log = CallStore()                 # ./scriptgen.duckdb, or SCRIPTGEN_DB, or a path
+        log.usage_report(since="1h")      # the seed's report: per operation and model
+        log.batches(); log.results(batch_id); log.errors(batch_id)
+        log.sql("SELECT model, count(*) FROM ai_api_call GROUP BY model")
+
+    Times (`since`, `until`) take a datetime, an ISO string or a duration ago ("30m", "2d").
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.db = open_database(path)
+
+    def __repr__(self) -> str:
+        return f"CallStore({self.db.path!r})"
+
+    def usage_report(self, since: Any = None, until: Any = None) -> pd.DataFrame:
+        return queries.usage_report(self.db, since, until)
+
+    def costs(self, by: Any = ("model",), since: Any = None, until: Any = None) -> pd.DataFrame:
+        return queries.costs(self.db, by, since, until)
+
+    def batches(self, limit: int = 20) -> pd.DataFrame:
+        return queries.batches(self.db, limit)
+
+    def batch_summary(self, batch_id: str) -> pd.DataFrame:
+        return queries.batch_summary(self.db, batch_id)
+
+    def results(self, batch_id: str) -> pd.DataFrame:
+        return queries.results(self.db, batch_id)
+
+    def errors(self, batch_id: str | None = None) -> pd.DataFrame:
+        return queries.errors(self.db, batch_id)
+
+    def throughput(
+        self, batch_id: str | None = None, bucket_s: float | None = None
+    ) -> pd.DataFrame:
+        return queries.throughput(self.db, batch_id, bucket_s)
+
+    def latency(self, batch_id: str | None = None) -> pd.DataFrame:
+        return queries.latency(self.db, batch_id)
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Your own read-only query: SELECT only, no access to other files."""
+        return queries.sql(self.db, query)
+
+    def failed_requests(self, batch_id: str) -> list[GenerationRequest]:
+        """The batch's failed and unfinished requests, rebuilt, ready to run again."""
+        return replay.stored_requests(self.db, batch_id)
+
+    def purge(self, older_than_days: float) -> int:
+        """Delete batches that ended more than `older_than_days` ago; returns how many."""
+        return purge(self.db, older_than_days)
+
+
 __all__ = [
     "DEFAULT_DB",
     "ENV_DB",
     "HEARTBEAT_S",
     "MEMORY",
     "STALE_AFTER_S",
+    "CallStore",
     "Database",
     "StoreError",
     "default_db_path",
