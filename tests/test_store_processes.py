@@ -1,0 +1,492 @@
+"""The call log with real processes: kill -9 then resume, two writers on one file, Ctrl-C.
+
+Each batch runs in a child process (a small script written into the test's tmp folder) against
+an emulator running in this process, whose counters are the outside view: a kill or a signal
+is sent when the emulator shows requests in flight (never after a fixed sleep), and what the
+children sent is checked against what the log says. The database file is read from here while
+the children write it; `Database` retries on the file lock, as any second process must.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+import pytest
+
+import scriptgen_nb as sg
+from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
+from scriptgen_nb.store.database import Database
+
+pytestmark = pytest.mark.integration
+
+KEY = "test-key"
+POLL_S = 0.05
+PRICES = {"input_usd_per_1m": 0.3, "output_usd_per_1m": 2.5}
+
+CHILD = '''\
+"""Run one batch from a JSON job in argv[1]; print a JSON summary line (test helper)."""
+import json
+import sys
+
+import scriptgen_nb as sg
+
+job = json.loads(sys.argv[1])
+spec = sg.ModelSpec(job["model"], priority=1, **job["prices"])
+requests = sg.create_batch_requests(job["prompts"])
+if job["wait_for_go"]:
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()
+try:
+    results = sg.batch_generate(
+        requests,
+        models=[spec],
+        base_url=job["base_url"],
+        api_key=job["api_key"],
+        db=job["db"],
+        max_concurrency=job["max_concurrency"],
+    )
+    interrupted = False
+except sg.BatchInterrupted as exc:
+    results = exc.results
+    interrupted = True
+not_run = [r for r in results if r.error is not None and r.error.kind == "not_run"]
+print(
+    json.dumps(
+        {
+            "interrupted": interrupted,
+            "results": len(results),
+            "ids": [r.id for r in results],
+            "succeeded": sum(r.success for r in results),
+            "not_run": len(not_run),
+        }
+    ),
+    flush=True,
+)
+'''
+
+
+def prompts(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}: write scene {i} of a film about tide pools." for i in range(n)]
+
+
+def spec(model: str) -> sg.ModelSpec:
+    """The same ladder the child builds: the cache key covers the ladder's names."""
+    return sg.ModelSpec(model, priority=1, **PRICES)
+
+
+def emulator(**models: ModelConfig) -> Emulator:
+    return Emulator(EmulatorConfig(seed=3, api_keys=(KEY,), hang_s=2.0, models=models))
+
+
+def model_counters(emu: Emulator, model: str) -> dict[str, Any]:
+    counters: dict[str, Any] = emu.counters()["models"][model]
+    return counters
+
+
+@dataclass
+class Child:
+    """A batch running in a process of its own."""
+
+    proc: subprocess.Popen[str]
+    stderr_path: Path
+
+    @property
+    def stdout(self) -> IO[str]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def line(self) -> dict[str, Any]:
+        """The next JSON line the child prints (EOF: it died; its stderr says why)."""
+        text = self.stdout.readline()
+        assert text, f"the child printed nothing (exit {self.proc.poll()}):\n{self.stderr()}"
+        parsed: dict[str, Any] = json.loads(text)
+        return parsed
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.close()
+
+
+@pytest.fixture
+def start_child(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    """Start batch children; every one still alive at the end is killed (by its own pid)."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    started: list[Child] = []
+
+    def start(
+        emu: Emulator,
+        db: Path,
+        model: str,
+        texts: list[str],
+        max_concurrency: int,
+        *,
+        wait_for_go: bool = False,
+    ) -> Child:
+        job = {
+            "model": model,
+            "prices": PRICES,
+            "prompts": texts,
+            "base_url": emu.base_url,
+            "api_key": KEY,
+            "db": str(db),
+            "max_concurrency": max_concurrency,
+            "wait_for_go": wait_for_go,
+        }
+        stderr_path = tmp_path / f"child-{len(started)}.stderr"
+        with stderr_path.open("w") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, str(script), json.dumps(job)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                cwd=tmp_path,
+            )
+        child = Child(proc, stderr_path)
+        started.append(child)
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in started:
+            if child.proc.poll() is None:
+                child.proc.kill()
+            child.proc.wait(timeout=10)
+            for stream in (child.proc.stdin, child.proc.stdout):
+                if stream is not None and not stream.closed:
+                    stream.close()
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, *children: Child
+) -> None:
+    """Poll `condition` every POLL_S until it holds; fail at the deadline or if a child ends."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for child in children:
+            code = child.proc.poll()
+            assert code is None, f"child exited ({code}) before {what}:\n{child.stderr()}"
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(POLL_S)
+
+
+def batch_of(db: Database, pid: int) -> dict[str, Any]:
+    """The batch_log row of the batch run by process `pid` (exactly one)."""
+    frame = db.frame("SELECT * FROM batch_log WHERE pid = ?", [pid])
+    assert len(frame) == 1, f"expected one batch for pid {pid}, found {len(frame)}"
+    row: dict[str, Any] = frame.iloc[0].to_dict()
+    return row
+
+
+def pd_isna(value: Any) -> bool:
+    return bool(pd.isna(value))
+
+
+def count(db: Database, sql: str, params: list[Any] | None = None) -> int:
+    return int(db.rows(sql, params or [])[0][0])
+
+
+def assert_rows_whole(db: Database) -> None:
+    """No half-written rows anywhere in the file: required fields set, nothing orphaned."""
+    broken_calls = db.frame(
+        "SELECT * FROM ai_api_call WHERE call_id IS NULL OR batch_id IS NULL "
+        "OR request_id IS NULL OR request_index IS NULL OR model IS NULL OR attempt IS NULL "
+        "OR status NOT IN ('SUCCESS', 'ERROR') OR status IS NULL OR http_status IS NULL "
+        "OR created_at IS NULL OR finished_at IS NULL OR latency_ms IS NULL "
+        "OR (status = 'SUCCESS' AND (input_tokens IS NULL OR output_tokens IS NULL "
+        "OR estimated_cost IS NULL OR estimated_cost <= 0))"
+    )
+    assert broken_calls.empty, broken_calls.to_dict("records")
+    broken_results = db.frame(
+        "SELECT * FROM result WHERE cache_key = '' OR finished_at IS NULL "
+        "OR (success AND (text IS NULL OR text_hash IS NULL OR model IS NULL))"
+    )
+    assert broken_results.empty, broken_results.to_dict("records")
+    duplicates = db.rows(
+        "SELECT batch_id, request_id, count(*) FROM result GROUP BY ALL HAVING count(*) > 1"
+    )
+    assert duplicates == []
+    orphans = db.rows(
+        "SELECT 'result', batch_id, request_id FROM result "
+        "ANTI JOIN request USING (batch_id, request_id) UNION ALL "
+        "SELECT 'ai_api_call', batch_id, request_id FROM ai_api_call "
+        "ANTI JOIN request USING (batch_id, request_id) UNION ALL "
+        "SELECT 'batch', batch_id, NULL FROM request ANTI JOIN batch_log USING (batch_id)"
+    )
+    assert orphans == []
+    # A recorded answer comes with its attempt: a successful result without a SUCCESS call
+    # row would be a lost row.
+    unlogged = db.rows(
+        "SELECT r.batch_id, r.request_id FROM result r WHERE r.success AND NOT r.cached "
+        "AND NOT EXISTS (SELECT 1 FROM ai_api_call c WHERE c.batch_id = r.batch_id "
+        "AND c.request_id = r.request_id AND c.status = 'SUCCESS')"
+    )
+    assert unlogged == []
+
+
+def test_kill_9_mid_batch_then_the_rerun_resumes_without_sending_recorded_requests(
+    tmp_path: Path, start_child: Callable[..., Child]
+) -> None:
+    db_path = tmp_path / "log.duckdb"
+    texts = prompts("resume", 60)
+    model = "steady"
+    with emulator(steady=ModelConfig(latency_base_s=0.3, latency_jitter_s=0.2)) as emu:
+        db = Database(db_path)  # created here or by the child: both migrate, under the lock
+        child = start_child(emu, db_path, model, texts, 6)
+
+        def recorded_successes() -> int:
+            return count(db, "SELECT count(*) FROM result WHERE success")
+
+        # Kill only once answers are on disk AND the emulator holds requests in flight.
+        wait_until(
+            lambda: recorded_successes() >= 6 and model_counters(emu, model)["in_flight"] > 0,
+            20.0,
+            "recorded results with requests in flight",
+            child,
+        )
+        os.kill(child.proc.pid, signal.SIGKILL)
+        assert child.proc.wait(timeout=5) == -signal.SIGKILL
+        # Requests already on the wire still reach the emulator; let them all land there.
+        wait_until(lambda: model_counters(emu, model)["in_flight"] == 0, 5.0, "in-flight drain")
+        sent_before = {text: emu.attempts_for(text) for text in texts}
+        requests_before = model_counters(emu, model)["requests"]
+
+        killed = batch_of(db, child.proc.pid)
+        recorded = {
+            row[0]
+            for row in db.rows(
+                "SELECT request_id FROM result WHERE batch_id = ? AND success",
+                [killed["batch_id"]],
+            )
+        }
+        assert 6 <= len(recorded) < 60, "the kill must land mid-batch"
+        assert all(sent_before[texts[int(i)]] == 1 for i in recorded)
+
+        started = time.monotonic()
+        results = sg.batch_generate(
+            sg.create_batch_requests(texts),
+            models=[spec(model)],
+            base_url=emu.base_url,
+            api_key=KEY,
+            db=db_path,
+            max_concurrency=6,
+        )
+        rerun_s = time.monotonic() - started
+        sent_after = {text: emu.attempts_for(text) for text in texts}
+        requests_after = model_counters(emu, model)["requests"]
+
+    # Complete, in input order, each request once; the recorded ones served from the log.
+    assert [r.id for r in results] == [str(i) for i in range(60)]
+    assert all(r.success and r.text for r in results)
+    assert {r.id for r in results if r.cached} == recorded
+    # Not sent again: the emulator never saw the recorded prompts a second time ...
+    assert [t for i, t in enumerate(texts) if str(i) in recorded and sent_after[t] != 1] == []
+    # ... and the re-run sent each of the others exactly once, nothing more.
+    others = [t for i, t in enumerate(texts) if str(i) not in recorded]
+    assert [t for t in others if sent_after[t] != sent_before[t] + 1] == []
+    assert requests_after - requests_before == len(others)
+    assert rerun_s < 15.0
+
+    rerun = db.frame("SELECT * FROM batch_log WHERE batch_id <> ?", [killed["batch_id"]])
+    assert len(rerun) == 1
+    rerun_row = rerun.iloc[0].to_dict()
+    rerun_id = rerun_row["batch_id"]
+    assert rerun_row["status"] == "finished"
+    assert rerun_row["request_count"] == rerun_row["success_count"] == 60
+    assert rerun_row["cached_count"] == len(recorded)
+    assert rerun_row["pid"] == os.getpid()
+
+    assert_rows_whole(db)
+    rerun_results = db.frame(
+        "SELECT request_id, request_index, cached FROM result WHERE batch_id = ? "
+        "ORDER BY request_index",
+        [rerun_id],
+    )
+    assert rerun_results["request_index"].tolist() == list(range(60))
+    assert set(rerun_results.loc[rerun_results["cached"], "request_id"]) == recorded
+    called = {
+        row[0]
+        for row in db.rows("SELECT request_id FROM ai_api_call WHERE batch_id = ?", [rerun_id])
+    }
+    assert called == {str(i) for i in range(60)} - recorded
+    # What the log says was spent is what the results report (cached answers cost nothing).
+    spent = db.rows(
+        "SELECT sum(estimated_cost), count(*) FROM ai_api_call WHERE batch_id = ?", [rerun_id]
+    )[0]
+    assert spent[1] == len(others)
+    assert spent[0] == pytest.approx(sum(r.cost_usd for r in results), rel=1e-9)
+    assert rerun_row["estimated_cost"] == pytest.approx(spent[0], rel=1e-9)
+    assert all(r.cost_usd == 0 for r in results if r.cached)
+
+    # The killed batch stays "running" with a dead pid and a heartbeat that no longer moves.
+    dead = batch_of(db, child.proc.pid)
+    assert dead["status"] == "running" and pd_isna(dead["finished_at"])
+    assert dead["heartbeat_at"] == killed["heartbeat_at"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(child.proc.pid, 0)
+
+
+def test_two_processes_write_one_file_at_the_same_time(
+    tmp_path: Path, start_child: Callable[..., Child]
+) -> None:
+    db_path = tmp_path / "shared.duckdb"
+    latency = ModelConfig(latency_base_s=0.2, latency_jitter_s=0.05)
+    n = 40
+    with emulator(alpha=latency, beta=latency) as emu:
+        db = Database(db_path)
+        first = start_child(emu, db_path, "alpha", prompts("first", n), 4, wait_for_go=True)
+        second = start_child(emu, db_path, "beta", prompts("second", n), 4, wait_for_go=True)
+        stats_help = subprocess.run(
+            [sys.executable, "-m", "scriptgen_nb.cli", "stats", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert first.line() == {"ready": True} and second.line() == {"ready": True}
+
+        first.go()
+        # The second writer starts only once the first holds requests in flight and has
+        # already written to the file.
+        wait_until(
+            lambda: (
+                model_counters(emu, "alpha")["in_flight"] > 0
+                and count(db, "SELECT count(*) FROM batch_log") == 1
+            ),
+            10.0,
+            "the first batch in flight",
+            first,
+        )
+        second.go()
+
+        both_in_flight = False
+        stats: subprocess.Popen[str] | None = None
+        stats_out = stats_err = ""
+        deadline = time.monotonic() + 25.0
+        try:
+            while first.proc.poll() is None or second.proc.poll() is None:
+                assert time.monotonic() < deadline, "the two batches did not finish in time"
+                counters = emu.counters()["models"]
+                if counters["alpha"]["in_flight"] > 0 and counters["beta"]["in_flight"] > 0:
+                    if not both_in_flight and stats_help.returncode == 0:
+                        # Reading the log from a third process while both write it.
+                        stats = subprocess.Popen(
+                            [sys.executable, "-m", "scriptgen_nb.cli", "stats", "--db", db_path],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            text=True,
+                        )
+                    both_in_flight = True
+                time.sleep(POLL_S)
+            if stats is not None:
+                stats_out, stats_err = stats.communicate(timeout=30)
+        finally:
+            if stats is not None and stats.poll() is None:
+                stats.kill()
+                stats.wait()
+        summaries = [first.line(), second.line()]
+        alpha, beta = model_counters(emu, "alpha"), model_counters(emu, "beta")
+
+    assert first.proc.returncode == 0, first.stderr()
+    assert second.proc.returncode == 0, second.stderr()
+    assert both_in_flight, "the two batches never had requests in flight at the same moment"
+    for summary in summaries:
+        assert summary["succeeded"] == summary["results"] == n
+        assert summary["ids"] == [str(i) for i in range(n)]
+    # `scriptgen stats` is being added by another change; until `stats --help` works there is
+    # nothing to run, so only the two writers are checked.
+    if stats_help.returncode == 0:
+        assert stats is not None and stats.returncode == 0, stats_err
+        assert stats_out.strip()
+
+    assert_rows_whole(db)
+    a, b = batch_of(db, first.proc.pid), batch_of(db, second.proc.pid)
+    # Really overlapping in the log too: each started before the other finished.
+    assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
+    for row, model, counters in ((a, "alpha", alpha), (b, "beta", beta)):
+        assert row["status"] == "finished"
+        assert row["request_count"] == row["success_count"] == n
+        assert row["failure_count"] == row["not_run_count"] == row["cached_count"] == 0
+        assert list(row["models"]) == list(row["models_used"]) == [model]
+        batch_id = row["batch_id"]
+        assert count(db, "SELECT count(*) FROM request WHERE batch_id = ?", [batch_id]) == n
+        assert (
+            count(db, "SELECT count(*) FROM result WHERE batch_id = ? AND success", [batch_id]) == n
+        )
+        calls = count(db, "SELECT count(*) FROM ai_api_call WHERE batch_id = ?", [batch_id])
+        assert calls == counters["requests"] == n
+    assert count(db, "SELECT count(*) FROM result") == 2 * n
+
+
+def test_sigint_mid_batch_raises_batch_interrupted_and_marks_the_batch_cancelled(
+    tmp_path: Path, start_child: Callable[..., Child]
+) -> None:
+    db_path = tmp_path / "interrupted.duckdb"
+    n = 40
+    model = "slowish"
+    with emulator(slowish=ModelConfig(latency_base_s=0.3, latency_jitter_s=0.1)) as emu:
+        child = start_child(emu, db_path, model, prompts("interrupt", n), 4)
+        # The emulator counts an answer before its latency has passed, so "answered" is read
+        # from the requests seen: with 4 in flight, the 10th is sent only once 6 have ended.
+        wait_until(
+            lambda: (
+                model_counters(emu, model)["requests"] >= 10
+                and model_counters(emu, model)["in_flight"] > 0
+            ),
+            20.0,
+            "answers given with requests in flight",
+            child,
+        )
+        child.proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        try:
+            out, _ = child.proc.communicate(timeout=10)
+        finally:
+            stopped_s = time.monotonic() - signalled
+        sent = model_counters(emu, model)["requests"]
+
+    assert child.proc.returncode == 0, child.stderr()
+    assert stopped_s < 2.5, f"the child took {stopped_s:.2f} s to stop after SIGINT"
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] is True
+    assert summary["results"] == n and summary["ids"] == [str(i) for i in range(n)]
+    assert summary["succeeded"] + summary["not_run"] == n  # no failures: all accounted for
+    assert 0 < summary["succeeded"] < n and summary["not_run"] > 0
+    assert sent < n  # stopped at once: the rest were never sent
+
+    db = Database(db_path)
+    row = batch_of(db, child.proc.pid)
+    assert row["status"] == "cancelled"
+    assert not pd_isna(row["finished_at"])
+    assert row["success_count"] == summary["succeeded"]
+    assert row["not_run_count"] == summary["not_run"]
+    assert row["request_count"] == n
+    # Every request has its row and its result, the untouched rest included (so a re-run or
+    # `retry --failed` can find them); every answer received has its attempt row. Attempts
+    # cancelled in flight reached the service but are not logged as attempts (yet), so the
+    # call rows lie between the answers and what the emulator saw.
+    assert count(db, "SELECT count(*) FROM request WHERE batch_id = ?", [row["batch_id"]]) == n
+    results = db.frame(
+        "SELECT success, error_kind FROM result WHERE batch_id = ?", [row["batch_id"]]
+    )
+    assert len(results) == n
+    assert int(results["success"].sum()) == summary["succeeded"]
+    assert set(results.loc[~results["success"], "error_kind"]) == {"not_run"}
+    calls = count(db, "SELECT count(*) FROM ai_api_call WHERE batch_id = ?", [row["batch_id"]])
+    assert summary["succeeded"] <= calls <= sent
+    assert_rows_whole(db)
