@@ -497,3 +497,16 @@ def test_each_attempt_records_how_long_it_waited_for_its_turn() -> None:
     waits = sorted(e.attempt.queue_ms for e in run.of(AttemptFinished))
     assert waits[:2] == [0.0, 0.0]
     assert waits[2] == pytest.approx(60_000 + 300, abs=1)  # a window plus the 0.5% margin
+
+
+def test_attempts_cancelled_in_flight_are_reported() -> None:
+    def on_first_finish(event: Event, events: list[Event]) -> bool:
+        return isinstance(event, RequestFinished)
+
+    backend = FakeBackend(latency_s=lambda r, m: 1.0 if r.id == "r0" else 50.0)
+    run = Run(backend, [spec("a")], requests(4), cancel_when=on_first_finish, concurrency=4)
+    ended = [e.attempt for e in run.of(AttemptFinished)]
+    assert len(ended) == len(backend.calls) == 4  # every call sent is an attempt on record
+    cut = [a for a in ended if a.failure and a.failure.kind == "not_run"]
+    assert len(cut) == 3 and {a.failure.message for a in cut} == {"cancelled while in flight"}  # type: ignore[union-attr]
+    assert {r.error.message for r in run.results if r.error} == {"cancelled while in flight"}

@@ -324,8 +324,12 @@ class BatchEngine:
             for work in self._drain_waiting():
                 self._finish(work, None, reason)
             if not exhausted_source:
-                for index, request in pending:
-                    self._finish(_Work(request, index, loop.time(), 0), None, reason)
+                for index, request in pending:  # taken up only to be ended: resolved all the same
+                    earlier = self._resolve(index, request) if self._resolve else None
+                    if earlier is not None:
+                        self._deliver(earlier)
+                    else:
+                        self._finish(_Work(request, index, loop.time(), 0), None, reason)
             self._end_batch(loop.time())
             self._out.put_nowait(None)
 
@@ -397,6 +401,15 @@ class BatchEngine:
             error = exc
         except TimeoutError:
             error = BackendError("timeout", f"no answer within {self.config.timeout_s:g}s")
+        except asyncio.CancelledError:
+            # Sent but never answered: the service may have counted it, so the log must too.
+            failure = Failure("not_run", "cancelled while in flight")
+            spent = loop.time() - started
+            record = self._attempt_record(
+                work, spec, number, failure, Usage(), 0.0, spent, wall_started
+            )
+            self._emit(AttemptFinished(record, will_retry=False))
+            raise
         latency_s = loop.time() - started
         self._release_reservation(work)
         if reply is not None:
@@ -649,12 +662,15 @@ class BatchEngine:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        reason = self._stop_reason or Failure("not_run", "cancelled while in flight")
+        reason = self._stop_reason
+        message = "cancelled while in flight"
+        if reason is not None and not self.cancel_token.cancelled:
+            message = f"stopped while in flight: {reason.message}"
         for task, (work, _) in running.items():
             self._tasks.pop(task, None)
             if task.cancelled():  # a task that ended on its own has already settled its work
                 self._release_reservation(work)
-                self._finish(work, None, Failure("not_run", f"{reason.message} (was in flight)"))
+                self._finish(work, None, Failure("not_run", message))
 
     def _end_batch(self, now: float) -> None:
         if self.status == "running":

@@ -14,7 +14,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,13 +67,9 @@ class Recorder:
         *,
         flush_s: float = 0.25,
         heartbeat_s: float = 1.0,
-        unresolved: Callable[[Result], None] | None = None,
     ) -> None:
         self.db = db
         self.info = info
-        # Called with a result whose request was never taken up (a stopped batch marks its
-        # untouched rest not run), so the request can be written down before its result.
-        self.unresolved = unresolved
         self.flush_s = flush_s
         self.heartbeat_s = heartbeat_s
         self._lock = threading.Lock()
@@ -129,8 +124,6 @@ class Recorder:
         elif isinstance(event, AttemptFinished):
             self._record_attempt(event.attempt)
         elif isinstance(event, RequestFinished):
-            if self.unresolved is not None and event.result.id not in self._pending:
-                self.unresolved(event.result)
             self._record_result(event.result)
         elif isinstance(event, BatchFinished):
             with self._lock:

@@ -48,7 +48,7 @@ class BatchSession:
         self.db = db
         self.info = info
         self.ladder = list(ladder)
-        self.recorder = Recorder(db, info, flush_s=flush_s, unresolved=self._record_untaken)
+        self.recorder = Recorder(db, info, flush_s=flush_s)
         self._keyed: deque[tuple[GenerationRequest, str, _Earlier | None]] = deque()
 
     def requests(self, requests: Iterable[GenerationRequest]) -> Iterator[GenerationRequest]:
@@ -90,17 +90,6 @@ class BatchSession:
 
     def close(self, *, failed: bool = False) -> None:
         self.recorder.close(failed=failed)
-
-    def _record_untaken(self, result: Result) -> None:
-        """Write down a request the engine finished without taking it up.
-
-        When a batch stops (cancel, all models exhausted, a fatal error), the engine marks the
-        requests it never pulled through `resolve()` as not run, in order. They still need
-        their `request` row and cache key, so `retry --failed` and a re-run can find them.
-        """
-        if self._keyed and self._keyed[0][0].id == result.id:
-            request, key, _ = self._keyed.popleft()
-            self.recorder.record_request(result.index, request, key)
 
     def _key(self, request: GenerationRequest) -> str:
         if self.info.cache_mode == "off":
