@@ -64,6 +64,26 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext scriptgen_nb`: register the magics and the `--await` cell transformer."""
+    from .jupyter.magic import ScriptgenMagics, await_transformer
+
+    ipython.register_magics(ScriptgenMagics)
+    transformers = ipython.input_transformers_cleanup
+    if await_transformer not in transformers:
+        transformers.append(await_transformer)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%reload_ext` calls this first: take the transformer and the magics away again."""
+    from .jupyter.magic import await_transformer
+
+    if await_transformer in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(await_transformer)
+    for kind in ("line", "cell"):
+        ipython.magics_manager.magics[kind].pop("scriptgen", None)
+
+
 if TYPE_CHECKING:
     from .api import (
         abatch_generate,

@@ -1,0 +1,100 @@
+"""Turning a `%%scriptgen batch` cell into prompts: literal lines, `---` blocks, or a template.
+
+A cell without `--over` holds prompts, one per line, or blocks separated by lines of `---`
+(so a prompt may span lines). They are taken literally unless `--vars` asks to fill `{name}`
+from the user's namespace. With `--over VAR` the cell is one template rendered per row of a
+DataFrame or list of dicts with `{column}`; `{{` and `}}` stand for literal braces. Errors name
+what is missing and what is available. Pure functions: no IPython, no widgets.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from ..engine.errors import ConfigurationError
+from ..store.keys import sha256
+
+_SEPARATOR = re.compile(r"^\s*---+\s*$", re.MULTILINE)
+
+
+def literal_prompts(cell: str) -> list[str]:
+    """The prompts a cell holds: `---`-separated blocks if any, else one per non-empty line."""
+    if _SEPARATOR.search(cell):
+        prompts = [block.strip() for block in _SEPARATOR.split(cell)]
+    else:
+        prompts = [line.strip() for line in cell.splitlines()]
+    prompts = [p for p in prompts if p]
+    if not prompts:
+        raise ConfigurationError(
+            "The cell holds no prompt: write one per line, or blocks separated by `---` lines."
+        )
+    return prompts
+
+
+def fill_names(prompts: list[str], namespace: Mapping[str, Any]) -> list[str]:
+    """`--vars`: fill `{name}` in each prompt from the user's namespace."""
+    return [render(p, namespace, what="the notebook's variables") for p in prompts]
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{field}` names a template uses, in order, without repeats."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"The template is malformed ({exc}); write {{{{ for a brace."
+        ) from exc
+    return list(dict.fromkeys(names))
+
+
+def render(template: str, values: Mapping[str, Any], *, what: str) -> str:
+    """`template` with `{name}` filled from `values`; a clear error for a missing name."""
+    missing = [n for n in template_fields(template) if n.split(".")[0].split("[")[0] not in values]
+    if missing:
+        available = ", ".join(sorted(map(str, values))[:20]) or "none"
+        raise ConfigurationError(
+            f"The template uses {{{missing[0]}}}, which is not in {what} (available: "
+            f"{available}). Write {{{{ and }}}} for literal braces."
+        )
+    return template.format_map(values)
+
+
+def rows_of(table: Any) -> list[dict[str, Any]]:
+    """The rows of `--over VAR`: a pandas DataFrame or a list of dicts."""
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):
+        records: list[dict[str, Any]] = table.to_dict("records")
+        return records
+    if isinstance(table, list | tuple) and all(isinstance(r, Mapping) for r in table):
+        return [dict(r) for r in table]
+    raise ConfigurationError(
+        f"--over needs a DataFrame or a list of dicts, not {type(table).__name__}."
+    )
+
+
+def templated_prompts(template: str, table: Any) -> list[dict[str, Any]]:
+    """`--over`: one prompt per row, as `{id, prompt, metadata}` items.
+
+    The id is the row's `id` column when it has one, else its position; the row itself and the
+    template's hash go into the metadata, so results and the log lead back to both.
+    """
+    template = template.strip()
+    if not template:
+        raise ConfigurationError("The cell is empty: with --over, it holds the prompt template.")
+    rows = rows_of(table)
+    if not rows:
+        raise ConfigurationError("--over names an empty table: there is nothing to generate.")
+    digest = sha256(template)[:16]
+    items = []
+    for position, row in enumerate(rows):
+        values = {str(k): v for k, v in row.items()}
+        items.append(
+            {
+                "id": str(values.get("id", position)),
+                "prompt": render(template, values, what=f"row {position}'s columns"),
+                "metadata": {"row": values, "template_hash": digest},
+            }
+        )
+    return items

@@ -1,0 +1,404 @@
+"""The `%scriptgen` / `%%scriptgen` magics: batches from cells, and the call log from a line.
+
+`%load_ext scriptgen_nb` registers `ScriptgenMagics`. The cell magic `%%scriptgen batch [options]`
+turns the cell into requests (`cells.py`), runs them with the progress panel, and returns a
+DataFrame (or stores it in `-o VAR`). A cell magic is a synchronous call, so by default the
+batch runs on its own loop in a worker thread and the kernel's interrupt cancels it; with
+`--await` an input transformer rewrites the cell into an `await` on the kernel's own loop, where
+the panel's Cancel button acts mid-run (notes/jupyter.md §3.2). Line magics read the log, draw
+charts, re-run failures and manage the local emulator. Bad options raise `UsageError`; the
+library's configuration errors propagate with their message, so nbval sees every failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, NoReturn
+
+import pandas as pd
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Float, Unicode
+
+from ..api import abatch_generate, batch_generate, create_batch_requests
+from ..emulator import EmulatorConfig
+from ..engine.errors import BatchInterrupted
+from ..engine.models import default_catalogue
+from ..engine.runner import CancelToken
+from ..engine.values import ModelHistory
+from ..estimate import estimate_batch
+from ..results import ResultList
+from ..store import CallStore, default_db_path
+from ..store.session import quota_history
+from ..wiring import BatchOptions
+from . import cells
+from .endpoint import SESSION, auto_config
+
+CELL_MAGIC = "%%scriptgen"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (which IPython shows, and nbval counts as a failure)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise UsageError(message or self.format_help())
+
+
+def _batch_parser() -> _Parser:
+    p = _Parser(
+        prog="%%scriptgen batch",
+        add_help=False,
+        description=(
+            "Run the cell's prompts as one batch. The cell holds prompts, one per line or blocks "
+            "separated by '---' lines; with --over it is a template rendered per row."
+        ),
+    )
+    p.add_argument("-o", "--output", metavar="VAR", help="store the results DataFrame in VAR")
+    p.add_argument("--model", help="a model or a comma-separated ladder (default: the catalogue's)")
+    p.add_argument("--concurrency", default=None, help="N (cap in flight), auto (default), seed")
+    p.add_argument("--operation", default="GENERATE", help="operation name for the log")
+    p.add_argument("--project", default=None, help="project id for the log")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--max-tokens", type=int, default=None, dest="max_output_tokens")
+    p.add_argument("--system", default=None, help="system instruction")
+    p.add_argument("--schema", metavar="NAME", help="a Pydantic model or JSON Schema dict variable")
+    p.add_argument("--over", metavar="VAR", help="a DataFrame or list of dicts; {column} fills")
+    p.add_argument("--vars", action="store_true", help="fill {name} in prompts from variables")
+    p.add_argument("--dry-run", action="store_true", help="estimate tokens, cost and time only")
+    p.add_argument("--budget", type=float, default=None, metavar="USD", help="stop before this")
+    p.add_argument("--cache", choices=("use", "refresh", "off"), default="use")
+    p.add_argument("--db", default=None, metavar="PATH", help="the call log file")
+    p.add_argument(
+        "--await",
+        action="store_true",
+        dest="awaited",
+        help="run on the kernel's loop so the panel's Cancel acts mid-run",
+    )
+    return p
+
+
+def _line_parsers() -> dict[str, _Parser]:
+    parsers = {}
+    stats = parsers["stats"] = _Parser(
+        prog="%scriptgen stats",
+        add_help=False,
+        description="The usage report and the last batches.",
+    )
+    stats.add_argument("--since", default=None, help="1h, 30m, 2d or an ISO date")
+    sql = parsers["sql"] = _Parser(
+        prog="%scriptgen sql", add_help=False, description="A read-only SELECT on the call log."
+    )
+    sql.add_argument("query", nargs=argparse.REMAINDER)
+    parsers["models"] = _Parser(
+        prog="%scriptgen models",
+        add_help=False,
+        description="The model catalogue and what each has used now.",
+    )
+    chart = parsers["chart"] = _Parser(
+        prog="%scriptgen chart", add_help=False, description="A chart from the call log."
+    )
+    chart.add_argument("kind", choices=("throughput", "latency", "cost", "errors"))
+    chart.add_argument("--batch", default=None, help="a batch id (default: the latest)")
+    retry = parsers["retry"] = _Parser(
+        prog="%scriptgen retry",
+        add_help=False,
+        description="Re-run a batch's failed and not-run requests.",
+    )
+    retry.add_argument("--failed", action="store_true", required=True)
+    retry.add_argument("--batch", default=None, help="a batch id (default: the latest)")
+    retry.add_argument("-o", "--output", metavar="VAR")
+    emulator = parsers["emulator"] = _Parser(
+        prog="%scriptgen emulator", add_help=False, description="The local Gemini emulator."
+    )
+    emulator.add_argument("action", choices=("start", "stop", "status"))
+    emulator.add_argument("--config", metavar="FILE", help="TOML/JSON emulator config")
+    emulator.add_argument("--minute-s", type=float, default=None)
+    emulator.add_argument("--day-s", type=float, default=None)
+    emulator.add_argument("--latency-scale", type=float, default=None)
+    for parser in parsers.values():
+        parser.add_argument("--db", default=None, metavar="PATH", help="the call log file")
+    return parsers
+
+
+BATCH = _batch_parser()
+LINES = _line_parsers()
+
+
+def _help() -> str:
+    parts = [BATCH.format_help(), *(p.format_help() for p in LINES.values())]
+    return "\n".join(parts)
+
+
+@magics_class
+class ScriptgenMagics(Magics):
+    default_models = Unicode(
+        os.environ.get("SCRIPTGEN_MODELS", ""),
+        config=True,
+        help="Default ladder for %%scriptgen batch (comma-separated); env SCRIPTGEN_MODELS.",
+    ).tag(config=True)
+    default_db = Unicode(
+        "", config=True, help="Call log file (default: SCRIPTGEN_DB or ./scriptgen.duckdb)."
+    ).tag(config=True)
+    default_concurrency = Unicode(
+        "auto", config=True, help="Default --concurrency: auto, seed or a number."
+    ).tag(config=True)
+    default_timeout_s = Float(60.0, config=True, help="Per-request timeout in seconds.").tag(
+        config=True
+    )
+
+    @line_cell_magic
+    def scriptgen(self, line: str, cell: str | None = None) -> Any:
+        words = shlex.split(line)
+        if not words:
+            raise UsageError(f"Say what to do: batch (cell), or {', '.join(LINES)}.\n{_help()}")
+        command, rest = words[0], words[1:]
+        if cell is not None:
+            if command != "batch":
+                raise UsageError(f"%%scriptgen runs 'batch' only, not {command!r}.")
+            args = BATCH.parse_args(rest)
+            if args.awaited:
+                raise UsageError("--await needs the input transformer: run %load_ext scriptgen_nb.")
+            return self.run_batch(args, cell)
+        if command == "batch":
+            raise UsageError("batch is a cell magic: start the cell with %%scriptgen batch.")
+        handler: Callable[[argparse.Namespace], Any] | None = getattr(self, f"_{command}", None)
+        if command not in LINES or handler is None:
+            raise UsageError(f"Unknown command {command!r}; use one of: batch, {', '.join(LINES)}.")
+        return handler(LINES[command].parse_args(rest))
+
+    # --- batches -------------------------------------------------------------------------
+
+    def prepare_batch(
+        self, args: argparse.Namespace, cell: str
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The requests and batch options a `%%scriptgen batch` cell stands for."""
+        ns = self._namespace()
+        if args.over:
+            prompts: list[Any] = cells.templated_prompts(cell, self._variable(args.over, "--over"))
+        else:
+            prompts = cells.literal_prompts(cell)
+            if args.vars:
+                prompts = cells.fill_names(prompts, ns)
+        schema = self._variable(args.schema, "--schema") if args.schema else None
+        requests = create_batch_requests(
+            prompts,
+            operation=args.operation,
+            project_id=args.project,
+            temperature=args.temperature,
+            system=args.system,
+            schema=schema,
+            max_output_tokens=args.max_output_tokens,
+        )
+        endpoint, note = SESSION.options()
+        if note:
+            print(note)
+        options = {
+            "models": args.model or self.default_models or None,
+            "max_concurrency": _concurrency(args.concurrency or self.default_concurrency),
+            "budget_usd": args.budget,
+            "cache": args.cache,
+            "db": self._db(args.db),
+            "timeout_s": self.default_timeout_s,
+            **endpoint,
+        }
+        return list(requests), options
+
+    def run_batch(self, args: argparse.Namespace, cell: str) -> pd.DataFrame | None:
+        requests, options = self.prepare_batch(args, cell)
+        if args.dry_run:
+            return self._dry_run(requests, options)
+        try:
+            results = batch_generate(requests, progress="auto", **options)
+        except BatchInterrupted as stopped:
+            results = ResultList(stopped.results)
+            print(
+                f"Interrupted: {len(results.succeeded)} of {len(results)} finished; "
+                "the rest are marked not_run (re-run the cell to resume)."
+            )
+        return self._deliver(results, args.output)
+
+    async def run_batch_awaited(self, line: str, cell: str) -> pd.DataFrame | None:
+        """`--await`: the same batch on the kernel's loop, where Cancel acts mid-run."""
+        args = BATCH.parse_args(shlex.split(line)[1:])
+        requests, options = self.prepare_batch(args, cell)
+        if args.dry_run:
+            return self._dry_run(requests, options)
+        token = CancelToken()
+        try:
+            results = await abatch_generate(requests, progress="auto", cancel=token, **options)
+        except BatchInterrupted as stopped:
+            results = ResultList(stopped.results)
+        return self._deliver(results, args.output)
+
+    def _dry_run(self, requests: Sequence[Any], options: dict[str, Any]) -> pd.DataFrame:
+        ladder = BatchOptions(models=options["models"], catalogue=options.get("catalogue")).ladder()
+        estimate = estimate_batch(requests, ladder)
+        print(estimate)
+        return pd.DataFrame(
+            [
+                {
+                    "requests": estimate.requests,
+                    "input_tokens": estimate.input_tokens,
+                    "max_output_tokens": estimate.output_tokens,
+                    "cost_usd": estimate.cost_usd,
+                    "min_seconds": estimate.seconds,
+                    "model": estimate.model,
+                }
+            ]
+        )
+
+    def _deliver(self, results: ResultList, output: str | None) -> pd.DataFrame | None:
+        frame = results.to_dataframe()
+        if output:
+            self._namespace()[output] = frame
+            return None
+        return frame
+
+    # --- line commands -------------------------------------------------------------------
+
+    def _stats(self, args: argparse.Namespace) -> pd.DataFrame:
+        log = self._log(args.db)
+        from IPython.display import display
+
+        display(log.batches(limit=5))
+        return log.usage_report(since=args.since)
+
+    def _sql(self, args: argparse.Namespace) -> pd.DataFrame:
+        query = " ".join(args.query).strip()
+        if not query:
+            raise UsageError("%scriptgen sql needs a query: %scriptgen sql SELECT ...")
+        return self._log(args.db).sql(query)
+
+    def _models(self, args: argparse.Namespace) -> pd.DataFrame:
+        """The catalogue in use, with what each model has used in its windows at this endpoint."""
+        endpoint = SESSION.options()[0] if SESSION.emulator else {}
+        specs = list(endpoint.get("catalogue") or default_catalogue())
+        where = endpoint.get("base_url") or "google"
+        used = quota_history(self._log(args.db).db, specs, where)
+        rows = []
+        for spec in specs:
+            history = used.get(spec.name, ModelHistory())
+            rows.append(
+                {
+                    "model": spec.name,
+                    "priority": spec.priority,
+                    "rpm": spec.rpm,
+                    "tpm": spec.tpm,
+                    "rpd": spec.rpd,
+                    "input_usd_per_1m": spec.input_usd_per_1m,
+                    "output_usd_per_1m": spec.output_usd_per_1m,
+                    "status": spec.status,
+                    "sent_this_minute": sum(1 for ago, _ in history.sent if ago < spec.minute_s),
+                    "sent_today": len(history.sent),
+                    "exhausted_for_s": history.exhausted_for_s,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def _chart(self, args: argparse.Namespace) -> Any:
+        from .charts import chart
+
+        return chart(args.kind, self._log(args.db), args.batch)
+
+    def _retry(self, args: argparse.Namespace) -> pd.DataFrame | None:
+        log = self._log(args.db)
+        batch_id = args.batch or _latest_batch(log)
+        requests = log.failed_requests(batch_id)
+        if not requests:
+            print(f"Batch {batch_id} has no failed or not-run requests.")
+            return None
+        endpoint, note = SESSION.options()
+        if note:
+            print(note)
+        results = batch_generate(
+            requests,
+            progress="auto",
+            db=self._db(args.db),
+            cache="refresh",
+            models=self.default_models or None,
+            **endpoint,
+        )
+        return self._deliver(results, args.output)
+
+    def _emulator(self, args: argparse.Namespace) -> str:
+        if args.action == "stop":
+            return "stopped" if SESSION.stop() else "no local emulator was running"
+        if args.action == "start":
+            config = EmulatorConfig.from_file(args.config) if args.config else None
+            changes = {
+                k: v
+                for k, v in (
+                    ("minute_s", args.minute_s),
+                    ("day_s", args.day_s),
+                    ("latency_scale", args.latency_scale),
+                )
+                if v is not None
+            }
+            if changes:
+                config = replace(config or auto_config(), **changes)
+            SESSION.start(config)
+        print(SESSION.status())
+        return SESSION.status()
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _db(self, path: str | None) -> str:
+        return path or self.default_db or default_db_path()
+
+    def _log(self, path: str | None) -> CallStore:
+        return CallStore(self._db(path))
+
+    def _namespace(self) -> dict[str, Any]:
+        if self.shell is None:
+            raise UsageError("The scriptgen magics need a running IPython shell.")
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
+
+    def _variable(self, name: str, option: str) -> Any:
+        ns = self._namespace()
+        if name not in ns:
+            raise UsageError(f"{option} {name}: no variable of that name in the notebook.")
+        return ns[name]
+
+
+ScriptgenMagics.scriptgen.__doc__ = (
+    "Run Gemini batches from cells and read the call log.\n\n" + _help()
+)
+
+
+def _concurrency(value: str) -> int | str | None:
+    if value in ("auto", "seed"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"--concurrency {value!r}: use a number, auto or seed.") from None
+
+
+def _latest_batch(log: CallStore) -> str:
+    batches = log.batches(limit=1)
+    if batches.empty:
+        raise UsageError("The call log has no batch yet: run %%scriptgen batch first.")
+    return str(batches["batch_id"].iloc[0])
+
+
+def await_transformer(lines: list[str]) -> list[str]:
+    """Rewrite a `%%scriptgen batch --await` cell into an `await` on the kernel's loop."""
+    if not lines or not lines[0].startswith(CELL_MAGIC):
+        return lines
+    line = lines[0][len(CELL_MAGIC) :].strip()
+    if "--await" not in shlex.split(line):
+        return lines
+    body = "".join(lines[1:])
+    call = (
+        "await get_ipython().find_cell_magic('scriptgen').__self__"
+        f".run_batch_awaited({line!r}, {body!r})\n"
+    )
+    return [call]
