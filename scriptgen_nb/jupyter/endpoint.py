@@ -1,10 +1,12 @@
 """Where the magics send requests: Google when a key is set, else a local emulator they start.
 
-The notebook session keeps at most one emulator (`%scriptgen emulator start|stop|status`). When no
-API key is set, the first batch starts one with compressed quota windows (a "minute" of 10 s),
-says so once, and the model catalogue's windows are compressed to match, so pacing and rotation
-play out in seconds. Cache keys include the endpoint, so emulator answers are never served to a
-later run against Google.
+The notebook session keeps at most one emulator. `%scriptgen emulator start` starts it on
+purpose, and then batches use it even when a key is set (a tutorial never spends money by
+surprise) until `%scriptgen emulator stop`. When no API key is set, the first batch starts one
+with compressed quota windows (a "minute" of 10 s) and says so once. Either way the model
+catalogue's windows are compressed to the emulator's, so pacing and rotation play out in
+seconds. Cache keys include the endpoint, so emulator answers are never served to a later run
+against Google.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ class LocalEmulator:
 
     emulator: Emulator | None = None
     announced: bool = False
+    chosen: bool = False  # started on purpose: used even when a key is set
 
-    def start(self, config: EmulatorConfig | None = None) -> Emulator:
+    def start(self, config: EmulatorConfig | None = None, *, chosen: bool = False) -> Emulator:
         """Start it (a running one is replaced when a config is given)."""
+        self.chosen = self.chosen or chosen
         if self.emulator is not None:
             if config is None:
                 return self.emulator
@@ -53,6 +57,7 @@ class LocalEmulator:
             return False
         self.emulator.stop()
         self.emulator = None
+        self.chosen = False
         return True
 
     def status(self) -> str:
@@ -67,14 +72,14 @@ class LocalEmulator:
 
     def options(self) -> tuple[dict[str, Any], str | None]:
         """Batch options for the endpoint to use, and a message to show (once) when it is local."""
-        if any(os.environ.get(k) for k in ENV_KEYS):
+        if not self.chosen and any(os.environ.get(k) for k in ENV_KEYS):
             return {}, None  # Google, or GOOGLE_GEMINI_BASE_URL
         started = self.emulator is None
         emu = self.start()
         config = emu.config
         catalogue = default_catalogue().with_windows(config.minute_s, config.day_s)
         note = None
-        if not self.announced or started:
+        if not self.chosen and (not self.announced or started):
             self.announced = True
             note = (
                 f"No {ENV_KEYS[0]} set: using the local Gemini emulator at {emu.base_url} "

@@ -343,8 +343,7 @@ class ScriptgenMagics(Magics):
             }
             if changes:
                 config = replace(config or auto_config(), **changes)
-            SESSION.start(config)
-        print(SESSION.status())
+            SESSION.start(config, chosen=True)
         return SESSION.status()
 
     # --- helpers -------------------------------------------------------------------------
