@@ -39,6 +39,19 @@ from . import cells
 from .endpoint import SESSION, auto_config
 
 CELL_MAGIC = "%%scriptgen"
+# What `%scriptgen stats` shows of each batch: the figures that matter, not pids and timings.
+BATCH_COLUMNS = [
+    "batch_id",
+    "state",
+    "operation",
+    "project_id",
+    "request_count",
+    "success_count",
+    "failure_count",
+    "not_run_count",
+    "cached_count",
+    "cost",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -264,10 +277,11 @@ class ScriptgenMagics(Magics):
     # --- line commands -------------------------------------------------------------------
 
     def _stats(self, args: argparse.Namespace) -> pd.DataFrame:
-        log = self._log(args.db)
+        """Show the last batches (their lasting figures) and return the usage report."""
         from IPython.display import display
 
-        display(log.batches(limit=5))
+        log = self._log(args.db)
+        display(log.batches(limit=5)[BATCH_COLUMNS])
         return log.usage_report(since=args.since)
 
     def _sql(self, args: argparse.Namespace) -> pd.DataFrame:
