@@ -108,8 +108,10 @@ async def aiter_generate(
     requests: Iterable[GenerationRequest], **options: Any
 ) -> AsyncIterator[Result]:
     """Yield results as they finish (not in input order), on the running loop; bounded memory."""
-    async for result in BatchOptions(**options).prepare(requests).stream():
-        yield result
+    batch = BatchOptions(**options).prepare(requests)
+    with batch.progress_shown():
+        async for result in batch.stream():
+            yield result
 
 
 async def abatch_generate(
@@ -128,12 +130,13 @@ async def abatch_generate(
         on_progress=on_progress, max_concurrency=max_concurrency, **options
     ).prepare(requests)
     collected: list[Result] = []
-    try:
-        async for result in batch.stream():
-            collected.append(result)
-    except asyncio.CancelledError:
-        collected.extend(batch.engine.unreported())
-        raise BatchInterrupted(_in_order(collected)) from None
+    with batch.progress_shown():
+        try:
+            async for result in batch.stream():
+                collected.append(result)
+        except asyncio.CancelledError:
+            collected.extend(batch.engine.unreported())
+            raise BatchInterrupted(_in_order(collected)) from None
     return _in_order(collected)
 
 
@@ -152,8 +155,10 @@ def batch_generate(
     Works in plain Python and inside a running event loop (a Jupyter cell). Keyword options:
     `models` (ladder: names, ModelSpecs or "a,b"), `base_url`, `api_key`, `budget_usd`,
     `timeout_s`, `max_attempts`, `routing` ("preference" | "failover"), `chunk_size`,
-    `catalogue`, `listeners`, `cancel` (a CancelToken), `backend` (tests). Ctrl-C raises
-    `BatchInterrupted` whose `.results` has every request, unfinished ones marked not run.
+    `catalogue`, `listeners`, `cancel` (a CancelToken), `backend` (tests), `progress` ("auto":
+    a panel in Jupyter, a text bar on a terminal; "widget", "text"; None, the default: none).
+    Ctrl-C raises `BatchInterrupted` whose `.results` has every request, unfinished ones
+    marked not run.
     """
     run = ThreadedBatch(
         requests, dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
@@ -208,22 +213,24 @@ class ThreadedBatch:
             self._handoff.put(("end", None))
 
     def __iter__(self) -> Iterator[Result]:
-        thread = threading.Thread(target=self._work, name="scriptgen-batch", daemon=True)
-        thread.start()
-        try:
-            while True:
-                kind, value = _get(self._handoff)
-                if kind == "result":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    return
-        finally:
-            if thread.is_alive():
-                self._cancel.cancel()
-                self._drain_until_done(thread)
-            thread.join()
+        # The panel is shown and summarised by this (the caller's) thread, never the worker.
+        with self._batch.progress_shown():
+            thread = threading.Thread(target=self._work, name="scriptgen-batch", daemon=True)
+            thread.start()
+            try:
+                while True:
+                    kind, value = _get(self._handoff)
+                    if kind == "result":
+                        yield value
+                    elif kind == "error":
+                        raise value
+                    else:
+                        return
+            finally:
+                if thread.is_alive():
+                    self._cancel.cancel()
+                    self._drain_until_done(thread)
+                thread.join()
 
     def _drain_until_done(self, thread: threading.Thread) -> None:
         while thread.is_alive() or not self._handoff.empty():

@@ -2,14 +2,16 @@
 
 `BatchOptions` holds the arguments every entry point shares; `prepare()` turns them and the
 requests into a `PreparedBatch`: the engine with its backend, the call log's session (cache,
-quota memory, recorder) and the seed's `on_progress` as listeners. The engine knows none of this.
+quota memory, recorder), the seed's `on_progress` and the progress frontend (`progress=`) as
+listeners. The engine knows none of this.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Literal
@@ -21,6 +23,7 @@ from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
 from .engine.policy import Backoff, RetryPolicy, plan_concurrency
 from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
 from .engine.values import Event, GenerationRequest, RequestFinished, Result
+from .progress import ProgressFrontend, choose_progress
 from .store import Database, open_database
 from .store.recorder import BatchInfo
 from .store.session import CACHE_MODES, BatchSession, CacheMode, quota_history
@@ -55,6 +58,9 @@ class BatchOptions:
     backend: Backend | None = None
     cancel: CancelToken | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    # "auto": a panel in Jupyter, a text bar on a terminal's stderr, else none; also "widget",
+    # "text". None (no progress) for library calls; the magics ask for "auto".
+    progress: str | None = None
 
     def __post_init__(self) -> None:
         if self.cache not in CACHE_MODES:
@@ -106,11 +112,15 @@ class BatchOptions:
             chunk_size=self.chunk_size,
             history=quota_history(log, ladder, backend.endpoint) if log else {},
         )
+        total = len(requests) if isinstance(requests, Sequence) else None
+        cancel = self.cancel or CancelToken()  # shared with the panel, whose Cancel button uses it
+        progress = choose_progress(self.progress, cancel, total=total)
         listeners = list(self.listeners)
         if self.on_progress is not None:
             listeners.append(progress_listener(self.on_progress))
+        if progress is not None:
+            listeners.append(progress)
         session = None
-        total = len(requests) if isinstance(requests, Sequence) else None
         if log is not None:
             session = BatchSession(log, self._batch_info(config, backend), [m.name for m in ladder])
             listeners.insert(0, session.recorder)
@@ -119,10 +129,10 @@ class BatchOptions:
             backend,
             config,
             listeners=listeners,
-            cancel=self.cancel,
+            cancel=cancel,
             resolve=session.resolve if session else None,
         )
-        return PreparedBatch(engine, requests, total, session)
+        return PreparedBatch(engine, requests, total, session, progress)
 
     def _batch_info(self, config: EngineConfig, backend: Backend) -> BatchInfo:
         return BatchInfo(
@@ -144,6 +154,23 @@ class PreparedBatch:
     requests: Iterable[GenerationRequest]
     total: int | None
     session: BatchSession | None
+    progress: ProgressFrontend | None = None
+
+    @contextmanager
+    def progress_shown(self) -> Iterator[None]:
+        """Show the progress frontend around the run; enter and leave in the caller's thread.
+
+        A panel is displayed before the batch starts and its summary printed after it ends by
+        the caller's thread, so the output lands in the caller's cell (notes/jupyter.md §3.3).
+        """
+        if self.progress is None:
+            yield
+            return
+        self.progress.show()
+        try:
+            yield
+        finally:
+            self.progress.close()
 
     async def stream(self) -> AsyncIterator[Result]:
         """Run the batch, yielding results as they finish; closes the backend and the log."""

@@ -1,0 +1,1 @@
+"""The Jupyter side: the %scriptgen magics, the progress panel and the charts."""

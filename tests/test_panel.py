@@ -1,0 +1,190 @@
+"""The ipywidgets panel fed with events: widget values, throttling, Cancel, text fallback.
+
+No kernel is needed: ipywidgets works without a frontend (its comm becomes a dummy), and a fake
+clock drives the throttle, so nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import scriptgen_nb as sg
+from scriptgen_nb.engine.backend import FakeBackend
+from scriptgen_nb.engine.runner import CancelToken
+from scriptgen_nb.engine.values import Usage
+from scriptgen_nb.jupyter.panel import ProgressPanel
+from scriptgen_nb.progress import choose_progress, format_line
+
+from .test_progress import (
+    FAST,
+    FakeClock,
+    ended,
+    fake_kernel,
+    feed_fast,
+    finished,
+    started,
+    state_change,
+    tried,
+)
+
+
+def panel_after_events(token: CancelToken | None = None) -> tuple[ProgressPanel, FakeClock]:
+    clock = FakeClock()
+    panel = ProgressPanel(token, total=4, clock=clock, refresh_s=None)
+    panel(started(total=4))
+    clock.now = 1.0
+    panel(tried("m1"))
+    panel(finished("r0", usage=Usage(1200, 300, 20), cost=0.012))
+    panel(tried("m2", will_retry=True))
+    panel(state_change("m2", "parked", 5.0))
+    panel(finished("r1", model="m2", kind="blocked", message="<script>x</script>\ntrace"))
+    panel.redraw(force=True)  # the last events came within the throttle interval
+    return panel, clock
+
+
+def test_widgets_show_the_snapshot() -> None:
+    panel, clock = panel_after_events()
+    assert (panel.bar.value, panel.bar.max, panel.bar.description) == (2, 4, "2/4")
+    assert panel.bar.bar_style == "warning"  # a request failed
+    assert "batch</b> b1 · running" in panel.title.value
+    assert panel.summary.value == "2/4 done · 1 ok · 1 failed · 0 not run · 1 retry"
+    assert panel.usage.value == (
+        "1,200 tokens in · 320 out · 120 req/min · $0.0120 · ETA 1s · elapsed 1.0s"
+    )
+    models = panel.models.value
+    assert '<tr class="sg-model sg-state-ready" title=""><td>m1</td><td>ready</td>' in models
+    assert '<tr class="sg-model sg-state-parked" title="parked for a reason">' in models
+    assert "<td>m2</td><td>parked 5s</td><td>1</td><td>50%</td>" in models
+    assert "<code>r1</code> m2 <b>blocked</b>: &lt;script&gt;x&lt;/script&gt;</li>" in (
+        panel.errors.value
+    )
+    clock.now = 3.5
+    panel.redraw()
+    assert "<td>m2</td><td>parked 3s</td>" in panel.models.value
+
+    clock.now = 7.0
+    panel(finished("r2", kind="not_run"))
+    panel(finished("r3", kind="not_run"))
+    panel(ended("finished", total=4))
+    assert (panel.bar.value, panel.bar.max) == (4, 4)
+    assert "· finished" in panel.title.value
+    assert "<td>m2</td><td>ready</td>" in panel.models.value
+    assert panel.cancel_button.disabled
+
+
+def test_unknown_total_shows_the_count() -> None:
+    clock = FakeClock()
+    panel = ProgressPanel(clock=clock, refresh_s=None)
+    panel(started(total=None))
+    clock.now = 1.0
+    panel(finished("r0"))
+    assert (panel.bar.value, panel.bar.max, panel.bar.description) == (1, 1, "1")
+    clock.now = 2.0
+    panel(finished("r1"))
+    assert (panel.bar.value, panel.bar.max, panel.bar.description) == (2, 2, "2")
+    panel(ended("finished", total=2))
+    assert panel.bar.bar_style == "success"
+
+
+def test_updates_are_throttled_and_the_final_state_always_pushed() -> None:
+    clock = FakeClock()
+    panel = ProgressPanel(CancelToken(), total=1000, clock=clock, refresh_s=None)
+    changes: list[str] = []
+    for widget in (panel.bar, panel.summary):
+        widget.observe(lambda change: changes.append(change["owner"].__class__.__name__), "value")
+    panel(started(total=1000))
+    feed_fast(panel, clock, 1000, 0.3)
+    bar_updates = changes.count("IntProgress")
+    assert 1 <= bar_updates <= 4  # at t = 0.1, 0.2, 0.3: not a thousand
+    assert changes.count("HTML") == bar_updates
+    assert panel.bar.value < 1000  # the latest events came within the interval
+    panel(ended("finished", total=1000))
+    assert panel.bar.value == 1000
+    assert panel.summary.value.startswith("1000/1000 done · 1000 ok")
+    assert changes.count("IntProgress") == bar_updates + 1
+
+
+def test_cancel_button_cancels_the_token() -> None:
+    token = CancelToken()
+    panel, _ = panel_after_events(token)
+    assert not panel.cancel_button.disabled
+    panel.cancel_button.click()
+    assert token.cancelled
+    assert panel.cancel_button.description == "Cancelling…"
+    assert panel.cancel_button.disabled
+    panel(ended("cancelled", total=2))
+    assert panel.cancel_button.description == "Cancelled"
+    assert panel.bar.bar_style == "warning"
+
+
+def test_without_a_token_there_is_nothing_to_cancel() -> None:
+    panel = ProgressPanel(refresh_s=None)
+    assert panel.cancel_button.disabled
+    panel.cancel_button.click()  # harmless
+
+
+def test_mimebundle_carries_the_widget_and_a_text_line() -> None:
+    panel = ProgressPanel(CancelToken(), total=4, clock=FakeClock(), refresh_s=None)
+    bundle = panel._repr_mimebundle_()
+    assert bundle["text/plain"] == (
+        "scriptgen batch: 0/4 done · 0 ok · 0 failed · 0 not run · 0 retries · $0.0000"
+    )
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.view.model_id
+    panel(started(total=4))
+    assert repr(panel) == format_line(panel.state.snapshot())
+
+
+def test_pieces_carry_stable_css_classes() -> None:
+    panel = ProgressPanel(refresh_s=None)
+    assert "sg-panel" in panel.view._dom_classes
+    pieces = {
+        "sg-title": panel.title,
+        "sg-bar": panel.bar,
+        "sg-cancel": panel.cancel_button,
+        "sg-summary": panel.summary,
+        "sg-usage": panel.usage,
+        "sg-models": panel.models,
+        "sg-errors": panel.errors,
+    }
+    for css_class, widget in pieces.items():
+        assert css_class in widget._dom_classes
+
+
+def test_close_prints_the_summary_once_the_batch_ran(capsys: pytest.CaptureFixture[str]) -> None:
+    ProgressPanel(refresh_s=None).close()
+    assert capsys.readouterr().out == ""  # never started: nothing to report
+    panel, clock = panel_after_events()
+    clock.now = 2.0
+    panel(ended("finished", total=2))
+    panel.close()
+    assert capsys.readouterr().out == (
+        "scriptgen batch b1 finished: 2/2 done, 1 ok, 1 failed, 0 not run, 1 retry, "
+        "1,520 tokens, $0.0120 in 2.0s\n"
+    )
+
+
+def test_choose_progress_gives_the_panel_for_widget_and_in_a_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = CancelToken()
+    panel = choose_progress("widget", token, total=3)
+    assert isinstance(panel, ProgressPanel) and panel.state.snapshot().total == 3
+    panel.cancel_button.click()
+    assert token.cancelled
+    fake_kernel(monkeypatch)
+    assert isinstance(choose_progress("auto"), ProgressPanel)
+
+
+def test_batch_generate_shows_the_panel_and_prints_the_summary(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reqs = sg.create_batch_requests(["one", "two", "three"])
+    results = sg.batch_generate(
+        reqs, models=FAST, backend=FakeBackend(), db=False, progress="widget"
+    )
+    assert len(results) == 3
+    shown, summary = capsys.readouterr().out.splitlines()
+    # Outside a kernel, display() prints the text fallback, as terminal IPython does.
+    assert shown == "scriptgen batch: 0/3 done · 0 ok · 0 failed · 0 not run · 0 retries · $0.0000"
+    assert summary.startswith("scriptgen batch ")
+    assert " finished: 3/3 done, 3 ok, 0 failed, 0 not run, 0 retries, " in summary
