@@ -270,6 +270,18 @@ def test_bucket_choice_gives_at_most_sixty_round_buckets(span_s: float, bucket_s
     assert 20 <= span_s // bucket_s + 1 <= 60 or bucket_s == 1
 
 
+def test_quota_events_mark_when_each_model_ran_out_of_its_daily_quota(db: Database) -> None:
+    script = queries.quota_events(db, batch_id="b-script")
+    # flash's per-day 429 (r2, sent at 3.0) ended at 3.1, its last attempt in this batch.
+    assert records(script, "model", "exhausted_at", "last_used_at") == [
+        (FLASH, T0 + timedelta(seconds=3.1), T0 + timedelta(seconds=3.1))
+    ]
+    assert records(script, "t", "last_t") == [pytest.approx((3.1, 3.1))]
+    # Over the whole log flash served again an hour later: p0 and p1 ended at 3600 + 2.0.
+    assert records(queries.quota_events(db), "t", "last_t") == [pytest.approx((3.1, 3602.0))]
+    assert queries.quota_events(db, batch_id="b-images").empty  # only a per-minute 429 there
+
+
 def test_latency_percentiles_per_model_over_successful_attempts(db: Database) -> None:
     table = queries.latency(db)
     assert table["model"].tolist() == [LITE, FLASH]
@@ -306,6 +318,7 @@ REPORTS: list[Callable[[Database], pd.DataFrame]] = [
     queries.errors,
     queries.throughput,
     queries.latency,
+    queries.quota_events,
     lambda db: queries.results(db, "b-script"),
 ]
 

@@ -2,10 +2,11 @@
 
 This module owns the log's read side: the seed's usage report, the batches and their derived
 state (a `running` batch whose process is gone shows as `died`), per-request results, the error
-breakdown, the throughput timeline, latency percentiles, costs, and the read-only SQL entry
-point for users' own queries. It reads only through `Database.frame` (values always bound as
-parameters) and `Database.sandboxed_select`; it must not import duckdb (`database.py` is the one
-module that does), nor anything above the store (`api`, `cli`, the Jupyter side).
+breakdown, the throughput timeline and the daily-quota events that mark model rotations on it,
+latency percentiles, costs, and the read-only SQL entry point for users' own queries. It reads
+only through `Database.frame` (values always bound as parameters) and `Database.sandboxed_select`;
+it must not import duckdb (`database.py` is the one module that does), nor anything above the
+store (`api`, `cli`, the Jupyter side).
 
 Times: `since` / `until` take a datetime (naive means UTC), a duration ago ("90s", "30m", "1h",
 "2d", "1w") or an ISO date/time; `since` is inclusive, `until` exclusive, both on the attempt's
@@ -325,6 +326,39 @@ def throughput(
     )
 
 
+def quota_events(db: Database, batch_id: str | None = None) -> pd.DataFrame:
+    """When each model ran out of its daily quota (answered a per-day 429, `quota_exhausted`),
+    so that the rotation to the next model can be marked on the throughput timeline.
+
+    One row per model that did, earliest first. Columns: model, t (seconds from the first
+    attempt's start to when the model's first per-day 429 ended: the same origin and clock as
+    `throughput`'s t), exhausted_at (that moment), last_t and last_used_at (when the model's last
+    attempt ended, on the same clock).
+    """
+    where, params = _filters(batch_id=batch_id)
+    return db.frame(
+        f"""
+        WITH calls AS (SELECT * FROM ai_api_call {where}),
+        origin AS (SELECT min(created_at) AS t0 FROM calls),
+        ended AS (
+            SELECT model, {_ENDED_AT} AS ended_at, error_kind = 'quota_exhausted' AS exhausted
+            FROM calls
+        ),
+        per_model AS (
+            SELECT model, min(ended_at) FILTER (WHERE exhausted) AS exhausted_at,
+                   max(ended_at) AS last_used_at
+            FROM ended GROUP BY model
+        )
+        SELECT model, epoch(exhausted_at - t0) AS t, exhausted_at,
+               epoch(last_used_at - t0) AS last_t, last_used_at
+        FROM per_model CROSS JOIN origin
+        WHERE exhausted_at IS NOT NULL
+        ORDER BY exhausted_at, model
+        """,
+        params,
+    )
+
+
 def _bucket_s(span_s: float) -> float:
     """A round bucket length giving at most 60 buckets over `span_s` (at least 1 s)."""
     for step in _BUCKET_STEPS_S:
@@ -372,6 +406,7 @@ __all__ = [
     "errors",
     "latency",
     "parse_time",
+    "quota_events",
     "results",
     "sql",
     "throughput",

@@ -1,0 +1,341 @@
+"""Charts of the call log: matplotlib figures built from the store's reports.
+
+This module owns the four charts that `%scriptgen chart` shows (throughput with 429s and model
+rotations, latency percentiles, cost, errors), `chart()` that picks one by name, and
+`figure_bytes()` that renders a figure to the same bytes whenever the data are the same. It reads
+the log only through `scriptgen_nb.store.queries`. It must not import duckdb, ipywidgets or
+IPython, nor pyplot: every chart is a plain `matplotlib.figure.Figure` (no global state, no
+window), which the caller or IPython displays.
+
+Scope: `throughput_chart` shows one batch, the latest one when `batch_id` is None; the other
+charts cover the whole log unless given a `batch_id`. A chart with nothing to show is a figure
+saying "no data yet", never an exception. Each model keeps one color in every chart: colors come
+from a fixed palette in the sorted order of all the models in the log.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ..engine.errors import ConfigurationError
+from ..store import CallStore, Database, queries
+
+Source = CallStore | Database
+Size = tuple[float, float]
+
+DPI = 100
+SIZE: Size = (8.0, 4.5)
+NO_DATA = "no data yet"
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+"""Model colors, given out in the sorted order of the log's model names."""
+
+_COMPLETIONS, _FAILURES, _RATE_LIMITED, _MARKS = "#2ca02c", "#d62728", "#ff7f0e", "#333333"
+_PERCENTILES = {"p50": "#9ecae1", "p90": "#4292c6", "p99": "#08519c"}
+_UNNAMED = "(none)"  # a NULL operation, model or error kind, which pivot_table would drop
+_SVG_SALT = "scriptgen"
+# Metadata that would change between runs (dates) or versions; None leaves the entry out.
+_METADATA: dict[str, dict[str, Any]] = {
+    "svg": {"Date": None, "Creator": None},
+    "png": {"Software": None},
+}
+
+
+# --- the charts --------------------------------------------------------------------------------
+
+
+def throughput_chart(
+    source: Source,
+    batch_id: str | None = None,
+    *,
+    bucket_s: float | None = None,
+    figsize: Size = SIZE,
+) -> Figure:
+    """One batch's attempts over time (`batch_id=None`: the latest batch), by when they ended.
+
+    A line gives the completions per time bucket, stacked bars the failures and the 429s under it,
+    a dashed line on the right-hand axis the completions so far; a dotted vertical line marks
+    "<model> out of daily quota" when a model's first per-day 429 ended, that is when the batch
+    rotated away from it. The legend sits under the axes (in `figure.legends`). `bucket_s=None`
+    picks the bucket as `queries.throughput` does.
+    """
+    db = _database(source)
+    if batch_id is None:
+        batch_id = _latest_batch(db)
+    timeline = queries.throughput(db, batch_id, bucket_s)
+    events = queries.quota_events(db, batch_id)
+
+    def draw(ax: Axes) -> None:
+        _draw_throughput(ax, timeline, events, _bucket_width(timeline, bucket_s))
+
+    return _chart(f"Throughput{_scope(batch_id)}", timeline, draw, figsize)
+
+
+def latency_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Figure:
+    """p50, p90 and p99 latency of successful attempts per model, as grouped bars with their
+    values on top; each model's label gives the number of attempts (`batch_id=None`: the whole
+    log)."""
+    table = queries.latency(_database(source), batch_id)
+    title = f"Latency of successful attempts{_scope(batch_id)}"
+    return _chart(title, table, lambda ax: _draw_latency(ax, table), figsize)
+
+
+def cost_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Figure:
+    """Cost per operation, stacked by model, each bar's total at its end and the total in the
+    title (`batch_id=None`: the whole log)."""
+    db = _database(source)
+    costs = queries.costs(db, by=("batch_id", "operation", "model"))
+    if batch_id is not None:
+        costs = costs[costs["batch_id"] == batch_id]
+    title = f"Cost by operation and model{_scope(batch_id)}, total {_usd(costs['cost'].sum())}"
+    colors = _model_colors(db)
+
+    def draw(ax: Axes) -> None:
+        table = _by_model(costs, "operation", "cost")
+        _draw_stacked(ax, table, colors, "cost (USD)", _usd)
+
+    return _chart(title, costs, draw, figsize)
+
+
+def errors_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Figure:
+    """Failed attempts (429s included) per error kind, stacked by model, each bar's count at its
+    end and the total in the title (`batch_id=None`: the whole log)."""
+    db = _database(source)
+    errors = queries.errors(db, batch_id)
+    title = f"Errors by kind{_scope(batch_id)}, total {errors['count'].sum()}"
+    colors = _model_colors(db)
+
+    def draw(ax: Axes) -> None:
+        table = _by_model(errors, "error_kind", "count")
+        _draw_stacked(ax, table, colors, "failed attempts", lambda n: f"{n:.0f}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+    return _chart(title, errors, draw, figsize)
+
+
+CHARTS: dict[str, Callable[[Source, str | None], Figure]] = {
+    "throughput": throughput_chart,
+    "latency": latency_chart,
+    "cost": cost_chart,
+    "errors": errors_chart,
+}
+"""The charts by the name `chart()` and `%scriptgen chart` know them by."""
+
+
+def chart(kind: str, source: Source, batch_id: str | None = None) -> Figure:
+    """The chart named `kind` (throughput, latency, cost or errors) of the log or one batch."""
+    try:
+        build = CHARTS[kind]
+    except KeyError:
+        raise ConfigurationError(
+            f"There is no {kind!r} chart; choose one of {', '.join(CHARTS)}."
+        ) from None
+    return build(source, batch_id)
+
+
+def figure_bytes(fig: Figure, format: str = "svg") -> bytes:
+    """`fig` rendered as svg or png, byte for byte the same for the same figure: no dates
+    or version strings in the metadata, and SVG ids salted with a fixed string."""
+    if format not in _METADATA:
+        raise ConfigurationError(
+            f"figure_bytes(format={format!r}): choose one of {', '.join(_METADATA)}."
+        )
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": _SVG_SALT}):
+        fig.savefig(buffer, format=format, dpi=DPI, metadata=_METADATA[format])
+    return buffer.getvalue()
+
+
+# --- common setup ------------------------------------------------------------------------------
+
+
+def _chart(title: str, data: pd.DataFrame, draw: Callable[[Axes], None], figsize: Size) -> Figure:
+    """A figure with one titled axes that `draw` fills, or that says "no data yet"."""
+    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    if data.empty:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, NO_DATA, transform=ax.transAxes, ha="center", va="center", fontsize=14)
+    else:
+        draw(ax)
+    return fig
+
+
+def _database(source: Source) -> Database:
+    return source.db if isinstance(source, CallStore) else source
+
+
+def _latest_batch(db: Database) -> str | None:
+    newest = queries.batches(db, limit=1)
+    return None if newest.empty else str(newest["batch_id"].iloc[0])
+
+
+def _scope(batch_id: str | None) -> str:
+    return f" (batch {batch_id})" if batch_id is not None else " (all batches)"
+
+
+def _model_colors(db: Database) -> dict[str, str]:
+    models = sorted(queries.costs(db, by="model")["model"].fillna(_UNNAMED))
+    return {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(models)}
+
+
+def _usd(value: float) -> str:
+    return f"${value:.4g}" if 0 < value < 1 else f"${value:,.2f}"
+
+
+# --- drawing -----------------------------------------------------------------------------------
+
+
+def _bucket_width(timeline: pd.DataFrame, bucket_s: float | None) -> float:
+    """The buckets' length: as asked, else the step between two buckets. A lone bucket under
+    the automatic choice means the span is under a second: 1 s."""
+    if bucket_s is not None:
+        return bucket_s
+    starts = timeline["t"]
+    return float(starts.iloc[1] - starts.iloc[0]) if len(starts) > 1 else 1.0
+
+
+def _draw_throughput(ax: Axes, timeline: pd.DataFrame, events: pd.DataFrame, width: float) -> None:
+    starts = timeline["t"]
+    ax.plot(
+        starts + width / 2, timeline["completions"], "o-", color=_COMPLETIONS, label="completions"
+    )
+    ax.bar(starts, timeline["failures"], width, align="edge", color=_FAILURES, label="failures")
+    ax.bar(
+        starts,
+        timeline["rate_limited"],
+        width,
+        bottom=timeline["failures"],
+        align="edge",
+        color=_RATE_LIMITED,
+        label="429s (rate limited)",
+    )
+    for model, t in zip(events["model"], events["t"], strict=True):
+        ax.axvline(t, color=_MARKS, linestyle=":", linewidth=1.5, zorder=3)
+        ax.text(
+            t,
+            0.97,
+            f"{model} out of daily quota",
+            transform=ax.get_xaxis_transform(),
+            rotation=90,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color=_MARKS,
+            backgroundcolor="white",
+            zorder=4,
+        )
+    peak = max(
+        timeline["completions"].max(), (timeline["failures"] + timeline["rate_limited"]).max()
+    )
+    ax.set_ylim(0, max(peak, 1) * 1.1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("seconds since the first attempt")
+    ax.set_ylabel(f"attempts per {width:g} s")
+    so_far = ax.twinx()
+    so_far.plot(
+        starts + width,
+        timeline["completions"].cumsum(),
+        "--",
+        color=_MARKS,
+        label="completions so far",
+    )
+    so_far.set_ylim(bottom=0)
+    so_far.yaxis.set_major_locator(MaxNLocator(integer=True))
+    so_far.set_ylabel("completions so far")
+    handles, labels = ax.get_legend_handles_labels()
+    more_handles, more_labels = so_far.get_legend_handles_labels()
+    ax.figure.legend(
+        handles + more_handles,
+        labels + more_labels,
+        loc="outside lower center",
+        ncols=len(labels + more_labels),
+        fontsize="small",
+    )
+
+
+def _draw_latency(ax: Axes, table: pd.DataFrame) -> None:
+    width = 0.8 / len(_PERCENTILES)
+    positions = range(len(table))
+    for i, (name, shade) in enumerate(_PERCENTILES.items()):
+        offset = (i - (len(_PERCENTILES) - 1) / 2) * width
+        bars = ax.bar(
+            [p + offset for p in positions],
+            table[f"{name}_ms"],
+            width,
+            color=shade,
+            label=name,
+        )
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(
+        list(positions),
+        [
+            f"{model}\n(n={count})"
+            for model, count in zip(table["model"], table["count"], strict=True)
+        ],
+    )
+    ax.set_ylabel("latency (ms)")
+    ax.legend(title="percentile", fontsize="small")
+
+
+def _by_model(frame: pd.DataFrame, category: str, value: str) -> pd.DataFrame:
+    """`value` summed per `category` (rows, sorted) and model (columns, sorted), 0 if none."""
+    named = frame.fillna({category: _UNNAMED, "model": _UNNAMED})
+    return named.pivot_table(
+        index=category, columns="model", values=value, aggfunc="sum", fill_value=0
+    )
+
+
+def _draw_stacked(
+    ax: Axes,
+    table: pd.DataFrame,
+    colors: dict[str, str],
+    xlabel: str,
+    total_label: Callable[[float], str],
+) -> None:
+    """One horizontal bar per row of `table`, top to bottom, stacked by its model columns, with
+    the bar's total at its end."""
+    categories = [str(c) for c in table.index]
+    left = pd.Series(0.0, index=table.index)
+    for model in table.columns:
+        bars = ax.barh(categories, table[model], left=left, color=colors[model], label=model)
+        left = left + table[model]
+    ax.bar_label(bars, labels=[total_label(total) for total in left], padding=3, fontsize=8)
+    ax.invert_yaxis()
+    ax.margins(x=0.15)  # room for the totals
+    ax.set_xlabel(xlabel)
+    ax.legend(title="model", fontsize="small")
+
+
+__all__ = [
+    "CHARTS",
+    "DPI",
+    "NO_DATA",
+    "PALETTE",
+    "SIZE",
+    "chart",
+    "cost_chart",
+    "errors_chart",
+    "figure_bytes",
+    "latency_chart",
+    "throughput_chart",
+]
