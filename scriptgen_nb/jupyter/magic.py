@@ -324,6 +324,7 @@ class ScriptgenMagics(Magics):
     def _retry(self, args: argparse.Namespace) -> pd.DataFrame | None:
         log = self._log(args.db)
         batch_id = args.batch or _latest_batch(log)
+        ladder = str(log.batch_summary(batch_id)["ladder"].iloc[0] or "")  # the batch's own models
         requests = log.failed_requests(batch_id)
         if not requests:
             print(f"Batch {batch_id} has no failed or not-run requests.")
@@ -336,7 +337,7 @@ class ScriptgenMagics(Magics):
             progress="auto",
             db=self._db(args.db),
             cache="refresh",
-            models=self.default_models or None,
+            models=ladder.replace(" ", "") or self.default_models or None,
             **endpoint,
         )
         return self._deliver(results, args.output)

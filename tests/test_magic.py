@@ -1,0 +1,227 @@
+"""The magics in a real in-process IPython shell, against the session's local emulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+from pydantic import BaseModel
+
+from scriptgen_nb.emulator import EmulatorConfig, ModelConfig
+from scriptgen_nb.jupyter import cells
+from scriptgen_nb.jupyter.endpoint import SESSION, auto_config
+from scriptgen_nb.jupyter.magic import ScriptgenMagics, await_transformer
+
+MODEL = "gemini-3.5-flash-lite"
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[Any]:
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "scriptgen_nb")
+    yield ip
+    SESSION.stop()
+
+
+@pytest.fixture(autouse=True)
+def fast_emulator(monkeypatch: pytest.MonkeyPatch, shell: Any) -> Iterator[Any]:
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    config = EmulatorConfig(
+        api_keys=(),
+        latency_scale=0.0,
+        minute_s=2.0,
+        day_s=60.0,
+        models={MODEL: ModelConfig(), "gemini-2.5-flash-lite": ModelConfig()},
+    )
+    emulator = SESSION.start(config)
+    SESSION.announced = True
+    yield emulator
+    SESSION.stop()
+
+
+def cell(shell: Any, line: str, body: str) -> Any:
+    return shell.run_cell_magic("scriptgen", line, body)
+
+
+def line(shell: Any, text: str) -> Any:
+    return shell.run_line_magic("scriptgen", text)
+
+
+def test_a_cell_of_prompts_runs_as_a_batch_and_returns_a_dataframe(
+    shell: Any, fast_emulator: Any
+) -> None:
+    frame = cell(
+        shell,
+        f"batch --model {MODEL} --operation GENERATE_SCRIPT",
+        "A script about tides\nA script about moss\n\n",
+    )
+    assert isinstance(frame, pd.DataFrame)
+    assert frame["success"].tolist() == [True, True]
+    assert fast_emulator.counters()["models"][MODEL]["requests"] == 2
+
+
+def test_output_variable_blocks_and_the_log(shell: Any, call_log_in_tmp: Path) -> None:
+    body = "First prompt\nspans two lines\n---\nSecond prompt\n"
+    assert cell(shell, f"batch -o scripts --model {MODEL} --project demo", body) is None
+    scripts = shell.user_ns["scripts"]
+    assert len(scripts) == 2 and scripts["success"].all()
+    stats = line(shell, "stats")
+    assert stats["requests"].sum() == 2
+    counted = line(shell, "sql SELECT count(*) AS n FROM result WHERE batch_id IS NOT NULL")
+    assert counted["n"].iloc[0] == 2
+
+
+def test_over_renders_the_cell_per_row(shell: Any, fast_emulator: Any) -> None:
+    shell.user_ns["chapters"] = pd.DataFrame(
+        {"id": ["c1", "c2"], "title": ["Tides", "Moss"], "n": [1, 2]}
+    )
+    frame = cell(
+        shell,
+        f"batch --over chapters --model {MODEL}",
+        "Chapter {n}: write about {title}. Keep {{braces}}.",
+    )
+    assert frame["id"].tolist() == ["c1", "c2"]
+    assert fast_emulator.attempts_for("Chapter 2: write about Moss. Keep {braces}.") == 1
+
+
+def test_vars_fill_names_and_schema_parses(shell: Any) -> None:
+    class Title(BaseModel):
+        title: str
+
+    shell.user_ns.update(topic="lighthouses", Title=Title)
+    frame = cell(shell, f"batch --vars --schema Title --model {MODEL}", "A title about {topic}")
+    assert isinstance(frame["data"].iloc[0], dict) and "title" in frame["data"].iloc[0]
+
+
+def test_dry_run_estimates_and_sends_nothing(shell: Any, fast_emulator: Any) -> None:
+    estimate = cell(shell, f"batch --dry-run --model {MODEL} --max-tokens 500", "a\nb\nc")
+    assert estimate["requests"].iloc[0] == 3 and estimate["max_output_tokens"].iloc[0] == 1500
+    assert estimate["cost_usd"].iloc[0] > 0
+    assert fast_emulator.counters()["models"][MODEL]["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("magic_line", "body", "message"),
+    [
+        ("batch --concurrency lots", "x", "--concurrency"),
+        ("batch --schema Missing", "x", "no variable"),
+        ("batch --over nowhere", "{a}", "no variable"),
+        ("batch --bogus", "x", "unrecognized arguments"),
+        ("stats", "x", "runs 'batch' only"),
+    ],
+)
+def test_bad_cells_raise_usage_errors(shell: Any, magic_line: str, body: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        cell(shell, magic_line, body)
+
+
+def test_bad_lines_raise_usage_errors(shell: Any) -> None:
+    for text, message in [
+        ("", "Say what to do"),
+        ("fly", "Unknown command"),
+        ("batch", "cell magic"),
+        ("chart pie", "invalid choice"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            line(shell, text)
+
+
+def test_help_covers_every_command() -> None:
+    doc = ScriptgenMagics.scriptgen.__doc__ or ""
+    for word in (
+        "--over",
+        "--dry-run",
+        "--await",
+        "%scriptgen stats",
+        "%scriptgen retry",
+        "--failed",
+    ):
+        assert word in doc
+
+
+def test_retry_reruns_only_what_failed(shell: Any) -> None:
+    line(shell, "emulator start --day-s 1.5 --latency-scale 0")
+    emulator = SESSION.emulator
+    assert emulator is not None
+    emulator.update_model(MODEL, rpd=2)
+    first = cell(shell, f"batch --model {MODEL} --concurrency 1", "one\ntwo\nthree\nfour")
+    assert first["success"].tolist() == [True, True, False, False]
+    deadline = time.monotonic() + 10
+    while True:  # the log keeps the model out until its (compressed) day resets
+        row = line(shell, "models").set_index("model").loc[MODEL]
+        if pd.isna(row["exhausted_for_s"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    again = line(shell, "retry --failed")
+    assert sorted(again["id"]) == ["2", "3"] and again["success"].all()
+    assert emulator.attempts_for("one") == 1  # only the two that had not run were sent again
+    assert emulator.attempts_for("three") == 2
+
+
+def test_models_shows_the_catalogue_with_what_was_used(shell: Any) -> None:
+    cell(shell, f"batch --model {MODEL}", "count me")
+    models = line(shell, "models")
+    row = models[models["model"] == MODEL].iloc[0]
+    assert row["sent_today"] >= 1 and row["rpm"] > 0
+
+
+def test_emulator_commands(shell: Any) -> None:
+    assert "emulator at http://127.0.0.1" in line(shell, "emulator status")
+    assert line(shell, "emulator stop") == "stopped"
+    assert line(shell, "emulator stop") == "no local emulator was running"
+    started = line(shell, "emulator start --minute-s 3 --latency-scale 0")
+    assert "a 'minute' is 3s" in started
+
+
+def test_no_key_starts_the_emulator_and_says_so_once(
+    shell: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    SESSION.stop()
+    SESSION.announced = False
+    SESSION.start(auto_config())
+    SESSION.stop()
+    _, note = SESSION.options()
+    assert note and "No GEMINI_API_KEY set" in note and "local Gemini emulator" in note
+    assert SESSION.options()[1] is None  # said once
+
+
+def test_await_cells_are_rewritten_into_an_await() -> None:
+    rewritten = await_transformer(["%%scriptgen batch --await -o out\n", "a prompt\n"])
+    assert len(rewritten) == 1 and rewritten[0].startswith("await ")
+    assert "run_batch_awaited('batch --await -o out', 'a prompt\\n')" in rewritten[0]
+    untouched = ["%%scriptgen batch\n", "a prompt\n"]
+    assert await_transformer(untouched) == untouched
+
+
+def test_an_awaited_cell_runs_on_the_shells_loop(shell: Any) -> None:
+    outcome = shell.run_cell(f"%%scriptgen batch --await -o awaited --model {MODEL}\nhello\n")
+    assert outcome.success, outcome.error_in_exec
+    assert shell.user_ns["awaited"]["success"].tolist() == [True]
+
+
+def test_reload_and_config(shell: Any) -> None:
+    shell.run_line_magic("reload_ext", "scriptgen_nb")
+    assert shell.input_transformers_cleanup.count(await_transformer) == 1
+    shell.run_line_magic("config", f"ScriptgenMagics.default_models = '{MODEL}'")
+    frame = cell(shell, "batch", "uses the configured model")
+    assert frame["model"].tolist() == [MODEL]
+    shell.run_line_magic("config", "ScriptgenMagics.default_models = ''")
+
+
+def test_cell_parsing_rules() -> None:
+    assert cells.literal_prompts("a\n\n b \n") == ["a", "b"]
+    assert cells.literal_prompts("one\ntwo\n---\nthree") == ["one\ntwo", "three"]
+    with pytest.raises(ValueError, match="no prompt"):
+        cells.literal_prompts("  \n")
+    with pytest.raises(ValueError, match=r"\{missing\}.*available: n"):
+        cells.templated_prompts("{missing}", [{"n": 1}])
+    items = cells.templated_prompts("#{n}", [{"n": 1}, {"n": 2}])
+    assert [i["prompt"] for i in items] == ["#1", "#2"]
+    assert items[0]["metadata"]["template_hash"] == items[1]["metadata"]["template_hash"]
