@@ -44,13 +44,17 @@ def test_a_fresh_file_gets_every_migration_and_an_old_one_only_the_new(
 ) -> None:
     path = tmp_path / "log.duckdb"
     db = Database(path)
-    assert db.rows("SELECT version FROM schema_migration") == [(1,)]
+    shipped = [m.version for m in schema.MIGRATIONS]
+    assert shipped == list(range(1, len(shipped) + 1))
+    assert sorted(v for (v,) in db.rows("SELECT version FROM schema_migration")) == shipped
     run(["kept"], path)
-    extra = schema.Migration(2, "a later column", "ALTER TABLE result ADD COLUMN note VARCHAR")
+    later = len(shipped) + 1
+    extra = schema.Migration(later, "a later column", "ALTER TABLE result ADD COLUMN note VARCHAR")
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, extra])
     monkeypatch.setattr("scriptgen_nb.store.database.MIGRATIONS", schema.MIGRATIONS)
     reopened = Database(path)
-    assert sorted(v for (v,) in reopened.rows("SELECT version FROM schema_migration")) == [1, 2]
+    versions = sorted(v for (v,) in reopened.rows("SELECT version FROM schema_migration"))
+    assert versions == [*shipped, later]
     assert reopened.rows("SELECT text, note FROM result") == [("answer to kept", None)]
     assert reopened.migrate() == []  # nothing applied twice
 

@@ -135,3 +135,56 @@ CREATE INDEX call_by_model_time ON ai_api_call (model, created_at);
 """,
     )
 )
+
+migration(
+    Migration(
+        2,
+        "projects: chapters, script versions, image prompts",
+        """
+CREATE TABLE project (
+    project_id      VARCHAR PRIMARY KEY,
+    title           VARCHAR NOT NULL,
+    premise         VARCHAR,   -- the topic the chapters develop
+    audience        VARCHAR,
+    style           VARCHAR,
+    language        VARCHAR,
+    target_length_s INTEGER,   -- the target length of each chapter's video
+    created_at      TIMESTAMPTZ
+);
+
+CREATE TABLE chapter (
+    project_id VARCHAR NOT NULL,
+    number     INTEGER NOT NULL,
+    title      VARCHAR NOT NULL,
+    summary    VARCHAR,
+    PRIMARY KEY (project_id, number)
+);
+
+CREATE TABLE script_version (
+    project_id VARCHAR NOT NULL,
+    chapter    INTEGER NOT NULL,
+    version    INTEGER NOT NULL,   -- 1, 2, ... per chapter; the highest is current
+    script     JSON NOT NULL,      -- title, scenes, estimated duration, word count
+    batch_id   VARCHAR,            -- the call that produced it (batch_log, request, result)
+    request_id VARCHAR,
+    created_at TIMESTAMPTZ,
+    PRIMARY KEY (project_id, chapter, version)
+);
+
+CREATE TABLE image_prompt (
+    project_id      VARCHAR NOT NULL,
+    chapter         INTEGER NOT NULL,
+    script_version  INTEGER NOT NULL,   -- the script version whose scenes they illustrate
+    scene           INTEGER NOT NULL,   -- 1-based, in the script's order
+    prompt          VARCHAR NOT NULL,
+    style           VARCHAR,
+    aspect_ratio    VARCHAR,
+    negative_prompt VARCHAR,
+    batch_id        VARCHAR,
+    request_id      VARCHAR,
+    created_at      TIMESTAMPTZ,
+    PRIMARY KEY (project_id, chapter, script_version, scene)
+);
+""",
+    )
+)
