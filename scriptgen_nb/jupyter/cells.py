@@ -10,12 +10,11 @@ what is missing and what is available. Pure functions: no IPython, no widgets.
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Mapping
 from typing import Any
 
 from ..engine.errors import ConfigurationError
-from ..store.keys import sha256
+from ..prompts import render, template_hash
 
 _SEPARATOR = re.compile(r"^\s*---+\s*$", re.MULTILINE)
 
@@ -37,29 +36,6 @@ def literal_prompts(cell: str) -> list[str]:
 def fill_names(prompts: list[str], namespace: Mapping[str, Any]) -> list[str]:
     """`--vars`: fill `{name}` in each prompt from the user's namespace."""
     return [render(p, namespace, what="the notebook's variables") for p in prompts]
-
-
-def template_fields(template: str) -> list[str]:
-    """The `{field}` names a template uses, in order, without repeats."""
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"The template is malformed ({exc}); write {{{{ for a brace."
-        ) from exc
-    return list(dict.fromkeys(names))
-
-
-def render(template: str, values: Mapping[str, Any], *, what: str) -> str:
-    """`template` with `{name}` filled from `values`; a clear error for a missing name."""
-    missing = [n for n in template_fields(template) if n.split(".")[0].split("[")[0] not in values]
-    if missing:
-        available = ", ".join(sorted(map(str, values))[:20]) or "none"
-        raise ConfigurationError(
-            f"The template uses {{{missing[0]}}}, which is not in {what} (available: "
-            f"{available}). Write {{{{ and }}}} for literal braces."
-        )
-    return template.format_map(values)
 
 
 def rows_of(table: Any) -> list[dict[str, Any]]:
@@ -86,7 +62,7 @@ def templated_prompts(template: str, table: Any) -> list[dict[str, Any]]:
     rows = rows_of(table)
     if not rows:
         raise ConfigurationError("--over names an empty table: there is nothing to generate.")
-    digest = sha256(template)[:16]
+    digest = template_hash(template)
     items = []
     for position, row in enumerate(rows):
         values = {str(k): v for k, v in row.items()}

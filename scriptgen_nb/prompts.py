@@ -1,0 +1,98 @@
+"""Prompt templates: `str.format` text with `{field}`s, bundled per operation or the user's own.
+
+Owns `PromptTemplate` (its text, hash and fields, and rendering with a clear error for a field
+that has no value), `load_template` (the package's editable file for an operation, e.g.
+`scriptgen_nb/templates/generate_script.txt`, or a string or file the user passes) and
+`render`, which the `--over` cells use too. `{{` and `}}` stand for literal braces. Imports
+only `engine.errors`: no store, no duckdb, no IPython.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .engine.errors import ConfigurationError
+
+TemplateSource = str | os.PathLike[str]
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{field}` names a template uses, in order, without repeats."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"The template is malformed ({exc}); write {{{{ for a brace."
+        ) from exc
+    return list(dict.fromkeys(names))
+
+
+def render(template: str, values: Mapping[str, Any], *, what: str) -> str:
+    """`template` with `{name}` filled from `values`; a clear error for a missing name."""
+    missing = [n for n in template_fields(template) if n.split(".")[0].split("[")[0] not in values]
+    if missing:
+        available = ", ".join(sorted(map(str, values))[:20]) or "none"
+        raise ConfigurationError(
+            f"The template uses {{{missing[0]}}}, which is not in {what} (available: "
+            f"{available}). Write {{{{ and }}}} for literal braces."
+        )
+    return template.format_map(values)
+
+
+def template_hash(text: str) -> str:
+    """A short, stable id of a template's text (recorded with every request rendered from it)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptTemplate:
+    """A prompt template and where it came from (`origin`: a bundled file's name, a path, ...)."""
+
+    text: str
+    origin: str
+
+    @property
+    def hash(self) -> str:
+        return template_hash(self.text)
+
+    @property
+    def fields(self) -> list[str]:
+        return template_fields(self.text)
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        return render(self.text, values, what=f"the fields of {self.origin}")
+
+
+def bundled_template(operation: str) -> PromptTemplate:
+    """The package's template for an operation (`GENERATE_SCRIPT` -> generate_script.txt)."""
+    name = f"{operation.lower()}.txt"
+    path = resources.files("scriptgen_nb") / "templates" / name
+    if not path.is_file():
+        raise ConfigurationError(f"No bundled prompt template for {operation} ({name}).")
+    return PromptTemplate(path.read_text(encoding="utf-8"), f"the bundled {name}")
+
+
+def load_template(operation: str, template: TemplateSource | None = None) -> PromptTemplate:
+    """The template to render: the bundled one, or the user's (its text, or a file's path).
+
+    A path object is always a file. A string holding `{` or a line break is the template text
+    itself; any other string names a file, which must exist.
+    """
+    if template is None:
+        return bundled_template(operation)
+    if isinstance(template, str) and ("{" in template or "\n" in template):
+        return PromptTemplate(template, "your template")
+    path = Path(template)
+    if not path.is_file():
+        raise ConfigurationError(
+            f"template={str(template)!r}: no such file. Pass the template's text (with "
+            "{fields}) or the path of a text file holding it."
+        )
+    return PromptTemplate(path.read_text(encoding="utf-8"), str(path))
