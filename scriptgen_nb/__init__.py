@@ -25,6 +25,7 @@ _EXPORTS = {
     "create_batch_requests": "api",
     "iter_generate": "api",
     "CallStore": "store",
+    "CallLogFailed": "store",
     "Emulator": "emulator",
     "EmulatorConfig": "emulator",
     "FakeBackend": "engine.backend",
@@ -46,6 +47,26 @@ _EXPORTS = {
     "GenerationRequest": "engine.values",
     "Result": "engine.values",
     "Usage": "engine.values",
+    "chapters_frame": "export",
+    "export_json": "export",
+    "export_markdown": "export",
+    "project_status": "export",
+    "scripts_frame": "export",
+    "ChapterImagePrompts": "scripts",
+    "ImagePrompt": "scripts",
+    "ImagePromptRun": "scripts",
+    "Outline": "scripts",
+    "OutlineRun": "scripts",
+    "Scene": "scripts",
+    "Script": "scripts",
+    "ScriptRun": "scripts",
+    "create_project": "scripts",
+    "generate_image_prompts": "scripts",
+    "generate_outline": "scripts",
+    "generate_scripts": "scripts",
+    "generate_scripts_batch": "scripts",
+    "import_outline": "scripts",
+    "regenerate": "scripts",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -106,5 +127,29 @@ if TYPE_CHECKING:
     from .engine.policy import seed_concurrency
     from .engine.runner import BatchEngine, CancelToken
     from .engine.values import Failure, GenerationRequest, Result, Usage
+    from .export import (
+        chapters_frame,
+        export_json,
+        export_markdown,
+        project_status,
+        scripts_frame,
+    )
     from .results import ResultList
-    from .store import CallStore
+    from .scripts import (
+        ChapterImagePrompts,
+        ImagePrompt,
+        ImagePromptRun,
+        Outline,
+        OutlineRun,
+        Scene,
+        Script,
+        ScriptRun,
+        create_project,
+        generate_image_prompts,
+        generate_outline,
+        generate_scripts,
+        generate_scripts_batch,
+        import_outline,
+        regenerate,
+    )
+    from .store import CallLogFailed, CallStore
