@@ -13,10 +13,13 @@ from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 from pydantic import BaseModel
 
+import scriptgen_nb as sg
 from scriptgen_nb.emulator import EmulatorConfig, ModelConfig
+from scriptgen_nb.engine.errors import ConfigurationError
 from scriptgen_nb.jupyter import cells
 from scriptgen_nb.jupyter.endpoint import SESSION, auto_config
 from scriptgen_nb.jupyter.magic import ScriptgenMagics, await_transformer
+from tests.script_writer import LADDER, fake
 
 MODEL = "gemini-3.5-flash-lite"
 
@@ -142,6 +145,7 @@ def test_help_covers_every_command() -> None:
         "%scriptgen stats",
         "%scriptgen retry",
         "--failed",
+        "%scriptgen project",
     ):
         assert word in doc
 
@@ -225,3 +229,43 @@ def test_cell_parsing_rules() -> None:
     items = cells.templated_prompts("#{n}", [{"n": 1}, {"n": 2}])
     assert [i["prompt"] for i in items] == ["#1", "#2"]
     assert items[0]["metadata"]["template_hash"] == items[1]["metadata"]["template_hash"]
+
+
+def test_project_shows_each_chapters_script_versions_and_last_failure(
+    shell: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pid = sg.create_project("Status", chapters=[{"title": t} for t in ("Tides", "Moss", "Light")])
+    sg.generate_scripts(pid, backend=fake(fail={"ch-2"}), models=LADDER)
+    sg.regenerate(pid, [3], backend=fake(), models=LADDER)
+    status = line(shell, f"project {pid}")
+    assert status["title"].tolist() == ["Tides", "Moss", "Light"]
+    assert status["version"].fillna(0).tolist() == [1, 0, 2]
+    assert status["versions"].tolist() == [1, 0, 2]
+    assert status["last_failure"].fillna("").tolist() == [
+        "",
+        "invalid_request: cannot write ch-2",
+        "",
+    ]
+    out = capsys.readouterr().out
+    assert f"Project {pid}: 3 chapters, 2 with a script, 1 whose last script request failed." in out
+    with pytest.raises(ConfigurationError, match=r"No project 'nowhere'.*known: status"):
+        line(shell, "project nowhere")
+    with pytest.raises(UsageError, match="project_id"):
+        line(shell, "project")
+
+
+def test_over_renders_a_projects_chapters_frame(shell: Any, fast_emulator: Any) -> None:
+    pid = sg.create_project(
+        "Over",
+        chapters=[{"title": "Tides", "summary": "Sea."}, {"title": "Moss", "summary": "Land."}],
+    )
+    shell.user_ns["chapters"] = sg.chapters_frame(pid)
+    frame = cell(
+        shell,
+        f"batch --over chapters --model {MODEL} --operation GENERATE_SCRIPT --project {pid}",
+        "Chapter {number} ({id}): {title}. {summary}",
+    )
+    assert frame["id"].tolist() == ["ch-1", "ch-2"] and frame["success"].all()
+    assert fast_emulator.attempts_for("Chapter 2 (ch-2): Moss. Land.") == 1
+    usage = sg.CallStore().sql(f"SELECT DISTINCT operation FROM request WHERE project_id = '{pid}'")
+    assert usage["operation"].tolist() == ["GENERATE_SCRIPT"]

@@ -6,8 +6,9 @@ DataFrame (or stores it in `-o VAR`). A cell magic is a synchronous call, so by 
 batch runs on its own loop in a worker thread and the kernel's interrupt cancels it; with
 `--await` an input transformer rewrites the cell into an `await` on the kernel's own loop, where
 the panel's Cancel button acts mid-run (notes/jupyter.md §3.2). Line magics read the log, draw
-charts, re-run failures and manage the local emulator. Bad options raise `UsageError`; the
-library's configuration errors propagate with their message, so nbval sees every failure.
+charts, re-run failures, show a project's chapters and manage the local emulator. Bad options
+raise `UsageError`; the library's configuration errors propagate with their message, so nbval
+sees every failure.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..engine.models import default_catalogue
 from ..engine.runner import CancelToken
 from ..engine.values import ModelHistory
 from ..estimate import estimate_batch
+from ..export import project_status
 from ..results import ResultList
 from ..store import CallStore, default_db_path
 from ..store.session import quota_history
@@ -127,6 +129,12 @@ def _line_parsers() -> dict[str, _Parser]:
     retry.add_argument("--failed", action="store_true", required=True)
     retry.add_argument("--batch", default=None, help="a batch id (default: the latest)")
     retry.add_argument("-o", "--output", metavar="VAR")
+    project = parsers["project"] = _Parser(
+        prog="%scriptgen project",
+        add_help=False,
+        description="A project's chapters: current script version, versions, last failure.",
+    )
+    project.add_argument("project_id", help="the id create_project returned")
     emulator = parsers["emulator"] = _Parser(
         prog="%scriptgen emulator", add_help=False, description="The local Gemini emulator."
     )
@@ -341,6 +349,17 @@ class ScriptgenMagics(Magics):
             **endpoint,
         )
         return self._deliver(results, args.output)
+
+    def _project(self, args: argparse.Namespace) -> pd.DataFrame:
+        """Print a one-line summary and return the chapters' status."""
+        status = project_status(args.project_id, db=self._db(args.db))
+        scripted = int(status["version"].notna().sum())
+        failing = int(status["last_failure"].notna().sum())
+        print(
+            f"Project {args.project_id}: {len(status)} chapters, {scripted} with a script, "
+            f"{failing} whose last script request failed."
+        )
+        return status
 
     def _emulator(self, args: argparse.Namespace) -> str:
         if args.action == "stop":
