@@ -11,16 +11,22 @@ interrupt cancels the batch and raises `BatchInterrupted` carrying every request
 from __future__ import annotations
 
 import asyncio
+import json
+import numbers
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
+
+from google.genai import types
 
 from .engine.errors import BatchInterrupted, ConfigurationError
 from .engine.runner import CancelToken
 from .engine.values import GenerationRequest, Result, Schema
+from .engine.verdict import json_schema_of
 from .results import ResultList
-from .wiring import BatchOptions
+from .store.database import CallLogFailed, StoreError
+from .wiring import BatchOptions, PreparedBatch
 
 Prompt = str | Mapping[str, Any] | GenerationRequest
 
@@ -44,14 +50,21 @@ def create_batch_requests(
     takes the rest of the generation settings (`max_output_tokens`, `top_p`, `top_k`, `seed`,
     `stop_sequences`, `thinking_budget`, `safety_settings`, `model`).
 
-    A list or tuple gives a list (ids checked unique); any other iterable, such as a generator,
-    gives a lazy iterator, so a huge batch never sits in memory.
+    A list or tuple gives a list (at least one prompt; ids checked unique); any other iterable,
+    such as a generator, gives a lazy iterator, so a huge batch never sits in memory. Every
+    setting is checked as the request is made: a bad one raises `ConfigurationError` naming the
+    prompt and what to change, before anything can be sent.
     """
+    _check_prompts_argument(prompts)
     unknown = set(config) - _REQUEST_FIELDS
     if unknown:
         raise ConfigurationError(
             f"Unknown request settings {sorted(unknown)}; allowed: {sorted(_REQUEST_FIELDS)}."
         )
+    if isinstance(project_id, int) and not isinstance(project_id, bool):
+        project_id = str(project_id)  # like ids: a number names the project as its digits
+    if schema is not None:
+        json_schema_of(schema)  # refuse a bad schema once, before the first prompt
     defaults = {
         "operation": operation,
         "project_id": project_id,
@@ -64,14 +77,25 @@ def create_batch_requests(
     if not isinstance(prompts, list | tuple):
         return built
     requests = list(built)
-    seen: set[str] = set()
-    for request in requests:
-        if request.id in seen:
-            raise ConfigurationError(
-                f"Two prompts share the id {request.id!r}; ids key the results, make them unique."
-            )
-        seen.add(request.id)
+    check_requests(requests)
     return requests
+
+
+def _check_prompts_argument(prompts: object) -> None:
+    """Refuse the things that iterate but are not a collection of prompts."""
+    if isinstance(prompts, str | bytes):
+        raise ConfigurationError(
+            "prompts is a single string; pass a list of prompts, e.g. [prompt]."
+        )
+    if isinstance(prompts, Mapping | GenerationRequest):
+        raise ConfigurationError(
+            f"prompts is a single {type(prompts).__name__}; pass a list of them, e.g. [prompt]."
+        )
+    if not isinstance(prompts, Iterable):
+        raise ConfigurationError(
+            f"prompts must be a list (or another iterable) of prompts, not "
+            f"{type(prompts).__name__}."
+        )
 
 
 def _to_request(index: int, prompt: Prompt, defaults: Mapping[str, Any]) -> GenerationRequest:
@@ -93,22 +117,145 @@ def _to_request(index: int, prompt: Prompt, defaults: Mapping[str, Any]) -> Gene
             "'prompt' (and optionally 'id'), or a GenerationRequest."
         )
     text = fields.get("prompt")
-    if not isinstance(text, str) or not text.strip():
+    if text is None or (isinstance(text, str) and not text.strip()):
         raise ConfigurationError(f"Prompt #{index} is empty; every request needs prompt text.")
+    if not isinstance(text, str):
+        raise ConfigurationError(
+            f"Prompt #{index}'s prompt is a {type(text).__name__}, not text; pass a string."
+        )
     merged = {k: v for k, v in defaults.items() if v is not None}
     merged.update({k: v for k, v in fields.items() if v is not None})
-    merged["id"] = str(fields.get("id", index))
-    for name in ("stop_sequences", "safety_settings"):
-        if name in merged:
-            merged[name] = tuple(merged[name])
-    return GenerationRequest(**merged)
+    merged["id"] = _request_id(index, fields)
+    if fields.get("schema") is not None:
+        json_schema_of(fields["schema"])
+    try:
+        return GenerationRequest(**merged)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"Prompt #{index}: {exc}") from None
+
+
+def _request_id(index: int, fields: Mapping[str, Any]) -> str:
+    """A prompt's id as a string: its own (a string or an integer) or its position."""
+    if "id" not in fields:
+        return str(index)
+    given = fields["id"]
+    if isinstance(given, str) and given.strip():
+        return given
+    if isinstance(given, numbers.Integral) and not isinstance(given, bool):
+        return str(int(given))
+    raise ConfigurationError(
+        f"Prompt #{index} has the id {given!r} ({type(given).__name__}); an id must be a "
+        "non-empty string or an integer. Leave it out to use the prompt's position."
+    )
+
+
+def check_requests(requests: Iterable[GenerationRequest]) -> None:
+    """Check a list of requests before a batch: at least one, all requests, ids unique.
+
+    Settings were checked when each request was made; what only a whole list shows (duplicate
+    ids, an empty list), the schema and safety settings (which need pydantic and the SDK) are
+    checked here, once per distinct value.
+    """
+    seen: set[str] = set()
+    for position, request in enumerate(requests):
+        _check_one(position, request)
+        if request.id in seen:
+            raise ConfigurationError(
+                f"Two requests share the id {request.id!r}; ids key the results, make them unique."
+            )
+        seen.add(request.id)
+    if not seen:
+        raise ConfigurationError(
+            "There are no requests: pass at least one prompt (the list is empty)."
+        )
+
+
+def _check_one(position: int, request: object) -> GenerationRequest:
+    if not isinstance(request, GenerationRequest):
+        raise ConfigurationError(
+            f"Request #{position} is a {type(request).__name__}, not a GenerationRequest; "
+            "make requests with create_batch_requests(prompts, ...)."
+        )
+    if request.schema is not None:
+        _checked_schema(request.schema)
+    if request.safety_settings:
+        _check_safety(request.safety_settings)
+    return request
+
+
+def _checked_schema(schema: Any) -> None:
+    try:
+        key = id(schema) if isinstance(schema, type) else json.dumps(schema, sort_keys=True)
+    except (TypeError, ValueError):
+        key = None
+    if key is not None and key in _SCHEMAS_SEEN:
+        return
+    json_schema_of(schema)
+    if key is not None and len(_SCHEMAS_SEEN) < 256:
+        _SCHEMAS_SEEN.add(key)
+
+
+_SCHEMAS_SEEN: set[Any] = set()
+
+
+def _check_safety(settings: Iterable[Mapping[str, str]]) -> None:
+    for setting in settings:
+        for name, enum in (
+            ("category", types.HarmCategory),
+            ("threshold", types.HarmBlockThreshold),
+        ):
+            value = setting[name]
+            if value not in enum.__members__:
+                known = ", ".join(m for m in enum.__members__ if not m.endswith("UNSPECIFIED"))
+                raise ConfigurationError(f"Unknown safety {name} {value!r}; use one of: {known}.")
+
+
+def _checked_lazily(requests: Iterable[GenerationRequest]) -> Iterator[GenerationRequest]:
+    """A generator's requests, each checked as the engine takes it (duplicates are not:
+    remembering every id would defeat the bounded memory a generator is for)."""
+    for position, request in enumerate(requests):
+        yield _check_one(position, request)
+
+
+def _checked(requests: Iterable[GenerationRequest]) -> Iterable[GenerationRequest]:
+    """The requests a batch was given, checked before anything is sent (lists in full)."""
+    _check_prompts_argument(requests)
+    if isinstance(requests, Sequence):
+        check_requests(requests)
+        return requests
+    return _checked_lazily(requests)
+
+
+def _check_pinned(requests: Iterable[GenerationRequest], options: BatchOptions) -> None:
+    """A request pinned to a model its batch does not run can only fail: say so up front."""
+    if not isinstance(requests, Sequence):
+        return
+    pinned = {r.model for r in requests if r.model is not None}
+    if not pinned:
+        return
+    ladder = [spec.name for spec in options.ladder()]
+    for name in sorted(pinned):
+        if name.removeprefix("models/") not in ladder:
+            raise ConfigurationError(
+                f"A request is pinned to model {name!r}, which is not in this batch's ladder "
+                f"({', '.join(ladder)}); add it to models=[...] or leave the request's model "
+                "unset."
+            )
+
+
+def _prepare(requests: Iterable[GenerationRequest], options: dict[str, Any]) -> PreparedBatch:
+    """Check the requests and options, then wire the batch; nothing is sent or written before."""
+    requests = _checked(requests)
+    batch_options = BatchOptions(**options)
+    _check_pinned(requests, batch_options)
+    return batch_options.prepare(requests)
 
 
 async def aiter_generate(
     requests: Iterable[GenerationRequest], **options: Any
 ) -> AsyncIterator[Result]:
     """Yield results as they finish (not in input order), on the running loop; bounded memory."""
-    batch = BatchOptions(**options).prepare(requests)
+    batch = _prepare(requests, options)
     with batch.progress_shown():
         async for result in batch.stream():
             yield result
@@ -126,9 +273,9 @@ async def abatch_generate(
     the unfinished requests marked not run; cancelling the awaiting task (an interrupt) raises
     `BatchInterrupted` carrying the same complete list.
     """
-    batch = BatchOptions(
-        on_progress=on_progress, max_concurrency=max_concurrency, **options
-    ).prepare(requests)
+    batch = _prepare(
+        requests, dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
+    )
     collected: list[Result] = []
     with batch.progress_shown():
         try:
@@ -137,6 +284,8 @@ async def abatch_generate(
         except asyncio.CancelledError:
             collected.extend(batch.engine.unreported())
             raise BatchInterrupted(_in_order(collected)) from None
+        except StoreError as exc:
+            raise CallLogFailed(_in_order(collected), exc) from exc
     return _in_order(collected)
 
 
@@ -169,6 +318,8 @@ def batch_generate(
     except KeyboardInterrupt:
         collected.extend(run.leftover)
         raise BatchInterrupted(_in_order(collected)) from None
+    except StoreError as exc:
+        raise CallLogFailed(_in_order(collected), exc) from exc
     return _in_order(collected)
 
 
@@ -193,7 +344,7 @@ class ThreadedBatch:
         self._cancel: CancelToken = options.setdefault("cancel", None) or CancelToken()
         options["cancel"] = self._cancel
         # Built in the caller's thread, so configuration errors surface there, before any call.
-        self._batch = BatchOptions(**options).prepare(requests)
+        self._batch = _prepare(requests, options)
         self._handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1024)
         self.leftover: list[Result] = []  # results that arrived while stopping early
 

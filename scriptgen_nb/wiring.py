@@ -24,7 +24,7 @@ from .engine.policy import Backoff, RetryPolicy, plan_concurrency
 from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
 from .engine.values import Event, GenerationRequest, RequestFinished, Result
 from .progress import ProgressFrontend, choose_progress
-from .store import Database, open_database
+from .store import Database, StoreError, open_database
 from .store.recorder import BatchInfo
 from .store.session import CACHE_MODES, BatchSession, CacheMode, quota_history
 
@@ -182,7 +182,12 @@ class PreparedBatch:
             if self.session is not None:
                 # "running" here means the engine never got to end the batch: it failed.
                 failed = self.engine.status in ("running", "failed")
-                await asyncio.to_thread(self.session.close, failed=failed)
+                try:
+                    await asyncio.to_thread(self.session.close, failed=failed)
+                except StoreError:
+                    if not failed:
+                        raise
+                    # The batch already failed (most likely on this same log): its error wins.
 
 
 def progress_listener(on_progress: Callable[[int, int | None], None]) -> Listener:

@@ -57,7 +57,9 @@ class FaultConfig:
     `p_500` internal error, `p_503` "model is overloaded", `p_hang` hold the request for
     `EmulatorConfig.hang_s` then drop the connection, `p_malformed` a 200 whose JSON is broken,
     `p_truncate` a 200 cut short with finishReason MAX_TOKENS, `p_block` a 200 safety block,
-    `p_reset` the connection is reset half-way through the response.
+    `p_reset` the connection is reset half-way through the response, `p_429` a per-minute 429
+    although the windows had room (the project's quota used elsewhere), retry after a quarter
+    of a window.
     """
 
     p_500: float = 0.0
@@ -67,6 +69,7 @@ class FaultConfig:
     p_truncate: float = 0.0
     p_block: float = 0.0
     p_reset: float = 0.0
+    p_429: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

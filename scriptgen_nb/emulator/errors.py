@@ -140,7 +140,8 @@ def rate_limited(
             "quotaId": v.kind.quota_id,
             "quotaDimensions": {"location": "global", "model": model},
         }
-        if r.random() >= _P_OMIT_QUOTA_VALUE:
+        # A 429 injected on an unlimited window (limit -1) has no value to state.
+        if r.random() >= _P_OMIT_QUOTA_VALUE and v.limit >= 0:
             entry["quotaValue"] = str(v.limit)
         entries.append(entry)
     details: list[dict[str, Any]] = [

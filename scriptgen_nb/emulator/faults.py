@@ -25,6 +25,7 @@ class Fault(enum.StrEnum):
     TRUNCATE = "truncate"
     BLOCK = "block"
     RESET = "reset"
+    RATE_LIMITED = "429"
 
 
 _PROBABILITY_FIELD = {
@@ -35,6 +36,7 @@ _PROBABILITY_FIELD = {
     Fault.TRUNCATE: "p_truncate",
     Fault.BLOCK: "p_block",
     Fault.RESET: "p_reset",
+    Fault.RATE_LIMITED: "p_429",
 }
 
 

@@ -23,7 +23,7 @@ from .config import ConfigError, EmulatorConfig, ModelConfig
 from .counters import Counters
 from .determinism import digest, rng, unit
 from .faults import Fault, draw_fault
-from .quota import Limits, QuotaBook
+from .quota import Limits, QuotaBook, QuotaKind, Violation
 from .request import GenerateRequest, RequestError, parse_count_tokens, parse_generate
 
 __all__ = ["Breakage", "GeminiService", "HangReply", "JsonReply", "Reply", "StreamReply"]
@@ -183,6 +183,13 @@ class GeminiService:
             self.counters.fault(model_name, fault.value)
         if fault is Fault.HANG:
             return HangReply(self._base.hang_s)
+        if fault is Fault.RATE_LIMITED:
+            limit = -1 if model.rpm is None else model.rpm  # -1: no value to state
+            quota = Violation(QuotaKind.RPM, limit, self._base.minute_s / 4)
+            self.counters.rate_limited(model_name, [QuotaKind.RPM.quota_id])
+            variant = rng(seed, "429", model_name, prompt, attempt)
+            whole = self._base.minute_s == 60.0
+            return JsonReply(429, errors.rate_limited(model_name, [quota], whole, variant))
         if fault in (Fault.INTERNAL, Fault.OVERLOADED):
             error = errors.internal_error() if fault is Fault.INTERNAL else errors.overloaded()
             reply = self._error(error, model_name)

@@ -9,6 +9,7 @@ escape only for misuse and configuration problems, and each says what to do::
     │   ├── InvalidApiKeyError      the service rejected the key: the batch stops at once
     │   └── UnknownModelError       a model name the catalogue does not know
     └── BatchInterrupted            Ctrl-C / kernel interrupt / cancel; carries `.results`
+        └── CallLogFailed           the call log could not be written mid-batch (store/)
 
 `BackendError` is not part of the public tree: the backend raises it at the boundary, converting
 the SDK's and the transport's exceptions into one shape the retry policy reads.
@@ -61,10 +62,10 @@ class UnknownModelError(ConfigurationError):
 class BatchInterrupted(ScriptgenError):
     """The batch was interrupted; `.results` holds every request, unfinished ones as not run."""
 
-    def __init__(self, results: Sequence[Result]) -> None:
+    def __init__(self, results: Sequence[Result], reason: str = "Batch interrupted") -> None:
         done = sum(1 for r in results if r.error is None or r.error.kind != "not_run")
         super().__init__(
-            f"Batch interrupted after {done} of {len(results)} requests; the rest are marked "
+            f"{reason} after {done} of {len(results)} requests; the rest are marked "
             "not_run. The finished results are in this exception's .results."
         )
         self.results = list(results)

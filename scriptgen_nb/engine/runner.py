@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -278,7 +278,7 @@ class BatchEngine:
                     else:
                         pulled += 1
                         index, request = item
-                        earlier = self._resolve(index, request) if self._resolve else None
+                        earlier = self._take_up(index, request)
                         if earlier is not None:
                             self._deliver(earlier)
                             continue
@@ -319,19 +319,48 @@ class BatchEngine:
                 self._fatal = self._fatal or exc
             raise
         finally:
-            await self._cancel_in_flight()
-            reason = self._stop_reason or Failure("not_run", "the batch stopped before it was sent")
-            for work in self._drain_waiting():
-                self._finish(work, None, reason)
-            if not exhausted_source:
-                for index, request in pending:  # taken up only to be ended: resolved all the same
-                    earlier = self._resolve(index, request) if self._resolve else None
-                    if earlier is not None:
-                        self._deliver(earlier)
-                    else:
-                        self._finish(_Work(request, index, loop.time(), 0), None, reason)
-            self._end_batch(loop.time())
-            self._out.put_nowait(None)
+            try:
+                await self._cancel_in_flight()
+                reason = self._stop_reason or Failure(
+                    "not_run", "the batch stopped before it was sent"
+                )
+                for work in self._drain_waiting():
+                    self._finish(work, None, reason)
+                if not exhausted_source:
+                    self._end_untaken(pending, reason)
+                self._end_batch(loop.time())
+            finally:
+                self._out.put_nowait(None)  # whatever happened, the stream must end
+
+    def _take_up(self, index: int, request: GenerationRequest) -> Result | None:
+        """Hand a request to the resolver; a resolver that fails stops the batch like a listener."""
+        if self._resolve is None:
+            return None
+        try:
+            return self._resolve(index, request)
+        except Exception as exc:
+            self._fail(exc, "taking up a request failed")
+            return None
+
+    def _end_untaken(
+        self, pending: Iterator[tuple[int, GenerationRequest]], reason: Failure
+    ) -> None:
+        """End the requests never taken up: resolved all the same (logged or served), or not run."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                item = next(pending, None)
+            except Exception as exc:  # the request source itself failed: nothing more to end
+                self._fail(exc, "reading the requests failed")
+                return
+            if item is None:
+                return
+            index, request = item
+            earlier = self._take_up(index, request)
+            if earlier is not None:
+                self._deliver(earlier)
+            else:
+                self._finish(_Work(request, index, loop.time(), 0), None, reason)
 
     def _may_pull(self, pulled: int) -> bool:
         """With `chunk_size`, a chunk must end before the next one is pulled (seed sub-batching)."""
@@ -700,7 +729,11 @@ class BatchEngine:
             try:
                 listener(event)
             except Exception as exc:
-                if self._fatal is None:
-                    self._fatal = exc
-                    self._stop(Failure("not_run", f"a listener failed: {exc!r}"))
-                    self.status = "failed"
+                self._fail(exc, "a listener failed")
+
+    def _fail(self, exc: BaseException, what: str) -> None:
+        """Stop the batch because of `exc`; the first such error is raised at the end."""
+        if self._fatal is None:
+            self._fatal = exc
+            self._stop(Failure("not_run", f"{what}: {exc}"))
+            self.status = "failed"

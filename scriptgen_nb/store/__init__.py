@@ -17,7 +17,7 @@ import pandas as pd
 from ..engine.errors import ConfigurationError
 from ..engine.values import GenerationRequest
 from . import queries, replay
-from .database import MEMORY, Database, StoreError
+from .database import MEMORY, CallLogFailed, Database, StoreError
 
 ENV_DB = "SCRIPTGEN_DB"
 DEFAULT_DB = "scriptgen.duckdb"
@@ -121,6 +121,7 @@ __all__ = [
     "HEARTBEAT_S",
     "MEMORY",
     "STALE_AFTER_S",
+    "CallLogFailed",
     "CallStore",
     "Database",
     "StoreError",

@@ -10,6 +10,7 @@ not be able to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -22,7 +23,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from ..engine.errors import ConfigurationError, ScriptgenError
+from ..engine.errors import BatchInterrupted, ConfigurationError, ScriptgenError
+from ..engine.values import Result
 from .schema import MIGRATIONS
 
 MEMORY = ":memory:"
@@ -32,6 +34,18 @@ _READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLA
 
 class StoreError(ScriptgenError):
     """The call log cannot be read or written; the message says why and what to do."""
+
+
+class CallLogFailed(BatchInterrupted):
+    """Writing the call log failed mid-batch (a full disk, a lost file): the batch stopped.
+
+    Nothing more was sent. `.results` holds every request's result, kept in memory: the
+    finished ones as they came back, the rest not run; `.cause` is the store's error.
+    """
+
+    def __init__(self, results: Sequence[Result], cause: BaseException) -> None:
+        super().__init__(results, f"The call log could not be written ({cause}); batch stopped")
+        self.cause = cause
 
 
 class Database:
@@ -92,15 +106,21 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside one transaction: committed at the end, rolled back on error."""
+        """A connection inside one transaction: committed at the end, rolled back on error.
+
+        DuckDB's own errors (a full disk, a file that went away) come out as `StoreError`.
+        """
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
-            except BaseException:
-                con.execute("ROLLBACK")
+                con.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.Error):  # the transaction may be gone already
+                    con.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise StoreError(f"Writing the call log {self.path} failed: {exc}") from exc
                 raise
-            con.execute("COMMIT")
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout_s

@@ -1,0 +1,126 @@
+"""When the call log cannot be written, and when an awaited batch is cancelled: nothing is lost.
+
+Tests run as root in CI, so "unwritable" is made in ways root cannot bypass: a path under a
+regular file, and `RLIMIT_FSIZE` (a full disk) set in a child process before the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import scriptgen_nb as sg
+from scriptgen_nb.engine.backend import FakeBackend
+from scriptgen_nb.store import Database
+
+MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
+
+FULL_DISK_CHILD = """
+import json, resource, signal, sys
+import scriptgen_nb as sg
+from scriptgen_nb.engine.backend import FakeBackend
+
+db, limit = sys.argv[1], int(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, not kills
+model = sg.ModelSpec("m", priority=1)
+requests = sg.create_batch_requests([f"prompt {i} " + "x" * 400 for i in range(3000)])
+sg.batch_generate(requests[:1], models=[model], backend=FakeBackend(), db=db)  # the file exists
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    sg.batch_generate(requests, models=[model], backend=FakeBackend(latency_s=0.002), db=db,
+                      max_concurrency=8)
+except sg.CallLogFailed as stopped:
+    results = stopped.results
+    print(json.dumps({
+        "error": str(stopped), "cause": type(stopped.cause).__name__, "total": len(results),
+        "ids_unique": len({r.id for r in results}) == len(results),
+        "succeeded": sum(r.success for r in results),
+        "not_run": sum(r.error is not None and r.error.kind == "not_run" for r in results),
+    }))
+else:
+    print(json.dumps({"error": None}))
+"""
+
+
+def test_a_full_disk_mid_batch_stops_it_and_keeps_every_result(tmp_path: Path) -> None:
+    db = tmp_path / "log.duckdb"
+    Database(db)  # migrate first, so the size limit below leaves room only for a little more
+    limit = db.stat().st_size + 256 * 1024
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(db), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["error"] and "could not be written" in report["error"]
+    assert report["cause"] == "StoreError"
+    assert report["total"] == 3000 and report["ids_unique"]
+    assert report["succeeded"] > 0 and report["not_run"] > 0  # it stopped part-way
+    assert report["succeeded"] + report["not_run"] == 3000
+
+
+def test_an_unwritable_log_path_fails_before_any_call(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    backend = FakeBackend()
+    with pytest.raises(sg.ConfigurationError, match="is a file, not a folder"):
+        sg.batch_generate(
+            sg.create_batch_requests(["x"]),
+            models=[MODEL],
+            backend=backend,
+            db=blocker / "log.duckdb",
+        )
+    assert backend.calls == []
+
+
+def test_cancel_during_an_awaited_batch_is_prompt_clean_persisted_and_resumable(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "log.duckdb"
+    prompts = [f"chapter {i}" for i in range(40)]
+    token = sg.CancelToken()
+    stopped_at: list[float] = []
+
+    def cancel_at_ten(done: int, total: int | None) -> None:
+        if done == 10 and not stopped_at:
+            stopped_at.append(time.monotonic())
+            token.cancel()  # what the panel's Cancel button does
+
+    async def cell() -> tuple[sg.ResultList, set[asyncio.Task[object]]]:
+        results = await sg.abatch_generate(
+            sg.create_batch_requests(prompts),
+            cancel_at_ten,
+            4,
+            models=[MODEL],
+            backend=FakeBackend(latency_s=0.05),
+            db=db,
+            cancel=token,
+        )
+        others = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+        return results, others
+
+    results, leftover_tasks = asyncio.run(cell())
+    assert time.monotonic() - stopped_at[0] < 1.0
+    assert not leftover_tasks
+    assert not [t for t in threading.enumerate() if t.name.startswith("scriptgen-")]
+    assert len(results) == 40 and 10 <= len(results.succeeded) < 40
+    log = Database(db)
+    assert log.rows("SELECT status FROM batch_log") == [("cancelled",)]
+    assert log.rows("SELECT count(*) FROM result")[0][0] == 40
+    resumed_backend = FakeBackend()
+    resumed = sg.batch_generate(
+        sg.create_batch_requests(prompts), models=[MODEL], backend=resumed_backend, db=db
+    )
+    assert all(r.success for r in resumed)
+    assert sum(r.cached for r in resumed) == len(results.succeeded)
+    assert len(resumed_backend.calls) == 40 - len(results.succeeded)
