@@ -21,7 +21,7 @@ from scriptgen_nb.engine.backend import (
     json_schema_of,
     reply_from_response,
 )
-from scriptgen_nb.engine.errors import BackendError, QuotaViolation
+from scriptgen_nb.engine.errors import BackendError, ConfigurationError, QuotaViolation
 from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
 from tests.google_errors import (
     HELP,
@@ -320,9 +320,9 @@ def test_a_dict_schema_is_sent_as_given() -> None:
 
 
 def test_a_schema_must_be_a_model_class_or_a_dict() -> None:
-    with pytest.raises(TypeError, match="schema"):
+    with pytest.raises(ConfigurationError, match="pass the class itself"):
         json_schema_of(Scene(title="t", seconds=1))
-    with pytest.raises(TypeError, match="schema"):
+    with pytest.raises(ConfigurationError, match="schema must be a Pydantic model class"):
         json_schema_of("object")
 
 

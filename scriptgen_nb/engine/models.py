@@ -9,6 +9,7 @@ a list of `ModelSpec`s, or model names override it. Imports nothing outside `eng
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,18 +52,62 @@ class ModelSpec:
     status: str = ""
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name.removeprefix("models/"):
+        if (
+            not isinstance(self.name, str)
+            or not self.name.strip()
+            or "/" in self.name.removeprefix("models/")
+        ):
             raise ConfigurationError(f"ModelSpec name {self.name!r} is not a Gemini model name")
         # "models/x" and "x" are one model: keep the short name, as routing and logs use it.
         object.__setattr__(self, "name", self.name.removeprefix("models/"))
-        for limit in ("rpm", "tpm", "rpd"):
-            value = getattr(self, limit)
-            if value is not None and value < 0:
-                raise ConfigurationError(f"ModelSpec {self.name}: {limit} must be >= 0 or None")
-        if self.minute_s <= 0 or self.day_s <= 0:
-            raise ConfigurationError(f"ModelSpec {self.name}: window lengths must be positive")
+        for name in ("priority", "rpm", "tpm", "rpd", "input_token_limit", "output_token_limit"):
+            self._check_count(name, optional=True, positive=name.endswith("token_limit"))
+        self._check_count("long_context_tokens")
+        for name in (
+            "input_usd_per_1m",
+            "output_usd_per_1m",
+            "input_usd_per_1m_long",
+            "output_usd_per_1m_long",
+        ):
+            self._check_number(name, optional=name.endswith("_long"))
+        for name in ("minute_s", "day_s"):
+            self._check_number(name, positive=True, what="window lengths")
+        self._check_number("batch_discount")
         if not 0 <= self.batch_discount <= 1:
-            raise ConfigurationError(f"ModelSpec {self.name}: batch_discount must be in [0, 1]")
+            raise ConfigurationError(f"ModelSpec {self.name!r}: batch_discount must be in [0, 1]")
+        if not isinstance(self.status, str):
+            raise ConfigurationError(f"ModelSpec {self.name!r}: status must be text")
+
+    def _check_count(self, field: str, *, optional: bool = False, positive: bool = False) -> None:
+        """A whole number (>= 0, or > 0 when `positive`); None allowed when `optional`."""
+        value = getattr(self, field)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < int(positive):
+            raise ConfigurationError(
+                f"ModelSpec {self.name!r}: {field} must be {'> 0' if positive else '>= 0'}"
+                f"{' or None' if optional else ''} (a whole number), not {value!r}"
+            )
+
+    def _check_number(
+        self, field: str, *, optional: bool = False, positive: bool = False, what: str = ""
+    ) -> None:
+        """A finite number (>= 0, or > 0 when `positive`); None allowed when `optional`."""
+        value = getattr(self, field)
+        if value is None and optional:
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+            or (positive and value == 0)
+        ):
+            rule = "must be positive" if positive else f"must be >= 0{' or None' * optional}"
+            raise ConfigurationError(
+                f"ModelSpec {self.name!r}: {what or field} {rule} (a finite number), "
+                f"{field}={value!r}"
+            )
 
     @property
     def usable(self) -> bool:

@@ -191,6 +191,9 @@ class ConcurrencyPlan:
 
 
 AUTO_MAX_IN_FLIGHT = 256
+# More in flight than any Gemini tier admits per minute, and a connection pool of this size is
+# a resource problem of its own: a larger number is a typo (or seconds for a count).
+MAX_CONCURRENCY = 10_000
 
 
 def plan_concurrency(
@@ -213,7 +216,16 @@ def plan_concurrency(
             "a positive integer (cap in flight), or 'seed' (the seed's formula)."
         )
     if max_concurrency < 1:
-        raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        raise ConfigurationError(
+            f"max_concurrency must be at least 1, got {max_concurrency}; use None or 'auto' to "
+            "pace by the models' limits."
+        )
+    if max_concurrency > MAX_CONCURRENCY:
+        raise ConfigurationError(
+            f"max_concurrency={max_concurrency:,} is absurd: more than {MAX_CONCURRENCY:,} "
+            "requests in flight. Use None or 'auto' (pace by the limits; the in-flight count "
+            "follows from rate and latency) or a cap such as 50."
+        )
     return ConcurrencyPlan("fixed", max_concurrency, paced=True)
 
 

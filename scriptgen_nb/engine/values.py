@@ -2,14 +2,20 @@
 
 Everything here is a frozen, slotted dataclass: values are shared between the engine's tasks and
 its listeners (the progress panel, the DuckDB recorder, a terminal bar), and nobody may change
-them after the fact. This module imports nothing from the rest of the package.
+them after the fact. A request checks its own fields when it is made, so a bad setting is a
+`ConfigurationError` before anything is sent (DESIGN rule 3), never a failure per request. This
+module imports nothing from the rest of the package but the exception tree (`errors.py`).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .errors import ConfigurationError
 
 # A response schema: a Pydantic model class or a JSON Schema dict.
 Schema = Any
@@ -56,6 +62,137 @@ class GenerationRequest:
     safety_settings: tuple[Mapping[str, str], ...] = ()
     model: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_request(self)
+
+
+# Gemini's documented ranges; a value outside them would only come back as a 400 per request.
+TEMPERATURE_RANGE = (0.0, 2.0)
+TOP_P_RANGE = (0.0, 1.0)
+MAX_STOP_SEQUENCES = 5
+SEED_RANGE = (-(2**31), 2**31 - 1)  # the API's seed is an int32
+SAFETY_FIELDS = frozenset({"category", "threshold", "method"})
+
+
+def _check_request(request: GenerationRequest) -> None:
+    """Refuse a request the service could never accept, naming the field and what to do."""
+    where = f"Request {request.id!r}" if isinstance(request.id, str) else "A request"
+    if not isinstance(request.id, str) or not request.id:
+        raise ConfigurationError(
+            f"A request's id must be a non-empty string, not {request.id!r}; create requests "
+            "with create_batch_requests (it turns integer ids into strings)."
+        )
+    if not isinstance(request.prompt, str):
+        raise ConfigurationError(
+            f"{where}: the prompt is a {type(request.prompt).__name__}, not text; pass a string."
+        )
+    if not request.prompt.strip():
+        raise ConfigurationError(f"{where}: the prompt is empty; every request needs text.")
+    if not isinstance(request.operation, str) or not request.operation.strip():
+        raise ConfigurationError(
+            f"{where}: operation must be a non-empty name such as 'GENERATE_SCRIPT', "
+            f"not {request.operation!r}."
+        )
+    for name in ("project_id", "system", "model"):
+        value = getattr(request, name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigurationError(
+                f"{where}: {name} must be a non-empty string or None, not {value!r}."
+            )
+    _check_real(request, where, "temperature", TEMPERATURE_RANGE)
+    _check_real(request, where, "top_p", TOP_P_RANGE)
+    _check_int(request, where, "max_output_tokens", 1, None)
+    _check_int(request, where, "top_k", 1, None)
+    _check_int(request, where, "seed", *SEED_RANGE)
+    _check_int(request, where, "thinking_budget", -1, None)
+    object.__setattr__(request, "stop_sequences", _stop_sequences(request, where))
+    object.__setattr__(request, "safety_settings", _safety_settings(request, where))
+    if not isinstance(request.metadata, Mapping):
+        raise ConfigurationError(
+            f"{where}: metadata must be a mapping (a dict), not {type(request.metadata).__name__}."
+        )
+
+
+def _check_real(
+    request: GenerationRequest, where: str, name: str, bounds: tuple[float, float]
+) -> None:
+    value = getattr(request, name)
+    if value is None:
+        return
+    low, high = bounds
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not low <= float(value) <= high
+    ):
+        raise ConfigurationError(
+            f"{where}: {name}={value!r} is out of range; Gemini accepts a number from {low:g} "
+            f"to {high:g} (or None for the model's default)."
+        )
+    if type(value) not in (int, float):  # e.g. numpy.float64: stored and keyed as a float
+        object.__setattr__(request, name, float(value))
+
+
+def _check_int(
+    request: GenerationRequest, where: str, name: str, low: int, high: int | None
+) -> None:
+    value = getattr(request, name)
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or int(value) < low
+        or (high is not None and int(value) > high)
+    ):
+        allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ConfigurationError(
+            f"{where}: {name}={value!r} is not allowed; use a whole number {allowed} "
+            "(or None for the model's default)."
+        )
+    if type(value) is not int:  # e.g. numpy.int64
+        object.__setattr__(request, name, int(value))
+
+
+def _stop_sequences(request: GenerationRequest, where: str) -> tuple[str, ...]:
+    value: Any = request.stop_sequences
+    if isinstance(value, str):
+        raise ConfigurationError(
+            f"{where}: stop_sequences is one string ({value!r}); pass a list of strings, "
+            f"e.g. [{value!r}]."
+        )
+    if not isinstance(value, list | tuple) or not all(isinstance(s, str) and s for s in value):
+        raise ConfigurationError(
+            f"{where}: stop_sequences must be a list of non-empty strings, not {value!r}."
+        )
+    if len(value) > MAX_STOP_SEQUENCES:
+        raise ConfigurationError(
+            f"{where}: {len(value)} stop_sequences; Gemini accepts at most {MAX_STOP_SEQUENCES}."
+        )
+    return tuple(value)
+
+
+def _safety_settings(request: GenerationRequest, where: str) -> tuple[Mapping[str, str], ...]:
+    value: Any = request.safety_settings
+    example = "{'category': 'HARM_CATEGORY_HARASSMENT', 'threshold': 'BLOCK_ONLY_HIGH'}"
+    if not isinstance(value, list | tuple):
+        raise ConfigurationError(
+            f"{where}: safety_settings must be a list of mappings such as {example}, not {value!r}."
+        )
+    for setting in value:
+        if (
+            not isinstance(setting, Mapping)
+            or not {"category", "threshold"} <= set(setting)
+            or not set(setting) <= SAFETY_FIELDS
+            or not all(isinstance(v, str) and v for v in setting.values())
+        ):
+            raise ConfigurationError(
+                f"{where}: the safety setting {setting!r} is not one; each needs a category and "
+                f"a threshold (and optionally a method) as strings, e.g. {example}."
+            )
+    return tuple(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, PydanticUserError, ValidationError
 
+from .errors import ConfigurationError
 from .values import Failure, Reply, Schema
 
 BLOCK_REASONS = frozenset(
@@ -57,12 +58,97 @@ def judge_reply(reply: Reply, schema: Schema) -> Verdict:
 
 
 def json_schema_of(schema: Schema) -> dict[str, Any]:
-    """The JSON Schema for a Pydantic model class or a JSON Schema dict (sent, stored, keyed)."""
+    """The JSON Schema for a Pydantic model class or a JSON Schema dict (sent, stored, keyed).
+
+    Anything else is a `ConfigurationError` saying what a schema may be: it is caught when the
+    requests are made, before anything is sent, rather than failing every request's answer.
+    """
     if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema.model_json_schema()
+        try:
+            return schema.model_json_schema()
+        except PydanticUserError as exc:  # e.g. a field of a type with no JSON Schema
+            raise ConfigurationError(
+                f"schema {schema.__name__} has no JSON Schema ({exc}); use JSON-compatible "
+                "field types (str, int, float, bool, lists, nested models)."
+            ) from None
+    if isinstance(schema, BaseModel):
+        raise ConfigurationError(
+            f"schema is an instance of {type(schema).__name__}; pass the class itself "
+            f"(schema={type(schema).__name__})."
+        )
     if isinstance(schema, Mapping):
+        problem = _json_schema_problem(schema)
+        if problem:
+            raise ConfigurationError(
+                f"schema is not a valid JSON Schema object: {problem}. Use a Pydantic model "
+                "class, or a dict such as {'type': 'object', 'properties': {'title': "
+                "{'type': 'string'}}}."
+            )
         return dict(schema)
-    raise TypeError(f"schema must be a Pydantic model class or a JSON Schema dict, not {schema!r}")
+    raise ConfigurationError(
+        f"schema must be a Pydantic model class or a JSON Schema dict, not "
+        f"{type(schema).__name__} {schema!r:.80}."
+    )
+
+
+JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
+# Keywords one of which a schema must use to say anything about the answer.
+_SHAPING = frozenset(
+    {"type", "properties", "items", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"}
+)
+
+
+def _json_schema_problem(schema: Mapping[Any, Any], path: str = "the schema") -> str | None:
+    """What makes `schema` unusable as a (sub)schema, or None. Checks structure, not semantics."""
+    if not all(isinstance(key, str) for key in schema):
+        return f"{path} has keys that are not strings"
+    if path == "the schema":
+        try:
+            json.dumps(schema, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return f"it cannot be written as JSON ({exc})"
+        if not _SHAPING & set(schema):
+            return f"it uses none of the keywords {', '.join(sorted(_SHAPING))}"
+    kind = schema.get("type")
+    if kind is not None:
+        kinds = kind if isinstance(kind, list) else [kind]
+        bad = [k for k in kinds if not isinstance(k, str) or k.lower() not in JSON_TYPES]
+        if bad or not kinds:
+            return f"{path} has type {kind!r}; use one of {', '.join(sorted(JSON_TYPES))}"
+    properties = schema.get("properties")
+    if properties is not None:
+        if not isinstance(properties, Mapping):
+            return f"{path}'s properties must be a mapping of names to schemas"
+        for name, sub in properties.items():
+            if not isinstance(sub, Mapping):
+                return f"property {name!r} of {path} is {sub!r}, not a schema (a dict)"
+            problem = _json_schema_problem(sub, f"property {name!r}")
+            if problem:
+                return problem
+    items = schema.get("items")
+    if items is not None and not isinstance(items, Mapping | bool):
+        return f"{path}'s items must be a schema (a dict)"
+    if isinstance(items, Mapping):
+        problem = _json_schema_problem(items, f"the items of {path}")
+        if problem:
+            return problem
+    required = schema.get("required")
+    if required is not None and (
+        not isinstance(required, list) or not all(isinstance(r, str) for r in required)
+    ):
+        return f"{path}'s required must be a list of property names"
+    for keyword in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(keyword)
+        if options is not None and (
+            not isinstance(options, list)
+            or not options
+            or not all(isinstance(o, Mapping) for o in options)
+        ):
+            return f"{path}'s {keyword} must be a non-empty list of schemas"
+    enum = schema.get("enum")
+    if enum is not None and (not isinstance(enum, list) or not enum):
+        return f"{path}'s enum must be a non-empty list"
+    return None
 
 
 def parse_structured(text: str, schema: Schema) -> Any:

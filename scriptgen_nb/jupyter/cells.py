@@ -68,7 +68,9 @@ def templated_prompts(template: str, table: Any) -> list[dict[str, Any]]:
         values = {str(k): v for k, v in row.items()}
         items.append(
             {
-                "id": str(values.get("id", position)),
+                # The row's own id as it is: create_batch_requests takes strings and integers
+                # and refuses the rest (a float id is usually a missing value, NaN).
+                "id": values.get("id", position),
                 "prompt": render(template, values, what=f"row {position}'s columns"),
                 "metadata": {"row": values, "template_hash": digest},
             }

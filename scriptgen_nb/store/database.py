@@ -129,7 +129,9 @@ class Database:
             try:
                 return duckdb.connect(self.path, config=_CONFIG)
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                if "lock" not in str(exc).lower():
+                    raise StoreError(self._unreadable(exc)) from exc
+                if time.monotonic() >= deadline:
                     raise StoreError(
                         f"Cannot open the call log {self.path}: {exc}. Another process may be "
                         "holding it open for a long time; close it or use another db= file."
@@ -138,14 +140,43 @@ class Database:
                 # Another connection in this process was opened with a different configuration.
                 if time.monotonic() >= deadline:
                     raise StoreError(f"Cannot open the call log {self.path}: {exc}") from exc
+            except duckdb.Error as exc:
+                # E.g. a SQLite file, for which DuckDB would load an extension (refused here).
+                raise StoreError(self._unreadable(exc)) from exc
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.25)
 
     # --- schema ----------------------------------------------------------------------------
 
+    def _unreadable(self, exc: BaseException) -> str:
+        return (
+            f"The call log {self.path} cannot be opened: it is not a DuckDB database this "
+            f"version can read ({exc}). It may be damaged, another kind of file, or written by "
+            "a newer DuckDB. Nothing was written to it: move it aside, or pass db= (or set "
+            "SCRIPTGEN_DB to) another path."
+        )
+
     def migrate(self) -> list[int]:
-        """Apply the migrations this file has not seen yet; returns their versions."""
+        """Apply the migrations this file has not seen yet; returns their versions.
+
+        A file that is not a call log, or one a newer scriptgen_nb migrated further than this
+        one knows, is refused with a `StoreError` and left exactly as it was.
+        """
+        known = max(step.version for step in MIGRATIONS)
         with self.write() as con:
+            tables = {
+                row[0]
+                for row in con.execute(
+                    "SELECT table_name FROM duckdb_tables() "
+                    "WHERE database_name = current_database()"
+                ).fetchall()
+            }
+            if tables and "schema_migration" not in tables:
+                raise StoreError(
+                    f"{self.path} is a DuckDB database but not a scriptgen_nb call log (it holds "
+                    f"{', '.join(sorted(tables)[:5])} and no schema_migration table). It was "
+                    "left untouched: pass db= (or set SCRIPTGEN_DB to) another path."
+                )
             con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migration ("
                 " version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
@@ -153,6 +184,13 @@ class Database:
             done = {
                 row[0] for row in con.execute("SELECT version FROM schema_migration").fetchall()
             }
+            if max(done, default=0) > known:
+                raise StoreError(
+                    f"The call log {self.path} was written by a newer scriptgen_nb (schema "
+                    f"version {max(done)}; this one knows versions up to {known}). Upgrade "
+                    "scriptgen_nb (pip install -U scriptgen_nb), or pass db= (or set "
+                    "SCRIPTGEN_DB to) another path. The file was left untouched."
+                )
             applied = []
             for step in MIGRATIONS:
                 if step.version in done:
