@@ -17,9 +17,19 @@ from types import FrameType
 from typing import Any
 
 from .config import ConfigError, EmulatorConfig
-from .server import Emulator
+from .server import Emulator, is_loopback
 
 __all__ = ["main"]
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65_535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: use 0 (a free one) to 65535")
+    return port
 
 
 def _parser(prog: str | None) -> argparse.ArgumentParser:
@@ -41,8 +51,14 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
     parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host that is not loopback (other machines could then reach it; "
+        "set --api-key too)",
+    )
+    parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=8765,
         help="port to bind; 0 picks a free one (default: %(default)s)",
     )
@@ -96,9 +112,19 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
         config = dataclasses.replace(config, **overrides)
     except ConfigError as exc:
         parser.error(str(exc))
+    if not args.allow_remote and not is_loopback(args.host):
+        parser.error(
+            f"--host {args.host} is not a loopback address: the emulator serves only this "
+            "machine unless you pass --allow-remote (and, ideally, --api-key KEY)"
+        )
+    if args.allow_remote and not is_loopback(args.host) and not config.api_keys:
+        print(
+            "warning: serving other machines with no --api-key: any non-empty key is accepted",
+            file=sys.stderr,
+        )
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(message)s")
-    emulator = Emulator(config, host=args.host, port=args.port)
+    emulator = Emulator(config, host=args.host, port=args.port, allow_remote=args.allow_remote)
     try:
         emulator.start()
     except OSError as exc:

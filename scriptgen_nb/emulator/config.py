@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "ConfigError",
     "EmulatorConfig",
     "FaultConfig",
@@ -27,6 +28,10 @@ __all__ = [
     "default_config",
     "default_models",
 ]
+
+
+# Google refuses a request payload over 20 MiB ("Request payload size exceeds the limit").
+MAX_BODY_BYTES = 20 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -118,18 +123,21 @@ class ModelConfig:
 class EmulatorConfig:
     """Everything the emulator needs; `models` defaults to the free-tier-like catalogue.
 
-    `api_keys`: accepted keys; empty accepts any non-empty key. `minute_s` / `day_s`: lengths of
-    the sliding RPM/TPM and RPD windows (compress them to test quotas in seconds).
-    `latency_scale` multiplies every simulated latency (0 = instant). `hang_s`: how long a
-    `p_hang` fault holds the connection before dropping it.
+    `api_keys`: accepted keys; empty accepts any non-empty key (they are left out of the
+    repr). `minute_s` / `day_s`: lengths of the sliding RPM/TPM and RPD windows (compress them
+    to test quotas in seconds). `latency_scale` multiplies every simulated latency (0 =
+    instant). `hang_s`: how long a `p_hang` fault holds the connection before dropping it.
+    `max_body_bytes`: a larger request body is refused unread with Google's 400 for an
+    oversized payload (20 MiB, Google's limit for inline requests).
     """
 
     seed: int = 0
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     minute_s: float = 60.0
     day_s: float = 86_400.0
     latency_scale: float = 1.0
     hang_s: float = 30.0
+    max_body_bytes: int = MAX_BODY_BYTES
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: default_models())
 
     def __post_init__(self) -> None:
@@ -144,6 +152,14 @@ class EmulatorConfig:
         _check_positive("emulator", "day_s", self.day_s)
         _check_non_negative("emulator", "latency_scale", self.latency_scale)
         _check_non_negative("emulator", "hang_s", self.hang_s)
+        if (
+            isinstance(self.max_body_bytes, bool)
+            or not isinstance(self.max_body_bytes, int)
+            or self.max_body_bytes < 1
+        ):
+            raise ConfigError(
+                f"emulator.max_body_bytes must be a positive integer, got {self.max_body_bytes!r}"
+            )
         for name, model in self.models.items():
             if not isinstance(name, str) or not name or "/" in name or ":" in name:
                 raise ConfigError(f"model names must be plain names like 'gemini-x', got {name!r}")

@@ -6,7 +6,13 @@ changes) and the request handler: it routes `/{v1,v1beta,v1alpha}/models...` and
 (chunked, so keep-alive connections stay usable), after a simulated latency, or damaged as an
 injected fault asks (cut JSON, a reset connection, a hang). Waits use one `threading.Event`, so
 `stop()` releases every sleeping handler at once and closes idle keep-alive connections instead
-of waiting for them. API keys are never logged. Imports nothing from the engine.
+of waiting for them. API keys are never logged.
+
+Exposure: it binds 127.0.0.1 by default and refuses any address that is not loopback unless
+`allow_remote=True` (`--allow-remote` on the command line): it answers with made-up content,
+accepts any non-empty key when none are configured, and its `/emulator/reset` endpoint is open,
+so it is a tool for this machine. A request body over `max_body_bytes` (20 MiB, Google's limit)
+is refused unread with Google's 400. Imports nothing from the engine.
 
 Measured ceiling (2026-11-28, this 2-core machine, Python 3.11.7): about 1,090 requests/second
 for zero-latency `generateContent` (`latency_scale = 0`, one model without limits or faults),
@@ -19,6 +25,7 @@ than a few hundred requests per second measures the emulator, not the client.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -33,10 +40,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import errors
-from .config import EmulatorConfig, ModelConfig
+from .config import ConfigError, EmulatorConfig, ModelConfig
 from .service import Breakage, GeminiService, HangReply, JsonReply, Reply, StreamReply
 
-__all__ = ["Emulator"]
+__all__ = ["Emulator", "is_loopback"]
 
 logger = logging.getLogger("scriptgen_nb.emulator")
 
@@ -44,6 +51,20 @@ _API_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/(.*)$")
 _MODEL_CALL = re.compile(r"^models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 _MODEL_GET = re.compile(r"^models/([^/:]+)$")
 _KEY_IN_TEXT = re.compile(r"(key=)[^&\s'\"]*", re.IGNORECASE)
+# After refusing an oversized body, read (and drop) this much of it at most, so a client that
+# sent a little too much still gets the answer instead of a reset; a huge one is cut off.
+_DRAIN_BYTES = 1024 * 1024
+_DRAIN_TIMEOUT_S = 1.0
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1): this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:
@@ -61,6 +82,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], service: GeminiService) -> None:
         self.service = service
+        self.max_body_bytes = service.config.max_body_bytes
         self.stopping = threading.Event()
         self.connections: dict[socket.socket, threading.Thread] = {}
         self.connections_lock = threading.Lock()
@@ -121,7 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch()
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request's body; None when it is over the limit (then refused and answered)."""
         if self.headers.get("Transfer-Encoding"):
             # Not sent by google-genai; without a length the connection cannot be reused.
             self.close_connection = True
@@ -131,7 +154,35 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             return b""
+        if length > self.server.max_body_bytes:
+            self._refuse_body(length)
+            return None
         return self.rfile.read(length) if length > 0 else b""
+
+    def _refuse_body(self, length: int) -> None:
+        """Answer an oversized request as Google does, without reading it, and hang up."""
+        limit = self.server.max_body_bytes
+        self.server.service.counters.error(400)
+        body = errors.bad_request(f"Request payload size exceeds the limit: {limit} bytes.")
+        data = json.dumps(body).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+        self.close_connection = True
+        # Drop a little of what the client is still sending: closing a socket with unread data
+        # resets the connection, which could destroy the answer before the client reads it.
+        remaining = min(length, _DRAIN_BYTES)
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(_DRAIN_TIMEOUT_S)
+            while remaining > 0:
+                chunk = self.rfile.read1(min(remaining, 65_536))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
 
     def _dispatch(self) -> None:
         try:
@@ -145,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(url.path)
         query = parse_qs(url.query)
         body = self._read_body()
+        if body is None:
+            return
         method = self.command
         if path == "/emulator/counters" and method == "GET":
             self._deliver(JsonReply(200, service.counters.snapshot(service.config.models)))
@@ -289,12 +342,26 @@ class Emulator:
     ...     client = genai.Client(api_key="k", http_options={"base_url": emu.base_url})
 
     `port=0` picks a free port. State (quota windows, counters, live model changes) belongs to
-    the instance and survives `stop()`/`start()`.
+    the instance and survives `stop()`/`start()`. A `host` that is not loopback is refused
+    unless `allow_remote=True`: the emulator is meant for this machine (see the module's
+    docstring).
     """
 
     def __init__(
-        self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allow_remote: bool = False,
     ) -> None:
+        if not allow_remote and not is_loopback(host):
+            raise ConfigError(
+                f"host={host!r} is not a loopback address. The emulator serves only this "
+                "machine (it accepts any key when none are configured and anyone may reset "
+                "it); pass allow_remote=True (--allow-remote) to serve others, ideally with "
+                "api_keys set."
+            )
         self._service = GeminiService(config if config is not None else EmulatorConfig())
         self._host = host
         self._port = port
