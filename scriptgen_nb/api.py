@@ -128,10 +128,7 @@ def _to_request(index: int, prompt: Prompt, defaults: Mapping[str, Any]) -> Gene
     merged["id"] = _request_id(index, fields)
     if fields.get("schema") is not None:
         json_schema_of(fields["schema"])
-    try:
-        return GenerationRequest(**merged)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"Prompt #{index}: {exc}") from None
+    return GenerationRequest(**merged)  # its own checks name the request by its id
 
 
 def _request_id(index: int, fields: Mapping[str, Any]) -> str:

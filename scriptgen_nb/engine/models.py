@@ -186,6 +186,13 @@ class ModelCatalogue:
             models = [m.strip() for m in models.split(",") if m.strip()]
         elif isinstance(models, ModelSpec):
             models = [models]
+        if not isinstance(models, Sequence) or not all(
+            isinstance(m, str | ModelSpec) for m in models
+        ):
+            raise ConfigurationError(
+                f"models={models!r}: use a model name, a comma-separated ladder "
+                "('gemini-3.8-flash,gemini-2.5-flash-lite'), a ModelSpec, or a list of those."
+            )
         ladder = [m if isinstance(m, ModelSpec) else self.get(m) for m in models]
         if not ladder:
             raise ConfigurationError("models= is empty; name at least one model.")
