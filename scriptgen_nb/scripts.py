@@ -41,6 +41,7 @@ Mode = Literal["sequential", "batch", "auto"]
 Only = Literal["missing", "failed"]
 ProjectDb = str | os.PathLike[str] | Database | None
 Done = list[tuple[Result, CallRef]]  # a batch's successes and the calls that made them
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]  # what image models take
 
 # Options that shape each request; every other option goes to the batch (`batch_generate`).
 REQUEST_SETTINGS = frozenset(
@@ -81,7 +82,7 @@ class ImagePrompt(BaseModel):
 
     prompt: str
     style: str
-    aspect_ratio: str = Field(description="e.g. 16:9")
+    aspect_ratio: AspectRatio
     negative_prompt: str = Field(description="what must not appear")
 
 

@@ -25,7 +25,7 @@ OUTLINE = [
 ]
 
 
-def project(db: Path, chapters: list[dict[str, Any]] | int = 3, **fields: Any) -> str:
+def project(db: Database, chapters: list[dict[str, Any]] | int = 3, **fields: Any) -> str:
     outline = OUTLINE if chapters == 3 else chapters
     if isinstance(outline, int):
         outline = [{"number": i, "title": f"Chapter {i}"} for i in range(1, outline + 1)]
@@ -33,12 +33,12 @@ def project(db: Path, chapters: list[dict[str, Any]] | int = 3, **fields: Any) -
                              style="calm", db=db, **fields)  # fmt: skip
 
 
-def options(backend: FakeBackend, db: Path, **more: Any) -> dict[str, Any]:
+def options(backend: FakeBackend, db: Database, **more: Any) -> dict[str, Any]:
     return {"backend": backend, "models": LADDER, "db": db, **more}
 
 
-def batch_row(db: Path, batch_id: str | None) -> tuple[Any, ...]:
-    return Database(db).rows(
+def batch_row(db: Database, batch_id: str | None) -> tuple[Any, ...]:
+    return db.rows(
         "SELECT concurrency_strategy, concurrency_value, operation, project_id FROM batch_log "
         "WHERE batch_id = ?",
         [batch_id],
@@ -46,21 +46,22 @@ def batch_row(db: Path, batch_id: str | None) -> tuple[Any, ...]:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "projects.duckdb"
+def db() -> Database:
+    """An in-memory log: the workflow's functions all take a `Database` as `db=`."""
+    return Database(":memory:")
 
 
 # --- projects and outlines ---------------------------------------------------------------------
 
 
-def test_projects_and_chapters_round_trip(db: Path) -> None:
+def test_projects_and_chapters_round_trip(db: Database) -> None:
     pid = project(db, audience="children", language="Welsh", target_length_s=90)
     assert pid == "small-things"
     assert project(db) == "small-things-2"  # same title, a new id
     assert sg.chapters_frame(pid, db=db).to_dict("records") == [
         {"id": f"ch-{c['number']}", **c} for c in OUTLINE
     ]
-    stored = Database(db).rows(
+    stored = db.rows(
         "SELECT title, premise, audience, style, language, target_length_s FROM project "
         "WHERE project_id = ?",
         [pid],
@@ -89,7 +90,7 @@ def outline_sources(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", ["dataframe", "csv", "json", "wrapped"])
-def test_an_outline_imports_from_each_format(db: Path, tmp_path: Path, kind: str) -> None:
+def test_an_outline_imports_from_each_format(db: Database, tmp_path: Path, kind: str) -> None:
     pid = sg.create_project("Imported", db=db)
     chapters = sg.import_outline(pid, outline_sources(tmp_path)[kind], db=db)
     assert [(c.number, c.title, c.summary) for c in chapters] == [
@@ -100,7 +101,7 @@ def test_an_outline_imports_from_each_format(db: Path, tmp_path: Path, kind: str
         sg.import_outline(pid, OUTLINE, db=db)
 
 
-def test_chapters_without_numbers_are_numbered_in_order(db: Path) -> None:
+def test_chapters_without_numbers_are_numbered_in_order(db: Database) -> None:
     pid = sg.create_project("Unnumbered", chapters=[{"title": "One"}, {"title": "Two"}], db=db)
     assert sg.chapters_frame(pid, db=db)["number"].tolist() == [1, 2]
 
@@ -130,7 +131,7 @@ BAD_OUTLINES = {
 @pytest.mark.parametrize("case", list(BAD_OUTLINES))
 @pytest.mark.parametrize("kind", ["list", "dataframe", "csv"])
 def test_bad_outlines_raise_and_write_nothing(
-    db: Path, tmp_path: Path, case: str, kind: str
+    db: Database, tmp_path: Path, case: str, kind: str
 ) -> None:
     rows, message = BAD_OUTLINES[case]
     source: Any = rows
@@ -145,13 +146,11 @@ def test_bad_outlines_raise_and_write_nothing(
         sg.import_outline(pid, source, db=db)
     with pytest.raises(ConfigurationError, match=message):
         sg.create_project("Never made", chapters=source, db=db)
-    counted = Database(db).rows(
-        "SELECT (SELECT count(*) FROM chapter), (SELECT count(*) FROM project)"
-    )
+    counted = db.rows("SELECT (SELECT count(*) FROM chapter), (SELECT count(*) FROM project)")
     assert counted == [(0, 1)]  # neither a chapter nor the second project was written
 
 
-def test_outline_sources_that_cannot_be_read(db: Path, tmp_path: Path) -> None:
+def test_outline_sources_that_cannot_be_read(db: Database, tmp_path: Path) -> None:
     pid = sg.create_project("Target", db=db)
     text = tmp_path / "outline.txt"
     text.write_text("one\ntwo")
@@ -167,7 +166,7 @@ def test_outline_sources_that_cannot_be_read(db: Path, tmp_path: Path) -> None:
             sg.import_outline(pid, source, db=db)
 
 
-def test_generate_outline_stores_the_chapters_it_got(db: Path) -> None:
+def test_generate_outline_stores_the_chapters_it_got(db: Database) -> None:
     pid = sg.create_project("Outlined", "Premise", db=db)
     backend = fake()
     run = sg.generate_outline(pid, 4, **options(backend, db))
@@ -186,7 +185,7 @@ def test_generate_outline_stores_the_chapters_it_got(db: Path) -> None:
 # --- generating scripts ------------------------------------------------------------------------
 
 
-def test_the_sequential_path_never_has_more_than_five_in_flight(db: Path) -> None:
+def test_the_sequential_path_never_has_more_than_five_in_flight(db: Database) -> None:
     pid = project(db, chapters=12)
     backend = fake(latency_s=0.02)
     progress: list[tuple[int, int | None]] = []
@@ -208,7 +207,7 @@ def test_the_sequential_path_never_has_more_than_five_in_flight(db: Path) -> Non
     ("chapters", "mode", "strategy"), [(5, "sequential", "fixed"), (6, "batch", "auto")]
 )
 def test_auto_mode_batches_above_five_chapters(
-    db: Path, chapters: int, mode: str, strategy: str
+    db: Database, chapters: int, mode: str, strategy: str
 ) -> None:  # fmt: skip
     pid = project(db, chapters=chapters)
     run = sg.generate_scripts(pid, mode="auto", **options(fake(), db))
@@ -216,7 +215,7 @@ def test_auto_mode_batches_above_five_chapters(
     assert batch_row(db, run.batch_id)[0] == strategy
 
 
-def test_partial_failure_keeps_the_successes_and_reports_each_failed_chapter(db: Path) -> None:
+def test_partial_failure_keeps_the_successes_and_reports_each_failed_chapter(db: Database) -> None:
     pid = project(db, chapters=5)
     run = sg.generate_scripts(pid, **options(fake(fail={"ch-2", "ch-4"}), db))
     assert not run.success
@@ -229,9 +228,7 @@ def test_partial_failure_keeps_the_successes_and_reports_each_failed_chapter(db:
     assert status["version"].fillna(0).tolist() == [1, 0, 1, 0, 1]
     assert status.loc[2, "last_failure"] == "invalid_request: cannot write ch-2"
     assert status["last_failure"].notna().tolist() == [False, True, False, True, False]
-    stored = Database(db).rows(
-        "SELECT chapter, batch_id, request_id FROM script_version ORDER BY chapter"
-    )
+    stored = db.rows("SELECT chapter, batch_id, request_id FROM script_version ORDER BY chapter")
     assert stored == [(n, run.batch_id, f"ch-{n}") for n in (1, 3, 5)]
 
     healthy = fake()
@@ -243,7 +240,7 @@ def test_partial_failure_keeps_the_successes_and_reports_each_failed_chapter(db:
     assert sg.project_status(pid, db=db)["last_failure"].isna().all()
 
 
-def test_only_failed_reruns_the_chapters_whose_last_request_failed(db: Path) -> None:
+def test_only_failed_reruns_the_chapters_whose_last_request_failed(db: Database) -> None:
     pid = project(db, chapters=4)
     sg.generate_scripts(pid, **options(fake(fail={"ch-3"}), db))
     retry = fake()
@@ -251,7 +248,7 @@ def test_only_failed_reruns_the_chapters_whose_last_request_failed(db: Path) -> 
     assert [rid for _, rid in retry.calls] == ["ch-3"] and run.versions == {3: 1}
 
 
-def test_regeneration_adds_a_version_with_new_text_on_the_emulator(db: Path) -> None:
+def test_regeneration_adds_a_version_with_new_text_on_the_emulator(db: Database) -> None:
     config = EmulatorConfig(
         seed=2, api_keys=("k",), latency_scale=0.0, models={"emulated": ModelConfig()}
     )
@@ -270,7 +267,7 @@ def test_regeneration_adds_a_version_with_new_text_on_the_emulator(db: Path) -> 
     assert second.scripts[1] != first.scripts[1]
     status = sg.project_status(pid, db=db)
     assert status["version"].tolist() == [2, 1] and status["versions"].tolist() == [2, 1]
-    rows = Database(db).rows(
+    rows = db.rows(
         "SELECT version, batch_id FROM script_version WHERE chapter = 1 ORDER BY version"
     )
     assert rows == [(1, first.batch_id), (2, second.batch_id)]
@@ -279,7 +276,8 @@ def test_regeneration_adds_a_version_with_new_text_on_the_emulator(db: Path) -> 
         sg.regenerate(pid, [1], cache="use", db=db)
 
 
-def test_outline_scripts_and_image_prompts_end_to_end_on_the_emulator(db: Path) -> None:
+def test_outline_scripts_and_image_prompts_end_to_end_on_the_emulator(tmp_path: Path) -> None:
+    db = Database(tmp_path / "projects.duckdb")  # a file, as users have it
     config = EmulatorConfig(
         seed=4, api_keys=("k",), latency_scale=0.0, models={"emulated": ModelConfig()}
     )
@@ -295,13 +293,13 @@ def test_outline_scripts_and_image_prompts_end_to_end_on_the_emulator(db: Path) 
     for number, script in scripts.scripts.items():
         assert isinstance(script, sg.Script) and script.scenes
         assert len(images.prompts[number]) == len(script.scenes)  # one per scene
-    usage = sg.CallStore(db).usage_report()
+    usage = sg.CallStore(db.path).usage_report()
     assert sorted(usage["operation"]) == [
         "GENERATE_IMAGE_PROMPTS",
         "GENERATE_OUTLINE",
         "GENERATE_SCRIPT",
     ]
-    hashes = dict(Database(db).rows("SELECT DISTINCT operation, template_hash FROM request"))
+    hashes = dict(db.rows("SELECT DISTINCT operation, template_hash FROM request"))
     assert hashes == {
         op: bundled_template(op).hash
         for op in ("GENERATE_OUTLINE", "GENERATE_SCRIPT", "GENERATE_IMAGE_PROMPTS")
@@ -313,7 +311,7 @@ def test_outline_scripts_and_image_prompts_end_to_end_on_the_emulator(db: Path) 
 # --- image prompts and exports -----------------------------------------------------------------
 
 
-def test_image_prompts_follow_the_current_script_version(db: Path) -> None:
+def test_image_prompts_follow_the_current_script_version(db: Database) -> None:
     pid = project(db)
     sg.generate_scripts(pid, **options(fake(fail={"ch-3"}), db))
     run = sg.generate_image_prompts(pid, **options(fake(), db))
@@ -324,14 +322,14 @@ def test_image_prompts_follow_the_current_script_version(db: Path) -> None:
     missing = fake()
     sg.generate_image_prompts(pid, only="missing", **options(missing, db))
     assert missing.calls == []
-    stored = Database(db).rows(
+    stored = db.rows(
         "SELECT chapter, script_version, scene, prompt FROM image_prompt ORDER BY chapter, scene"
     )
     assert stored[:2] == [(1, 1, 1, "Frame 1 of ch-1"), (1, 1, 2, "Frame 2 of ch-1")]
 
 
 def test_exports_write_the_current_scripts_and_their_image_prompts(
-    db: Path, tmp_path: Path
+    db: Database, tmp_path: Path
 ) -> None:
     pid = project(db)
     sg.generate_scripts(pid, **options(fake(fail={"ch-2"}), db))
@@ -365,14 +363,14 @@ def test_exports_write_the_current_scripts_and_their_image_prompts(
 # --- templates and bad arguments ---------------------------------------------------------------
 
 
-def test_a_template_of_your_own_is_rendered_logged_and_hashed(db: Path, tmp_path: Path) -> None:
+def test_a_template_of_your_own_is_rendered_logged_and_hashed(db: Database, tmp_path: Path) -> None:
     pid = project(db)
     text = "Chapter {number} of {project_title}: {title} ({style})"
     sg.generate_scripts(pid, chapters=[2], template=text, **options(fake(), db))
     path = tmp_path / "mine.txt"
     path.write_text("Only {title}")
     sg.generate_scripts(pid, chapters=[3], template=path, **options(fake(), db))
-    rows = Database(db).rows("SELECT prompt, template_hash FROM request ORDER BY request_id")
+    rows = db.rows("SELECT prompt, template_hash FROM request ORDER BY request_id")
     assert rows == [
         ("Chapter 2 of Small things: Moss (calm)", template_hash(text)),
         ("Only Lighthouses", template_hash("Only {title}")),
@@ -385,7 +383,7 @@ def test_a_template_of_your_own_is_rendered_logged_and_hashed(db: Path, tmp_path
     assert untouched.calls == []
 
 
-def test_misuse_is_refused_before_anything_is_sent(db: Path) -> None:
+def test_misuse_is_refused_before_anything_is_sent(db: Database) -> None:
     pid = project(db)
     empty = sg.create_project("No chapters yet", db=db)
     backend = fake()

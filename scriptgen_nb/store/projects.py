@@ -351,4 +351,7 @@ def status(db: Database, project_id: str, operation: str) -> pd.DataFrame:
             """,
             [project_id, operation],
         ).df()
+    frame["last_failure"] = (
+        frame["last_failure"].astype(object).where(frame["last_failure"].notna(), None)
+    )
     return frame.astype({"version": "Int64", "versions": "int64", "image_prompts": "int64"})
