@@ -52,11 +52,8 @@ class ModelSpec:
     status: str = ""
 
     def __post_init__(self) -> None:
-        if (
-            not isinstance(self.name, str)
-            or not self.name.strip()
-            or "/" in self.name.removeprefix("models/")
-        ):
+        short = self.name.removeprefix("models/") if isinstance(self.name, str) else ""
+        if not short.strip() or "/" in short:
             raise ConfigurationError(f"ModelSpec name {self.name!r} is not a Gemini model name")
         # "models/x" and "x" are one model: keep the short name, as routing and logs use it.
         object.__setattr__(self, "name", self.name.removeprefix("models/"))

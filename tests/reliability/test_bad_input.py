@@ -1,0 +1,828 @@
+"""Bad input on every entry path: a clear error naming the problem, nothing sent, nothing written.
+
+Each case of `API_CASES` is tried through every Python entry (create_batch_requests with
+batch_generate, iter_generate, abatch_generate and aiter_generate, and requests built by hand);
+`MAGIC_CASES` through `%%scriptgen batch` in an in-process IPython shell against the session's
+emulator; `PROJECT_CASES` through the project workflow; `CLI_CASES` through the `scriptgen`
+command in a subprocess. Every one asserts the error and its message, that the backend (or the
+emulator) saw no call, and that the call log holds no row. What is data rather than misuse (a
+prompt over the model's input limit) ends as a result, also checked here. Property-based tests
+(hypothesis) then throw random request lists and catalogue values at the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from IPython import get_ipython
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+from pydantic import BaseModel
+
+import scriptgen_nb as sg
+from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
+from scriptgen_nb.engine.backend import FakeBackend
+from scriptgen_nb.engine.errors import (
+    ConfigurationError,
+    InvalidApiKeyError,
+    MissingApiKeyError,
+    UnknownModelError,
+)
+from scriptgen_nb.engine.models import ModelCatalogue
+from scriptgen_nb.engine.policy import Backoff
+from scriptgen_nb.engine.values import GenerationRequest, Usage
+from scriptgen_nb.jupyter.endpoint import SESSION
+from scriptgen_nb.store import Database, StoreError
+from tests.script_writer import fake
+
+LADDER = [sg.ModelSpec("fake-model", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)]
+EMULATED = "gemini-3.5-flash-lite"  # served by the magic's emulator and in the default catalogue
+LOG_TABLES = ("batch_log", "request", "ai_api_call", "result")
+NO_BACKOFF = Backoff(0.0, 1.0, 0.0)
+
+
+class Caption(BaseModel):
+    caption: str
+
+
+class NotAModel:
+    pass
+
+
+def log_rows(path: Path) -> int:
+    """Rows in the call log's tables (0 when the file was never created)."""
+    if not path.exists():
+        return 0
+    with duckdb.connect(str(path), read_only=True) as con:
+        tables = {
+            row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        return sum(
+            con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+            for table in LOG_TABLES
+            if table in tables
+        )
+
+
+# --- the Python API ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """Bad input for the Python API: prompts and request settings, or batch options."""
+
+    name: str
+    match: str  # a regex the message must match: it names the problem
+    prompts: Any = ("Write about tides.", "Write about moss.")
+    settings: Mapping[str, Any] = field(default_factory=dict)  # create_batch_requests(**)
+    options: Mapping[str, Any] = field(default_factory=dict)  # batch_generate(**)
+    error: type[Exception] = ConfigurationError
+    by_hand: str | None = ""  # the match when built as GenerationRequests ("" = same; None = n/a)
+
+
+API_CASES = [
+    Case("no-requests", "no requests", prompts=[]),
+    Case("empty-prompt", "empty", prompts=["Write about tides.", ""]),
+    Case("whitespace-prompt", "empty", prompts=[" \n\t "]),
+    Case("non-string-prompt", "int", prompts=[42], by_hand="not text"),
+    Case("non-string-prompt-field", "not text", prompts=[{"id": "a", "prompt": ["a", "list"]}]),
+    Case("prompts-is-one-string", "single string", prompts="Write about tides.", by_hand=None),
+    Case("prompts-is-none", "must be a list", prompts=None, by_hand=None),
+    Case("prompts-is-one-mapping", "single dict", prompts={"prompt": "x"}, by_hand=None),
+    Case(
+        "duplicate-ids",
+        "share the id 'a'",
+        prompts=[{"id": "a", "prompt": "one"}, {"id": "a", "prompt": "two"}],
+    ),
+    Case(
+        "duplicate-ids-int-and-string",
+        "share the id '1'",
+        prompts=[{"id": 1, "prompt": "one"}, {"id": "1", "prompt": "two"}],
+        by_hand="non-empty string",  # by hand an int id is refused outright
+    ),
+    Case(
+        "position-id-clash",
+        "share the id '1'",
+        prompts=[{"id": "1", "prompt": "one"}, "two"],
+        by_hand=None,
+    ),
+    Case("float-id", "id 1.5", prompts=[{"id": 1.5, "prompt": "x"}], by_hand="non-empty string"),
+    Case("list-id", r"id \['a'\]", prompts=[{"id": ["a"], "prompt": "x"}], by_hand="string"),
+    Case("explicit-none-id", "id None", prompts=[{"id": None, "prompt": "x"}], by_hand="string"),
+    Case("bool-id", "id True", prompts=[{"id": True, "prompt": "x"}], by_hand="string"),
+    Case("empty-id", "id ''", prompts=[{"id": "", "prompt": "x"}], by_hand="string"),
+    Case("zero-concurrency", "at least 1", options={"max_concurrency": 0}),
+    Case("negative-concurrency", "at least 1", options={"max_concurrency": -4}),
+    Case("absurd-concurrency", "absurd.*10,000", options={"max_concurrency": 10_001}),
+    Case("fractional-concurrency", "positive integer", options={"max_concurrency": 2.5}),
+    Case("word-concurrency", "'lots'", options={"max_concurrency": "lots"}),
+    Case(
+        "unknown-model",
+        "Unknown model 'gemini-0-nowhere'.*Known models",
+        options={"models": "gemini-0-nowhere"},
+        error=UnknownModelError,
+    ),
+    Case(
+        "pinned-model-outside-the-ladder",
+        "pinned to model 'gemini-0-nowhere'.*add it to models=",
+        settings={"model": "gemini-0-nowhere"},
+    ),
+    Case(
+        "ladder-without-quota",
+        "No quota for no-quota",
+        options={"models": [sg.ModelSpec("no-quota", rpm=0)]},
+    ),
+    Case("empty-ladder", "models= is empty", options={"models": []}),
+    Case("ladder-of-the-wrong-type", "models=42", options={"models": 42}),
+    Case("schema-a-number", "schema must be a Pydantic model class", settings={"schema": 42}),
+    Case("schema-a-string", "schema must be", settings={"schema": "object"}),
+    Case("schema-an-instance", "pass the class itself", settings={"schema": Caption(caption="x")}),
+    Case("schema-another-class", "schema must be a Pydantic", settings={"schema": NotAModel}),
+    Case("schema-without-keywords", "none of the keywords", settings={"schema": {"title": "x"}}),
+    Case("schema-unknown-type", "type 'objekt'", settings={"schema": {"type": "objekt"}}),
+    Case(
+        "schema-properties-a-list",
+        "properties must be a mapping",
+        settings={"schema": {"type": "object", "properties": ["a"]}},
+    ),
+    Case(
+        "schema-not-json",
+        "cannot be written as JSON",
+        settings={"schema": {"type": "object", "default": object()}},
+    ),
+    Case("negative-budget", "budget_usd must not be negative", options={"budget_usd": -1.0}),
+    Case("temperature-too-high", r"temperature=2\.5.*0 to 2", settings={"temperature": 2.5}),
+    Case("temperature-negative", r"temperature=-0\.1", settings={"temperature": -0.1}),
+    Case("temperature-nan", "temperature=nan", settings={"temperature": math.nan}),
+    Case("temperature-text", "temperature='hot'", settings={"temperature": "hot"}),
+    Case("top-p-above-one", r"top_p=1\.5.*0 to 1", settings={"top_p": 1.5}),
+    Case("top-p-negative", r"top_p=-0\.01", settings={"top_p": -0.01}),
+    Case("max-output-tokens-zero", "max_output_tokens=0", settings={"max_output_tokens": 0}),
+    Case("max-output-tokens-negative", "max_output_tokens=-9", settings={"max_output_tokens": -9}),
+    Case(
+        "max-output-tokens-fraction", r"max_output_tokens=1\.5", settings={"max_output_tokens": 1.5}
+    ),
+    Case("top-k-zero", "top_k=0", settings={"top_k": 0}),
+    Case("seed-text", "seed='abc'", settings={"seed": "abc"}),
+    Case("seed-beyond-int32", "seed=1099511627776", settings={"seed": 2**40}),
+    Case("thinking-budget-below-minus-one", "thinking_budget=-2", settings={"thinking_budget": -2}),
+    Case("stop-sequences-one-string", "one string", settings={"stop_sequences": "END"}),
+    Case(
+        "too-many-stop-sequences",
+        "at most 5",
+        settings={"stop_sequences": ["a", "b", "c", "d", "e", "f"]},
+    ),
+    Case(
+        "safety-setting-malformed",
+        "safety setting",
+        settings={"safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT"}]},
+    ),
+    Case(
+        "safety-category-unknown",
+        "Unknown safety category 'HARM_CATEGORY_NOPE'",
+        settings={
+            "safety_settings": [{"category": "HARM_CATEGORY_NOPE", "threshold": "BLOCK_NONE"}]
+        },
+    ),
+    Case("system-not-text", "system must be", settings={"system": 5}),
+    Case("system-empty", "system must be a non-empty string", settings={"system": " "}),
+    Case("operation-empty", "operation must be a non-empty name", settings={"operation": ""}),
+    Case("metadata-not-a-mapping", "metadata must be a mapping", settings={"metadata": [1]}),
+    Case(
+        "unknown-request-setting",
+        r"Unknown request settings \['temprature'\]",
+        settings={"temprature": 0.2},
+        by_hand=None,
+    ),
+    Case("timeout-zero", "timeout_s must be positive", options={"timeout_s": 0}),
+    Case("max-attempts-zero", "max_attempts must be at least 1", options={"max_attempts": 0}),
+    Case("routing-unknown", "routing='fast'", options={"routing": "fast"}),
+    Case("cache-mode-unknown", "cache='yes'", options={"cache": "yes"}),
+    Case("progress-unknown", "progress='fancy'", options={"progress": "fancy"}),
+    Case("chunk-size-zero", "chunk_size must be at least 1", options={"chunk_size": 0}),
+]
+
+
+def _drain(results: Any) -> list[Any]:
+    async def collect() -> list[Any]:
+        return [r async for r in results]
+
+    return asyncio.run(collect())
+
+
+def _by_hand(case: Case) -> list[Any]:
+    """The case's prompts as hand-built GenerationRequests (as a script might make them)."""
+    built = []
+    for i, prompt in enumerate(case.prompts):
+        item = prompt if isinstance(prompt, Mapping) else {"prompt": prompt}
+        fields = {"id": f"r{i}", **item, **case.settings}
+        built.append(GenerationRequest(**fields))
+    return built
+
+
+ENTRIES: dict[str, Callable[[Callable[[], Any], dict[str, Any]], Any]] = {
+    "batch_generate": lambda make, options: sg.batch_generate(make(), **options),
+    "iter_generate": lambda make, options: list(sg.iter_generate(make(), **options)),
+    "abatch_generate": lambda make, options: asyncio.run(sg.abatch_generate(make(), **options)),
+    "aiter_generate": lambda make, options: _drain(sg.aiter_generate(make(), **options)),
+}
+
+
+@pytest.mark.parametrize("entry", [*ENTRIES, "by_hand"])
+@pytest.mark.parametrize("case", API_CASES, ids=[c.name for c in API_CASES])
+def test_bad_input_through_the_python_api_is_refused_before_anything_is_sent(
+    case: Case, entry: str, tmp_path: Path
+) -> None:
+    backend = FakeBackend()
+    db = tmp_path / "log.duckdb"
+    options = {"backend": backend, "db": db, "models": LADDER, **case.options}
+    if entry == "by_hand":
+        if case.by_hand is None:
+            pytest.skip("this input cannot be written as a GenerationRequest")
+        with pytest.raises(case.error, match=case.by_hand or case.match) as caught:
+            sg.batch_generate(_by_hand(case), **options)
+    else:
+
+        def make() -> Any:
+            return sg.create_batch_requests(case.prompts, **case.settings)
+
+        with pytest.raises(case.error, match=case.match) as caught:
+            ENTRIES[entry](make, options)
+    assert len(str(caught.value)) > 20  # a sentence, not a bare value
+    assert backend.calls == []
+    assert log_rows(db) == 0
+
+
+def test_at_least_25_distinct_bad_inputs_are_covered() -> None:
+    named = {c.name for c in API_CASES} | {c[0] for c in MAGIC_CASES} | {c[0] for c in CLI_CASES}
+    assert len(named) >= 25
+
+
+def test_plain_strings_given_to_batch_generate_say_to_make_requests_first() -> None:
+    backend = FakeBackend()
+    for entry, run in ENTRIES.items():
+        with pytest.raises(ConfigurationError, match="create_batch_requests"):
+            run(lambda: ["Write about tides."], {"backend": backend, "db": False})
+        with pytest.raises(ConfigurationError, match="create_batch_requests"):
+            run(lambda: iter(["Write about tides."]), {"backend": backend, "db": False})
+        assert backend.calls == [], entry
+
+
+def test_a_bad_request_from_a_generator_is_refused_when_it_is_reached(tmp_path: Path) -> None:
+    """A generator is checked as it is pulled (it may be endless): a bad first item stops the
+    batch before anything is sent. Duplicate ids in a generator are not checked: remembering
+    every id would defeat the bounded memory a generator is for."""
+    backend = FakeBackend()
+
+    def prompts() -> Iterator[Any]:
+        yield {"id": "a", "prompt": "fine", "temperature": 9.0}
+        yield "never reached"
+
+    with pytest.raises(ConfigurationError, match=r"temperature=9\.0"):
+        sg.batch_generate(sg.create_batch_requests(prompts()), backend=backend, db=False)
+    with pytest.raises(ConfigurationError, match="not a GenerationRequest"):
+        sg.batch_generate((p for p in ["x"]), backend=backend, db=False)  # type: ignore[misc]
+    assert backend.calls == []
+
+
+def test_a_prompt_over_the_input_limit_is_a_too_large_result_and_is_never_sent(
+    tmp_path: Path,
+) -> None:
+    """Not misuse but data (DESIGN rule 3): the limit belongs to the model, other requests of
+    the batch may fit, and a ladder may hold a larger model. The request ends as `too_large`,
+    unsent, logged like any result; the rest of the batch runs."""
+    small = [sg.ModelSpec("small", priority=1, input_token_limit=40)]
+    requests = sg.create_batch_requests(["short one", "word " * 200, "short two"])
+    for entry, run in ENTRIES.items():
+        backend = FakeBackend()
+        db = tmp_path / f"{entry}.duckdb"
+        options = {"backend": backend, "db": db, "models": small}
+        results = sorted(run(lambda: requests, options), key=lambda r: r.index)
+        assert [r.success for r in results] == [True, False, True]
+        error = results[1].error
+        assert error is not None and error.kind == "too_large" and "input" in error.message
+        assert sorted(rid for _, rid in backend.calls) == ["0", "2"]
+        rows = Database(db).rows("SELECT request_id, error_kind FROM result ORDER BY request_id")
+        assert rows == [("0", None), ("1", "too_large"), ("2", None)]
+
+
+def test_an_invalid_api_key_stops_at_the_first_call(tmp_path: Path) -> None:
+    config = EmulatorConfig(
+        api_keys=("the-right-key",), latency_scale=0.0, models={EMULATED: ModelConfig()}
+    )
+    db = tmp_path / "log.duckdb"
+    requests = sg.create_batch_requests([f"prompt {i}" for i in range(20)])
+    with Emulator(config) as emu:
+        for run in ENTRIES.values():
+            emu.reset()
+            options = {
+                "base_url": emu.base_url,
+                "api_key": "a-wrong-key",
+                "models": EMULATED,
+                "max_concurrency": 1,
+                "db": db,
+            }
+            with pytest.raises(InvalidApiKeyError, match=r"rejected the API key.*GEMINI_API_KEY"):
+                run(lambda: requests, options)
+            assert emu.counters()["models"][EMULATED]["requests"] == 1
+    # Logged whole: each batch failed, its one attempt recorded, every request ended once.
+    log = Database(db)
+    assert log.rows("SELECT DISTINCT status FROM batch_log") == [("failed",)]
+    assert log.rows("SELECT count(*) FROM ai_api_call") == [(4,)]
+    per_batch = log.rows(
+        "SELECT count(DISTINCT request_id), count(*) FROM result GROUP BY batch_id"
+    )
+    assert per_batch == [(20, 20)] * 4
+
+
+def test_no_api_key_and_no_emulator_names_the_variable_and_the_emulator(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    db = tmp_path / "log.duckdb"
+    requests = sg.create_batch_requests(["Write about tides."])
+    for run in ENTRIES.values():
+        with pytest.raises(MissingApiKeyError, match=r"GEMINI_API_KEY.*emulator"):
+            run(lambda: requests, {"db": db, "models": EMULATED})
+    assert log_rows(db) == 0
+
+
+def _corrupt(path: Path) -> Path:
+    path.write_bytes(b"\x00garbage, not a database\xff" * 300)
+    return path
+
+
+def _newer(path: Path) -> Path:
+    Database(path)  # a current log ...
+    with duckdb.connect(str(path)) as con:  # ... that a later version migrated further
+        con.execute("INSERT INTO schema_migration VALUES (999, 'from the future', now())")
+    return path
+
+
+def _foreign(path: Path) -> Path:
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE result (x INTEGER)")
+    return path
+
+
+def _bad_logs(folder: Path, mentions: str) -> tuple[Path, Path]:
+    """The corrupt and the newer log files a case names (made only when it names them)."""
+    corrupt, newer = folder / "corrupt.duckdb", folder / "newer.duckdb"
+    if "corrupt" in mentions:
+        _corrupt(corrupt)
+    if "newer" in mentions:
+        _newer(newer)
+    return corrupt, newer
+
+
+BAD_LOGS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "corrupt": (_corrupt, "not a DuckDB database.*move it aside"),
+    "newer-schema": (_newer, "newer scriptgen_nb.*version 999.*Upgrade"),
+    "not-a-call-log": (_foreign, "not a scriptgen_nb call log"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_LOGS)
+def test_a_call_log_that_cannot_be_used_is_refused_and_left_untouched(
+    kind: str, tmp_path: Path
+) -> None:
+    make, message = BAD_LOGS[kind]
+    path = make(tmp_path / "log.duckdb")
+    before = path.read_bytes()
+    files = sorted(tmp_path.iterdir())
+    backend = FakeBackend()
+    requests = sg.create_batch_requests(["Write about tides."])
+    for run in ENTRIES.values():
+        with pytest.raises(StoreError, match=message):
+            run(lambda: requests, {"backend": backend, "db": path, "models": LADDER})
+    with pytest.raises(StoreError, match=message):
+        sg.CallStore(path)
+    assert backend.calls == []
+    assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == files  # no WAL or sibling left behind
+
+
+UNREADABLE_CATALOGUES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing": (lambda d: d / "nowhere.toml", "Cannot read model catalogue"),
+    "a-folder": (lambda d: d, "Cannot read model catalogue"),
+    "not-utf8": (lambda d: _write(d / "c.toml", b"\xff\xfe\x00rpm"), "not UTF-8"),
+    "bad-toml": (lambda d: _write(d / "c.toml", b"[models\nrpm = "), "is not valid"),
+    "json-list": (lambda d: _write(d / "c.json", b"[1, 2]"), "top level must be an object"),
+    "no-models": (lambda d: _write(d / "c.toml", b"as_of = '2026'"), "non-empty \\[models\\]"),
+    "bad-value": (
+        lambda d: _write(d / "c.toml", b"[models.m]\npriority = 1\nrpm = 'ten'"),
+        "rpm must be >= 0",
+    ),
+}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", UNREADABLE_CATALOGUES)
+def test_an_unreadable_catalogue_file_is_a_configuration_error(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make, message = UNREADABLE_CATALOGUES[kind]
+    path = make(tmp_path)
+    with pytest.raises(ConfigurationError, match=message):
+        ModelCatalogue.from_file(path)
+    monkeypatch.setenv("SCRIPTGEN_CATALOGUE", str(path))
+    backend = FakeBackend()
+    db = tmp_path / "log.duckdb"
+    requests = sg.create_batch_requests(["Write about tides."])
+    for run in ENTRIES.values():
+        with pytest.raises(ConfigurationError, match=message):
+            run(lambda: requests, {"backend": backend, "db": db})
+    assert backend.calls == [] and log_rows(db) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BatchOptions (wiring.py) does not check budget_usd/timeout_s types yet: a NaN budget "
+    "runs unbounded and a string one fails with a bare TypeError",
+)
+@pytest.mark.parametrize(
+    "options",
+    [{"budget_usd": math.nan}, {"budget_usd": "5"}, {"timeout_s": "60"}, {"frobnicate": 1}],
+    ids=["nan-budget", "text-budget", "text-timeout", "unknown-option"],
+)
+def test_bad_batch_option_values_are_configuration_errors(options: dict[str, Any]) -> None:
+    backend = FakeBackend()
+    with pytest.raises(ConfigurationError):
+        sg.batch_generate(
+            sg.create_batch_requests(["x"]), backend=backend, db=False, models=LADDER, **options
+        )
+    assert backend.calls == []
+
+
+# --- the magic -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[Any]:
+    ip = start_ipython() or get_ipython()  # the global test shell: only the first call makes it
+    ip.run_line_magic("load_ext", "scriptgen_nb")
+    yield ip
+    SESSION.stop()
+
+
+@pytest.fixture
+def magic_emulator(monkeypatch: pytest.MonkeyPatch, shell: Any) -> Iterator[Emulator]:
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    config = EmulatorConfig(
+        latency_scale=0.0, minute_s=2.0, day_s=60.0, models={EMULATED: ModelConfig()}
+    )
+    emulator = SESSION.start(config)
+    SESSION.announced = True
+    yield emulator
+    SESSION.stop()
+
+
+NAMESPACE: dict[str, Any] = {
+    "not_a_schema": 42,
+    "loose_schema": {"title": "x"},
+    "not_a_table": 42,
+    "a_string": "chapters",
+    "chapters": pd.DataFrame({"id": ["c1", "c2"], "title": ["Tides", "Moss"]}),
+    "twin_chapters": pd.DataFrame({"id": ["c1", "c1"], "title": ["Tides", "Moss"]}),
+    "gappy_chapters": pd.DataFrame({"id": [1.0, math.nan], "title": ["Tides", "Moss"]}),
+    "no_chapters": [],
+}
+
+# (name, options, cell, exception, message); `{db}` and `{model}` are filled in.
+MAGIC_CASES: list[tuple[str, str, str, type[Exception], str]] = [
+    ("magic-temperature-too-high", "--temperature 3", "Tides", ConfigurationError, "temperature=3"),
+    ("magic-temperature-text", "--temperature hot", "Tides", UsageError, "invalid float"),
+    ("magic-max-tokens-zero", "--max-tokens 0", "Tides", ConfigurationError, "max_output_tokens"),
+    ("magic-max-tokens-text", "--max-tokens many", "Tides", UsageError, "invalid int"),
+    ("magic-concurrency-zero", "--concurrency 0", "Tides", ConfigurationError, "at least 1"),
+    ("magic-concurrency-negative", "--concurrency -3", "Tides", ConfigurationError, "at least 1"),
+    ("magic-concurrency-absurd", "--concurrency 50000", "Tides", ConfigurationError, "absurd"),
+    ("magic-concurrency-word", "--concurrency lots", "Tides", UsageError, "--concurrency"),
+    ("magic-unknown-model", "--model gemini-0-nowhere", "Tides", UnknownModelError, "Unknown"),
+    ("magic-empty-ladder", "--model ,", "Tides", ConfigurationError, "models= is empty"),
+    ("magic-negative-budget", "--budget -1", "Tides", ConfigurationError, "must not be negative"),
+    ("magic-schema-a-number", "--schema not_a_schema", "Tides", ConfigurationError, "schema must"),
+    ("magic-schema-loose", "--schema loose_schema", "Tides", ConfigurationError, "keywords"),
+    ("magic-schema-missing", "--schema nowhere", "Tides", UsageError, "no variable"),
+    ("magic-over-a-number", "--over not_a_table", "{title}", ConfigurationError, "DataFrame"),
+    ("magic-over-a-string", "--over a_string", "{title}", ConfigurationError, "not str"),
+    ("magic-over-empty", "--over no_chapters", "{title}", ConfigurationError, "empty table"),
+    ("magic-over-missing", "--over nowhere", "{title}", UsageError, "no variable"),
+    ("magic-template-missing-column", "--over chapters", "{summary}", ConfigurationError, "row 0"),
+    ("magic-over-duplicate-ids", "--over twin_chapters", "{title}", ConfigurationError, "share"),
+    ("magic-over-float-ids", "--over gappy_chapters", "{title}", ConfigurationError, "id 1.0"),
+    ("magic-empty-template", "--over chapters", "  \n", ConfigurationError, "cell is empty"),
+    ("magic-empty-cell", "", "  \n\n", ConfigurationError, "holds no prompt"),
+    ("magic-vars-missing", "--vars", "About {nowhere}", ConfigurationError, "notebook's vari"),
+    ("magic-empty-system", "--system ''", "Tides", ConfigurationError, "system must be"),
+    ("magic-empty-operation", "--operation ''", "Tides", ConfigurationError, "operation must"),
+    ("magic-cache-unknown", "--cache sometimes", "Tides", UsageError, "invalid choice"),
+    ("magic-unknown-option", "--temprature 0.2", "Tides", UsageError, "unrecognized"),
+    ("magic-corrupt-log", "--db {corrupt}", "Tides", StoreError, "not a DuckDB database"),
+    ("magic-newer-log", "--db {newer}", "Tides", StoreError, "newer scriptgen_nb"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "body", "error", "message"), MAGIC_CASES, ids=[c[0] for c in MAGIC_CASES]
+)
+def test_bad_input_through_the_magic_is_refused_before_anything_is_sent(
+    name: str,
+    options: str,
+    body: str,
+    error: type[Exception],
+    message: str,
+    shell: Any,
+    magic_emulator: Emulator,
+    tmp_path: Path,
+) -> None:
+    shell.user_ns.update(NAMESPACE)
+    db = tmp_path / "log.duckdb"
+    corrupt, newer = _bad_logs(tmp_path, options)
+    if "--db" not in options:
+        options += f" --db {db}"
+    if "--model" not in options:
+        options += f" --model {EMULATED}"
+    line = "batch " + options.format(corrupt=corrupt, newer=newer)
+    before = [(p, p.read_bytes()) for p in (corrupt, newer) if p.exists()]
+    with pytest.raises(error, match=message):
+        shell.run_cell_magic("scriptgen", line, body)
+    assert magic_emulator.counters()["requests"] == 0
+    assert log_rows(db) == 0
+    assert [(p, p.read_bytes()) for p, _ in before] == before  # a bad log is left as it was
+
+
+# --- the project workflow ------------------------------------------------------------------------
+
+PROJECT_CASES: list[tuple[str, dict[str, Any], type[Exception], str]] = [
+    ("temperature", {"temperature": 3.0}, ConfigurationError, "temperature=3.0"),
+    ("max-output-tokens", {"max_output_tokens": 0}, ConfigurationError, "max_output_tokens=0"),
+    ("stop-sequences", {"stop_sequences": "END"}, ConfigurationError, "one string"),
+    ("unknown-model", {"models": "gemini-0-nowhere"}, UnknownModelError, "Unknown model"),
+    ("pinned-model", {"model": "gemini-0-nowhere"}, ConfigurationError, "pinned to model"),
+    (
+        "batch-concurrency-zero",
+        {"mode": "batch", "max_concurrency": 0},
+        ConfigurationError,
+        "at least 1",
+    ),
+    (
+        "batch-concurrency-absurd",
+        {"mode": "batch", "max_concurrency": 99_999},
+        ConfigurationError,
+        "absurd",
+    ),
+    ("negative-budget", {"budget_usd": -2.0}, ConfigurationError, "must not be negative"),
+    ("template-missing-field", {"template": "About {nowhere}"}, ConfigurationError, "nowhere"),
+    ("unknown-mode", {"mode": "fast"}, ConfigurationError, "mode='fast'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "error", "message"), PROJECT_CASES, ids=[c[0] for c in PROJECT_CASES]
+)
+def test_bad_input_through_the_project_workflow_is_refused_before_anything_is_sent(
+    name: str, options: dict[str, Any], error: type[Exception], message: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "projects.duckdb"
+    pid = sg.create_project("Small things", chapters=[{"title": "Tides"}, {"title": "Moss"}], db=db)
+    backend = fake()
+    settings = {"backend": backend, "db": db, "models": LADDER, **options}
+    with pytest.raises(error, match=message):
+        sg.generate_scripts(pid, **settings)
+    assert backend.calls == []
+    assert log_rows(db) == 0
+    assert sg.scripts_frame(pid, db=db).empty
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+SCRIPTGEN = [sys.executable, "-m", "scriptgen_nb.cli"]
+
+# (name, arguments, environment changes, exit status, message on stderr)
+CLI_CASES: list[tuple[str, list[str], dict[str, str], int, str]] = [
+    ("cli-demo-zero-requests", ["demo", "-n", "0"], {}, 2, "--requests must be at least 1"),
+    ("cli-demo-negative-requests", ["demo", "-n", "-5"], {}, 2, "--requests must be at least 1"),
+    ("cli-demo-word-requests", ["demo", "-n", "many"], {}, 2, "invalid int value"),
+    ("cli-demo-real-without-key", ["demo", "--real", "-n", "1"], {}, 1, "GEMINI_API_KEY"),
+    ("cli-demo-unreadable-catalogue", ["demo", "-n", "1"], {"cat": "1"}, 1, "model catalogue"),
+    ("cli-demo-corrupt-log", ["demo", "-n", "1"], {"db": "corrupt"}, 1, "not a DuckDB database"),
+    ("cli-stats-corrupt-log", ["stats", "--db", "{corrupt}"], {}, 1, "not a DuckDB database"),
+    ("cli-stats-newer-log", ["stats", "--db", "{newer}"], {}, 1, "newer scriptgen_nb"),
+    ("cli-stats-bad-time", ["stats", "--db", "{newer}", "--since", "soonish"], {}, 2, "soonish"),
+    ("cli-batches-zero-limit", ["batches", "--db", "{newer}", "-n", "0"], {}, 2, "at least 1"),
+    ("cli-emulator-remote-host", ["emulator", "--host", "0.0.0.0"], {}, 2, "--allow-remote"),
+    ("cli-emulator-bad-port", ["emulator", "--port", "70000"], {}, 2, "not a port"),
+    ("cli-emulator-bad-latency", ["emulator", "--latency-scale", "-1"], {}, 2, "non-negative"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "env", "status", "message"), CLI_CASES, ids=[c[0] for c in CLI_CASES]
+)
+def test_bad_input_through_the_command_line_exits_with_a_message_and_no_traceback(
+    name: str, args: list[str], env: dict[str, str], status: int, message: str, tmp_path: Path
+) -> None:
+    corrupt, newer = _bad_logs(tmp_path, " ".join([*args, *env.values()]))
+    log = tmp_path / "log.duckdb"
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL")
+    }
+    environment["SCRIPTGEN_DB"] = str(corrupt if env.get("db") == "corrupt" else log)
+    if env.get("cat"):
+        environment["SCRIPTGEN_CATALOGUE"] = str(tmp_path / "no-such-catalogue.toml")
+    argv = [a.format(corrupt=corrupt, newer=newer) for a in args]
+    done = subprocess.run(
+        [*SCRIPTGEN, *argv], capture_output=True, text=True, timeout=60, env=environment
+    )
+    assert done.returncode == status, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert log_rows(log) == 0
+
+
+# --- property-based ------------------------------------------------------------------------------
+
+PROMPTS = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "\n\t", "a fine prompt"]),
+    st.integers(),
+    st.none(),
+    st.floats(),
+    st.binary(max_size=4),
+    st.lists(st.text(max_size=3), max_size=2),
+)
+IDS = st.one_of(
+    st.text(max_size=6),
+    st.integers(-3, 30),
+    st.floats(),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+)
+NUMBERS = st.one_of(
+    st.none(),
+    st.floats(-1.0, 3.0),
+    st.sampled_from([math.nan, math.inf, -math.inf]),
+    st.integers(-3, 3),
+    st.text(max_size=3),
+)
+SETTINGS = {
+    "temperature": NUMBERS,
+    "top_p": NUMBERS,
+    "max_output_tokens": st.one_of(st.none(), st.integers(-3, 100), st.floats(0, 5)),
+    "top_k": st.one_of(st.none(), st.integers(-2, 50)),
+    "seed": st.one_of(st.none(), st.integers(-(2**33), 2**33), st.text(max_size=2)),
+    "stop_sequences": st.one_of(st.lists(st.text(max_size=4), max_size=7), st.text(max_size=4)),
+    "system": st.one_of(st.none(), st.text(max_size=10), st.integers()),
+    "schema": st.sampled_from([None, Caption, {"type": "object"}, {"title": "x"}, 42, "object"]),
+}
+ITEMS = st.one_of(
+    PROMPTS,
+    st.fixed_dictionaries({"prompt": PROMPTS}, optional={"id": IDS, **SETTINGS}),
+)
+CONCURRENCY = st.one_of(
+    st.none(), st.sampled_from(["auto", "seed", "lots", 0, -1, 1, 3, 16, 10_000, 10_001, 2.5])
+)
+# Small enough that longer prompts end as `too_large`.
+SMALL = [sg.ModelSpec("small", priority=1, rpm=10_000, input_token_limit=12)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    items=st.lists(ITEMS, max_size=6),
+    defaults=st.fixed_dictionaries({}, optional=SETTINGS),
+    concurrency=CONCURRENCY,
+)
+def test_any_request_list_is_refused_before_sending_or_every_request_ends_exactly_once(
+    items: list[Any], defaults: dict[str, Any], concurrency: Any
+) -> None:
+    backend = FakeBackend()
+    try:
+        requests = sg.create_batch_requests(items, **defaults)
+        results = sg.batch_generate(
+            requests,
+            backend=backend,
+            db=False,
+            models=SMALL,
+            max_concurrency=concurrency,
+            backoff=NO_BACKOFF,
+            max_attempts=2,
+        )
+    except ConfigurationError as exc:
+        assert backend.calls == []
+        assert len(str(exc)) > 20
+        return
+    assert isinstance(requests, list)
+    assert [r.index for r in results] == list(range(len(requests)))
+    assert [r.id for r in results] == [q.id for q in requests]
+    assert len({r.id for r in results}) == len(results)
+    sent = Counter(rid for _, rid in backend.calls)
+    for result in results:
+        kind = result.error.kind if result.error else None
+        assert result.success or kind in ("too_large", "invalid_json"), result.error
+        assert sent[result.id] == (0 if kind == "too_large" else result.attempts)
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**7),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+ENTRY_KEYS = st.sampled_from(
+    [
+        "priority",
+        "rpm",
+        "tpm",
+        "rpd",
+        "input_token_limit",
+        "output_token_limit",
+        "input_usd_per_1m",
+        "output_usd_per_1m",
+        "input_usd_per_1m_long",
+        "output_usd_per_1m_long",
+        "long_context_tokens",
+        "batch_discount",
+        "minute_s",
+        "day_s",
+        "status",
+        "name",
+        "bogus",
+    ]
+)
+TIERS = st.dictionaries(
+    st.sampled_from(["free", "tier1"]),
+    st.one_of(st.dictionaries(ENTRY_KEYS, VALUES, max_size=3), VALUES),
+    max_size=2,
+)
+MODEL_ENTRIES = st.one_of(
+    st.dictionaries(ENTRY_KEYS, VALUES, max_size=5),
+    st.builds(
+        lambda entry, limits: {**entry, "limits": limits},
+        st.dictionaries(ENTRY_KEYS, VALUES, max_size=4),
+        TIERS,
+    ),
+    VALUES,
+)
+CATALOGUES = st.fixed_dictionaries(
+    {
+        "models": st.one_of(
+            st.dictionaries(
+                st.one_of(st.text(max_size=14), st.integers()), MODEL_ENTRIES, max_size=4
+            ),
+            VALUES,
+        )
+    },
+    optional={"as_of": VALUES, "default_tier": VALUES},
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=CATALOGUES, tier=st.sampled_from(["free", "tier1"]))
+def test_any_catalogue_mapping_is_a_configuration_error_or_a_usable_catalogue(
+    data: dict[str, Any], tier: str
+) -> None:
+    try:
+        catalogue = ModelCatalogue.from_mapping(data, tier=tier)
+    except ConfigurationError as exc:
+        assert len(str(exc)) > 20
+        return
+    assert len(catalogue) >= 1
+    for spec in catalogue:
+        cost = spec.cost_usd(Usage(300_000, 1_000, 10))
+        assert math.isfinite(cost) and cost >= 0
+        assert isinstance(spec.usable, bool) and spec.minute_s > 0 and spec.day_s > 0
+    try:
+        ladder = catalogue.resolve(None)
+    except ConfigurationError:
+        return
+    assert ladder and all(spec.usable for spec in ladder)
+    assert [s.name for s in catalogue.with_windows(1.0, 2.0).resolve(None)] == [
+        s.name for s in ladder
+    ]
