@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from IPython import get_ipython
 from IPython.core.error import UsageError
@@ -665,55 +665,88 @@ def test_bad_input_through_the_command_line_exits_with_a_message_and_no_tracebac
 
 # --- property-based ------------------------------------------------------------------------------
 
-PROMPTS = st.one_of(
-    st.text(max_size=40),
-    st.sampled_from(["", " ", "\n\t", "a fine prompt"]),
+# Requests: mostly valid values, so that many lists run, and one bad value now and then in
+# any place (a prompt, an id, a request's setting, a default, the concurrency).
+GOOD_PROMPTS = st.text(st.characters(codec="utf-8"), min_size=1, max_size=40).map("p {}".format)
+BAD_PROMPTS = st.one_of(
+    st.sampled_from(["", " ", "\n\t"]),
     st.integers(),
     st.none(),
     st.floats(),
     st.binary(max_size=4),
     st.lists(st.text(max_size=3), max_size=2),
 )
-IDS = st.one_of(
-    st.text(max_size=6),
-    st.integers(-3, 30),
+# Ids that seldom collide with each other or with positions (a collision is a refusal too).
+GOOD_IDS = st.one_of(st.text(min_size=1, max_size=6).map("id-{}".format), st.integers(100, 10**6))
+BAD_IDS = st.one_of(
+    st.sampled_from(["", " "]),
     st.floats(),
     st.none(),
     st.booleans(),
     st.lists(st.integers(), max_size=2),
 )
-NUMBERS = st.one_of(
-    st.none(),
-    st.floats(-1.0, 3.0),
-    st.sampled_from([math.nan, math.inf, -math.inf]),
-    st.integers(-3, 3),
-    st.text(max_size=3),
-)
-SETTINGS = {
-    "temperature": NUMBERS,
-    "top_p": NUMBERS,
-    "max_output_tokens": st.one_of(st.none(), st.integers(-3, 100), st.floats(0, 5)),
-    "top_k": st.one_of(st.none(), st.integers(-2, 50)),
-    "seed": st.one_of(st.none(), st.integers(-(2**33), 2**33), st.text(max_size=2)),
-    "stop_sequences": st.one_of(st.lists(st.text(max_size=4), max_size=7), st.text(max_size=4)),
-    "system": st.one_of(st.none(), st.text(max_size=10), st.integers()),
-    "schema": st.sampled_from([None, Caption, {"type": "object"}, {"title": "x"}, 42, "object"]),
+GOOD_SETTINGS: dict[str, st.SearchStrategy[Any]] = {
+    "temperature": st.floats(0.0, 2.0),
+    "top_p": st.floats(0.0, 1.0),
+    "max_output_tokens": st.integers(1, 100),
+    "top_k": st.integers(1, 50),
+    "seed": st.integers(-(2**31), 2**31 - 1),
+    "stop_sequences": st.lists(st.text(min_size=1, max_size=4), max_size=5),
+    "system": st.text(min_size=1, max_size=10).map("s {}".format),
+    "schema": st.sampled_from([Caption, {"type": "object"}]),
 }
-ITEMS = st.one_of(
-    PROMPTS,
-    st.fixed_dictionaries({"prompt": PROMPTS}, optional={"id": IDS, **SETTINGS}),
-)
-CONCURRENCY = st.one_of(
-    st.none(), st.sampled_from(["auto", "seed", "lots", 0, -1, 1, 3, 16, 10_000, 10_001, 2.5])
+BAD_SETTINGS: dict[str, st.SearchStrategy[Any]] = {
+    "temperature": st.one_of(
+        st.floats(2.0, 9.0, exclude_min=True),
+        st.floats(-9.0, 0.0, exclude_max=True),
+        st.sampled_from([math.nan, math.inf, "hot", True]),
+    ),
+    "top_p": st.one_of(st.floats(1.0, 2.0, exclude_min=True), st.sampled_from([-0.5, math.nan])),
+    "max_output_tokens": st.one_of(st.integers(-3, 0), st.floats(0, 5), st.text(max_size=2)),
+    "top_k": st.integers(-2, 0),
+    "seed": st.one_of(st.integers(2**31, 2**33), st.text(max_size=2)),
+    "stop_sequences": st.one_of(
+        st.text(max_size=4), st.lists(st.text(min_size=1), min_size=6, max_size=7)
+    ),
+    "system": st.one_of(st.just(""), st.integers()),
+    "schema": st.sampled_from([{"title": "x"}, {"type": "objekt"}, 42, "object", NotAModel]),
+}
+
+
+@st.composite
+def maybe_bad(draw: st.DrawFn, good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
+    return draw(bad) if draw(st.integers(0, 29)) == 0 else draw(good)
+
+
+@st.composite
+def request_settings(draw: st.DrawFn) -> dict[str, Any]:
+    names = draw(st.lists(st.sampled_from(sorted(GOOD_SETTINGS)), unique=True, max_size=3))
+    return {n: draw(maybe_bad(GOOD_SETTINGS[n], BAD_SETTINGS[n])) for n in names}
+
+
+@st.composite
+def prompt_items(draw: st.DrawFn) -> Any:
+    prompt = draw(maybe_bad(GOOD_PROMPTS, BAD_PROMPTS))
+    if draw(st.booleans()):
+        return prompt
+    item = {"prompt": prompt, **draw(request_settings())}
+    if draw(st.booleans()):
+        item["id"] = draw(maybe_bad(GOOD_IDS, BAD_IDS))
+    return item
+
+
+CONCURRENCY = maybe_bad(
+    st.sampled_from([None, "auto", "seed", 1, 3, 16, 10_000]),
+    st.sampled_from(["lots", 0, -1, 10_001, 2.5, True]),
 )
 # Small enough that longer prompts end as `too_large`.
 SMALL = [sg.ModelSpec("small", priority=1, rpm=10_000, input_token_limit=12)]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(
-    items=st.lists(ITEMS, max_size=6),
-    defaults=st.fixed_dictionaries({}, optional=SETTINGS),
+    items=st.lists(prompt_items(), max_size=6),
+    defaults=request_settings(),
     concurrency=CONCURRENCY,
 )
 def test_any_request_list_is_refused_before_sending_or_every_request_ends_exactly_once(
@@ -732,9 +765,11 @@ def test_any_request_list_is_refused_before_sending_or_every_request_ends_exactl
             max_attempts=2,
         )
     except ConfigurationError as exc:
+        event("refused")
         assert backend.calls == []
         assert len(str(exc)) > 20
         return
+    event("ran")
     assert isinstance(requests, list)
     assert [r.index for r in results] == list(range(len(requests)))
     assert [r.id for r in results] == [q.id for q in requests]
@@ -803,7 +838,7 @@ CATALOGUES = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(data=CATALOGUES, tier=st.sampled_from(["free", "tier1"]))
 def test_any_catalogue_mapping_is_a_configuration_error_or_a_usable_catalogue(
     data: dict[str, Any], tier: str
