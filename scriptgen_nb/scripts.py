@@ -173,7 +173,10 @@ class OutlineRun:
 
 
 def project_database(db: ProjectDb) -> Database:
-    """The file holding the projects: the call log's (None: the default file)."""
+    """The file holding the projects: the call log's (None: the default file).
+
+    A path opens the file anew on each call; pass a `Database` to share one (in memory too).
+    """
     if db is False:
         raise ConfigurationError(
             "Projects are kept in the call log's file; db=False keeps no file. Pass a path, "
@@ -252,9 +255,10 @@ def generate_outline(
     stored: list[Chapter] = []
 
     def keep(done: Done) -> None:
-        for result, _ in done:
-            chapters = result.data.chapters
-            stored.extend(Chapter(n, c.title, c.summary) for n, c in enumerate(chapters, 1))
+        for result, _ in done:  # the one request: the outline
+            chapters = enumerate(result.data.chapters, 1)
+            stored.extend(Chapter(n, c.title, c.summary) for n, c in chapters)
+        if stored:
             projects.add_chapters(database, project_id, stored)
 
     ran = _run(
