@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,7 @@ from .schema import MIGRATIONS
 MEMORY = ":memory:"
 _CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
 _READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+_ANALYZE = re.compile(r"\bANALY[SZ]E\b", re.IGNORECASE)
 
 
 class StoreError(ScriptgenError):
@@ -88,8 +90,11 @@ class Database:
     # --- connections -----------------------------------------------------------------------
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one unit of work (a transaction is up to the caller)."""
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one unit of work (a transaction is up to the caller).
+
+        `read_only` opens the file read-only (the one in-memory connection cannot be).
+        """
         if self._memory is not None:
             with self._memory_lock:
                 cursor = self._memory.cursor()
@@ -98,7 +103,7 @@ class Database:
                 finally:
                     cursor.close()
             return
-        connection = self._open()
+        connection = self._open(read_only=read_only)
         try:
             yield connection
         finally:
@@ -122,12 +127,12 @@ class Database:
                     raise StoreError(f"Writing the call log {self.path} failed: {exc}") from exc
                 raise
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
+    def _open(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.01
         while True:
             try:
-                return duckdb.connect(self.path, config=_CONFIG)
+                return duckdb.connect(self.path, read_only=read_only, config=_CONFIG)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise StoreError(self._unreadable(exc)) from exc
@@ -245,8 +250,10 @@ class Database:
     def sandboxed_select(self, sql: str) -> pd.DataFrame:
         """Run a user's read-only query: SELECT (or EXPLAIN) statements only, no file access.
 
-        Anything else is refused before it runs; the query also runs in a transaction that is
-        rolled back, so nothing it could do would stay.
+        Anything else is refused before it runs, and so is EXPLAIN ANALYZE (it runs what it
+        explains). A SELECT may still hide a write (`WITH d AS (DELETE ... RETURNING *)`), so a
+        file is opened read-only, where DuckDB refuses any write, and the query runs in a
+        transaction that is rolled back: nothing it could do would stay.
         """
         try:
             statements = duckdb.extract_statements(sql)
@@ -255,11 +262,16 @@ class Database:
         if not statements:
             raise ConfigurationError("No SQL statement given.")
         refused = [s.type.name for s in statements if s.type not in _READ_ONLY_STATEMENTS]
+        refused += [
+            "EXPLAIN ANALYZE"
+            for s in statements
+            if s.type == duckdb.StatementType.EXPLAIN and _ANALYZE.search(s.query)
+        ]
         if refused:
             raise ConfigurationError(
                 f"Only SELECT queries may run on the call log; refused: {', '.join(refused)}."
             )
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 frame = con.execute(sql).df()
