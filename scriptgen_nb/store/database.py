@@ -54,6 +54,11 @@ class Database:
     """A DuckDB file (or `:memory:`) holding the call log, migrated to the current schema."""
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = 30.0) -> None:
+        if not isinstance(path, str | os.PathLike) or not str(path).strip():
+            raise ConfigurationError(
+                f"The call log must be a file path or ':memory:', not {path!r}; pass db=False "
+                "to log nothing."
+            )
         self.path = str(path)
         self.lock_timeout_s = lock_timeout_s
         self._memory: duckdb.DuckDBPyConnection | None = None

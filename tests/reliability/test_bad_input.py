@@ -45,6 +45,7 @@ from scriptgen_nb.engine.errors import (
 from scriptgen_nb.engine.models import ModelCatalogue
 from scriptgen_nb.engine.policy import Backoff
 from scriptgen_nb.engine.values import GenerationRequest, Usage
+from scriptgen_nb.jupyter import cells
 from scriptgen_nb.jupyter.endpoint import SESSION
 from scriptgen_nb.store import Database, StoreError
 from tests.script_writer import fake
@@ -214,6 +215,9 @@ API_CASES = [
     Case("cache-mode-unknown", "cache='yes'", options={"cache": "yes"}),
     Case("progress-unknown", "progress='fancy'", options={"progress": "fancy"}),
     Case("chunk-size-zero", "chunk_size must be at least 1", options={"chunk_size": 0}),
+    Case("log-path-a-number", "must be a file path", options={"db": 123}),
+    Case("log-path-true", "must be a file path", options={"db": True}),
+    Case("log-path-empty", "must be a file path", options={"db": " "}),
 ]
 
 
@@ -456,13 +460,30 @@ def test_an_unreadable_catalogue_file_is_a_configuration_error(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BatchOptions (wiring.py) does not check budget_usd/timeout_s types yet: a NaN budget "
-    "runs unbounded and a string one fails with a bare TypeError",
+    reason="BatchOptions (wiring.py) does not check these yet: a NaN budget runs unbounded, a "
+    "string one or an unknown option is a bare TypeError, a listener that is not callable fails "
+    "after the first request was sent",
 )
 @pytest.mark.parametrize(
     "options",
-    [{"budget_usd": math.nan}, {"budget_usd": "5"}, {"timeout_s": "60"}, {"frobnicate": 1}],
-    ids=["nan-budget", "text-budget", "text-timeout", "unknown-option"],
+    [
+        {"budget_usd": math.nan},
+        {"budget_usd": "5"},
+        {"timeout_s": "60"},
+        {"frobnicate": 1},
+        {"on_progress": 5},
+        {"listeners": [5]},
+        {"cancel": "yes"},
+    ],
+    ids=[
+        "nan-budget",
+        "text-budget",
+        "text-timeout",
+        "unknown-option",
+        "on-progress-not-callable",
+        "listener-not-callable",
+        "cancel-not-a-token",
+    ],
 )
 def test_bad_batch_option_values_are_configuration_errors(options: dict[str, Any]) -> None:
     backend = FakeBackend()
@@ -471,6 +492,16 @@ def test_bad_batch_option_values_are_configuration_errors(options: dict[str, Any
             sg.create_batch_requests(["x"]), backend=backend, db=False, models=LADDER, **options
         )
     assert backend.calls == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="prompts.render (prompts.py) lets str.format's ValueError through for these",
+)
+@pytest.mark.parametrize("template", ["{}", "{title!x}", "{title:>>>}"])
+def test_a_template_field_python_cannot_fill_is_a_configuration_error(template: str) -> None:
+    with pytest.raises(ConfigurationError, match="template"):
+        cells.templated_prompts(template, [{"title": "Tides"}])
 
 
 # --- the magic -----------------------------------------------------------------------------------
