@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 from pydantic import BaseModel
@@ -26,7 +27,7 @@ MODEL = "gemini-3.5-flash-lite"
 
 @pytest.fixture(scope="module")
 def shell() -> Iterator[Any]:
-    ip = start_ipython()
+    ip = start_ipython() or get_ipython()  # the global test shell: only the first call makes it
     ip.run_line_magic("load_ext", "scriptgen_nb")
     yield ip
     SESSION.stop()
