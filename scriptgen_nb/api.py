@@ -181,8 +181,9 @@ def _check_one(position: int, request: object) -> GenerationRequest:
 
 
 def _checked_schema(schema: Any) -> None:
+    """Check a request's schema, once per distinct schema (a big batch shares a few)."""
     try:
-        key = id(schema) if isinstance(schema, type) else json.dumps(schema, sort_keys=True)
+        key = schema if isinstance(schema, type) else json.dumps(schema, sort_keys=True)
     except (TypeError, ValueError):
         key = None
     if key is not None and key in _SCHEMAS_SEEN:
@@ -243,7 +244,7 @@ def _check_pinned(requests: Iterable[GenerationRequest], options: BatchOptions) 
 def _prepare(requests: Iterable[GenerationRequest], options: dict[str, Any]) -> PreparedBatch:
     """Check the requests and options, then wire the batch; nothing is sent or written before."""
     requests = _checked(requests)
-    batch_options = BatchOptions(**options)
+    batch_options = BatchOptions.from_options(options)
     _check_pinned(requests, batch_options)
     return batch_options.prepare(requests)
 

@@ -43,7 +43,13 @@ def render(template: str, values: Mapping[str, Any], *, what: str) -> str:
             f"The template uses {{{missing[0]}}}, which is not in {what} (available: "
             f"{available}). Write {{{{ and }}}} for literal braces."
         )
-    return template.format_map(values)
+    try:
+        return template.format_map(values)
+    except (ValueError, IndexError, KeyError) as exc:  # {}, {0}, a bad conversion or format spec
+        raise ConfigurationError(
+            f"The template cannot be filled ({exc}): name each field, e.g. {{title}}; write "
+            "{{ and }} for literal braces."
+        ) from None
 
 
 def template_hash(text: str) -> str:

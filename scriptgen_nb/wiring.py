@@ -9,12 +9,13 @@ listeners. The engine knows none of this.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib.metadata import version
-from typing import Literal
+from typing import Any, Literal
 
 from . import __version__
 from .engine.backend import Backend, GeminiBackend
@@ -62,12 +63,43 @@ class BatchOptions:
     # "text". None (no progress) for library calls; the magics ask for "auto".
     progress: str | None = None
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> BatchOptions:
+        """Build from keyword options; an unknown name is a configuration error, not a TypeError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown batch option(s) {unknown}; the options are: {', '.join(sorted(known))}."
+            )
+        return cls(**options)
+
     def __post_init__(self) -> None:
         if self.cache not in CACHE_MODES:
             raise ConfigurationError(
                 f"cache={self.cache!r}: use 'use' (serve earlier answers), 'refresh' (ask "
                 "again, keep the new answer) or 'off' (neither read nor write the cache)."
             )
+        if self.budget_usd is not None and not _is_number(self.budget_usd, minimum=0.0):
+            raise ConfigurationError(
+                f"budget_usd must not be negative: give a number of US dollars, 0 or more (got "
+                f"{self.budget_usd!r})."
+            )
+        if not _is_number(self.timeout_s, minimum=0.0) or self.timeout_s == 0:
+            raise ConfigurationError(
+                f"timeout_s must be positive: give a number of seconds (got {self.timeout_s!r})."
+            )
+        callables: list[tuple[str, object]] = []
+        if self.on_progress is not None:
+            callables.append(("on_progress", self.on_progress))
+        callables += [("listeners", listener) for listener in self.listeners]
+        for name, value in callables:
+            if not callable(value):
+                raise ConfigurationError(
+                    f"{name}: {value!r} is not callable (a function of the event)."
+                )
+        if self.cancel is not None and not isinstance(self.cancel, CancelToken):
+            raise ConfigurationError(f"cancel={self.cancel!r}: pass a scriptgen_nb.CancelToken().")
 
     def ladder(self) -> list[ModelSpec]:
         catalogue = self.catalogue or default_catalogue()
@@ -188,6 +220,16 @@ class PreparedBatch:
                     if not failed:
                         raise
                     # The batch already failed (most likely on this same log): its error wins.
+
+
+def _is_number(value: object, *, minimum: float) -> bool:
+    """A real, finite number at least `minimum` (not a bool, not text, not NaN)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= minimum
+    )
 
 
 def progress_listener(on_progress: Callable[[int, int | None], None]) -> Listener:

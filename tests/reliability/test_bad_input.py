@@ -458,12 +458,6 @@ def test_an_unreadable_catalogue_file_is_a_configuration_error(
     assert backend.calls == [] and log_rows(db) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BatchOptions (wiring.py) does not check these yet: a NaN budget runs unbounded, a "
-    "string one or an unknown option is a bare TypeError, a listener that is not callable fails "
-    "after the first request was sent",
-)
 @pytest.mark.parametrize(
     "options",
     [
@@ -494,10 +488,6 @@ def test_bad_batch_option_values_are_configuration_errors(options: dict[str, Any
     assert backend.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="prompts.render (prompts.py) lets str.format's ValueError through for these",
-)
 @pytest.mark.parametrize("template", ["{}", "{title!x}", "{title:>>>}"])
 def test_a_template_field_python_cannot_fill_is_a_configuration_error(template: str) -> None:
     with pytest.raises(ConfigurationError, match="template"):
