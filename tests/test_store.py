@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -337,3 +338,43 @@ def test_the_call_store_answers_in_dataframes(tmp_path: Path) -> None:
     assert [r.id for r in log.failed_requests(batch_id)] == ["0"]
     assert log.sql("SELECT count(*) AS n FROM result")["n"].iloc[0] == 2
     assert repr(log) == f"CallStore({str(path)!r})"
+
+
+def test_threads_writing_and_reading_one_file_do_not_trip_duckdb(tmp_path: Path) -> None:
+    """The recorder's bulk inserts and the session's lookups run on different threads."""
+    db = Database(tmp_path / "log.duckdb")
+    failures: list[BaseException] = []
+
+    def write(n: int) -> None:
+        for i in range(150):
+            try:
+                with db.write() as con:
+                    row = {
+                        "batch_id": "b",
+                        "request_id": f"{n}-{i}",
+                        "request_index": i,
+                        "cache_key": "",
+                        "prompt_hash": "h",
+                    }
+                    Database.insert(con, "request", [row])
+            except Exception as exc:
+                failures.append(exc)
+
+    def read() -> None:
+        for _ in range(300):
+            try:
+                db.rows("SELECT count(*) FROM request")
+            except Exception as exc:
+                failures.append(exc)
+
+    workers = [
+        threading.Thread(target=write, args=(1,)),
+        threading.Thread(target=read),
+        threading.Thread(target=read),
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert failures == []
+    assert count(db, "SELECT count(*) FROM request") == 150

@@ -34,6 +34,9 @@ _READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLA
 _ANALYZE = re.compile(r"\bANALY[SZ]E\b", re.IGNORECASE)
 
 
+_PROCESS_LOCK = threading.RLock()
+
+
 class StoreError(ScriptgenError):
     """The call log cannot be read or written; the message says why and what to do."""
 
@@ -108,11 +111,15 @@ class Database:
                 finally:
                     cursor.close()
             return
-        connection = self._open(read_only=read_only)
-        try:
-            yield connection
-        finally:
-            connection.close()
+        # One unit of work at a time in this process: DuckDB 2.0.1 loses its `pandas_scan`
+        # function when one thread opens the file while another's connection registers a
+        # DataFrame (reproduced with two plain threads), which the recorder's inserts do.
+        with _PROCESS_LOCK:
+            connection = self._open(read_only=read_only)
+            try:
+                yield connection
+            finally:
+                connection.close()
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
