@@ -346,7 +346,7 @@ def test_threads_writing_and_reading_one_file_do_not_trip_duckdb(tmp_path: Path)
     failures: list[BaseException] = []
 
     def write(n: int) -> None:
-        for i in range(150):
+        for i in range(40):
             try:
                 with db.write() as con:
                     row = {
@@ -361,7 +361,7 @@ def test_threads_writing_and_reading_one_file_do_not_trip_duckdb(tmp_path: Path)
                 failures.append(exc)
 
     def read() -> None:
-        for _ in range(300):
+        for _ in range(60):
             try:
                 db.rows("SELECT count(*) FROM request")
             except Exception as exc:
@@ -377,4 +377,4 @@ def test_threads_writing_and_reading_one_file_do_not_trip_duckdb(tmp_path: Path)
     for worker in workers:
         worker.join()
     assert failures == []
-    assert count(db, "SELECT count(*) FROM request") == 150
+    assert count(db, "SELECT count(*) FROM request") == 40
