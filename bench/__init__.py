@@ -1,0 +1,7 @@
+"""Benchmarks for scriptgen_nb: seven scenarios, several contenders, the emulator over real HTTP.
+
+`python -m bench.run` (or `make bench`) runs them and writes `bench/results.json`,
+`bench/results.png` and `bench/BENCHMARKS.md`. Not part of `make test`. Every client-side
+contender talks to the emulator in its own process (`emulator_proc`), so client and server never
+share an interpreter. The package under test is imported, never modified.
+"""

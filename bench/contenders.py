@@ -1,0 +1,582 @@
+"""The contenders: our engine and the published patterns it competes with, written here.
+
+Each contender runs one workload (prompts, the ladder the catalogue states, the emulator's URL)
+and returns a `Run`: wall time, CPU time of this process, successes, failures by kind, the
+moments requests completed and, where the contender exposes them, every attempt.
+
+- `ours`: `scriptgen_nb.batch_generate` with its defaults (pacing by the limits, logging to a
+  fresh DuckDB file per run), or another `max_concurrency` ("seed", an int).
+- `naive_gather`: `asyncio.gather` of every request through google-genai, with the SDK's own
+  `HttpRetryOptions` at its documented defaults (5 attempts, 1 s initial, 60 s max, base 2,
+  jitter 1), time constants scaled like the windows. It ignores `retryDelay`.
+- `cookbook`: the OpenAI cookbook's `api_request_parallel_processor.py` pattern re-implemented
+  for Gemini's REST API: request and token buckets refilled continuously (capped at one
+  window's worth, starting full), one request per 1 ms loop, a global pause of 15 s (scaled)
+  after any 429, failed requests re-queued at once ahead of new ones, 5 attempts, token estimate
+  = prompt tokens (4 characters a token, as tiktoken is not used for Gemini) + 4 + 2 + 15
+  (`max_tokens` absent). Like the cookbook it posts raw JSON (the cookbook uses aiohttp, no SDK).
+- `bare_semaphore`: `asyncio.gather` of google-genai calls under `asyncio.Semaphore(64)`, no
+  retries, no logging (scenario 5's reference).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+import scriptgen_nb as sg
+from scriptgen_nb.engine.backend import FakeBackend, GeminiBackend
+from scriptgen_nb.engine.models import ModelSpec
+from scriptgen_nb.engine.values import (
+    AttemptFinished,
+    Event,
+    GenerationRequest,
+    LimitLearned,
+    ModelStateChanged,
+    RequestFinished,
+)
+from scriptgen_nb.progress import ProgressState
+from scriptgen_nb.store import Database
+
+from .emulator_proc import API_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What every contender of one run gets: the same prompts, ladder and emulator."""
+
+    prompts: Sequence[str]
+    ladder: Sequence[ModelSpec]  # what the catalogue says (limits may be wrong on purpose)
+    base_url: str
+    minute_s: float  # the compressed minute; time constants scale by minute_s / 60
+
+    @property
+    def scale(self) -> float:
+        return self.minute_s / 60.0
+
+    def requests(self) -> list[GenerationRequest]:
+        return list(
+            sg.create_batch_requests(
+                [{"id": f"r{i}", "prompt": p} for i, p in enumerate(self.prompts)]
+            )
+        )
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One call as the client saw it (seconds from the run's start)."""
+
+    start: float
+    end: float
+    model: str
+    outcome: str  # "ok" or a failure kind
+
+
+@dataclass(slots=True)
+class Run:
+    """What one contender did with one workload."""
+
+    contender: str
+    n: int
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    succeeded: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    completions: list[float] = field(default_factory=list)  # success times, from the start
+    attempts: list[AttemptRecord] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return self.n - self.succeeded
+
+
+class _Clock:
+    """Wall time since the run's start (engine events carry wall-clock stamps)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.time()
+
+    def now(self) -> float:
+        return time.time() - self.t0
+
+    def at(self, wall: float) -> float:
+        return wall - self.t0
+
+
+# --- ours --------------------------------------------------------------------------------------
+
+
+class _EngineWatcher:
+    """An engine listener: attempts, completions, learned limits, and what the panel shows."""
+
+    def __init__(self, clock: _Clock) -> None:
+        self.clock = clock
+        self.attempts: list[AttemptRecord] = []
+        self.completions: list[float] = []
+        self.events: list[dict[str, Any]] = []
+        self.panel = ProgressState()  # the state the panel and the text bar draw
+
+    def __call__(self, event: Event) -> None:
+        self.panel(event)
+        if isinstance(event, AttemptFinished):
+            a = event.attempt
+            outcome = "ok" if a.success else (a.failure.kind if a.failure else "error")
+            self.attempts.append(
+                AttemptRecord(
+                    self.clock.at(a.started_at), self.clock.at(a.finished_at), a.model, outcome
+                )
+            )
+        elif isinstance(event, RequestFinished):
+            if event.result.success:
+                self.completions.append(self.clock.now())
+        elif isinstance(event, LimitLearned):
+            self.events.append(
+                {
+                    "t": round(self.clock.now(), 3),
+                    "type": "limit_learned",
+                    "model": event.model,
+                    "metric": event.metric,
+                    "configured": event.configured,
+                    "learned": event.learned,
+                }
+            )
+        elif isinstance(event, ModelStateChanged):
+            row = next((m for m in self.panel.snapshot().models if m.name == event.model), None)
+            self.events.append(
+                {
+                    "t": round(self.clock.now(), 3),
+                    "type": event.state,
+                    "model": event.model,
+                    "panel": f"{row.state}: {row.reason}" if row else "",
+                }
+            )
+
+
+def ours(
+    workload: Workload,
+    *,
+    max_concurrency: int | str | None = None,
+    log: bool = True,
+    inspect_log: Callable[[Database], dict[str, Any]] | None = None,
+    name: str = "ours (default)",
+) -> Run:
+    """Our engine through the public API, logging to a fresh DuckDB file (no cache carry-over)."""
+    requests = workload.requests()
+    with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
+        db_path = str(Path(tmp) / "calls.duckdb")
+        clock = _Clock()
+        watcher = _EngineWatcher(clock)
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        results = sg.batch_generate(
+            requests,
+            max_concurrency=max_concurrency,
+            models=list(workload.ladder),
+            base_url=workload.base_url,
+            api_key=API_KEY,
+            db=db_path if log else False,
+            listeners=[watcher],
+        )
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        run = Run(name, len(requests), wall, cpu)
+        run.succeeded = sum(r.success for r in results)
+        run.failures = dict(Counter(r.error.kind for r in results if r.error is not None))
+        run.completions = sorted(watcher.completions)
+        run.attempts = watcher.attempts
+        run.events = watcher.events
+        if log and inspect_log is not None:
+            run.extra["log"] = inspect_log(Database(db_path))
+    return run
+
+
+def ours_on_fake(n: int, *, max_concurrency: int, log: bool) -> Run:
+    """The engine alone: the public API over `FakeBackend` (no HTTP, no latency, no limits)."""
+    spec = ModelSpec("fake-unlimited", priority=1)
+    prompts = (f"Write a 60-second video script about topic {i}." for i in range(n))
+    requests = sg.create_batch_requests(prompts)
+    with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        succeeded = 0
+        for result in sg.iter_generate(
+            requests,
+            models=[spec],
+            max_concurrency=max_concurrency,
+            backend=FakeBackend(keep_calls=False),
+            db=str(Path(tmp) / "calls.duckdb") if log else False,
+        ):
+            succeeded += result.success
+        run = Run(
+            f"engine on FakeBackend, log {'on' if log else 'off'}",
+            n,
+            time.perf_counter() - t0,
+            time.process_time() - cpu0,
+        )
+    run.succeeded = succeeded
+    return run
+
+
+# --- naive asyncio.gather with the SDK's retries -----------------------------------------------
+
+
+def sdk_retry_options(scale: float) -> types.HttpRetryOptions:
+    """google-genai's documented retry defaults, time constants scaled like the windows."""
+    return types.HttpRetryOptions(
+        attempts=5,
+        initial_delay=1.0 * scale,
+        max_delay=60.0 * scale,
+        exp_base=2.0,
+        jitter=1.0 * scale,
+    )
+
+
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, genai_errors.APIError):
+        return f"http_{exc.code}"
+    return type(exc).__name__
+
+
+def naive_gather(workload: Workload) -> Run:
+    """Every request at once; the SDK retries 408/429/5xx by itself, blind to retryDelay."""
+    model = workload.ladder[0].name
+    clock = _Clock()
+    completions: list[float] = []
+
+    async def main() -> list[BaseException | None]:
+        options = types.HttpOptions(
+            base_url=workload.base_url, retry_options=sdk_retry_options(workload.scale)
+        )
+        client = genai.Client(api_key=API_KEY, http_options=options)
+
+        async def one(prompt: str) -> BaseException | None:
+            try:
+                await client.aio.models.generate_content(model=model, contents=prompt)
+            except Exception as exc:
+                return exc
+            completions.append(clock.now())
+            return None
+
+        try:
+            return await asyncio.gather(*(one(p) for p in workload.prompts))
+        finally:
+            await client.aio.aclose()
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    outcomes = asyncio.run(main())
+    run = Run("naive gather + SDK retries", len(outcomes), time.perf_counter() - t0)
+    run.cpu_s = time.process_time() - cpu0
+    run.succeeded = sum(o is None for o in outcomes)
+    run.failures = dict(Counter(_failure_kind(o) for o in outcomes if o is not None))
+    run.completions = sorted(completions)
+    return run
+
+
+# --- bare gather under a semaphore -------------------------------------------------------------
+
+
+def bare_semaphore(
+    workload: Workload,
+    *,
+    limit: int = 64,
+    pool: int | None = None,
+    per_call_options: bool = False,
+    name: str = "bare SDK gather, semaphore 64",
+) -> Run:
+    """google-genai calls under a semaphore: no retries, no logging, nothing else.
+
+    `pool` gives the SDK an httpx2 client whose pool keeps that many connections (the SDK's
+    default keeps 20 alive); `per_call_options` passes `HttpOptions(timeout=...)` with every
+    call, as `GeminiBackend` does (a diagnostic of where time goes).
+    """
+    model = workload.ladder[0].name
+    clock = _Clock()
+    completions: list[float] = []
+
+    async def main() -> list[BaseException | None]:
+        extra: dict[str, Any] = {}
+        http: httpx2.AsyncClient | None = None
+        if pool is not None:
+            limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
+            http = httpx2.AsyncClient(limits=limits, timeout=61.0)
+            extra["httpx_async_client"] = http
+        client = genai.Client(
+            api_key=API_KEY, http_options=types.HttpOptions(base_url=workload.base_url, **extra)
+        )
+        semaphore = asyncio.Semaphore(limit)
+
+        def config() -> types.GenerateContentConfig | None:
+            if not per_call_options:
+                return None
+            # A fresh config per call, carrying a timeout, as GeminiBackend builds one.
+            return types.GenerateContentConfig(http_options=types.HttpOptions(timeout=61_000))
+
+        async def one(prompt: str) -> BaseException | None:
+            async with semaphore:
+                try:
+                    await client.aio.models.generate_content(
+                        model=model, contents=prompt, config=config()
+                    )
+                except Exception as exc:
+                    return exc
+            completions.append(clock.now())
+            return None
+
+        try:
+            return await asyncio.gather(*(one(p) for p in workload.prompts))
+        finally:
+            await client.aio.aclose()
+            if http is not None:
+                await http.aclose()
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    outcomes = asyncio.run(main())
+    run = Run(name, len(outcomes), time.perf_counter() - t0, time.process_time() - cpu0)
+    run.succeeded = sum(o is None for o in outcomes)
+    run.failures = dict(Counter(_failure_kind(o) for o in outcomes if o is not None))
+    run.completions = sorted(completions)
+    return run
+
+
+def backend_semaphore(workload: Workload, *, limit: int = 64) -> Run:
+    """Our `GeminiBackend` alone under a semaphore (no engine, no log): a diagnostic."""
+    model = workload.ladder[0].name
+    requests = workload.requests()
+
+    async def main() -> list[BaseException | None]:
+        backend = GeminiBackend(API_KEY, base_url=workload.base_url, max_connections=limit)
+        await backend.open()
+        semaphore = asyncio.Semaphore(limit)
+
+        async def one(request: GenerationRequest) -> BaseException | None:
+            async with semaphore:
+                try:
+                    await backend.generate(request, model)
+                except Exception as exc:
+                    return exc
+            return None
+
+        try:
+            return await asyncio.gather(*(one(r) for r in requests))
+        finally:
+            await backend.aclose()
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    outcomes = asyncio.run(main())
+    run = Run("GeminiBackend alone, semaphore 64", len(outcomes), time.perf_counter() - t0)
+    run.cpu_s = time.process_time() - cpu0
+    run.succeeded = sum(o is None for o in outcomes)
+    run.failures = dict(Counter(type(o).__name__ for o in outcomes if o is not None))
+    return run
+
+
+# --- the cookbook's parallel processor ---------------------------------------------------------
+
+COOKBOOK_PAUSE_S = 15.0  # seconds_to_pause_after_rate_limit_error
+COOKBOOK_LOOP_SLEEP_S = 0.001  # seconds_to_sleep_each_loop (a polling interval: not scaled)
+COOKBOOK_MAX_ATTEMPTS = 5
+COOKBOOK_DEFAULT_TPM = 125_000  # max_tokens_per_minute when the user gives none
+COOKBOOK_MAX_TOKENS = 15  # completion tokens charged when a request sets no max_tokens
+
+
+def cookbook_tokens(prompt: str) -> int:
+    """num_tokens_consumed_from_request for one user message (chars/4 stands in for tiktoken)."""
+    return 4 + math.ceil(len(prompt) / 4) + 2 + COOKBOOK_MAX_TOKENS
+
+
+@dataclass
+class _StatusTracker:
+    num_tasks_started: int = 0
+    num_tasks_in_progress: int = 0
+    num_tasks_succeeded: int = 0
+    num_tasks_failed: int = 0
+    num_rate_limit_errors: int = 0
+    num_api_errors: int = 0
+    num_other_errors: int = 0
+    time_of_last_rate_limit_error: float = 0.0
+
+
+@dataclass
+class _APIRequest:
+    task_id: int
+    prompt: str
+    token_consumption: int
+    attempts_left: int
+    result: list[Any] = field(default_factory=list)
+
+    async def call_api(
+        self,
+        http: httpx2.AsyncClient,
+        url: str,
+        headers: dict[str, str],
+        retry_queue: queue.Queue[_APIRequest],
+        status: _StatusTracker,
+        sink: _CookbookSink,
+    ) -> None:
+        error: Any = None
+        start = sink.clock.now()
+        try:
+            body = {"contents": [{"role": "user", "parts": [{"text": self.prompt}]}]}
+            response = await http.post(url, headers=headers, json=body)
+            payload = response.json()
+            if "error" in payload:
+                status.num_api_errors += 1
+                error = payload
+                if payload["error"].get("code") == 429:  # the cookbook's current check
+                    status.time_of_last_rate_limit_error = time.monotonic()
+                    status.num_rate_limit_errors += 1
+                    status.num_api_errors -= 1
+        except Exception as exc:
+            status.num_other_errors += 1
+            error = exc
+        end = sink.clock.now()
+        if error is not None:
+            kind = (
+                f"http_{error['error'].get('code')}"
+                if isinstance(error, dict)
+                else type(error).__name__
+            )
+            sink.attempts.append(AttemptRecord(start, end, sink.model, kind))
+            self.result.append(error)
+            if self.attempts_left:
+                retry_queue.put_nowait(self)
+            else:
+                status.num_tasks_in_progress -= 1
+                status.num_tasks_failed += 1
+                sink.failures[kind] += 1
+        else:
+            sink.attempts.append(AttemptRecord(start, end, sink.model, "ok"))
+            sink.completions.append(end)
+            status.num_tasks_in_progress -= 1
+            status.num_tasks_succeeded += 1
+
+
+@dataclass
+class _CookbookSink:
+    clock: _Clock
+    model: str
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    completions: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+
+
+async def _process_requests(
+    prompts: Sequence[str],
+    url: str,
+    max_requests_per_minute: float,
+    max_tokens_per_minute: float,
+    minute_s: float,
+    pause_s: float,
+    sink: _CookbookSink,
+) -> _StatusTracker:
+    """process_api_requests_from_file, with the minute compressed to `minute_s`."""
+    headers = {"x-goog-api-key": API_KEY, "Content-Type": "application/json"}
+    retry_queue: queue.Queue[_APIRequest] = queue.Queue()
+    task_ids = iter(range(10**12))
+    status = _StatusTracker()
+    next_request: _APIRequest | None = None
+    available_request_capacity = max_requests_per_minute
+    available_token_capacity = max_tokens_per_minute
+    last_update_time = time.monotonic()
+    file_not_finished = True
+    source = iter(prompts)
+    tasks: set[asyncio.Task[None]] = set()
+    async with httpx2.AsyncClient(timeout=None) as http:  # aiohttp.ClientSession: no timeout
+        while True:
+            if next_request is None:
+                if not retry_queue.empty():
+                    next_request = retry_queue.get_nowait()
+                elif file_not_finished:
+                    try:
+                        prompt = next(source)
+                        next_request = _APIRequest(
+                            task_id=next(task_ids),
+                            prompt=prompt,
+                            token_consumption=cookbook_tokens(prompt),
+                            attempts_left=COOKBOOK_MAX_ATTEMPTS,
+                        )
+                        status.num_tasks_started += 1
+                        status.num_tasks_in_progress += 1
+                    except StopIteration:
+                        file_not_finished = False
+            current_time = time.monotonic()
+            seconds_since_update = current_time - last_update_time
+            available_request_capacity = min(
+                available_request_capacity
+                + max_requests_per_minute * seconds_since_update / minute_s,
+                max_requests_per_minute,
+            )
+            available_token_capacity = min(
+                available_token_capacity + max_tokens_per_minute * seconds_since_update / minute_s,
+                max_tokens_per_minute,
+            )
+            last_update_time = current_time
+            if next_request is not None and (
+                available_request_capacity >= 1
+                and available_token_capacity >= next_request.token_consumption
+            ):
+                available_request_capacity -= 1
+                available_token_capacity -= next_request.token_consumption
+                next_request.attempts_left -= 1
+                task = asyncio.create_task(
+                    next_request.call_api(http, url, headers, retry_queue, status, sink)
+                )
+                tasks.add(task)  # the cookbook fires and forgets; keep a reference only
+                task.add_done_callback(tasks.discard)
+                next_request = None
+            if status.num_tasks_in_progress == 0:
+                break
+            await asyncio.sleep(COOKBOOK_LOOP_SLEEP_S)
+            seconds_since_rate_limit_error = time.monotonic() - status.time_of_last_rate_limit_error
+            if seconds_since_rate_limit_error < pause_s:
+                await asyncio.sleep(pause_s - seconds_since_rate_limit_error)
+    return status
+
+
+def cookbook(workload: Workload, *, rpm: float | None = None, tpm: float | None = None) -> Run:
+    """The cookbook's pattern on the ladder's first model, told the catalogue's RPM and TPM."""
+    spec = workload.ladder[0]
+    rpm = rpm if rpm is not None else (spec.rpm if spec.rpm is not None else 10**9)
+    tpm = tpm if tpm is not None else (spec.tpm if spec.tpm is not None else COOKBOOK_DEFAULT_TPM)
+    url = f"{workload.base_url}/v1beta/models/{spec.name}:generateContent"
+    clock = _Clock()
+    sink = _CookbookSink(clock, spec.name)
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    status = asyncio.run(
+        _process_requests(
+            workload.prompts,
+            url,
+            float(rpm),
+            float(tpm),
+            workload.minute_s,
+            COOKBOOK_PAUSE_S * workload.scale,
+            sink,
+        )
+    )
+    run = Run("cookbook pattern", len(workload.prompts), time.perf_counter() - t0)
+    run.cpu_s = time.process_time() - cpu0
+    run.succeeded = status.num_tasks_succeeded
+    run.failures = dict(sink.failures)
+    run.completions = sorted(sink.completions)
+    run.attempts = sink.attempts
+    run.extra["rate_limit_errors_seen"] = status.num_rate_limit_errors
+    return run

@@ -1,0 +1,520 @@
+"""Turn `results.json` into `results.png` (matplotlib, Agg) and `BENCHMARKS.md`.
+
+Every number in the markdown comes from the results dict, so the tables always match the run
+they describe. `python -m bench.report [DIR]` rebuilds both files from `DIR/results.json`
+(default: `bench/`) without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from . import notes
+
+HERE = Path(__file__).parent
+COLORS = {
+    "ours (default)": "#1f77b4",
+    "ours, max_concurrency='seed'": "#ff7f0e",
+    "naive gather + SDK retries": "#d62728",
+    "cookbook pattern": "#2ca02c",
+    "sequential (queue of 5)": "#9467bd",
+}
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _failures(row: dict[str, Any]) -> str:
+    failed = row.get("failed", 0)
+    if not failed:
+        return "0"
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(row.get("failures", {}).items()))
+    return f"{failed} ({kinds})" if kinds else str(failed)
+
+
+def _special(row: dict[str, Any], width: int) -> list[str] | None:
+    name = row["contender"]
+    if "error" in row:
+        return [name, row.get("variant") or "", f"**run failed:** {row['error']}"] + [""] * (
+            width - 3
+        )
+    if "not_applicable" in row:
+        return [name, row.get("variant") or "", f"n/a: {row['not_applicable']}"] + [""] * (
+            width - 3
+        )
+    return None
+
+
+RATE_HEADERS = [
+    "contender",
+    "variant",
+    "time (s)",
+    "bound (s)",
+    "time / bound",
+    "429s received",
+    "failed",
+    "req/s",
+    "client CPU ms/req",
+]
+
+
+def _rate_table(rows: Sequence[dict[str, Any]], *, extra: bool = False) -> str:
+    headers = list(RATE_HEADERS)
+    if extra:
+        headers += ["calls to the exhausted model after its first per-day 429", "rate after"]
+    out = []
+    for row in rows:
+        special = _special(row, len(headers))
+        if special:
+            out.append(special)
+            continue
+        cells = [
+            row["contender"],
+            row.get("variant") or "",
+            _num(row["time_s"]),
+            _num(row["bound_s"]),
+            _num(row["ratio"], 3),
+            _num(row["http_429"]),
+            _failures(row),
+            _num(row["rps"], 1),
+            _num(row["cpu_ms_per_req"]),
+        ]
+        if extra:
+            after = (row.get("extra") or {}).get("after_exhaustion") or {}
+            cells += [
+                _num(after.get("calls_after")),
+                _num(after.get("efficiency"), 3),
+            ]
+        out.append(cells)
+    return _table(headers, out)
+
+
+def _s4_table(rows: Sequence[dict[str, Any]]) -> str:
+    headers = [*RATE_HEADERS, "the seed reports (scaled)"]
+    out = []
+    for row in rows:
+        special = _special(row, len(headers))
+        if special:
+            out.append(special)
+            continue
+        reported = (row.get("extra") or {}).get("seed_reported_scaled_s") or {}
+        claim = ""
+        if reported:
+            claim = (
+                f"{reported['sequential']} s sequential"
+                if row["contender"].startswith("sequential")
+                else f"{reported['batch']} s batch"
+                if "seed" in row["contender"]
+                else ""
+            )
+        out.append(
+            [
+                row["contender"],
+                row.get("variant") or "",
+                _num(row["time_s"]),
+                _num(row["bound_s"]),
+                _num(row["ratio"], 3),
+                _num(row["http_429"]),
+                _failures(row),
+                _num(row["rps"], 1),
+                _num(row["cpu_ms_per_req"]),
+                claim,
+            ]
+        )
+    return _table(headers, out)
+
+
+def _s5_table(rows: Sequence[dict[str, Any]]) -> str:
+    bares = [
+        r for r in rows if r["contender"].startswith("bare SDK") and r.get("role") == "reference"
+    ]
+    bare = max((r for r in bares if r.get("rps")), key=lambda r: r["rps"], default=None)
+    diag_ref = next((r for r in rows if r.get("role") == "diagnostic reference"), None)
+    headers = [
+        "contender",
+        "role",
+        "requests",
+        "time (s)",
+        "bound (s)",
+        "time / bound",
+        "429s",
+        "failed",
+        "req/s",
+        "share of bare (faster bare; diagnostics: the bare run of their size)",
+        "client CPU ms/req",
+        "runs: s (CPU ms/req)",
+    ]
+    out = []
+    for row in rows:
+        special = _special(row, len(headers))
+        if special:
+            out.append(special)
+            continue
+        reference = diag_ref if str(row.get("role", "")).startswith("diagnostic") else bare
+        share = row["rps"] / reference["rps"] if reference and row.get("rps") else None
+        out.append(
+            [
+                row["contender"],
+                row.get("role", ""),
+                _num(row["n"]),
+                _num(row["time_s"]),
+                _num(row["bound_s"]),
+                _num(row["ratio"], 2),
+                _num(row["http_429"]),
+                _failures(row),
+                _num(row["rps"], 0),
+                _num(share, 2) if row.get("role") != "engine alone" else "–",
+                _num(row["cpu_ms_per_req"], 3),
+                _runs(row),
+            ]
+        )
+    return _table(headers, out)
+
+
+def _runs(row: dict[str, Any]) -> str:
+    extra = row.get("extra") or {}
+    times = extra.get("runs_s") or []
+    cpus = extra.get("cpu_runs") or [None] * len(times)
+    return ", ".join(f"{_num(t)} ({_num(c)})" for t, c in zip(times, cpus, strict=False))
+
+
+def _s6_table(rows: Sequence[dict[str, Any]]) -> str:
+    headers = [
+        "run",
+        "time (s)",
+        "req/s",
+        "peak RSS (MB)",
+        "RSS after imports (MB)",
+        "log write time (s, summed over flushes)",
+        "final flush (s)",
+        "rows written (calls, results)",
+    ]
+    out = []
+    for row in rows:
+        if "error" in row:
+            out.append([row["contender"], f"**run failed:** {row['error']}"] + [""] * 6)
+            continue
+        written = row.get("rows")
+        out.append(
+            [
+                row["contender"],
+                _num(row["wall_s"]),
+                _num(row["rps"], 0),
+                _num(row["peak_rss_mb"], 1),
+                _num(row["baseline_rss_mb"], 1),
+                _num(row["log_write_s"]),
+                _num(row["final_flush_s"], 3),
+                f"{written['ai_api_call']:,}, {written['result']:,}" if written else "–",
+            ]
+        )
+    return _table(headers, out)
+
+
+def _s7_table(rows: Sequence[dict[str, Any]]) -> str:
+    headers = ["query", "median (ms)", "min (ms)", "max (ms)", "first run (ms)", "result rows"]
+    out = [
+        [
+            r["contender"],
+            _num(r["median_ms"], 1),
+            _num(r["min_ms"], 1),
+            _num(r["max_ms"], 1),
+            _num(r["first_ms"], 1),
+            _num((r.get("result_shape") or [None])[0]),
+        ]
+        for r in rows
+    ]
+    return _table(headers, out)
+
+
+def _goals_table(scenarios: dict[str, Any]) -> str:
+    out = []
+    for key, scenario in scenarios.items():
+        for goal in scenario.get("goals", []):
+            verdict = {True: "**met**", False: "**not met**", None: "info"}[goal["met"]]
+            out.append([key, goal["goal"], goal["target"], goal["value"], verdict])
+    return _table(["#", "goal", "target", "measured", "verdict"], out)
+
+
+# --- chart -----------------------------------------------------------------------------------
+
+
+def _cumulative(ax: Any, scenario: dict[str, Any], variant: str | None, title: str) -> None:
+    for row in scenario["rows"]:
+        if row.get("variant") != variant or not row.get("series"):
+            continue
+        xs = [0.0] + [p[0] for p in row["series"]]
+        ys = [0] + [p[1] for p in row["series"]]
+        ax.step(xs, ys, where="post", label=row["contender"], color=COLORS.get(row["contender"]))
+    ideal = scenario.get("ideal")
+    if ideal:
+        ax.plot(
+            [p[0] for p in ideal], [p[1] for p in ideal], "k--", lw=1, label="bound (ideal client)"
+        )
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("seconds", fontsize=8)
+    ax.set_ylabel("requests answered", fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def _bars(ax: Any, labels: list[str], values: list[float], title: str, unit: str) -> None:
+    ax.barh(range(len(values)), values, color="#1f77b4")
+    ax.set_yticks(range(len(values)), labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(unit, fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def write_chart(results: dict[str, Any], path: Path) -> None:
+    scenarios = results["scenarios"]
+    fig, axes = plt.subplots(2, 4, figsize=(20, 9.5))
+    flat = list(axes.flat)
+    for ax in flat:
+        ax.set_visible(False)
+    if "1" in scenarios:
+        flat[0].set_visible(True)
+        _cumulative(flat[0], scenarios["1"], None, "1. Rate-bound, one model")
+        flat[0].legend(fontsize=6, loc="lower right")
+    if "2" in scenarios:
+        variants = list(dict.fromkeys(r.get("variant") for r in scenarios["2"]["rows"]))
+        for ax, variant in zip(flat[1:3], variants, strict=False):
+            ax.set_visible(True)
+            _cumulative(ax, scenarios["2"], variant, f"2. Limits wrong: {variant}")
+    if "3" in scenarios:
+        flat[3].set_visible(True)
+        _cumulative(flat[3], scenarios["3"], None, "3. Rotation across a ladder")
+    if "4" in scenarios:
+        ax = flat[4]
+        ax.set_visible(True)
+        rows = [r for r in scenarios["4"]["rows"] if "time_s" in r]
+        variants = list(dict.fromkeys(r["variant"] for r in rows))
+        names = list(dict.fromkeys(r["contender"] for r in rows))
+        width = 0.8 / max(1, len(names))
+        for j, name in enumerate(names):
+            xs, ys = [], []
+            for i, variant in enumerate(variants):
+                row = next(
+                    (r for r in rows if r["contender"] == name and r["variant"] == variant), None
+                )
+                if row:
+                    xs.append(i + j * width)
+                    ys.append(row["time_s"])
+            ax.bar(xs, ys, width, label=name, color=COLORS.get(name))
+        bounds = scenarios["4"]["bound_s"]
+        for i, variant in enumerate(variants):
+            key = variant.split()[0]
+            if key in bounds:
+                ax.hlines(bounds[key], i - 0.1, i + 0.8, colors="k", linestyles="--", lw=1)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(variants))], variants, fontsize=7)
+        ax.set_ylabel("seconds (dashed: bound)", fontsize=8)
+        ax.set_title("4. The seed's table", fontsize=9)
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+    if "5" in scenarios:
+        ax = flat[5]
+        ax.set_visible(True)
+        rows = [r for r in scenarios["5"]["rows"] if r.get("rps")]
+        http = [r for r in rows if r.get("role") != "engine alone"]
+        alone = ", ".join(
+            f"log {r['contender'].rsplit(' ', 1)[-1]}: {r['rps']:,.0f}/s"
+            for r in rows
+            if r.get("role") == "engine alone"
+        )
+        role_colors = {"reference": "#7f7f7f", "headline": "#1f77b4", "diagnostic": "#aec7e8"}
+        ax.barh(
+            range(len(http)),
+            [r["rps"] for r in http],
+            color=[role_colors.get(r.get("role", ""), "#2ca02c") for r in http],
+        )
+        ax.set_yticks(range(len(http)), [r["contender"] for r in http], fontsize=6)
+        ax.invert_yaxis()
+        ax.set_title(
+            f"5. Engine overhead over HTTP (requests/s)\nengine alone on FakeBackend: {alone}",
+            fontsize=9,
+        )
+        ax.set_xlabel("requests/s", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    if "6" in scenarios:
+        flat[6].set_visible(True)
+        rows = [r for r in scenarios["6"]["rows"] if "peak_rss_mb" in r]
+        _bars(
+            flat[6],
+            [r["contender"] for r in rows],
+            [r["peak_rss_mb"] for r in rows],
+            "6. Peak RSS (goal: < 400 MB, flat in N)",
+            "MB",
+        )
+        flat[6].axvline(400, color="r", ls="--", lw=1)
+    if "7" in scenarios:
+        flat[7].set_visible(True)
+        rows = scenarios["7"]["rows"]
+        _bars(
+            flat[7],
+            [r["contender"] for r in rows],
+            [r["median_ms"] for r in rows],
+            f"7. Log queries over {scenarios['7']['params']['rows']:,} rows (goal: < 200 ms)",
+            "median ms",
+        )
+        flat[7].axvline(200, color="r", ls="--", lw=1)
+    fig.suptitle(
+        f"scriptgen_nb benchmarks — {results['meta']['date']} — {results['meta']['command']}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --- markdown --------------------------------------------------------------------------------
+
+
+def _meta(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    packages = ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
+    dirty = meta.get("package_uncommitted_changes") or []
+    tree = f"commit {meta['package_commit']}" + (
+        f", with uncommitted changes by other engineers in {', '.join(dirty)}" if dirty else ""
+    )
+    return "\n".join(
+        [
+            f"- **Command:** `{meta['command']}` (runs `python -m bench.run`); "
+            f"**wall time {meta['wall_s']:.0f} s** ({meta['wall_s'] / 60:.1f} min), measured by "
+            "the run from its start to its end.",
+            f"- **Date:** {meta['date']} (`date`).",
+            f"- **Machine:** {meta['nproc']} cores ({meta['cpu']}), {meta['memory']} memory, "
+            f"{meta['os']}.",
+            f"- **Python** {meta['python']}; {packages}.",
+            f"- **Package under test:** {tree}.",
+        ]
+    )
+
+
+def _physics(results: dict[str, Any]) -> str:
+    physics = results.get("physics")
+    s5 = results["scenarios"].get("5")
+    lines = []
+    if physics:
+        for run in physics["emulator_ceiling"]:
+            lines.append(
+                f"- The emulator alone (its own process), driven by {run['threads']} threads each "
+                f"with a keep-alive `http.client` connection for {run['seconds']} s: "
+                f"**{run['rps']:,.0f} requests/s** (zero latency, no limits)."
+            )
+    if s5:
+        bare = next((r for r in s5["rows"] if r["contender"].startswith("bare SDK gather")), None)
+        if bare and "rps" in bare:
+            lines.append(
+                f"- The bare google-genai SDK (`asyncio.gather` under a semaphore of 64, no "
+                f"retries, no logging) against the same server: **{bare['rps']:,.0f} requests/s**, "
+                f"{bare['cpu_ms_per_req']:.2f} ms of client CPU per call. Every SDK-based client "
+                "sits under this line; the emulator is not what limits it."
+            )
+    return "\n".join(lines)
+
+
+def _load_note(scenario: dict[str, Any]) -> str:
+    load = scenario.get("load")
+    if not load:
+        return ""
+    return (
+        f"; other processes used {load['others_share_of_machine']:.0%} of the machine "
+        f"meanwhile (load average {load['loadavg_1min_end']:.2f} at the end)"
+    )
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    scenarios = results["scenarios"]
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `bench/report.py` from `bench/results.json` (this run's raw results); "
+        "do not edit by hand: `make bench` rewrites it.",
+        "",
+        _meta(results),
+        "",
+        notes.HOW_TO_READ.format(**results["params"], factor=round(1 / results["params"]["scale"])),
+        "",
+        "![results](results.png)",
+        "",
+        "## Goals",
+        "",
+        _goals_table(scenarios),
+        "",
+        notes.headline(results),
+        "",
+        "## Physics: the ceilings",
+        "",
+        _physics(results),
+        "",
+    ]
+    renderers = {
+        "1": lambda s: _rate_table(s["rows"]),
+        "2": lambda s: _rate_table(s["rows"]),
+        "3": lambda s: _rate_table(s["rows"], extra=True),
+        "4": lambda s: _s4_table(s["rows"]),
+        "5": lambda s: _s5_table(s["rows"]),
+        "6": lambda s: _s6_table(s["rows"]),
+        "7": lambda s: _s7_table(s["rows"]),
+    }
+    for key, scenario in scenarios.items():
+        params = ", ".join(f"{k} = {v}" for k, v in scenario["params"].items())
+        parts += [
+            f"## {key}. {scenario['title']}",
+            "",
+            f"Parameters: {params}. Scenario wall time: {scenario.get('wall_s', '?')} s"
+            + _load_note(scenario)
+            + ".",
+            "",
+            f"Bound: {scenario['bound_note']}.",
+            "",
+            renderers[key](scenario),
+            "",
+        ]
+        explanation = notes.explain(key, scenario, results)
+        if explanation:
+            parts += [explanation, ""]
+    parts += [notes.CONTENDERS, "", notes.findings(results), ""]
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    write_chart(results, out / "results.png")
+    write_markdown(results, out / "BENCHMARKS.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]) if args else HERE
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    write_report(results, out)
+    print(f"wrote {out / 'results.png'} and {out / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
