@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -263,27 +264,40 @@ def _goals_table(scenarios: dict[str, Any]) -> str:
 # --- chart -----------------------------------------------------------------------------------
 
 
+def _wrap(label: str, width: int = 34) -> str:
+    return "\n".join(textwrap.wrap(label, width)) or label
+
+
 def _cumulative(ax: Any, scenario: dict[str, Any], variant: str | None, title: str) -> None:
+    bound = scenario.get("bound_s")
     for row in scenario["rows"]:
         if row.get("variant") != variant or not row.get("series"):
             continue
         xs = [0.0] + [p[0] for p in row["series"]]
         ys = [0] + [p[1] for p in row["series"]]
-        ax.step(xs, ys, where="post", label=row["contender"], color=COLORS.get(row["contender"]))
+        label = f"{row['contender']} ({row['time_s']:.1f} s)"
+        ax.step(xs, ys, where="post", label=label, color=COLORS.get(row["contender"]))
     ideal = scenario.get("ideal")
     if ideal:
         ax.plot(
-            [p[0] for p in ideal], [p[1] for p in ideal], "k--", lw=1, label="bound (ideal client)"
+            [p[0] for p in ideal],
+            [p[1] for p in ideal],
+            "k--",
+            lw=1,
+            label=f"bound ({bound:.1f} s)" if isinstance(bound, int | float) else "bound",
         )
+    if isinstance(bound, int | float):
+        ax.set_xlim(0, bound * 1.6)  # slower contenders run off the chart; the legend has them
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("seconds", fontsize=8)
     ax.set_ylabel("requests answered", fontsize=8)
     ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, loc="lower right")
 
 
 def _bars(ax: Any, labels: list[str], values: list[float], title: str, unit: str) -> None:
     ax.barh(range(len(values)), values, color="#1f77b4")
-    ax.set_yticks(range(len(values)), labels, fontsize=6)
+    ax.set_yticks(range(len(values)), [_wrap(label) for label in labels], fontsize=6)
     ax.invert_yaxis()
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(unit, fontsize=8)
@@ -292,14 +306,13 @@ def _bars(ax: Any, labels: list[str], values: list[float], title: str, unit: str
 
 def write_chart(results: dict[str, Any], path: Path) -> None:
     scenarios = results["scenarios"]
-    fig, axes = plt.subplots(2, 4, figsize=(20, 9.5))
+    fig, axes = plt.subplots(2, 4, figsize=(24, 12), layout="constrained")
     flat = list(axes.flat)
     for ax in flat:
         ax.set_visible(False)
     if "1" in scenarios:
         flat[0].set_visible(True)
         _cumulative(flat[0], scenarios["1"], None, "1. Rate-bound, one model")
-        flat[0].legend(fontsize=6, loc="lower right")
     if "2" in scenarios:
         variants = list(dict.fromkeys(r.get("variant") for r in scenarios["2"]["rows"]))
         for ax, variant in zip(flat[1:3], variants, strict=False):
@@ -330,7 +343,12 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             key = variant.split()[0]
             if key in bounds:
                 ax.hlines(bounds[key], i - 0.1, i + 0.8, colors="k", linestyles="--", lw=1)
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(variants))], variants, fontsize=7)
+        ax.set_xticks(
+            [i + 0.4 - width / 2 for i in range(len(variants))],
+            [v.split()[0] for v in variants],
+            fontsize=7,
+        )
+        ax.set_xlabel("chapters", fontsize=8)
         ax.set_ylabel("seconds (dashed: bound)", fontsize=8)
         ax.set_title("4. The seed's table", fontsize=9)
         ax.legend(fontsize=6)
@@ -345,13 +363,18 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             for r in rows
             if r.get("role") == "engine alone"
         )
-        role_colors = {"reference": "#7f7f7f", "headline": "#1f77b4", "diagnostic": "#aec7e8"}
+        role_colors = {
+            "reference": "#7f7f7f",
+            "headline": "#1f77b4",
+            "diagnostic": "#aec7e8",
+            "diagnostic reference": "#c7c7c7",
+        }
         ax.barh(
             range(len(http)),
             [r["rps"] for r in http],
             color=[role_colors.get(r.get("role", ""), "#2ca02c") for r in http],
         )
-        ax.set_yticks(range(len(http)), [r["contender"] for r in http], fontsize=6)
+        ax.set_yticks(range(len(http)), [_wrap(r["contender"]) for r in http], fontsize=6)
         ax.invert_yaxis()
         ax.set_title(
             f"5. Engine overhead over HTTP (requests/s)\nengine alone on FakeBackend: {alone}",
@@ -385,8 +408,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         f"scriptgen_nb benchmarks — {results['meta']['date']} — {results['meta']['command']}",
         fontsize=11,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
