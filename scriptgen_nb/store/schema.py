@@ -188,3 +188,20 @@ CREATE TABLE image_prompt (
 """,
     )
 )
+
+migration(
+    Migration(
+        3,
+        "limits the engine learned from 429s",
+        """
+CREATE TABLE limit_learned (
+    batch_id   VARCHAR NOT NULL,
+    model      VARCHAR NOT NULL,
+    metric     VARCHAR NOT NULL,   -- rpm | tpm | rpd
+    configured INTEGER,            -- the catalogue's figure (NULL when it had none)
+    learned    INTEGER NOT NULL,   -- what the engine now keeps to
+    learned_at TIMESTAMPTZ NOT NULL
+);
+""",
+    )
+)
