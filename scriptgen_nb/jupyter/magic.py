@@ -25,18 +25,14 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Float, Unicode
 
+from .. import commands
 from ..api import abatch_generate, batch_generate, create_batch_requests
 from ..emulator import EmulatorConfig
-from ..engine.errors import BatchInterrupted
-from ..engine.models import default_catalogue
+from ..engine.errors import BatchInterrupted, ConfigurationError
 from ..engine.runner import CancelToken
-from ..engine.values import ModelHistory
-from ..estimate import estimate_batch
 from ..export import project_status
 from ..results import ResultList
 from ..store import CallStore, default_db_path
-from ..store.session import quota_history
-from ..wiring import BatchOptions
 from . import cells
 from .endpoint import SESSION, auto_config
 
@@ -88,7 +84,7 @@ def _batch_parser() -> _Parser:
     p.add_argument("--vars", action="store_true", help="fill {name} in prompts from variables")
     p.add_argument("--dry-run", action="store_true", help="estimate tokens, cost and time only")
     p.add_argument("--budget", type=float, default=None, metavar="USD", help="stop before this")
-    p.add_argument("--cache", choices=("use", "refresh", "off"), default="use")
+    p.add_argument("--cache", choices=commands.CACHE_MODES, default="use")
     p.add_argument("--db", default=None, metavar="PATH", help="the call log file")
     p.add_argument(
         "--await",
@@ -220,15 +216,15 @@ class ScriptgenMagics(Magics):
         endpoint, note = SESSION.options()
         if note:
             print(note)
-        options = {
-            "models": args.model or self.default_models or None,
-            "max_concurrency": _concurrency(args.concurrency or self.default_concurrency),
-            "budget_usd": args.budget,
-            "cache": args.cache,
-            "db": self._db(args.db),
-            "timeout_s": self.default_timeout_s,
+        options = commands.batch_options(
+            models=args.model or self.default_models,
+            concurrency=_concurrency(args.concurrency or self.default_concurrency),
+            budget_usd=args.budget,
+            cache=args.cache,
+            db=self._db(args.db),
+            timeout_s=self.default_timeout_s,
             **endpoint,
-        }
+        )
         return list(requests), options
 
     def run_batch(self, args: argparse.Namespace, cell: str) -> pd.DataFrame | None:
@@ -259,21 +255,9 @@ class ScriptgenMagics(Magics):
         return self._deliver(results, args.output)
 
     def _dry_run(self, requests: Sequence[Any], options: dict[str, Any]) -> pd.DataFrame:
-        ladder = BatchOptions(models=options["models"], catalogue=options.get("catalogue")).ladder()
-        estimate = estimate_batch(requests, ladder)
+        estimate = commands.estimate_requests(requests, options)
         print(estimate)
-        return pd.DataFrame(
-            [
-                {
-                    "requests": estimate.requests,
-                    "input_tokens": estimate.input_tokens,
-                    "max_output_tokens": estimate.output_tokens,
-                    "cost_usd": estimate.cost_usd,
-                    "min_seconds": estimate.seconds,
-                    "model": estimate.model,
-                }
-            ]
-        )
+        return commands.estimate_frame(estimate)
 
     def _deliver(self, results: ResultList, output: str | None) -> pd.DataFrame | None:
         frame = results.to_dataframe()
@@ -301,28 +285,9 @@ class ScriptgenMagics(Magics):
     def _models(self, args: argparse.Namespace) -> pd.DataFrame:
         """The catalogue in use, with what each model has used in its windows at this endpoint."""
         endpoint = SESSION.options()[0] if SESSION.emulator else {}
-        specs = list(endpoint.get("catalogue") or default_catalogue())
-        where = endpoint.get("base_url") or "google"
-        used = quota_history(self._log(args.db).db, specs, where)
-        rows = []
-        for spec in specs:
-            history = used.get(spec.name, ModelHistory())
-            rows.append(
-                {
-                    "model": spec.name,
-                    "priority": spec.priority,
-                    "rpm": spec.rpm,
-                    "tpm": spec.tpm,
-                    "rpd": spec.rpd,
-                    "input_usd_per_1m": spec.input_usd_per_1m,
-                    "output_usd_per_1m": spec.output_usd_per_1m,
-                    "status": spec.status,
-                    "sent_this_minute": sum(1 for ago, _ in history.sent if ago < spec.minute_s),
-                    "sent_today": len(history.sent),
-                    "exhausted_for_s": history.exhausted_for_s,
-                }
-            )
-        return pd.DataFrame(rows)
+        return commands.models_frame(
+            self._log(args.db).db, endpoint.get("catalogue"), endpoint.get("base_url")
+        )
 
     def _chart(self, args: argparse.Namespace) -> Any:
         from .charts import chart
@@ -332,20 +297,18 @@ class ScriptgenMagics(Magics):
     def _retry(self, args: argparse.Namespace) -> pd.DataFrame | None:
         log = self._log(args.db)
         batch_id = args.batch or _latest_batch(log)
-        ladder = str(log.batch_summary(batch_id)["ladder"].iloc[0] or "")  # the batch's own models
-        requests = log.failed_requests(batch_id)
-        if not requests:
+        plan = commands.retry_plan(log, batch_id)
+        if not plan.requests:
             print(f"Batch {batch_id} has no failed or not-run requests.")
             return None
         endpoint, note = SESSION.options()
         if note:
             print(note)
         results = batch_generate(
-            requests,
+            plan.requests,
             progress="auto",
             db=self._db(args.db),
-            cache="refresh",
-            models=ladder.replace(" ", "") or self.default_models or None,
+            **plan.options(self.default_models),
             **endpoint,
         )
         return self._deliver(results, args.output)
@@ -406,20 +369,18 @@ ScriptgenMagics.scriptgen.__doc__ = (
 )
 
 
-def _concurrency(value: str) -> int | str | None:
-    if value in ("auto", "seed"):
-        return value
+def _concurrency(value: str) -> int | str:
     try:
-        return int(value)
-    except ValueError:
-        raise UsageError(f"--concurrency {value!r}: use a number, auto or seed.") from None
+        return commands.parse_concurrency(value)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _latest_batch(log: CallStore) -> str:
-    batches = log.batches(limit=1)
-    if batches.empty:
-        raise UsageError("The call log has no batch yet: run %%scriptgen batch first.")
-    return str(batches["batch_id"].iloc[0])
+    try:
+        return commands.latest_batch(log, "run %%scriptgen batch first")
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def await_transformer(lines: list[str]) -> list[str]:

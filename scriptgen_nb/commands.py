@@ -1,0 +1,169 @@
+"""What the two command surfaces share: `%%scriptgen` (jupyter/magic.py) and `scriptgen` (cli/).
+
+Owns the meaning of their common options (`--concurrency auto|seed|N`, `--cache`, the models
+ladder, budget, call log, timeout) as batch options, the dry run's estimate, the catalogue
+table (`%scriptgen models` / `scriptgen models`) and the plan for re-running a logged batch's
+failures (`%scriptgen retry --failed` / `scriptgen retry --failed`). Errors are
+`ConfigurationError`s naming the option; each surface turns them into its own kind of usage
+error. Imports no IPython, no argparse and no duckdb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .engine.backend import GOOGLE_ENDPOINT
+from .engine.errors import ConfigurationError
+from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
+from .engine.values import GenerationRequest, ModelHistory
+from .estimate import Estimate, estimate_batch
+from .store.session import CACHE_MODES
+from .wiring import BatchOptions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .store import CallStore, Database
+
+CONCURRENCY_CHOICES = "a number (a cap on requests in flight), auto (pace by the limits) or seed"
+__all__ = [
+    "CACHE_MODES",
+    "RetryPlan",
+    "batch_options",
+    "estimate_frame",
+    "estimate_requests",
+    "latest_batch",
+    "models_frame",
+    "parse_concurrency",
+    "retry_plan",
+]
+
+
+def parse_concurrency(value: str) -> int | str:
+    """`--concurrency`: `auto`, `seed` or a positive whole number."""
+    if value in ("auto", "seed"):
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigurationError(f"--concurrency {value!r}: use {CONCURRENCY_CHOICES}.")
+    return number
+
+
+def batch_options(
+    *,
+    models: str | None,
+    concurrency: int | str | None,
+    cache: str = "use",
+    db: str | None = None,
+    budget_usd: float | None = None,
+    timeout_s: float | None = None,
+    max_attempts: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The `batch_generate` keyword options a command's flags stand for.
+
+    Only what was given is passed (None leaves the library's default), so a flag for an option
+    the library does not have yet (`extra`, e.g. `mode=`) reaches it only when used, and then
+    the library's own error names it.
+    """
+    given = {
+        "models": models or None,
+        "max_concurrency": concurrency,
+        "cache": cache,
+        "db": db,
+        "budget_usd": budget_usd,
+        "timeout_s": timeout_s,
+        "max_attempts": max_attempts,
+        **extra,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def estimate_requests(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> Estimate:
+    """A dry run: tokens, cost and the limit-bound time on the options' ladder; nothing sent."""
+    ladder = BatchOptions(models=options.get("models"), catalogue=options.get("catalogue")).ladder()
+    return estimate_batch(requests, ladder)
+
+
+def estimate_frame(estimate: Estimate) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "requests": estimate.requests,
+                "input_tokens": estimate.input_tokens,
+                "max_output_tokens": estimate.output_tokens,
+                "cost_usd": estimate.cost_usd,
+                "min_seconds": estimate.seconds,
+                "model": estimate.model,
+            }
+        ]
+    )
+
+
+def models_frame(
+    db: Database | None,
+    catalogue: ModelCatalogue | None = None,
+    endpoint: str | None = None,
+) -> pd.DataFrame:
+    """The catalogue with limits and prices, and what each model used in its windows at
+    `endpoint` (Google by default) according to the call log `db` (none: nothing used)."""
+    import pandas as pd
+
+    from .store.session import quota_history
+
+    specs: list[ModelSpec] = list(catalogue or default_catalogue())
+    used = quota_history(db, specs, endpoint or GOOGLE_ENDPOINT) if db is not None else {}
+    rows = []
+    for spec in specs:
+        history = used.get(spec.name, ModelHistory())
+        rows.append(
+            {
+                "model": spec.name,
+                "priority": spec.priority,
+                "rpm": spec.rpm,
+                "tpm": spec.tpm,
+                "rpd": spec.rpd,
+                "input_usd_per_1m": spec.input_usd_per_1m,
+                "output_usd_per_1m": spec.output_usd_per_1m,
+                "status": spec.status,
+                "sent_this_minute": sum(1 for ago, _ in history.sent if ago < spec.minute_s),
+                "sent_today": len(history.sent),
+                "exhausted_for_s": history.exhausted_for_s,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def latest_batch(log: CallStore, hint: str) -> str:
+    """The id of the log's newest batch; `hint` says how to make one when there is none."""
+    batches = log.batches(limit=1)
+    if batches.empty:
+        raise ConfigurationError(f"The call log {log.db.path} has no batch yet: {hint}.")
+    return str(batches["batch_id"].iloc[0])
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    """What re-running a batch's failures sends: its failed and not-run requests, rebuilt from
+    the log, on the batch's own ladder, asking the service again (`cache="refresh"`)."""
+
+    batch_id: str
+    requests: list[GenerationRequest]
+    models: str | None
+
+    def options(self, default_models: str | None = None) -> dict[str, Any]:
+        return {"models": self.models or default_models or None, "cache": "refresh"}
+
+
+def retry_plan(log: CallStore, batch_id: str) -> RetryPlan:
+    summary = log.batch_summary(batch_id)  # refuses an unknown batch, naming it
+    ladder = summary["ladder"].iloc[0]
+    ladder = ladder.replace(" ", "") if isinstance(ladder, str) else ""
+    return RetryPlan(batch_id, log.failed_requests(batch_id), ladder or None)
