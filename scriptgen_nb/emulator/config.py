@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BATCH_OUTCOMES",
     "MAX_BODY_BYTES",
+    "MAX_FILE_BYTES",
+    "BatchConfig",
     "ConfigError",
     "EmulatorConfig",
     "FaultConfig",
@@ -32,6 +35,10 @@ __all__ = [
 
 # Google refuses a request payload over 20 MiB ("Request payload size exceeds the limit").
 MAX_BODY_BYTES = 20 * 1024 * 1024
+# Google accepts Files API uploads (a batch's JSONL input among them) of up to 2 GB.
+MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
+# How a batch job that is neither cancelled nor broken ends.
+BATCH_OUTCOMES = ("succeeded", "failed", "expired")
 
 
 class ConfigError(ValueError):
@@ -120,6 +127,52 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """The Batch API's timing and its faults; a job keeps the settings it was created under.
+
+    A job is PENDING for `pending_s`, RUNNING for `running_s` (both times
+    `EmulatorConfig.latency_scale`, so 0 finishes jobs at once), then ends as `outcome`:
+    "succeeded", "failed" or "expired". Google's quirks, each off by default: rows whose
+    metadata key is in `error_keys`, or drawn with probability `row_error_rate`, answer with an
+    INVALID_ARGUMENT status while the job still succeeds (python-genai #2693); `shuffle` returns
+    results out of input order (#1909); `drop_metadata` leaves inline results without their
+    `metadata` (#1886, #2008). `max_active_jobs` caps the pending and running jobs per model
+    (None: no cap); one more is refused with a 429.
+    """
+
+    pending_s: float = 1.0
+    running_s: float = 4.0
+    outcome: str = "succeeded"
+    row_error_rate: float = 0.0
+    error_keys: tuple[str, ...] = ()
+    shuffle: bool = False
+    drop_metadata: bool = False
+    max_active_jobs: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_non_negative("batch", "pending_s", self.pending_s)
+        _check_non_negative("batch", "running_s", self.running_s)
+        if self.outcome not in BATCH_OUTCOMES:
+            raise ConfigError(
+                f"batch.outcome must be one of {', '.join(BATCH_OUTCOMES)}, got {self.outcome!r}"
+            )
+        _check_probability("batch", "row_error_rate", self.row_error_rate)
+        if isinstance(self.error_keys, str) or not all(isinstance(k, str) for k in self.error_keys):
+            raise ConfigError(
+                f"batch.error_keys must be a list of strings, got {self.error_keys!r}"
+            )
+        object.__setattr__(self, "error_keys", tuple(self.error_keys))
+        for name in ("shuffle", "drop_metadata"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"batch.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        cap = self.max_active_jobs
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ConfigError(f"batch.max_active_jobs must be a positive integer, got {cap!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class EmulatorConfig:
     """Everything the emulator needs; `models` defaults to the free-tier-like catalogue.
 
@@ -128,7 +181,9 @@ class EmulatorConfig:
     to test quotas in seconds). `latency_scale` multiplies every simulated latency (0 =
     instant). `hang_s`: how long a `p_hang` fault holds the connection before dropping it.
     `max_body_bytes`: a larger request body is refused unread with Google's 400 for an
-    oversized payload (20 MiB, Google's limit for inline requests).
+    oversized payload (20 MiB, Google's limit for inline requests). `max_file_bytes`: the
+    largest Files API upload (2 GiB, Google's limit); uploads are streamed to a temporary
+    directory, not held in memory. `batch`: the Batch API's timing and faults.
     """
 
     seed: int = 0
@@ -138,6 +193,8 @@ class EmulatorConfig:
     latency_scale: float = 1.0
     hang_s: float = 30.0
     max_body_bytes: int = MAX_BODY_BYTES
+    max_file_bytes: int = MAX_FILE_BYTES
+    batch: BatchConfig = field(default_factory=BatchConfig)
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: default_models())
 
     def __post_init__(self) -> None:
@@ -152,14 +209,12 @@ class EmulatorConfig:
         _check_positive("emulator", "day_s", self.day_s)
         _check_non_negative("emulator", "latency_scale", self.latency_scale)
         _check_non_negative("emulator", "hang_s", self.hang_s)
-        if (
-            isinstance(self.max_body_bytes, bool)
-            or not isinstance(self.max_body_bytes, int)
-            or self.max_body_bytes < 1
-        ):
-            raise ConfigError(
-                f"emulator.max_body_bytes must be a positive integer, got {self.max_body_bytes!r}"
-            )
+        for name in ("max_body_bytes", "max_file_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"emulator.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.batch, BatchConfig):
+            raise ConfigError(f"batch must be a BatchConfig, got {self.batch!r}")
         for name, model in self.models.items():
             if not isinstance(name, str) or not name or "/" in name or ":" in name:
                 raise ConfigError(f"model names must be plain names like 'gemini-x', got {name!r}")
@@ -195,12 +250,17 @@ class EmulatorConfig:
         """Build a config from plain data (parsed TOML/JSON).
 
         Top-level keys are `EmulatorConfig` fields; `models` maps a model name to a table of
-        `ModelConfig` fields, with an optional `faults` table of `FaultConfig` fields. A limit
+        `ModelConfig` fields, with an optional `faults` table of `FaultConfig` fields; an
+        optional `batch` table holds `BatchConfig` fields. A limit
         left out is unlimited (JSON may also say null). Without a `models` table the default
         catalogue is used. Unknown keys and wrongly typed values raise `ConfigError`.
         """
         top = _expect_table("config", data)
-        kwargs = _convert_fields(cls, "", top, skip={"models"})
+        kwargs = _convert_fields(cls, "", top, skip={"models", "batch"})
+        if "batch" in top:
+            batch_table = _expect_table("batch", top["batch"])
+            batch_kwargs = _convert_fields(BatchConfig, "batch", batch_table)
+            kwargs["batch"] = _build(BatchConfig, "batch", batch_kwargs)
         if "models" in top:
             models_table = _expect_table("models", top["models"])
             models: dict[str, ModelConfig] = {}

@@ -3,8 +3,10 @@
 Owns `Counters`: per model requests, in-flight (now and high-water mark), answers by finish
 reason, 429s by quotaId, faults by kind, errors by HTTP status, tokens; overall errors; and how
 often each prompt was seen, keyed by a hash so prompts are not stored. It also hands out the
-per-(model, prompt) attempt numbers that faults and jitter are drawn from. Never records an API
-key. Imports nothing from the engine.
+per-(model, prompt) attempt numbers that faults and jitter are drawn from. The Batch API and the
+Files API are counted apart (`batches`, overall and per model, and `files`), so a test can check
+that a batch was submitted once and that batch rows never count as live requests. Never records
+an API key. Imports nothing from the engine.
 """
 
 from __future__ import annotations
@@ -17,7 +19,21 @@ from typing import Any
 
 from .determinism import prompt_key
 
-__all__ = ["Counters"]
+__all__ = ["BATCH_COUNTS", "FILE_COUNTS", "Counters"]
+
+# Listed at zero before they first happen, so readers need no defaults.
+BATCH_COUNTS = (
+    "jobs_created",
+    "rows_submitted",
+    "rows_succeeded",
+    "rows_failed",
+    "jobs_cancelled",
+    "jobs_deleted",
+    "input_tokens",
+    "output_tokens",
+    "thoughts_tokens",
+)
+FILE_COUNTS = ("uploaded", "uploaded_bytes", "downloaded", "deleted")
 
 
 @dataclass(slots=True)
@@ -63,6 +79,8 @@ class Counters:
         self._seen: Counter[str] = Counter()  # prompt key -> generate requests, any model
         self._seen_on: Counter[tuple[str, str]] = Counter()  # (model, prompt key) -> requests
         self._admitted: Counter[tuple[str, str]] = Counter()  # (model, prompt key) -> attempts
+        self._batches: dict[str, Counter[str]] = {}  # model -> BATCH_COUNTS
+        self._files: Counter[str] = Counter()
 
     def _model(self, model: str) -> _ModelCounters:
         return self._models.setdefault(model, _ModelCounters())
@@ -136,6 +154,16 @@ class Counters:
             c.output_tokens += output_tokens
             c.thoughts_tokens += thoughts
 
+    def batch(self, model: str, **amounts: int) -> None:
+        """Add to the Batch API's counts for `model` (names from BATCH_COUNTS)."""
+        with self._lock:
+            self._batches.setdefault(model, Counter()).update(amounts)
+
+    def files(self, **amounts: int) -> None:
+        """Add to the Files API's counts (names from FILE_COUNTS)."""
+        with self._lock:
+            self._files.update(amounts)
+
     def attempts_for(self, prompt: str, model: str | None = None) -> int:
         """Generate requests seen carrying `prompt` (on `model`, or on any model)."""
         key = prompt_key(prompt)
@@ -151,6 +179,14 @@ class Counters:
                 "errors": dict(self._errors),
                 "prompts": {"distinct": len(self._seen), "requests": sum(self._seen.values())},
                 "models": {name: self._model(name).snapshot() for name in names},
+                "batches": {
+                    **{name: sum(c[name] for c in self._batches.values()) for name in BATCH_COUNTS},
+                    "models": {
+                        model: {name: c[name] for name in BATCH_COUNTS}
+                        for model, c in self._batches.items()
+                    },
+                },
+                "files": {name: self._files[name] for name in FILE_COUNTS},
             }
 
     def reset(self) -> None:
@@ -165,3 +201,5 @@ class Counters:
             self._seen.clear()
             self._seen_on.clear()
             self._admitted.clear()
+            self._batches.clear()
+            self._files.clear()

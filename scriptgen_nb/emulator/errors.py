@@ -3,8 +3,10 @@
 Owns the exact texts and `google.rpc` details the Gemini API returns for bad or missing API keys,
 unknown models, invalid requests, internal errors, overload and quota exhaustion (429
 RESOURCE_EXHAUSTED with Help, QuotaFailure and RetryInfo, in a varying order and sometimes
-without `quotaValue`, as the real service does). Never puts an API key in a body. Imports
-nothing from the engine.
+without `quotaValue`, as the real service does); `ApiFailure`, the exception that carries such a
+body out of the batch and file stores; and `rpc_status`, the `google.rpc.Status` form a batch
+result row uses instead of an HTTP error. Never puts an API key in a body. Imports nothing from
+the engine.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from .quota import Violation
 
 __all__ = [
+    "ApiFailure",
     "bad_request",
     "error_body",
     "format_retry_delay",
@@ -27,15 +30,28 @@ __all__ = [
     "not_found",
     "overloaded",
     "rate_limited",
+    "rpc_status",
 ]
 
 _STATUS = {
     400: "INVALID_ARGUMENT",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
+}
+
+# google.rpc.Code numbers of the statuses above, for results that carry a Status, not HTTP.
+_RPC_CODE = {
+    "INVALID_ARGUMENT": 3,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
 }
 
 _TYPE = "type.googleapis.com/google.rpc."
@@ -52,6 +68,27 @@ def error_body(
     if details is not None:
         error["details"] = details
     return {"error": error}
+
+
+class ApiFailure(Exception):
+    """A request the emulator refuses; `body` is Google's error body to answer with."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.body = error_body(code, message)
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> ApiFailure:
+        """The failure that answers with `body`, one of this module's error bodies."""
+        failure = cls(int(body["error"]["code"]), str(body["error"]["message"]))
+        failure.body = body
+        return failure
+
+
+def rpc_status(body: dict[str, Any]) -> dict[str, Any]:
+    """The `google.rpc.Status` (`{"code": 3, "message": ...}`) of an HTTP error body."""
+    error = body["error"]
+    return {"code": _RPC_CODE.get(error["status"], 2), "message": error["message"]}
 
 
 def bad_request(message: str) -> dict[str, Any]:

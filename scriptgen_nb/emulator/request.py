@@ -17,7 +17,13 @@ from typing import Any
 from .casing import either_case, snake
 from .tokens import count_tokens
 
-__all__ = ["GenerateRequest", "RequestError", "parse_count_tokens", "parse_generate"]
+__all__ = [
+    "GenerateRequest",
+    "RequestError",
+    "load_object",
+    "parse_count_tokens",
+    "parse_generate",
+]
 
 _TOP_LEVEL_TEXT = (
     "model contents systemInstruction generationConfig safetySettings tools toolConfig "
@@ -66,7 +72,8 @@ def _reject_unknown(obj: Mapping[str, Any], known: frozenset[str], where: str) -
             )
 
 
-def _load(body: bytes) -> dict[str, Any]:
+def load_object(body: bytes) -> dict[str, Any]:
+    """A body that must be one JSON object."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -164,9 +171,9 @@ def _contents(data: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:
     return turns, system_text
 
 
-def parse_generate(body: bytes) -> GenerateRequest:
-    """Parse and validate a generateContent / streamGenerateContent body."""
-    data = _load(body)
+def parse_generate(body: bytes | Mapping[str, Any]) -> GenerateRequest:
+    """Parse and validate a generateContent / streamGenerateContent body (or a batch's row)."""
+    data = body if isinstance(body, Mapping) else load_object(body)
     _reject_unknown(data, _TOP_LEVEL, "")
     turns, system_text = _contents(data)
     config = either_case(data, "generationConfig") or {}
@@ -269,12 +276,12 @@ def parse_generate(body: bytes) -> GenerateRequest:
 
 def parse_count_tokens(body: bytes) -> int:
     """The token count for a countTokens body: `contents` or a whole `generateContentRequest`."""
-    data = _load(body)
+    data = load_object(body)
     _reject_unknown(data, _COUNT_TOKENS, "")
     inner = either_case(data, "generateContentRequest")
     if inner is not None:
         if not isinstance(inner, dict):
             raise RequestError("* CountTokensRequest.generate_content_request: must be an object\n")
-        return parse_generate(json.dumps(inner).encode()).prompt_tokens
+        return parse_generate(inner).prompt_tokens
     turns, system_text = _contents(data)
     return count_tokens(system_text) + count_tokens("\n".join(text for _, text in turns))

@@ -1,7 +1,8 @@
 """The HTTP side of the emulator: the threaded stdlib server, routing, delivery, `Emulator`.
 
 Owns `Emulator` (start/stop in a background thread, context manager, counters, live model
-changes) and the request handler: it routes `/{v1,v1beta,v1alpha}/models...` and
+and batch changes) and the request handler: it routes `/{v1,v1beta,v1alpha}/models...`,
+`.../batches...`, `.../files...`, the Files API's `/upload/...` and `/download/...` paths and
 `/emulator/{counters,reset}`, asks `GeminiService` for a reply and delivers it: JSON, SSE
 (chunked, so keep-alive connections stay usable), after a simulated latency, or damaged as an
 injected fault asks (cut JSON, a reset connection, a hang). Waits use one `threading.Event`, so
@@ -12,7 +13,9 @@ Exposure: it binds 127.0.0.1 by default and refuses any address that is not loop
 `allow_remote=True` (`--allow-remote` on the command line): it answers with made-up content,
 accepts any non-empty key when none are configured, and its `/emulator/reset` endpoint is open,
 so it is a tool for this machine. A request body over `max_body_bytes` (20 MiB, Google's limit)
-is refused unread with Google's 400. Imports nothing from the engine.
+is refused unread with Google's 400; an upload chunk is not held in memory but streamed to the
+file store, so uploads may be larger (up to `max_file_bytes`). Imports nothing from the
+engine.
 
 Measured ceiling (2026-11-28, this 2-core machine, Python 3.11.7): about 1,090 requests/second
 for zero-latency `generateContent` (`latency_scale = 0`, one model without limits or faults),
@@ -40,21 +43,40 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import errors
-from .config import ConfigError, EmulatorConfig, ModelConfig
-from .service import Breakage, GeminiService, HangReply, JsonReply, Reply, StreamReply
+from .config import BatchConfig, ConfigError, EmulatorConfig, ModelConfig
+from .service import (
+    Breakage,
+    FileReply,
+    GeminiService,
+    HangReply,
+    JsonReply,
+    Reply,
+    StreamReply,
+)
 
 __all__ = ["Emulator", "is_loopback"]
 
 logger = logging.getLogger("scriptgen_nb.emulator")
 
 _API_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/(.*)$")
-_MODEL_CALL = re.compile(r"^models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
+_MODEL_CALL = re.compile(
+    r"^models/([^/:]+):"
+    r"(generateContent|streamGenerateContent|countTokens|batchGenerateContent)$"
+)
 _MODEL_GET = re.compile(r"^models/([^/:]+)$")
+_BATCH = re.compile(r"^batches/([^/:]+)(:cancel)?$")
+_FILE = re.compile(r"^files/([^/:]+)(:download)?$")
+_UPLOAD = re.compile(r"^/upload/(v1|v1beta|v1alpha)/files$")
+_DOWNLOAD = re.compile(r"^/download/(v1|v1beta|v1alpha)/files/([^/:]+):download$")
 _KEY_IN_TEXT = re.compile(r"(key=)[^&\s'\"]*", re.IGNORECASE)
 # After refusing an oversized body, read (and drop) this much of it at most, so a client that
 # sent a little too much still gets the answer instead of a reset; a huge one is cut off.
 _DRAIN_BYTES = 1024 * 1024
 _DRAIN_TIMEOUT_S = 1.0
+# A refused upload chunk is read to its end up to this size (the SDK sends 8 MiB chunks), so
+# the client reads the refusal instead of a reset.
+_DRAIN_UPLOAD_BYTES = 64 * 1024 * 1024
+_FILE_PIECE_BYTES = 1024 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -172,10 +194,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
+        self._drain(min(length, _DRAIN_BYTES))
+
+    def _drain(self, remaining: int) -> None:
+        """Drop what the client is still sending, then hang up.
+
+        Closing a socket with unread data resets the connection, which could destroy the answer
+        before the client reads it.
+        """
         self.close_connection = True
-        # Drop a little of what the client is still sending: closing a socket with unread data
-        # resets the connection, which could destroy the answer before the client reads it.
-        remaining = min(length, _DRAIN_BYTES)
         with contextlib.suppress(OSError):
             self.connection.settimeout(_DRAIN_TIMEOUT_S)
             while remaining > 0:
@@ -195,6 +222,12 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = unquote(url.path)
         query = parse_qs(url.query)
+        upload = _UPLOAD.match(path)
+        upload_id = _first(query, "upload_id")
+        if upload is not None and upload_id is not None and self.command == "POST":
+            service.counters.http_request()
+            self._upload_chunk(service, upload_id, upload.group(1))
+            return
         body = self._read_body()
         if body is None:
             return
@@ -216,6 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
                 model, verb = call.groups()
                 if verb == "countTokens":
                     self._deliver(service.count_tokens(version, model, key, body))
+                elif verb == "batchGenerateContent":
+                    self._deliver(service.create_batch(version, model, key, body))
                 else:
                     stream = verb == "streamGenerateContent"
                     self._generate(service, version, model, key, body, stream)
@@ -229,8 +264,94 @@ class _Handler(BaseHTTPRequestHandler):
             if get is not None and method == "GET":
                 self._deliver(service.get_model(version, get.group(1), key))
                 return
+            reply = self._batch_or_file(service, method, version, rest, key, query)
+            if reply is not None:
+                self._deliver(reply)
+                return
+        if upload is not None and method == "POST":
+            self._deliver(service.start_upload(key, self._header_map(), body, self._upload_url))
+            return
+        download = _DOWNLOAD.match(path)
+        if download is not None and method == "GET":
+            self._deliver(service.download_file(key, f"files/{download.group(2)}"))
+            return
         service.counters.error(404)
         self._deliver(JsonReply(404, errors.not_found(f"{method} {path}")))
+
+    def _header_map(self) -> dict[str, str]:
+        """The request's headers under lower-case names."""
+        return {name.lower(): value for name, value in self.headers.items()}
+
+    def _origin(self) -> str:
+        """`http://host:port` of this server, for URLs it hands out."""
+        host, port = self.server.server_address[:2]
+        host = str(host)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def _upload_url(self, upload_id: str) -> str:
+        return f"{self._origin()}{urlsplit(self.path).path}?upload_id={upload_id}"
+
+    def _batch_or_file(
+        self,
+        service: GeminiService,
+        method: str,
+        version: str,
+        rest: str,
+        key: str | None,
+        query: dict[str, list[str]],
+    ) -> Reply | None:
+        """The reply for a Batch API or Files API path, or None if `rest` is neither."""
+        page_size = _first(query, "pageSize") or _first(query, "page_size")
+        token = _first(query, "pageToken") or _first(query, "page_token")
+        batches, origin = service.batches, self._origin()
+        if rest == "batches" and method == "GET":
+            return service.guarded(key, lambda: batches.list(page_size, token))
+        if rest == "files" and method == "GET":
+            return service.list_files(key, page_size, token, origin, version)
+        batch = _BATCH.match(rest)
+        if batch is not None:
+            batch_id, cancel = batch.groups()
+            if cancel and method == "POST":
+                return service.guarded(key, lambda: batches.cancel(batch_id))
+            if not cancel and method == "GET":
+                return service.guarded(key, lambda: batches.get(batch_id))
+            if not cancel and method == "DELETE":
+                return service.guarded(key, lambda: batches.delete(batch_id))
+        file = _FILE.match(rest)
+        if file is not None:
+            name, download = f"files/{file.group(1)}", file.group(2)
+            if download and method == "GET":
+                return service.download_file(key, name)
+            if not download and method == "GET":
+                return service.get_file(key, name, origin, version)
+            if not download and method == "DELETE":
+                return service.delete_file(key, name)
+        return None
+
+    def _upload_chunk(self, service: GeminiService, upload_id: str, version: str) -> None:
+        """Stream one resumable-upload chunk into the file store, then answer."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or self.headers.get("Transfer-Encoding"):
+            # Without a length the chunk's end cannot be found; not sent by google-genai.
+            self.close_connection = True
+            length = 0
+        consumed = 0
+
+        def read(size: int) -> bytes:
+            nonlocal consumed
+            piece = self.rfile.read(size)
+            consumed += len(piece)
+            return piece
+
+        reply = service.upload_chunk(
+            upload_id, self._header_map(), length, read, self._origin(), version
+        )
+        self._deliver(reply)
+        if consumed < length:
+            self._drain(min(length - consumed, _DRAIN_UPLOAD_BYTES))
 
     def _generate(
         self,
@@ -286,6 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
         elif isinstance(reply, StreamReply):
             self._deliver_stream(reply)
+        elif isinstance(reply, FileReply):
+            self._deliver_file(reply)
         elif not self._wait(reply.delay_s):
             self._drop()
         else:
@@ -298,6 +421,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in reply.headers:
+            self.send_header(name, value)
         self.end_headers()
         if reply.breakage is Breakage.RESET:
             self.wfile.write(data[: len(data) // 2])
@@ -305,6 +430,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._release()
         self.wfile.write(data)
+
+    def _deliver_file(self, reply: FileReply) -> None:
+        with reply.handle:
+            self.send_response(200)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(reply.size))
+            self.end_headers()
+            remaining = reply.size
+            while remaining > 0 and (piece := reply.handle.read(min(remaining, _FILE_PIECE_BYTES))):
+                self.wfile.write(piece)
+                remaining -= len(piece)
 
     def _deliver_stream(self, reply: StreamReply) -> None:
         reset_at = len(reply.events) // 2 if reply.breakage is Breakage.RESET else -1
@@ -453,3 +589,7 @@ class Emulator:
     def update_model(self, name: str, **changes: Any) -> ModelConfig:
         """Change fields of a model while running, e.g. `update_model("m", rpd=3)`."""
         return self._service.update_model(name, **changes)
+
+    def update_batch(self, **changes: Any) -> BatchConfig:
+        """Change the batch settings for jobs created from now on, e.g. `outcome="failed"`."""
+        return self._service.update_batch(**changes)

@@ -3,33 +3,54 @@
 Owns `GeminiService`, which turns a request (method, model, key, body) into a `Reply`: checks the
 API key, the model, the body and the model's limits, admits or rejects it against the quota
 windows, draws faults and latency, composes the answer and records everything in the counters.
-The HTTP layer (`server.py`) only delivers replies. A model's configuration can be replaced
+It also fronts the Batch API (`batches.BatchBook`, whose rows it answers with the live
+generator but without quotas or live faults) and the Files API (`files.FileStore`): the key
+check and the error replies are here, the state is there. The HTTP layer (`server.py`) only
+delivers replies. A model's configuration, and the batch settings new jobs get, can be replaced
 while requests are running. Imports nothing from the engine.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import enum
+import os
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import errors
 from .answer import Answer, SchemaError, compose, natural_text, response_body, stream_chunks
-from .config import ConfigError, EmulatorConfig, ModelConfig
+from .batches import BatchBook
+from .casing import either_case
+from .config import BatchConfig, ConfigError, EmulatorConfig, ModelConfig
 from .counters import Counters
 from .determinism import digest, rng, unit
+from .errors import ApiFailure, rpc_status
 from .faults import Fault, draw_fault
+from .files import FileStore
 from .quota import Limits, QuotaBook, QuotaKind, Violation
-from .request import GenerateRequest, RequestError, parse_count_tokens, parse_generate
+from .request import (
+    GenerateRequest,
+    RequestError,
+    load_object,
+    parse_count_tokens,
+    parse_generate,
+)
+from .wire import page
 
-__all__ = ["Breakage", "GeminiService", "HangReply", "JsonReply", "Reply", "StreamReply"]
+__all__ = [
+    "Breakage",
+    "FileReply",
+    "GeminiService",
+    "HangReply",
+    "JsonReply",
+    "Reply",
+    "StreamReply",
+]
 
-_DEFAULT_PAGE_SIZE = 50
-_MAX_PAGE_SIZE = 1000
 _GENERATION_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 
 
@@ -46,6 +67,16 @@ class JsonReply:
     body: dict[str, Any]
     delay_s: float = 0.0
     breakage: Breakage | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FileReply:
+    """A file's raw bytes (a download); the deliverer reads and closes `handle`."""
+
+    handle: BinaryIO
+    size: int
+    content_type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +93,7 @@ class HangReply:
     seconds: float
 
 
-Reply = JsonReply | StreamReply | HangReply
+Reply = JsonReply | StreamReply | HangReply | FileReply
 
 
 class GeminiService:
@@ -71,9 +102,12 @@ class GeminiService:
     def __init__(self, config: EmulatorConfig) -> None:
         self._base = config
         self._models: dict[str, ModelConfig] = dict(config.models)
+        self._batch = config.batch
         self._models_lock = threading.Lock()
         self.quota = QuotaBook(config.minute_s, config.day_s)
         self.counters = Counters()
+        self.files = FileStore(config.max_file_bytes)
+        self.batches = BatchBook(self.files, self.counters, self.answer_row, config.seed)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -81,7 +115,7 @@ class GeminiService:
     def config(self) -> EmulatorConfig:
         """The configuration in force, including live model changes."""
         with self._models_lock:
-            return dataclasses.replace(self._base, models=dict(self._models))
+            return dataclasses.replace(self._base, models=dict(self._models), batch=self._batch)
 
     def model(self, name: str) -> ModelConfig | None:
         with self._models_lock:
@@ -108,8 +142,17 @@ class GeminiService:
             self._models[name] = updated
             return updated
 
+    def update_batch(self, **changes: Any) -> BatchConfig:
+        """Change the batch settings that jobs created from now on get (e.g. `shuffle=True`)."""
+        with self._models_lock:
+            try:
+                self._batch = dataclasses.replace(self._batch, **changes)
+            except TypeError as exc:
+                raise ConfigError(f"update_batch: {exc}") from exc
+            return self._batch
+
     def reset(self) -> None:
-        """Empty the quota windows and zero the counters."""
+        """Empty the quota windows and zero the counters (batch jobs and files stay)."""
         self.quota.reset()
         self.counters.reset()
 
@@ -156,15 +199,11 @@ class GeminiService:
             return self._error(errors.bad_request(str(exc)), model_name)
         prompt = request.prompt_text
         self.counters.prompt_seen(model_name, prompt)
-        invalid = self._check_against_model(request, model)
-        if invalid is not None:
-            return self._error(errors.bad_request(invalid), model_name)
         seed = self._base.seed
         try:
-            text = natural_text(request, model_name, seed)
-        except SchemaError as exc:
-            message = f"* GenerateContentRequest.generation_config.response_schema: {exc}\n"
-            return self._error(errors.bad_request(message), model_name)
+            text = self._natural_text(request, model_name, model)
+        except ApiFailure as exc:
+            return self._error(exc.body, model_name)
 
         tokens = request.prompt_tokens
         violations = self.quota.admit(model_name, Limits(model.rpm, model.tpm, model.rpd), tokens)
@@ -247,6 +286,17 @@ class GeminiService:
         delays[0] += self._latency(model, jitter, answer.thoughts_tokens)
         return StreamReply([event for event, _ in chunks], delays, breakage)
 
+    def _natural_text(self, request: GenerateRequest, model_name: str, model: ModelConfig) -> str:
+        """The answer's words before any cut; `ApiFailure` (400) if the model cannot answer."""
+        invalid = self._check_against_model(request, model)
+        if invalid is not None:
+            raise ApiFailure(400, invalid)
+        try:
+            return natural_text(request, model_name, self._base.seed)
+        except SchemaError as exc:
+            message = f"* GenerateContentRequest.generation_config.response_schema: {exc}\n"
+            raise ApiFailure(400, message) from None
+
     def _check_against_model(self, request: GenerateRequest, model: ModelConfig) -> str | None:
         limit = model.output_token_limit
         if request.max_output_tokens is not None and request.max_output_tokens > limit:
@@ -308,20 +358,15 @@ class GeminiService:
         denied = self.authenticate(key)
         if denied is not None:
             return denied
-        try:
-            size = int(page_size) if page_size else _DEFAULT_PAGE_SIZE
-            start = int(base64.urlsafe_b64decode(page_token.encode()).decode()) if page_token else 0
-        except (ValueError, binascii.Error):
-            return self._error(errors.bad_request("Invalid page_size or page_token."))
-        if size <= 0:
-            size = _DEFAULT_PAGE_SIZE
-        size = min(size, _MAX_PAGE_SIZE)
         with self._models_lock:
             items = list(self._models.items())
-        page = [self._resource(name, model) for name, model in items[start : start + size]]
-        body: dict[str, Any] = {"models": page}
-        if start + size < len(items):
-            body["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        try:
+            chosen, token = page(items, page_size, page_token)
+        except ApiFailure as exc:
+            return self._error(exc.body)
+        body: dict[str, Any] = {"models": [self._resource(name, model) for name, model in chosen]}
+        if token is not None:
+            body["nextPageToken"] = token
         return JsonReply(200, body)
 
     def get_model(self, api_version: str, model_name: str, key: str | None) -> JsonReply:
@@ -332,3 +377,200 @@ class GeminiService:
         if model is None:
             return self._error(errors.model_not_found(model_name, api_version, "get"))
         return JsonReply(200, self._resource(model_name, model))
+
+    # -- Batch API and Files API ---------------------------------------------------------------
+
+    def guarded(self, key: str | None, action: Callable[[], dict[str, Any]]) -> JsonReply:
+        """Check the key, run `action` and answer its body, or the error it raised."""
+        denied = self.authenticate(key)
+        if denied is not None:
+            return denied
+        try:
+            return JsonReply(200, action())
+        except ApiFailure as exc:
+            return self._error(exc.body)
+
+    def answer_row(self, model_name: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """One batch row, answered by the live generator without quotas or live faults.
+
+        `{"response": GenerateContentResponse}`, or `{"error": Status}` for a row the live
+        endpoint would refuse with a 400. Tokens go to the batch counters only.
+        """
+        model = self.model(model_name)
+        if model is None:  # removed while the job waited
+            missing = errors.model_not_found(model_name, "v1beta", "batchGenerateContent")
+            return {"error": rpc_status(missing)}
+        try:
+            parsed = parse_generate(request)
+            text = self._natural_text(parsed, model_name, model)
+        except RequestError as exc:
+            return {"error": rpc_status(errors.bad_request(str(exc)))}
+        except ApiFailure as exc:
+            return {"error": rpc_status(exc.body)}
+        seed = self._base.seed
+        answer = compose(parsed, text, model_name, model, seed)
+        self.counters.batch(
+            model_name,
+            input_tokens=answer.prompt_tokens,
+            output_tokens=answer.candidates_tokens,
+            thoughts_tokens=answer.thoughts_tokens,
+        )
+        response_id = base64.urlsafe_b64encode(
+            digest(seed, "batch-response", model_name, parsed.fingerprint)[:15]
+        ).decode()
+        return {"response": response_body(answer, model_name, response_id)}
+
+    def create_batch(
+        self, api_version: str, model_name: str, key: str | None, body: bytes
+    ) -> JsonReply:
+        """batchGenerateContent: a new job under the batch settings in force now."""
+
+        def create() -> dict[str, Any]:
+            if self.model(model_name) is None:
+                missing = errors.model_not_found(model_name, api_version, "batchGenerateContent")
+                raise ApiFailure.of(missing)
+            with self._models_lock:
+                settings = self._batch
+            return self.batches.create(model_name, body, settings, self._base.latency_scale)
+
+        return self.guarded(key, create)
+
+    def start_upload(
+        self,
+        key: str | None,
+        headers: Mapping[str, str],
+        body: bytes,
+        upload_url: Callable[[str], str],
+    ) -> JsonReply:
+        """Open a resumable upload (`X-Goog-Upload-Command: start`); `upload_url(id)` is its URL.
+
+        `headers` are the request's, with lower-case names.
+        Only the resumable protocol the SDK uses is spoken. The URL carries the session's id,
+        never the API key.
+        """
+        denied = self.authenticate(key)
+        if denied is not None:
+            return denied
+        try:
+            upload_id = self._start_upload(headers, body)
+        except ApiFailure as exc:
+            return self._error(exc.body)
+        return JsonReply(
+            200,
+            {},
+            headers=(
+                ("X-Goog-Upload-URL", upload_url(upload_id)),
+                ("X-Goog-Upload-Status", "active"),
+            ),
+        )
+
+    def _start_upload(self, headers: Mapping[str, str], body: bytes) -> str:
+        protocol = headers.get("x-goog-upload-protocol", "")
+        command = headers.get("x-goog-upload-command", "")
+        if protocol.lower() != "resumable" or command.strip().lower() != "start":
+            raise ApiFailure(
+                400, "Only resumable uploads are supported (X-Goog-Upload-Protocol: resumable)."
+            )
+        try:
+            data = load_object(body) if body else {}
+        except RequestError as exc:
+            raise ApiFailure(400, str(exc)) from None
+        file = either_case(data, "file") or {}
+        if not isinstance(file, dict):
+            raise ApiFailure(400, "* CreateFileRequest.file: must be an object\n")
+        size = headers.get("x-goog-upload-header-content-length") or either_case(file, "sizeBytes")
+        try:
+            declared = None if size is None else int(size)
+        except ValueError:
+            raise ApiFailure(400, f"Invalid upload size {size!r}.") from None
+        mime = headers.get("x-goog-upload-header-content-type") or either_case(file, "mimeType")
+        name = either_case(file, "name")
+        return self.files.start_upload(
+            None if name is None else str(name),
+            str(either_case(file, "displayName") or ""),
+            str(mime or ""),
+            declared,
+        )
+
+    def upload_chunk(
+        self,
+        upload_id: str,
+        headers: Mapping[str, str],
+        length: int,
+        read: Callable[[int], bytes],
+        origin: str,
+        api_version: str,
+    ) -> JsonReply:
+        """One chunk of a resumable upload; no API key, the session id is the credential.
+
+        `headers` are the request's, with lower-case names.
+        Every answer carries `X-Goog-Upload-Status` (`active`, or `final` once finalized or
+        refused), so the SDK neither retries a refusal nor waits before reporting it.
+        """
+        try:
+            offset = int(headers.get("x-goog-upload-offset") or 0)
+            stored = self.files.receive(
+                upload_id, headers.get("x-goog-upload-command", ""), offset, length, read
+            )
+        except ValueError:
+            reply = self._error(errors.bad_request("Invalid X-Goog-Upload-Offset."))
+            return dataclasses.replace(reply, headers=(("X-Goog-Upload-Status", "final"),))
+        except ApiFailure as exc:
+            return dataclasses.replace(
+                self._error(exc.body), headers=(("X-Goog-Upload-Status", "final"),)
+            )
+        if stored is None:
+            return JsonReply(200, {}, headers=(("X-Goog-Upload-Status", "active"),))
+        self.counters.files(uploaded=1, uploaded_bytes=stored.size)
+        return JsonReply(
+            200,
+            {"file": stored.resource(origin, api_version)},
+            headers=(("X-Goog-Upload-Status", "final"),),
+        )
+
+    def get_file(self, key: str | None, name: str, origin: str, api_version: str) -> JsonReply:
+        return self.guarded(key, lambda: self.files.get(name).resource(origin, api_version))
+
+    def list_files(
+        self,
+        key: str | None,
+        page_size: str | None,
+        page_token: str | None,
+        origin: str,
+        api_version: str,
+    ) -> JsonReply:
+        def listing() -> dict[str, Any]:
+            chosen, token = page(self.files.files(), page_size, page_token)
+            body: dict[str, Any] = {"files": [f.resource(origin, api_version) for f in chosen]}
+            if token is not None:
+                body["nextPageToken"] = token
+            return body
+
+        return self.guarded(key, listing)
+
+    def delete_file(self, key: str | None, name: str) -> JsonReply:
+        def delete() -> dict[str, Any]:
+            self.files.delete(name)
+            self.counters.files(deleted=1)
+            return {}
+
+        return self.guarded(key, delete)
+
+    def download_file(self, key: str | None, name: str) -> JsonReply | FileReply:
+        """A generated file's bytes; uploaded files cannot be downloaded, as with Google."""
+        denied = self.authenticate(key)
+        if denied is not None:
+            return denied
+        try:
+            stored, handle = self.files.open(name)
+        except ApiFailure as exc:
+            return self._error(exc.body)
+        if not stored.generated:
+            handle.close()
+            return self._error(
+                errors.bad_request(
+                    "Only generated files can be downloaded; uploaded files cannot be."
+                )
+            )
+        self.counters.files(downloaded=1)
+        return FileReply(handle, os.fstat(handle.fileno()).st_size, stored.mime_type)
