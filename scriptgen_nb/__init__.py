@@ -20,6 +20,14 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ResultList": "results",
     "abatch_generate": "api",
+    "batch_plan": "api",
+    "cancel_batch_job": "api",
+    "list_batch_jobs": "api",
+    "resume_batch_job": "api",
+    "submit_batch_job": "api",
+    "BatchApiSettings": "batch_api.jobs",
+    "BatchJobHandle": "batch_api.run",
+    "BatchPlan": "batch_api.plan",
     "aiter_generate": "api",
     "batch_generate": "api",
     "create_batch_requests": "api",
@@ -110,9 +118,17 @@ if TYPE_CHECKING:
         abatch_generate,
         aiter_generate,
         batch_generate,
+        batch_plan,
+        cancel_batch_job,
         create_batch_requests,
         iter_generate,
+        list_batch_jobs,
+        resume_batch_job,
+        submit_batch_job,
     )
+    from .batch_api.jobs import BatchApiSettings
+    from .batch_api.plan import BatchPlan
+    from .batch_api.run import BatchJobHandle
     from .emulator import Emulator, EmulatorConfig
     from .engine.backend import FakeBackend, GeminiBackend
     from .engine.errors import (

@@ -20,11 +20,15 @@ from typing import Any
 
 from google.genai import types
 
+from .batch_api import run as batch_run
+from .batch_api.jobs import BatchApiSettings
+from .batch_api.plan import BatchPlan, plan_batch
 from .engine.errors import BatchInterrupted, ConfigurationError
 from .engine.runner import CancelToken
 from .engine.values import GenerationRequest, Result, Schema
 from .engine.verdict import json_schema_of
 from .results import ResultList
+from .store import Database
 from .store.database import CallLogFailed, StoreError
 from .wiring import BatchOptions, PreparedBatch
 
@@ -252,7 +256,14 @@ def _prepare(requests: Iterable[GenerationRequest], options: dict[str, Any]) -> 
 async def aiter_generate(
     requests: Iterable[GenerationRequest], **options: Any
 ) -> AsyncIterator[Result]:
-    """Yield results as they finish (not in input order), on the running loop; bounded memory."""
+    """Yield results as they finish (not in input order), on the running loop; bounded memory.
+
+    With `mode="batch_api"` (or an `auto` that chooses it) the results come when the jobs end.
+    """
+    if _mode(options) != "live":
+        for result in await asyncio.to_thread(batch_generate, requests, **options):
+            yield result
+        return
     batch = _prepare(requests, options)
     with batch.progress_shown():
         async for result in batch.stream():
@@ -271,6 +282,10 @@ async def abatch_generate(
     the unfinished requests marked not run; cancelling the awaiting task (an interrupt) raises
     `BatchInterrupted` carrying the same complete list.
     """
+    if _mode(options) != "live":  # polling is waiting: a worker thread keeps the loop free
+        return await asyncio.to_thread(
+            batch_generate, requests, on_progress, max_concurrency, **options
+        )
     batch = _prepare(
         requests, dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
     )
@@ -306,7 +321,16 @@ def batch_generate(
     a panel in Jupyter, a text bar on a terminal; "widget", "text"; None, the default: none).
     Ctrl-C raises `BatchInterrupted` whose `.results` has every request, unfinished ones
     marked not run.
+
+    `mode="batch_api"` hands the batch to Google's Batch API (half price, results within its
+    turnaround; polled until done); `mode="auto"` chooses live calls, the Batch API or a split
+    by `deadline=` and shows the plan first (README, "Gemini Batch API"). `batch_api=
+    BatchApiSettings(...)` tunes the jobs.
     """
+    if _mode(options) != "live":
+        return _run_by_plan(
+            requests, dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
+        )
     run = ThreadedBatch(
         requests, dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
     )
@@ -324,9 +348,145 @@ def batch_generate(
 def iter_generate(requests: Iterable[GenerationRequest], **options: Any) -> Iterator[Result]:
     """Yield results as they finish, from synchronous code, with bounded memory.
 
-    Closing the iterator early or Ctrl-C cancels the batch and waits for it to stop.
+    Closing the iterator early or Ctrl-C cancels the batch and waits for it to stop. With
+    `mode="batch_api"` the results come when the jobs end.
     """
+    if _mode(options) != "live":
+        return iter(batch_generate(requests, **options))
     return iter(ThreadedBatch(requests, options))
+
+
+# --- the Batch API ---------------------------------------------------------------------------
+
+
+def _mode(options: Mapping[str, Any]) -> str:
+    mode = options.get("mode", "live")
+    return "live" if mode is None else str(mode) if isinstance(mode, str) else repr(mode)
+
+
+def _planned(
+    requests: Iterable[GenerationRequest], options: dict[str, Any], mode: str | None = None
+) -> tuple[list[GenerationRequest], BatchOptions, BatchPlan, Database | None]:
+    """The checked requests (a list: jobs are built from all of them), options, plan, log."""
+    checked = list(_checked(requests))
+    check_requests(checked)
+    batch_options = BatchOptions.from_options(options)
+    _check_pinned(checked, batch_options)
+    settings = batch_options.batch_api or BatchApiSettings()
+    log = batch_options.open_log()
+    _, endpoint = batch_run.endpoint_of(batch_options.base_url)
+    plan = plan_batch(
+        checked,
+        batch_options.ladder(),
+        batch_run.batch_model(batch_options),
+        mode=mode or batch_options.mode,  # type: ignore[arg-type]
+        turnaround=batch_run.expected_turnaround(log, endpoint, settings),
+        deadline_s=batch_options.deadline_s,
+    )
+    return checked, batch_options, plan, log
+
+
+def batch_plan(requests: Iterable[GenerationRequest], **options: Any) -> BatchPlan:
+    """What `batch_generate(requests, **options)` would do, and the expected cost and time of
+    each option (live calls, the Batch API, a split); nothing is sent. `mode` defaults to
+    "auto" here."""
+    options.setdefault("mode", "auto")
+    return _planned(requests, options)[2]
+
+
+def _run_by_plan(requests: Iterable[GenerationRequest], options: dict[str, Any]) -> ResultList:
+    checked, batch_options, plan, log = _planned(requests, options)
+    batch_run.show_plan(plan, batch_options.progress)
+    live_options = dict(options, mode="live", deadline=None, batch_api=None)
+    if plan.choice == "live":
+        return batch_generate(checked, **live_options)
+    if log is None:
+        log = batch_run.open_log_for_batch_api(batch_options)
+    first = plan.live_count
+    handle = batch_run.submit_batch(
+        checked[first:], batch_options, plan=plan, first_index=first, db=log
+    )
+    try:
+        if first:  # the urgent part, live, while the service works on the rest
+            handle.live_results = list(batch_generate(checked[:first], **live_options))
+        return handle.wait()
+    finally:
+        handle.close()
+
+
+def submit_batch_job(
+    requests: Iterable[GenerationRequest], **options: Any
+) -> batch_run.BatchJobHandle:
+    """Submit a batch to the Batch API and return at once with its handle (nothing waits).
+
+    The jobs are in the call log: close the kernel if you like, and later
+    `resume_batch_job(handle.batch_id)` (or `handle.wait()`) collects the results once.
+    """
+    options = dict(options, mode="batch_api")
+    checked, batch_options, plan, log = _planned(requests, options)
+    batch_run.show_plan(plan, batch_options.progress)
+    if log is None:
+        log = batch_run.open_log_for_batch_api(batch_options)
+    return batch_run.submit_batch(checked, batch_options, plan=plan, db=log)
+
+
+def resume_batch_job(
+    job_or_batch_id: str,
+    *,
+    db: Any = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    api_version: str | None = None,
+    batch_api: BatchApiSettings | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> ResultList:
+    """Collect a Batch API batch from the log, in any process: every request's result, in order.
+
+    Takes a batch id, a job name (`batches/...`) or a job key. Jobs an interrupted submission
+    left are adopted (found by display name) or created, never twice; running jobs are polled;
+    ended ones are ingested once (a second resume reads them from the log). The endpoint is the
+    one the batch was sent to unless `base_url` says otherwise.
+    """
+    handle = batch_run.handle_for(
+        job_or_batch_id,
+        db=db,
+        api_key=api_key,
+        base_url=base_url,
+        api_version=api_version,
+        settings=batch_api,
+        on_progress=on_progress,
+    )
+    try:
+        return handle.wait()
+    finally:
+        handle.close()
+
+
+def cancel_batch_job(
+    job_or_batch_id: str,
+    *,
+    db: Any = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    api_version: str | None = None,
+) -> list[str]:
+    """Cancel a batch's jobs at the service (interrupting a wait never does); returns their
+    names. `resume_batch_job` then records what they finished and the rest as not run."""
+    handle = batch_run.handle_for(
+        job_or_batch_id, db=db, api_key=api_key, base_url=base_url, api_version=api_version
+    )
+    try:
+        return handle.cancel()
+    finally:
+        handle.close()
+
+
+def list_batch_jobs(db: Any = None) -> Any:
+    """Every Batch API job in the call log, newest first, as a DataFrame."""
+    from .store import open_database
+
+    log = db if isinstance(db, Database) else open_database(db)
+    return batch_run.jobs_frame(log)
 
 
 class ThreadedBatch:

@@ -89,3 +89,21 @@ def limit_bound_s(
     by_requests = math.ceil(count / per_window) if per_window != math.inf else 1
     by_tokens = math.ceil(input_tokens / tokens_per_window) if tokens_per_window != math.inf else 1
     return (max(by_requests, by_tokens, 1) - 1) * window_s + latency_s
+
+
+def live_bound_s(
+    count: int, input_tokens: int, ladder: Sequence[ModelSpec], latency_s: float
+) -> float:
+    """`limit_bound_s` with the daily limits counted too: what live calls need at the least.
+
+    When every model of the ladder has a requests-per-day limit, a batch larger than their sum
+    needs more days: each further day's worth waits a day window (the Batch API's case).
+    """
+    bound = limit_bound_s(count, input_tokens, ladder, latency_s)
+    if count == 0 or any(spec.rpd is None for spec in ladder):
+        return bound
+    per_day = sum(spec.rpd or 0 for spec in ladder)
+    if per_day == 0:
+        return math.inf
+    days = math.ceil(count / per_day)
+    return max(bound, (days - 1) * min(spec.day_s for spec in ladder) + latency_s)

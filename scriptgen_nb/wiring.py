@@ -18,6 +18,8 @@ from importlib.metadata import version
 from typing import Any, Literal
 
 from . import __version__
+from .batch_api.jobs import BatchApiSettings
+from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import Backend, GeminiBackend
 from .engine.errors import ConfigurationError, MissingApiKeyError
 from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
@@ -62,6 +64,13 @@ class BatchOptions:
     # "auto": a panel in Jupyter, a text bar on a terminal's stderr, else none; also "widget",
     # "text". None (no progress) for library calls; the magics ask for "auto".
     progress: str | None = None
+    # "live" (paced calls), "batch_api" (Google's Batch API) or "auto" (batch_api/plan.py).
+    mode: str = "live"
+    # For "auto": seconds, a timedelta, "30m"/"2h"/"1d" or a datetime; None: the expected
+    # Batch API turnaround.
+    deadline: Any = None
+    batch_api: BatchApiSettings | None = None  # how Batch API jobs are built and watched
+    deadline_s: float | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> BatchOptions:
@@ -100,6 +109,17 @@ class BatchOptions:
                 )
         if self.cancel is not None and not isinstance(self.cancel, CancelToken):
             raise ConfigurationError(f"cancel={self.cancel!r}: pass a scriptgen_nb.CancelToken().")
+        check_mode(self.mode)
+        self.deadline_s = parse_deadline(self.deadline)
+        if self.deadline is not None and self.mode != "auto":
+            raise ConfigurationError(
+                f"deadline={self.deadline!r} is for mode='auto' (it chooses live calls or the "
+                f"Batch API by it); with mode={self.mode!r} leave it out."
+            )
+        if self.batch_api is not None and not isinstance(self.batch_api, BatchApiSettings):
+            raise ConfigurationError(
+                f"batch_api={self.batch_api!r}: pass scriptgen_nb.BatchApiSettings(...)."
+            )
 
     def ladder(self) -> list[ModelSpec]:
         catalogue = self.catalogue or default_catalogue()

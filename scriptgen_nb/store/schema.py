@@ -205,3 +205,39 @@ CREATE TABLE limit_learned (
 """,
     )
 )
+
+migration(
+    Migration(
+        4,
+        "Batch API jobs: the intent before the call, the job after it, ingestion once",
+        """
+CREATE TABLE batch_job (
+    job_key       VARCHAR PRIMARY KEY,   -- client key: sha256(batch_id/chunk), in the display name
+    batch_id      VARCHAR NOT NULL,      -- the batch_log row its results belong to
+    chunk         INTEGER NOT NULL,      -- 0, 1, ... within the batch
+    display_name  VARCHAR NOT NULL,      -- what batches.list shows: scriptgen-<job_key>
+    job_name      VARCHAR,               -- batches/...; NULL until the service answered create
+    model         VARCHAR NOT NULL,
+    model_spec    JSON NOT NULL,         -- the ModelSpec whose batch price bills the answers
+    endpoint      VARCHAR NOT NULL,      -- "google" or the emulator's base URL
+    input_mode    VARCHAR NOT NULL,      -- inline | file
+    input_file    VARCHAR,               -- files/... of an uploaded JSONL input
+    input_bytes   BIGINT,
+    state         VARCHAR NOT NULL,      -- intent, then JOB_STATE_PENDING/RUNNING/SUCCEEDED/...
+    request_ids   VARCHAR[] NOT NULL,    -- in submission order
+    request_count INTEGER NOT NULL,
+    intent_at     TIMESTAMPTZ NOT NULL,  -- written before batches.create was called
+    submitted_at  TIMESTAMPTZ,           -- the service's createTime (else when it answered)
+    finished_at   TIMESTAMPTZ,           -- the service's endTime (else when we saw it end)
+    turnaround_s  DOUBLE,                -- create -> done, measured
+    checked_at    TIMESTAMPTZ,           -- the last poll
+    ingested      BOOLEAN NOT NULL DEFAULT false,
+    ingested_at   TIMESTAMPTZ,
+    matched_by    VARCHAR,               -- key | position | mixed: how answers met requests
+    error         VARCHAR                -- why the job (not a row) failed
+);
+
+CREATE INDEX batch_job_by_batch ON batch_job (batch_id);
+""",
+    )
+)

@@ -1,0 +1,400 @@
+"""Batch API jobs on the wire: building their input, submitting them once, polling, cancelling.
+
+- `inline_request` / `jsonl_line` turn a `GenerationRequest` into what the service takes, with
+  the engine backend's own request builder (`engine.backend.generation_config`), so a request
+  means the same live and by batch. Each carries its request id as `metadata.key` (inline) or
+  `key` (JSONL): that is how answers find their requests (`ingest.py`).
+- `chunk_requests` splits a batch into jobs: one model per job (the Batch API runs one model),
+  inline jobs under the 20 MB request limit, a JSONL file upload past it (or when asked).
+- `JobService` wraps google-genai's synchronous `batches` and `files` (SDK retries off, as live).
+- `submit` follows the idempotency protocol of `store/batch_jobs.py`: the intent is in the log
+  before `batches.create`; a job that may exist (an intent without a name, or a create whose
+  answer was lost) is first looked for by its display name and adopted, never created twice.
+- `poll` waits with backoff until every job has ended, recording each state it sees.
+
+An interrupt while polling leaves the jobs running at the service: they are in the log, and
+`resume_batch_job` picks them up later; only `cancel` stops them. No duckdb here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from google.genai import Client, _common, errors, types
+from google.genai import batches as sdk_batches
+
+from ..engine.backend import backend_error_from, generation_config
+from ..engine.errors import BackendError, InvalidApiKeyError
+from ..engine.values import GenerationRequest
+from ..store import batch_jobs
+from ..store.batch_jobs import TERMINAL_STATES, JobRow
+from ..store.database import Database
+
+DISPLAY_PREFIX = "scriptgen-"
+INLINE_LIMIT_BYTES = 19 * 1024 * 1024  # the service refuses create bodies over 20 MB
+FILE_LIMIT_BYTES = 2_000_000_000  # a JSONL input file may hold up to 2 GB
+ENVELOPE_BYTES = 512  # the create body's own fields around the requests
+
+
+@dataclass(frozen=True, slots=True)
+class BatchApiSettings:
+    """How Batch API jobs are built and watched (the defaults suit Google).
+
+    `input`: "auto" (inline while a job fits `inline_limit_bytes`, else a JSONL upload),
+    "inline" (split into several inline jobs instead), "file". `turnaround_s` overrides the
+    expected turnaround the `auto` plan uses (by default measured, see `plan.py`).
+    """
+
+    input: str = "auto"
+    inline_limit_bytes: int = INLINE_LIMIT_BYTES
+    file_limit_bytes: int = FILE_LIMIT_BYTES
+    poll_initial_s: float = 5.0
+    poll_max_s: float = 60.0
+    poll_factor: float = 1.5
+    turnaround_s: float | None = None
+    timeout_s: float = 120.0  # per HTTP call to the batches and files endpoints
+
+    def __post_init__(self) -> None:
+        from ..engine.errors import ConfigurationError
+
+        if self.input not in ("auto", "inline", "file"):
+            raise ConfigurationError(
+                f"BatchApiSettings(input={self.input!r}): use 'auto', 'inline' or 'file'."
+            )
+        for name in ("inline_limit_bytes", "file_limit_bytes", "poll_initial_s", "poll_max_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(f"BatchApiSettings({name}={value!r}): must be > 0.")
+
+
+def job_key(batch_id: str, chunk: int) -> str:
+    """The client-side key of a batch's chunk: the same after any restart."""
+    return hashlib.sha256(f"{batch_id}/{chunk}".encode()).hexdigest()[:24]
+
+
+def display_name(key: str) -> str:
+    return f"{DISPLAY_PREFIX}{key}"
+
+
+def _config(request: GenerationRequest) -> types.GenerateContentConfig | None:
+    """The live backend's config for a request, without a per-call HTTP timeout."""
+    build: Any = generation_config
+    try:
+        config = build(request)
+    except TypeError:  # an older signature took the per-call timeout too
+        config = build(request, 1000)
+    if config is not None and config.http_options is not None:
+        config = config.model_copy(update={"http_options": None})
+    return config
+
+
+def inline_request(request: GenerationRequest) -> types.InlinedRequest:
+    return types.InlinedRequest(
+        contents=request.prompt, config=_config(request), metadata={"key": request.id}
+    )
+
+
+_WIRE_CLIENT: Client | None = None
+
+
+def _wire_client() -> Client:
+    # Only used to turn requests into their wire form (no call is made with it).
+    global _WIRE_CLIENT
+    if _WIRE_CLIENT is None:
+        _WIRE_CLIENT = Client(api_key="offline", http_options=types.HttpOptions(base_url="x:/"))
+    return _WIRE_CLIENT
+
+
+def wire_request(request: GenerationRequest) -> dict[str, Any]:
+    """The REST `GenerateContentRequest` of a request, as the SDK writes it for batches."""
+    converted = sdk_batches._InlinedRequest_to_mldev(
+        _wire_client()._api_client, inline_request(request)
+    )
+    wire: dict[str, Any] = _common.convert_to_dict(converted["request"])
+    return wire
+
+
+def jsonl_line(request: GenerationRequest) -> str:
+    return json.dumps({"key": request.id, "request": wire_request(request)}, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class Chunk:
+    """The requests of one job, with the model that runs them and their input size."""
+
+    model: str
+    requests: list[GenerationRequest] = field(default_factory=list)
+    size: int = ENVELOPE_BYTES
+    input_mode: str = "inline"
+
+
+def chunk_requests(
+    requests: Iterable[GenerationRequest], default_model: str, settings: BatchApiSettings
+) -> list[Chunk]:
+    """Group by model (a pinned request keeps its model), then split by size.
+
+    With input "auto" a model's requests go inline while they fit one create call, and as one
+    JSONL file otherwise (split again only past the file limit); "inline" splits them into as
+    many inline jobs as needed; "file" always uploads.
+    """
+    by_model: dict[str, list[tuple[GenerationRequest, int]]] = {}
+    for request in requests:
+        model = (request.model or default_model).removeprefix("models/")
+        size = len(json.dumps(wire_request(request), separators=(",", ":"))) + 64
+        by_model.setdefault(model, []).append((request, size))
+    chunks: list[Chunk] = []
+    for model, sized in by_model.items():
+        total = ENVELOPE_BYTES + sum(size for _, size in sized)
+        mode = settings.input
+        if mode == "auto":
+            mode = "inline" if total <= settings.inline_limit_bytes else "file"
+        limit = settings.inline_limit_bytes if mode == "inline" else settings.file_limit_bytes
+        current = Chunk(model, input_mode=mode)
+        for request, size in sized:
+            if current.requests and current.size + size > limit:
+                chunks.append(current)
+                current = Chunk(model, input_mode=mode)
+            current.requests.append(request)
+            current.size += size
+        chunks.append(current)
+    return chunks
+
+
+def _state_name(job: types.BatchJob) -> str:
+    state = job.state
+    return str(getattr(state, "name", state) or "JOB_STATE_UNSPECIFIED")
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+class JobService:
+    """google-genai's synchronous batches and files endpoints, errors made `BackendError`s."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        api_version: str | None = None,
+        timeout_s: float = 120.0,
+    ) -> None:
+        options = types.HttpOptions(
+            base_url=base_url,
+            api_version=api_version,
+            timeout=int(timeout_s * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        self._client = Client(api_key=api_key, http_options=options)
+
+    def __repr__(self) -> str:
+        return "JobService()"
+
+    def _call(self, what: Callable[[], Any]) -> Any:
+        try:
+            return what()
+        except errors.APIError as exc:
+            error = backend_error_from(exc)
+            if error.api_key_invalid:
+                raise InvalidApiKeyError(error.message) from None
+            raise error from None
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise backend_error_from(exc) from None
+
+    def create(self, model: str, src: Any, name: str) -> types.BatchJob:
+        return self._call(
+            lambda: self._client.batches.create(
+                model=model, src=src, config=types.CreateBatchJobConfig(display_name=name)
+            )
+        )
+
+    def get(self, name: str) -> types.BatchJob:
+        return self._call(lambda: self._client.batches.get(name=name))
+
+    def cancel(self, name: str) -> None:
+        self._call(lambda: self._client.batches.cancel(name=name))
+
+    def find(self, name: str) -> types.BatchJob | None:
+        """The job whose display name is `name`, if the service lists one."""
+
+        def look() -> types.BatchJob | None:
+            for job in self._client.batches.list(config=types.ListBatchJobsConfig(page_size=100)):
+                if job.display_name == name:
+                    return job
+            return None
+
+        found: types.BatchJob | None = self._call(look)
+        return found
+
+    def upload(self, lines: Sequence[str], name: str) -> str:
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        uploaded = self._call(
+            lambda: self._client.files.upload(
+                file=io.BytesIO(data),
+                config=types.UploadFileConfig(mime_type="application/jsonl", display_name=name),
+            )
+        )
+        return str(uploaded.name)
+
+    def download(self, name: str) -> bytes:
+        data: bytes = self._call(lambda: self._client.files.download(file=name))
+        return data
+
+    def close(self) -> None:
+        self._client.close()
+
+
+@dataclass
+class Submission:
+    """What `submit` did: which jobs it created or adopted, and which could not be sent."""
+
+    created: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # job key -> why
+
+
+TRANSIENT = frozenset({"server_error", "timeout", "connection", "malformed_response"})
+
+
+def submit(
+    service: JobService,
+    db: Database,
+    jobs: Sequence[JobRow],
+    requests: dict[str, GenerationRequest] | None,
+    *,
+    look_first: bool = True,
+    attempts: int = 4,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Submission:
+    """Send every intent that has no job yet; adopt what the service already has (step 3).
+
+    `requests` are the batch's requests by id (needed only for jobs not yet created). A create
+    that fails at the service (4xx) marks its job failed; one whose answer is lost (5xx,
+    timeout, dropped connection) is looked up by display name before it is tried again.
+    `look_first=False` skips the first look-up for intents this process has just written
+    (no job can exist for them yet); resuming always looks.
+    """
+    done = Submission()
+    for job in jobs:
+        if job.job_name is not None:
+            continue
+        existing = service.find(job.display_name) if look_first else None
+        if existing is not None:
+            _record_created(db, job, existing)
+            done.adopted.append(job.job_key)
+            continue
+        if requests is None:
+            raise RuntimeError(f"job {job.job_key} was never created and its requests are gone")
+        chunk = [requests[i] for i in job.request_ids]
+        for attempt in range(1, attempts + 1):
+            try:
+                created = _create(service, db, job, chunk)
+            except BackendError as exc:
+                if exc.kind not in TRANSIENT or attempt == attempts:
+                    reason = f"{exc.kind}: {exc.message}"
+                    batch_jobs.mark_state(db, job.job_key, "JOB_STATE_FAILED", error=reason)
+                    done.refused[job.job_key] = reason
+                    break
+                sleep(min(30.0, 2.0**attempt))
+                existing = service.find(job.display_name)  # the lost answer may have created it
+                if existing is not None:
+                    _record_created(db, job, existing)
+                    done.adopted.append(job.job_key)
+                    break
+                continue
+            _record_created(db, job, created)
+            done.created.append(job.job_key)
+            break
+    return done
+
+
+def _create(
+    service: JobService, db: Database, job: JobRow, chunk: Sequence[GenerationRequest]
+) -> types.BatchJob:
+    if job.input_mode == "inline":
+        return service.create(job.model, [inline_request(r) for r in chunk], job.display_name)
+    source = job.input_file
+    if source is None:
+        source = service.upload([jsonl_line(r) for r in chunk], job.display_name)
+        batch_jobs.mark_uploaded(db, job.job_key, source)
+    return service.create(job.model, source, job.display_name)
+
+
+def _record_created(db: Database, job: JobRow, created: types.BatchJob) -> None:
+    submitted = _epoch(created.create_time) or time.time()
+    batch_jobs.mark_submitted(db, job.job_key, str(created.name), _state_name(created), submitted)
+
+
+def poll(
+    service: JobService,
+    db: Database,
+    jobs: Sequence[JobRow],
+    settings: BatchApiSettings,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    on_state: Callable[[JobRow, types.BatchJob | None], None] | None = None,
+) -> Iterator[tuple[JobRow, types.BatchJob | None]]:
+    """Yield each job as it ends (with the service's view of it), polling with backoff.
+
+    A job that was never created (refused) ends at once with no service view. Transient errors
+    of a poll are waited out; the others propagate.
+    """
+    waiting = {job.job_key: job for job in jobs}
+    delay = settings.poll_initial_s
+    while waiting:
+        for key, job in list(waiting.items()):
+            if job.job_name is None:
+                del waiting[key]
+                yield job, None
+                continue
+            try:
+                seen = service.get(job.job_name)
+            except BackendError as exc:
+                if exc.kind in TRANSIENT:
+                    continue
+                raise
+            state = _state_name(seen)
+            ended = state in TERMINAL_STATES
+            finished_at = _epoch(seen.end_time) if ended else None
+            if ended and finished_at is None:
+                finished_at = time.time()
+            turnaround = None
+            if ended and job.submitted_at is not None and finished_at is not None:
+                started = _epoch(seen.create_time) or job.submitted_at
+                turnaround = max(0.0, finished_at - started)
+            batch_jobs.mark_state(db, key, state, finished_at=finished_at, turnaround_s=turnaround)
+            if on_state is not None:
+                on_state(job, seen)
+            if ended:
+                del waiting[key]
+                yield _with(job, state, finished_at, turnaround), seen
+        if waiting:
+            sleep(delay)
+            delay = min(settings.poll_max_s, delay * settings.poll_factor)
+
+
+def _with(job: JobRow, state: str, finished_at: float | None, turnaround: float | None) -> JobRow:
+    from dataclasses import replace
+
+    return replace(job, state=state, finished_at=finished_at, turnaround_s=turnaround)
+
+
+def cancel(service: JobService, db: Database, jobs: Sequence[JobRow]) -> list[str]:
+    """Ask the service to cancel every job not ended yet; returns their names."""
+    cancelled = []
+    for job in jobs:
+        if job.job_name is None or job.terminal:
+            continue
+        service.cancel(job.job_name)
+        cancelled.append(job.job_name)
+    return cancelled

@@ -1,0 +1,314 @@
+"""The `mode=` decision: live calls, Google's Batch API, or both, with what each would cost.
+
+Pure: given the requests, the ladder, the batch model, a deadline and the Batch API's expected
+turnaround, `plan_batch` returns a `BatchPlan` that says what runs where and why, with the
+expected cost and time of each option, shown before anything is sent.
+
+The figures:
+
+- live time: `estimate.live_bound_s`, the least time the ladder's windows (RPM, input TPM and,
+  when every model has one, RPD) allow, plus one typical latency;
+- live cost: the dry-run estimate (`estimate.py`): input tokens estimated, output tokens each
+  request's `max_output_tokens` or a typical 1,024, priced on the ladder's first model;
+- Batch API cost: the same tokens on the batch model at its `batch_discount` (50%);
+- Batch API time: the turnaround, measured (the median create -> done time of this endpoint's
+  jobs in the log), else a documented default: Google's target of 24 hours.
+
+`auto` with a deadline: live when live calls fit it; else the Batch API when its turnaround
+fits; else a split: as many requests as live calls can finish by the deadline, taken from the
+front of the list (the urgent part), run live, the rest by the Batch API. Without a deadline,
+the deadline is the expected turnaround: live while it is at least as fast as the batch would
+be, the Batch API once the batch outgrows the live limits.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from ..engine.errors import ConfigurationError
+from ..engine.models import ModelSpec
+from ..engine.runner import estimate_tokens
+from ..engine.values import GenerationRequest, Usage
+from ..estimate import TYPICAL_LATENCY_S, TYPICAL_OUTPUT_TOKENS, live_bound_s
+
+Mode = Literal["live", "batch_api", "auto"]
+MODES: tuple[str, ...] = ("live", "batch_api", "auto")
+Choice = Literal["live", "batch_api", "split"]
+
+# Google's documented target: "The target turnaround time is 24 hours, but in majority of
+# cases, it is much quicker" (ai.google.dev/gemini-api/docs/batch-api). Used until this
+# endpoint's own jobs have been measured.
+GOOGLE_TURNAROUND_S = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Turnaround:
+    """The expected Batch API turnaround and where the figure comes from."""
+
+    seconds: float
+    source: str  # e.g. "median of 3 measured jobs", "Google's documented 24 h target"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One way to run (part of) the batch: how many requests, the expected cost and time."""
+
+    requests: int
+    cost_usd: float
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """What a batch will do (`choice`), and the options it was chosen from."""
+
+    mode: str  # what was asked: live | batch_api | auto
+    choice: Choice
+    live_count: int  # requests sent live: the first `live_count` of the list
+    batch_count: int
+    live: Option  # the whole batch live
+    batch_api: Option  # the whole batch by the Batch API
+    split: Option | None  # the chosen split, when there is one
+    deadline_s: float | None
+    turnaround: Turnaround
+    live_model: str
+    batch_model: str
+    reason: str
+
+    @property
+    def chosen(self) -> Option:
+        return self.split or (self.live if self.choice == "live" else self.batch_api)
+
+    def rows(self) -> list[dict[str, object]]:
+        """The options as table rows (what `__str__` and the HTML view show)."""
+        rows: list[dict[str, object]] = [
+            {
+                "option": "live calls",
+                "requests": self.live.requests,
+                "cost_usd": self.live.cost_usd,
+                "time": _duration(self.live.seconds),
+                "model": self.live_model,
+                "chosen": self.choice == "live",
+            },
+            {
+                "option": "Batch API",
+                "requests": self.batch_api.requests,
+                "cost_usd": self.batch_api.cost_usd,
+                "time": _duration(self.batch_api.seconds),
+                "model": self.batch_model,
+                "chosen": self.choice == "batch_api",
+            },
+        ]
+        if self.split is not None:
+            rows.append(
+                {
+                    "option": f"split: {self.live_count} live, {self.batch_count} by batch",
+                    "requests": self.split.requests,
+                    "cost_usd": self.split.cost_usd,
+                    "time": _duration(self.split.seconds),
+                    "model": f"{self.live_model} / {self.batch_model}",
+                    "chosen": True,
+                }
+            )
+        return rows
+
+    def __str__(self) -> str:
+        lines = [f"plan (mode={self.mode}): {self.reason}"]
+        for row in self.rows():
+            mark = "->" if row["chosen"] else "  "
+            lines.append(
+                f" {mark} {row['option']:<34} {row['requests']:>6} requests  "
+                f"~${row['cost_usd']:.4f}  {row['time']:>10}  on {row['model']}"
+            )
+        lines.append(f"    Batch API time: {self.turnaround.source}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("", "option", "requests", "cost", "time", "model"))
+        body = "".join(
+            "<tr>"
+            f"<td>{'&rarr;' if r['chosen'] else ''}</td>"
+            f"<td>{html.escape(str(r['option']))}</td><td>{r['requests']}</td>"
+            f"<td>${r['cost_usd']:.4f}</td><td>{html.escape(str(r['time']))}</td>"
+            f"<td>{html.escape(str(r['model']))}</td></tr>"
+            for r in self.rows()
+        )
+        return (
+            f"<p><b>plan (mode={self.mode})</b>: {html.escape(self.reason)}</p>"
+            f"<table><tr>{head}</tr>{body}</table>"
+            f"<p><small>Batch API time: {html.escape(self.turnaround.source)}</small></p>"
+        )
+
+
+def parse_deadline(value: object, now: datetime | None = None) -> float | None:
+    """A deadline as seconds from now: seconds, a timedelta, "90s"/"30m"/"2h"/"1d", a datetime."""
+    if value is None:
+        return None
+    seconds: float
+    if isinstance(value, bool):
+        seconds = math.nan
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, datetime):
+        moment = value if value.tzinfo else value.astimezone()
+        seconds = (moment - (now or datetime.now().astimezone())).total_seconds()
+        if seconds <= 0:
+            raise ConfigurationError(f"deadline={value!r} is in the past; give a later time.")
+    elif isinstance(value, str) and (found := _DURATION.fullmatch(value.strip())):
+        seconds = float(found.group(1)) * _UNITS[found.group(2) or "s"]
+    else:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(
+            f"deadline={value!r}: give a positive number of seconds, a timedelta, a duration "
+            "such as '30m', '2h' or '1d', or a datetime."
+        )
+    return seconds
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def check_mode(mode: object) -> Mode:
+    if mode not in MODES:
+        raise ConfigurationError(
+            f"mode={mode!r}: use 'live' (paced calls now, full price), 'batch_api' (Google's "
+            "Batch API: half price, results within its turnaround) or 'auto' (live when it "
+            "fits the deadline, else the Batch API, or both)."
+        )
+    return mode  # type: ignore[return-value]
+
+
+def plan_batch(
+    requests: Sequence[GenerationRequest],
+    ladder: Sequence[ModelSpec],
+    batch_model: ModelSpec,
+    *,
+    mode: Mode,
+    turnaround: Turnaround,
+    deadline_s: float | None = None,
+    latency_s: float = TYPICAL_LATENCY_S,
+) -> BatchPlan:
+    """Decide what runs where (see the module docstring) and price every option."""
+    usable = [spec for spec in ladder if spec.usable] or list(ladder)
+    live_model = usable[0]
+    tokens = [
+        Usage(estimate_tokens(r), r.max_output_tokens or TYPICAL_OUTPUT_TOKENS) for r in requests
+    ]
+    prefix_tokens = [0]
+    for usage in tokens:
+        prefix_tokens.append(prefix_tokens[-1] + usage.input)
+
+    def live_s(n: int) -> float:
+        return live_bound_s(n, prefix_tokens[n], usable, latency_s) if n else 0.0
+
+    def live_cost(part: Sequence[Usage]) -> float:
+        return sum(live_model.cost_usd(u) for u in part)
+
+    def batch_cost(part: Sequence[Usage]) -> float:
+        return sum(batch_model.cost_usd(u, batch=True) for u in part)
+
+    total = len(requests)
+    live = Option(total, live_cost(tokens), live_s(total))
+    batch = Option(total, batch_cost(tokens), turnaround.seconds)
+    deadline = deadline_s if deadline_s is not None else turnaround.seconds
+    split: Option | None = None
+    live_count = 0
+    if mode == "live":
+        choice: Choice = "live"
+        reason = "live calls, as asked (mode='live')"
+    elif mode == "batch_api":
+        choice = "batch_api"
+        reason = "Google's Batch API, as asked (mode='batch_api')"
+    elif live.seconds <= deadline:
+        choice = "live"
+        reason = (
+            f"live calls fit the {_deadline_words(deadline_s, deadline)} "
+            f"({_duration(live.seconds)} at the ladder's limits)"
+        )
+    elif turnaround.seconds <= deadline:
+        choice = "batch_api"
+        reason = (
+            f"live calls need {_duration(live.seconds)} at the ladder's limits, more than the "
+            f"{_duration(turnaround.seconds)} the Batch API is expected to take"
+            if deadline_s is None
+            else f"live calls need {_duration(live.seconds)}, more than the deadline of "
+            f"{_duration(deadline)}; the Batch API is expected in {_duration(turnaround.seconds)}"
+        )
+    else:
+        live_count = _largest_fitting(total, live_s, deadline)
+        if live_count == 0:
+            choice = "batch_api"
+            reason = (
+                f"neither fits the deadline of {_duration(deadline)}; not even one request "
+                "fits live, so all go to the Batch API"
+            )
+        else:
+            choice = "split"
+            reason = (
+                f"neither fits the deadline of {_duration(deadline)}: the first {live_count} "
+                f"requests (what live calls finish by then) go live, the other "
+                f"{total - live_count} to the Batch API"
+            )
+            split = Option(
+                total,
+                live_cost(tokens[:live_count]) + batch_cost(tokens[live_count:]),
+                max(live_s(live_count), turnaround.seconds),
+            )
+    if choice == "live":
+        live_count = total
+    return BatchPlan(
+        mode=mode,
+        choice=choice,
+        live_count=live_count,
+        batch_count=total - live_count,
+        live=live,
+        batch_api=batch,
+        split=split,
+        deadline_s=deadline_s,
+        turnaround=turnaround,
+        live_model=live_model.name,
+        batch_model=batch_model.name,
+        reason=reason,
+    )
+
+
+def _largest_fitting(total: int, live_s: object, deadline: float) -> int:
+    """The most requests (from the front) live calls finish within `deadline` (bisection)."""
+    assert callable(live_s)
+    low, high = 0, total
+    while low < high:
+        middle = (low + high + 1) // 2
+        if live_s(middle) <= deadline:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _deadline_words(given: float | None, deadline: float) -> str:
+    if given is None:
+        return f"expected Batch API turnaround of {_duration(deadline)}"
+    return f"deadline of {_duration(deadline)}"
+
+
+def _duration(seconds: float) -> str:
+    """A human duration; seconds are whole so plans print the same every time."""
+    if math.isinf(seconds):
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"

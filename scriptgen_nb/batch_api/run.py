@@ -1,0 +1,441 @@
+"""Running a batch through Google's Batch API: plan, record, submit, wait, ingest; resume.
+
+`submit_batch` records the batch and its jobs' intents in the call log, then creates the jobs
+(`jobs.submit`) and returns a `BatchJobHandle`. `BatchJobHandle.wait()` polls until every job
+has ended and ingests each once (`ingest.py`, `store/batch_jobs.ingest`), returning the results
+in input order. `resume_batch_job(id)` rebuilds a handle from the log alone (a job key, a job
+name `batches/...` or a batch id), in any process: it adopts or creates what an interrupted
+submission left, and waits. An interrupt while waiting raises `BatchInterrupted` and leaves the
+jobs running at the service; `cancel()` is the only thing that stops them. The batch's
+`batch_log.mode` is `batch_api`, its status `submitted` while its jobs are out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..engine.errors import BatchInterrupted, ConfigurationError, MissingApiKeyError
+from ..engine.models import ModelSpec
+from ..engine.values import Failure, GenerationRequest, Result, Usage
+from ..engine.verdict import parse_structured
+from ..results import ResultList
+from ..store import Database, batch_jobs, keys, open_database
+from ..store.batch_jobs import JobRow
+from . import ingest, jobs
+from .jobs import BatchApiSettings, JobService, Submission
+from .plan import GOOGLE_TURNAROUND_S, BatchPlan, Turnaround
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..wiring import BatchOptions
+
+ENV_BASE_URL = "GOOGLE_GEMINI_BASE_URL"
+ENV_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+GOOGLE = "google"
+
+
+def endpoint_of(base_url: str | None) -> tuple[str | None, str]:
+    """The base URL to use (argument, else environment, else Google) and its log name."""
+    url = base_url or os.environ.get(ENV_BASE_URL) or None
+    url = url.rstrip("/") if url else None
+    return url, url or GOOGLE
+
+
+def _api_key(given: str | None) -> str:
+    key = given or next((os.environ[k] for k in ENV_KEYS if os.environ.get(k)), None)
+    if not key:
+        raise MissingApiKeyError()
+    return key
+
+
+def expected_turnaround(
+    db: Database | None, endpoint: str, settings: BatchApiSettings
+) -> Turnaround:
+    """The Batch API time the plan uses: given, else measured at this endpoint, else Google's
+    documented 24 h target (an emulator's jobs are measured as soon as one has run)."""
+    if settings.turnaround_s is not None:
+        return Turnaround(settings.turnaround_s, "given (BatchApiSettings.turnaround_s)")
+    measured = batch_jobs.median_turnaround_s(db, endpoint) if db is not None else None
+    if measured is not None:
+        seconds, count = measured
+        jobs_word = "job" if count == 1 else "jobs"
+        return Turnaround(seconds, f"median of {count} measured {jobs_word} at this endpoint")
+    return Turnaround(
+        GOOGLE_TURNAROUND_S,
+        "Google's documented target of 24 h (no job measured at this endpoint yet)",
+    )
+
+
+def show_plan(plan: BatchPlan, progress: str | None) -> None:
+    """Show the plan before anything is sent: HTML in Jupyter, text on stderr elsewhere."""
+    if progress is None:
+        return
+    shell = sys.modules.get("IPython")
+    if shell is not None and progress != "text":
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display(plan)
+            return
+    print(plan, file=sys.stderr)
+
+
+@dataclass
+class BatchJobHandle:
+    """A batch at the Batch API: its jobs in the log, and how to wait for, or cancel, them."""
+
+    db: Database
+    service: JobService
+    batch_id: str
+    settings: BatchApiSettings = field(default_factory=BatchApiSettings)
+    store_text: bool = True
+    plan: BatchPlan | None = None
+    on_progress: Callable[[int, int | None], None] | None = None
+    live_results: list[Result] = field(default_factory=list)  # a split's live part
+    _requests: dict[str, GenerationRequest] | None = field(default=None, repr=False)
+    _results: dict[str, Result] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{j.job_name or j.display_name}: {_short(j.state)}" for j in self.jobs)
+        return f"BatchJobHandle(batch_id={self.batch_id!r}, jobs=[{states}])"
+
+    @property
+    def jobs(self) -> list[JobRow]:
+        return batch_jobs.jobs(self.db, batch_id=self.batch_id)
+
+    def submit(self, *, fresh: bool = False) -> Submission:
+        """Create (or adopt) every job of the batch that has no job at the service yet.
+
+        `fresh`: the intents were written by this process just now, so none can exist yet.
+        """
+        open_ = [j for j in self.jobs if j.job_name is None and not j.terminal]
+        return jobs.submit(self.service, self.db, open_, self._requests, look_first=not fresh)
+
+    def wait(self, *, sleep: Callable[[float], None] = time.sleep) -> ResultList:
+        """Poll until every job has ended, ingest each once, return all results in order.
+
+        Ctrl-C (a kernel interrupt) raises `BatchInterrupted` with what is in so far; the
+        jobs keep running at the service, and `resume_batch_job(batch_id)` picks them up.
+        """
+        self.submit()
+        logged = {
+            row[0]: ingest.LoggedRequest(*row)
+            for row in batch_jobs.logged_requests(self.db, self.batch_id)
+        }
+        total = len(logged) + len(self.live_results)
+        pending = [j for j in self.jobs if not j.ingested]
+        try:
+            for job, seen in jobs.poll(self.service, self.db, pending, self.settings, sleep=sleep):
+                self._ingest(job, seen, logged)
+                if self.on_progress is not None:
+                    self.on_progress(len(self._results) + len(self.live_results), total)
+        except KeyboardInterrupt:
+            raise BatchInterrupted(
+                self._collect(logged),
+                f"Stopped waiting; the Batch API jobs of batch {self.batch_id} keep running "
+                f"at the service: resume_batch_job({self.batch_id!r}) collects them later, "
+                "cancel_batch_job cancels them",
+            ) from None
+        return self._collect(logged)
+
+    def cancel(self) -> list[str]:
+        """Cancel the batch's jobs at the service; `wait()` then ingests what they finished."""
+        return jobs.cancel(self.service, self.db, self.jobs)
+
+    def _ingest(self, job: JobRow, seen: Any, logged: Mapping[str, ingest.LoggedRequest]) -> None:
+        answers: list[ingest.Answer] | None = None
+        if seen is not None and seen.dest is not None:
+            if seen.dest.file_name:
+                answers = ingest.file_answers(self.service.download(seen.dest.file_name))
+            elif seen.dest.inlined_responses is not None:
+                answers = ingest.inline_answers(seen)
+        spec = ModelSpec(**json.loads(job.model_spec))
+        made, matched_by = ingest.outcomes(
+            job,
+            logged,
+            answers,
+            spec,
+            store_text=self.store_text,
+            package_version=__version__,
+            sdk_version=version("google-genai"),
+        )
+        calls = [o.call for o in made if o.call is not None]
+        if batch_jobs.ingest(self.db, job.job_key, calls, [o.row for o in made], matched_by):
+            self._results.update((o.result.id, o.result) for o in made)
+
+    def _collect(self, logged: Mapping[str, ingest.LoggedRequest]) -> ResultList:
+        """Every request's result: this process's, else the log's, else (partial) not run."""
+        stored = {row[0]: row for row in batch_jobs.logged_results(self.db, self.batch_id)}
+        results = list(self.live_results)
+        for request_id, request in logged.items():
+            if request_id in self._results:
+                results.append(self._results[request_id])
+            elif request_id in stored:
+                results.append(_from_log(stored[request_id], request))
+            else:
+                failure = Failure("not_run", "its Batch API job had not ended")
+                results.append(
+                    Result(
+                        request_id, request.index, False, error=failure, metadata=request.metadata
+                    )
+                )
+        return ResultList(sorted(results, key=lambda r: r.index))
+
+    def close(self) -> None:
+        self.service.close()
+
+
+def _short(state: str) -> str:
+    return state.removeprefix("JOB_STATE_").lower()
+
+
+def _from_log(row: tuple[Any, ...], request: ingest.LoggedRequest) -> Result:
+    (
+        request_id,
+        index,
+        success,
+        cached,
+        text,
+        kind,
+        message,
+        finish,
+        model,
+        model_version,
+        attempts,
+        tokens_in,
+        tokens_out,
+        thoughts,
+        cost,
+        latency,
+        queue,
+    ) = row
+    data = None
+    if success and text is not None and request.schema is not None:
+        try:
+            data = parse_structured(text, request.schema)
+        except ValueError:
+            data = None
+    return Result(
+        id=request_id,
+        index=index,
+        success=bool(success),
+        text=text,
+        data=data,
+        error=None if kind is None else Failure(kind, message or ""),
+        finish_reason=finish,
+        model=model,
+        attempts=attempts or 0,
+        usage=Usage(tokens_in or 0, tokens_out or 0, thoughts or 0),
+        cost_usd=cost or 0.0,
+        latency_ms=latency,
+        queue_ms=queue,
+        model_version=model_version,
+        metadata=request.metadata,
+        cached=bool(cached),
+    )
+
+
+def open_log_for_batch_api(options: BatchOptions) -> Database:
+    log = options.open_log()
+    if log is None:
+        raise ConfigurationError(
+            "mode='batch_api' needs the call log (db=False was given): a submitted job is "
+            "found again, and its results ingested once, through the log. Pass db=PATH."
+        )
+    return log
+
+
+def batch_model(options: BatchOptions) -> ModelSpec:
+    """The model the Batch API runs (a job runs one model): the ladder's first usable one."""
+    ladder = options.ladder()
+    return next((spec for spec in ladder if spec.usable), ladder[0])
+
+
+def submit_batch(
+    requests: Sequence[GenerationRequest],
+    options: BatchOptions,
+    *,
+    plan: BatchPlan | None = None,
+    first_index: int = 0,
+    db: Database | None = None,
+) -> BatchJobHandle:
+    """Record the batch and its jobs' intents, then create the jobs; nothing waits here."""
+    settings = options.batch_api or BatchApiSettings()
+    log = db or open_log_for_batch_api(options)
+    url, endpoint = endpoint_of(options.base_url)
+    service = JobService(
+        _api_key(options.api_key),
+        base_url=url,
+        api_version=options.api_version,
+        timeout_s=settings.timeout_s,
+    )
+    ladder = {spec.name: spec for spec in options.ladder()}
+    model = batch_model(options)
+    batch_id = uuid.uuid4().hex[:12]
+    chunks = jobs.chunk_requests(requests, model.name, settings)
+    store_text = options.store_text
+    ladder_names = [model.name]
+    rows, intents = [], []
+    index_of = {r.id: first_index + i for i, r in enumerate(requests)}
+    for chunk_number, chunk in enumerate(chunks):
+        spec = ladder.get(chunk.model, model)
+        key = jobs.job_key(batch_id, chunk_number)
+        intents.append(
+            JobRow(
+                job_key=key,
+                batch_id=batch_id,
+                chunk=chunk_number,
+                display_name=jobs.display_name(key),
+                model=chunk.model,
+                endpoint=endpoint,
+                input_mode=chunk.input_mode,
+                request_ids=tuple(r.id for r in chunk.requests),
+                model_spec=json.dumps(asdict(spec)),
+                input_bytes=chunk.size,
+            )
+        )
+        for request in chunk.requests:
+            cache_key = (
+                "" if options.cache == "off" else keys.content_key(request, ladder_names, endpoint)
+            )
+            rows.append(
+                batch_jobs.request_row(
+                    batch_id, index_of[request.id], request, cache_key, store_text
+                )
+            )
+    first = requests[0] if requests else None
+    batch_jobs.record_intents(
+        log,
+        {
+            "batch_id": batch_id,
+            "operation": first.operation if first else None,
+            "project_id": first.project_id if first else None,
+            "request_count": len(requests),
+            "models": ladder_names,
+            "endpoint": endpoint,
+            "cache_mode": options.cache,
+            "store_text": store_text,
+            "package_version": __version__,
+            "sdk_version": version("google-genai"),
+        },
+        rows,
+        intents,
+    )
+    handle = BatchJobHandle(
+        log,
+        service,
+        batch_id,
+        settings,
+        store_text,
+        plan,
+        options.on_progress,
+        _requests={r.id: r for r in requests},
+    )
+    handle.submit(fresh=True)
+    return handle
+
+
+def find_batch(db: Database, job_or_batch_id: str) -> str:
+    """The batch id behind a batch id, a job key or a job name (`batches/...`)."""
+    if not isinstance(job_or_batch_id, str) or not job_or_batch_id.strip():
+        raise ConfigurationError(
+            f"{job_or_batch_id!r}: give a batch id, a job name (batches/...) or a job key."
+        )
+    if batch_jobs.jobs(db, batch_id=job_or_batch_id):
+        return job_or_batch_id
+    found = batch_jobs.jobs(db, job=job_or_batch_id)
+    if found:
+        return found[0].batch_id
+    raise ConfigurationError(
+        f"No Batch API job or batch {job_or_batch_id!r} in the call log {db.path}; "
+        "list_batch_jobs() shows the recorded ones."
+    )
+
+
+def handle_for(
+    job_or_batch_id: str,
+    *,
+    db: Any = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    api_version: str | None = None,
+    settings: BatchApiSettings | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> BatchJobHandle:
+    """A handle rebuilt from the log alone, for any process (resume, cancel)."""
+    log = db if isinstance(db, Database) else open_database(db)
+    batch_id = find_batch(log, job_or_batch_id)
+    row = batch_jobs.batch_row(log, batch_id)
+    endpoint = row["endpoint"] if row else GOOGLE
+    url = base_url or (None if endpoint == GOOGLE else endpoint)
+    settings = settings or BatchApiSettings()
+    service = JobService(
+        _api_key(api_key), base_url=url, api_version=api_version, timeout_s=settings.timeout_s
+    )
+    requests = None
+    if any(j.job_name is None and not j.terminal for j in batch_jobs.jobs(log, batch_id=batch_id)):
+        from ..store.replay import stored_requests
+
+        rebuilt = stored_requests(log, batch_id, ("succeeded", "failed", "not_run"))
+        requests = {r.id: r for r in rebuilt}
+    return BatchJobHandle(
+        log,
+        service,
+        batch_id,
+        settings,
+        bool(row["store_text"]) if row else True,
+        None,
+        on_progress,
+        _requests=requests,
+    )
+
+
+def jobs_frame(db: Database) -> pd.DataFrame:
+    """Every recorded Batch API job, newest first (what `list_batch_jobs` returns)."""
+    import pandas as pd
+
+    rows = [
+        {
+            "batch_id": j.batch_id,
+            "chunk": j.chunk,
+            "job_name": j.job_name,
+            "job_key": j.job_key,
+            "state": _short(j.state),
+            "model": j.model,
+            "input": j.input_mode,
+            "requests": j.request_count,
+            "ingested": j.ingested,
+            "matched_by": j.matched_by,
+            "turnaround_s": j.turnaround_s,
+            "endpoint": j.endpoint,
+            "error": j.error,
+        }
+        for j in batch_jobs.jobs(db)
+    ]
+    columns = [
+        "batch_id",
+        "chunk",
+        "job_name",
+        "job_key",
+        "state",
+        "model",
+        "input",
+        "requests",
+        "ingested",
+        "matched_by",
+        "turnaround_s",
+        "endpoint",
+        "error",
+    ]
+    return pd.DataFrame(rows, columns=columns)
