@@ -1,0 +1,244 @@
+"""The Batch API mode end to end: the real google-genai SDK against the emulator over HTTP.
+
+Inline and file jobs, answers out of order or without their keys, failed rows, a job that
+fails or expires, cancel, resume after a restart and after a crash between `batches.create`
+and recording its answer (one job created, results ingested once), the `auto` choice on both
+sides of its threshold, and costs at the Batch API price.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import scriptgen_nb as sg
+from scriptgen_nb.emulator import Emulator, EmulatorConfig
+from scriptgen_nb.emulator.config import BatchConfig
+from scriptgen_nb.engine.values import Usage
+from scriptgen_nb.store import open_database
+
+KEY = "batch-key"
+MODEL = "gemini-2.5-flash"
+FAST = sg.BatchApiSettings(poll_initial_s=0.05, poll_max_s=0.2)
+QUICK = BatchConfig(pending_s=0.1, running_s=0.2)
+TOPICS = ["tides", "moss", "salt marshes", "sea glass", "lighthouses", "fog", "kelp", "gulls"]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(seed=3, api_keys=(KEY,), batch=QUICK)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator: Emulator) -> Iterator[Emulator]:
+    emulator.update_batch(**{f: getattr(QUICK, f) for f in QUICK.__dataclass_fields__})
+    emulator.reset()
+    yield emulator
+    emulator.update_batch(**{f: getattr(QUICK, f) for f in QUICK.__dataclass_fields__})
+
+
+def _requests(n: int = 4) -> list[sg.GenerationRequest]:
+    prompts = [f"Write one line about {topic}." for topic in TOPICS[:n]]
+    return sg.create_batch_requests(prompts, operation="GENERATE_SCRIPT")  # type: ignore[return-value]
+
+
+def _run(emu: Emulator, requests: list[sg.GenerationRequest], **options: object) -> sg.ResultList:
+    options = {"models": MODEL, "batch_api": FAST, "mode": "batch_api", **options}
+    return sg.batch_generate(requests, base_url=emu.base_url, api_key=KEY, **options)
+
+
+def _batch_counts(emu: Emulator) -> dict[str, int]:
+    return emu.counters()["batches"]
+
+
+def _log_rows(sql: str) -> list[tuple[object, ...]]:
+    return open_database().rows(sql)
+
+
+def test_inline_job_at_the_batch_price(emu: Emulator) -> None:
+    results = _run(emu, _requests())
+    assert [r.id for r in results] == ["0", "1", "2", "3"]
+    assert all(r.success and r.text for r in results), [r.error for r in results]
+    spec = sg.default_catalogue().get(MODEL)
+    for r in results:
+        assert r.model == MODEL and r.attempts == 1
+        assert r.cost_usd == pytest.approx(spec.cost_usd(r.usage, batch=True))
+        assert r.cost_usd == pytest.approx(spec.cost_usd(r.usage) / 2)
+    assert _batch_counts(emu)["jobs_created"] == 1
+    [(mode, status, cost, ok)] = _log_rows(
+        "SELECT mode, status, estimated_cost, success_count FROM batch_log"
+    )
+    assert (mode, status, ok) == ("batch_api", "finished", 4)
+    assert cost == pytest.approx(sum(r.cost_usd for r in results))
+    calls = _log_rows("SELECT sum(estimated_cost), count(*) FROM ai_api_call")
+    assert calls[0][0] == pytest.approx(cost) and calls[0][1] == 4
+    jobs = sg.list_batch_jobs()
+    assert list(jobs["state"]) == ["succeeded"] and bool(jobs["ingested"].iloc[0])
+    assert jobs["turnaround_s"].iloc[0] > 0
+
+
+def test_answers_out_of_order_or_without_keys_find_their_requests(emu: Emulator) -> None:
+    requests = _requests(8)
+    baseline = {r.id: r.text for r in _run(emu, requests, cache="off")}
+    emu.update_batch(shuffle=True)
+    shuffled = _run(emu, requests, cache="off")
+    assert {r.id: r.text for r in shuffled} == baseline
+    emu.update_batch(shuffle=False, drop_metadata=True)
+    keyless = _run(emu, requests, cache="off")
+    assert {r.id: r.text for r in keyless} == baseline
+    matched = sg.list_batch_jobs().sort_values("matched_by")["matched_by"].tolist()
+    assert sorted(matched) == ["key", "key", "position"]
+
+
+def test_failed_rows_are_failed_requests_and_the_rest_succeed(emu: Emulator) -> None:
+    emu.update_batch(error_keys=("1", "3"))
+    results = _run(emu, _requests())
+    assert [r.success for r in results] == [True, False, True, False]
+    failure = results[1].error
+    assert failure is not None and failure.kind == "invalid_request"
+    assert results[1].cost_usd == 0 and results[1].usage == Usage()
+    [(status, ok, failed)] = _log_rows("SELECT status, success_count, failure_count FROM batch_log")
+    assert (status, ok, failed) == ("finished", 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "kind", "status"),
+    [("failed", "server_error", "failed"), ("expired", "not_run", "finished")],
+)
+def test_a_job_that_fails_or_expires(emu: Emulator, outcome: str, kind: str, status: str) -> None:
+    emu.update_batch(outcome=outcome)
+    results = _run(emu, _requests(3))
+    assert not any(r.success for r in results)
+    assert {r.error.kind for r in results if r.error} == {kind}
+    assert _log_rows("SELECT status FROM batch_log") == [(status,)]
+
+
+def test_file_jobs_and_inline_jobs_split_by_size(emu: Emulator) -> None:
+    requests = _requests(6)
+    by_file = _run(emu, requests, batch_api=replace(FAST, input="file"), cache="off")
+    assert all(r.success for r in by_file)
+    assert emu.counters()["files"]["uploaded"] == 1
+    # Past the inline limit, "auto" uploads a file; "inline" splits into several jobs.
+    small = replace(FAST, inline_limit_bytes=700)
+    _run(emu, requests, batch_api=small, cache="off")
+    split = _run(emu, requests, batch_api=replace(small, input="inline"), cache="off")
+    assert {r.id: r.text for r in split} == {r.id: r.text for r in by_file}
+    jobs = sg.list_batch_jobs()
+    assert (jobs["input"] == "file").sum() == 2
+    inline = jobs[jobs["input"] == "inline"]
+    assert len(inline) > 1 and inline["requests"].sum() == 6
+    assert _batch_counts(emu)["jobs_created"] == 2 + len(inline)
+
+
+def test_cancel_leaves_what_did_not_run_as_not_run(emu: Emulator) -> None:
+    emu.update_batch(pending_s=30.0, running_s=30.0)
+    handle = sg.submit_batch_job(
+        _requests(3), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=FAST
+    )
+    handle.close()
+    assert sg.list_batch_jobs()["state"].tolist() == ["pending"]
+    names = sg.cancel_batch_job(handle.batch_id, api_key=KEY)
+    assert len(names) == 1 and names[0].startswith("batches/")
+    results = sg.resume_batch_job(handle.batch_id, api_key=KEY, batch_api=FAST)
+    assert {r.error.kind for r in results if r.error} == {"not_run"}
+    assert _batch_counts(emu)["jobs_cancelled"] == 1
+    assert _log_rows("SELECT status FROM batch_log") == [("cancelled",)]
+
+
+SUBMITTER = """
+import os, sys
+import scriptgen_nb as sg
+from scriptgen_nb.store import batch_jobs
+
+if sys.argv[3] == "crash":
+    # The process dies the moment batches.create has answered, before the job's name is
+    # recorded: the worst moment for a duplicate submission.
+    batch_jobs.mark_submitted = lambda *args, **kwargs: os._exit(17)
+requests = sg.create_batch_requests([f"Write one line about {t}." for t in ("tides", "moss")])
+handle = sg.submit_batch_job(requests, base_url=sys.argv[1], api_key=sys.argv[2],
+                             models="gemini-2.5-flash")
+print(handle.batch_id)
+"""
+
+
+def _submit_in_a_process(emu: Emulator, how: str, db: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, SCRIPTGEN_DB=str(db))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SUBMITTER), emu.base_url, KEY, how],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_resume_after_a_restart_ingests_once(emu: Emulator, call_log_in_tmp: Path) -> None:
+    done = _submit_in_a_process(emu, "submit", call_log_in_tmp)
+    assert done.returncode == 0, done.stderr
+    batch_id = done.stdout.strip().splitlines()[-1]
+    results = sg.resume_batch_job(batch_id, api_key=KEY, batch_api=FAST)
+    assert [r.success for r in results] == [True, True]
+    job_name = sg.list_batch_jobs()["job_name"].iloc[0]
+    again = sg.resume_batch_job(job_name, api_key=KEY, batch_api=FAST)  # by the job's name
+    assert [r.text for r in again] == [r.text for r in results]
+    assert _log_rows("SELECT count(*) FROM result") == [(2,)]
+    assert _log_rows("SELECT count(*) FROM ai_api_call") == [(2,)]
+    assert _batch_counts(emu)["jobs_created"] == 1
+
+
+def test_a_crash_between_create_and_recording_never_submits_twice(
+    emu: Emulator, call_log_in_tmp: Path
+) -> None:
+    crashed = _submit_in_a_process(emu, "crash", call_log_in_tmp)
+    assert crashed.returncode == 17, crashed.stderr
+    assert _batch_counts(emu)["jobs_created"] == 1
+    jobs = sg.list_batch_jobs()
+    assert jobs["state"].tolist() == ["intent"] and jobs["job_name"].isna().all()
+    results = sg.resume_batch_job(jobs["batch_id"].iloc[0], api_key=KEY, batch_api=FAST)
+    assert [r.success for r in results] == [True, True]
+    assert _batch_counts(emu)["jobs_created"] == 1  # adopted by its display name, not re-sent
+    assert sg.list_batch_jobs()["job_name"].iloc[0].startswith("batches/")
+
+
+def test_auto_chooses_by_the_deadline_and_the_measured_turnaround(emu: Emulator) -> None:
+    ladder = [sg.ModelSpec(MODEL, rpm=5, minute_s=1.0, input_usd_per_1m=0.3, output_usd_per_1m=2.5)]
+    _run(emu, _requests(1), models=ladder)  # one job measured: the turnaround auto will use
+    measured = sg.list_batch_jobs()["turnaround_s"].iloc[0]
+    options = {"models": ladder, "mode": "auto", "deadline": 10.5}
+    # 5 requests: one window of the 5-RPM model plus a typical 10 s latency: live fits 10.5 s.
+    fits = sg.batch_plan(_requests(5), base_url=emu.base_url, batch_api=FAST, **options)
+    assert fits.choice == "live" and fits.live.seconds == pytest.approx(10.0)
+    # 6 requests need a second window: 11 s; the measured turnaround fits, so the Batch API.
+    over = sg.batch_plan(_requests(6), base_url=emu.base_url, batch_api=FAST, **options)
+    assert over.choice == "batch_api" and over.live.seconds == pytest.approx(11.0)
+    assert over.turnaround.seconds == pytest.approx(measured)
+    assert "measured" in over.turnaround.source
+    assert over.batch_api.cost_usd == pytest.approx(over.live.cost_usd / 2)
+    live = _run(emu, _requests(5), cache="off", **options)
+    batch = _run(emu, _requests(6), cache="off", **options)
+    assert all(r.success for r in live) and all(r.success for r in batch)
+    modes = _log_rows("SELECT mode, request_count FROM batch_log ORDER BY started_at")
+    assert modes[1:] == [("live", 5), ("batch_api", 6)]
+
+
+def test_options_are_checked_before_anything_is_sent(emu: Emulator) -> None:
+    with pytest.raises(sg.ConfigurationError, match="mode="):
+        _run(emu, _requests(1), mode="later")
+    with pytest.raises(sg.ConfigurationError, match="deadline="):
+        _run(emu, _requests(1), mode="auto", deadline="soon")
+    with pytest.raises(sg.ConfigurationError, match="mode='auto'"):
+        _run(emu, _requests(1), deadline="1h")
+    with pytest.raises(sg.ConfigurationError, match="call log"):
+        _run(emu, _requests(1), db=False)
+    with pytest.raises(sg.ConfigurationError, match="No Batch API job"):
+        sg.resume_batch_job("nothing-like-it", api_key=KEY)
+    assert _batch_counts(emu)["jobs_created"] == 0
