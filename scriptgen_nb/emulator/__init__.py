@@ -2,8 +2,9 @@
 
 The real google-genai SDK talks to it through `HttpOptions(base_url=emu.base_url)`. It enforces
 per-model RPM/TPM/RPD sliding windows with Google's 429 bodies, simulates latency, injects
-faults deterministically and counts what it sees. This package imports nothing from the rest of
-scriptgen_nb (in particular not the engine): it exists to catch the engine's bugs.
+faults deterministically, serves the Batch API and the Files API, and counts what it sees.
+This package imports nothing from the rest of scriptgen_nb (in particular not the engine): it
+exists to catch the engine's bugs.
 
     from scriptgen_nb.emulator import Emulator, EmulatorConfig
     with Emulator(EmulatorConfig(latency_scale=0)) as emu:
@@ -12,10 +13,18 @@ scriptgen_nb (in particular not the engine): it exists to catch the engine's bug
 
 from __future__ import annotations
 
-from .config import ConfigError, EmulatorConfig, FaultConfig, ModelConfig, default_config
+from .config import (
+    BatchConfig,
+    ConfigError,
+    EmulatorConfig,
+    FaultConfig,
+    ModelConfig,
+    default_config,
+)
 from .server import Emulator
 
 __all__ = [
+    "BatchConfig",
     "ConfigError",
     "Emulator",
     "EmulatorConfig",

@@ -337,7 +337,10 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or self.headers.get("Transfer-Encoding"):
             # Without a length the chunk's end cannot be found; not sent by google-genai.
             self.close_connection = True
-            length = 0
+            service.counters.error(400)
+            refusal = errors.bad_request("An upload chunk needs a Content-Length.")
+            self._deliver(JsonReply(400, refusal, headers=(("X-Goog-Upload-Status", "final"),)))
+            return
         consumed = 0
 
         def read(size: int) -> bytes:
