@@ -177,6 +177,25 @@ def test_models_shows_the_catalogue_with_what_was_used(shell: Any) -> None:
     assert row["sent_today"] >= 1 and row["rpm"] > 0
 
 
+def test_charts_show_as_images_not_as_a_figures_repr(shell: Any) -> None:
+    # A kernel shows a returned Figure as `<Figure size ...>` text unless pyplot set up a PNG
+    # formatter; the browser test found the quickstart's charts shown so.
+    from matplotlib.figure import Figure
+
+    png = shell.display_formatter.formatters["image/png"]
+    saved = png.pop(Figure, None)
+    try:
+        cell(shell, f"batch --model {MODEL}", "chart me")
+        figure = line(shell, "chart throughput")
+        assert isinstance(figure, Figure)
+        # The terminal test shell leaves image/png inactive; a kernel calls this formatter.
+        assert png.lookup(figure)(figure)[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        png.pop(Figure, None)
+        if saved is not None:
+            png.for_type(Figure, saved)
+
+
 def test_emulator_commands(shell: Any) -> None:
     assert "emulator at http://127.0.0.1" in line(shell, "emulator status")
     assert line(shell, "emulator stop") == "stopped"

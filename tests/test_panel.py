@@ -66,7 +66,7 @@ def test_widgets_show_the_snapshot() -> None:
     panel(finished("r2", kind="not_run"))
     panel(finished("r3", kind="not_run"))
     panel(ended("finished", total=4))
-    assert (panel.bar.value, panel.bar.max) == (4, 4)
+    assert (panel.bar.value, panel.bar.max) == (2, 4)  # the two not run are no progress
     assert "· finished" in panel.title.value
     assert "<td>m2</td><td>ready</td>" in panel.models.value
     assert panel.cancel_button.disabled
@@ -115,6 +115,18 @@ def test_cancel_button_cancels_the_token() -> None:
     panel(ended("cancelled", total=2))
     assert panel.cancel_button.description == "Cancelled"
     assert panel.bar.bar_style == "warning"
+
+
+def test_a_cancelled_bar_stops_where_the_batch_did() -> None:
+    # The browser test found a cancelled batch's bar full ("120/120") after 2 answers.
+    token = CancelToken()
+    panel, _ = panel_after_events(token)
+    panel.cancel_button.click()
+    panel(finished("r2", kind="not_run"))
+    panel(finished("r3", kind="not_run"))
+    panel(ended("cancelled", total=4))
+    assert (panel.bar.value, panel.bar.max, panel.bar.description) == (2, 4, "2/4")
+    assert panel.summary.value.startswith("4/4 done · 1 ok · 1 failed · 2 not run")
 
 
 def test_without_a_token_there_is_nothing_to_cancel() -> None:

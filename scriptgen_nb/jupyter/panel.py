@@ -83,10 +83,13 @@ class ProgressPanel(ProgressFrontend):
             for widget in self._drawn:
                 held.enter_context(widget.hold_sync())
             self.title.value = f"<b>scriptgen batch</b> {escape(s.batch_id or '')} · {s.status}"
+            # The bar fills with answered requests: one not run is no progress, so a cancelled
+            # batch's bar stops where the batch did (the summary still counts it as done).
+            answered = s.done - s.not_run
             # max before value: the bar clamps a value above its max.
             self.bar.max = max(s.total if s.total is not None else s.done, 1)
-            self.bar.value = s.done
-            self.bar.description = f"{s.done}/{s.total}" if s.total is not None else f"{s.done}"
+            self.bar.value = answered
+            self.bar.description = f"{answered}/{s.total}" if s.total is not None else f"{answered}"
             self.bar.bar_style = _bar_style(s)
             self.summary.value = " · ".join(count_parts(s))
             self.usage.value = " · ".join(
@@ -157,8 +160,10 @@ def _models_table(models: tuple[ModelRow, ...]) -> str:
         for m in models
     )
     return (
-        '<table class="sg-models-table"><thead><tr><th>model</th><th>state</th>'
-        f"<th>attempts</th><th>share</th></tr></thead><tbody>{rows}</tbody></table>"
+        # Spaced columns: a widget's HTML gets no notebook table style, and cells run together.
+        '<table class="sg-models-table" style="border-spacing: 1em 0"><thead><tr>'
+        "<th>model</th><th>state</th><th>attempts</th><th>share</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
