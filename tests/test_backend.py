@@ -306,7 +306,7 @@ class Scene(BaseModel):
 
 
 def test_a_pydantic_schema_asks_for_json_with_its_json_schema() -> None:
-    config = generation_config(GenerationRequest("r", "p", schema=Scene), 61_000)
+    config = generation_config(GenerationRequest("r", "p", schema=Scene))
     assert config.response_mime_type == "application/json"
     assert config.response_json_schema == Scene.model_json_schema()
     assert config.response_schema is None
@@ -314,7 +314,7 @@ def test_a_pydantic_schema_asks_for_json_with_its_json_schema() -> None:
 
 def test_a_dict_schema_is_sent_as_given() -> None:
     schema = {"type": "object", "properties": {"title": {"type": "string"}}}
-    config = generation_config(GenerationRequest("r", "p", schema=schema), 1000)
+    config = generation_config(GenerationRequest("r", "p", schema=schema))
     assert config.response_json_schema == schema
     assert config.response_mime_type == "application/json"
 
@@ -340,7 +340,7 @@ def test_every_generation_field_reaches_the_sdk_config() -> None:
         thinking_budget=0,
         safety_settings=({"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"},),
     )
-    config = generation_config(request, 61_000)
+    config = generation_config(request)
     assert config.system_instruction == "You write video scripts."
     assert (config.temperature, config.top_p, config.top_k) == (0.7, 0.9, 40)
     assert (config.max_output_tokens, config.seed) == (512, 11)
@@ -351,16 +351,19 @@ def test_every_generation_field_reaches_the_sdk_config() -> None:
     setting = config.safety_settings[0]
     assert setting.category == types.HarmCategory.HARM_CATEGORY_HARASSMENT
     assert setting.threshold == types.HarmBlockThreshold.BLOCK_ONLY_HIGH
-    assert config.http_options is not None
-    assert config.http_options.timeout == 61_000
+    assert config.http_options is None  # the client's timeout applies; not repeated per call
     assert config.response_mime_type is None
 
 
 def test_unset_fields_stay_unset_and_zero_is_kept() -> None:
-    config = generation_config(GenerationRequest("r", "p", temperature=0.0), 5000)
+    config = generation_config(GenerationRequest("r", "p", temperature=0.0))
     assert config.temperature == 0.0
     set_fields = config.model_dump(exclude_none=True)
-    assert set(set_fields) == {"temperature", "http_options"}
+    assert set(set_fields) == {"temperature"}
+
+
+def test_a_request_that_sets_nothing_sends_no_config() -> None:
+    assert generation_config(GenerationRequest("r", "p")) is None
 
 
 # --- SDK responses to replies ----------------------------------------------------------------
