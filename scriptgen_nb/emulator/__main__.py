@@ -37,8 +37,9 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
         prog=prog,
         description=(
             "Run a local Gemini-compatible HTTP server (generateContent, streamGenerateContent, "
-            "countTokens, models) with per-model RPM/TPM/RPD quotas, simulated latency and "
-            "deterministic fault injection. Point google-genai at it with "
+            "countTokens, models, the Batch API and the Files API) with per-model RPM/TPM/RPD "
+            "quotas, simulated latency and deterministic fault injection. Point google-genai at "
+            "it with "
             "HttpOptions(base_url=URL). Counters: GET URL/emulator/counters; "
             "reset: POST URL/emulator/reset."
         ),
@@ -65,7 +66,8 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="TOML (.toml) or JSON (.json) file with EmulatorConfig fields and a [models] table",
+        help="TOML (.toml) or JSON (.json) file with EmulatorConfig fields, a [models] table and "
+        "a [batch] table",
     )
     parser.add_argument("--seed", type=int, help="seed for text, latency jitter and faults")
     parser.add_argument(
