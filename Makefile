@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LAB_STAMP := $(VENV)/.installed-lab
+BROWSER_STAMP := $(VENV)/.installed-browser
+CHROMIUM ?= /usr/bin/chromium
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout 300
 
-.PHONY: demo test lint notebooks lab bench clean
+.PHONY: demo test test-browser screenshot chromium lint notebooks lab bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +20,40 @@ $(LAB_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,lab]'
 	touch $(LAB_STAMP)
 
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,browser]'
+	touch $(BROWSER_STAMP)
+
+# Debian's chromium when it is missing and we can install it (root, apt-get); playwright drives it
+# through its path, so no browser is downloaded. Where it cannot be installed the test skips.
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+				|| echo "chromium could not be installed: the browser test will skip"; \
+		else \
+			echo "no $(CHROMIUM) and no way to install it (needs root and apt-get): the browser test will skip"; \
+		fi; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/scriptgen demo
 
 # The unit and integration tests, then the tutorial notebooks under nbval (outputs compared).
+# tests/browser is not collected here (pyproject's norecursedirs): `make test-browser` runs it.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(NBVAL) notebooks
+
+# The progress panel in a real browser: JupyterLab and headless Chromium run the quickstart and a
+# notebook whose batch is cancelled from the panel (tests/browser; under a minute).
+test-browser: $(BROWSER_STAMP) chromium
+	SCRIPTGEN_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests/browser
+
+# Retake docs/img/panel.png (the README's picture) with the browser test.
+screenshot: $(BROWSER_STAMP) chromium
+	SCRIPTGEN_CHROMIUM=$(CHROMIUM) SCRIPTGEN_UPDATE_SCREENSHOT=1 \
+		$(BIN)/python -m pytest -q -rs -p no:cacheprovider tests/browser -k quickstart
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check scriptgen_nb tests
