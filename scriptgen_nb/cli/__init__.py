@@ -1,0 +1,102 @@
+"""The `scriptgen` command: `run` and `retry` (batches from a terminal), `demo` (a batch on the
+embedded emulator), `emulator` (serve it), `stats`, `batches` and `models` (read the log and the
+catalogue).
+
+This module only assembles the parser and dispatches: `run.py` runs batches (reading inputs in
+`inputs.py`, drawing the tqdm bar in `bar.py`, writing results in `outputs.py`), `log.py` reads
+the call log. Nothing here holds logic the library lacks, and the library is imported inside
+each command, so `--help` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import NoReturn
+
+from .. import __version__
+from . import log, run
+
+DEMO_HELP = "run the demo batch (chapter scripts) on the embedded emulator; --real uses Google"
+EMULATOR_HELP = "serve the Gemini-compatible emulator (see `scriptgen emulator --help`)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line: the command, the problem, where to read more."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="scriptgen",
+        description="Run large batches of Gemini generation requests, paced to your rate limits.",
+        epilog="`scriptgen COMMAND --help` describes each command, with examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"scriptgen_nb {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    run.add_parsers(sub)
+    demo = sub.add_parser(
+        "demo",
+        help=DEMO_HELP,
+        description=DEMO_HELP,
+        epilog="examples: scriptgen demo; scriptgen demo -n 10 --seed 3",
+    )
+    demo.add_argument(
+        "-n",
+        "--requests",
+        type=int,
+        default=40,
+        help="number of chapter scripts to generate (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=7, help="the emulator's seed (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--real",
+        action="store_true",
+        help="send the batch to Google with GEMINI_API_KEY instead (spends quota; default: the "
+        "emulator)",
+    )
+    sub.add_parser("emulator", help=EMULATOR_HELP, add_help=False)
+    log.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):  # `scriptgen demo | head` ends quietly, as a filter should
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["emulator"]:
+        from ..emulator.__main__ import main as emulator_main
+
+        return emulator_main(argv[1:], prog="scriptgen emulator")
+    args = _parser().parse_args(argv)
+    commands = {
+        "run": run.run,
+        "retry": run.retry,
+        "demo": _demo,
+        "stats": log.stats,
+        "batches": log.batches,
+        "models": log.models,
+    }
+    return commands[args.command](args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+    from ..engine.errors import ScriptgenError
+
+    if args.requests < 1:
+        print("scriptgen demo: --requests must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        results = run_demo(args.requests, real=args.real, out=sys.stdout, seed=args.seed)
+    except ScriptgenError as exc:
+        print(f"scriptgen demo: {exc}", file=sys.stderr)
+        return 1
+    return 0 if results.succeeded else 1

@@ -1,0 +1,209 @@
+"""`scriptgen stats`, `batches` and `models`: the call log and the catalogue, as text tables.
+
+None of them creates a log file that is not there. The tables are pandas frames printed with
+`table()`, which `run` uses for its summary too. The library is imported inside each function,
+so `scriptgen --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..store import Database
+
+DB_HELP = "the call log file (default: $SCRIPTGEN_DB, else ./scriptgen.duckdb)"
+HELP = {
+    "stats": "print the call log's usage report (per operation and model) and the last batches",
+    "batches": "list the last batches in the call log, newest first, with their state",
+    "models": "list the model catalogue: limits, prices, and what each model used just now",
+}
+Section = tuple[str, "pd.DataFrame"]  # a title and its table
+BATCH_COLUMNS = [
+    "batch_id",
+    "state",
+    "operation",
+    "started_at",
+    "duration_s",
+    "request_count",
+    "success_count",
+    "failure_count",
+    "not_run_count",
+    "cached_count",
+    "cost",
+    "models",
+]
+
+
+def add_parsers(sub: Any) -> None:
+    stats = sub.add_parser(
+        "stats",
+        help=HELP["stats"],
+        description=HELP["stats"] + "; with --batch, also that batch's summary and errors.",
+        epilog="examples: scriptgen stats --since 1h; scriptgen stats --batch 3f2a9c0d1e4b",
+    )
+    stats.add_argument("--db", metavar="PATH", help=DB_HELP)
+    stats.add_argument(
+        "--since",
+        type=_moment,
+        metavar="WHEN",
+        help="count only calls made since WHEN: a duration ago (30m, 1h, 2d) or an ISO "
+        "date/time (2026-03-02, 2026-03-02T10:00+01:00; naive means UTC); default: all",
+    )
+    stats.add_argument(
+        "--batch",
+        metavar="ID",
+        help="also print this batch's summary and error breakdown (default: none)",
+    )
+    batches = sub.add_parser(
+        "batches",
+        help=HELP["batches"],
+        description=HELP["batches"],
+        epilog="example: scriptgen batches -n 5 --db calls.duckdb",
+    )
+    batches.add_argument("--db", metavar="PATH", help=DB_HELP)
+    batches.add_argument(
+        "-n",
+        "--limit",
+        type=int,
+        default=20,
+        help="how many batches to list (default: %(default)s)",
+    )
+    models = sub.add_parser(
+        "models",
+        help=HELP["models"],
+        description=HELP["models"]
+        + " (requests sent this minute and today, at the endpoint $GOOGLE_GEMINI_BASE_URL or "
+        "Google, per the call log). Prices are USD per 1M tokens; limits are the tier's "
+        "($SCRIPTGEN_TIER: free, the default, or tier1), or $SCRIPTGEN_CATALOGUE's.",
+        epilog="example: scriptgen models --db calls.duckdb",
+    )
+    models.add_argument("--db", metavar="PATH", help=DB_HELP)
+
+
+def _moment(text: str) -> datetime:
+    """`--since`: parsed by the library; its complaint becomes argparse's."""
+    from ..engine.errors import ConfigurationError
+    from ..store.queries import parse_time
+
+    try:
+        return parse_time(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def stats(args: argparse.Namespace) -> int:
+    return _read_log("stats", args.db, lambda db: _stats_sections(db, args))
+
+
+def batches(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        print("scriptgen batches: --limit must be at least 1", file=sys.stderr)
+        return 2
+    return _read_log("batches", args.db, lambda db: _batch_sections(db, args.limit))
+
+
+def models(args: argparse.Namespace) -> int:
+    from ..commands import models_frame
+    from ..engine.errors import ScriptgenError
+    from ..store import default_db_path, open_database
+    from ..wiring import ENV_BASE_URL
+
+    path = args.db or default_db_path()
+    try:
+        db = open_database(path) if Path(path).exists() else None  # never create one
+        frame = models_frame(db, endpoint=os.environ.get(ENV_BASE_URL) or None)
+    except ScriptgenError as exc:
+        print(f"scriptgen models: {exc}", file=sys.stderr)
+        return 1
+    print(table(frame.convert_dtypes()))  # limits as whole numbers
+    return 0
+
+
+def _read_log(
+    command: str, db_arg: str | None, sections: Callable[[Database], list[Section]]
+) -> int:
+    """Open an existing call log (never create one), run the queries, print their tables."""
+    from ..engine.errors import ScriptgenError
+    from ..store import default_db_path, open_database
+
+    path = db_arg or default_db_path()
+    if not Path(path).exists():  # opening it would create an empty log
+        print(
+            f"scriptgen {command}: no call log at {path} yet; run a batch first or pass --db",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        db = open_database(path)
+        tables = sections(db)
+    except ScriptgenError as exc:
+        print(f"scriptgen {command}: {exc}", file=sys.stderr)
+        return 1
+    print(f"call log: {db.path}")
+    for title, frame in tables:
+        print(f"\n{title}")
+        print(table(frame))
+    return 0
+
+
+def _stats_sections(db: Database, args: argparse.Namespace) -> list[Section]:
+    import pandas as pd
+
+    from ..store import queries
+
+    since = "all time" if args.since is None else f"since {args.since.isoformat(' ', 'seconds')}"
+    sections = [
+        (f"usage per operation and model, {since}:", queries.usage_report(db, since=args.since)),
+        *_batch_sections(db, 20),
+    ]
+    if args.batch:
+        summary = queries.batch_summary(db, args.batch).iloc[0]
+        fields = pd.DataFrame(
+            {"field": summary.index, "value": [cell(str(f), v) for f, v in summary.items()]}
+        )
+        sections += [
+            (f"batch {args.batch}:", fields),
+            (f"errors in batch {args.batch}:", queries.errors(db, args.batch)),
+        ]
+    return sections
+
+
+def _batch_sections(db: Database, limit: int) -> list[Section]:
+    from ..store import queries
+
+    recent = queries.batches(db, limit)[BATCH_COLUMNS]
+    return [(f"last batches (newest first, at most {limit}):", recent)]
+
+
+def table(frame: pd.DataFrame) -> str:
+    import pandas as pd
+
+    if frame.empty:
+        return "  (none)"
+    # Each value through cell() first: to_string's formatters skip missing values.
+    shown = {column: [cell(str(column), v) for v in frame[column]] for column in frame.columns}
+    return pd.DataFrame(shown).to_string(index=False)
+
+
+def cell(column: str, value: Any) -> str:
+    """A value as printed: costs to six decimals, other floats to one, times to the second."""
+    import pandas as pd
+
+    if pd.isna(value):
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        if "per_1m" in column:  # a price: as written in the catalogue
+            return f"{value:g}"
+        return f"{value:.6f}" if "cost" in column else f"{value:.1f}"
+    return str(value)

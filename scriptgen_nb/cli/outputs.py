@@ -1,0 +1,132 @@
+"""`scriptgen run --out FILE`: results written as JSONL, CSV or Parquet, atomically; or a table.
+
+Owns `output_path` (checked before anything is sent: a known suffix, an existing folder),
+`write_results` (a temporary file in the same folder, renamed over FILE only once complete, so
+a failure or Ctrl-C never leaves half a file) and `summary_table` (what `run` prints without
+`--out`). The rows are `ResultList.to_dataframe()`'s columns plus `cached` and the request's
+`metadata` (a CSV row or template hash: what leads a result back to its input).
+
+Parquet is written by DuckDB, which the package already needs, rather than by pyarrow, which
+it does not: an in-memory connection of its own, opened after the batch has ended, never the
+call log's (that one cannot write other files; `store/database.py` keeps it that way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..engine.errors import ConfigurationError
+from ..results import RESULT_COLUMNS, ResultList, result_row
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+COLUMNS = [*RESULT_COLUMNS, "cached", "metadata"]
+PREVIEW = 48
+
+
+def output_path(out: str) -> str:
+    """`--out`: `-` (JSONL on stdout) or a file whose suffix says its format, in a real folder."""
+    if out == "-":
+        return out
+    path = Path(out)
+    if path.suffix.lower() not in FORMATS:
+        raise ConfigurationError(
+            f"--out {out}: unknown format {path.suffix or '(no suffix)'}; name the file "
+            ".jsonl, .csv or .parquet (or pass - for JSONL on stdout)."
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigurationError(f"--out {out}: the folder {folder} does not exist; create it.")
+    if path.is_dir():
+        raise ConfigurationError(f"--out {out} is a folder; name a file.")
+    return out
+
+
+def rows(results: ResultList) -> list[dict[str, Any]]:
+    return [
+        {**result_row(r), "cached": r.cached, "metadata": dict(r.metadata) or None} for r in results
+    ]
+
+
+def write_results(results: ResultList, out: str) -> None:
+    """Write every result to `out` (see `output_path`); all of it or, on failure, nothing."""
+    if out == "-":
+        _write_jsonl(results, sys.stdout)
+        sys.stdout.flush()
+        return
+    path = Path(out)
+    kind = FORMATS[path.suffix.lower()]
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        if kind == "parquet":
+            os.close(fd)
+            _write_parquet(results, temporary)
+        else:
+            with open(fd, "w", encoding="utf-8", newline="") as stream:
+                if kind == "jsonl":
+                    _write_jsonl(results, stream)
+                else:
+                    _flat(results).to_csv(stream, index=False)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _write_jsonl(results: ResultList, stream: Any) -> None:
+    for row in rows(results):
+        stream.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+
+def _flat(results: ResultList) -> pd.DataFrame:
+    """The rows as a table: `data` and `metadata` as JSON text (they nest, and vary by row)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows(results), columns=COLUMNS)
+    for column in ("data", "metadata"):
+        frame[column] = [
+            None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+            for value in frame[column]
+        ]
+    return frame
+
+
+def _write_parquet(results: ResultList, path: str) -> None:
+    import duckdb
+
+    frame = _flat(results)
+    with duckdb.connect(":memory:") as con:
+        con.register("results", frame)
+        quoted = path.replace("'", "''")
+        con.execute(f"COPY (SELECT * FROM results) TO '{quoted}' (FORMAT parquet)")
+
+
+def summary_table(results: ResultList) -> pd.DataFrame:
+    """One line per request: outcome, model, attempts, tokens, cost, and the text's start."""
+    import pandas as pd
+
+    lines = []
+    for r in results:
+        said = r.text if r.success else f"{r.error.kind}: {r.error.message}" if r.error else ""
+        said = " ".join((said or "").split())
+        lines.append(
+            {
+                "id": r.id,
+                "ok": "yes" if r.success else "no",
+                "model": r.model,
+                "attempts": r.attempts,
+                "tokens": r.usage.total,
+                "cost": r.cost_usd,
+                "text or error": said if len(said) <= PREVIEW else said[: PREVIEW - 1] + "…",
+            }
+        )
+    return pd.DataFrame(lines)

@@ -1,0 +1,377 @@
+"""`scriptgen run`, `retry` and `models`, run for real in subprocesses against the emulator.
+
+The subprocesses find the emulator as a user would: GOOGLE_GEMINI_BASE_URL and an API key in
+their environment (SCRIPTGEN_TIER=tier1, so the catalogue's limits never slow a test down).
+Independent commands start together and are collected afterwards: each pays about a second to
+start, and two cores run them side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from scriptgen_nb.cli import _parser
+from scriptgen_nb.emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
+
+pytestmark = pytest.mark.integration
+
+SCRIPTGEN = [sys.executable, "-m", "scriptgen_nb.cli"]
+OK_MODEL = "gemini-3.5-flash-lite"
+BAD_MODEL = "gemini-2.5-flash-lite"  # every answer is a safety block: failed, not retried
+SLOW_MODEL = "gemini-3.8-flash"  # answers after 20 s: still in flight when interrupted
+BLOCKED = FaultConfig(p_block=1.0)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    config = EmulatorConfig(
+        seed=5,
+        models={
+            OK_MODEL: ModelConfig(),
+            BAD_MODEL: ModelConfig(faults=BLOCKED),
+            SLOW_MODEL: ModelConfig(latency_base_s=20.0),
+        },
+    )
+    with Emulator(config) as emu:
+        yield emu
+
+
+@pytest.fixture
+def env(emulator: Emulator) -> dict[str, str]:
+    """The environment of a user pointed at the emulator (SCRIPTGEN_DB: this test's log)."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "SCRIPTGEN_MODELS")}
+    return {
+        **clean,
+        "GEMINI_API_KEY": "test-key",
+        "GOOGLE_GEMINI_BASE_URL": emulator.base_url,
+        "SCRIPTGEN_TIER": "tier1",
+    }
+
+
+@dataclass
+class Call:
+    args: tuple[str, ...]
+    stdin: str | None = None
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+
+
+def scriptgen(env: dict[str, str], *calls: Call) -> list[subprocess.CompletedProcess[str]]:
+    """Run the commands side by side; their outcomes in the same order."""
+    started = [
+        (
+            call,
+            subprocess.Popen(
+                [*SCRIPTGEN, *call.args],
+                stdin=subprocess.PIPE if call.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=call.cwd,
+                env=call.env if call.env is not None else env,
+            ),
+        )
+        for call in calls
+    ]
+    done = []
+    for call, process in started:
+        out, err = process.communicate(call.stdin, timeout=60)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
+
+
+def one(env: dict[str, str], *args: str, **more: Any) -> subprocess.CompletedProcess[str]:
+    return scriptgen(env, Call(args, **more))[0]
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def requests_seen(emulator: Emulator) -> int:
+    return sum(m["requests"] for m in emulator.counters()["models"].values())
+
+
+# --- inputs and outputs ------------------------------------------------------------------------
+
+
+def test_text_csv_jsonl_and_stdin_in_jsonl_csv_parquet_and_stdout_out(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator
+) -> None:
+    (tmp_path / "prompts.txt").write_text("Write about tides\n\n  Write about moss  \n")
+    (tmp_path / "chapters.csv").write_text(
+        'id,topic,audience\nc1,lighthouses,children\nc2,"tides, and moons",sailors\n'
+    )
+    title = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    (tmp_path / "title.json").write_text(json.dumps(title))
+    (tmp_path / "shapes.py").write_text(
+        "from pydantic import BaseModel\n\nclass Title(BaseModel):\n    title: str\n"
+    )
+    (tmp_path / "requests.jsonl").write_text(
+        '{"id": "a", "prompt": "A title for a film about moss", "metadata": {"n": 1}}\n'
+        "\n"
+        '{"id": "b", "prompt": "A title for a film about fog", "system": "Be brief."}\n'
+    )
+    piped = '{"id": "x", "prompt": "Piped prompt one"}\n{"prompt": "Piped prompt two"}\n'
+    (tmp_path / "out").mkdir()
+    models = ("--models", OK_MODEL)
+    text, table, frame, stdin = scriptgen(
+        env,
+        Call(("run", "prompts.txt", *models, "--out", "out/text.jsonl"), cwd=tmp_path),
+        Call(
+            (
+                "run",
+                "chapters.csv",
+                *models,
+                "--template",
+                "Write about {topic} for {audience}",
+                "--schema",
+                "title.json",
+                "--db",
+                "csv.duckdb",
+                "--out",
+                "out/chapters.csv",
+            ),
+            cwd=tmp_path,
+        ),
+        Call(
+            (
+                *("run", "requests.jsonl", *models, "--schema", "shapes:Title"),
+                *("--db", "p.duckdb", "--out", "out/titles.parquet", "--operation", "TITLE"),
+            ),
+            cwd=tmp_path,
+        ),
+        Call(("run", "-", *models, "--quiet", "--db", "s.duckdb", "--out", "-"), stdin=piped),
+    )
+
+    for done in (text, table, frame, stdin):
+        assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["chapters.csv", "text.jsonl", "titles.parquet"]
+
+    rows = jsonl(out / "text.jsonl")  # text: one prompt per line, blank lines skipped
+    assert [(r["id"], r["success"], r["model"]) for r in rows] == [
+        ("0", True, OK_MODEL),
+        ("1", True, OK_MODEL),
+    ]
+    assert all(r["text"] and r["error_kind"] is None and r["attempts"] == 1 for r in rows)
+    assert emulator.attempts_for("Write about moss") == 1  # stripped, as a cell's lines are
+    assert "finished: 2/2 done, 2 ok" in text.stderr  # the summary, though stderr is no TTY
+    assert "wrote 2 results to out/text.jsonl" in text.stderr and "%|" not in text.stderr
+
+    with (out / "chapters.csv").open(newline="") as f:  # CSV + template + JSON Schema file
+        chapters = list(csv.DictReader(f))
+    assert [(r["id"], r["success"]) for r in chapters] == [("c1", "True"), ("c2", "True")]
+    assert "title" in json.loads(chapters[0]["data"])
+    assert json.loads(chapters[1]["metadata"])["row"]["topic"] == "tides, and moons"
+    assert emulator.attempts_for("Write about tides, and moons for sailors") == 1
+
+    with duckdb.connect() as con:  # JSONL + a Pydantic model by module:Class, to Parquet
+        parquet = con.execute(
+            "SELECT id, success, data, metadata, error_kind FROM read_parquet(?) ORDER BY id",
+            [str(out / "titles.parquet")],
+        ).fetchall()
+    assert [row[:2] for row in parquet] == [("a", True), ("b", True)]
+    assert set(json.loads(parquet[0][2])) == {"title"} and json.loads(parquet[0][3]) == {"n": 1}
+    assert parquet[1][4] is None
+
+    assert stdin.stderr == ""  # --quiet
+    piped_rows = [json.loads(line) for line in stdin.stdout.splitlines()]
+    assert [(r["id"], r["success"]) for r in piped_rows] == [("x", True), ("1", True)]
+
+
+def test_a_failed_request_exits_1_unless_allowed_and_retry_reruns_only_the_failures(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator, call_log_in_tmp: Path
+) -> None:
+    (tmp_path / "requests.jsonl").write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"id": "fine-1", "prompt": "Retry test: a fine prompt"},
+                {"id": "bad", "prompt": "Retry test: a blocked prompt", "model": BAD_MODEL},
+                {"id": "fine-2", "prompt": "Retry test: another fine prompt"},
+            ]
+        )
+    )
+    ladder = f"{OK_MODEL},{BAD_MODEL}"
+    failing, allowed = scriptgen(
+        env,
+        Call(
+            ("run", "requests.jsonl", "-m", ladder, "--out", "r.jsonl", "--progress"), cwd=tmp_path
+        ),
+        Call(
+            ("run", "requests.jsonl", "-m", ladder, "--allow-failures", "--db", "other.duckdb"),
+            cwd=tmp_path,
+        ),
+    )
+    assert failing.returncode == 1, failing.stderr
+    assert "1 of 3 requests did not succeed (blocked); re-run them with `scriptgen retry" in (
+        failing.stderr
+    )
+    # The tqdm bar (forced onto a pipe): done/total and each model's state.
+    assert "3/3" in failing.stderr and "3.5-flash-lite: ok" in failing.stderr
+    assert "2.5-flash-lite: ok 1" in failing.stderr and "1 failed" in failing.stderr
+    results = {r["id"]: r for r in jsonl(tmp_path / "r.jsonl")}
+    assert results["bad"]["error_kind"] == "blocked" and results["fine-1"]["success"]
+
+    assert allowed.returncode == 0, allowed.stderr
+    table = allowed.stdout.splitlines()
+    assert table[0].split()[:3] == ["id", "ok", "model"]
+    assert any(line.split()[:2] == ["bad", "no"] and "blocked" in line for line in table)
+
+    emulator.update_model(BAD_MODEL, faults=FaultConfig())  # the service has recovered
+    try:
+        batch_id = failing.stderr.split("scriptgen retry ")[1].split()[0]
+        again, latest = scriptgen(
+            env,
+            Call(("retry", batch_id, "--failed", "--out", "again.jsonl"), cwd=tmp_path),
+            Call(("retry", "--failed", "--db", "nowhere.duckdb"), cwd=tmp_path),
+        )
+    finally:
+        emulator.update_model(BAD_MODEL, faults=BLOCKED)
+    assert again.returncode == 0, again.stderr
+    assert [(r["id"], r["success"]) for r in jsonl(tmp_path / "again.jsonl")] == [("bad", True)]
+    assert emulator.attempts_for("Retry test: a blocked prompt") == 3  # twice, then the retry
+    assert emulator.attempts_for("Retry test: a fine prompt") == 2  # once per run, not retried
+    assert latest.returncode == 2 and "no call log at nowhere.duckdb" in latest.stderr
+
+    retried = again.stderr.split("scriptgen batch ")[1].split()[0]  # from its summary line
+    nothing = one(env, "retry", retried, "--failed", cwd=tmp_path)
+    assert nothing.returncode == 0 and "has no failed or not-run requests" in nothing.stderr
+
+    models = one(env, "models")  # the catalogue, with what this log used at the emulator
+    assert models.returncode == 0, models.stderr
+    header, *rows = models.stdout.splitlines()
+    assert header.split()[:6] == ["model", "priority", "rpm", "tpm", "rpd", "input_usd_per_1m"]
+    used = {row.split()[0]: row.split()[-3:] for row in rows}
+    assert used[OK_MODEL] == ["2", "2", "-"] and used[BAD_MODEL] == ["2", "2", "-"]
+    assert "gemini-2.5-pro" in used and call_log_in_tmp.exists()
+
+
+def test_a_dry_run_estimates_and_sends_nothing(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator
+) -> None:
+    (tmp_path / "p.txt").write_text("Dry one\nDry two\nDry three\n")
+    before = requests_seen(emulator)
+    done = one(
+        env, "run", "p.txt", "--dry-run", "-m", OK_MODEL, "--max-tokens", "100", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.startswith("dry run: 3 requests") and "up to 300 output tokens" in done.stdout
+    )
+    assert f"on {OK_MODEL}" in done.stdout and "(nothing was sent)" in done.stdout
+    assert requests_seen(emulator) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.txt"]  # no log, no output
+
+
+def test_bad_input_exits_2_with_one_line_saying_what_to_do(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator, call_log_in_tmp: Path
+) -> None:
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "fine"}\n{"prompt": "oops",}\n')
+    (tmp_path / "typo.jsonl").write_text('{"prompt": "fine"}\n\n{"promt": "oops"}\n')
+    (tmp_path / "empty.jsonl").write_text('{"prompt": "fine"}\n{"prompt": " "}\n')
+    (tmp_path / "t.csv").write_text("topic\nlighthouses\n")
+    (tmp_path / "p.txt").write_text("A prompt\n")
+    keyless = {k: v for k, v in env.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    out = ("--out", "r.jsonl")
+    cases = {
+        ("run", "nowhere.txt", *out): "nowhere.txt: no such file; pass a JSONL, CSV or text file",
+        ("run", "bad.jsonl", *out): "bad.jsonl line 2: not valid JSON (Expecting property name",
+        ("run", "typo.jsonl", *out): "typo.jsonl line 3: unknown field(s) promt; a line holds",
+        ("run", "empty.jsonl", *out): "empty.jsonl line 2: prompt #1 is empty",
+        ("run", "t.csv", "--template", "{topic} for {audience}", *out): (
+            "t.csv has no column 'audience' (its columns: topic): fix --template or the header"
+        ),
+        ("run", "t.csv", *out): "t.csv has no column 'prompt' (its columns: topic): add one, or",
+        ("run", "p.txt", "--template", "{x}", *out): "--template fills {column}s from CSV or",
+        ("run", "p.txt", "--cache", "maybe", *out): "argument --cache: invalid choice: 'maybe'",
+        ("run", "p.txt", "-c", "lots", *out): "argument -c/--concurrency: 'lots': use a number",
+        ("run", "p.txt", "--out", "r.xlsx"): "--out r.xlsx: unknown format .xlsx; name the file",
+        ("run", "p.txt", "--out", "no/r.csv"): "--out no/r.csv: the folder no does not exist",
+        ("run", "p.txt", "-m", "gemini-9-ultra", *out): "Unknown model 'gemini-9-ultra'",
+        ("run", "p.txt", "--schema", "nothing:Here", *out): "--schema nothing:Here: cannot import",
+        ("retry", "b-nope", "--failed"): "no call log at",
+        ("retry", "b-nope"): "the following arguments are required: --failed",
+    }
+    before = requests_seen(emulator)
+    calls = [Call(args, cwd=tmp_path) for args in cases]
+    calls.append(Call(("run", "p.txt", *out), cwd=tmp_path, env=keyless))
+    done = scriptgen(env, *calls)
+    messages = [*cases.values(), "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY)"]
+    for call, result, message in zip(calls, done, messages, strict=True):
+        assert result.returncode == 2, (call.args, result.stderr)
+        assert message in result.stderr, (call.args, result.stderr)
+        assert result.stderr.count("\n") == 1 and result.stdout == "", result.stderr  # one line
+        assert result.stderr.startswith(f"scriptgen {call.args[0]}")
+    assert requests_seen(emulator) == before
+    assert not (tmp_path / "r.jsonl").exists() and not call_log_in_tmp.exists()
+
+
+def test_ctrl_c_writes_the_results_so_far_and_exits_130(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator
+) -> None:
+    (tmp_path / "p.txt").write_text("Slow prompt one\nSlow prompt two\n")
+    process = subprocess.Popen(
+        [*SCRIPTGEN, "run", "p.txt", "-m", SLOW_MODEL, "--out", "r.csv"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while emulator.counters()["models"][SLOW_MODEL]["in_flight"] < 2:  # both on the wire
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "Batch interrupted after 0 of 2 requests" in err
+    with (tmp_path / "r.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["id"], r["error_kind"]) for r in rows] == [("0", "not_run"), ("1", "not_run")]
+
+
+# --- help ----------------------------------------------------------------------------------------
+
+
+def test_help_of_each_command_lists_every_option_with_its_default_and_an_example(
+    env: dict[str, str],
+) -> None:
+    subcommands = next(
+        a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    names = ["run", "retry", "models", "stats", "batches", "demo"]
+    helps = scriptgen(env, *(Call((name, "--help")) for name in names))
+    for name, shown in zip(names, helps, strict=True):
+        assert shown.returncode == 0 and shown.stdout.startswith(f"usage: scriptgen {name}")
+        assert "example" in shown.stdout.split("options:")[-1], name  # in the epilog
+        for action in subcommands[name]._actions:
+            if "-h" in action.option_strings:
+                continue
+            assert action.help, (name, action.dest)
+            for option in action.option_strings:
+                assert option in shown.stdout, (name, option)
+            flag = isinstance(action, argparse._StoreTrueAction)
+            positional = not action.option_strings
+            if not (flag or positional):
+                assert "default" in action.help, (name, action.dest)  # and what it means
+    run = " ".join(helps[0].stdout.split())  # as if argparse had not wrapped it
+    for words in ("(default: auto)", "(default: use)", "(default: 60)", "(default: 6)"):
+        assert words in run
+    assert "JSONL" in run and "--template" in run and "exit status: 0 all succeeded" in run
