@@ -242,3 +242,37 @@ def test_options_are_checked_before_anything_is_sent(emu: Emulator) -> None:
     with pytest.raises(sg.ConfigurationError, match="No Batch API job"):
         sg.resume_batch_job("nothing-like-it", api_key=KEY)
     assert _batch_counts(emu)["jobs_created"] == 0
+
+
+def test_the_magic_runs_lists_and_resumes_batch_api_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    from scriptgen_nb.emulator import ModelConfig
+    from scriptgen_nb.jupyter.endpoint import SESSION
+
+    shell = start_ipython() or get_ipython()  # the global test shell, shared with test_magic
+    shell.run_line_magic("load_ext", "scriptgen_nb")
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # latency_scale 0: jobs end as soon as they are created, so the first poll finds them done.
+    config = EmulatorConfig(api_keys=(), latency_scale=0.0, models={MODEL: ModelConfig()})
+    SESSION.start(config)
+    SESSION.announced = True
+    try:
+        frame = shell.run_cell_magic(
+            "scriptgen", f"batch --mode batch_api --model {MODEL}", "Tides.\nMoss.\n"
+        )
+        assert frame["success"].all() and len(frame) == 2
+        jobs = shell.run_line_magic("scriptgen", "jobs")
+        assert jobs["state"].tolist() == ["succeeded"]
+        again = shell.run_line_magic("scriptgen", f"jobs resume {jobs['batch_id'].iloc[0]}")
+        assert again["text"].tolist() == frame["text"].tolist()
+        with pytest.raises(sg.ConfigurationError, match="mode='auto'"):
+            shell.run_cell_magic("scriptgen", f"batch --deadline 2h --model {MODEL}", "Fog.\n")
+        planned = shell.run_cell_magic(
+            "scriptgen", f"batch --mode auto --deadline 1d --dry-run --model {MODEL}", "Fog.\n"
+        )
+        assert planned["requests"].tolist() == [1]
+    finally:
+        SESSION.stop()

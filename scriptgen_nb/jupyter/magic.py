@@ -26,7 +26,15 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Float, Unicode
 
 from .. import commands
-from ..api import abatch_generate, batch_generate, create_batch_requests
+from ..api import (
+    abatch_generate,
+    batch_generate,
+    batch_plan,
+    cancel_batch_job,
+    create_batch_requests,
+    list_batch_jobs,
+    resume_batch_job,
+)
 from ..emulator import EmulatorConfig
 from ..engine.errors import BatchInterrupted, ConfigurationError
 from ..engine.runner import CancelToken
@@ -87,6 +95,15 @@ def _batch_parser() -> _Parser:
     p.add_argument("--cache", choices=commands.CACHE_MODES, default="use")
     p.add_argument("--db", default=None, metavar="PATH", help="the call log file")
     p.add_argument(
+        "--mode",
+        choices=("live", "batch_api", "auto"),
+        default=None,
+        help="live calls (default), Google's Batch API (half price), or auto (by --deadline)",
+    )
+    p.add_argument(
+        "--deadline", default=None, help="for --mode auto: 90, 30m, 2h, 1d (default: batch time)"
+    )
+    p.add_argument(
         "--await",
         action="store_true",
         dest="awaited",
@@ -139,6 +156,14 @@ def _line_parsers() -> dict[str, _Parser]:
     emulator.add_argument("--minute-s", type=float, default=None)
     emulator.add_argument("--day-s", type=float, default=None)
     emulator.add_argument("--latency-scale", type=float, default=None)
+    jobs = parsers["jobs"] = _Parser(
+        prog="%scriptgen jobs",
+        add_help=False,
+        description="Batch API jobs: list them, resume (collect) a batch's results, cancel it.",
+    )
+    jobs.add_argument("action", nargs="?", choices=("list", "resume", "cancel"), default="list")
+    jobs.add_argument("batch", nargs="?", default=None, help="a batch id or job name")
+    jobs.add_argument("-o", "--output", metavar="VAR")
     for parser in parsers.values():
         parser.add_argument("--db", default=None, metavar="PATH", help="the call log file")
     return parsers
@@ -223,6 +248,8 @@ class ScriptgenMagics(Magics):
             cache=args.cache,
             db=self._db(args.db),
             timeout_s=self.default_timeout_s,
+            mode=args.mode,
+            deadline=args.deadline if args.mode == "auto" or args.deadline else None,
             **endpoint,
         )
         return list(requests), options
@@ -235,10 +262,13 @@ class ScriptgenMagics(Magics):
             results = batch_generate(requests, progress="auto", **options)
         except BatchInterrupted as stopped:
             results = ResultList(stopped.results)
-            print(
-                f"Interrupted: {len(results.succeeded)} of {len(results)} finished; "
-                "the rest are marked not_run (re-run the cell to resume)."
-            )
+            if options.get("mode", "live") != "live":
+                print(f"Stopped waiting: {stopped}. `%scriptgen jobs` lists the batch's jobs.")
+            else:
+                print(
+                    f"Interrupted: {len(results.succeeded)} of {len(results)} finished; "
+                    "the rest are marked not_run (re-run the cell to resume)."
+                )
         return self._deliver(results, args.output)
 
     async def run_batch_awaited(self, line: str, cell: str) -> pd.DataFrame | None:
@@ -255,6 +285,10 @@ class ScriptgenMagics(Magics):
         return self._deliver(results, args.output)
 
     def _dry_run(self, requests: Sequence[Any], options: dict[str, Any]) -> pd.DataFrame:
+        if options.get("mode", "live") != "live":  # the plan: each option's cost and time
+            from IPython.display import display
+
+            display(batch_plan(requests, **options))
         estimate = commands.estimate_requests(requests, options)
         print(estimate)
         return commands.estimate_frame(estimate)
@@ -344,6 +378,20 @@ class ScriptgenMagics(Magics):
             f"{failing} whose last script request failed."
         )
         return status
+
+    def _jobs(self, args: argparse.Namespace) -> Any:
+        """Batch API jobs: the list, or a batch's results collected (resume), or cancelled."""
+        db = self._db(args.db)
+        if args.action == "list":
+            return list_batch_jobs(db)
+        if not args.batch:
+            raise UsageError(f"%scriptgen jobs {args.action} needs a batch id or job name.")
+        emulator = SESSION.emulator
+        where = {"api_key": SESSION.options()[0].get("api_key")} if emulator else {}
+        if args.action == "cancel":
+            names = cancel_batch_job(args.batch, db=db, **where)
+            return f"cancelled {len(names)} job(s): {', '.join(names) or 'none was running'}"
+        return self._deliver(resume_batch_job(args.batch, db=db, **where), args.output)
 
     def _emulator(self, args: argparse.Namespace) -> str:
         if args.action == "stop":
