@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TextIO, TypedDict, Unpack
 
 from .engine.errors import ConfigurationError
@@ -30,6 +30,7 @@ from .engine.values import (
     BatchFinished,
     BatchStarted,
     Event,
+    LimitLearned,
     ModelState,
     ModelStateChanged,
     RequestFinished,
@@ -56,6 +57,7 @@ class ModelRow:
     reason: str  # why it is in that state ("" when ready)
     attempts: int
     share: float  # this model's attempts / all attempts (0.0 before any)
+    learned: tuple[LimitLearned, ...] = ()  # limits the 429s taught, the latest per metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ class _ModelTrack:
     until: float | None = None  # clock time when the state ends by itself
     reason: str = ""
     attempts: int = 0
+    learned: dict[str, LimitLearned] = field(default_factory=dict)  # by metric
 
 
 class ProgressState:
@@ -144,6 +147,8 @@ class ProgressState:
                     track.state = event.state
                     track.reason = event.reason
                     track.until = None if event.until_s is None else now + event.until_s
+                case LimitLearned():
+                    self._model(event.model).learned[event.metric] = event
                 case RequestFinished(result=result):
                     self._finished(result, now)
                 case BatchFinished():
@@ -211,10 +216,13 @@ class ProgressState:
             # The engine announces when a model is parked, not when it is free again.
             free = track.state == "ready" or (left is not None and left <= 0)
             share = track.attempts / self._attempts if self._attempts else 0.0
+            learned = tuple(track.learned.values())
             if free:
-                rows.append(ModelRow(name, "ready", None, "", track.attempts, share))
+                rows.append(ModelRow(name, "ready", None, "", track.attempts, share, learned))
             else:
-                rows.append(ModelRow(name, track.state, left, track.reason, track.attempts, share))
+                rows.append(
+                    ModelRow(name, track.state, left, track.reason, track.attempts, share, learned)
+                )
         return rows
 
     def _eta(self, now: float, elapsed: float, done: int) -> float | None:
@@ -276,9 +284,20 @@ def pace_parts(snapshot: ProgressSnapshot) -> list[str]:
     return parts
 
 
+def format_learned(limit: LimitLearned) -> str:
+    """`rpm 100 learned (catalogue 200)`: a limit the service enforced below the configured one."""
+    configured = "none" if limit.configured is None else f"{limit.configured:,}"
+    return f"{limit.metric} {limit.learned:,} learned (catalogue {configured})"
+
+
+def learned_parts(snapshot: ProgressSnapshot) -> list[str]:
+    """`gemini-2.5-flash: rpm 100 learned (catalogue 200)`, one per model and metric."""
+    return [f"{m.name}: {format_learned(limit)}" for m in snapshot.models for limit in m.learned]
+
+
 def format_line(snapshot: ProgressSnapshot) -> str:
     """The one-line live view: what the terminal bar draws and the panel's `text/plain`."""
-    parts = count_parts(snapshot) + pace_parts(snapshot)
+    parts = count_parts(snapshot) + pace_parts(snapshot) + learned_parts(snapshot)
     if snapshot.status not in ("waiting", "running"):
         parts.append(snapshot.status)
     return "scriptgen batch: " + " · ".join(parts)
@@ -289,9 +308,10 @@ def format_summary(snapshot: ProgressSnapshot) -> str:
     s = snapshot
     name = f"scriptgen batch {s.batch_id}" if s.batch_id else "scriptgen batch"
     figures = [*count_parts(s), f"{s.usage.total:,} tokens"]
+    learned = "".join(f"; {part}" for part in learned_parts(s))
     return (
         f"{name} {s.status}: {', '.join(figures)}, ${s.cost_usd:.4f} "
-        f"in {format_duration(s.elapsed_s)}"
+        f"in {format_duration(s.elapsed_s)}{learned}"
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
 from scriptgen_nb.engine.policy import Backoff
 from scriptgen_nb.engine.values import AttemptFinished
+from scriptgen_nb.progress import ProgressState, format_summary
 from tests.google_errors import PER_DAY, PER_MINUTE
 
 pytestmark = pytest.mark.integration
@@ -69,10 +71,17 @@ def test_pacing_keeps_to_the_rate_limit_without_a_429_storm() -> None:
     assert all(r.text and r.usage.output > 0 and r.cost_usd > 0 for r in results)
 
 
-def test_retry_delay_is_honoured_when_the_configured_limit_is_too_high() -> None:
+def test_retry_delay_is_honoured_when_the_configured_limit_is_too_high(tmp_path: Path) -> None:
+    progress = ProgressState()
     with emulator(minute_s=1.0, slow=ModelConfig(rpm=4, latency_base_s=0.02)) as emu:
         events: list[Any] = []
-        results = run(emu, 12, [spec("slow", 1, minute_s=1.0, rpm=20)], listeners=[events.append])
+        results = run(
+            emu,
+            12,
+            [spec("slow", 1, minute_s=1.0, rpm=20)],
+            listeners=[events.append, progress],
+            db=tmp_path / "log.duckdb",
+        )
         counters = model_counters(emu, "slow")
     assert all(r.success for r in results)
     # The first burst sends 12 where the service takes 4: 8 are refused. The limit is learned
@@ -87,6 +96,11 @@ def test_retry_delay_is_honoured_when_the_configured_limit_is_too_high() -> None
     for r in refused:  # once a refusal is back, nothing is sent before its stated delay
         after = [a.started_at for a in attempts if a.started_at > r.finished_at]
         assert all(t >= r.finished_at + (r.retry_delay_s or 0) - 0.01 for t in after)
+    # The learned limit is said where users look: the log and the progress views.
+    logged = sg.CallStore(tmp_path / "log.duckdb").learned_limits()
+    assert logged[["model", "metric", "configured"]].values.tolist()[0] == ["slow", "rpm", 20]
+    assert logged["learned"].iloc[-1] == 4
+    assert "slow: rpm 4 learned (catalogue 20)" in format_summary(progress.snapshot())
 
 
 def test_rotation_when_the_first_models_day_quota_runs_out() -> None:

@@ -11,7 +11,7 @@ import pytest
 import scriptgen_nb as sg
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.runner import CancelToken
-from scriptgen_nb.engine.values import Usage
+from scriptgen_nb.engine.values import LimitLearned, Usage
 from scriptgen_nb.jupyter.panel import ProgressPanel
 from scriptgen_nb.progress import choose_progress, format_line
 
@@ -200,3 +200,12 @@ def test_batch_generate_shows_the_panel_and_prints_the_summary(
     assert shown == "scriptgen batch: 0/3 done · 0 ok · 0 failed · 0 not run · 0 retries · $0.0000"
     assert summary.startswith("scriptgen batch ")
     assert " finished: 3/3 done, 3 ok, 0 failed, 0 not run, 0 retries, " in summary
+
+
+def test_a_learned_limit_is_shown_under_the_models_state() -> None:
+    panel, _ = panel_after_events()
+    panel(LimitLearned("m2", "rpm", 20, 4))
+    panel.redraw(force=True)
+    assert '<td>m2</td><td>parked 5s<br><span class="sg-learned">rpm 4 learned (catalogue 20)' in (
+        panel.models.value
+    )

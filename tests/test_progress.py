@@ -20,6 +20,7 @@ from scriptgen_nb.engine.values import (
     BatchStarted,
     Failure,
     FailureKind,
+    LimitLearned,
     ModelState,
     ModelStateChanged,
     RequestFinished,
@@ -378,3 +379,21 @@ def test_snapshot_is_a_frozen_value() -> None:
     assert isinstance(snapshot, ProgressSnapshot)
     with pytest.raises(AttributeError):
         snapshot.done = 3  # type: ignore[misc]
+
+
+def test_a_learned_limit_shows_in_the_row_the_line_and_the_summary() -> None:
+    clock = FakeClock()
+    state = ProgressState(clock)
+    state(started())
+    state(LimitLearned("m1", "rpm", 200, 150))
+    state(LimitLearned("m1", "rpm", 200, 100))  # the latest per metric is what the engine uses
+    state(LimitLearned("m2", "tpm", None, 50_000))
+    snapshot = state.snapshot()
+    rows = {m.name: m for m in snapshot.models}
+    assert [(x.metric, x.learned) for x in rows["m1"].learned] == [("rpm", 100)]
+    assert "m1: rpm 100 learned (catalogue 200)" in format_line(snapshot)
+    state(ended())
+    summary = format_summary(state.snapshot())
+    assert summary.endswith(
+        "; m1: rpm 100 learned (catalogue 200); m2: tpm 50,000 learned (catalogue none)"
+    )

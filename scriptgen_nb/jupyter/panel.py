@@ -26,6 +26,7 @@ from ..progress import (
     ProgressSnapshot,
     count_parts,
     format_duration,
+    format_learned,
     format_line,
     format_summary,
     pace_parts,
@@ -168,9 +169,14 @@ def _models_table(models: tuple[ModelRow, ...]) -> str:
 
 
 def _state_text(m: ModelRow) -> str:
-    if m.seconds_left is None:
-        return m.state
-    return f"{m.state} {format_duration(m.seconds_left, tenths=False)}"
+    state = m.state
+    if m.seconds_left is not None:
+        state = f"{state} {format_duration(m.seconds_left, tenths=False)}"
+    learned = "".join(
+        f'<br><span class="sg-learned">{escape(format_learned(limit))}</span>'
+        for limit in m.learned
+    )
+    return state + learned
 
 
 def _errors_list(s: ProgressSnapshot) -> str:

@@ -36,7 +36,7 @@ def open_database(path: str | os.PathLike[str] | None = None) -> Database:
 
 
 def purge(db: Database, older_than_days: float) -> int:
-    """Delete every batch (and its requests, attempts, results) that ended before the cutoff.
+    """Delete every batch (its requests, attempts, results, learned limits) ended before the cutoff.
 
     A batch still running (its heartbeat fresh) is kept whatever its age; one whose process
     died is judged by its last heartbeat. Returns the number of batches deleted.
@@ -54,7 +54,7 @@ def purge(db: Database, older_than_days: float) -> int:
                 [cutoff, time.time() - STALE_AFTER_S],
             ).fetchall()
         ]
-        for table in ("result", "ai_api_call", "request", "batch_log"):
+        for table in ("result", "ai_api_call", "request", "limit_learned", "batch_log"):
             con.execute(f"DELETE FROM {table} WHERE batch_id IN (SELECT unnest(?))", [doomed])
     return len(doomed)
 
@@ -93,6 +93,9 @@ class CallStore:
 
     def errors(self, batch_id: str | None = None) -> pd.DataFrame:
         return queries.errors(self.db, batch_id)
+
+    def learned_limits(self, batch_id: str | None = None) -> pd.DataFrame:
+        return queries.learned_limits(self.db, batch_id)
 
     def throughput(
         self, batch_id: str | None = None, bucket_s: float | None = None

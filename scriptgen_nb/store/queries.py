@@ -291,6 +291,19 @@ def errors(db: Database, batch_id: str | None = None) -> pd.DataFrame:
     )
 
 
+def learned_limits(db: Database, batch_id: str | None = None) -> pd.DataFrame:
+    """The limits the engine learned from 429s (the service allowed less than the catalogue
+    said), in the order learned. Columns: batch_id, model, metric (rpm | tpm | rpd),
+    configured (the catalogue's figure), learned (what the engine kept to from then on),
+    learned_at. Update the catalogue (SCRIPTGEN_CATALOGUE) when a row keeps coming back."""
+    where, params = ("WHERE batch_id = ?", [batch_id]) if batch_id is not None else ("", [])
+    return db.frame(
+        "SELECT batch_id, model, metric, configured, learned, learned_at "
+        f"FROM limit_learned {where} ORDER BY learned_at, model, metric",
+        params,
+    )
+
+
 def throughput(
     db: Database, batch_id: str | None = None, bucket_s: float | None = None
 ) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from ..engine.values import (
     BatchStarted,
     Event,
     GenerationRequest,
+    LimitLearned,
     RequestFinished,
     Result,
 )
@@ -32,6 +33,7 @@ from .database import Database, StoreError
 
 CALL_TIMES = frozenset({"created_at", "finished_at"})
 RESULT_TIMES = frozenset({"finished_at"})
+LEARNED_TIMES = frozenset({"learned_at"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class Recorder:
         self._requests: list[dict[str, Any]] = []
         self._calls: list[dict[str, Any]] = []
         self._results: list[dict[str, Any]] = []
+        self._learned: list[dict[str, Any]] = []
         self._pending: dict[str, _Pending] = {}
         self._counts = {"success": 0, "failure": 0, "not_run": 0, "cached": 0}
         self._tokens = [0, 0, 0]
@@ -125,6 +128,8 @@ class Recorder:
             self._record_attempt(event.attempt)
         elif isinstance(event, RequestFinished):
             self._record_result(event.result)
+        elif isinstance(event, LimitLearned):
+            self._record_learned(event)
         elif isinstance(event, BatchFinished):
             with self._lock:
                 self._ending = event
@@ -245,6 +250,21 @@ class Recorder:
                 }
             )
 
+    def _record_learned(self, event: LimitLearned) -> None:
+        """A limit the service enforced below the catalogue's, which the engine now keeps to."""
+        with self._lock:
+            self._raise_if_failed()
+            self._learned.append(
+                {
+                    "batch_id": self.info.batch_id,
+                    "model": event.model,
+                    "metric": event.metric,
+                    "configured": event.configured,
+                    "learned": event.learned,
+                    "learned_at": time.time(),
+                }
+            )
+
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise StoreError(f"Writing the call log {self.db.path} failed: {self._error}")
@@ -266,10 +286,11 @@ class Recorder:
             requests, self._requests = self._requests, []
             calls, self._calls = self._calls, []
             results, self._results = self._results, []
+            learned, self._learned = self._learned, []
             progress = self._progress_row()
             ending = self._ending if final and isinstance(self._ending, _Ending) else None
         now = time.monotonic()
-        quiet = not (requests or calls or results or ending)
+        quiet = not (requests or calls or results or learned or ending)
         if quiet and now - self._last_heartbeat < self.heartbeat_s:
             return
         try:
@@ -277,12 +298,14 @@ class Recorder:
                 Database.insert(con, "request", requests)
                 Database.insert(con, "ai_api_call", calls, CALL_TIMES)
                 Database.insert(con, "result", results, RESULT_TIMES)
+                Database.insert(con, "limit_learned", learned, LEARNED_TIMES)
                 self._update_batch(con, progress, ending)
         except BaseException:
             with self._lock:  # keep the rows: a later flush (or the error) must account for them
                 self._requests[:0] = requests
                 self._calls[:0] = calls
                 self._results[:0] = results
+                self._learned[:0] = learned
             raise
         self._last_heartbeat = now
 
