@@ -44,7 +44,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 LAB_START_TIMEOUT_S = 60.0
-HARMLESS_CONSOLE: tuple[str, ...] = ()
 
 INSTALL = "`make test-browser` installs it (the [browser] extra, and chromium with apt-get)"
 
@@ -217,7 +216,7 @@ def lab_page(
     problems = PageProblems()
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not any(h in message.text for h in HARMLESS_CONSOLE):
+        if message.type == "error":
             problems.console.append(message.text)
 
     page.on("console", on_console)
