@@ -6,6 +6,7 @@ play out in seconds; the emulator's counters check the client from the outside.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,3 +267,26 @@ def test_the_api_key_never_appears_in_errors_events_or_reprs() -> None:
         repr(GeminiBackend(secret)),
     ]
     assert events and not [text for text in seen if secret in text]
+
+
+def test_a_request_is_stamped_at_hand_over_and_again_once_its_body_is_written() -> None:
+    from scriptgen_nb.engine.backend import SEND_HOOK, GeminiBackend
+
+    stamps: dict[str, list[float]] = {}
+
+    async def send_all(base_url: str) -> None:
+        backend = GeminiBackend(KEY, base_url=base_url, max_connections=4)
+
+        async def one(i: int) -> None:
+            mine = stamps.setdefault(f"r{i}", [])
+            SEND_HOOK.set(lambda: mine.append(time.monotonic()))  # this task's context only
+            await backend.generate(sg.GenerationRequest(f"r{i}", f"prompt {i}"), "fast")
+
+        await asyncio.gather(*(one(i) for i in range(8)))
+        await backend.aclose()
+
+    with emulator(fast=ModelConfig()) as emu:
+        asyncio.run(send_all(emu.base_url))
+    assert set(stamps) == {f"r{i}" for i in range(8)}
+    for handed_over, written in stamps.values():  # two stamps each, the second no earlier
+        assert written >= handed_over

@@ -161,7 +161,20 @@ def backend_error_from(exc: BaseException) -> BackendError:
 
 
 async def _stamp_request(request: httpx2.Request) -> None:
-    mark_sent()
+    """Stamp the slot as the request is handed to the transport, then again once its last byte
+    is written: under a burst the event loop reaches the socket write well after the hand-over,
+    and the service counts the request from its arrival (`ModelLimiter.sent` only moves later).
+    """
+    hook = SEND_HOOK.get()
+    if hook is None:
+        return
+    hook()
+
+    async def on_transport_step(step: str, info: Mapping[str, Any]) -> None:
+        if step.endswith("send_request_body.complete"):
+            hook()
+
+    request.extensions["trace"] = on_transport_step
 
 
 class GeminiBackend:
