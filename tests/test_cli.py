@@ -143,3 +143,41 @@ def test_help_of_the_log_commands_lists_their_options() -> None:
         assert option in stats.stdout
     for option in ("--db PATH", "-n LIMIT, --limit LIMIT", "(default: 20)"):
         assert option in batches.stdout
+
+
+# --- run: what reaches the library -------------------------------------------------------------
+
+
+def test_run_passes_mode_and_deadline_only_when_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import scriptgen_nb.api
+    from scriptgen_nb.cli import main
+    from scriptgen_nb.results import ResultList
+
+    seen: list[dict[str, object]] = []
+
+    def fake_batch_generate(requests: object, **options: object) -> ResultList:
+        seen.append(options)
+        return ResultList()
+
+    monkeypatch.setattr(scriptgen_nb.api, "batch_generate", fake_batch_generate)
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    monkeypatch.setenv("SCRIPTGEN_MODELS", "gemini-2.5-flash-lite")
+    (tmp_path / "p.txt").write_text("one\n")
+    prompts = str(tmp_path / "p.txt")
+    assert main(["run", prompts, "-q"]) == 0
+    assert main(["run", prompts, "-q", "--mode", "auto", "--deadline", "2h", "-c", "4"]) == 0
+    plain, chosen = seen
+    assert "mode" not in plain and "deadline" not in plain
+    assert plain["models"] == "gemini-2.5-flash-lite" and plain["cache"] == "use"
+    assert "max_concurrency" not in plain and plain["timeout_s"] == 60.0  # the library's auto
+    assert (chosen["mode"], chosen["deadline"], chosen["max_concurrency"]) == ("auto", "2h", 4)
+    assert capsys.readouterr().out.count("(none)") == 2  # the (empty) results table
+
+
+def test_run_offers_the_call_logs_cache_modes() -> None:
+    from scriptgen_nb.cli.options import CACHE_CHOICES
+    from scriptgen_nb.store.session import CACHE_MODES
+
+    assert CACHE_CHOICES == CACHE_MODES

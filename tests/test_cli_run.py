@@ -250,10 +250,9 @@ def test_a_failed_request_exits_1_unless_allowed_and_retry_reruns_only_the_failu
     assert latest.returncode == 2 and "no call log at nowhere.duckdb" in latest.stderr
 
     retried = again.stderr.split("scriptgen batch ")[1].split()[0]  # from its summary line
-    nothing = one(env, "retry", retried, "--failed", cwd=tmp_path)
+    nothing, models = scriptgen(env, Call(("retry", retried, "--failed")), Call(("models",)))
     assert nothing.returncode == 0 and "has no failed or not-run requests" in nothing.stderr
-
-    models = one(env, "models")  # the catalogue, with what this log used at the emulator
+    # `models`: the catalogue, with what this log used at the emulator.
     assert models.returncode == 0, models.stderr
     header, *rows = models.stdout.splitlines()
     assert header.split()[:6] == ["model", "priority", "rpm", "tpm", "rpd", "input_usd_per_1m"]
@@ -304,6 +303,7 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         ("run", "p.txt", "--out", "r.xlsx"): "--out r.xlsx: unknown format .xlsx; name the file",
         ("run", "p.txt", "--out", "no/r.csv"): "--out no/r.csv: the folder no does not exist",
         ("run", "p.txt", "-m", "gemini-9-ultra", *out): "Unknown model 'gemini-9-ultra'",
+        ("run", "p.txt", "--deadline", "2h", *out): "deadline='2h' is for mode='auto'",
         ("run", "p.txt", "--schema", "nothing:Here", *out): "--schema nothing:Here: cannot import",
         ("retry", "b-nope", "--failed"): "no call log at",
         ("retry", "b-nope"): "the following arguments are required: --failed",

@@ -2,10 +2,10 @@
 embedded emulator), `emulator` (serve it), `stats`, `batches` and `models` (read the log and the
 catalogue).
 
-This module only assembles the parser and dispatches: `run.py` runs batches (reading inputs in
-`inputs.py`, drawing the tqdm bar in `bar.py`, writing results in `outputs.py`), `log.py` reads
-the call log. Nothing here holds logic the library lacks, and the library is imported inside
-each command, so `--help` stays quick.
+This module only assembles the parser and dispatches: `run.py` runs batches (its flags in
+`options.py`, reading inputs in `inputs.py`, drawing the tqdm bar in `bar.py`, writing results
+in `outputs.py`), `log.py` reads the call log and the catalogue. Nothing here holds logic the
+library lacks, and the library is imported inside each command, so `--help` stays quick.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from typing import NoReturn
 
 from .. import __version__
-from . import log, run
+from . import log, options, run
 
 DEMO_HELP = "run the demo batch (chapter scripts) on the embedded emulator; --real uses Google"
 EMULATOR_HELP = "serve the Gemini-compatible emulator (see `scriptgen emulator --help`)"
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
-    run.add_parsers(sub)
+    options.add_parsers(sub)
     demo = sub.add_parser(
         "demo",
         help=DEMO_HELP,
