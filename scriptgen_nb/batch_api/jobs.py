@@ -83,21 +83,9 @@ def display_name(key: str) -> str:
     return f"{DISPLAY_PREFIX}{key}"
 
 
-def _config(request: GenerationRequest) -> types.GenerateContentConfig | None:
-    """The live backend's config for a request, without a per-call HTTP timeout."""
-    build: Any = generation_config
-    try:
-        config = build(request)
-    except TypeError:  # an older signature took the per-call timeout too
-        config = build(request, 1000)
-    if config is not None and config.http_options is not None:
-        config = config.model_copy(update={"http_options": None})
-    return config
-
-
 def inline_request(request: GenerationRequest) -> types.InlinedRequest:
     return types.InlinedRequest(
-        contents=request.prompt, config=_config(request), metadata={"key": request.id}
+        contents=request.prompt, config=generation_config(request), metadata={"key": request.id}
     )
 
 

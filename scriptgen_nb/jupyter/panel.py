@@ -169,7 +169,7 @@ def _models_table(models: tuple[ModelRow, ...]) -> str:
 
 
 def _state_text(m: ModelRow) -> str:
-    state = m.state
+    state: str = m.state
     if m.seconds_left is not None:
         state = f"{state} {format_duration(m.seconds_left, tenths=False)}"
     learned = "".join(
