@@ -101,13 +101,9 @@ def _flat(results: ResultList) -> pd.DataFrame:
 
 
 def _write_parquet(results: ResultList, path: str) -> None:
-    import duckdb
+    from ..store.database import write_parquet
 
-    frame = _flat(results)
-    with duckdb.connect(":memory:") as con:
-        con.register("results", frame)
-        quoted = path.replace("'", "''")
-        con.execute(f"COPY (SELECT * FROM results) TO '{quoted}' (FORMAT parquet)")
+    write_parquet(_flat(results), path)
 
 
 def summary_table(results: ResultList) -> pd.DataFrame:

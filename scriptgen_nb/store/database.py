@@ -329,3 +329,13 @@ class Database:
             finally:
                 con.execute("ROLLBACK")
         return frame
+
+
+def write_parquet(frame: pd.DataFrame, path: str) -> None:
+    """Write a DataFrame to a Parquet file (the CLI's `--out x.parquet`), without pyarrow.
+
+    Its own in-memory DuckDB, with file access, under the process lock like every DuckDB use.
+    """
+    with _PROCESS_LOCK, duckdb.connect(MEMORY) as con:
+        con.register("frame_to_write", frame)
+        con.execute("COPY (SELECT * FROM frame_to_write) TO ? (FORMAT parquet)", [path])
