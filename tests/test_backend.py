@@ -489,3 +489,42 @@ def test_the_fake_uses_a_custom_default_and_counts_concurrent_calls() -> None:
     assert texts == ["SLOW", "X", "Y"]
     assert elapsed == pytest.approx(2.0)  # virtual seconds, run concurrently
     assert (backend.max_in_flight, backend.in_flight) == (3, 0)
+
+
+# --- the sending gate --------------------------------------------------------------------------
+
+
+def test_the_sending_gate_lets_a_call_in_as_soon_as_an_earlier_one_is_written() -> None:
+    from scriptgen_nb.engine.backend import _WRITTEN, _until_written
+
+    inside: list[int] = []
+    order: list[str] = []
+
+    async def call(name: str, gate: asyncio.Semaphore, wire: asyncio.Event) -> None:
+        async with _until_written(gate):
+            inside.append(2 - gate._value)  # calls between entering and written, this one too
+            order.append(f"in {name}")
+            await wire.wait()
+            written = _WRITTEN.get()
+            assert written is not None
+            written()  # the body is on the wire: the next call may enter
+            written()  # a second report changes nothing
+            order.append(f"written {name}")
+            await asyncio.sleep(0)  # the answer is awaited outside the gate
+
+    async def main() -> None:
+        gate = asyncio.Semaphore(2)
+        wires = [asyncio.Event() for _ in range(4)]
+        tasks = [asyncio.create_task(call(str(i), gate, wires[i])) for i in range(4)]
+        await asyncio.sleep(0)
+        assert order == ["in 0", "in 1"]  # two at a time
+        wires[0].set()
+        await asyncio.sleep(0.01)
+        assert order[:4] == ["in 0", "in 1", "written 0", "in 2"]
+        for wire in wires[1:]:
+            wire.set()
+        await asyncio.gather(*tasks)
+        assert gate._value == 2  # every place given back
+
+    asyncio.run(main())
+    assert max(inside) == 2

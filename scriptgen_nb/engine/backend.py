@@ -11,9 +11,10 @@ its connection pool is sized to the engine's in-flight cap. Imports nothing outs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -160,21 +161,51 @@ def backend_error_from(exc: BaseException) -> BackendError:
     raise exc
 
 
+# At most this many calls are between entering the SDK and their last byte written. A burst
+# admitted at once would otherwise interleave the SDK's ~2 ms of work per call, so the first
+# request would reach the wire only after the whole burst's work: every slot would be stamped
+# late and the next window's burst would start late, a drift that grows window after window.
+SENDING_AT_ONCE = 4
+_WRITTEN: ContextVar[Callable[[], None] | None] = ContextVar("scriptgen_written", default=None)
+
+
 async def _stamp_request(request: httpx2.Request) -> None:
     """Stamp the slot as the request is handed to the transport, then again once its last byte
-    is written: under a burst the event loop reaches the socket write well after the hand-over,
-    and the service counts the request from its arrival (`ModelLimiter.sent` only moves later).
+    is written (the service counts a request from its arrival; `ModelLimiter.sent` only moves
+    later), and then let the next call into the SDK.
     """
-    hook = SEND_HOOK.get()
-    if hook is None:
-        return
-    hook()
+    stamp, written = SEND_HOOK.get(), _WRITTEN.get()
+    if stamp is not None:
+        stamp()
 
     async def on_transport_step(step: str, info: Mapping[str, Any]) -> None:
         if step.endswith("send_request_body.complete"):
-            hook()
+            if stamp is not None:
+                stamp()
+            if written is not None:
+                written()
 
     request.extensions["trace"] = on_transport_step
+
+
+@contextlib.asynccontextmanager
+async def _until_written(gate: asyncio.Semaphore) -> AsyncIterator[None]:
+    """Hold a place at the sending gate until the request is written (or the call has ended)."""
+    await gate.acquire()
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            gate.release()
+
+    token = _WRITTEN.set(release)
+    try:
+        yield
+    finally:
+        _WRITTEN.reset(token)
+        release()
 
 
 class GeminiBackend:
@@ -198,6 +229,7 @@ class GeminiBackend:
         self._client: Client | None = None
         self._http: httpx2.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sending: asyncio.Semaphore | None = None
 
     def __repr__(self) -> str:
         return f"GeminiBackend(endpoint={self.endpoint!r})"
@@ -228,6 +260,7 @@ class GeminiBackend:
                 httpx_async_client=self._http,
             )
             self._client = Client(api_key=self.__api_key, http_options=options)
+            self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
             self._loop = loop
         return self._client.aio
 
@@ -236,12 +269,14 @@ class GeminiBackend:
 
     async def generate(self, request: GenerationRequest, model: str) -> Reply:
         aio = self._aio()
+        assert self._sending is not None  # made with the client
         try:
-            response = await aio.models.generate_content(
-                model=model,
-                contents=request.prompt,
-                config=generation_config(request),
-            )
+            async with _until_written(self._sending):
+                response = await aio.models.generate_content(
+                    model=model,
+                    contents=request.prompt,
+                    config=generation_config(request),
+                )
             return reply_from_response(response)
         except BackendError:
             raise
@@ -253,7 +288,7 @@ class GeminiBackend:
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
-        self._client = self._http = self._loop = None
+        self._client = self._http = self._loop = self._sending = None
 
 
 FakeOutcome = Reply | BackendError | Callable[[GenerationRequest, str], Reply]
