@@ -42,16 +42,14 @@ __all__ = [
 
 
 def parse_concurrency(value: str) -> int | str:
-    """`--concurrency`: `auto`, `seed` or a positive whole number."""
+    """`--concurrency`: `auto`, `seed` or a whole number (its range is the library's to check,
+    with the library's message: at least 1, and not absurd)."""
     if value in ("auto", "seed"):
         return value
     try:
-        number = int(value)
+        return int(value)
     except ValueError:
-        number = 0
-    if number < 1:
-        raise ConfigurationError(f"--concurrency {value!r}: use {CONCURRENCY_CHOICES}.")
-    return number
+        raise ConfigurationError(f"--concurrency {value!r}: use {CONCURRENCY_CHOICES}.") from None
 
 
 def batch_options(
