@@ -197,9 +197,15 @@ def test_purge_removes_old_finished_batches_only(tmp_path: Path) -> None:
             "UPDATE batch_log SET finished_at = finished_at - INTERVAL 40 DAY WHERE batch_id = "
             "(SELECT batch_id FROM result WHERE text = 'answer to old')"
         )
+    with db.write() as con:  # the old batch also learned a limit
+        con.execute(
+            "INSERT INTO limit_learned SELECT batch_id, 'm', 'rpm', 10, 5, now() FROM result "
+            "WHERE text = 'answer to old'"
+        )
     assert purge(db, older_than_days=30) == 1
     assert [t for (t,) in db.rows("SELECT text FROM result")] == ["answer to new"]
     assert count(db, "SELECT count(*) FROM ai_api_call") == 1
+    assert count(db, "SELECT count(*) FROM limit_learned") == 0
     with pytest.raises(sg.ConfigurationError):
         purge(db, older_than_days=-1)
 

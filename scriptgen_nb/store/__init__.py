@@ -36,7 +36,8 @@ def open_database(path: str | os.PathLike[str] | None = None) -> Database:
 
 
 def purge(db: Database, older_than_days: float) -> int:
-    """Delete every batch (its requests, attempts, results, learned limits) ended before the cutoff.
+    """Delete every batch (its requests, attempts, results, learned limits, Batch API jobs) that
+    ended before the cutoff.
 
     A batch still running (its heartbeat fresh) is kept whatever its age; one whose process
     died is judged by its last heartbeat. Returns the number of batches deleted.
@@ -54,7 +55,16 @@ def purge(db: Database, older_than_days: float) -> int:
                 [cutoff, time.time() - STALE_AFTER_S],
             ).fetchall()
         ]
-        for table in ("result", "ai_api_call", "request", "limit_learned", "batch_log"):
+        # Project tables (script versions, image prompts) keep their batch_id as provenance
+        # and outlive it: they are the user's work, not the log's.
+        for table in (
+            "result",
+            "ai_api_call",
+            "request",
+            "limit_learned",
+            "batch_job",
+            "batch_log",
+        ):
             con.execute(f"DELETE FROM {table} WHERE batch_id IN (SELECT unnest(?))", [doomed])
     return len(doomed)
 
