@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -28,13 +28,12 @@ class Limit:
     rpd: int | None = None
 
 
-def staircase_bound(n: int, models: Sequence[Limit], window_s: float, latency_s: float) -> float:
-    """Seconds before `n` requests can all be answered (inf if the quotas cannot admit them)."""
-    if n <= 0:
-        return 0.0
+def _bursts(n: int, models: Sequence[Limit]) -> Iterator[int]:
+    """How many requests each window admits in turn (the first at t = 0), until none can be.
+
+    A model without a per-minute limit admits `n` per window; a per-day quota caps the total.
+    """
     left = [math.inf if m.rpd is None else float(m.rpd) for m in models]
-    admitted = 0
-    k = 0
     while True:
         step = 0
         for i, m in enumerate(models):
@@ -42,11 +41,20 @@ def staircase_bound(n: int, models: Sequence[Limit], window_s: float, latency_s:
             left[i] -= take
             step += int(take)
         if step == 0:
-            return math.inf
+            return
+        yield step
+
+
+def staircase_bound(n: int, models: Sequence[Limit], window_s: float, latency_s: float) -> float:
+    """Seconds before `n` requests can all be answered (inf if the quotas cannot admit them)."""
+    if n <= 0:
+        return 0.0
+    admitted = 0
+    for k, step in enumerate(_bursts(n, models)):
         admitted += step
         if admitted >= n:
             return k * window_s + latency_s
-        k += 1
+    return math.inf
 
 
 def ideal_span_after(
@@ -80,21 +88,13 @@ def staircase_curve(
     n: int, models: Sequence[Limit], window_s: float, latency_s: float
 ) -> list[list[float]]:
     """(time, answered so far) steps of the ideal client, for the charts."""
-    left = [math.inf if m.rpd is None else float(m.rpd) for m in models]
     points: list[list[float]] = [[0.0, 0]]
     done = 0
-    k = 0
-    while done < n:
-        step = 0
-        for i, m in enumerate(models):
-            take = min(float(m.rpm if m.rpm is not None else n), left[i])
-            left[i] -= take
-            step += int(take)
-        if step == 0:
+    for k, step in enumerate(_bursts(n, models)):
+        if done >= n:
             break
         t = k * window_s + latency_s
         points.append([t, done])
         done = min(n, done + step)
         points.append([t, done])
-        k += 1
     return points

@@ -17,17 +17,19 @@ moments requests completed and, where the contender exposes them, every attempt.
   (`max_tokens` absent). Like the cookbook it posts raw JSON (the cookbook uses aiohttp, no SDK).
 - `bare_semaphore`: `asyncio.gather` of google-genai calls under `asyncio.Semaphore(64)`, no
   retries, no logging (scenario 5's reference).
+- `rate_contenders`: the standard line-up of the rate scenarios (1, 2, 3), by name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import queue
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,10 +50,15 @@ from scriptgen_nb.engine.values import (
     ModelStateChanged,
     RequestFinished,
 )
-from scriptgen_nb.progress import ProgressState
-from scriptgen_nb.store import Database
+from scriptgen_nb.progress import ProgressState, format_line, format_summary
+from scriptgen_nb.store import CallStore
 
 from .emulator_proc import API_KEY
+
+OURS = "ours (default)"
+SEED = "ours, max_concurrency='seed'"
+NAIVE = "naive gather + SDK retries"
+COOKBOOK = "cookbook pattern"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +160,8 @@ class _EngineWatcher:
                     "metric": event.metric,
                     "configured": event.configured,
                     "learned": event.learned,
+                    # the live line (terminal bar, the panel's text) right after the event
+                    "progress_line": format_line(self.panel.snapshot()),
                 }
             )
         elif isinstance(event, ModelStateChanged):
@@ -172,8 +181,8 @@ def ours(
     *,
     max_concurrency: int | str | None = None,
     log: bool = True,
-    inspect_log: Callable[[Database], dict[str, Any]] | None = None,
-    name: str = "ours (default)",
+    inspect_log: Callable[[CallStore], dict[str, Any]] | None = None,
+    name: str = OURS,
 ) -> Run:
     """Our engine through the public API, logging to a fresh DuckDB file (no cache carry-over)."""
     requests = workload.requests()
@@ -200,8 +209,9 @@ def ours(
         run.completions = sorted(watcher.completions)
         run.attempts = watcher.attempts
         run.events = watcher.events
+        run.extra["progress_summary"] = format_summary(watcher.panel.snapshot())
         if log and inspect_log is not None:
-            run.extra["log"] = inspect_log(Database(db_path))
+            run.extra["log"] = inspect_log(CallStore(db_path))
     return run
 
 
@@ -232,6 +242,54 @@ def ours_on_fake(n: int, *, max_concurrency: int, log: bool) -> Run:
     return run
 
 
+# --- SDK calls gathered at once -----------------------------------------------------------------
+
+
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, genai_errors.APIError):
+        return f"http_{exc.code}"
+    return type(exc).__name__
+
+
+Outcomes = list[BaseException | None]  # one per request: None, or what the call raised
+
+
+async def _each(
+    items: Sequence[Any],
+    call: Callable[[Any], Awaitable[object]],
+    *,
+    limit: int | None = None,
+    on_success: Callable[[], None] | None = None,
+) -> Outcomes:
+    """`asyncio.gather` of `call(item)` for every item, under a semaphore when `limit` is set."""
+    gate: contextlib.AbstractAsyncContextManager[Any] = (
+        asyncio.Semaphore(limit) if limit else contextlib.nullcontext()
+    )
+
+    async def one(item: Any) -> BaseException | None:
+        async with gate:
+            try:
+                await call(item)
+            except Exception as exc:
+                return exc
+        if on_success is not None:
+            on_success()
+        return None
+
+    return await asyncio.gather(*(one(item) for item in items))
+
+
+def _timed(name: str, main: Callable[[], Coroutine[Any, Any, Outcomes]]) -> Run:
+    """Run `main()` on a fresh loop; its outcomes become a `Run` (wall and CPU time, failures)."""
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    outcomes = asyncio.run(main())
+    run = Run(name, len(outcomes), time.perf_counter() - t0, time.process_time() - cpu0)
+    run.succeeded = sum(o is None for o in outcomes)
+    run.failures = dict(Counter(_failure_kind(o) for o in outcomes if o is not None))
+    return run
+
+
 # --- naive asyncio.gather with the SDK's retries -----------------------------------------------
 
 
@@ -246,44 +304,27 @@ def sdk_retry_options(scale: float) -> types.HttpRetryOptions:
     )
 
 
-def _failure_kind(exc: BaseException) -> str:
-    if isinstance(exc, genai_errors.APIError):
-        return f"http_{exc.code}"
-    return type(exc).__name__
-
-
 def naive_gather(workload: Workload) -> Run:
     """Every request at once; the SDK retries 408/429/5xx by itself, blind to retryDelay."""
     model = workload.ladder[0].name
     clock = _Clock()
     completions: list[float] = []
 
-    async def main() -> list[BaseException | None]:
+    async def main() -> Outcomes:
         options = types.HttpOptions(
             base_url=workload.base_url, retry_options=sdk_retry_options(workload.scale)
         )
         client = genai.Client(api_key=API_KEY, http_options=options)
-
-        async def one(prompt: str) -> BaseException | None:
-            try:
-                await client.aio.models.generate_content(model=model, contents=prompt)
-            except Exception as exc:
-                return exc
-            completions.append(clock.now())
-            return None
-
         try:
-            return await asyncio.gather(*(one(p) for p in workload.prompts))
+            return await _each(
+                workload.prompts,
+                lambda prompt: client.aio.models.generate_content(model=model, contents=prompt),
+                on_success=lambda: completions.append(clock.now()),
+            )
         finally:
             await client.aio.aclose()
 
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    outcomes = asyncio.run(main())
-    run = Run("naive gather + SDK retries", len(outcomes), time.perf_counter() - t0)
-    run.cpu_s = time.process_time() - cpu0
-    run.succeeded = sum(o is None for o in outcomes)
-    run.failures = dict(Counter(_failure_kind(o) for o in outcomes if o is not None))
+    run = _timed(NAIVE, main)
     run.completions = sorted(completions)
     return run
 
@@ -296,20 +337,24 @@ def bare_semaphore(
     *,
     limit: int = 64,
     pool: int | None = None,
-    per_call_options: bool = False,
+    temperature: float | None = None,
     name: str = "bare SDK gather, semaphore 64",
 ) -> Run:
     """google-genai calls under a semaphore: no retries, no logging, nothing else.
 
     `pool` gives the SDK an httpx2 client whose pool keeps that many connections (the SDK's
-    default keeps 20 alive); `per_call_options` passes `HttpOptions(timeout=...)` with every
-    call, as `GeminiBackend` does (a diagnostic of where time goes).
+    default keeps 20 alive); `temperature` passes a fresh `GenerateContentConfig(temperature=...)`
+    with every call, as `GeminiBackend` does for any request with a generation setting (the
+    seed's script generation sends temperature 0.7): a diagnostic of what such a config costs.
     """
     model = workload.ladder[0].name
     clock = _Clock()
     completions: list[float] = []
 
-    async def main() -> list[BaseException | None]:
+    def config() -> types.GenerateContentConfig | None:
+        return None if temperature is None else types.GenerateContentConfig(temperature=temperature)
+
+    async def main() -> Outcomes:
         extra: dict[str, Any] = {}
         http: httpx2.AsyncClient | None = None
         if pool is not None:
@@ -319,38 +364,21 @@ def bare_semaphore(
         client = genai.Client(
             api_key=API_KEY, http_options=types.HttpOptions(base_url=workload.base_url, **extra)
         )
-        semaphore = asyncio.Semaphore(limit)
-
-        def config() -> types.GenerateContentConfig | None:
-            if not per_call_options:
-                return None
-            # A fresh config per call, carrying a timeout, as GeminiBackend builds one.
-            return types.GenerateContentConfig(http_options=types.HttpOptions(timeout=61_000))
-
-        async def one(prompt: str) -> BaseException | None:
-            async with semaphore:
-                try:
-                    await client.aio.models.generate_content(
-                        model=model, contents=prompt, config=config()
-                    )
-                except Exception as exc:
-                    return exc
-            completions.append(clock.now())
-            return None
-
         try:
-            return await asyncio.gather(*(one(p) for p in workload.prompts))
+            return await _each(
+                workload.prompts,
+                lambda prompt: client.aio.models.generate_content(
+                    model=model, contents=prompt, config=config()
+                ),
+                limit=limit,
+                on_success=lambda: completions.append(clock.now()),
+            )
         finally:
             await client.aio.aclose()
             if http is not None:
                 await http.aclose()
 
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    outcomes = asyncio.run(main())
-    run = Run(name, len(outcomes), time.perf_counter() - t0, time.process_time() - cpu0)
-    run.succeeded = sum(o is None for o in outcomes)
-    run.failures = dict(Counter(_failure_kind(o) for o in outcomes if o is not None))
+    run = _timed(name, main)
     run.completions = sorted(completions)
     return run
 
@@ -360,32 +388,17 @@ def backend_semaphore(workload: Workload, *, limit: int = 64) -> Run:
     model = workload.ladder[0].name
     requests = workload.requests()
 
-    async def main() -> list[BaseException | None]:
+    async def main() -> Outcomes:
         backend = GeminiBackend(API_KEY, base_url=workload.base_url, max_connections=limit)
         await backend.open()
-        semaphore = asyncio.Semaphore(limit)
-
-        async def one(request: GenerationRequest) -> BaseException | None:
-            async with semaphore:
-                try:
-                    await backend.generate(request, model)
-                except Exception as exc:
-                    return exc
-            return None
-
         try:
-            return await asyncio.gather(*(one(r) for r in requests))
+            return await _each(
+                requests, lambda request: backend.generate(request, model), limit=limit
+            )
         finally:
             await backend.aclose()
 
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    outcomes = asyncio.run(main())
-    run = Run("GeminiBackend alone, semaphore 64", len(outcomes), time.perf_counter() - t0)
-    run.cpu_s = time.process_time() - cpu0
-    run.succeeded = sum(o is None for o in outcomes)
-    run.failures = dict(Counter(type(o).__name__ for o in outcomes if o is not None))
-    return run
+    return _timed("GeminiBackend alone, semaphore 64", main)
 
 
 # --- the cookbook's parallel processor ---------------------------------------------------------
@@ -404,13 +417,12 @@ def cookbook_tokens(prompt: str) -> int:
 
 @dataclass
 class _StatusTracker:
-    num_tasks_started: int = 0
+    """The cookbook's StatusTracker, the fields its loop reads (its other counters only feed
+    its closing log line; failures by kind are counted in `_CookbookSink`)."""
+
     num_tasks_in_progress: int = 0
     num_tasks_succeeded: int = 0
-    num_tasks_failed: int = 0
     num_rate_limit_errors: int = 0
-    num_api_errors: int = 0
-    num_other_errors: int = 0
     time_of_last_rate_limit_error: float = 0.0
 
 
@@ -438,14 +450,11 @@ class _APIRequest:
             response = await http.post(url, headers=headers, json=body)
             payload = response.json()
             if "error" in payload:
-                status.num_api_errors += 1
                 error = payload
                 if payload["error"].get("code") == 429:  # the cookbook's current check
                     status.time_of_last_rate_limit_error = time.monotonic()
                     status.num_rate_limit_errors += 1
-                    status.num_api_errors -= 1
         except Exception as exc:
-            status.num_other_errors += 1
             error = exc
         end = sink.clock.now()
         if error is not None:
@@ -460,7 +469,6 @@ class _APIRequest:
                 retry_queue.put_nowait(self)
             else:
                 status.num_tasks_in_progress -= 1
-                status.num_tasks_failed += 1
                 sink.failures[kind] += 1
         else:
             sink.attempts.append(AttemptRecord(start, end, sink.model, "ok"))
@@ -513,7 +521,6 @@ async def _process_requests(
                             token_consumption=cookbook_tokens(prompt),
                             attempts_left=COOKBOOK_MAX_ATTEMPTS,
                         )
-                        status.num_tasks_started += 1
                         status.num_tasks_in_progress += 1
                     except StopIteration:
                         file_not_finished = False
@@ -572,7 +579,7 @@ def cookbook(workload: Workload, *, rpm: float | None = None, tpm: float | None 
             sink,
         )
     )
-    run = Run("cookbook pattern", len(workload.prompts), time.perf_counter() - t0)
+    run = Run(COOKBOOK, len(workload.prompts), time.perf_counter() - t0)
     run.cpu_s = time.process_time() - cpu0
     run.succeeded = status.num_tasks_succeeded
     run.failures = dict(sink.failures)
@@ -580,3 +587,24 @@ def cookbook(workload: Workload, *, rpm: float | None = None, tpm: float | None 
     run.attempts = sink.attempts
     run.extra["rate_limit_errors_seen"] = status.num_rate_limit_errors
     return run
+
+
+# --- the line-up of the rate scenarios ---------------------------------------------------------
+
+
+def rate_contenders(
+    workload: Workload,
+    *,
+    cookbook_too: bool = True,
+    inspect_log: Callable[[CallStore], dict[str, Any]] | None = None,
+) -> list[tuple[str, Callable[[], Run]]]:
+    """Ours (default), ours with the seed's formula, the naive gather and (where it applies)
+    the cookbook pattern, each a name and a call running it on `workload`."""
+    line_up: list[tuple[str, Callable[[], Run]]] = [
+        (OURS, lambda: ours(workload, inspect_log=inspect_log)),
+        (SEED, lambda: ours(workload, max_concurrency="seed", name=SEED)),
+        (NAIVE, lambda: naive_gather(workload)),
+    ]
+    if cookbook_too:
+        line_up.append((COOKBOOK, lambda: cookbook(workload)))
+    return line_up

@@ -1,13 +1,18 @@
-"""The emulator in its own process, configured from a file, read and reset over HTTP.
+"""The emulator in its own process: a thin wrapper around its command line, read over HTTP.
 
-`EmulatorProcess(config)` writes the configuration to a JSON file, starts
-`python -m scriptgen_nb.emulator --port 0 --config FILE` as a child process, reads the base URL
-it prints, and offers `counters()` (GET /emulator/counters), `reset()` (POST /emulator/reset)
-and `stop()`. Nothing here imports the engine; the only link to the emulator is its CLI and HTTP.
+Configurations are the emulator's own `EmulatorConfig` and `ModelConfig` (validated where they
+are built). `emulator_process(config)` writes one to a JSON file in the layout
+`EmulatorConfig.from_file` reads, starts `python -m scriptgen_nb.emulator --port 0 --config FILE`
+as a child process (the server code is the emulator's; nothing of it is repeated here), reads
+the base URL it prints and yields an `EmulatorProcess` offering `counters()`
+(GET /emulator/counters) and `reset()` (POST /emulator/reset); the child is stopped on exit. A
+process of its own keeps client and server from sharing an interpreter. Nothing here imports the
+engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,60 +21,36 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from scriptgen_nb.emulator import EmulatorConfig, ModelConfig
 
 API_KEY = "bench-key"
 
 
+def as_mapping(config: EmulatorConfig) -> dict[str, Any]:
+    """`config` as plain data in `EmulatorConfig.from_mapping`'s layout (JSON-ready)."""
+    data = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    data["api_keys"] = list(config.api_keys)
+    data["batch"] = dataclasses.asdict(config.batch)
+    data["models"] = {name: dataclasses.asdict(model) for name, model in config.models.items()}
+    return data
+
+
 class EmulatorProcess:
-    """A running `scriptgen_nb.emulator` child process; use as a context manager."""
+    """A running `python -m scriptgen_nb.emulator` child process."""
 
-    def __init__(self, config: dict[str, Any], *, start_timeout_s: float = 30.0) -> None:
-        self.config = config
-        self._start_timeout_s = start_timeout_s
-        self._dir = tempfile.TemporaryDirectory(prefix="bench-emu-")
-        self._proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> EmulatorProcess:
-        path = Path(self._dir.name) / "emulator.json"
-        path.write_text(json.dumps(self.config), encoding="utf-8")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "scriptgen_nb.emulator", "--port", "0", "--config", str(path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self._proc.stdout is not None
-        deadline = time.monotonic() + self._start_timeout_s
-        while time.monotonic() < deadline:
-            line = self._proc.stdout.readline()
-            if not line:
-                break
-            if "listening on" in line:
-                self.base_url = line.strip().rsplit(" ", 1)[-1]
-                return self
-        self.stop()
-        raise RuntimeError("the emulator did not print its URL")
+    def __init__(self, proc: subprocess.Popen[str], base_url: str) -> None:
+        self._proc = proc
+        self.base_url = base_url
 
     def _call(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(self.base_url + path, method=method, data=None)
-        if method == "POST":
-            request.data = b"{}"
+        data = b"{}" if method == "POST" else None
+        request = urllib.request.Request(self.base_url + path, method=method, data=data)
+        if data is not None:
             request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"{}")
@@ -82,18 +63,49 @@ class EmulatorProcess:
         """Empty the quota windows and zero the counters (between two contenders)."""
         self._call("POST", "/emulator/reset")
 
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc is not None and self._proc.stdout is not None:
-            self._proc.stdout.close()
-        self._proc = None
-        self._dir.cleanup()
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@contextmanager
+def emulator_process(
+    config: EmulatorConfig, *, start_timeout_s: float = 30.0
+) -> Iterator[EmulatorProcess]:
+    """The emulator's CLI serving `config` on a free port, stopped (SIGTERM) on exit."""
+    with tempfile.TemporaryDirectory(prefix="bench-emu-") as tmp:
+        path = Path(tmp) / "emulator.json"
+        path.write_text(json.dumps(as_mapping(config)), encoding="utf-8")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scriptgen_nb.emulator", "--port", "0", "--config", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert proc.stdout is not None
+            deadline = time.monotonic() + start_timeout_s
+            base_url = ""
+            while not base_url and time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                if "listening on" in line:
+                    base_url = line.strip().rsplit(" ", 1)[-1]
+            if not base_url:
+                raise RuntimeError("the emulator did not print its URL")
+            yield EmulatorProcess(proc, base_url)
+        finally:
+            _stop(proc)
 
 
 def model_config(
@@ -103,36 +115,29 @@ def model_config(
     rpd: int | None = None,
     latency_s: float = 0.0,
     jitter_s: float = 0.0,
-) -> dict[str, Any]:
-    """One `[models.NAME]` table: limits (None = unlimited) and latency (base + uniform jitter)."""
-    table: dict[str, Any] = {
-        "latency_base_s": latency_s,
-        "latency_jitter_s": jitter_s,
-        "latency_per_output_token_s": 0.0,
-        "thinking": False,
-    }
-    for name, value in (("rpm", rpm), ("tpm", tpm), ("rpd", rpd)):
-        if value is not None:
-            table[name] = value
-    return table
+) -> ModelConfig:
+    """One model: limits (None = unlimited) and latency (base + uniform jitter), no thinking."""
+    return ModelConfig(
+        rpm=rpm, tpm=tpm, rpd=rpd, latency_base_s=latency_s, latency_jitter_s=jitter_s
+    )
 
 
 def emulator_config(
-    models: dict[str, dict[str, Any]],
+    models: Mapping[str, ModelConfig],
     *,
     minute_s: float,
     day_s: float = 3600.0,
     seed: int = 7,
-) -> dict[str, Any]:
+) -> EmulatorConfig:
     """A whole emulator configuration: compressed windows, one accepted key, the given models."""
-    return {
-        "seed": seed,
-        "api_keys": [API_KEY],
-        "minute_s": minute_s,
-        "day_s": day_s,
-        "latency_scale": 1.0,
-        "models": models,
-    }
+    return EmulatorConfig(
+        seed=seed,
+        api_keys=(API_KEY,),
+        minute_s=minute_s,
+        day_s=day_s,
+        latency_scale=1.0,
+        models=dict(models),
+    )
 
 
 def summarize_counters(counters: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,10 @@
 them through `iter_generate` on `FakeBackend` (no HTTP, no limits) and prints one JSON line: the
 wall time, peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`, cross-checked with the
 kernel's VmHWM) after the imports and at the end, how long the recorder spent writing the log
-(summed over its flushes, timed by wrapping `Recorder.flush` in this process only) and how long
-the final flush took after the last result.
+(summed over its flushes, timed by wrapping `Recorder.flush` in this process only), how long
+the final flush took after the last result, and, sampled after every flush, the resident size
+(VmRSS: its median and maximum) and each rise of the high-water mark with the number of results
+then received: where in the run the peak grew.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,14 +27,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _vm_hwm_mb() -> float | None:
-    """The kernel's high-water mark of this process's memory (a cross-check of ru_maxrss)."""
+def _status_mb(field: str) -> float | None:
+    """A memory figure of /proc/self/status in MB: VmHWM (the kernel's high-water mark, a
+    cross-check of ru_maxrss) or VmRSS (resident now)."""
     try:
         status = Path("/proc/self/status").read_text(encoding="ascii")
     except OSError:
         return None
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return None
 
@@ -48,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     from scriptgen_nb.store.recorder import Recorder
 
     flush_s = [0.0]
+    done = [0]  # results received so far (read by the recorder's thread after each flush)
+    rss_after_flush: list[float] = []  # the resident size right after each flush
+    hwm_steps: list[list[float]] = []  # [results so far, VmHWM MB] each time the peak rose 1 MB
     original: Callable[..., None] = Recorder.flush
 
     def timed_flush(self: Recorder, **kwargs: Any) -> None:
@@ -56,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             original(self, **kwargs)
         finally:
             flush_s[0] += time.perf_counter() - started
+            rss_after_flush.append(_status_mb("VmRSS") or 0.0)
+            hwm = _status_mb("VmHWM") or 0.0
+            if not hwm_steps or hwm >= hwm_steps[-1][1] + 1.0:
+                hwm_steps.append([done[0], round(hwm, 1)])
 
     Recorder.flush = timed_flush  # type: ignore[method-assign]
 
@@ -75,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         db=False if args.log == "off" else args.log,
     ):
         succeeded += result.success
+        done[0] += 1
         last_result = time.perf_counter()
     ended = time.perf_counter()
     rows = None
@@ -93,7 +105,14 @@ def main(argv: list[str] | None = None) -> int:
                 "rps": round(args.n / (ended - started), 1),
                 "baseline_rss_mb": round(baseline, 1),
                 "peak_rss_mb": round(_peak_rss_mb(), 1),
-                "vm_hwm_mb": round(_vm_hwm_mb() or 0.0, 1),
+                "vm_hwm_mb": round(_status_mb("VmHWM") or 0.0, 1),
+                "rss_after_flush_mb": {
+                    "median": round(statistics.median(rss_after_flush), 1),
+                    "max": round(max(rss_after_flush), 1),
+                }
+                if rss_after_flush
+                else None,
+                "hwm_steps": hwm_steps,
                 "log_write_s": round(flush_s[0], 3),
                 "final_flush_s": round(ended - last_result, 3),
                 "rows": rows,

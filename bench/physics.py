@@ -15,7 +15,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from .emulator_proc import API_KEY, EmulatorProcess, emulator_config, model_config
+from .emulator_proc import API_KEY, emulator_config, emulator_process, model_config
 
 MODEL = "gemini-bench-unlimited"
 
@@ -41,7 +41,7 @@ def _hammer(
 def emulator_ceiling(threads: int, seconds: float) -> dict[str, Any]:
     """Requests per second an emulator answers to `threads` http.client loops."""
     config = emulator_config({MODEL: model_config()}, minute_s=60.0)
-    with EmulatorProcess(config) as emulator:
+    with emulator_process(config) as emulator:
         url = urlsplit(emulator.base_url)
         assert url.hostname is not None and url.port is not None
         body = json.dumps(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,25 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _run_cells(row: dict[str, Any], ratio_digits: int = 3, rps_digits: int = 1) -> list[str]:
+    """Time, bound, time / bound, 429s, failures, requests per second."""
+    return [
+        _num(row["time_s"]),
+        _num(row["bound_s"]),
+        _num(row["ratio"], ratio_digits),
+        _num(row["http_429"]),
+        _failures(row),
+        _num(row["rps"], rps_digits),
+    ]
+
+
+def _rows_table(
+    headers: Sequence[str], rows: Sequence[dict[str, Any]], cells: Callable[[dict[str, Any]], list]
+) -> str:
+    """One line per row: `cells(row)`, or what a failed or not applicable run says instead."""
+    return _table(headers, [_special(row, len(headers)) or cells(row) for row in rows])
+
+
 def _failures(row: dict[str, Any]) -> str:
     failed = row.get("failed", 0)
     if not failed:
@@ -84,70 +103,37 @@ RATE_HEADERS = [
 ]
 
 
-def _rate_table(rows: Sequence[dict[str, Any]], *, extra: bool = False) -> str:
-    headers = list(RATE_HEADERS)
-    if extra:
-        headers += ["calls to the exhausted model after its first per-day 429", "rate after"]
-    out = []
-    for row in rows:
-        special = _special(row, len(headers))
-        if special:
-            out.append(special)
-            continue
-        cells = [
+def _rate_table(
+    rows: Sequence[dict[str, Any]],
+    extra_headers: Sequence[str] = (),
+    extra_cells: Callable[[dict[str, Any]], list[str]] | None = None,
+) -> str:
+    """The rate scenarios' table; `extra_cells(row)` fills the `extra_headers` columns."""
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [
             row["contender"],
             row.get("variant") or "",
-            _num(row["time_s"]),
-            _num(row["bound_s"]),
-            _num(row["ratio"], 3),
-            _num(row["http_429"]),
-            _failures(row),
-            _num(row["rps"], 1),
+            *_run_cells(row),
             _num(row["cpu_ms_per_req"]),
+            *(extra_cells(row) if extra_cells else []),
         ]
-        if extra:
-            after = (row.get("extra") or {}).get("after_exhaustion") or {}
-            cells += [
-                _num(after.get("calls_after")),
-                _num(after.get("efficiency"), 3),
-            ]
-        out.append(cells)
-    return _table(headers, out)
+
+    return _rows_table([*RATE_HEADERS, *extra_headers], rows, cells)
 
 
-def _s4_table(rows: Sequence[dict[str, Any]]) -> str:
-    headers = [*RATE_HEADERS, "the seed reports (scaled)"]
-    out = []
-    for row in rows:
-        special = _special(row, len(headers))
-        if special:
-            out.append(special)
-            continue
-        reported = (row.get("extra") or {}).get("seed_reported_scaled_s") or {}
-        claim = ""
-        if reported:
-            claim = (
-                f"{reported['sequential']} s sequential"
-                if row["contender"].startswith("sequential")
-                else f"{reported['batch']} s batch"
-                if "seed" in row["contender"]
-                else ""
-            )
-        out.append(
-            [
-                row["contender"],
-                row.get("variant") or "",
-                _num(row["time_s"]),
-                _num(row["bound_s"]),
-                _num(row["ratio"], 3),
-                _num(row["http_429"]),
-                _failures(row),
-                _num(row["rps"], 1),
-                _num(row["cpu_ms_per_req"]),
-                claim,
-            ]
-        )
-    return _table(headers, out)
+def _after_exhaustion_cells(row: dict[str, Any]) -> list[str]:
+    after = (row.get("extra") or {}).get("after_exhaustion") or {}
+    return [_num(after.get("calls_after")), _num(after.get("efficiency"), 3)]
+
+
+def _seed_claim_cells(row: dict[str, Any]) -> list[str]:
+    reported = (row.get("extra") or {}).get("seed_reported_scaled_s") or {}
+    if not reported:
+        return [""]
+    if row["contender"].startswith("sequential"):
+        return [f"{reported['sequential']} s sequential"]
+    return [f"{reported['batch']} s batch" if "seed" in row["contender"] else ""]
 
 
 def _s5_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -170,31 +156,21 @@ def _s5_table(rows: Sequence[dict[str, Any]]) -> str:
         "client CPU ms/req",
         "runs: s (CPU ms/req)",
     ]
-    out = []
-    for row in rows:
-        special = _special(row, len(headers))
-        if special:
-            out.append(special)
-            continue
+
+    def cells(row: dict[str, Any]) -> list[str]:
         reference = diag_ref if str(row.get("role", "")).startswith("diagnostic") else bare
         share = row["rps"] / reference["rps"] if reference and row.get("rps") else None
-        out.append(
-            [
-                row["contender"],
-                row.get("role", ""),
-                _num(row["n"]),
-                _num(row["time_s"]),
-                _num(row["bound_s"]),
-                _num(row["ratio"], 2),
-                _num(row["http_429"]),
-                _failures(row),
-                _num(row["rps"], 0),
-                _num(share, 2) if row.get("role") != "engine alone" else "–",
-                _num(row["cpu_ms_per_req"], 3),
-                _runs(row),
-            ]
-        )
-    return _table(headers, out)
+        return [
+            row["contender"],
+            row.get("role", ""),
+            _num(row["n"]),
+            *_run_cells(row, ratio_digits=2, rps_digits=0),
+            _num(share, 2) if row.get("role") != "engine alone" else "–",
+            _num(row["cpu_ms_per_req"], 3),
+            _runs(row),
+        ]
+
+    return _rows_table(headers, rows, cells)
 
 
 def _runs(row: dict[str, Any]) -> str:
@@ -211,6 +187,8 @@ def _s6_table(rows: Sequence[dict[str, Any]]) -> str:
         "req/s",
         "peak RSS (MB)",
         "RSS after imports (MB)",
+        "RSS right after a flush, median (max) (MB)",
+        "the peak last rose after (results)",
         "log write time (s, summed over flushes)",
         "final flush (s)",
         "rows written (calls, results)",
@@ -218,9 +196,10 @@ def _s6_table(rows: Sequence[dict[str, Any]]) -> str:
     out = []
     for row in rows:
         if "error" in row:
-            out.append([row["contender"], f"**run failed:** {row['error']}"] + [""] * 6)
+            out.append([row["contender"], f"**run failed:** {row['error']}"] + [""] * 8)
             continue
         written = row.get("rows")
+        steps = row.get("hwm_steps") or []
         out.append(
             [
                 row["contender"],
@@ -228,12 +207,19 @@ def _s6_table(rows: Sequence[dict[str, Any]]) -> str:
                 _num(row["rps"], 0),
                 _num(row["peak_rss_mb"], 1),
                 _num(row["baseline_rss_mb"], 1),
+                _after_flush(row),
+                _num(int(steps[-1][0])) if written and steps else "–",
                 _num(row["log_write_s"]),
                 _num(row["final_flush_s"], 3),
                 f"{written['ai_api_call']:,}, {written['result']:,}" if written else "–",
             ]
         )
     return _table(headers, out)
+
+
+def _after_flush(row: dict[str, Any]) -> str:
+    rss = row.get("rss_after_flush_mb")
+    return f"{_num(rss['median'], 1)} ({_num(rss['max'], 1)})" if rss else "–"
 
 
 def _s7_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -368,6 +354,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             "headline": "#1f77b4",
             "diagnostic": "#aec7e8",
             "diagnostic reference": "#c7c7c7",
+            "diagnostic, off the chain": "#dbdb8d",
         }
         ax.barh(
             range(len(http)),
@@ -497,8 +484,12 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     renderers = {
         "1": lambda s: _rate_table(s["rows"]),
         "2": lambda s: _rate_table(s["rows"]),
-        "3": lambda s: _rate_table(s["rows"], extra=True),
-        "4": lambda s: _s4_table(s["rows"]),
+        "3": lambda s: _rate_table(
+            s["rows"],
+            ["calls to the exhausted model after its first per-day 429", "rate after"],
+            _after_exhaustion_cells,
+        ),
+        "4": lambda s: _rate_table(s["rows"], ["the seed reports (scaled)"], _seed_claim_cells),
         "5": lambda s: _s5_table(s["rows"]),
         "6": lambda s: _s6_table(s["rows"]),
         "7": lambda s: _s7_table(s["rows"]),
@@ -520,7 +511,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         explanation = notes.explain(key, scenario, results)
         if explanation:
             parts += [explanation, ""]
-    parts += [notes.CONTENDERS, "", notes.findings(results), ""]
+    contenders = notes.CONTENDERS.format(pause_s=15 * results["params"]["scale"])
+    parts += [contenders, "", notes.findings(results), ""]
     path.write_text("\n".join(parts), encoding="utf-8")
 
 

@@ -63,8 +63,12 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    # `_git` strips its output, so the first line may have lost its leading status blank:
+    # take the path as what follows the status field, not as a fixed column.
     changed = [
-        line[3:] for line in _git("status", "--porcelain", "scriptgen_nb").splitlines() if line
+        line.split(maxsplit=1)[1]
+        for line in _git("status", "--porcelain", "scriptgen_nb").splitlines()
+        if line.strip()
     ]
     return {
         "date": subprocess.run(["date"], capture_output=True, text=True).stdout.strip(),
