@@ -16,6 +16,7 @@ import numbers
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.genai import types
@@ -364,26 +365,68 @@ def _mode(options: Mapping[str, Any]) -> str:
     return "live" if mode is None else str(mode) if isinstance(mode, str) else repr(mode)
 
 
-def _planned(
-    requests: Iterable[GenerationRequest], options: dict[str, Any], mode: str | None = None
-) -> tuple[list[GenerationRequest], BatchOptions, BatchPlan, Database | None]:
-    """The checked requests (a list: jobs are built from all of them), options, plan, log."""
+@dataclass
+class PlannedBatch:
+    """A batch planned for the Batch API or `auto`: the checked requests, the plan, and what
+    running it does (`run`). `batch_generate` shows the plan and runs it; the terminal shows
+    it its own way first (`cli/run.py`)."""
+
+    requests: list[GenerationRequest]
+    options: BatchOptions
+    plan: BatchPlan
+    log: Database | None
+    given: dict[str, Any]  # the keyword options, for the live part
+
+    def run(
+        self, on_submitted: Callable[[batch_run.BatchJobHandle], None] | None = None
+    ) -> ResultList:
+        """Send as planned: live, by the Batch API (waiting for it), or both; input order.
+
+        `on_submitted` hears of the Batch API jobs as soon as they are created (its batch id
+        is how `resume_batch_job` finds them again).
+        """
+        live_options = dict(self.given, mode="live", deadline=None, batch_api=None)
+        if self.plan.choice == "live":
+            return batch_generate(self.requests, **live_options)
+        log = self.log or batch_run.open_log_for_batch_api(self.options)
+        first = self.plan.live_count
+        handle = batch_run.submit_batch(
+            self.requests[first:], self.options, plan=self.plan, first_index=first, db=log
+        )
+        try:
+            if on_submitted is not None:
+                on_submitted(handle)
+            if first:  # the urgent part, live, while the service works on the rest
+                handle.live_results = list(batch_generate(self.requests[:first], **live_options))
+            return handle.wait()
+        finally:
+            handle.close()
+
+
+def planned_batch(
+    requests: Iterable[GenerationRequest], *, create_log: bool = True, **options: Any
+) -> PlannedBatch:
+    """Check the requests (a list: jobs are built from all of them) and options, and plan.
+
+    `create_log=False` (a dry run) reads the call log's measured turnaround only when the log
+    exists, so planning never leaves a file behind.
+    """
     checked = list(_checked(requests))
     check_requests(checked)
     batch_options = BatchOptions.from_options(options)
     _check_pinned(checked, batch_options)
     settings = batch_options.batch_api or BatchApiSettings()
-    log = batch_options.open_log()
+    log = batch_options.open_log(create=create_log)
     _, endpoint = batch_run.endpoint_of(batch_options.base_url)
     plan = plan_batch(
         checked,
         batch_options.ladder(),
         batch_run.batch_model(batch_options),
-        mode=mode or batch_options.mode,  # type: ignore[arg-type]
+        mode=batch_options.mode,  # type: ignore[arg-type]
         turnaround=batch_run.expected_turnaround(log, endpoint, settings),
         deadline_s=batch_options.deadline_s,
     )
-    return checked, batch_options, plan, log
+    return PlannedBatch(checked, batch_options, plan, log, options)
 
 
 def batch_plan(requests: Iterable[GenerationRequest], **options: Any) -> BatchPlan:
@@ -391,27 +434,13 @@ def batch_plan(requests: Iterable[GenerationRequest], **options: Any) -> BatchPl
     each option (live calls, the Batch API, a split); nothing is sent. `mode` defaults to
     "auto" here."""
     options.setdefault("mode", "auto")
-    return _planned(requests, options)[2]
+    return planned_batch(requests, **options).plan
 
 
 def _run_by_plan(requests: Iterable[GenerationRequest], options: dict[str, Any]) -> ResultList:
-    checked, batch_options, plan, log = _planned(requests, options)
-    batch_run.show_plan(plan, batch_options.progress)
-    live_options = dict(options, mode="live", deadline=None, batch_api=None)
-    if plan.choice == "live":
-        return batch_generate(checked, **live_options)
-    if log is None:
-        log = batch_run.open_log_for_batch_api(batch_options)
-    first = plan.live_count
-    handle = batch_run.submit_batch(
-        checked[first:], batch_options, plan=plan, first_index=first, db=log
-    )
-    try:
-        if first:  # the urgent part, live, while the service works on the rest
-            handle.live_results = list(batch_generate(checked[:first], **live_options))
-        return handle.wait()
-    finally:
-        handle.close()
+    planned = planned_batch(requests, **options)
+    batch_run.show_plan(planned.plan, planned.options.progress)
+    return planned.run()
 
 
 def submit_batch_job(
@@ -422,12 +451,10 @@ def submit_batch_job(
     The jobs are in the call log: close the kernel if you like, and later
     `resume_batch_job(handle.batch_id)` (or `handle.wait()`) collects the results once.
     """
-    options = dict(options, mode="batch_api")
-    checked, batch_options, plan, log = _planned(requests, options)
-    batch_run.show_plan(plan, batch_options.progress)
-    if log is None:
-        log = batch_run.open_log_for_batch_api(batch_options)
-    return batch_run.submit_batch(checked, batch_options, plan=plan, db=log)
+    planned = planned_batch(requests, **dict(options, mode="batch_api"))
+    batch_run.show_plan(planned.plan, planned.options.progress)
+    log = planned.log or batch_run.open_log_for_batch_api(planned.options)
+    return batch_run.submit_batch(planned.requests, planned.options, plan=planned.plan, db=log)
 
 
 def resume_batch_job(

@@ -2,15 +2,16 @@
 
 Owns the meaning of their common options (`--concurrency auto|seed|N`, `--cache`, the models
 ladder, budget, call log, timeout) as batch options, the dry run's estimate, the catalogue
-table (`%scriptgen models` / `scriptgen models`) and the plan for re-running a logged batch's
-failures (`%scriptgen retry --failed` / `scriptgen retry --failed`). Errors are
+table (`%scriptgen models` / `scriptgen models`), the plan for re-running a logged batch's
+failures (`%scriptgen retry --failed` / `scriptgen retry --failed`) and the Batch API jobs'
+list / resume / cancel (`%scriptgen jobs` / `scriptgen jobs`). Errors are
 `ConfigurationError`s naming the option; each surface turns them into its own kind of usage
 error. Imports no IPython, no argparse and no duckdb.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +26,20 @@ from .wiring import BatchOptions
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .results import ResultList
     from .store import CallStore, Database
 
 CONCURRENCY_CHOICES = "a number (a cap on requests in flight), auto (pace by the limits) or seed"
+JOB_ACTIONS = ("list", "resume", "cancel")
 __all__ = [
     "CACHE_MODES",
+    "JOB_ACTIONS",
     "RetryPlan",
     "batch_options",
     "estimate_frame",
     "estimate_requests",
+    "job_target",
+    "jobs_action",
     "latest_batch",
     "models_frame",
     "parse_concurrency",
@@ -165,3 +171,36 @@ def retry_plan(log: CallStore, batch_id: str) -> RetryPlan:
     ladder = summary["ladder"].iloc[0]
     ladder = ladder.replace(" ", "") if isinstance(ladder, str) else ""
     return RetryPlan(batch_id, log.failed_requests(batch_id), ladder or None)
+
+
+def job_target(action: str, batch: str | None) -> str:
+    """The batch a `jobs resume|cancel` acts on; `jobs list` needs none."""
+    if action not in JOB_ACTIONS:
+        raise ConfigurationError(f"jobs {action!r}: use one of {', '.join(JOB_ACTIONS)}.")
+    if action != "list" and not batch:
+        raise ConfigurationError(
+            f"jobs {action} needs a batch id or a job name (batches/...), as `jobs` lists them."
+        )
+    return batch or ""
+
+
+def jobs_action(
+    action: str,
+    batch: str | None,
+    *,
+    db: str,
+    api_key: str | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> pd.DataFrame | ResultList | str:
+    """`jobs list` (the jobs, newest first), `jobs resume BATCH` (its results, collected and
+    ingested once) or `jobs cancel BATCH` (a sentence naming the jobs cancelled)."""
+    from .api import cancel_batch_job, list_batch_jobs, resume_batch_job
+
+    target = job_target(action, batch)
+    if action == "list":
+        frame: pd.DataFrame = list_batch_jobs(db)
+        return frame
+    if action == "cancel":
+        names = cancel_batch_job(target, db=db, api_key=api_key)
+        return f"cancelled {len(names)} job(s): {', '.join(names) or 'none was running'}"
+    return resume_batch_job(target, db=db, api_key=api_key, on_progress=on_progress)

@@ -27,7 +27,7 @@ from .engine.policy import Backoff, RetryPolicy, plan_concurrency
 from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
 from .engine.values import Event, GenerationRequest, RequestFinished, Result
 from .progress import ProgressFrontend, choose_progress
-from .store import Database, StoreError, open_database
+from .store import Database, StoreError, default_db_path, open_database
 from .store.recorder import BatchInfo
 from .store.session import CACHE_MODES, BatchSession, CacheMode, quota_history
 
@@ -140,12 +140,20 @@ class BatchOptions:
             max_connections=max_connections,
         )
 
-    def open_log(self) -> Database | None:
-        """The call log (None when `db=False`); opened before any request is sent."""
+    def open_log(self, *, create: bool = True) -> Database | None:
+        """The call log (None when `db=False`); opened before any request is sent.
+
+        `create=False` (planning, a dry run): None when the file is not there yet, so nothing
+        that sends nothing leaves a log behind.
+        """
         if self.db is False:
             return None
         if isinstance(self.db, Database):
             return self.db
+        if not create and isinstance(self.db, str | os.PathLike | None):
+            path = os.fspath(self.db) if self.db is not None else default_db_path()
+            if path != ":memory:" and not os.path.exists(path):
+                return None
         return open_database(self.db)
 
     def prepare(self, requests: Iterable[GenerationRequest]) -> PreparedBatch:

@@ -161,19 +161,39 @@ def test_run_passes_mode_and_deadline_only_when_given(
         seen.append(options)
         return ResultList()
 
+    class FakePlanned:  # mode batch_api|auto: the plan is shown, then run
+        plan = "plan (mode=auto): live calls fit"
+
+        def run(self, on_submitted: object = None) -> ResultList:
+            return ResultList()
+
+    def fake_planned_batch(requests: object, **options: object) -> FakePlanned:
+        seen.append(options)
+        return FakePlanned()
+
     monkeypatch.setattr(scriptgen_nb.api, "batch_generate", fake_batch_generate)
+    monkeypatch.setattr(scriptgen_nb.api, "planned_batch", fake_planned_batch)
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     monkeypatch.setenv("SCRIPTGEN_MODELS", "gemini-2.5-flash-lite")
     (tmp_path / "p.txt").write_text("one\n")
     prompts = str(tmp_path / "p.txt")
     assert main(["run", prompts, "-q"]) == 0
-    assert main(["run", prompts, "-q", "--mode", "auto", "--deadline", "2h", "-c", "4"]) == 0
+    assert main(["run", prompts, "--mode", "auto", "--deadline", "2h", "-c", "4"]) == 0
     plain, chosen = seen
     assert "mode" not in plain and "deadline" not in plain
     assert plain["models"] == "gemini-2.5-flash-lite" and plain["cache"] == "use"
     assert "max_concurrency" not in plain and plain["timeout_s"] == 60.0  # the library's auto
     assert (chosen["mode"], chosen["deadline"], chosen["max_concurrency"]) == ("auto", "2h", 4)
-    assert capsys.readouterr().out.count("(none)") == 2  # the (empty) results table
+    shown = capsys.readouterr()
+    assert shown.out.count("(none)") == 2  # the (empty) results table
+    assert shown.err.startswith("plan (mode=auto)")  # on stderr, before anything is sent
+
+
+def test_jobs_offers_the_shared_job_actions() -> None:
+    from scriptgen_nb.cli.jobs import JOB_ACTIONS
+    from scriptgen_nb.commands import JOB_ACTIONS as SHARED
+
+    assert JOB_ACTIONS == SHARED
 
 
 def test_run_offers_the_call_logs_cache_modes() -> None:

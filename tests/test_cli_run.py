@@ -356,7 +356,7 @@ def test_help_of_each_command_lists_every_option_with_its_default_and_an_example
     subcommands = next(
         a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)
     ).choices
-    names = ["run", "retry", "models", "stats", "batches", "demo"]
+    names = ["run", "retry", "models", "stats", "batches", "demo", "jobs"]
     helps = scriptgen(env, *(Call((name, "--help")) for name in names))
     for name, shown in zip(names, helps, strict=True):
         assert shown.returncode == 0 and shown.stdout.startswith(f"usage: scriptgen {name}")

@@ -1,10 +1,11 @@
-"""The `scriptgen` command: `run` and `retry` (batches from a terminal), `demo` (a batch on the
-embedded emulator), `emulator` (serve it), `stats`, `batches` and `models` (read the log and the
-catalogue).
+"""The `scriptgen` command: `run` and `retry` (batches from a terminal), `jobs` (Gemini Batch API
+jobs: list, resume, cancel), `demo` (a batch on the embedded emulator), `emulator` (serve it),
+`stats`, `batches` and `models` (read the log and the catalogue).
 
 This module only assembles the parser and dispatches: `run.py` runs batches (its flags in
 `options.py`, reading inputs in `inputs.py`, drawing the tqdm bar in `bar.py`, writing results
-in `outputs.py`), `log.py` reads the call log and the catalogue. Nothing here holds logic the
+in `outputs.py`), `jobs.py` lists, resumes and cancels Batch API jobs, `log.py` reads the call
+log and the catalogue. Nothing here holds logic the
 library lacks, and the library is imported inside each command, so `--help` stays quick.
 """
 
@@ -16,7 +17,7 @@ import sys
 from typing import NoReturn
 
 from .. import __version__
-from . import log, options, run
+from . import jobs, log, options, run
 
 DEMO_HELP = "run the demo batch (chapter scripts) on the embedded emulator; --real uses Google"
 EMULATOR_HELP = "serve the Gemini-compatible emulator (see `scriptgen emulator --help`)"
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("emulator", help=EMULATOR_HELP, add_help=False)
     log.add_parsers(sub)
+    jobs.add_parser(sub)
     return parser
 
 
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "stats": log.stats,
         "batches": log.batches,
         "models": log.models,
+        "jobs": jobs.jobs,
     }
     return commands[args.command](args)
 

@@ -35,6 +35,8 @@ examples:
   scriptgen run requests.jsonl --models gemini-3.5-flash-lite,gemini-2.5-flash-lite \\
       --concurrency 8 --budget 0.50 --out results.parquet
   scriptgen run requests.jsonl --schema myschemas:Script --dry-run
+  scriptgen run requests.jsonl --mode auto --deadline 2h --dry-run   # the plan, nothing sent
+  scriptgen run requests.jsonl --mode batch_api --out results.jsonl  # half price; waits
   cat prompts.txt | scriptgen run - --emulator --quiet --out -
 
 exit status: 0 all succeeded, 1 some failed (0 with --allow-failures), 2 usage error, 130 Ctrl-C
@@ -107,9 +109,10 @@ def add_parsers(sub: Any) -> None:
     run.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the estimate (tokens, cost, the limit-bound time) and send nothing",
+        help="print the estimate (tokens, cost, the limit-bound time), or with --mode "
+        "batch_api|auto the plan (each option's cost and time, and the choice); send nothing",
     )
-    _output_arguments(run)
+    output_arguments(run)
 
     retry = sub.add_parser(
         "retry",
@@ -133,7 +136,7 @@ def add_parsers(sub: Any) -> None:
         help="re-run the failed and not-run requests (required: the one kind of retry so far)",
     )
     _batch_arguments(retry, retry=True)
-    _output_arguments(retry)
+    output_arguments(retry)
 
 
 def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
@@ -188,7 +191,9 @@ def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
         "--mode",
         choices=("live", "batch_api", "auto"),
         help="live: requests paced in real time; batch_api: Google's Batch API (half price, "
-        "slower); auto: the library chooses (default: the library's, live)",
+        "slower; `scriptgen jobs` lists, resumes and cancels its jobs); auto: live calls, the "
+        "Batch API or a split, by --deadline. batch_api and auto show the plan (each option's "
+        "cost and time, and the choice) on stderr before sending (default: the library's, live)",
     )
     batch.add_argument(
         "--deadline",
@@ -204,7 +209,7 @@ def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
     )
 
 
-def _output_arguments(parser: argparse.ArgumentParser) -> None:
+def output_arguments(parser: argparse.ArgumentParser, *, bar: bool = True) -> None:
     out = parser.add_argument_group("output")
     out.add_argument(
         "-o",
@@ -223,8 +228,10 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
         "-q",
         "--quiet",
         action="store_true",
-        help="no progress bar and no summary on stderr (errors are still shown)",
+        help="no progress bar, plan or summary on stderr (errors are still shown)",
     )
+    if not bar:
+        return
     shown.add_argument(
         "--progress",
         action="store_true",

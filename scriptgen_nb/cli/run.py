@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ from .log import table
 
 if TYPE_CHECKING:  # the library is imported when a command runs, so `--help` stays quick
     from ..engine.values import GenerationRequest
-    from ..progress import ProgressState
     from ..results import ResultList
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -105,7 +105,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             if work.nothing is not None:
                 print(f"scriptgen {command}: {work.nothing}", file=sys.stderr)
                 return OK
-            from ..commands import batch_options, estimate_requests
+            from ..commands import batch_options
 
             given = work.options
             models = args.models or given.pop("models", None) or os.environ.get(ENV_MODELS)
@@ -122,14 +122,15 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 **given,
                 **passed,
             )
-            if args.emulator:
-                options.update(_local_emulator(stack, quiet=args.quiet))
+            dry = getattr(args, "dry_run", False)
+            if args.emulator:  # a dry run sends nothing: it needs the emulator's windows only
+                options.update(_local_emulator(stack, quiet=args.quiet, start=not dry))
             elif not _has_key(options):
                 raise MissingApiKeyError()  # before the library would create the call log
-            if getattr(args, "dry_run", False):
-                print(estimate_requests(work.requests, options))
+            if dry:
+                print(_dry_run(work.requests, options))
                 return OK
-            results, interrupted, state = _generate(work.requests, options, args)
+            outcome = _generate(work.requests, options, args)
         except MissingApiKeyError:
             return fail(
                 "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), point "
@@ -141,7 +142,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
         except KeyboardInterrupt:
             print(f"scriptgen {command}: interrupted before anything was sent.", file=sys.stderr)
             return INTERRUPTED
-        return _deliver(command, args, results, interrupted, state)
+        return deliver(command, args, outcome)
 
 
 def _has_key(options: dict[str, Any]) -> bool:
@@ -150,11 +151,22 @@ def _has_key(options: dict[str, Any]) -> bool:
     return bool(options.get("api_key") or any(os.environ.get(k) for k in ENV_KEYS))
 
 
-def _local_emulator(stack: ExitStack, *, quiet: bool) -> dict[str, Any]:
+def _local_emulator(stack: ExitStack, *, quiet: bool, start: bool = True) -> dict[str, Any]:
+    """Options for a local emulator started for this command (`start=False`: its catalogue and
+    Batch API timing only, for a dry run, which starts nothing)."""
+    from ..batch_api import BatchApiSettings
+    from ..engine.models import default_catalogue
     from ..jupyter.endpoint import LocalEmulator, auto_config
 
+    config = auto_config()
+    batch_s = (config.batch.pending_s + config.batch.running_s) * config.latency_scale
+    # Its jobs end in seconds: plan with that, and poll at that pace (Google's: minutes).
+    settings = BatchApiSettings(turnaround_s=batch_s, poll_initial_s=0.5, poll_max_s=2.0)
+    if not start:
+        catalogue = default_catalogue().with_windows(config.minute_s, config.day_s)
+        return {"catalogue": catalogue, "batch_api": settings}
     local = LocalEmulator()
-    emulator = local.start(auto_config(), chosen=True)
+    emulator = local.start(config, chosen=True)
     stack.callback(local.stop)
     endpoint, _ = local.options()
     if not quiet:
@@ -163,14 +175,48 @@ def _local_emulator(stack: ExitStack, *, quiet: bool) -> dict[str, Any]:
             f"'minute' lasts {emulator.config.minute_s:g}s)",
             file=sys.stderr,
         )
-    return endpoint
+    return {**endpoint, "batch_api": settings}
+
+
+def _batch_api(options: dict[str, Any]) -> bool:
+    """Whether the library plans the batch (the Batch API, or `auto` choosing)."""
+    return options.get("mode", "live") != "live"
+
+
+def _dry_run(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> str:
+    """The estimate of live calls, or for --mode batch_api|auto the plan: each option's cost
+    and time and the choice. Nothing is sent and no call log is created."""
+    if not _batch_api(options):
+        from ..commands import estimate_requests
+
+        return str(estimate_requests(requests, options))
+    from ..api import planned_batch
+
+    plan = planned_batch(requests, create_log=False, **options).plan
+    return f"dry run: {plan}\n(nothing was sent)"
+
+
+@dataclass
+class Outcome:
+    """What a batch came to: its results, the interrupt that ended it early, the batch to
+    retry, and whether it ran by the Batch API."""
+
+    results: ResultList
+    interrupted: BatchInterrupted | None = None
+    batch_id: str | None = None
+    by_batch_api: bool = False
 
 
 def _generate(
     requests: Sequence[GenerationRequest], options: dict[str, Any], args: argparse.Namespace
-) -> tuple[ResultList, BatchInterrupted | None, ProgressState]:
-    """Run the batch with the bar (or a bare `ProgressState` for the summary line)."""
-    from ..api import batch_generate
+) -> Outcome:
+    """Run the batch with the bar (or a bare `ProgressState` for the summary line).
+
+    With --mode batch_api|auto the plan (each option's cost and time, and the choice) is shown
+    on stderr first; live calls (all, or a split's urgent part) draw the bar as in live mode,
+    and a Batch API part ends with its own summary line.
+    """
+    from ..api import batch_generate, planned_batch
     from ..progress import ProgressState, format_summary
     from ..results import ResultList
 
@@ -181,26 +227,60 @@ def _generate(
         bar = TqdmProgress(total=len(requests))
     state = bar.state if bar is not None else ProgressState(total=len(requests))
     listener = bar if bar is not None else state
+    submitted: list[str] = []
+
+    def on_submitted(handle: Any) -> None:
+        submitted.append(handle.batch_id)
+        if not args.quiet:
+            print(
+                f"submitted batch {handle.batch_id} to the Batch API ({len(handle.jobs)} "
+                "job(s)); waiting for its results. Ctrl-C stops waiting (the jobs keep "
+                f"running): `scriptgen jobs resume {handle.batch_id}` collects them later.",
+                file=sys.stderr,
+            )
+
+    started = time.monotonic()
     try:
-        return batch_generate(requests, listeners=[listener], **options), None, state
+        if _batch_api(options):
+            planned = planned_batch(requests, listeners=[listener], **options)
+            if not args.quiet:
+                print(planned.plan, file=sys.stderr, flush=True)
+            results = planned.run(on_submitted)
+        else:
+            results = batch_generate(requests, listeners=[listener], **options)
+        outcome = Outcome(results)
     except BatchInterrupted as stopped:  # Ctrl-C, or the call log failed mid-batch
-        return ResultList(stopped.results), stopped, state
+        outcome = Outcome(ResultList(stopped.results), stopped)
     finally:
         if bar is not None:
             bar.close()
         elif not args.quiet and state.snapshot().status != "waiting":
             print(format_summary(state.snapshot()), file=sys.stderr)
+    outcome.by_batch_api = bool(submitted)
+    outcome.batch_id = submitted[0] if submitted else state.snapshot().batch_id
+    if submitted and outcome.interrupted is None and not args.quiet:
+        print(batch_api_summary(outcome, time.monotonic() - started), file=sys.stderr)
+    return outcome
 
 
-def _deliver(
-    command: str,
-    args: argparse.Namespace,
-    results: ResultList,
-    interrupted: BatchInterrupted | None,
-    state: ProgressState,
-) -> int:
+def batch_api_summary(outcome: Outcome, seconds: float | None = None) -> str:
+    """The one-line summary of results collected from the Batch API (as live mode's)."""
+    from ..progress import format_duration
+
+    results = outcome.results
+    not_run = sum(1 for r in results if r.error is not None and r.error.kind == "not_run")
+    took = "" if seconds is None else f" in {format_duration(seconds)}"
+    return (
+        f"scriptgen batch {outcome.batch_id} by the Batch API: {results.summary()} "
+        f"({not_run} not run){took}"
+    )
+
+
+def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
+    """Write (or print) the results; say what failed and how to re-run it; the exit status."""
     from .outputs import summary_table, write_results
 
+    results, interrupted, batch_id = outcome.results, outcome.interrupted, outcome.batch_id
     try:
         if args.out is not None:
             write_results(results, args.out)
@@ -212,12 +292,19 @@ def _deliver(
         print(f"scriptgen {command}: cannot write {args.out}: {exc}", file=sys.stderr)
         return FAILED
     if interrupted is not None:
-        print(f"scriptgen {command}: {_one_line(str(interrupted))}", file=sys.stderr)
+        if outcome.by_batch_api:
+            message = (
+                f"stopped waiting; the Batch API jobs of batch {batch_id} keep running at the "
+                f"service: `scriptgen jobs resume {batch_id}` collects them, `scriptgen jobs "
+                f"cancel {batch_id}` cancels them"
+            )
+        else:
+            message = _one_line(str(interrupted))
+        print(f"scriptgen {command}: {message}", file=sys.stderr)
         return INTERRUPTED if type(interrupted) is BatchInterrupted else FAILED
     failed = results.failed
     if not failed:
         return OK
-    batch_id = state.snapshot().batch_id
     again = f"; re-run them with `scriptgen retry {batch_id} --failed`" if batch_id else ""
     kinds = sorted({r.error.kind for r in failed if r.error is not None})
     print(

@@ -30,10 +30,7 @@ from ..api import (
     abatch_generate,
     batch_generate,
     batch_plan,
-    cancel_batch_job,
     create_batch_requests,
-    list_batch_jobs,
-    resume_batch_job,
 )
 from ..emulator import EmulatorConfig
 from ..engine.errors import BatchInterrupted, ConfigurationError
@@ -161,7 +158,7 @@ def _line_parsers() -> dict[str, _Parser]:
         add_help=False,
         description="Batch API jobs: list them, resume (collect) a batch's results, cancel it.",
     )
-    jobs.add_argument("action", nargs="?", choices=("list", "resume", "cancel"), default="list")
+    jobs.add_argument("action", nargs="?", choices=commands.JOB_ACTIONS, default="list")
     jobs.add_argument("batch", nargs="?", default=None, help="a batch id or job name")
     jobs.add_argument("-o", "--output", metavar="VAR")
     for parser in parsers.values():
@@ -381,17 +378,13 @@ class ScriptgenMagics(Magics):
 
     def _jobs(self, args: argparse.Namespace) -> Any:
         """Batch API jobs: the list, or a batch's results collected (resume), or cancelled."""
-        db = self._db(args.db)
-        if args.action == "list":
-            return list_batch_jobs(db)
-        if not args.batch:
-            raise UsageError(f"%scriptgen jobs {args.action} needs a batch id or job name.")
-        emulator = SESSION.emulator
-        where = {"api_key": SESSION.options()[0].get("api_key")} if emulator else {}
-        if args.action == "cancel":
-            names = cancel_batch_job(args.batch, db=db, **where)
-            return f"cancelled {len(names)} job(s): {', '.join(names) or 'none was running'}"
-        return self._deliver(resume_batch_job(args.batch, db=db, **where), args.output)
+        try:
+            commands.job_target(args.action, args.batch)
+        except ConfigurationError as exc:
+            raise UsageError(f"%scriptgen {exc}") from None
+        key = SESSION.options()[0].get("api_key") if SESSION.emulator else None
+        done = commands.jobs_action(args.action, args.batch, db=self._db(args.db), api_key=key)
+        return self._deliver(done, args.output) if isinstance(done, ResultList) else done
 
     def _emulator(self, args: argparse.Namespace) -> str:
         if args.action == "stop":
