@@ -16,6 +16,7 @@ import numbers
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,13 +329,10 @@ def batch_generate(
     by `deadline=` and shows the plan first (README, "Gemini Batch API"). `batch_api=
     BatchApiSettings(...)` tunes the jobs.
     """
+    options = dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
     if _mode(options) != "live":
-        return _run_by_plan(
-            requests, dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
-        )
-    run = ThreadedBatch(
-        requests, dict(options, on_progress=on_progress, max_concurrency=max_concurrency)
-    )
+        return _run_by_plan(requests, options)
+    run = ThreadedBatch(requests, options)
     collected: list[Result] = []
     try:
         collected.extend(run)
@@ -417,7 +415,7 @@ def planned_batch(
     _check_pinned(checked, batch_options)
     settings = batch_options.batch_api or BatchApiSettings()
     log = batch_options.open_log(create=create_log)
-    _, endpoint = batch_run.endpoint_of(batch_options.base_url)
+    endpoint = batch_options.endpoint()
     plan = plan_batch(
         checked,
         batch_options.ladder(),
@@ -474,19 +472,11 @@ def resume_batch_job(
     ended ones are ingested once (a second resume reads them from the log). The endpoint is the
     one the batch was sent to unless `base_url` says otherwise.
     """
-    handle = batch_run.handle_for(
-        job_or_batch_id,
-        db=db,
-        api_key=api_key,
-        base_url=base_url,
-        api_version=api_version,
-        settings=batch_api,
-        on_progress=on_progress,
+    where = BatchOptions(
+        db=db, api_key=api_key, base_url=base_url, api_version=api_version, on_progress=on_progress
     )
-    try:
+    with _handle(job_or_batch_id, where, batch_api) as handle:
         return handle.wait()
-    finally:
-        handle.close()
 
 
 def cancel_batch_job(
@@ -499,11 +489,19 @@ def cancel_batch_job(
 ) -> list[str]:
     """Cancel a batch's jobs at the service (interrupting a wait never does); returns their
     names. `resume_batch_job` then records what they finished and the rest as not run."""
-    handle = batch_run.handle_for(
-        job_or_batch_id, db=db, api_key=api_key, base_url=base_url, api_version=api_version
-    )
-    try:
+    where = BatchOptions(db=db, api_key=api_key, base_url=base_url, api_version=api_version)
+    with _handle(job_or_batch_id, where) as handle:
         return handle.cancel()
+
+
+@contextmanager
+def _handle(
+    job_or_batch_id: str, options: BatchOptions, settings: BatchApiSettings | None = None
+) -> Iterator[batch_run.BatchJobHandle]:
+    """A logged batch's handle (resume, cancel), its service closed afterwards."""
+    handle = batch_run.handle_for(job_or_batch_id, options, settings=settings)
+    try:
+        yield handle
     finally:
         handle.close()
 

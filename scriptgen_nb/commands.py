@@ -36,6 +36,7 @@ __all__ = [
     "JOB_ACTIONS",
     "RetryPlan",
     "batch_options",
+    "batch_requests",
     "estimate_frame",
     "estimate_requests",
     "job_target",
@@ -86,6 +87,24 @@ def batch_options(
         **extra,
     }
     return {name: value for name, value in given.items() if value is not None}
+
+
+def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[GenerationRequest]:
+    """The requests for `prompts` with the request flags both surfaces share (`--operation`,
+    `--project`, `--temperature`, `--system`, `--max-tokens`; `flags` is their parsed
+    namespace) and a schema each surface finds its own way."""
+    from .api import create_batch_requests  # only now: it loads google-genai
+
+    made = create_batch_requests(
+        prompts,
+        operation=flags.operation,
+        project_id=flags.project,
+        temperature=flags.temperature,
+        system=flags.system,
+        schema=schema,
+        max_output_tokens=flags.max_output_tokens,
+    )
+    return list(made)
 
 
 def estimate_requests(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> Estimate:

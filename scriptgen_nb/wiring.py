@@ -20,7 +20,7 @@ from typing import Any, Literal
 from . import __version__
 from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import check_mode, parse_deadline
-from .engine.backend import Backend, GeminiBackend
+from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
 from .engine.errors import ConfigurationError, MissingApiKeyError
 from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
 from .engine.policy import Backoff, RetryPolicy, plan_concurrency
@@ -125,16 +125,30 @@ class BatchOptions:
         catalogue = self.catalogue or default_catalogue()
         return catalogue.resolve(self.models)
 
-    def build_backend(self, max_connections: int) -> Backend:
-        if self.backend is not None:
-            return self.backend
+    def resolved_api_key(self) -> str:
+        """The key to send with: `api_key`, else GEMINI_API_KEY / GOOGLE_API_KEY; none is an
+        error that names them and the emulator. The one place keys are resolved (live calls
+        and the Batch API alike)."""
         key = self.api_key or next((os.environ[k] for k in ENV_KEYS if os.environ.get(k)), None)
         if not key:
             raise MissingApiKeyError()
-        base_url = self.base_url or os.environ.get(ENV_BASE_URL) or None
+        return key
+
+    def resolved_base_url(self) -> str | None:
+        """Where to send: `base_url`, else GOOGLE_GEMINI_BASE_URL, else None (Google)."""
+        url = self.base_url or os.environ.get(ENV_BASE_URL) or None
+        return url.rstrip("/") if url else None
+
+    def endpoint(self) -> str:
+        """The endpoint's name in the call log and cache keys (as `Backend.endpoint`)."""
+        return self.resolved_base_url() or GOOGLE_ENDPOINT
+
+    def build_backend(self, max_connections: int) -> Backend:
+        if self.backend is not None:
+            return self.backend
         return GeminiBackend(
-            key,
-            base_url=base_url,
+            self.resolved_api_key(),
+            base_url=self.resolved_base_url(),
             api_version=self.api_version,
             timeout_s=self.timeout_s,
             max_connections=max_connections,

@@ -35,9 +35,9 @@ from google.genai import types
 
 from ..engine.backend import reply_from_response
 from ..engine.models import ModelSpec
-from ..engine.values import Failure, FailureKind, Result, Usage
+from ..engine.values import Attempt, Failure, FailureKind, Result, Usage
 from ..engine.verdict import judge_reply
-from ..store import keys
+from ..store import recorder
 from ..store.batch_jobs import JobRow
 
 # google.rpc.Code -> what a row's error means here
@@ -186,6 +186,9 @@ def outcomes(
     made = []
     for request_id in job.request_ids:
         logged = requests[request_id]
+        tags = recorder.RequestTags(
+            logged.cache_key, logged.operation, logged.project_id, logged.template_hash
+        )
         answer = found.get(request_id)
         usage = Usage()
         text = finish = version = None
@@ -225,12 +228,26 @@ def outcomes(
             model_version=version,
             metadata=logged.metadata,
         )
-        call = (
-            _call_row(job, logged, result, started, ended, package_version, sdk_version)
-            if sent
-            else None
-        )
-        made.append(Outcome(result, call, _result_row(job, logged, result, store_text, now)))
+        call = None
+        if sent:
+            attempt = Attempt(
+                request_id,
+                logged.index,
+                1,
+                spec.name,
+                result.success,
+                failure,
+                usage,
+                cost,
+                result.latency_ms,  # type: ignore[arg-type]  # NULL when the turnaround is unknown
+                started,
+                ended,
+                finish,
+                version,
+            )
+            call = recorder.call_row(job.batch_id, attempt, tags, package_version, sdk_version)
+        row = recorder.result_row(job.batch_id, result, logged.cache_key, store_text, now)
+        made.append(Outcome(result, call, row))
     return made, matched_by
 
 
@@ -250,73 +267,3 @@ def _missing(job: JobRow, matched_by: str, answers: Sequence[Answer] | None) -> 
         "nothing was guessed, run it again",
         200,
     )
-
-
-def _call_row(
-    job: JobRow,
-    logged: LoggedRequest,
-    result: Result,
-    started: float,
-    ended: float,
-    package_version: str,
-    sdk_version: str,
-) -> dict[str, Any]:
-    failure = result.error
-    return {
-        "call_id": f"{job.batch_id}/{logged.request_id}/1",
-        "batch_id": job.batch_id,
-        "request_id": logged.request_id,
-        "request_index": logged.index,
-        "operation": logged.operation,
-        "project_id": logged.project_id,
-        "model": result.model,
-        "attempt": 1,
-        "status": "SUCCESS" if result.success else "ERROR",
-        "http_status": failure.http_status if failure else 200,
-        "error_kind": failure.kind if failure else None,
-        "error_message": failure.message if failure else None,
-        "finish_reason": result.finish_reason,
-        "model_version": result.model_version,
-        "input_tokens": result.usage.input,
-        "output_tokens": result.usage.output,
-        "thought_tokens": result.usage.thoughts,
-        "estimated_cost": result.cost_usd,
-        "latency_ms": result.latency_ms,
-        "queue_ms": 0.0,
-        "retry_delay_s": None,
-        "template_hash": logged.template_hash,
-        "package_version": package_version,
-        "sdk_version": sdk_version,
-        "created_at": started,
-        "finished_at": ended,
-    }
-
-
-def _result_row(
-    job: JobRow, logged: LoggedRequest, result: Result, store_text: bool, now: float
-) -> dict[str, Any]:
-    failure = result.error
-    return {
-        "batch_id": job.batch_id,
-        "request_id": result.id,
-        "request_index": result.index,
-        "cache_key": logged.cache_key,
-        "success": result.success,
-        "cached": False,
-        "text": result.text if store_text else None,
-        "text_hash": None if result.text is None else keys.sha256(result.text),
-        "data": keys.data_json(result.data) if store_text else None,
-        "error_kind": failure.kind if failure else None,
-        "error_message": failure.message if failure else None,
-        "finish_reason": result.finish_reason,
-        "model": result.model,
-        "model_version": result.model_version,
-        "attempts": result.attempts,
-        "input_tokens": result.usage.input,
-        "output_tokens": result.usage.output,
-        "thought_tokens": result.usage.thoughts,
-        "estimated_cost": result.cost_usd,
-        "latency_ms": result.latency_ms,
-        "queue_ms": result.queue_ms,
-        "finished_at": now,
-    }

@@ -13,7 +13,6 @@ jobs running at the service; `cancel()` is the only thing that stops them. The b
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -23,12 +22,13 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..engine.errors import BatchInterrupted, ConfigurationError, MissingApiKeyError
+from ..engine.backend import GOOGLE_ENDPOINT
+from ..engine.errors import BatchInterrupted, ConfigurationError
 from ..engine.models import ModelSpec
 from ..engine.values import Failure, GenerationRequest, Result, Usage
 from ..engine.verdict import parse_structured
 from ..results import ResultList
-from ..store import Database, batch_jobs, keys, open_database
+from ..store import Database, batch_jobs, keys, open_database, recorder
 from ..store.batch_jobs import JobRow
 from . import ingest, jobs
 from .jobs import BatchApiSettings, JobService, Submission
@@ -38,24 +38,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..wiring import BatchOptions
-
-ENV_BASE_URL = "GOOGLE_GEMINI_BASE_URL"
-ENV_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-GOOGLE = "google"
-
-
-def endpoint_of(base_url: str | None) -> tuple[str | None, str]:
-    """The base URL to use (argument, else environment, else Google) and its log name."""
-    url = base_url or os.environ.get(ENV_BASE_URL) or None
-    url = url.rstrip("/") if url else None
-    return url, url or GOOGLE
-
-
-def _api_key(given: str | None) -> str:
-    key = given or next((os.environ[k] for k in ENV_KEYS if os.environ.get(k)), None)
-    if not key:
-        raise MissingApiKeyError()
-    return key
 
 
 def expected_turnaround(
@@ -273,10 +255,10 @@ def submit_batch(
     """Record the batch and its jobs' intents, then create the jobs; nothing waits here."""
     settings = options.batch_api or BatchApiSettings()
     log = db or open_log_for_batch_api(options)
-    url, endpoint = endpoint_of(options.base_url)
+    endpoint = options.endpoint()
     service = JobService(
-        _api_key(options.api_key),
-        base_url=url,
+        options.resolved_api_key(),
+        base_url=options.resolved_base_url(),
         api_version=options.api_version,
         timeout_s=settings.timeout_s,
     )
@@ -310,9 +292,7 @@ def submit_batch(
                 "" if options.cache == "off" else keys.content_key(request, ladder_names, endpoint)
             )
             rows.append(
-                batch_jobs.request_row(
-                    batch_id, index_of[request.id], request, cache_key, store_text
-                )
+                recorder.request_row(batch_id, index_of[request.id], request, cache_key, store_text)
             )
     first = requests[0] if requests else None
     batch_jobs.record_intents(
@@ -365,23 +345,24 @@ def find_batch(db: Database, job_or_batch_id: str) -> str:
 
 def handle_for(
     job_or_batch_id: str,
+    options: BatchOptions,
     *,
-    db: Any = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    api_version: str | None = None,
     settings: BatchApiSettings | None = None,
-    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> BatchJobHandle:
-    """A handle rebuilt from the log alone, for any process (resume, cancel)."""
-    log = db if isinstance(db, Database) else open_database(db)
+    """A handle rebuilt from the log alone, for any process (resume, cancel): the batch's own
+    endpoint unless `options.base_url` names another; its key as `options` resolves it."""
+    db = options.db
+    log = db if isinstance(db, Database) else open_database(db or None)
     batch_id = find_batch(log, job_or_batch_id)
     row = batch_jobs.batch_row(log, batch_id)
-    endpoint = row["endpoint"] if row else GOOGLE
-    url = base_url or (None if endpoint == GOOGLE else endpoint)
+    endpoint = row["endpoint"] if row else GOOGLE_ENDPOINT
+    url = options.base_url or (None if endpoint == GOOGLE_ENDPOINT else endpoint)
     settings = settings or BatchApiSettings()
     service = JobService(
-        _api_key(api_key), base_url=url, api_version=api_version, timeout_s=settings.timeout_s
+        options.resolved_api_key(),
+        base_url=url,
+        api_version=options.api_version,
+        timeout_s=settings.timeout_s,
     )
     requests = None
     if any(j.job_name is None and not j.terminal for j in batch_jobs.jobs(log, batch_id=batch_id)):
@@ -396,7 +377,7 @@ def handle_for(
         settings,
         bool(row["store_text"]) if row else True,
         None,
-        on_progress,
+        options.on_progress,
         _requests=requests,
     )
 

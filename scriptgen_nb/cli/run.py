@@ -52,21 +52,13 @@ def run(args: argparse.Namespace) -> int:
 
         prompts = read_prompts(args.input, args.format, args.template)
         schema = load_schema(args.schema) if args.schema else None
-        from ..api import create_batch_requests  # only now: it loads google-genai
+        from ..commands import batch_requests  # only now: it loads google-genai
 
         try:
-            made = create_batch_requests(
-                prompts.items,
-                operation=args.operation,
-                project_id=args.project,
-                temperature=args.temperature,
-                system=args.system,
-                schema=schema,
-                max_output_tokens=args.max_output_tokens,
-            )
+            made = batch_requests(prompts.items, args, schema)
         except ConfigurationError as exc:
             raise ConfigurationError(prompts.locate(str(exc))) from None
-        return Work(list(made), {"cache": args.cache})
+        return Work(made, {"cache": args.cache})
 
     return _batch("run", args, prepare)
 
@@ -146,9 +138,13 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
 
 
 def _has_key(options: dict[str, Any]) -> bool:
-    from ..wiring import ENV_KEYS
+    from ..wiring import BatchOptions
 
-    return bool(options.get("api_key") or any(os.environ.get(k) for k in ENV_KEYS))
+    try:
+        BatchOptions(api_key=options.get("api_key")).resolved_api_key()
+    except MissingApiKeyError:
+        return False
+    return True
 
 
 def _local_emulator(stack: ExitStack, *, quiet: bool, start: bool = True) -> dict[str, Any]:

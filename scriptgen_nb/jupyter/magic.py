@@ -30,7 +30,6 @@ from ..api import (
     abatch_generate,
     batch_generate,
     batch_plan,
-    create_batch_requests,
 )
 from ..emulator import EmulatorConfig
 from ..engine.errors import BatchInterrupted, ConfigurationError
@@ -226,15 +225,7 @@ class ScriptgenMagics(Magics):
             if args.vars:
                 prompts = cells.fill_names(prompts, ns)
         schema = self._variable(args.schema, "--schema") if args.schema else None
-        requests = create_batch_requests(
-            prompts,
-            operation=args.operation,
-            project_id=args.project,
-            temperature=args.temperature,
-            system=args.system,
-            schema=schema,
-            max_output_tokens=args.max_output_tokens,
-        )
+        requests = commands.batch_requests(prompts, args, schema)
         endpoint, note = SESSION.options()
         if note:
             print(note)
@@ -249,7 +240,7 @@ class ScriptgenMagics(Magics):
             deadline=args.deadline if args.mode == "auto" or args.deadline else None,
             **endpoint,
         )
-        return list(requests), options
+        return requests, options
 
     def run_batch(self, args: argparse.Namespace, cell: str) -> pd.DataFrame | None:
         requests, options = self.prepare_batch(args, cell)

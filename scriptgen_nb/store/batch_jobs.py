@@ -29,18 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.values import GenerationRequest
-from . import keys
 from .database import Database
+from .recorder import CALL_TIMES, RESULT_TIMES  # the rows are the recorder's
 
 INTENT = "intent"
 TERMINAL_STATES = frozenset(
     {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 )
 SUBMITTED = "submitted"  # batch_log.status while a batch's jobs are with the service
-
-_CALL_TIMES = frozenset({"created_at", "finished_at"})
-_RESULT_TIMES = frozenset({"finished_at"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,28 +84,6 @@ def _job(row: tuple[Any, ...]) -> JobRow:
     values = list(row)
     values[7] = tuple(values[7] or ())
     return JobRow(*values)
-
-
-def request_row(
-    batch_id: str, index: int, request: GenerationRequest, cache_key: str, store_text: bool
-) -> dict[str, Any]:
-    """A `request` row, as the live recorder writes it."""
-    schema = keys.schema_of(request)
-    return {
-        "batch_id": batch_id,
-        "request_id": request.id,
-        "request_index": index,
-        "cache_key": cache_key,
-        "operation": request.operation,
-        "project_id": request.project_id,
-        "prompt": request.prompt if store_text else None,
-        "prompt_hash": keys.sha256(request.prompt),
-        "system": request.system if store_text else None,
-        "config": keys.request_config(request),
-        "response_schema": None if schema is None else keys.data_json(schema),
-        "schema_name": keys.schema_name(request),
-        "template_hash": keys.template_hash(request),
-    }
 
 
 def record_intents(
@@ -287,8 +261,8 @@ def ingest(
         if not claimed:
             return False
         batch_id = claimed[0][0]
-        Database.insert(con, "ai_api_call", list(calls), _CALL_TIMES)
-        Database.insert(con, "result", list(results), _RESULT_TIMES)
+        Database.insert(con, "ai_api_call", list(calls), CALL_TIMES)
+        Database.insert(con, "result", list(results), RESULT_TIMES)
         _refresh_batch(con, batch_id)
     return True
 
@@ -348,7 +322,7 @@ def add_cached_results(db: Database, batch_id: str, results: Sequence[dict[str, 
     if not results:
         return
     with db.write() as con:
-        Database.insert(con, "result", list(results), _RESULT_TIMES)
+        Database.insert(con, "result", list(results), RESULT_TIMES)
         _refresh_batch(con, batch_id)
 
 

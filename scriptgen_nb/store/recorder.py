@@ -49,14 +49,110 @@ class BatchInfo:
     sdk_version: str
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A request between being taken up and its final result: what its rows need to say."""
+@dataclass(frozen=True, slots=True)
+class RequestTags:
+    """What a request's attempt and result rows say about it beyond the attempt or result."""
 
     cache_key: str
-    operation: str
+    operation: str | None
     project_id: str | None
     template_hash: str | None
+
+
+# The rows of the log's `request`, `ai_api_call` and `result` tables, as the live recorder and
+# the Batch API's ingestion (batch_api/ingest.py) both write them.
+
+
+def request_row(
+    batch_id: str, index: int, request: GenerationRequest, cache_key: str, store_text: bool
+) -> dict[str, Any]:
+    """A `request` row: the request written down, so `retry --failed` can rebuild it."""
+    schema = keys.schema_of(request)
+    return {
+        "batch_id": batch_id,
+        "request_id": request.id,
+        "request_index": index,
+        "cache_key": cache_key,
+        "operation": request.operation,
+        "project_id": request.project_id,
+        "prompt": request.prompt if store_text else None,
+        "prompt_hash": keys.sha256(request.prompt),
+        "system": request.system if store_text else None,
+        "config": keys.request_config(request),
+        "response_schema": None if schema is None else keys.data_json(schema),
+        "schema_name": keys.schema_name(request),
+        "template_hash": keys.template_hash(request),
+    }
+
+
+def call_row(
+    batch_id: str,
+    attempt: Attempt,
+    tags: RequestTags | None,
+    package_version: str,
+    sdk_version: str,
+) -> dict[str, Any]:
+    """An `ai_api_call` row: one attempt."""
+    failure = attempt.failure
+    return {
+        "call_id": f"{batch_id}/{attempt.request_id}/{attempt.number}",
+        "batch_id": batch_id,
+        "request_id": attempt.request_id,
+        "request_index": attempt.index,
+        "operation": tags.operation if tags else None,
+        "project_id": tags.project_id if tags else None,
+        "model": attempt.model,
+        "attempt": attempt.number,
+        "status": "SUCCESS" if attempt.success else "ERROR",
+        "http_status": failure.http_status if failure else 200,
+        "error_kind": failure.kind if failure else None,
+        "error_message": failure.message if failure else None,
+        "finish_reason": attempt.finish_reason,
+        "model_version": attempt.model_version,
+        "input_tokens": attempt.usage.input,
+        "output_tokens": attempt.usage.output,
+        "thought_tokens": attempt.usage.thoughts,
+        "estimated_cost": attempt.cost_usd,
+        "latency_ms": attempt.latency_ms,
+        "queue_ms": attempt.queue_ms,
+        "retry_delay_s": attempt.retry_delay_s,
+        "template_hash": tags.template_hash if tags else None,
+        "package_version": package_version,
+        "sdk_version": sdk_version,
+        "created_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+    }
+
+
+def result_row(
+    batch_id: str, result: Result, cache_key: str, store_text: bool, finished_at: float
+) -> dict[str, Any]:
+    """A `result` row: a request's final outcome (its text and data only with `store_text`)."""
+    failure = result.error
+    return {
+        "batch_id": batch_id,
+        "request_id": result.id,
+        "request_index": result.index,
+        "cache_key": cache_key,
+        "success": result.success,
+        "cached": result.cached,
+        "text": result.text if store_text else None,
+        "text_hash": None if result.text is None else keys.sha256(result.text),
+        "data": keys.data_json(result.data) if store_text else None,
+        "error_kind": failure.kind if failure else None,
+        "error_message": failure.message if failure else None,
+        "finish_reason": result.finish_reason,
+        "model": result.model,
+        "model_version": result.model_version,
+        "attempts": result.attempts,
+        "input_tokens": result.usage.input,
+        "output_tokens": result.usage.output,
+        "thought_tokens": result.usage.thoughts,
+        "estimated_cost": result.cost_usd,
+        "latency_ms": result.latency_ms,
+        "queue_ms": result.queue_ms,
+        "finished_at": finished_at,
+    }
 
 
 class Recorder:
@@ -79,7 +175,7 @@ class Recorder:
         self._calls: list[dict[str, Any]] = []
         self._results: list[dict[str, Any]] = []
         self._learned: list[dict[str, Any]] = []
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, RequestTags] = {}
         self._counts = {"success": 0, "failure": 0, "not_run": 0, "cached": 0}
         self._tokens = [0, 0, 0]
         self._cost = 0.0
@@ -95,25 +191,9 @@ class Recorder:
 
     def record_request(self, index: int, request: GenerationRequest, cache_key: str) -> None:
         """Write down a request as it is taken up (so `retry --failed` can rebuild it)."""
-        text = self.info.store_text
-        schema = keys.schema_of(request)
-        row = {
-            "batch_id": self.info.batch_id,
-            "request_id": request.id,
-            "request_index": index,
-            "cache_key": cache_key,
-            "operation": request.operation,
-            "project_id": request.project_id,
-            "prompt": request.prompt if text else None,
-            "prompt_hash": keys.sha256(request.prompt),
-            "system": request.system if text else None,
-            "config": keys.request_config(request),
-            "response_schema": None if schema is None else keys.data_json(schema),
-            "schema_name": keys.schema_name(request),
-            "template_hash": keys.template_hash(request),
-        }
-        pending = _Pending(
-            cache_key, request.operation, request.project_id, keys.template_hash(request)
+        row = request_row(self.info.batch_id, index, request, cache_key, self.info.store_text)
+        pending = RequestTags(
+            cache_key, request.operation, request.project_id, row["template_hash"]
         )
         with self._lock:
             self._raise_if_failed()
@@ -166,46 +246,17 @@ class Recorder:
         self._flusher.start()
 
     def _record_attempt(self, attempt: Attempt) -> None:
-        failure = attempt.failure
+        info = self.info
         with self._lock:
             self._raise_if_failed()
-            pending = self._pending.get(attempt.request_id)
+            tags = self._pending.get(attempt.request_id)
             self._models_used.add(attempt.model)
             self._calls.append(
-                {
-                    "call_id": f"{self.info.batch_id}/{attempt.request_id}/{attempt.number}",
-                    "batch_id": self.info.batch_id,
-                    "request_id": attempt.request_id,
-                    "request_index": attempt.index,
-                    "operation": pending.operation if pending else None,
-                    "project_id": pending.project_id if pending else None,
-                    "model": attempt.model,
-                    "attempt": attempt.number,
-                    "status": "SUCCESS" if attempt.success else "ERROR",
-                    "http_status": failure.http_status if failure else 200,
-                    "error_kind": failure.kind if failure else None,
-                    "error_message": failure.message if failure else None,
-                    "finish_reason": attempt.finish_reason,
-                    "model_version": attempt.model_version,
-                    "input_tokens": attempt.usage.input,
-                    "output_tokens": attempt.usage.output,
-                    "thought_tokens": attempt.usage.thoughts,
-                    "estimated_cost": attempt.cost_usd,
-                    "latency_ms": attempt.latency_ms,
-                    "queue_ms": attempt.queue_ms,
-                    "retry_delay_s": attempt.retry_delay_s,
-                    "template_hash": pending.template_hash if pending else None,
-                    "package_version": self.info.package_version,
-                    "sdk_version": self.info.sdk_version,
-                    "created_at": attempt.started_at,
-                    "finished_at": attempt.finished_at,
-                }
+                call_row(info.batch_id, attempt, tags, info.package_version, info.sdk_version)
             )
 
     def _record_result(self, result: Result) -> None:
         failure = result.error
-        data = keys.data_json(result.data)
-        text = result.text if self.info.store_text else None
         with self._lock:
             self._raise_if_failed()
             pending = self._pending.pop(result.id, None)
@@ -223,31 +274,9 @@ class Recorder:
             self._tokens[1] += result.usage.output
             self._tokens[2] += result.usage.thoughts
             self._cost += result.cost_usd
+            cache_key = pending.cache_key if pending else ""
             self._results.append(
-                {
-                    "batch_id": self.info.batch_id,
-                    "request_id": result.id,
-                    "request_index": result.index,
-                    "cache_key": pending.cache_key if pending else "",
-                    "success": result.success,
-                    "cached": result.cached,
-                    "text": text,
-                    "text_hash": None if result.text is None else keys.sha256(result.text),
-                    "data": data if self.info.store_text else None,
-                    "error_kind": failure.kind if failure else None,
-                    "error_message": failure.message if failure else None,
-                    "finish_reason": result.finish_reason,
-                    "model": result.model,
-                    "model_version": result.model_version,
-                    "attempts": result.attempts,
-                    "input_tokens": result.usage.input,
-                    "output_tokens": result.usage.output,
-                    "thought_tokens": result.usage.thoughts,
-                    "estimated_cost": result.cost_usd,
-                    "latency_ms": result.latency_ms,
-                    "queue_ms": result.queue_ms,
-                    "finished_at": time.time(),
-                }
+                result_row(self.info.batch_id, result, cache_key, self.info.store_text, time.time())
             )
 
     def _record_learned(self, event: LimitLearned) -> None:
