@@ -5,7 +5,9 @@ a buffer. A flusher thread writes the buffer in one transaction at least every `
 (0.25 s), so a killed process loses only what was in flight or answered since the last flush,
 and refreshes the batch's `batch_log` row (counts so far and a heartbeat), so another process
 can watch a running batch and tell a dead one from a live one. If writing fails, the error is
-raised from the next event, which stops the batch (nothing is silently dropped). No duckdb here.
+raised from the next event, which stops the batch (nothing is silently dropped). When the log
+falls behind (more than `MAX_BUFFERED_ROWS` rows waiting), taking up the next request waits for
+the flusher: a slow disk slows the batch instead of growing memory. No duckdb here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from .database import Database, StoreError
 CALL_TIMES = frozenset({"created_at", "finished_at"})
 RESULT_TIMES = frozenset({"finished_at"})
 LEARNED_TIMES = frozenset({"learned_at"})
+# Rows (requests, attempts, results) waiting for the flusher before taking up a request waits.
+# A backend that answers at once can outrun any disk: 100,000 instant requests held ~60,000
+# rows (600 MB) per flush without this bound.
+MAX_BUFFERED_ROWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +190,8 @@ class Recorder:
         self._ending: BatchFinished | _Ending | None = None
         self._error: BaseException | None = None
         self._stop = threading.Event()
+        self._due = threading.Event()  # flush now (the buffer is full, or closing)
+        self._drained = threading.Condition(self._lock)  # the flusher took the buffer
         self._flusher: threading.Thread | None = None
         self._last_heartbeat = 0.0
 
@@ -197,6 +205,7 @@ class Recorder:
         )
         with self._lock:
             self._raise_if_failed()
+            self._wait_while_full()
             self._requests.append(row)
             self._pending[request.id] = pending
             self._first = self._first or (request.operation, request.project_id)
@@ -300,13 +309,29 @@ class Recorder:
 
     # --- the flusher's side --------------------------------------------------------------
 
+    def _wait_while_full(self) -> None:
+        """Backpressure: with the lock held, wait until the flusher has taken the buffer."""
+        while (
+            len(self._requests) + len(self._calls) + len(self._results) >= MAX_BUFFERED_ROWS
+            and self._flusher is not None
+            and self._flusher.is_alive()
+        ):
+            self._due.set()
+            self._drained.wait(timeout=1.0)
+            self._raise_if_failed()
+
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.flush_s):
+        while True:
+            self._due.wait(self.flush_s)
+            self._due.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.flush()
             except Exception as exc:
                 with self._lock:
                     self._error = exc
+                    self._drained.notify_all()
                 return
 
     def flush(self, *, final: bool = False) -> None:
@@ -316,6 +341,7 @@ class Recorder:
             calls, self._calls = self._calls, []
             results, self._results = self._results, []
             learned, self._learned = self._learned, []
+            self._drained.notify_all()
             progress = self._progress_row()
             ending = self._ending if final and isinstance(self._ending, _Ending) else None
         now = time.monotonic()
@@ -385,6 +411,7 @@ class Recorder:
         A batch that raised (`failed=True`), or never said how it ended, is recorded as failed.
         """
         self._stop.set()
+        self._due.set()
         if self._flusher is not None:
             self._flusher.join()
         with self._lock:

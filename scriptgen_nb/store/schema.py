@@ -241,3 +241,46 @@ CREATE INDEX batch_job_by_batch ON batch_job (batch_id);
 """,
     )
 )
+
+migration(
+    Migration(
+        5,
+        "the log's big tables without primary keys; one index, on result.cache_key",
+        # DuckDB keeps an ART index whole in memory while it checkpoints, and the log checkpoints
+        # every flush: the primary keys of request / ai_api_call / result and the model-time
+        # index grew the writer's peak memory with every row ever logged and made each flush
+        # slower. Their keys are unique by construction (the engine ends each request once and
+        # numbers its attempts); the time filters use DuckDB's zone maps. DuckDB cannot drop a
+        # primary key, so each table is rebuilt (CREATE TABLE AS keeps types, not NOT NULL).
+        """
+CREATE TABLE request_rebuilt AS SELECT * FROM request;
+DROP TABLE request;
+ALTER TABLE request_rebuilt RENAME TO request;
+ALTER TABLE request ALTER COLUMN batch_id SET NOT NULL;
+ALTER TABLE request ALTER COLUMN request_id SET NOT NULL;
+ALTER TABLE request ALTER COLUMN request_index SET NOT NULL;
+ALTER TABLE request ALTER COLUMN cache_key SET NOT NULL;
+ALTER TABLE request ALTER COLUMN prompt_hash SET NOT NULL;
+
+DROP INDEX call_by_model_time;
+CREATE TABLE ai_api_call_rebuilt AS SELECT * FROM ai_api_call;
+DROP TABLE ai_api_call;
+ALTER TABLE ai_api_call_rebuilt RENAME TO ai_api_call;
+ALTER TABLE ai_api_call ALTER COLUMN call_id SET NOT NULL;
+ALTER TABLE ai_api_call ALTER COLUMN batch_id SET NOT NULL;
+ALTER TABLE ai_api_call ALTER COLUMN request_id SET NOT NULL;
+
+DROP INDEX result_by_cache_key;
+CREATE TABLE result_rebuilt AS SELECT * FROM result;
+DROP TABLE result;
+ALTER TABLE result_rebuilt RENAME TO result;
+ALTER TABLE result ALTER COLUMN batch_id SET NOT NULL;
+ALTER TABLE result ALTER COLUMN request_id SET NOT NULL;
+ALTER TABLE result ALTER COLUMN request_index SET NOT NULL;
+ALTER TABLE result ALTER COLUMN cache_key SET NOT NULL;
+ALTER TABLE result ALTER COLUMN success SET NOT NULL;
+ALTER TABLE result ALTER COLUMN cached SET NOT NULL;
+CREATE INDEX result_by_cache_key ON result (cache_key);
+""",
+    )
+)

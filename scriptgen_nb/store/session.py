@@ -22,7 +22,7 @@ from ..engine.policy import day_reset_delay
 from ..engine.values import GenerationRequest, ModelHistory, Result
 from ..engine.verdict import parse_structured
 from . import keys
-from .database import Database
+from .database import Database, StoreError
 from .recorder import BatchInfo, Recorder
 
 CacheMode = Literal["use", "refresh", "off"]
@@ -50,19 +50,22 @@ class BatchSession:
         self.ladder = list(ladder)
         self.recorder = Recorder(db, info, flush_s=flush_s)
         self._keyed: deque[tuple[GenerationRequest, str, _Earlier | None]] = deque()
+        self._lookup_error: StoreError | None = None
 
     def requests(self, requests: Iterable[GenerationRequest]) -> Iterator[GenerationRequest]:
         """The same requests, keyed (and looked up in the cache) a chunk at a time."""
         source = iter(requests)
         while chunk := list(itertools.islice(source, LOOKAHEAD)):
             keyed = [(r, self._key(r)) for r in chunk]
-            earlier = self._lookup([k for _, k in keyed]) if self.info.cache_mode == "use" else {}
+            earlier = self._earlier([k for _, k in keyed])
             for request, key in keyed:
                 self._keyed.append((request, key, earlier.get(key)))
                 yield request
 
     def resolve(self, index: int, request: GenerationRequest) -> Result | None:
         """Write the request down; return its earlier answer when the cache has one."""
+        if self._lookup_error is not None:
+            raise self._lookup_error
         queued, key, earlier = self._keyed.popleft()
         if queued is not request:
             raise RuntimeError("BatchSession.resolve was called out of step with requests()")
@@ -93,8 +96,23 @@ class BatchSession:
 
     def _key(self, request: GenerationRequest) -> str:
         if self.info.cache_mode == "off":
-            return ""  # never matched: "off" neither reads nor writes the cache
+            # "off" neither reads nor writes the cache: lookups ask for content keys, which this
+            # never is. Distinct per request: one key shared by every row made a degenerate
+            # index entry whose checkpoints grew with the log (750 MB at 150,000 requests).
+            return f"off:{self.info.batch_id}/{request.id}"
         return keys.content_key(request, self.ladder, self.info.endpoint)
+
+    def _earlier(self, cache_keys: list[str]) -> dict[str, _Earlier]:
+        """The cache's answers for a chunk. A failed lookup is raised from `resolve` (so the
+        engine stops the batch), not from here: this generator must go on, so that the engine
+        can mark every request it did not take up as not run."""
+        if self.info.cache_mode != "use" or self._lookup_error is not None:
+            return {}
+        try:
+            return self._lookup(cache_keys)
+        except StoreError as exc:
+            self._lookup_error = exc
+            return {}
 
     def _lookup(self, cache_keys: list[str]) -> dict[str, _Earlier]:
         rows = self.db.rows(
