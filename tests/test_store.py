@@ -384,3 +384,47 @@ def test_threads_writing_and_reading_one_file_do_not_trip_duckdb(tmp_path: Path)
         worker.join()
     assert failures == []
     assert count(db, "SELECT count(*) FROM request") == 40
+
+
+class _HeldWrites(Database):
+    """A log whose writes wait until the test lets them through (a disk that fell behind)."""
+
+    def __init__(self, path: Path) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        super().__init__(path)
+
+    def write(self) -> Any:
+        self.gate.wait()
+        return super().write()
+
+
+def test_a_log_that_falls_behind_slows_the_batch_instead_of_growing_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scriptgen_nb.engine.values import BatchStarted
+    from scriptgen_nb.store import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "MAX_BUFFERED_ROWS", 5)
+    db = _HeldWrites(tmp_path / "log.duckdb")
+    info = recorder_module.BatchInfo("b1", "live", "fake", "use", True, "0", "0")
+    rec = recorder_module.Recorder(db, info, flush_s=0.05)
+    rec(BatchStarted("b1", 12, ("m",), "auto", 4, time.time()))
+    db.gate.clear()  # the disk stalls
+    taken: list[int] = []
+
+    def take_up() -> None:
+        for i in range(12):
+            rec.record_request(i, GenerationRequest(f"r{i}", f"prompt {i}"), f"key{i}")
+            taken.append(i)
+
+    worker = threading.Thread(target=take_up)
+    worker.start()
+    worker.join(timeout=0.5)
+    # Waiting, not buffering on: at most the bound, plus the rows the stalled flush holds.
+    assert worker.is_alive() and 5 <= len(taken) <= 10
+    db.gate.set()  # the disk catches up
+    worker.join(timeout=10)
+    assert not worker.is_alive() and taken == list(range(12))
+    rec.close()
+    assert count(db, "SELECT count(*) FROM request") == 12
