@@ -608,3 +608,10 @@ def rate_contenders(
     if cookbook_too:
         line_up.append((COOKBOOK, lambda: cookbook(workload)))
     return line_up
+
+
+def warm_up() -> None:
+    """Load what the contenders import and build on first use (pandas, duckdb, google-genai's
+    client), outside any measurement."""
+    ours_on_fake(50, max_concurrency=8, log=True)
+    genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url="http://127.0.0.1:9"))

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from scriptgen_nb.store.database import ROW_GROUP_ROWS
+
 HOW_TO_READ = """\
 **How to read the tables.** Every contender runs in this process against the emulator in its
 own process, over real HTTP on 127.0.0.1, with the emulator reset (empty windows, zero counters)
@@ -546,7 +548,7 @@ def _s5(s: dict[str, Any], results: dict[str, Any]) -> str:
     return "\n\n".join(parts) + _load(s)
 
 
-ROW_GROUP = 122_880  # DuckDB's rows per row group
+ROW_GROUP = ROW_GROUP_ROWS  # the log's rows per DuckDB row group
 
 
 def _peak_rises(row: dict[str, Any], at_least_mb: float = 20.0) -> list[tuple[int, float, float]]:
@@ -613,7 +615,7 @@ def _s6(s: dict[str, Any], results: dict[str, Any]) -> str:
             grows = last[1] > first[1] * 1.2
             text += (
                 f" The large rises come where the tables' rows pass a multiple of {ROW_GROUP:,}, "
-                "DuckDB's row-group size, i.e. in the flush that completes a row group (it "
+                "the log's row-group size, i.e. in the flush that completes a row group (it "
                 "inserts, then its detach checkpoints the file); "
                 + (
                     f"the later one is larger (+{last[1]:.0f} MB against +{first[1]:.0f} MB), "
@@ -632,7 +634,7 @@ def _s6(s: dict[str, Any], results: dict[str, Any]) -> str:
         if _after_boundary(top[0]):
             text += (
                 f"{_after_boundary(top[0])}: the flush in which the tables passed a multiple of "
-                f"DuckDB's row-group size ({ROW_GROUP:,} rows); it inserts, then its detach "
+                f"the log's row-group size ({ROW_GROUP:,} rows); it inserts, then its detach "
                 "checkpoints the file"
             )
         if largest["peak_rss_mb"] > below["peak_rss_mb"] * 1.1:
@@ -811,7 +813,7 @@ def findings(results: dict[str, Any]) -> str:
             + ".** The engine alone stays flat"
             + (f" ({off['peak_rss_mb']:.0f} MB at {off['n']:,} without the log)" if off else "")
             + f"; with the log the peak rose by 20 MB or more in the flushes at {where or '?'} "
-            f"results (a flush inserts, then its DETACH checkpoints; DuckDB's row groups hold "
+            f"results (a flush inserts, then its DETACH checkpoints; the log's row groups hold "
             f"{ROW_GROUP:,} rows). Scenario 6 gives the sizes of those rises."
         )
     if s1.get("http_429"):

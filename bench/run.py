@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from . import scenarios
+from . import contenders, scenarios
 from .report import write_report
 
 HERE = Path(__file__).parent
@@ -156,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         "6": lambda: scenarios.scenario_6(params, log),
         "7": lambda: scenarios.scenario_7(params, log),
     }
+    # Every contender starts warm: the imports and first-use costs of a Python process (pandas,
+    # duckdb, google-genai: ~0.5 s) would otherwise land on whichever batch runs first.
+    log("warm-up: one small batch through each client (not recorded)")
+    contenders.warm_up()
     for step in STEPS:
         if step not in chosen:
             continue

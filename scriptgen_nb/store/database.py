@@ -38,7 +38,7 @@ _OWN_FILES = ("", ".wal", ".wal.checkpoint")  # what DuckDB writes beside a data
 # requests; at 16,384 it stays under ~40 MB (bench/, scenario 6). Writes run on one thread: they
 # are small, and more threads took the batch's event loop CPU on a small machine (a 250,000-row
 # log written in 15 s of CPU instead of 22). Reports scan the whole log and keep every core.
-_ROW_GROUP_ROWS = 16_384
+ROW_GROUP_ROWS = 16_384
 _WRITE_THREADS = 1
 _READ_THREADS = max(1, os.cpu_count() or 1)
 _CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
@@ -198,7 +198,7 @@ class Database:
     def _attach_with_retry(self, cursor: duckdb.DuckDBPyConnection, *, read_only: bool) -> None:
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.01
-        options = f" (ROW_GROUP_SIZE {_ROW_GROUP_ROWS}{', READ_ONLY' if read_only else ''})"
+        options = f" (ROW_GROUP_SIZE {ROW_GROUP_ROWS}{', READ_ONLY' if read_only else ''})"
         while True:
             try:
                 cursor.execute(f"ATTACH ? AS {_ALIAS}{options}", [self.path])
