@@ -31,6 +31,7 @@ from typing import Any
 from scriptgen_nb.emulator import EmulatorConfig
 from scriptgen_nb.engine.models import ModelSpec, seed_models
 from scriptgen_nb.store import CallStore, Database, queries
+from scriptgen_nb.store.database import ROW_GROUP_ROWS
 
 from . import contenders as c
 from .bounds import Limit, ideal_span_after, staircase_bound, staircase_curve
@@ -888,7 +889,7 @@ def scenario_6(p: Params, log: Callable[[str], None] = print) -> dict[str, Any]:
     if a and b:
         goals.append(flat(a, b, ""))
     if b and z and largest > issue:
-        goals.append(flat(b, z, " (beyond one DuckDB row group of 122,880 rows)"))
+        goals.append(flat(b, z, f" (beyond {largest // ROW_GROUP_ROWS} of the log's row groups)"))
     return {
         "title": "Scale and memory",
         "params": {"sizes": sizes, "backend": "FakeBackend", "source": "a generator"},
