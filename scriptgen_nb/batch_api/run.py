@@ -289,7 +289,9 @@ def submit_batch(
         )
         for request in chunk.requests:
             cache_key = (
-                "" if options.cache == "off" else keys.content_key(request, ladder_names, endpoint)
+                keys.uncached_key(batch_id, request.id)
+                if options.cache == "off"
+                else keys.content_key(request, ladder_names, endpoint)
             )
             rows.append(
                 recorder.request_row(batch_id, index_of[request.id], request, cache_key, store_text)

@@ -95,11 +95,8 @@ class BatchSession:
         self.recorder.close(failed=failed)
 
     def _key(self, request: GenerationRequest) -> str:
-        if self.info.cache_mode == "off":
-            # "off" neither reads nor writes the cache: lookups ask for content keys, which this
-            # never is. Distinct per request: one key shared by every row made a degenerate
-            # index entry whose checkpoints grew with the log (750 MB at 150,000 requests).
-            return f"off:{self.info.batch_id}/{request.id}"
+        if self.info.cache_mode == "off":  # neither reads nor writes the cache
+            return keys.uncached_key(self.info.batch_id, request.id)
         return keys.content_key(request, self.ladder, self.info.endpoint)
 
     def _earlier(self, cache_keys: list[str]) -> dict[str, _Earlier]:
