@@ -428,3 +428,45 @@ def test_a_log_that_falls_behind_slows_the_batch_instead_of_growing_memory(
     assert not worker.is_alive() and taken == list(range(12))
     rec.close()
     assert count(db, "SELECT count(*) FROM request") == 12
+
+
+def test_migration_5_keeps_every_row_and_drops_only_the_primary_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "log.duckdb"
+    before_5 = [m for m in schema.MIGRATIONS if m.version < 5]
+    monkeypatch.setattr("scriptgen_nb.store.database.MIGRATIONS", before_5)
+    run(["one", "two"], path)  # a log written by the version before migration 5
+    old = Database(path)
+    assert (
+        old.rows(
+            "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+            "AND table_name IN ('request', 'ai_api_call', 'result')"
+        )[0][0]
+        == 3
+    )
+    monkeypatch.setattr("scriptgen_nb.store.database.MIGRATIONS", schema.MIGRATIONS)
+    db = Database(path)
+    assert (
+        db.rows("SELECT max(version) FROM schema_migration")[0][0] == schema.MIGRATIONS[-1].version
+    )
+    assert sorted(t for (t,) in db.rows("SELECT text FROM result")) == [
+        "answer to one",
+        "answer to two",
+    ]
+    assert count(db, "SELECT count(*) FROM request") == 2
+    assert count(db, "SELECT count(*) FROM ai_api_call") == 2
+    kinds = db.rows(
+        "SELECT table_name, constraint_type, count(*) FROM duckdb_constraints() "
+        "WHERE table_name IN ('request', 'ai_api_call', 'result') GROUP BY ALL ORDER BY ALL"
+    )
+    assert kinds == [
+        ("ai_api_call", "NOT NULL", 3),
+        ("request", "NOT NULL", 5),
+        ("result", "NOT NULL", 6),
+    ]
+    assert [
+        i for (i,) in db.rows("SELECT index_name FROM duckdb_indexes() WHERE table_name = 'result'")
+    ] == ["result_by_cache_key"]
+    run(["three"], path)  # and the log goes on being written
+    assert count(db, "SELECT count(*) FROM result") == 3

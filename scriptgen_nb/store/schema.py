@@ -3,7 +3,8 @@
 Each migration is applied once, in order, and recorded in `schema_migration`, so a fresh file
 and an old one reach the same schema the same way. Never edit a migration that has shipped:
 append a new one. Table names are snake_case versions of the seed's (`AIAPICall` ->
-`ai_api_call`, `batchLog` -> `batch_log`). This module holds SQL only; it imports nothing.
+`ai_api_call`, `batchLog` -> `batch_log`). This module holds SQL (and builds some); it imports
+nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ class Migration:
 
 MIGRATIONS: list[Migration] = []
 migration = MIGRATIONS.append
+
+
+def _rebuilt_without_keys(table: str, *not_null: str) -> str:
+    """SQL rebuilding `table` without its primary key (DuckDB cannot drop one), rows and column
+    types kept (CREATE TABLE AS keeps types, not constraints: NOT NULL is set again)."""
+    required = "".join(f"ALTER TABLE {table} ALTER COLUMN {c} SET NOT NULL;\n" for c in not_null)
+    return (
+        f"CREATE TABLE {table}_rebuilt AS SELECT * FROM {table};\n"
+        f"DROP TABLE {table};\n"
+        f"ALTER TABLE {table}_rebuilt RENAME TO {table};\n" + required
+    )
+
 
 migration(
     Migration(
@@ -252,35 +265,14 @@ migration(
         # slower. Their keys are unique by construction (the engine ends each request once and
         # numbers its attempts); the time filters use DuckDB's zone maps. DuckDB cannot drop a
         # primary key, so each table is rebuilt (CREATE TABLE AS keeps types, not NOT NULL).
-        """
-CREATE TABLE request_rebuilt AS SELECT * FROM request;
-DROP TABLE request;
-ALTER TABLE request_rebuilt RENAME TO request;
-ALTER TABLE request ALTER COLUMN batch_id SET NOT NULL;
-ALTER TABLE request ALTER COLUMN request_id SET NOT NULL;
-ALTER TABLE request ALTER COLUMN request_index SET NOT NULL;
-ALTER TABLE request ALTER COLUMN cache_key SET NOT NULL;
-ALTER TABLE request ALTER COLUMN prompt_hash SET NOT NULL;
-
-DROP INDEX call_by_model_time;
-CREATE TABLE ai_api_call_rebuilt AS SELECT * FROM ai_api_call;
-DROP TABLE ai_api_call;
-ALTER TABLE ai_api_call_rebuilt RENAME TO ai_api_call;
-ALTER TABLE ai_api_call ALTER COLUMN call_id SET NOT NULL;
-ALTER TABLE ai_api_call ALTER COLUMN batch_id SET NOT NULL;
-ALTER TABLE ai_api_call ALTER COLUMN request_id SET NOT NULL;
-
-DROP INDEX result_by_cache_key;
-CREATE TABLE result_rebuilt AS SELECT * FROM result;
-DROP TABLE result;
-ALTER TABLE result_rebuilt RENAME TO result;
-ALTER TABLE result ALTER COLUMN batch_id SET NOT NULL;
-ALTER TABLE result ALTER COLUMN request_id SET NOT NULL;
-ALTER TABLE result ALTER COLUMN request_index SET NOT NULL;
-ALTER TABLE result ALTER COLUMN cache_key SET NOT NULL;
-ALTER TABLE result ALTER COLUMN success SET NOT NULL;
-ALTER TABLE result ALTER COLUMN cached SET NOT NULL;
-CREATE INDEX result_by_cache_key ON result (cache_key);
-""",
+        "DROP INDEX call_by_model_time;\nDROP INDEX result_by_cache_key;\n"
+        + _rebuilt_without_keys(
+            "request", "batch_id", "request_id", "request_index", "cache_key", "prompt_hash"
+        )
+        + _rebuilt_without_keys("ai_api_call", "call_id", "batch_id", "request_id")
+        + _rebuilt_without_keys(
+            "result", "batch_id", "request_id", "request_index", "cache_key", "success", "cached"
+        )
+        + "CREATE INDEX result_by_cache_key ON result (cache_key);\n",
     )
 )
