@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,3 +15,18 @@ def call_log_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "scriptgen.duckdb"
     monkeypatch.setenv("SCRIPTGEN_DB", str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[Any]:
+    """An IPython shell with the extension loaded (the magics' tests); the emulator it started
+    (`%scriptgen emulator`) is stopped after the module."""
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    from scriptgen_nb.jupyter.endpoint import SESSION
+
+    ip = start_ipython() or get_ipython()  # the global test shell: only the first call makes it
+    ip.run_line_magic("load_ext", "scriptgen_nb")
+    yield ip
+    SESSION.stop()

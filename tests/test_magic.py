@@ -9,9 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from IPython import get_ipython
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 from pydantic import BaseModel
 
 import scriptgen_nb as sg
@@ -23,14 +21,6 @@ from scriptgen_nb.jupyter.magic import ScriptgenMagics, await_transformer
 from tests.script_writer import LADDER, fake
 
 MODEL = "gemini-3.5-flash-lite"
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[Any]:
-    ip = start_ipython() or get_ipython()  # the global test shell: only the first call makes it
-    ip.run_line_magic("load_ext", "scriptgen_nb")
-    yield ip
-    SESSION.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -28,9 +28,7 @@ import pandas as pd
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from IPython import get_ipython
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 from pydantic import BaseModel
 
 import scriptgen_nb as sg
@@ -495,14 +493,6 @@ def test_a_template_field_python_cannot_fill_is_a_configuration_error(template: 
 
 
 # --- the magic -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[Any]:
-    ip = start_ipython() or get_ipython()  # the global test shell: only the first call makes it
-    ip.run_line_magic("load_ext", "scriptgen_nb")
-    yield ip
-    SESSION.stop()
 
 
 @pytest.fixture

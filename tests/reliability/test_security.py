@@ -24,8 +24,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from IPython import get_ipython
-from IPython.testing.globalipapp import start_ipython
 
 import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
@@ -179,14 +177,6 @@ def test_a_key_from_the_environment_never_leaks_either(
     assert results[0].attempts >= 1  # sent with the environment's key (answered or faulted)
     assert leaks(db.read_bytes()) == []
     assert leaks(debug_log.getvalue() + repr(results) + results.to_dataframe().to_csv()) == []
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[Any]:
-    ip = start_ipython() or get_ipython()  # the global test shell: only the first call makes it
-    ip.run_line_magic("load_ext", "scriptgen_nb")
-    yield ip
-    SESSION.stop()
 
 
 def test_the_magics_never_show_the_key(
