@@ -72,9 +72,8 @@ def batch_options(
 ) -> dict[str, Any]:
     """The `batch_generate` keyword options a command's flags stand for.
 
-    Only what was given is passed (None leaves the library's default), so a flag for an option
-    the library does not have yet (`extra`, e.g. `mode=`) reaches it only when used, and then
-    the library's own error names it.
+    Only what was given is passed: None leaves the library's default, and the library's own
+    checks (with their messages) judge the rest (`extra`, e.g. `mode=`, `deadline=`).
     """
     given = {
         "models": models or None,

@@ -101,9 +101,6 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
 
             given = work.options
             models = args.models or given.pop("models", None) or os.environ.get(ENV_MODELS)
-            # --mode / --deadline reach the library only when given, so the command works
-            # with a library that has no such options yet; one that refuses them says so.
-            passed = {k: v for k, v in (("mode", args.mode), ("deadline", args.deadline)) if v}
             options = batch_options(
                 models=models,
                 concurrency=args.concurrency,
@@ -111,8 +108,9 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 budget_usd=args.budget,
                 timeout_s=args.timeout,
                 max_attempts=args.max_attempts,
+                mode=args.mode,
+                deadline=args.deadline,
                 **given,
-                **passed,
             )
             dry = getattr(args, "dry_run", False)
             if args.emulator:  # a dry run sends nothing: it needs the emulator's windows only
