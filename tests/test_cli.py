@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,35 @@ def test_demo_runs_a_batch_across_models_on_the_emulator_without_a_key() -> None
 def test_demo_rejects_a_bad_count() -> None:
     done = scriptgen("demo", "-n", "0")
     assert done.returncode == 2 and "--requests must be at least 1" in done.stderr
+
+
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes a byte (`| head` done)
+    try:
+        done = subprocess.run(
+            [*SCRIPTGEN, "models"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (1, "")  # no traceback, no "Exception ignored"
+
+
+def test_main_leaves_the_interpreters_sigpipe_handling_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from scriptgen_nb.cli import main
+
+    before = signal.getsignal(signal.SIGPIPE)
+    assert main(["models"]) == 0
+    assert "gemini-" in capsys.readouterr().out
+    # Restoring SIG_DFL here once let a later write to a closed socket kill the test run.
+    assert signal.getsignal(signal.SIGPIPE) == before
 
 
 def test_help_lists_the_commands_and_the_emulators_own_options() -> None:

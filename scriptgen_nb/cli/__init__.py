@@ -12,7 +12,7 @@ library lacks, and the library is imported inside each command, so `--help` stay
 from __future__ import annotations
 
 import argparse
-import signal
+import os
 import sys
 from typing import NoReturn
 
@@ -70,9 +70,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if hasattr(signal, "SIGPIPE"):  # `scriptgen demo | head` ends quietly, as a filter should
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    argv = sys.argv[1:] if argv is None else argv
+    """Run one `scriptgen` command and return its exit status.
+
+    A reader that stops early (`scriptgen stats | head`) ends the command quietly with status 1,
+    as Python's documentation advises for a closed pipe. The process's SIGPIPE handling is left
+    alone: restoring the default action would let any later write to a closed socket (the
+    emulator's connections, or a test calling `main` in-process) kill the whole interpreter.
+    """
+    try:
+        status = _dispatch(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["emulator"]:
         from ..emulator.__main__ import main as emulator_main
 
