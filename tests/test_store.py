@@ -430,6 +430,37 @@ def test_a_log_that_falls_behind_slows_the_batch_instead_of_growing_memory(
     assert count(db, "SELECT count(*) FROM request") == 12
 
 
+def test_rows_are_written_every_flush_and_the_batch_row_once_a_heartbeat(
+    tmp_path: Path,
+) -> None:
+    from scriptgen_nb.engine.values import BatchStarted, RequestFinished, Result
+    from scriptgen_nb.store import recorder as recorder_module
+
+    db = Database(tmp_path / "log.duckdb")
+    info = recorder_module.BatchInfo("b1", "live", "fake", "use", True, "0", "0")
+    rec = recorder_module.Recorder(db, info, flush_s=3600, heartbeat_s=3600)
+    rec(BatchStarted("b1", 3, ("m",), "auto", 4, time.time()))
+    rec.flush()  # the first flush beats: the batch row is refreshed (heartbeat) at once
+
+    def finish(i: int) -> None:
+        rec.record_request(i, GenerationRequest(f"r{i}", f"prompt {i}"), f"key{i}")
+        rec(RequestFinished(Result(f"r{i}", i, True, text=f"answer {i}"), i + 1, 3))
+
+    def batch_row() -> tuple[Any, ...]:
+        return db.rows("SELECT success_count, status FROM batch_log WHERE batch_id = 'b1'")[0]
+
+    finish(0)
+    finish(1)
+    rec.flush()
+    # The rows are in the log at once; the batch's counts wait for the next heartbeat.
+    assert count(db, "SELECT count(*) FROM result WHERE batch_id = 'b1'") == 2
+    assert batch_row() == (0, "running")
+    finish(2)
+    rec.close()  # the final flush always refreshes the batch's row
+    assert count(db, "SELECT count(*) FROM result WHERE batch_id = 'b1'") == 3
+    assert batch_row() == (3, "failed")  # closed without a BatchFinished event
+
+
 def test_migration_5_keeps_every_row_and_drops_only_the_primary_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
