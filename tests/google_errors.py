@@ -16,10 +16,15 @@ HELP = {
 }
 
 
+REQUESTS_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+TOKENS_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count"
+
+
 def violation(quota_id: str, value: str | None = "10") -> dict[str, Any]:
-    """One `QuotaFailure` violation; `value=None` leaves `quotaValue` out, as Google may."""
+    """One `QuotaFailure` violation; `value=None` leaves `quotaValue` out, as Google may. The
+    metric is Google's for the quota: input tokens, or requests (per minute and per day alike)."""
     v: dict[str, Any] = {
-        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+        "quotaMetric": TOKENS_METRIC if quota_id == INPUT_TOKENS else REQUESTS_METRIC,
         "quotaId": quota_id,
         "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
     }

@@ -98,11 +98,17 @@ def test_429_details_may_come_in_any_order(order: tuple[str, ...]) -> None:
 
 
 def test_a_429_without_quota_value_still_converts() -> None:
+    # QUOTA_MESSAGE states the requests metric's limit, not the input tokens'.
     error = convert(
         google_429(quota_failure(violation(INPUT_TOKENS, value=None)), retry_info("9s"))
     )
     assert error.kind == "rate_limited"
     assert error.violations == (QuotaViolation(INPUT_TOKENS, "tokens", None),)
+
+
+def test_a_429_without_quota_value_takes_the_limit_its_message_states() -> None:
+    error = convert(google_429(quota_failure(violation(PER_MINUTE, value=None))))
+    assert error.violations == (QuotaViolation(PER_MINUTE, "minute", 10),)
 
 
 def test_an_input_token_429_is_rate_limited_with_a_token_violation() -> None:

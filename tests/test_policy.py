@@ -32,6 +32,8 @@ from tests.google_errors import (
     INPUT_TOKENS,
     PER_DAY,
     PER_MINUTE,
+    REQUESTS_METRIC,
+    TOKENS_METRIC,
     quota_failure,
     retry_info,
     violation,
@@ -99,6 +101,38 @@ def test_a_fractional_retry_delay_is_kept_exactly() -> None:
 def test_a_missing_quota_value_leaves_the_limit_unknown() -> None:
     _, violations = read_error_details([quota_failure(violation(INPUT_TOKENS, value=None))])
     assert violations == (QuotaViolation(INPUT_TOKENS, "tokens", None),)
+
+
+def test_a_missing_quota_value_is_read_from_the_message_when_it_names_the_metric_once() -> None:
+    message = (
+        "You exceeded your current quota. \n* Quota exceeded for metric: "
+        f"{TOKENS_METRIC}, limit: 250000, model: gemini-2.5-flash\nPlease retry in 9s."
+    )
+    _, violations = read_error_details(
+        [quota_failure(violation(INPUT_TOKENS, value=None))], message
+    )
+    assert violations == (QuotaViolation(INPUT_TOKENS, "tokens", 250_000),)
+    # The service's own quotaValue wins over the message.
+    _, stated = read_error_details([quota_failure(violation(INPUT_TOKENS, "1000"))], message)
+    assert stated == (QuotaViolation(INPUT_TOKENS, "tokens", 1000),)
+
+
+def test_a_message_limit_that_could_be_either_window_is_not_guessed() -> None:
+    # Per-minute and per-day request quotas share one metric: the message cannot say which
+    # limit is which, so neither violation takes one.
+    message = (
+        f"\n* Quota exceeded for metric: {REQUESTS_METRIC}, limit: 10, model: m"
+        f"\n* Quota exceeded for metric: {REQUESTS_METRIC}, limit: 20, model: m"
+    )
+    both = quota_failure(violation(PER_MINUTE, value=None), violation(PER_DAY, value=None))
+    _, violations = read_error_details([both], message)
+    assert violations == (
+        QuotaViolation(PER_MINUTE, "minute", None),
+        QuotaViolation(PER_DAY, "day", None),
+    )
+    one_line = f"\n* Quota exceeded for metric: {REQUESTS_METRIC}, limit: 10, model: m"
+    _, violations = read_error_details([both], one_line)
+    assert [v.limit for v in violations] == [None, None]
 
 
 def test_several_violations_in_one_429_are_all_read() -> None:

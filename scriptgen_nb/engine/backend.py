@@ -120,7 +120,7 @@ def backend_error_from_api_error(exc: errors.APIError) -> BackendError:
     error = body.get("error", {}) if isinstance(body.get("error"), Mapping) else {}
     details = error.get("details") or []
     message = str(exc.message or error.get("message") or exc.status or "")
-    delay, violations = read_error_details(details if isinstance(details, list) else [])
+    delay, violations = read_error_details(details if isinstance(details, list) else [], message)
     reasons = {
         d.get("reason") for d in details if isinstance(d, Mapping) and d.get("@type") == ERROR_INFO
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+_LIMIT_IN_MESSAGE = re.compile(r"Quota exceeded for metric: ([^\s,]+), limit: (\d+)")
 _RETRY_IN_MESSAGE = re.compile(r"retry in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
 
 
@@ -45,10 +47,18 @@ def quota_scope(quota_id: str) -> QuotaScope:
     return "minute"
 
 
-def read_error_details(details: Sequence[Any]) -> tuple[float | None, tuple[QuotaViolation, ...]]:
-    """(retryDelay seconds, quota violations) from a Google error's `details`, in any order."""
+def read_error_details(
+    details: Sequence[Any], message: str = ""
+) -> tuple[float | None, tuple[QuotaViolation, ...]]:
+    """(retryDelay seconds, quota violations) from a Google error's `details`, in any order.
+
+    A violation without `quotaValue` (the service sometimes leaves it out) takes the limit its
+    metric has in the error's `message` ("Quota exceeded for metric: M, limit: N"), when the
+    message names that metric once and no other violation shares it: the per-minute and per-day
+    request quotas share one metric, and then the message cannot say which limit is which.
+    """
     delay: float | None = None
-    violations: list[QuotaViolation] = []
+    entries: list[Mapping[str, Any]] = []
     for detail in details:
         if not isinstance(detail, Mapping):
             continue
@@ -56,16 +66,28 @@ def read_error_details(details: Sequence[Any]) -> tuple[float | None, tuple[Quot
         if kind == RETRY_INFO:
             delay = parse_duration(detail.get("retryDelay"))
         elif kind == QUOTA_FAILURE:
-            for v in detail.get("violations") or ():
-                if not isinstance(v, Mapping):
-                    continue
-                quota_id = str(v.get("quotaId", ""))
-                value = v.get("quotaValue")
-                limit = (
-                    int(value) if isinstance(value, str | int) and str(value).isdigit() else None
-                )
-                violations.append(QuotaViolation(quota_id, quota_scope(quota_id), limit))
+            entries += [v for v in detail.get("violations") or () if isinstance(v, Mapping)]
+    stated = _limits_in_message(message)
+    shared = Counter(str(v.get("quotaMetric", "")) for v in entries)
+    violations = []
+    for v in entries:
+        quota_id, metric, value = (
+            str(v.get("quotaId", "")),
+            str(v.get("quotaMetric", "")),
+            v.get("quotaValue"),
+        )
+        limit = int(value) if isinstance(value, str | int) and str(value).isdigit() else None
+        if limit is None and shared[metric] == 1:
+            limit = stated.get(metric)
+        violations.append(QuotaViolation(quota_id, quota_scope(quota_id), limit))
     return delay, tuple(violations)
+
+
+def _limits_in_message(message: str) -> dict[str, int]:
+    """The limit each metric has in a 429's message, for the metrics it names exactly once."""
+    named = _LIMIT_IN_MESSAGE.findall(message)
+    counts = Counter(metric for metric, _ in named)
+    return {metric: int(limit) for metric, limit in named if counts[metric] == 1}
 
 
 def retry_delay_from_message(message: str) -> float | None:
