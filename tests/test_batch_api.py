@@ -85,6 +85,35 @@ def test_inline_job_at_the_batch_price(emu: Emulator) -> None:
     assert jobs["turnaround_s"].iloc[0] > 0
 
 
+def test_earlier_answers_come_from_the_cache_and_only_the_rest_is_submitted(
+    emu: Emulator,
+) -> None:
+    first = _run(emu, _requests(2))
+    again = _run(emu, _requests(4))
+    assert [(r.id, r.cached, r.success) for r in again] == [
+        ("0", True, True),
+        ("1", True, True),
+        ("2", False, True),
+        ("3", False, True),
+    ]
+    assert [r.text for r in again[:2]] == [r.text for r in first]
+    assert again[0].cost_usd == 0 and again[0].usage == Usage()  # not paid for again
+    jobs = sg.list_batch_jobs()  # newest first: the second run submitted only the other two
+    assert list(jobs["requests"]) == [2, 2] and _batch_counts(emu)["jobs_created"] == 2
+
+    whole = _run(emu, _requests(4))  # every answer is in the log: no job at all
+    assert all(r.cached and r.success for r in whole)
+    assert [r.text for r in whole] == [r.text for r in again]
+    assert _batch_counts(emu)["jobs_created"] == 2 and len(sg.list_batch_jobs()) == 2
+    [(status, ok, cached)] = _log_rows(
+        "SELECT status, success_count, cached_count FROM batch_log ORDER BY started_at DESC LIMIT 1"
+    )
+    assert (status, ok, cached) == ("finished", 4, 4)
+    # cache="refresh" asks again even so.
+    _run(emu, _requests(1), cache="refresh")
+    assert _batch_counts(emu)["jobs_created"] == 3
+
+
 def test_answers_out_of_order_or_without_keys_find_their_requests(emu: Emulator) -> None:
     requests = _requests(8)
     baseline = {r.id: r.text for r in _run(emu, requests, cache="off")}

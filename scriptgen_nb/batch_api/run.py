@@ -30,6 +30,7 @@ from ..engine.verdict import parse_structured
 from ..results import ResultList
 from ..store import Database, batch_jobs, keys, open_database, recorder
 from ..store.batch_jobs import JobRow
+from ..store.session import cached_result, earlier_answers
 from . import ingest, jobs
 from .jobs import BatchApiSettings, JobService, Submission
 from .plan import GOOGLE_TURNAROUND_S, BatchPlan, Turnaround
@@ -265,11 +266,28 @@ def submit_batch(
     ladder = {spec.name: spec for spec in options.ladder()}
     model = batch_model(options)
     batch_id = uuid.uuid4().hex[:12]
-    chunks = jobs.chunk_requests(requests, model.name, settings)
     store_text = options.store_text
     ladder_names = [model.name]
-    rows, intents = [], []
     index_of = {r.id: first_index + i for i, r in enumerate(requests)}
+    key_of = {
+        r.id: keys.uncached_key(batch_id, r.id)
+        if options.cache == "off"
+        else keys.content_key(r, ladder_names, endpoint)
+        for r in requests
+    }
+    cached = _served_from_cache(log, requests, key_of, index_of) if options.cache == "use" else {}
+    rows = [
+        recorder.request_row(batch_id, index_of[r.id], r, key_of[r.id], store_text)
+        for r in requests
+    ]
+    finished_at = time.time()
+    cached_rows = [
+        recorder.result_row(batch_id, result, key_of[request_id], store_text, finished_at)
+        for request_id, result in cached.items()
+    ]
+    to_send = [r for r in requests if r.id not in cached]
+    chunks = jobs.chunk_requests(to_send, model.name, settings)
+    intents = []
     for chunk_number, chunk in enumerate(chunks):
         spec = ladder.get(chunk.model, model)
         key = jobs.job_key(batch_id, chunk_number)
@@ -287,15 +305,6 @@ def submit_batch(
                 input_bytes=chunk.size,
             )
         )
-        for request in chunk.requests:
-            cache_key = (
-                keys.uncached_key(batch_id, request.id)
-                if options.cache == "off"
-                else keys.content_key(request, ladder_names, endpoint)
-            )
-            rows.append(
-                recorder.request_row(batch_id, index_of[request.id], request, cache_key, store_text)
-            )
     first = requests[0] if requests else None
     batch_jobs.record_intents(
         log,
@@ -313,6 +322,7 @@ def submit_batch(
         },
         rows,
         intents,
+        cached_rows,
     )
     handle = BatchJobHandle(
         log,
@@ -326,6 +336,23 @@ def submit_batch(
     )
     handle.submit(fresh=True)
     return handle
+
+
+def _served_from_cache(
+    log: Database,
+    requests: Sequence[GenerationRequest],
+    key_of: Mapping[str, str],
+    index_of: Mapping[str, int],
+) -> dict[str, Result]:
+    """The requests an earlier run answered (same cache key), as cached results: not sent."""
+    earlier = earlier_answers(log, list(key_of.values()))
+    served = {}
+    for request in requests:
+        answer = earlier.get(key_of[request.id])
+        result = None if answer is None else cached_result(index_of[request.id], request, answer)
+        if result is not None:
+            served[request.id] = result
+    return served
 
 
 def find_batch(db: Database, job_or_batch_id: str) -> str:

@@ -91,8 +91,11 @@ def record_intents(
     batch: dict[str, Any],
     requests: Sequence[dict[str, Any]],
     jobs: Sequence[JobRow],
+    cached: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Write the batch, its requests and every job's intent in one transaction (step 1)."""
+    """Write the batch, its requests, the results served from the cache (never submitted) and
+    every job's intent in one transaction (step 1). A batch the cache answered whole, with no
+    job, ends here."""
     now = time.time()
     with db.write() as con:
         con.execute(
@@ -119,6 +122,7 @@ def record_intents(
             ],
         )
         Database.insert(con, "request", list(requests))
+        Database.insert(con, "result", list(cached), RESULT_TIMES)
         for job in jobs:
             con.execute(
                 "INSERT INTO batch_job (job_key, batch_id, chunk, display_name, model, model_spec, "
@@ -140,6 +144,8 @@ def record_intents(
                     now,
                 ],
             )
+        if cached:  # the batch's figures count them; with no job, the batch ends here
+            _refresh_batch(con, batch["batch_id"])
 
 
 def mark_submitted(
@@ -315,15 +321,6 @@ def _refresh_batch(con: Any, batch_id: str) -> None:
         "duration_ms = 1000 * epoch(current_timestamp - started_at) WHERE batch_id = ?",
         [status, batch_id],
     )
-
-
-def add_cached_results(db: Database, batch_id: str, results: Sequence[dict[str, Any]]) -> None:
-    """Results served from the cache (never submitted); the batch's figures follow."""
-    if not results:
-        return
-    with db.write() as con:
-        Database.insert(con, "result", list(results), RESULT_TIMES)
-        _refresh_batch(con, batch_id)
 
 
 def turnarounds(db: Database, endpoint: str, limit: int = 50) -> list[float]:

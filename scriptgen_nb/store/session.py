@@ -32,7 +32,9 @@ QUOTA_ERRORS = ("rate_limited", "quota_exhausted")
 
 
 @dataclass(frozen=True, slots=True)
-class _Earlier:
+class Earlier:
+    """A recorded successful answer that a request with the same cache key may reuse."""
+
     text: str
     model: str | None
     model_version: str | None
@@ -49,7 +51,7 @@ class BatchSession:
         self.info = info
         self.ladder = list(ladder)
         self.recorder = Recorder(db, info, flush_s=flush_s)
-        self._keyed: deque[tuple[GenerationRequest, str, _Earlier | None]] = deque()
+        self._keyed: deque[tuple[GenerationRequest, str, Earlier | None]] = deque()
         self._lookup_error: StoreError | None = None
 
     def requests(self, requests: Iterable[GenerationRequest]) -> Iterator[GenerationRequest]:
@@ -70,26 +72,7 @@ class BatchSession:
         if queued is not request:
             raise RuntimeError("BatchSession.resolve was called out of step with requests()")
         self.recorder.record_request(index, request, key)
-        if earlier is None:
-            return None
-        data = None
-        if request.schema is not None:
-            try:
-                data = parse_structured(earlier.text, request.schema)
-            except ValueError:
-                return None  # the schema changed shape since: ask again
-        return Result(
-            id=request.id,
-            index=index,
-            success=True,
-            text=earlier.text,
-            data=data,
-            finish_reason=earlier.finish_reason,
-            model=earlier.model,
-            model_version=earlier.model_version,
-            metadata=request.metadata,
-            cached=True,
-        )
+        return None if earlier is None else cached_result(index, request, earlier)
 
     def close(self, *, failed: bool = False) -> None:
         self.recorder.close(failed=failed)
@@ -99,26 +82,51 @@ class BatchSession:
             return keys.uncached_key(self.info.batch_id, request.id)
         return keys.content_key(request, self.ladder, self.info.endpoint)
 
-    def _earlier(self, cache_keys: list[str]) -> dict[str, _Earlier]:
+    def _earlier(self, cache_keys: list[str]) -> dict[str, Earlier]:
         """The cache's answers for a chunk. A failed lookup is raised from `resolve` (so the
         engine stops the batch), not from here: this generator must go on, so that the engine
         can mark every request it did not take up as not run."""
         if self.info.cache_mode != "use" or self._lookup_error is not None:
             return {}
         try:
-            return self._lookup(cache_keys)
+            return earlier_answers(self.db, cache_keys)
         except StoreError as exc:
             self._lookup_error = exc
             return {}
 
-    def _lookup(self, cache_keys: list[str]) -> dict[str, _Earlier]:
-        rows = self.db.rows(
-            "SELECT cache_key, text, model, model_version, finish_reason FROM result "
-            "WHERE success AND text IS NOT NULL AND cache_key IN (SELECT unnest(?)) "
-            "QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY finished_at DESC) = 1",
-            [cache_keys],
-        )
-        return {key: _Earlier(*earlier) for key, *earlier in rows}
+
+def earlier_answers(db: Database, cache_keys: list[str]) -> dict[str, Earlier]:
+    """The newest successful recorded answer for each of `cache_keys` that has one."""
+    rows = db.rows(
+        "SELECT cache_key, text, model, model_version, finish_reason FROM result "
+        "WHERE success AND text IS NOT NULL AND cache_key IN (SELECT unnest(?)) "
+        "QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY finished_at DESC) = 1",
+        [cache_keys],
+    )
+    return {key: Earlier(*earlier) for key, *earlier in rows}
+
+
+def cached_result(index: int, request: GenerationRequest, earlier: Earlier) -> Result | None:
+    """`request`'s result served from its earlier answer; None when that answer no longer
+    fits the request's schema (the schema changed shape since: ask again)."""
+    data = None
+    if request.schema is not None:
+        try:
+            data = parse_structured(earlier.text, request.schema)
+        except ValueError:
+            return None
+    return Result(
+        id=request.id,
+        index=index,
+        success=True,
+        text=earlier.text,
+        data=data,
+        finish_reason=earlier.finish_reason,
+        model=earlier.model,
+        model_version=earlier.model_version,
+        metadata=request.metadata,
+        cached=True,
+    )
 
 
 def quota_history(
