@@ -416,13 +416,21 @@ def planned_batch(
     settings = batch_options.batch_api or BatchApiSettings()
     log = batch_options.open_log(create=create_log)
     endpoint = batch_options.endpoint()
+    # A Batch API run leaves out what the call log answered; `auto` decides its split over the
+    # whole list (its live part keys the cache over the ladder), so its plan prices them all.
+    cached = (
+        batch_run.answered_by_cache(log, checked, batch_options)
+        if log is not None and batch_options.mode == "batch_api"
+        else {}
+    )
     plan = plan_batch(
-        checked,
+        [r for r in checked if r.id not in cached],
         batch_options.ladder(),
         batch_run.batch_model(batch_options),
         mode=batch_options.mode,  # type: ignore[arg-type]
         turnaround=batch_run.expected_turnaround(log, endpoint, settings),
         deadline_s=batch_options.deadline_s,
+        cached=len(cached),
     )
     return PlannedBatch(checked, batch_options, plan, log, options)
 

@@ -89,6 +89,11 @@ def test_earlier_answers_come_from_the_cache_and_only_the_rest_is_submitted(
     emu: Emulator,
 ) -> None:
     first = _run(emu, _requests(2))
+    plan = sg.batch_plan(
+        _requests(4), mode="batch_api", models=MODEL, base_url=emu.base_url, api_key=KEY
+    )
+    assert (plan.cached, plan.batch_api.requests, plan.batch_count) == (2, 2, 2)
+    assert "2 more answered by earlier runs" in str(plan)
     again = _run(emu, _requests(4))
     assert [(r.id, r.cached, r.success) for r in again] == [
         ("0", True, True),

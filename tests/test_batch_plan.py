@@ -80,6 +80,22 @@ def test_forced_modes_and_the_plan_as_text_and_html() -> None:
     assert "Batch API" in forced._repr_html_() and "Google's target" in str(forced)
 
 
+def test_requests_the_log_answered_are_counted_apart_and_not_priced() -> None:
+    plan = plan_batch(_requests(3), [SPEC], SPEC, mode="batch_api", turnaround=DAY, cached=5)
+    assert (plan.cached, plan.batch_count, plan.batch_api.requests) == (5, 3, 3)
+    assert plan.batch_api.cost_usd == pytest.approx(_plan(3, mode="batch_api").batch_api.cost_usd)
+    assert "5 more answered by earlier runs" in str(plan)
+    assert "5 more answered by earlier runs" in plan._repr_html_()
+    # Answered whole: nothing is sent, so nothing is waited for.
+    whole = plan_batch([], [SPEC], SPEC, mode="batch_api", turnaround=DAY, cached=8)
+    assert (whole.batch_api.requests, whole.batch_api.cost_usd, whole.batch_api.seconds) == (
+        0,
+        0,
+        0,
+    )
+    assert "answered" not in str(_plan(3, mode="batch_api"))
+
+
 @pytest.mark.parametrize(
     ("given", "seconds"),
     [(90, 90.0), ("30m", 1800.0), ("2h", 7200.0), ("1d", 86_400.0), (timedelta(minutes=5), 300.0)],

@@ -80,6 +80,7 @@ class BatchPlan:
     live_model: str
     batch_model: str
     reason: str
+    cached: int = 0  # requests the call log already answered: not sent, not in the options
 
     @property
     def chosen(self) -> Option:
@@ -127,7 +128,12 @@ class BatchPlan:
                 f"~${row['cost_usd']:.4f}  {row['time']:>10}  on {row['model']}"
             )
         lines.append(f"    Batch API time: {self.turnaround.source}")
+        if self.cached:
+            lines.append(f"    {self._cached_words()}")
         return "\n".join(lines)
+
+    def _cached_words(self) -> str:
+        return f"{self.cached} more answered by earlier runs (the call log): served free, not sent"
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{h}</th>" for h in ("", "option", "requests", "cost", "time", "model"))
@@ -142,7 +148,9 @@ class BatchPlan:
         return (
             f"<p><b>plan (mode={self.mode})</b>: {html.escape(self.reason)}</p>"
             f"<table><tr>{head}</tr>{body}</table>"
-            f"<p><small>Batch API time: {html.escape(self.turnaround.source)}</small></p>"
+            f"<p><small>Batch API time: {html.escape(self.turnaround.source)}"
+            + (f"<br>{html.escape(self._cached_words())}" if self.cached else "")
+            + "</small></p>"
         )
 
 
@@ -197,8 +205,12 @@ def plan_batch(
     turnaround: Turnaround,
     deadline_s: float | None = None,
     latency_s: float = TYPICAL_LATENCY_S,
+    cached: int = 0,
 ) -> BatchPlan:
-    """Decide what runs where (see the module docstring) and price every option."""
+    """Decide what runs where (see the module docstring) and price every option.
+
+    `requests` are the ones to send; `cached` counts those the call log already answered.
+    """
     usable = [spec for spec in ladder if spec.usable] or list(ladder)
     live_model = usable[0]
     tokens = [
@@ -219,7 +231,7 @@ def plan_batch(
 
     total = len(requests)
     live = Option(total, live_cost(tokens), live_s(total))
-    batch = Option(total, batch_cost(tokens), turnaround.seconds)
+    batch = Option(total, batch_cost(tokens), turnaround.seconds if total else 0.0)
     deadline = deadline_s if deadline_s is not None else turnaround.seconds
     split: Option | None = None
     live_count = 0
@@ -279,6 +291,7 @@ def plan_batch(
         live_model=live_model.name,
         batch_model=batch_model.name,
         reason=reason,
+        cached=cached,
     )
 
 

@@ -275,7 +275,7 @@ def submit_batch(
         else keys.content_key(r, ladder_names, endpoint)
         for r in requests
     }
-    cached = _served_from_cache(log, requests, key_of, index_of) if options.cache == "use" else {}
+    cached = answered_by_cache(log, requests, options, first_index)
     rows = [
         recorder.request_row(batch_id, index_of[r.id], r, key_of[r.id], store_text)
         for r in requests
@@ -338,18 +338,23 @@ def submit_batch(
     return handle
 
 
-def _served_from_cache(
+def answered_by_cache(
     log: Database,
     requests: Sequence[GenerationRequest],
-    key_of: Mapping[str, str],
-    index_of: Mapping[str, int],
+    options: BatchOptions,
+    first_index: int = 0,
 ) -> dict[str, Result]:
-    """The requests an earlier run answered (same cache key), as cached results: not sent."""
+    """The requests an earlier run answered, as cached results (they are not submitted): same
+    cache key, taken over the batch's model and endpoint. Empty unless `cache="use"`."""
+    if options.cache != "use" or not requests:
+        return {}
+    model, endpoint = [batch_model(options).name], options.endpoint()
+    key_of = {r.id: keys.content_key(r, model, endpoint) for r in requests}
     earlier = earlier_answers(log, list(key_of.values()))
     served = {}
-    for request in requests:
+    for index, request in enumerate(requests, first_index):
         answer = earlier.get(key_of[request.id])
-        result = None if answer is None else cached_result(index_of[request.id], request, answer)
+        result = None if answer is None else cached_result(index, request, answer)
         if result is not None:
             served[request.id] = result
     return served
