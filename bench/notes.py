@@ -812,8 +812,12 @@ def findings(results: dict[str, Any]) -> str:
             + ", ".join(f"{r['peak_rss_mb']:.0f} MB at {r['n']:,}" for r in logged)
             + ".** The engine alone stays flat"
             + (f" ({off['peak_rss_mb']:.0f} MB at {off['n']:,} without the log)" if off else "")
-            + f"; with the log the peak rose by 20 MB or more in the flushes at {where or '?'} "
-            f"results (a flush inserts, then its DETACH checkpoints; the log's row groups hold "
+            + (
+                f"; with the log the peak rose by 20 MB or more in the flushes at {where} results"
+                if where
+                else "; with the log the peak rose in steps of under 20 MB each"
+            )
+            + f" (a flush inserts, then its DETACH checkpoints; the log's row groups hold "
             f"{ROW_GROUP:,} rows). Scenario 6 gives the sizes of those rises."
         )
     if s1.get("http_429"):
