@@ -269,13 +269,8 @@ def submit_batch(
     store_text = options.store_text
     ladder_names = [model.name]
     index_of = {r.id: first_index + i for i, r in enumerate(requests)}
-    key_of = {
-        r.id: keys.uncached_key(batch_id, r.id)
-        if options.cache == "off"
-        else keys.content_key(r, ladder_names, endpoint)
-        for r in requests
-    }
-    cached = answered_by_cache(log, requests, options, first_index)
+    key_of = batch_cache_keys(requests, options, batch_id)
+    cached = answered_by_cache(log, requests, options, key_of, first_index)
     rows = [
         recorder.request_row(batch_id, index_of[r.id], r, key_of[r.id], store_text)
         for r in requests
@@ -338,18 +333,32 @@ def submit_batch(
     return handle
 
 
+def batch_cache_keys(
+    requests: Sequence[GenerationRequest], options: BatchOptions, batch_id: str
+) -> dict[str, str]:
+    """Each request's cache key in a Batch API run: over the batch's model and endpoint (with
+    `cache="off"`, a key of its own that nothing else shares)."""
+    model, endpoint = [batch_model(options).name], options.endpoint()
+    return {
+        r.id: keys.uncached_key(batch_id, r.id)
+        if options.cache == "off"
+        else keys.content_key(r, model, endpoint)
+        for r in requests
+    }
+
+
 def answered_by_cache(
     log: Database,
     requests: Sequence[GenerationRequest],
     options: BatchOptions,
+    key_of: Mapping[str, str] | None = None,
     first_index: int = 0,
 ) -> dict[str, Result]:
-    """The requests an earlier run answered, as cached results (they are not submitted): same
-    cache key, taken over the batch's model and endpoint. Empty unless `cache="use"`."""
+    """The requests an earlier run answered, as cached results (they are not submitted).
+    Empty unless `cache="use"`; `key_of` is `batch_cache_keys`, computed here if not given."""
     if options.cache != "use" or not requests:
         return {}
-    model, endpoint = [batch_model(options).name], options.endpoint()
-    key_of = {r.id: keys.content_key(r, model, endpoint) for r in requests}
+    key_of = key_of or batch_cache_keys(requests, options, batch_id="")
     earlier = earlier_answers(log, list(key_of.values()))
     served = {}
     for index, request in enumerate(requests, first_index):
