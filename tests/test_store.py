@@ -430,6 +430,30 @@ def test_a_log_that_falls_behind_slows_the_batch_instead_of_growing_memory(
     assert count(db, "SELECT count(*) FROM request") == 12
 
 
+def test_a_large_insert_goes_in_slices_and_every_row_lands_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scriptgen_nb.store import database
+
+    monkeypatch.setattr(database, "INSERT_ROWS", 3)
+    db = Database(tmp_path / "log.duckdb")
+    rows = [
+        {
+            "batch_id": "b",
+            "model": "m",
+            "metric": "rpm",
+            "configured": 10,
+            "learned": i,
+            "learned_at": 1_700_000_000.0 + i,
+        }
+        for i in range(10)
+    ]
+    with db.write() as con:
+        Database.insert(con, "limit_learned", rows, frozenset({"learned_at"}))
+    stored = db.rows("SELECT learned, epoch(learned_at) FROM limit_learned ORDER BY learned")
+    assert stored == [(i, 1_700_000_000.0 + i) for i in range(10)]
+
+
 def test_rows_are_written_every_flush_and_the_batch_row_once_a_heartbeat(
     tmp_path: Path,
 ) -> None:

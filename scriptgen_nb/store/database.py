@@ -39,6 +39,7 @@ _OWN_FILES = ("", ".wal", ".wal.checkpoint")  # what DuckDB writes beside a data
 # are small, and more threads took the batch's event loop CPU on a small machine (a 250,000-row
 # log written in 15 s of CPU instead of 22). Reports scan the whole log and keep every core.
 ROW_GROUP_ROWS = 16_384
+INSERT_ROWS = 10_000  # rows per DataFrame handed to one INSERT (see `Database.insert`)
 _WRITE_THREADS = 1
 _READ_THREADS = max(1, os.cpu_count() or 1)
 _CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
@@ -287,23 +288,23 @@ class Database:
         rows: Sequence[dict[str, Any]],
         epoch_columns: frozenset[str] = frozenset(),
     ) -> None:
-        """Insert many rows at once (as a registered DataFrame: far faster than executemany).
+        """Insert many rows at once (as a registered DataFrame: far faster than executemany),
+        `INSERT_ROWS` at a time so a large ingestion never holds all its rows as one frame.
 
         `epoch_columns` hold seconds since the epoch and are stored as timestamps.
         """
-        if not rows:
-            return
-        frame = pd.DataFrame(list(rows))
-        columns = list(frame.columns)
-        selected = ", ".join(
-            f'to_timestamp("{c}")' if c in epoch_columns else f'"{c}"' for c in columns
-        )
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        con.register("incoming_rows", frame)
-        try:
-            con.execute(f"INSERT INTO {table} ({quoted}) SELECT {selected} FROM incoming_rows")
-        finally:
-            con.unregister("incoming_rows")
+        for start in range(0, len(rows), INSERT_ROWS):
+            frame = pd.DataFrame(list(rows[start : start + INSERT_ROWS]))
+            columns = list(frame.columns)
+            selected = ", ".join(
+                f'to_timestamp("{c}")' if c in epoch_columns else f'"{c}"' for c in columns
+            )
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            con.register("incoming_rows", frame)
+            try:
+                con.execute(f"INSERT INTO {table} ({quoted}) SELECT {selected} FROM incoming_rows")
+            finally:
+                con.unregister("incoming_rows")
 
     # --- reading ---------------------------------------------------------------------------
 
