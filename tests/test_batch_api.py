@@ -110,10 +110,13 @@ def test_earlier_answers_come_from_the_cache_and_only_the_rest_is_submitted(
     assert all(r.cached and r.success for r in whole)
     assert [r.text for r in whole] == [r.text for r in again]
     assert _batch_counts(emu)["jobs_created"] == 2 and len(sg.list_batch_jobs()) == 2
-    [(status, ok, cached)] = _log_rows(
-        "SELECT status, success_count, cached_count FROM batch_log ORDER BY started_at DESC LIMIT 1"
+    [(batch_id, status, ok, cached)] = _log_rows(
+        "SELECT batch_id, status, success_count, cached_count FROM batch_log "
+        "ORDER BY started_at DESC LIMIT 1"
     )
     assert (status, ok, cached) == ("finished", 4, 4)
+    resumed = sg.resume_batch_job(batch_id, api_key=KEY, base_url=emu.base_url)
+    assert [(r.text, r.cached) for r in resumed] == [(r.text, True) for r in whole]
     # cache="refresh" asks again even so.
     _run(emu, _requests(1), cache="refresh")
     assert _batch_counts(emu)["jobs_created"] == 3

@@ -380,6 +380,9 @@ def find_batch(db: Database, job_or_batch_id: str) -> str:
     found = batch_jobs.jobs(db, job=job_or_batch_id)
     if found:
         return found[0].batch_id
+    row = batch_jobs.batch_row(db, job_or_batch_id)
+    if row is not None and row["mode"] == "batch_api":  # the cache answered it whole: no job
+        return job_or_batch_id
     raise ConfigurationError(
         f"No Batch API job or batch {job_or_batch_id!r} in the call log {db.path}; "
         "list_batch_jobs() shows the recorded ones."

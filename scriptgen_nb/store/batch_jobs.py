@@ -223,18 +223,18 @@ def jobs(
 
 
 def batch_row(db: Database, batch_id: str) -> dict[str, Any] | None:
-    """What resuming needs of a batch: its endpoint, ladder, cache mode and text policy."""
+    """What resuming needs of a batch: its mode, endpoint, ladder, cache mode and text policy."""
     rows = db.rows(
-        "SELECT batch_id, status, endpoint, models, cache_mode, store_text, request_count, "
+        "SELECT batch_id, mode, status, endpoint, models, cache_mode, store_text, request_count, "
         "epoch(started_at) FROM batch_log WHERE batch_id = ?",
         [batch_id],
     )
     if not rows:
         return None
-    names = ("batch_id", "status", "endpoint", "models", "cache_mode", "store_text")
-    row = dict(zip(names, rows[0][:6], strict=True))
-    row["request_count"] = rows[0][6]
-    row["started_at"] = rows[0][7]
+    names = ("batch_id", "mode", "status", "endpoint", "models", "cache_mode", "store_text")
+    row = dict(zip(names, rows[0][:7], strict=True))
+    row["request_count"] = rows[0][7]
+    row["started_at"] = rows[0][8]
     return row
 
 
