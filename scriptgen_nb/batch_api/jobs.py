@@ -19,8 +19,8 @@ An interrupt while polling leaves the jobs running at the service: they are in t
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -224,14 +224,19 @@ class JobService:
         found: types.BatchJob | None = self._call(look)
         return found
 
-    def upload(self, lines: Sequence[str], name: str) -> str:
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        uploaded = self._call(
-            lambda: self._client.files.upload(
-                file=io.BytesIO(data),
-                config=types.UploadFileConfig(mime_type="application/jsonl", display_name=name),
+    def upload(self, lines: Iterable[str], name: str) -> str:
+        """Upload JSONL lines as a file. They are staged in a temporary file, which the SDK
+        sends in chunks, so a job's input (up to 2 GB) is never held in memory whole."""
+        with tempfile.TemporaryFile() as staged:
+            for line in lines:
+                staged.write(line.encode("utf-8") + b"\n")
+            staged.seek(0)
+            uploaded = self._call(
+                lambda: self._client.files.upload(
+                    file=staged,
+                    config=types.UploadFileConfig(mime_type="application/jsonl", display_name=name),
+                )
             )
-        )
         return str(uploaded.name)
 
     def download(self, name: str) -> bytes:
@@ -313,7 +318,7 @@ def _create(
         return service.create(job.model, [inline_request(r) for r in chunk], job.display_name)
     source = job.input_file
     if source is None:
-        source = service.upload([jsonl_line(r) for r in chunk], job.display_name)
+        source = service.upload((jsonl_line(r) for r in chunk), job.display_name)
         batch_jobs.mark_uploaded(db, job.job_key, source)
     return service.create(job.model, source, job.display_name)
 
