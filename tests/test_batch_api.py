@@ -122,6 +122,18 @@ def test_earlier_answers_come_from_the_cache_and_only_the_rest_is_submitted(
     assert _batch_counts(emu)["jobs_created"] == 3
 
 
+def test_a_file_job_is_ingested_a_slice_at_a_time_and_whole(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("scriptgen_nb.store.batch_jobs.INSERT_ROWS", 3)  # 8 answers: 3 slices
+    results = _run(emu, _requests(8), batch_api=replace(FAST, input="file"))
+    assert [r.id for r in results] == [str(i) for i in range(8)]
+    assert all(r.success and r.text for r in results), [r.error for r in results]
+    assert _log_rows("SELECT count(*), count(DISTINCT request_id) FROM result") == [(8, 8)]
+    assert _log_rows("SELECT count(*) FROM ai_api_call") == [(8,)]
+    assert list(sg.list_batch_jobs()["input"]) == ["file"]
+
+
 def test_answers_out_of_order_or_without_keys_find_their_requests(emu: Emulator) -> None:
     requests = _requests(8)
     baseline = {r.id: r.text for r in _run(emu, requests, cache="off")}

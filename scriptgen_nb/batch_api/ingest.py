@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,14 +184,41 @@ def outcomes(
     package_version: str,
     sdk_version: str,
     now: float | None = None,
-) -> tuple[list[Outcome], str]:
-    """Every request of `job` as an outcome; answers None means the job gave none."""
+) -> tuple[Iterator[Outcome], str]:
+    """Every request of `job` as an outcome, and how the answers were matched; answers None
+    means the job gave none. The outcomes are made as they are consumed: a job can hold
+    hundreds of thousands of requests, and their rows are written a slice at a time."""
     now = time.time() if now is None else now
     found, matched_by = match(job.request_ids, answers or []) if answers else ({}, "none")
+    made = _outcomes(
+        job,
+        requests,
+        found,
+        _missing(job, matched_by, answers),
+        spec,
+        now=now,
+        store_text=store_text,
+        package_version=package_version,
+        sdk_version=sdk_version,
+    )
+    return made, matched_by
+
+
+def _outcomes(
+    job: JobRow,
+    requests: Mapping[str, LoggedRequest],
+    found: Mapping[str, Answer],
+    unanswered: Failure,
+    spec: ModelSpec,
+    *,
+    now: float,
+    store_text: bool,
+    package_version: str,
+    sdk_version: str,
+) -> Iterator[Outcome]:
     latency_ms = None if job.turnaround_s is None else job.turnaround_s * 1000
     started = job.submitted_at or now
     ended = job.finished_at or now
-    made = []
     for request_id in job.request_ids:
         logged = requests[request_id]
         tags = recorder.RequestTags(
@@ -203,7 +230,7 @@ def outcomes(
         data = None
         failure: Failure | None
         if answer is None:
-            failure = _missing(job, matched_by, answers)
+            failure = unanswered
         elif answer.error is not None:
             failure = answer.error
         else:
@@ -255,8 +282,7 @@ def outcomes(
             )
             call = recorder.call_row(job.batch_id, attempt, tags, package_version, sdk_version)
         row = recorder.result_row(job.batch_id, result, logged.cache_key, store_text, now)
-        made.append(Outcome(result, call, row))
-    return made, matched_by
+        yield Outcome(result, call, row)
 
 
 def _missing(job: JobRow, matched_by: str, answers: Sequence[Answer] | None) -> Failure:

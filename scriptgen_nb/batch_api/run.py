@@ -16,7 +16,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
@@ -153,13 +153,22 @@ class BatchJobHandle:
             package_version=__version__,
             sdk_version=version("google-genai"),
         )
-        calls = [o.call for o in made if o.call is not None]
-        if batch_jobs.ingest(self.db, job.job_key, calls, [o.row for o in made], matched_by):
-            self._results.update((o.result.id, o.result) for o in made)
+        results: list[Result] = []
+
+        def rows() -> Iterator[tuple[dict[str, Any] | None, dict[str, Any]]]:
+            for outcome in made:  # made as written, a slice at a time
+                results.append(outcome.result)
+                yield outcome.call, outcome.row
+
+        if batch_jobs.ingest(self.db, job.job_key, rows(), matched_by):
+            self._results.update((r.id, r) for r in results)
 
     def _collect(self, logged: Mapping[str, ingest.LoggedRequest]) -> ResultList:
-        """Every request's result: this process's, else the log's, else (partial) not run."""
-        stored = {row[0]: row for row in batch_jobs.logged_results(self.db, self.batch_id)}
+        """Every request's result: this process's, else the log's, else (partial) not run.
+        The log is read only when this process lacks some (a resume, results cached)."""
+        lacking = any(request_id not in self._results for request_id in logged)
+        rows = batch_jobs.logged_results(self.db, self.batch_id) if lacking else []
+        stored = {row[0]: row for row in rows}
         results = list(self.live_results)
         for request_id, request in logged.items():
             if request_id in self._results:

@@ -21,15 +21,16 @@ have the recorder's shape. No duckdb here.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .database import Database
+from .database import INSERT_ROWS, Database
 from .recorder import CALL_TIMES, RESULT_TIMES  # the rows are the recorder's
 
 INTENT = "intent"
@@ -249,14 +250,15 @@ def request_indexes(db: Database, batch_id: str) -> dict[str, tuple[int, str]]:
 def ingest(
     db: Database,
     job_key: str,
-    calls: Sequence[dict[str, Any]],
-    results: Sequence[dict[str, Any]],
+    outcomes: Iterable[tuple[dict[str, Any] | None, dict[str, Any]]],
     matched_by: str | None,
 ) -> bool:
     """Write a finished job's attempts and results once (step 4); False if already ingested.
 
-    The batch's figures are recomputed from its results, and a batch whose jobs are all
-    ingested ends: `finished`, or `cancelled` / `failed` when a job was.
+    `outcomes` are (`ai_api_call` row or None when nothing was sent, `result` row) pairs,
+    consumed and written `INSERT_ROWS` at a time inside the one transaction. The batch's
+    figures are recomputed from its results, and a batch whose jobs are all ingested ends:
+    `finished`, or `cancelled` / `failed` when a job was.
     """
     with db.write() as con:
         claimed = con.execute(
@@ -267,8 +269,11 @@ def ingest(
         if not claimed:
             return False
         batch_id = claimed[0][0]
-        Database.insert(con, "ai_api_call", list(calls), CALL_TIMES)
-        Database.insert(con, "result", list(results), RESULT_TIMES)
+        pending = iter(outcomes)
+        while part := list(itertools.islice(pending, INSERT_ROWS)):
+            calls = [call for call, _ in part if call is not None]
+            Database.insert(con, "ai_api_call", calls, CALL_TIMES)
+            Database.insert(con, "result", [row for _, row in part], RESULT_TIMES)
         _refresh_batch(con, batch_id)
     return True
 
