@@ -374,6 +374,7 @@ class PlannedBatch:
     plan: BatchPlan
     log: Database | None
     given: dict[str, Any]  # the keyword options, for the live part
+    cached: dict[str, Result] | None  # what planning found in the cache (None: it did not look)
 
     def run(
         self, on_submitted: Callable[[batch_run.BatchJobHandle], None] | None = None
@@ -389,7 +390,12 @@ class PlannedBatch:
         log = self.log or batch_run.open_log_for_batch_api(self.options)
         first = self.plan.live_count
         handle = batch_run.submit_batch(
-            self.requests[first:], self.options, plan=self.plan, first_index=first, db=log
+            self.requests[first:],
+            self.options,
+            plan=self.plan,
+            first_index=first,
+            db=log,
+            cached=self.cached,
         )
         try:
             if on_submitted is not None:
@@ -421,18 +427,18 @@ def planned_batch(
     cached = (
         batch_run.answered_by_cache(log, checked, batch_options)
         if log is not None and batch_options.mode == "batch_api"
-        else {}
+        else None
     )
     plan = plan_batch(
-        [r for r in checked if r.id not in cached],
+        [r for r in checked if r.id not in (cached or {})],
         batch_options.ladder(),
         batch_run.batch_model(batch_options),
         mode=batch_options.mode,  # type: ignore[arg-type]
         turnaround=batch_run.expected_turnaround(log, endpoint, settings),
         deadline_s=batch_options.deadline_s,
-        cached=len(cached),
+        cached=len(cached or {}),
     )
-    return PlannedBatch(checked, batch_options, plan, log, options)
+    return PlannedBatch(checked, batch_options, plan, log, options, cached)
 
 
 def batch_plan(requests: Iterable[GenerationRequest], **options: Any) -> BatchPlan:
@@ -460,7 +466,9 @@ def submit_batch_job(
     planned = planned_batch(requests, **dict(options, mode="batch_api"))
     batch_run.show_plan(planned.plan, planned.options.progress)
     log = planned.log or batch_run.open_log_for_batch_api(planned.options)
-    return batch_run.submit_batch(planned.requests, planned.options, plan=planned.plan, db=log)
+    return batch_run.submit_batch(
+        planned.requests, planned.options, plan=planned.plan, db=log, cached=planned.cached
+    )
 
 
 def resume_batch_job(

@@ -122,6 +122,23 @@ def test_earlier_answers_come_from_the_cache_and_only_the_rest_is_submitted(
     assert _batch_counts(emu)["jobs_created"] == 3
 
 
+def test_the_cache_is_looked_up_once_for_plan_and_submission(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scriptgen_nb.batch_api import run as batch_run
+
+    lookups: list[int] = []
+    real = batch_run.earlier_answers
+
+    def counted(db: object, cache_keys: list[str]) -> object:
+        lookups.append(len(cache_keys))
+        return real(db, cache_keys)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch_run, "earlier_answers", counted)
+    assert all(r.success for r in _run(emu, _requests(2)))
+    assert lookups == [2]  # the plan's lookup is the submission's
+
+
 def test_a_file_job_is_ingested_a_slice_at_a_time_and_whole(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -261,8 +261,12 @@ def submit_batch(
     plan: BatchPlan | None = None,
     first_index: int = 0,
     db: Database | None = None,
+    cached: Mapping[str, Result] | None = None,
 ) -> BatchJobHandle:
-    """Record the batch and its jobs' intents, then create the jobs; nothing waits here."""
+    """Record the batch and its jobs' intents, then create the jobs; nothing waits here.
+
+    `cached`: what the plan already found in the cache (`answered_by_cache`); None looks here.
+    """
     settings = options.batch_api or BatchApiSettings()
     log = db or open_log_for_batch_api(options)
     endpoint = options.endpoint()
@@ -279,7 +283,8 @@ def submit_batch(
     ladder_names = [model.name]
     index_of = {r.id: first_index + i for i, r in enumerate(requests)}
     key_of = batch_cache_keys(requests, options, batch_id)
-    cached = answered_by_cache(log, requests, options, key_of, first_index)
+    if cached is None:
+        cached = answered_by_cache(log, requests, options, key_of, first_index)
     rows = [
         recorder.request_row(batch_id, index_of[r.id], r, key_of[r.id], store_text)
         for r in requests
