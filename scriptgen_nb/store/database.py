@@ -293,13 +293,15 @@ class Database:
 
         `epoch_columns` hold seconds since the epoch and are stored as timestamps.
         """
+        if not rows:
+            return
+        columns = list(rows[0])  # every row of one insert has the same keys
+        selected = ", ".join(
+            f'to_timestamp("{c}")' if c in epoch_columns else f'"{c}"' for c in columns
+        )
+        quoted = ", ".join(f'"{c}"' for c in columns)
         for start in range(0, len(rows), INSERT_ROWS):
-            frame = pd.DataFrame(list(rows[start : start + INSERT_ROWS]))
-            columns = list(frame.columns)
-            selected = ", ".join(
-                f'to_timestamp("{c}")' if c in epoch_columns else f'"{c}"' for c in columns
-            )
-            quoted = ", ".join(f'"{c}"' for c in columns)
+            frame = pd.DataFrame(list(rows[start : start + INSERT_ROWS]), columns=columns)
             con.register("incoming_rows", frame)
             try:
                 con.execute(f"INSERT INTO {table} ({quoted}) SELECT {selected} FROM incoming_rows")
