@@ -32,6 +32,11 @@ class ModelSpec:
     `rpm`, `tpm` and `rpd` of None mean "no limit known"; 0 means "no quota at all" (the model
     is skipped). `priority` orders the default ladder (1 first); None keeps a model out of the
     default ladder but usable by name.
+
+    Limits are where pacing starts. `discover=True` marks them as guesses (the bundled
+    catalogue's): the engine raises them while the window fills without a 429. Limits a user
+    states (a `ModelSpec`, a catalogue file) are trusted: learned down from 429s, never probed
+    above, unless `discover=True`. `hard=True` makes them a cap nothing learned may exceed.
     """
 
     name: str
@@ -50,6 +55,8 @@ class ModelSpec:
     minute_s: float = 60.0
     day_s: float = 86_400.0
     status: str = ""
+    discover: bool = False
+    hard: bool = False
 
     def __post_init__(self) -> None:
         short = self.name.removeprefix("models/") if isinstance(self.name, str) else ""
@@ -74,6 +81,12 @@ class ModelSpec:
             raise ConfigurationError(f"ModelSpec {self.name!r}: batch_discount must be in [0, 1]")
         if not isinstance(self.status, str):
             raise ConfigurationError(f"ModelSpec {self.name!r}: status must be text")
+        for flag in ("discover", "hard"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigurationError(
+                    f"ModelSpec {self.name!r}: {flag} must be True or False, "
+                    f"not {getattr(self, flag)!r}"
+                )
 
     def _check_count(self, field: str, *, optional: bool = False, positive: bool = False) -> None:
         """A whole number (>= 0, or > 0 when `positive`); None allowed when `optional`."""
@@ -282,7 +295,11 @@ def default_catalogue(tier: str | None = None) -> ModelCatalogue:
     if override:
         return ModelCatalogue.from_file(override, tier=tier)
     text = resources.files(__package__).joinpath("catalogue.toml").read_text(encoding="utf-8")
-    return ModelCatalogue.from_mapping(tomllib.loads(text), tier=tier)
+    bundled = ModelCatalogue.from_mapping(tomllib.loads(text), tier=tier)
+    # The bundled limits are guesses (Google no longer publishes them): discovered, not trusted.
+    return ModelCatalogue(
+        (replace(spec, discover=True) for spec in bundled), as_of=bundled.as_of, tier=bundled.tier
+    )
 
 
 def seed_models(*, minute_s: float = 60.0, day_s: float = 86_400.0) -> list[ModelSpec]:

@@ -295,11 +295,22 @@ class ModelHistory:
 
     sent: tuple[tuple[float, int], ...] = ()
     exhausted_for_s: float | None = None
+    # Limits learned for this model at this quota identity (endpoint and key fingerprint) by
+    # earlier batches, by metric ("rpm", "tpm", "rpd"); a batch starts from them.
+    limits: Mapping[str, int] = field(default_factory=dict)
 
 
 # --- events: the seam between the engine and its listeners (DESIGN rule 2) -------------------
 
-ModelState = Literal["ready", "parked", "exhausted", "cooling"]
+# "backing_off": 429s without details (overload of unknown size); "gone": the model is retired
+# or not supported (404), and it has left this batch's ladder.
+ModelState = Literal["ready", "parked", "exhausted", "cooling", "backing_off", "gone"]
+
+# Where a working limit came from: "stated" (a 429's quotaValue), "message" (the 429's message
+# says "limit: N"), "lowered" (a QuotaFailure without a figure: multiplicative decrease),
+# "recovered" (additive increase once the 429s stopped), "raised" (discovery: the window filled
+# without a 429), "remembered" (an earlier batch learned it at this endpoint and key).
+LimitSource = Literal["stated", "message", "lowered", "recovered", "raised", "remembered"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,12 +349,13 @@ class ModelStateChanged:
 
 @dataclass(frozen=True, slots=True)
 class LimitLearned:
-    """A 429 arrived while the configured limit said there was room: the engine lowered it."""
+    """The engine's working limit for a model and metric changed; `source` says why."""
 
     model: str
     metric: Literal["rpm", "tpm", "rpd"]
     configured: int | None
     learned: int
+    source: LimitSource = "stated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +399,7 @@ __all__ = [
     "FailureKind",
     "GenerationRequest",
     "LimitLearned",
+    "LimitSource",
     "ModelHistory",
     "ModelState",
     "ModelStateChanged",
