@@ -108,7 +108,7 @@ def test_a_429_without_quota_value_still_converts() -> None:
 
 def test_a_429_without_quota_value_takes_the_limit_its_message_states() -> None:
     error = convert(google_429(quota_failure(violation(PER_MINUTE, value=None))))
-    assert error.violations == (QuotaViolation(PER_MINUTE, "minute", 10),)
+    assert error.violations == (QuotaViolation(PER_MINUTE, "minute", 10, from_message=True),)
 
 
 def test_an_input_token_429_is_rate_limited_with_a_token_violation() -> None:

@@ -52,7 +52,9 @@ def test_a_window_over_a_lowered_limit_waits_for_every_excess_slot_to_leave() ->
     lim = limiter(rpm=10)
     for t in (0.0, 10.0, 20.0, 30.0):
         lim.admit(t, 10)
-    lim.rpm = 2  # e.g. learned: four in the window, room for one more once only one remains
+    lim.limits[
+        "rpm"
+    ].value = 2  # e.g. learned: four in the window, room for one more once only one remains
     assert lim.wait_s(31.0, 10) == pytest.approx(80.0 + MARGIN - 31.0)
 
 
@@ -123,7 +125,7 @@ def test_slots_sent_out_of_admission_order_leave_in_send_order() -> None:
     lim.sent(c, 0.3)
     rejected = lim.admit(0.3, 10)
     lim.sent(rejected, 0.35)
-    assert lim.rate_limited(0.4, rejected, 30.0, "rpm", 2) == Learned("rpm", 10, 2)
+    assert lim.rate_limited(0.4, rejected, 30.0, "rpm", 2) == Learned("rpm", 10, 2, "stated")
     # Three in the window, limit two: two must leave, and the second to leave is c (0.3).
     assert lim.wait_s(40.0, 10) == pytest.approx(60.3 + MARGIN - 40.0)
     assert lim.used(60.2 + MARGIN)[0] == 2  # b has left although a, admitted first, has not
@@ -171,7 +173,7 @@ def test_rate_limited_forgets_the_rejected_slot_parks_and_lowers_rpm_to_what_rem
     rejected = lim.admit(3.0, 10)
     learned = lim.rate_limited(3.5, rejected, 20.0, "rpm", None)
     # Three remained, but without a quotaValue one 429 may at most halve the limit.
-    assert learned == Learned("rpm", 10, 5)
+    assert learned == Learned("rpm", 10, 5, "lowered")
     assert lim.rpm == 5
     assert lim.used(3.5) == (3, 30, 3)
     assert lim.state(3.5) == "parked"
@@ -180,7 +182,7 @@ def test_rate_limited_forgets_the_rejected_slot_parks_and_lowers_rpm_to_what_rem
     assert lim.state(23.5) == "ready"
     # A second refusal with the same evidence lowers it to what the window held.
     again = lim.rate_limited(24.0, lim.admit(24.0, 10), 20.0, "rpm", None)
-    assert again == Learned("rpm", 10, 3)
+    assert again == Learned("rpm", 10, 3, "lowered")
     assert lim.wait_s(44.0, 10) == pytest.approx(60.0 + MARGIN - 44.0)
 
 
@@ -200,7 +202,9 @@ def test_rate_limited_on_tokens_lowers_tpm_to_the_tokens_that_remain() -> None:
     lim.admit(0.0, 3000)
     lim.admit(1.0, 2000)
     rejected = lim.admit(2.0, 4000)
-    assert lim.rate_limited(2.0, rejected, 30.0, "tpm", None) == Learned("tpm", 10_000, 5000)
+    assert lim.rate_limited(2.0, rejected, 30.0, "tpm", None) == Learned(
+        "tpm", 10_000, 5000, "lowered"
+    )
     assert (lim.tpm, lim.rpm) == (5000, 100)
 
 
@@ -218,7 +222,7 @@ def test_an_unlimited_model_keeps_no_windows() -> None:
 def test_a_limit_not_configured_is_learned_from_a_stated_quota_value() -> None:
     lim = limiter()
     rejected = lim.admit(0.0, 10)
-    assert lim.rate_limited(0.0, rejected, 30.0, "rpm", 2) == Learned("rpm", None, 2)
+    assert lim.rate_limited(0.0, rejected, 30.0, "rpm", 2) == Learned("rpm", None, 2, "stated")
     # From now on the minute is paced.
     lim.admit(30.0, 10)
     lim.admit(31.0, 10)
@@ -231,12 +235,14 @@ def test_the_quota_value_the_service_states_is_the_limit_learned() -> None:
         lim.admit(t, 10)
     rejected = lim.admit(5.0, 10)
     # Four remain in our window, but the service says its limit is 3: believe the service.
-    assert lim.rate_limited(5.0, rejected, 30.0, "rpm", 3) == Learned("rpm", 10, 3)
+    assert lim.rate_limited(5.0, rejected, 30.0, "rpm", 3) == Learned("rpm", 10, 3, "stated")
     assert lim.rpm == 3
     # Five in the window against a limit of 3: three must leave, the third (t=2) last.
     assert lim.wait_s(40.0, 10) == pytest.approx(62.0 + MARGIN - 40.0)
     rejected = lim.admit(70.0, 10)
-    assert lim.rate_limited(70.0, rejected, 30.0, "tpm", 2000) == Learned("tpm", 100_000, 2000)
+    assert lim.rate_limited(70.0, rejected, 30.0, "tpm", 2000) == Learned(
+        "tpm", 100_000, 2000, "stated"
+    )
 
 
 def test_a_stated_quota_value_never_raises_a_limit() -> None:
@@ -270,7 +276,9 @@ def test_a_request_above_a_learned_tpm_waits_for_an_empty_window_instead_of_neve
     lim.admit(0.0, 300)
     rejected = lim.admit(1.0, 300)
     # Someone else used the project's quota: our window held little when the 429 came.
-    assert lim.rate_limited(1.0, rejected, 10.0, "tpm", 300) == Learned("tpm", 100_000, 300)
+    assert lim.rate_limited(1.0, rejected, 10.0, "tpm", 300) == Learned(
+        "tpm", 100_000, 300, "stated"
+    )
     assert not lim.never_fits(5000)  # the configured limit is what "never" means
     # It goes alone: once the slot from t=0 has left.
     assert lim.wait_s(11.0, 5000) == pytest.approx(60.0 + MARGIN - 11.0)
@@ -282,7 +290,9 @@ def test_exhausted_sets_the_state_until_the_reset_and_learns_rpd() -> None:
     for t in (0.0, 1.0):
         lim.admit(t, 10)
     rejected = lim.admit(2.0, 10)
-    assert lim.exhausted(2.0, rejected, until=500.0) == Learned("rpd", 50, 25)  # at most halved
+    assert lim.exhausted(2.0, rejected, until=500.0) == Learned(
+        "rpd", 50, 25, "lowered"
+    )  # at most halved
     assert lim.used(2.0) == (2, 20, 2)
     assert lim.state(2.0) == "exhausted"
     assert lim.state(499.9) == "exhausted"
@@ -295,7 +305,9 @@ def test_exhausted_sets_the_state_until_the_reset_and_learns_rpd() -> None:
 def test_exhausted_believes_a_stated_daily_limit() -> None:
     lim = limiter(rpd=1000)
     lim.admit(0.0, 10)
-    assert lim.exhausted(0.0, None, until=100.0, server_limit=20) == Learned("rpd", 1000, 20)
+    assert lim.exhausted(0.0, None, until=100.0, server_limit=20) == Learned(
+        "rpd", 1000, 20, "stated"
+    )
     assert lim.rpd == 20
 
 

@@ -111,7 +111,7 @@ def test_a_missing_quota_value_is_read_from_the_message_when_it_names_the_metric
     _, violations = read_error_details(
         [quota_failure(violation(INPUT_TOKENS, value=None))], message
     )
-    assert violations == (QuotaViolation(INPUT_TOKENS, "tokens", 250_000),)
+    assert violations == (QuotaViolation(INPUT_TOKENS, "tokens", 250_000, from_message=True),)
     # The service's own quotaValue wins over the message.
     _, stated = read_error_details([quota_failure(violation(INPUT_TOKENS, "1000"))], message)
     assert stated == (QuotaViolation(INPUT_TOKENS, "tokens", 1000),)
@@ -213,9 +213,19 @@ def exhausted(delay: float | None = None) -> BackendError:
     )
 
 
-def test_day_reset_uses_the_servers_retry_delay_when_given() -> None:
+def test_a_short_per_day_retry_delay_waits_for_pacific_midnight_on_real_days() -> None:
+    # 38 s on a per-day quota is on record: waiting it would only earn another 429.
+    now = datetime(2026, 11, 28, 19, 2, tzinfo=UTC)  # 11:02 PST
+    midnight = timedelta(hours=12, minutes=58).total_seconds()
+    assert day_reset_delay(38.0, ModelSpec("m"), now) == pytest.approx(midnight)
+    assert day_reset_delay(90_000.0, ModelSpec("m"), now) == 90_000.0  # a later reset stands
+
+
+def test_day_reset_uses_the_servers_retry_delay_on_compressed_days() -> None:
     now = datetime(2026, 11, 28, 19, 2, tzinfo=UTC)
-    assert day_reset_delay(exhausted(3.5).retry_delay_s, ModelSpec("m"), now) == 3.5
+    compressed = ModelSpec("m", minute_s=1.0, day_s=60.0)
+    assert day_reset_delay(exhausted(3.5).retry_delay_s, compressed, now) == 3.5
+    assert day_reset_delay(None, compressed, now) == 60.0
 
 
 def test_day_reset_waits_for_pacific_midnight_with_real_windows() -> None:
@@ -322,9 +332,42 @@ def test_a_token_429_parks_and_names_tpm() -> None:
 
 
 def test_a_429_without_a_delay_parks_for_one_window_or_the_configured_default() -> None:
-    error = BackendError("rate_limited", "quota", 429)
+    error = BackendError(
+        "rate_limited", "quota", 429, None, (QuotaViolation(PER_MINUTE, "minute", None),)
+    )
     assert decide(error) == Decision("park", 60.0, "rpm")
     assert decide(error, default_park_s=5.0) == Decision("park", 5.0, "rpm")
+
+
+def test_a_429_without_details_backs_off_exponentially_and_learns_no_limit() -> None:
+    bare = BackendError("rate_limited", "Resource has been exhausted (e.g. check quota).", 429)
+    delays = [RetryPolicy().decide(bare, 1, SPEC, random.Random(0), overloads=n) for n in (1, 4, 9)]
+    assert [d.action for d in delays] == ["back_off"] * 3
+    assert 0.5 <= delays[0].delay_s <= 1.0  # from about a second
+    assert 4.0 <= delays[1].delay_s <= 8.0
+    assert 30.0 <= delays[2].delay_s <= 60.0  # capped at about a minute
+    assert all(d.metric == "" for d in delays)  # no metric: nothing is read into it
+    # A delay the service gives is honoured.
+    hinted = BackendError("rate_limited", "busy", 429, 7.0)
+    assert decide(hinted) == Decision("back_off", 7.0)
+
+
+def test_a_per_minute_429_parking_for_long_exhausts_the_model_instead() -> None:
+    long = BackendError(
+        "rate_limited", "quota", 429, 3_600.0, (QuotaViolation(PER_MINUTE, "minute", 10),)
+    )
+    assert decide(long) == Decision("exhaust", 3_600.0, "minute")
+    assert decide(long, max_park_s=7_200.0) == Decision("park", 3_600.0, "rpm")
+
+
+@pytest.mark.parametrize("refusal", ["billing", "permission", "location"])
+def test_a_refusal_of_the_project_ends_the_batch(refusal: str) -> None:
+    error = BackendError("permission_denied", "no", 403, refusal=refusal)  # type: ignore[arg-type]
+    assert decide(error) == Decision("refuse")
+
+
+def test_a_model_that_is_gone_is_dropped() -> None:
+    assert decide(BackendError("not_found", "gone", 404, model_gone=True)) == Decision("drop")
 
 
 @pytest.mark.parametrize("kind", ["server_error", "timeout", "connection", "malformed_response"])

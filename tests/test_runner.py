@@ -34,6 +34,11 @@ from tests.google_errors import PER_DAY, PER_MINUTE
 from tests.virtual_time import run_virtual
 
 
+# Noon Pacific on 2026-12-04 (20:00 UTC): the engine's wall clock in these runs starts here and
+# follows the virtual loop, so Google's day (midnight Pacific) is twelve hours away.
+NOON_PACIFIC = 1_796_414_400.0
+
+
 def requests(n: int, **fields: Any) -> list[GenerationRequest]:
     return [GenerationRequest(id=f"r{i}", prompt=f"prompt number {i}", **fields) for i in range(n)]
 
@@ -79,6 +84,7 @@ class Run:
             listeners=[listen],
             cancel=token,
             rng=random.Random(7),
+            wall_clock=lambda: NOON_PACIFIC + asyncio.get_running_loop().time(),
         )
         self.total = len(reqs) if isinstance(reqs, list) else None
 
@@ -186,7 +192,9 @@ def test_per_day_429_exhausts_the_model_and_rotates_without_probing_it_again() -
     assert len(run.calls_to("a")) == 4
     assert {r.model for r in run.results[4:]} == {"b"}
     exhausted = [e for e in run.of(ModelStateChanged) if e.state == "exhausted"]
-    assert exhausted and exhausted[0].until_s == 3600.0
+    # Real days: the later of the retryDelay (an hour) and Google's midnight (in twelve hours,
+    # less the 1.5 s the run took).
+    assert exhausted and exhausted[0].until_s == pytest.approx(12 * 3600, abs=3)
 
 
 def test_all_models_exhausted_stops_fast_and_marks_the_rest_not_run() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
@@ -111,15 +112,37 @@ def reply_from_response(response: types.GenerateContentResponse) -> Reply:
 
 
 _KEY_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
+# A 429 that no wait fixes: the project's money ran out or its billing was stopped. The
+# ordinary free-tier 429 ("... please check your plan and billing details") is a rate limit and
+# must not match.
+_BILLING_STOP = re.compile(
+    r"prepayment credits? (?:are|is|have been) depleted|billing (?:account )?(?:is |has been )?"
+    r"(?:disabled|closed|suspended)|spend(?:ing)? cap|BILLING_DISABLED",
+    re.IGNORECASE,
+)
+# A model the service no longer serves: "models/x is not found for API version v1beta, or is
+# not supported for generateContent", or a 400 saying the model is not supported.
+_MODEL_GONE = re.compile(
+    r"is not (?:found|supported) for (?:API version|generateContent|streamGenerateContent)"
+    r"|model (?:\S+ )?is not supported|model (?:\S+ )?(?:has been|was) (?:shut down|retired)",
+    re.IGNORECASE,
+)
+_LOCATION = re.compile(r"location is not supported|not available in your country", re.IGNORECASE)
 
 
 def backend_error_from_api_error(exc: errors.APIError) -> BackendError:
-    """Convert google-genai's `APIError` (any HTTP status) into a `BackendError`."""
+    """Convert google-genai's `APIError` (any HTTP status) into a `BackendError`.
+
+    Besides the kind, it marks what the engine must treat apart from a failed request: an
+    invalid key, a refusal of the whole project (a billing stop, a suspended or disabled key
+    or API, an unsupported location: no wait fixes those), and a model that is gone.
+    """
     code = exc.code
     body = exc.details if isinstance(exc.details, Mapping) else {}
     error = body.get("error", {}) if isinstance(body.get("error"), Mapping) else {}
     details = error.get("details") or []
     message = str(exc.message or error.get("message") or exc.status or "")
+    status = str(error.get("status") or exc.status or "")
     delay, violations = read_error_details(details if isinstance(details, list) else [], message)
     reasons = {
         d.get("reason") for d in details if isinstance(d, Mapping) and d.get("@type") == ERROR_INFO
@@ -128,17 +151,28 @@ def backend_error_from_api_error(exc: errors.APIError) -> BackendError:
         code in (400, 401, 403) and ("API key" in message or "unregistered callers" in message)
     )
     if code == 429:
+        if not violations and (_BILLING_STOP.search(message) or "BILLING_DISABLED" in reasons):
+            return BackendError("billing", message, code, refusal="billing")
         if delay is None:
             delay = retry_delay_from_message(message)
         day = any(v.scope == "day" for v in violations)
         kind: FailureKind = "quota_exhausted" if day else "rate_limited"
         return BackendError(kind, message, code, delay, violations)
     if code == 400:
-        return BackendError("invalid_request", message, code, api_key_invalid=key_problem)
+        if key_problem:
+            return BackendError("invalid_request", message, code, api_key_invalid=True)
+        if _LOCATION.search(message) or status == "FAILED_PRECONDITION":
+            return BackendError("permission_denied", message, code, refusal="location")
+        gone = bool(_MODEL_GONE.search(message))
+        return BackendError("invalid_request", message, code, model_gone=gone)
     if code in (401, 403):
-        return BackendError("permission_denied", message, code, api_key_invalid=key_problem)
+        if key_problem:
+            return BackendError("permission_denied", message, code, api_key_invalid=True)
+        if "BILLING_DISABLED" in reasons:
+            return BackendError("billing", message, code, refusal="billing")
+        return BackendError("permission_denied", message, code, refusal="permission")
     if code == 404:
-        return BackendError("not_found", message, code)
+        return BackendError("not_found", message, code, model_gone=True)
     if code in (408, 504):
         return BackendError("timeout", message, code)
     if code >= 500:

@@ -7,6 +7,8 @@ escape only for misuse and configuration problems, and each says what to do::
     ├── ConfigurationError          bad arguments, unreadable catalogue, ...   (also a ValueError)
     │   ├── MissingApiKeyError      no GEMINI_API_KEY / GOOGLE_API_KEY and no emulator URL
     │   ├── InvalidApiKeyError      the service rejected the key: the batch stops at once
+    │   ├── ServiceRefusedError     billing stopped, key suspended, API disabled, location:
+    │   │                           no wait fixes it, so the batch stops at once
     │   └── UnknownModelError       a model name the catalogue does not know
     └── BatchInterrupted            Ctrl-C / kernel interrupt / cancel; carries `.results`
         └── CallLogFailed           the call log could not be written mid-batch (store/)
@@ -51,6 +53,31 @@ class InvalidApiKeyError(ConfigurationError):
         )
 
 
+RefusalReason = Literal["billing", "permission", "location"]
+
+_REFUSAL_ADVICE: dict[str, str] = {
+    "billing": "This is a billing stop, not a rate limit: no wait fixes it. Add credits or fix "
+    "the project's billing in AI Studio (https://aistudio.google.com), then re-run.",
+    "permission": "The key or its project may not call the Gemini API (a suspended or disabled "
+    "key, or the API not enabled for the project). Check it in AI Studio or the Cloud console, "
+    "then re-run.",
+    "location": "The service does not serve requests from this location for this project. "
+    "Enable billing for the project, or run from a supported region, then re-run.",
+}
+
+
+class ServiceRefusedError(ConfigurationError):
+    """The service refuses every call of this project; `reason` says which kind of refusal."""
+
+    def __init__(self, reason: RefusalReason, detail: str) -> None:
+        super().__init__(
+            f"The Gemini API refused to serve this project ({reason}): {detail} "
+            f"{_REFUSAL_ADVICE[reason]} The batch stopped; what did not run is marked not_run "
+            "and a re-run sends only that."
+        )
+        self.reason = reason
+
+
 class UnknownModelError(ConfigurationError):
     def __init__(self, name: str, known: Sequence[str]) -> None:
         super().__init__(
@@ -81,6 +108,7 @@ class QuotaViolation:
     quota_id: str
     scope: QuotaScope
     limit: int | None  # `quotaValue`, which the service sometimes omits
+    from_message: bool = False  # the limit was read from the message, not quotaValue
 
 
 @dataclass(frozen=True)
@@ -88,6 +116,8 @@ class BackendError(Exception):
     """One failed call, as the backend saw it, in a transport-independent shape.
 
     `retry_delay_s` is the server's `RetryInfo.retryDelay`; `violations` its `QuotaFailure`.
+    `refusal` marks a refusal of the whole project (billing, permission, location) and
+    `model_gone` a model the service no longer serves (404, or "not supported").
     """
 
     kind: FailureKind
@@ -96,6 +126,8 @@ class BackendError(Exception):
     retry_delay_s: float | None = None
     violations: tuple[QuotaViolation, ...] = ()
     api_key_invalid: bool = False
+    refusal: RefusalReason | None = None
+    model_gone: bool = False
 
     def __str__(self) -> str:
         status = f"HTTP {self.http_status} " if self.http_status else ""

@@ -1,4 +1,5 @@
-"""Per-model quota accounting: sliding-window RPM, input TPM and RPD, plus park/exhaust/cool state.
+"""Per-model quota accounting: sliding-window RPM, input TPM and RPD, working limits that move,
+and the park / back-off / exhaust / cool / gone state.
 
 One `ModelLimiter` per model per batch. It is pure bookkeeping: every method takes `now` (seconds
 on a monotonic clock, normally the event loop's), so tests drive it with plain numbers and the
@@ -7,7 +8,20 @@ what was sent; it never calls the service. Imports nothing outside `engine/`.
 
 Windows slide like the service's: a request admitted at t occupies a slot until t + window. The
 service stamps a request when it arrives, slightly after we send it, so every slot is held for
-`margin_s` longer than the window to avoid 429s at the boundary.
+`margin_s` longer than the window to avoid 429s at the boundary. With real days, the day window
+is Google's: requests-per-day count from the last midnight in America/Los_Angeles
+(`day_bounds(now)` gives that day's start and the next one's), not over a sliding 24 h.
+
+Working limits (`WorkingLimit`, one per metric) start from the spec, or from what an earlier
+batch learned at the same endpoint and key. Google does not publish limits and a client cannot
+read its tier, so a spec marked `discover` holds guesses: while the window is full and requests
+wait, each success earns credit to raise the limit (slow start: two slots per success, which
+doubles the rate per round trip, because a slot stays in the minute window after its answer);
+with nothing in flight, one probe may go above a full window, so a guess can never stall a
+batch. A 429 that states its limit fixes it exactly; one with a QuotaFailure but no figure
+lowers it multiplicatively, after which it recovers additively (a tenth of the lowered limit
+per window's worth of successes); a 429 with no details at all only backs the model off.
+Trusted limits (a user's spec) never grow above the spec; `hard` caps everything.
 """
 
 from __future__ import annotations
@@ -15,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from .models import ModelSpec
-from .values import ModelState
+from .values import LimitSource, ModelState
 
 
 @dataclass(slots=True, eq=False)
@@ -35,71 +50,206 @@ class Slot:
 
 
 Metric = Literal["rpm", "tpm", "rpd"]
+METRICS: tuple[Metric, ...] = ("rpm", "tpm", "rpd")
+Growth = Literal["slow_start", "additive", "fixed"]
+
+# A raise is told to listeners once the limit has grown by this factor since it was last told
+# (and at the batch's end): slow start changes a limit with every answer.
+REPORT_GROWTH = 1.25
+# After a lowering, each window's worth of successes raises the limit by this share of it.
+RECOVERY_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class Learned:
-    """A limit lowered because the service said 429 where the configured limit had room."""
+    """A working limit changed: from `configured` (the spec's figure) to `learned`."""
 
     metric: Metric
     configured: int | None
     learned: int
+    source: LimitSource
+
+
+@dataclass(slots=True)
+class WorkingLimit:
+    """One metric's working limit, how it may move, and the growth it has earned.
+
+    `value` None means no limit is known (nothing is paced or learned for the metric).
+    `ceiling` is what the limit may never exceed (a trusted or hard spec, or a stated limit).
+    `credit` is growth earned by successes (in requests, or tokens for TPM), spent only when a
+    request waits on this metric, so a limit rises only while there is demand for it.
+    """
+
+    metric: Metric
+    configured: int | None
+    value: int | None
+    ceiling: int | None
+    growth: Growth
+    credit: float = 0.0
+    step: float = 1.0  # additive growth per window's worth of successes
+    reported: int | None = None
+    source: LimitSource = "raised"
+
+    def earn(self, amount: float) -> None:
+        """Credit a success of `amount` (1 request, or its tokens) towards raising the limit."""
+        if self.value is None or self.growth == "fixed" or self.at_ceiling:
+            return
+        if self.growth == "slow_start":
+            gain = 2.0 * amount
+        else:
+            gain = self.step * amount / max(1, self.value)
+        # At most a doubling is banked, so a burst after a quiet spell cannot jump further.
+        self.credit = min(float(self.value), self.credit + gain)
+
+    @property
+    def at_ceiling(self) -> bool:
+        return self.ceiling is not None and self.value is not None and self.value >= self.ceiling
+
+    def spend(self, needed: int) -> bool:
+        """Raise the limit by `needed` if the credit (and the ceiling) allows it."""
+        if self.value is None or needed <= 0:
+            return needed <= 0
+        room = math.inf if self.ceiling is None else self.ceiling - self.value
+        if self.credit < needed or room < needed:
+            return False
+        self.credit -= needed
+        self.value += needed
+        return True
+
+    def set(self, value: int, source: LimitSource) -> Learned | None:
+        """Move the limit to `value` (capped by the ceiling); the change, if there is one."""
+        if self.ceiling is not None:
+            value = min(value, self.ceiling)
+        value = max(0, value)
+        if value == self.value:
+            return None
+        self.value = value
+        self.reported = value
+        self.source = source
+        return Learned(self.metric, self.configured, value, source)
+
+    def growth_report(self, *, final: bool = False) -> Learned | None:
+        """A raise worth telling: grown by REPORT_GROWTH since last told (any change if final)."""
+        if self.value is None or self.value == self.reported or self.growth == "fixed":
+            return None
+        base = self.reported if self.reported is not None else self.configured
+        if not final and base is not None and self.value < base * REPORT_GROWTH:
+            return None
+        self.reported = self.value
+        source: LimitSource = "recovered" if self.source == "lowered" else "raised"
+        return Learned(self.metric, self.configured, self.value, source)
 
 
 class ModelLimiter:
-    """Sliding-window admission for one model; limits start at the spec and only go down."""
+    """Sliding-window admission for one model, with working limits that move (module doc)."""
 
-    def __init__(self, spec: ModelSpec, *, margin_s: float | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        margin_s: float | None = None,
+        remembered: Mapping[str, int] | None = None,
+        day_bounds: Callable[[float], tuple[float, float]] | None = None,
+    ) -> None:
         self.spec = spec
-        self.rpm = spec.rpm
-        self.tpm = spec.tpm
-        self.rpd = spec.rpd
+        self.limits = {m: self._start(m, (remembered or {}).get(m)) for m in METRICS}
         self.margin_s = margin_s if margin_s is not None else max(0.05, spec.minute_s * 0.005)
+        self._day_bounds = day_bounds
         self._minute: deque[Slot] = deque()
         self._day: deque[Slot] = deque()
         self.parked_until = -math.inf
         self.exhausted_until = -math.inf
         self.cooling_until = -math.inf
+        self.backoff_until = -math.inf
         self._day_resets_at = math.inf
         self.consecutive_failures = 0
+        self.consecutive_overloads = 0
+        self.overloaded_since: float | None = None  # first detail-less 429 since a success
+        self.in_flight = 0
+        self.gone: str | None = None  # why the model left the batch's ladder
+
+    def _start(self, metric: Metric, remembered: int | None) -> WorkingLimit:
+        configured: int | None = getattr(self.spec, metric)
+        trusted = self.spec.hard or not self.spec.discover
+        ceiling = configured if trusted else None
+        value = configured
+        growth: Growth = "slow_start" if self.spec.discover else "fixed"
+        if self.spec.discover and value == 0:
+            value = 1  # a guess of "no quota": one try tells
+        limit = WorkingLimit(metric, configured, value, ceiling, growth, reported=value)
+        if remembered is not None:
+            # What an earlier batch learned here is a better start than a guess; it is probed
+            # above only gently (additively), and a trusted spec only ever takes it lower.
+            limit.value = remembered if ceiling is None else min(remembered, ceiling)
+            limit.reported = limit.value
+            limit.source = "remembered"
+            limit.growth = "additive" if self.spec.discover else "fixed"
+            limit.step = max(1.0, RECOVERY_SHARE * limit.value)
+        return limit
 
     # --- reading ---------------------------------------------------------------------------
 
+    @property
+    def rpm(self) -> int | None:
+        return self.limits["rpm"].value
+
+    @property
+    def tpm(self) -> int | None:
+        return self.limits["tpm"].value
+
+    @property
+    def rpd(self) -> int | None:
+        return self.limits["rpd"].value
+
+    @property
+    def usable(self) -> bool:
+        """Whether the model may be sent anything: not gone, and not without quota.
+
+        A guessed limit of 0 ("probably no free tier") is one try, not a refusal.
+        """
+        return self.gone is None and (self.spec.discover or self.spec.usable)
+
     def state(self, now: float) -> ModelState:
+        if self.gone is not None:
+            return "gone"
         if self.exhausted_until > now:
             return "exhausted"
         if self.parked_until > now:
             return "parked"
+        if self.backoff_until > now:
+            return "backing_off"
         if self.cooling_until > now:
             return "cooling"
         return "ready"
 
     def unavailable_until(self, now: float) -> float:
-        """When a parked, exhausted or cooling model is usable again (<= now when it is)."""
-        return max(self.exhausted_until, self.parked_until, self.cooling_until)
+        """When a parked, backing-off, exhausted or cooling model is usable again."""
+        if self.gone is not None:
+            return math.inf
+        return max(self.exhausted_until, self.parked_until, self.backoff_until, self.cooling_until)
 
     def never_fits(self, tokens: int) -> bool:
         """True when a request of `tokens` input tokens can never be admitted here.
 
-        Judged on the configured limits: a TPM learned from a 429 is an estimate (it can be as
-        low as 1 when someone else used the quota), so a request above it waits for an empty
-        window instead of failing as too large.
+        Only the model's input token limit is hard, and a trusted per-minute token limit (a
+        guessed one is discovered, and a learned one may be as low as what another process
+        left): a request above those waits for an empty window instead of failing.
         """
         limit = self.spec.input_token_limit
-        tpm = self.spec.tpm
+        tpm = self.limits["tpm"].ceiling
         return (limit is not None and tokens > limit) or (tpm is not None and tokens > tpm)
 
     def wait_s(self, now: float, tokens: int, *, paced: bool = True) -> float:
         """Seconds until a request of `tokens` input tokens may be sent (0 = now, inf = never)."""
-        if self.never_fits(tokens):
+        if self.never_fits(tokens) or self.gone is not None:
             return math.inf
         waits = [self.unavailable_until(now) - now]
         if paced:
             self._expire(now)
-            waits.append(self._count_wait(self._minute, self.rpm, self.spec.minute_s, now))
-            day_wait = self._count_wait(self._day, self.rpd, self.spec.day_s, now)
-            waits.append(min(day_wait, self._day_resets_at - now))
-            waits.append(self._token_wait(tokens, now))
+            for metric, (wait, needed) in self._metric_waits(now, tokens).items():
+                if wait > 0 and self._may_raise(metric, needed):
+                    wait = 0.0
+                waits.append(wait)
         return max(0.0, *waits)
 
     def used(self, now: float) -> tuple[int, int, int]:
@@ -110,9 +260,19 @@ class ModelLimiter:
     # --- writing ---------------------------------------------------------------------------
 
     def admit(self, now: float, tokens: int) -> Slot:
+        """Take a slot; a full window whose limit may grow is raised to make room."""
+        self._expire(now)
+        for metric, (wait, needed) in self._metric_waits(now, tokens).items():
+            if wait > 0:
+                self._raise(metric, needed)
         slot = Slot(now, tokens)
         self._record(slot)
+        self.in_flight += 1
         return slot
+
+    def release(self) -> None:
+        """An admitted request's attempt has ended, whatever its outcome."""
+        self.in_flight = max(0, self.in_flight - 1)
 
     def _record(self, slot: Slot) -> None:
         # A window is kept only for a limit that exists, so an unlimited model's memory does not
@@ -126,8 +286,21 @@ class ModelLimiter:
         """Replace the estimate with the input tokens the service reported."""
         slot.tokens = tokens
 
-    def record_success(self) -> None:
+    def record_success(self, slot: Slot | None = None) -> list[Learned]:
+        """A 200: the service had room. Earns growth; returns the raises worth telling."""
         self.consecutive_failures = 0
+        self.consecutive_overloads = 0
+        self.overloaded_since = None
+        if slot is None:
+            return []
+        self.limits["rpm"].earn(1)
+        self.limits["rpd"].earn(1)
+        self.limits["tpm"].earn(slot.tokens)
+        return [r for r in (lim.growth_report() for lim in self.limits.values()) if r]
+
+    def final_reports(self) -> list[Learned]:
+        """Raises not yet told (at the batch's end, so the log keeps the last working limit)."""
+        return [r for r in (lim.growth_report(final=True) for lim in self.limits.values()) if r]
 
     def record_server_failure(self, now: float, cool_s: float) -> bool:
         """Count a 5xx/timeout/connection failure; cool the model after three in a row.
@@ -155,34 +328,57 @@ class ModelLimiter:
             _move_into_place(window, slot)
 
     def rate_limited(
-        self, now: float, slot: Slot, delay_s: float, metric: Metric, server_limit: int | None
+        self,
+        now: float,
+        slot: Slot,
+        delay_s: float,
+        metric: Metric,
+        server_limit: int | None,
+        source: LimitSource = "stated",
     ) -> Learned | None:
-        """A per-minute 429 (requests or tokens): park for `delay_s` and learn a lower limit.
+        """A per-minute 429 with a QuotaFailure (requests or tokens): park and learn.
 
-        The service's `quotaValue` is the limit when it sends one. Otherwise the rejected request,
-        which did not use the service's quota, leaves our windows, and what remains (accepted or
-        still in flight) bounds the real limit from above; but a 429 whose delay is a sliver of
-        the window is a race at the window's edge (the service stamped a request later than we
-        did) and teaches nothing.
+        A limit the service states (`server_limit`, from quotaValue or the message) is the
+        limit, exactly, and stops discovery. Without one, the rejected request (which did not
+        use the service's quota) leaves our windows and what remains bounds the limit from
+        above, lowering it at most by half; but a 429 whose delay is a sliver of the window is a
+        race at the window's edge (the service stamped a request later than we did) and
+        teaches nothing.
         """
         self._forget(slot)
         self.parked_until = max(self.parked_until, now + delay_s)
         self._expire(now)
+        limit = self.limits[metric]
         if server_limit is not None:
-            return self._lower(metric, server_limit)
+            limit.growth = "fixed"
+            learned = limit.set(server_limit, source)
+            limit.ceiling = limit.value if limit.ceiling is None else limit.ceiling
+            return learned
         if delay_s < 0.1 * self.spec.minute_s:
             # Capacity returns at once: not a lower limit but a race at the window's edge (the
             # service stamped an earlier request later than we did). Hold slots that much longer.
             self.margin_s = min(0.1 * self.spec.minute_s, self.margin_s + delay_s)
             return None
-        if self.rpm is None and self.tpm is None:
+        if limit.value is None:
             return None  # no window was kept to learn from; parking is all we can do
-        if metric == "tpm":
-            return self._lower_by_evidence("tpm", sum(s.tokens for s in self._minute))
-        return self._lower_by_evidence("rpm", len(self._minute))
+        held = sum(s.tokens for s in self._minute) if metric == "tpm" else len(self._minute)
+        return self._lower(limit, held)
+
+    def overloaded(self, now: float, slot: Slot, delay_s: float) -> None:
+        """A 429 with no details: back off for `delay_s`, learn nothing about any limit."""
+        self._forget(slot)
+        self.consecutive_overloads += 1
+        if self.overloaded_since is None:
+            self.overloaded_since = now
+        self.backoff_until = max(self.backoff_until, now + delay_s)
 
     def exhausted(
-        self, now: float, slot: Slot | None, until: float, server_limit: int | None = None
+        self,
+        now: float,
+        slot: Slot | None,
+        until: float,
+        server_limit: int | None = None,
+        source: LimitSource = "stated",
     ) -> Learned | None:
         """A per-day 429: no request may probe this model before `until`.
 
@@ -194,14 +390,28 @@ class ModelLimiter:
         self.exhausted_until = max(self.exhausted_until, until)
         self._day_resets_at = self.exhausted_until
         self._expire(now)
+        limit = self.limits["rpd"]
         if server_limit is not None:
-            return self._lower("rpd", server_limit)
-        return None if self.rpd is None else self._lower_by_evidence("rpd", len(self._day))
+            limit.growth = "fixed"
+            return limit.set(server_limit, source)
+        if limit.value is None:
+            return None
+        return self._lower(limit, len(self._day))
+
+    def out_until(self, now: float, slot: Slot, until: float) -> None:
+        """A per-minute quota that will not return for long: the model is out until `until`
+        (the batch rotates away) without anything learned about its day."""
+        self._forget(slot)
+        self.exhausted_until = max(self.exhausted_until, until)
 
     def resume_exhausted(self, until: float) -> None:
         """Carry over a per-day exhaustion recorded by an earlier batch (learns nothing)."""
         self.exhausted_until = max(self.exhausted_until, until)
         self._day_resets_at = self.exhausted_until
+
+    def drop(self, reason: str) -> None:
+        """The model is gone (retired, not supported, no quota): it leaves the ladder."""
+        self.gone = reason
 
     def preload(self, slots: list[Slot]) -> None:
         """Start from requests already sent (e.g. an earlier batch's, read from the call log).
@@ -213,23 +423,53 @@ class ModelLimiter:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _lower(self, metric: Metric, observed: int) -> Learned | None:
-        current: int | None = getattr(self, metric)
-        learned = max(1, observed)
-        if current is not None and learned >= current:
-            return None
-        setattr(self, metric, learned)
-        return Learned(metric, getattr(self.spec, metric), learned)
-
-    def _lower_by_evidence(self, metric: Metric, observed: int) -> Learned | None:
+    def _lower(self, limit: WorkingLimit, held: int) -> Learned | None:
         """Lower a limit from what our window held, at most halving it per 429.
 
-        Without the service's `quotaValue` the window is only evidence: the quota may have been
+        Without a figure from the service the window is only evidence: the quota may have been
         used by another process, so one 429 must not collapse a limit to 1. Repeated 429s still
-        converge on a truly lower limit, as multiplicative decrease does.
+        converge on a truly lower limit, as multiplicative decrease does; afterwards the limit
+        recovers additively while the 429s stay away.
         """
-        current: int | None = getattr(self, metric)
-        return self._lower(metric, observed if current is None else max(observed, current // 2))
+        current = limit.value
+        assert current is not None
+        target = max(1, held, current // 2)
+        limit.growth = "additive"
+        limit.credit = 0.0
+        limit.step = max(1.0, RECOVERY_SHARE * target)
+        if target >= current:
+            return None
+        return limit.set(target, "lowered")
+
+    def _metric_waits(self, now: float, tokens: int) -> dict[Metric, tuple[float, int]]:
+        """Per metric: (seconds until the window has room, how much the limit lacks now)."""
+        rpm, tpm, rpd = self.rpm, self.tpm, self.rpd
+        minute = self._count_wait(self._minute, rpm, self.spec.minute_s, now)
+        day = min(self._count_wait(self._day, rpd, self.spec.day_s, now), self._day_resets_at - now)
+        held = sum(s.tokens for s in self._minute)
+        return {
+            "rpm": (minute, 0 if rpm is None else len(self._minute) + 1 - rpm),
+            "tpm": (self._token_wait(tokens, now), 0 if tpm is None else held + tokens - tpm),
+            "rpd": (day, 0 if rpd is None else len(self._day) + 1 - rpd),
+        }
+
+    def _may_raise(self, metric: Metric, needed: int) -> bool:
+        """Whether a full window on `metric` may be raised for one more request now."""
+        limit = self.limits[metric]
+        if limit.value is None or limit.growth == "fixed" or limit.at_ceiling:
+            return False
+        if limit.credit >= needed:
+            return True
+        # Nothing in flight to earn credit: a guess must not stall the batch, so one probe goes.
+        return limit.growth == "slow_start" and self.in_flight == 0
+
+    def _raise(self, metric: Metric, needed: int) -> None:
+        limit = self.limits[metric]
+        if not self._may_raise(metric, needed):
+            return
+        if not limit.spend(needed):  # the probe: nothing in flight, no credit yet
+            limit.credit = float(needed)
+            limit.spend(needed)
 
     def _forget(self, slot: Slot) -> None:
         for window in (self._minute, self._day):
@@ -243,14 +483,24 @@ class ModelLimiter:
         for window, length in ((self._minute, self.spec.minute_s), (self._day, self.spec.day_s)):
             while window and window[0].at + length + self.margin_s <= now:
                 window.popleft()
+        if self._day_bounds is not None:
+            # Google's day: what was sent before the last midnight Pacific no longer counts.
+            start, _ = self._day_bounds(now)
+            while self._day and self._day[0].at < start:
+                self._day.popleft()
 
     def _count_wait(
         self, window: deque[Slot], limit: int | None, length: float, now: float
     ) -> float:
         if limit is None or len(window) < limit:
             return 0.0
+        if limit == 0:
+            return math.inf
         # The window must drop len - limit + 1 slots; the last of those leaves at this time.
-        return window[len(window) - limit].at + length + self.margin_s - now
+        leaves = window[len(window) - limit].at + length + self.margin_s
+        if window is self._day and self._day_bounds is not None:
+            leaves = min(leaves, self._day_bounds(now)[1])
+        return leaves - now
 
     def _token_wait(self, tokens: int, now: float) -> float:
         if self.tpm is None:

@@ -1,9 +1,10 @@
-"""Retry policy: reading Google's error details, backoff, and the concurrency strategies.
+"""Retry policy: reading Google's error details, backoff, Google's days, and the concurrency
+strategies.
 
 Small pure pieces in the manner of tenacity: parse a 429's `QuotaFailure`/`RetryInfo`, pick a
-backoff delay (randomness injected), decide what a failed attempt leads to, and turn the
-`max_concurrency=` argument into a plan. The runner applies the decisions; nothing here sleeps
-or does I/O. Imports nothing outside `engine/`.
+backoff delay (randomness injected), decide what a failed attempt leads to, say when Google's
+day starts and ends, and turn the `max_concurrency=` argument into a plan. The runner applies
+the decisions; nothing here sleeps or does I/O. Imports nothing outside `engine/`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from .errors import BackendError, ConfigurationError, QuotaScope, QuotaViolation
 from .models import ModelSpec
+from .values import LimitSource
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
@@ -77,9 +79,10 @@ def read_error_details(
             v.get("quotaValue"),
         )
         limit = int(value) if isinstance(value, str | int) and str(value).isdigit() else None
-        if limit is None and shared[metric] == 1:
-            limit = stated.get(metric)
-        violations.append(QuotaViolation(quota_id, quota_scope(quota_id), limit))
+        from_message = limit is None and shared[metric] == 1 and metric in stated
+        if from_message:
+            limit = stated[metric]
+        violations.append(QuotaViolation(quota_id, quota_scope(quota_id), limit, from_message))
     return delay, tuple(violations)
 
 
@@ -99,25 +102,42 @@ def retry_delay_from_message(message: str) -> float | None:
     return value / 1000 if match.group(2).lower() == "ms" else value
 
 
+PACIFIC = ZoneInfo("America/Los_Angeles")
+REAL_DAY_S = 86_400.0
+
+
 def next_pacific_midnight(now: datetime) -> datetime:
     """When Google's per-day quotas reset: the next midnight in America/Los_Angeles."""
-    pacific = now.astimezone(ZoneInfo("America/Los_Angeles"))
+    pacific = now.astimezone(PACIFIC)
     tomorrow = (pacific + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return tomorrow
+
+
+def pacific_day_bounds(wall_s: float) -> tuple[float, float]:
+    """(start, end) of Google's quota day holding the POSIX time `wall_s`: Pacific midnights.
+
+    A day is 23 or 25 hours long when the clocks change; timestamps (not datetime
+    subtraction, which works in wall-clock time) keep that right.
+    """
+    pacific = datetime.fromtimestamp(wall_s, PACIFIC)
+    start = pacific.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start.timestamp(), next_pacific_midnight(pacific).timestamp()
 
 
 def day_reset_delay(retry_delay_s: float | None, spec: ModelSpec, now: datetime) -> float:
     """Seconds from `now` until a model exhausted for the day may be tried again.
 
-    The server's retryDelay when given; else, with real day windows, the next Pacific midnight;
-    else (compressed windows) one configured day.
+    With real day windows, the later of the server's retryDelay and the next Pacific midnight:
+    a per-day 429's delay is sometimes a few seconds (38 s is on record), which would only
+    earn another 429. With compressed windows (an emulator), the retryDelay, else one day.
     """
-    if retry_delay_s is not None:
-        return retry_delay_s
-    if spec.day_s == 86_400.0:
+    if spec.day_s == REAL_DAY_S:
         # Timestamps, not `-`: datetimes sharing a tzinfo subtract as wall-clock times, which
         # is an hour off on the days the clocks change.
-        return next_pacific_midnight(now).timestamp() - now.timestamp()
+        midnight = next_pacific_midnight(now).timestamp() - now.timestamp()
+        return max(midnight, retry_delay_s or 0.0)
+    if retry_delay_s is not None:
+        return retry_delay_s
     return spec.day_s
 
 
@@ -138,14 +158,18 @@ class Backoff:
         return rng.uniform(ceiling / 2, ceiling)
 
 
-Action = Literal["retry", "park", "exhaust", "fail", "abort"]
+# retry: the same request again after `delay_s`; park: the model waits out a per-minute quota;
+# back_off: the model waits out a 429 without details; exhaust: the model is out until
+# `delay_s`; drop: the model is gone from the batch; fail: the request ends; abort: the batch
+# ends (invalid key); refuse: the batch ends (the service will not serve this project).
+Action = Literal["retry", "park", "back_off", "exhaust", "drop", "fail", "abort", "refuse"]
 
 RETRYABLE = frozenset({"server_error", "timeout", "connection", "malformed_response"})
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a failed attempt leads to; `delay_s` applies to retry, park and exhaust."""
+    """What a failed attempt leads to; `delay_s` applies to retry, park, back_off and exhaust."""
 
     action: Action
     delay_s: float = 0.0
@@ -158,30 +182,59 @@ class RetryPolicy:
 
     `max_attempts` bounds attempts that fail with a transient error (5xx, timeout, connection,
     malformed body) or invalid JSON; 429s are not the request's fault and do not use it up, but
-    `max_quota_waits` bounds them so every request ends.
+    `max_quota_waits` bounds them so every request ends. A 429 without details backs its
+    model off by `overload_backoff` (about 1 s, doubling, capped near a minute);
+    `overload_patience_s` of nothing but such 429s on every model ends the batch's remaining
+    requests as rate_limited. A per-minute 429 whose delay exceeds `max_park_s` is treated as
+    the model's exhaustion (rotate), never as a silent long sleep.
     """
 
     max_attempts: int = 6
     max_quota_waits: int = 100
     backoff: Backoff = Backoff()
     default_park_s: float | None = None  # when a per-minute 429 has no retryDelay: one window
+    overload_backoff: Backoff = Backoff(initial_s=1.0, factor=2.0, max_s=60.0)
+    overload_patience_s: float = 600.0
+    max_park_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
+        if not self.overload_patience_s > 0:
+            raise ConfigurationError(
+                "overload_patience_s must be a positive number of seconds (default 600)."
+            )
 
     def decide(
-        self, error: BackendError, failures: int, spec: ModelSpec, rng: random.Random
+        self,
+        error: BackendError,
+        failures: int,
+        spec: ModelSpec,
+        rng: random.Random,
+        *,
+        overloads: int = 1,
     ) -> Decision:
-        """Decide after an attempt failed; `failures` counts this one among the transient ones."""
+        """Decide after an attempt failed; `failures` counts this one among the transient ones,
+        `overloads` the model's 429s without details in a row, this one included."""
         if error.api_key_invalid:
             return Decision("abort")
+        if error.refusal is not None:
+            return Decision("refuse")
+        if error.model_gone:
+            return Decision("drop")
         if error.kind == "quota_exhausted":
             return Decision("exhaust")
         if error.kind == "rate_limited":
+            if not error.violations:  # overload of unknown size: read no limit into it
+                delay = error.retry_delay_s
+                if delay is None:
+                    delay = self.overload_backoff.delay(overloads, rng)
+                return Decision("back_off", delay)
             delay = error.retry_delay_s
             if delay is None:
                 delay = self.default_park_s if self.default_park_s is not None else spec.minute_s
+            if delay > self.max_park_s:
+                return Decision("exhaust", delay, "minute")
             tokens = any(v.scope == "tokens" for v in error.violations)
             return Decision("park", delay, "tpm" if tokens else "rpm")
         if error.kind in RETRYABLE:
@@ -257,7 +310,12 @@ def quota_summary(error: BackendError) -> str:
     return ", ".join(named) or error.message[:200]
 
 
-def server_limit(error: BackendError, scope: QuotaScope) -> int | None:
-    """The `quotaValue` the service stated for the violated window, when it sent one."""
-    limits = [v.limit for v in error.violations if v.scope == scope and v.limit is not None]
-    return min(limits) if limits else None
+def server_limit(error: BackendError, scope: QuotaScope) -> tuple[int, LimitSource] | None:
+    """The limit the service stated for the violated window (its quotaValue, or the figure
+    its message gives), and which of the two said it; None when it stated none."""
+    stated = [v for v in error.violations if v.scope == scope and v.limit is not None]
+    if not stated:
+        return None
+    lowest = min(stated, key=lambda v: v.limit or 0)
+    assert lowest.limit is not None
+    return lowest.limit, "message" if lowest.from_message else "stated"

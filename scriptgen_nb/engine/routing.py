@@ -2,7 +2,8 @@
 
 A pure function over the ladder's limiters, in preference order. `preference` routing sends a
 request to the most preferred model with room now, so a batch uses the ladder's combined rate;
-`failover` uses a lower model only while every higher one is parked, cooling or exhausted.
+`failover` uses a lower model only while every higher one is parked, backing off, cooling or
+exhausted. A model that is gone (retired, unsupported, no quota) is never chosen.
 Imports nothing outside `engine/`.
 """
 
@@ -49,15 +50,21 @@ def choose_model(
     candidates = [lim for lim in ladder if pinned is None or lim.spec.name == pinned]
     if not candidates:
         return Never(Failure("invalid_request", f"model {pinned!r} is not in this batch's ladder"))
-    live = [lim for lim in candidates if lim.spec.usable and lim.exhausted_until <= now]
+    present = [lim for lim in candidates if lim.gone is None]
+    if not present:
+        gone = "; ".join(f"{lim.spec.name}: {lim.gone}" for lim in candidates)
+        return Never(Failure("not_found", f"no model of its ladder is served any more ({gone})"))
+    live = [lim for lim in present if lim.usable and lim.exhausted_until <= now]
     if not live:
-        resets_in = min(lim.exhausted_until for lim in candidates) - now
-        names = ", ".join(lim.spec.name for lim in candidates)
+        resets = ", ".join(
+            f"{lim.spec.name} in {_duration(lim.exhausted_until - now)}"
+            for lim in sorted(present, key=lambda lim: lim.exhausted_until)
+        )
         return Never(
             Failure(
                 "not_run",
-                f"every model is out of daily quota ({names}); the first resets in "
-                f"{resets_in:.0f}s. Re-run to resume.",
+                f"every model is out of quota until its reset ({resets}). Re-run then to "
+                "resume: only what did not run is sent.",
             )
         )
     fitting = [lim for lim in live if not lim.never_fits(tokens)]
@@ -78,3 +85,15 @@ def choose_model(
         if failover and limiter.state(now) == "ready":
             break  # merely paced, not unavailable: strict failover waits for it
     return Wait(min(waits))
+
+
+def _duration(seconds: float) -> str:
+    """A wait as people say it: "42s", "17m 5s", "5h 3m", "unknown" when it never ends."""
+    if seconds == float("inf") or seconds != seconds:
+        return "an unknown time"
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"

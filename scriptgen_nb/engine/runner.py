@@ -31,10 +31,25 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .backend import SEND_HOOK, Backend
-from .errors import BackendError, ConfigurationError, InvalidApiKeyError, QuotaScope
-from .limits import Metric, ModelLimiter, Slot
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidApiKeyError,
+    QuotaScope,
+    ServiceRefusedError,
+)
+from .limits import Learned, Metric, ModelLimiter, Slot
 from .models import ModelSpec
-from .policy import ConcurrencyPlan, RetryPolicy, day_reset_delay, quota_summary, server_limit
+from .policy import (
+    REAL_DAY_S,
+    ConcurrencyPlan,
+    Decision,
+    RetryPolicy,
+    day_reset_delay,
+    pacific_day_bounds,
+    quota_summary,
+    server_limit,
+)
 from .routing import Never, Wait, choose_model
 from .values import (
     Attempt,
@@ -166,7 +181,8 @@ class BatchEngine:
         self._resolve = resolve
         self._rng = rng or random.Random()
         self._wall = wall_clock
-        self.limiters = {spec.name: ModelLimiter(spec) for spec in config.ladder}
+        self._wall_offset = 0.0  # wall clock minus loop clock, fixed when the batch starts
+        self.limiters = {spec.name: self._limiter(spec) for spec in config.ladder}
         self.status: Literal["running", "finished", "cancelled", "failed"] = "running"
         self._fatal: BaseException | None = None
         self._stop_reason: Failure | None = None  # set when no further request may be sent
@@ -211,6 +227,7 @@ class BatchEngine:
 
         unregister = self.cancel_token.on_cancel(wake)
         await self.backend.open()  # client set-up is slow; do it before any window starts
+        self._wall_offset = self._wall() - loop.time()
         self._carry_over_history(loop.time())
         self._emit(
             BatchStarted(
@@ -222,6 +239,12 @@ class BatchEngine:
                 self._wall(),
             )
         )
+        for limiter in self.limiters.values():
+            for limit in limiter.limits.values():
+                if limit.source == "remembered" and limit.value is not None:
+                    self._learned(
+                        limiter, Learned(limit.metric, limit.configured, limit.value, "remembered")
+                    )
         dispatcher = asyncio.create_task(self._dispatch(enumerate(requests)))
         try:
             while True:
@@ -238,6 +261,20 @@ class BatchEngine:
             await self._cancel_in_flight()
         if self._fatal is not None:
             raise self._fatal
+
+    def _limiter(self, spec: ModelSpec) -> ModelLimiter:
+        """A model's limiter, starting from what earlier batches learned, on Google's days."""
+        history = self.config.history.get(spec.name)
+        return ModelLimiter(
+            spec,
+            remembered=history.limits if history else None,
+            day_bounds=self._google_day if spec.day_s == REAL_DAY_S else None,
+        )
+
+    def _google_day(self, now: float) -> tuple[float, float]:
+        """Google's quota day (Pacific midnight to midnight) holding loop time `now`."""
+        start, end = pacific_day_bounds(now + self._wall_offset)
+        return start - self._wall_offset, end - self._wall_offset
 
     def _carry_over_history(self, now: float) -> None:
         """Start each limiter from what earlier batches used (quota memory)."""
@@ -301,7 +338,8 @@ class BatchEngine:
                     failover=self.config.routing == "failover",
                 )
                 if isinstance(route, Never):
-                    if route.failure.kind == "not_run" and work.request.model is None:
+                    ladder_wide = route.failure.kind in ("not_run", "not_found")
+                    if ladder_wide and work.request.model is None:
                         self._stop(route.failure)
                     self._finish(work, None, route.failure)
                 elif isinstance(route, Wait):
@@ -438,11 +476,15 @@ class BatchEngine:
                 work, spec, number, failure, Usage(), 0.0, spent, wall_started
             )
             self._emit(AttemptFinished(record, will_retry=False))
+            limiter.release()
             raise
+        limiter.release()
         latency_s = loop.time() - started
         self._release_reservation(work)
         if reply is not None:
             limiter.settle(slot, reply.usage.input or work.tokens)
+            for learned in limiter.record_success(slot):
+                self._learned(limiter, learned)
             self._judge(work, limiter, reply, number, latency_s, wall_started)
         else:
             assert error is not None
@@ -464,7 +506,6 @@ class BatchEngine:
         work.cost_usd += cost
         self._spent_usd += cost
         self._usage = self._usage + reply.usage
-        limiter.record_success()
         verdict = judge_reply(reply, work.request.schema)
         failure = verdict.failure
         retry = False
@@ -507,52 +548,26 @@ class BatchEngine:
         latency_s: float,
         wall_started: float,
     ) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         spec = limiter.spec
         if error.kind in ("server_error", "timeout", "connection", "malformed_response"):
             work.failures += 1
-            if limiter.record_server_failure(
-                now, self.config.retry.backoff.delay(limiter.consecutive_failures - 2, self._rng)
-            ):
-                self._emit(
-                    ModelStateChanged(
-                        spec.name,
-                        "cooling",
-                        limiter.cooling_until - now,
-                        f"{limiter.consecutive_failures} failures in a row",
-                    )
-                )
-        decision = self.config.retry.decide(error, work.failures, spec, self._rng)
+            self._count_server_failure(limiter, now)
+        decision = self.config.retry.decide(
+            error, work.failures, spec, self._rng, overloads=limiter.consecutive_overloads + 1
+        )
         failure = Failure(error.kind, error.message, error.http_status)
-        learned = None
-        requeue = False
-        state_before = limiter.state(now)
-        if decision.action == "park":
-            metric: Metric = "tpm" if decision.metric == "tpm" else "rpm"
-            scope: QuotaScope = "tokens" if metric == "tpm" else "minute"
-            learned = limiter.rate_limited(
-                now, slot, decision.delay_s, metric, server_limit(error, scope)
-            )
-            if state_before != "parked":  # the other refusals of one burst say nothing new
-                self._emit(
-                    ModelStateChanged(spec.name, "parked", decision.delay_s, quota_summary(error))
-                )
+        ended: Failure | None = None  # set when the request cannot wait for another model
+        if decision.action in ("park", "back_off", "exhaust"):
+            ended = self._quota_refusal(work, limiter, slot, error, decision, now)
             work.quota_waits += 1
-            requeue = work.quota_waits <= self.config.retry.max_quota_waits
-        elif decision.action == "exhaust":
-            delay = day_reset_delay(error.retry_delay_s, spec, datetime.now().astimezone())
-            learned = limiter.exhausted(now, slot, now + delay, server_limit(error, "day"))
-            if state_before != "exhausted":
-                self._emit(ModelStateChanged(spec.name, "exhausted", delay, quota_summary(error)))
-            work.quota_waits += 1
-            requeue = work.quota_waits <= self.config.retry.max_quota_waits
-        elif decision.action == "abort":
-            self._fatal = self._fatal or InvalidApiKeyError(error.message[:200])
-            self._stop(Failure("not_run", "the batch stopped: the API key was rejected"))
-            self.status = "failed"
-        if learned is not None:
-            self._emit(LimitLearned(spec.name, learned.metric, learned.configured, learned.learned))
+            if work.quota_waits > self.config.retry.max_quota_waits:
+                ended = ended or failure
+        elif decision.action == "drop":
+            ended = self._drop_model(work, limiter, error.message)
+        elif decision.action in ("abort", "refuse"):
+            self._end_for_the_project(error)
+        requeue = ended is None and decision.action in ("park", "back_off", "exhaust", "drop")
         will_retry = requeue or decision.action == "retry"
         attempt = self._attempt_record(
             work,
@@ -572,7 +587,134 @@ class BatchEngine:
             work.ready_since = now
             self._ready.appendleft(work)
         else:
-            self._finish(work, spec.name, failure, latency_s=latency_s)
+            self._finish(work, spec.name, ended or failure, latency_s=latency_s)
+
+    def _count_server_failure(self, limiter: ModelLimiter, now: float) -> None:
+        """A 5xx, timeout or lost connection: three in a row cool the model a while."""
+        cool_s = self.config.retry.backoff.delay(limiter.consecutive_failures - 2, self._rng)
+        if limiter.record_server_failure(now, cool_s):
+            self._emit(
+                ModelStateChanged(
+                    limiter.spec.name,
+                    "cooling",
+                    limiter.cooling_until - now,
+                    f"{limiter.consecutive_failures} failures in a row",
+                )
+            )
+
+    def _quota_refusal(
+        self,
+        work: _Work,
+        limiter: ModelLimiter,
+        slot: Slot,
+        error: BackendError,
+        decision: Decision,
+        now: float,
+    ) -> Failure | None:
+        """A 429: park, back off or exhaust the model, learning what the 429 teaches.
+
+        Returns the failure the request ends with if it cannot wait (the model has no quota
+        at all, or 429s without details have lasted the policy's patience on every model).
+        """
+        spec = limiter.spec
+        state_before = limiter.state(now)
+        learned = None
+        if decision.action == "back_off":
+            limiter.overloaded(now, slot, decision.delay_s)
+            if state_before != "backing_off":
+                self._emit(
+                    ModelStateChanged(
+                        spec.name, "backing_off", decision.delay_s, error.message[:200]
+                    )
+                )
+            return self._overload_verdict(error, now)
+        if decision.action == "park":
+            metric: Metric = "tpm" if decision.metric == "tpm" else "rpm"
+            scope: QuotaScope = "tokens" if metric == "tpm" else "minute"
+            stated = server_limit(error, scope)
+            if stated is not None and stated[0] == 0:  # "limit: 0": no quota on this tier
+                return self._drop_model(
+                    work,
+                    limiter,
+                    f"the service says it has no quota here (limit 0): {quota_summary(error)}",
+                )
+            learned = limiter.rate_limited(
+                now, slot, decision.delay_s, metric, *(stated or (None, "stated"))
+            )
+            if state_before != "parked":  # the other refusals of one burst say nothing new
+                self._emit(
+                    ModelStateChanged(spec.name, "parked", decision.delay_s, quota_summary(error))
+                )
+        else:
+            if decision.metric == "minute":  # a per-minute quota that will not return soon
+                delay = decision.delay_s
+                limiter.out_until(now, slot, now + delay)
+            else:
+                wall = datetime.fromtimestamp(self._wall()).astimezone()
+                delay = day_reset_delay(error.retry_delay_s, spec, wall)
+                stated = server_limit(error, "day")
+                learned = limiter.exhausted(now, slot, now + delay, *(stated or (None, "stated")))
+            if state_before != "exhausted":
+                self._emit(ModelStateChanged(spec.name, "exhausted", delay, quota_summary(error)))
+        if learned is not None:
+            self._learned(limiter, learned)
+        return None
+
+    def _overload_verdict(self, error: BackendError, now: float) -> Failure | None:
+        """Stop the batch once every model still in it has answered nothing but 429s without
+        details for the policy's patience: the rest ends rate_limited, to be re-run later."""
+        patience = self.config.retry.overload_patience_s
+        present = [lim for lim in self.limiters.values() if lim.gone is None]
+        if not present or any(
+            lim.overloaded_since is None or now - lim.overloaded_since < patience for lim in present
+        ):
+            return None
+        minutes = patience / 60
+        failure = Failure(
+            "rate_limited",
+            f"for {minutes:g} minutes every model answered only 429s without details "
+            f"({error.message[:200]!r}): the service is overloaded or the project's quota is "
+            "used elsewhere. Re-run later; only what did not succeed is sent.",
+            error.http_status,
+        )
+        self._stop(failure)
+        return failure
+
+    def _drop_model(self, work: _Work, limiter: ModelLimiter, why: str) -> Failure | None:
+        """The model is gone: it leaves the ladder (said once). The request moves on (None),
+        or fails when it was pinned to that model."""
+        spec = limiter.spec
+        if limiter.gone is None:
+            known = f" The catalogue says: {spec.status}." if spec.status else ""
+            limiter.drop(f"{why[:300]}{known}")
+            self._emit(ModelStateChanged(spec.name, "gone", None, limiter.gone or why))
+        if work.request.model == spec.name:
+            return Failure("not_found", f"model {spec.name} is not served: {limiter.gone}")
+        return None
+
+    def _end_for_the_project(self, error: BackendError) -> None:
+        """An invalid key or a refusal of the whole project: no further request may go."""
+        detail = error.message[:300]
+        if error.refusal is not None:
+            fatal: Exception = ServiceRefusedError(error.refusal, detail)
+            reason = f"the batch stopped: the service refused the project ({error.refusal})"
+        else:
+            fatal = InvalidApiKeyError(detail[:200])
+            reason = "the batch stopped: the API key was rejected"
+        self._fatal = self._fatal or fatal
+        self._stop(Failure("not_run", reason))
+        self.status = "failed"
+
+    def _learned(self, limiter: ModelLimiter, learned: Learned) -> None:
+        self._emit(
+            LimitLearned(
+                limiter.spec.name,
+                learned.metric,
+                learned.configured,
+                learned.learned,
+                learned.source,
+            )
+        )
 
     def _attempt_record(
         self,
@@ -702,6 +844,9 @@ class BatchEngine:
                 self._finish(work, None, Failure("not_run", message))
 
     def _end_batch(self, now: float) -> None:
+        for limiter in self.limiters.values():
+            for learned in limiter.final_reports():
+                self._learned(limiter, learned)
         if self.status == "running":
             self.status = (
                 "failed"

@@ -32,7 +32,8 @@ FailureKind = Literal[
     "blocked",  # safety or prompt block: billed, not retried
     "invalid_request",  # 400
     "permission_denied",  # 403
-    "not_found",  # 404
+    "not_found",  # 404: the model is gone (it leaves the ladder), or a pinned request's model
+    "billing",  # 429 "prepayment credits are depleted" and other billing stops: the batch ends
     "too_large",  # the prompt exceeds every candidate model's input or per-minute token limit
     "not_run",  # never sent or never finished: cancelled, all models exhausted, budget reached
 ]
