@@ -33,7 +33,6 @@ from scriptgen_nb.engine.values import (
 from tests.google_errors import PER_DAY, PER_MINUTE
 from tests.virtual_time import run_virtual
 
-
 # Noon Pacific on 2026-12-04 (20:00 UTC): the engine's wall clock in these runs starts here and
 # follows the virtual loop, so Google's day (midnight Pacific) is twelve hours away.
 NOON_PACIFIC = 1_796_414_400.0
