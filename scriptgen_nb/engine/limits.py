@@ -20,7 +20,9 @@ doubles the rate per round trip, because a slot stays in the minute window after
 with nothing in flight, one probe may go above a full window, so a guess can never stall a
 batch. A 429 that states its limit fixes it exactly; one with a QuotaFailure but no figure
 lowers it multiplicatively, after which it recovers additively (a tenth of the lowered limit
-per window's worth of successes); a 429 with no details at all only backs the model off.
+per window's worth of successes); a 429 with no details at all only backs the model off. Near
+a known limit (remembered, or recovering) one request at a time goes above the window, each
+confirmed by a success before the next, so earned credit never becomes a burst of 429s.
 Trusted limits (a user's spec) never grow above the spec; `hard` caps everything.
 """
 
@@ -89,9 +91,11 @@ class WorkingLimit:
     step: float = 1.0  # additive growth per window's worth of successes
     reported: int | None = None
     source: LimitSource = "raised"
+    probing: bool = False  # additive growth: a raise awaits a success before the next one
 
     def earn(self, amount: float) -> None:
         """Credit a success of `amount` (1 request, or its tokens) towards raising the limit."""
+        self.probing = False
         if self.value is None or self.growth == "fixed" or self.at_ceiling:
             return
         if self.growth == "slow_start":
@@ -110,10 +114,13 @@ class WorkingLimit:
         if self.value is None or needed <= 0:
             return needed <= 0
         room = math.inf if self.ceiling is None else self.ceiling - self.value
-        if self.credit < needed or room < needed:
+        if self.credit < needed or room < needed or self.probing:
             return False
         self.credit -= needed
         self.value += needed
+        # Near a known limit (remembered, or recovering from a lowering) one request at a time
+        # goes above it: a burst of earned credit would otherwise be a burst of 429s.
+        self.probing = self.growth == "additive"
         return True
 
     def set(self, value: int, source: LimitSource) -> Learned | None:
@@ -456,7 +463,7 @@ class ModelLimiter:
     def _may_raise(self, metric: Metric, needed: int) -> bool:
         """Whether a full window on `metric` may be raised for one more request now."""
         limit = self.limits[metric]
-        if limit.value is None or limit.growth == "fixed" or limit.at_ceiling:
+        if limit.value is None or limit.growth == "fixed" or limit.at_ceiling or limit.probing:
             return False
         if limit.credit >= needed:
             return True
