@@ -150,6 +150,90 @@ def test_a_bare_429_is_rate_limited_with_no_delay() -> None:
     assert (error.kind, error.retry_delay_s, error.violations) == ("rate_limited", None, ())
 
 
+def google_error(code: int, status: str, message: str, *details: dict[str, Any]) -> BackendError:
+    body = {"error": {"code": code, "message": message, "status": status}}
+    if details:
+        body["error"]["details"] = list(details)  # type: ignore[index]
+    return convert(errors.ClientError(code, body))
+
+
+def test_a_429_without_any_detail_is_an_overload_with_nothing_to_learn() -> None:
+    error = google_error(
+        429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."
+    )
+    assert (error.kind, error.violations, error.refusal) == ("rate_limited", (), None)
+
+
+def test_a_depleted_prepayment_429_is_a_billing_stop() -> None:
+    message = (
+        "Your prepayment credits are depleted. Please go to AI Studio at "
+        "https://ai.studio/projects to manage your project and billing."
+    )
+    error = google_error(429, "RESOURCE_EXHAUSTED", message)
+    assert (error.kind, error.refusal) == ("billing", "billing")
+
+
+def test_the_free_tier_429_text_naming_billing_details_is_still_a_rate_limit() -> None:
+    # "please check your plan and billing details" is in every free-tier quota 429.
+    stripped = google_error(429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE)
+    assert (stripped.kind, stripped.refusal) == ("rate_limited", None)
+    detailed = convert(google_429(quota_failure(violation(PER_MINUTE)), retry_info("3s")))
+    assert detailed.refusal is None
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "message", "reason", "refusal"),
+    [
+        (
+            403,
+            "PERMISSION_DENIED",
+            "Permission denied: Consumer 'api_key:xxx' has been suspended.",
+            None,
+            "permission",
+        ),
+        (
+            403,
+            "PERMISSION_DENIED",
+            "Generative Language API has not been used in project 123 before or it is disabled.",
+            "SERVICE_DISABLED",
+            "permission",
+        ),
+        (
+            400,
+            "FAILED_PRECONDITION",
+            "User location is not supported for the API use.",
+            None,
+            "location",
+        ),
+        (403, "PERMISSION_DENIED", "Billing is disabled.", "BILLING_DISABLED", "billing"),
+    ],
+)
+def test_refusals_of_the_whole_project_are_marked(
+    code: int, status: str, message: str, reason: str | None, refusal: str
+) -> None:
+    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason}]
+    error = google_error(code, status, message, *(details if reason else []))
+    assert (error.refusal, error.api_key_invalid) == (refusal, False)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "message", "gone"),
+    [
+        (
+            404,
+            "NOT_FOUND",
+            "models/gemini-2.5-pro is not found for API version v1beta, or is not supported for "
+            "generateContent. Call ListModels to see the list of available models.",
+            True,
+        ),
+        (400, "INVALID_ARGUMENT", "models/gemini-x is not supported for generateContent.", True),
+        (400, "INVALID_ARGUMENT", "Invalid value at 'generation_config.temperature'", False),
+    ],
+)
+def test_a_model_that_is_gone_is_marked(code: int, status: str, message: str, gone: bool) -> None:
+    assert google_error(code, status, message).model_gone is gone
+
+
 # --- other statuses --------------------------------------------------------------------------
 
 
