@@ -121,8 +121,11 @@ class ModelSpec:
 
     @property
     def usable(self) -> bool:
-        """False when the account has no quota at all for this model (a limit of 0)."""
-        return 0 not in (self.rpm, self.tpm, self.rpd)
+        """False when the account has no quota at all for this model (a stated limit of 0).
+
+        A guessed 0 (`discover`) is not a refusal: one try tells whether the tier has quota.
+        """
+        return self.discover or 0 not in (self.rpm, self.tpm, self.rpd)
 
     def cost_usd(self, usage: Usage, *, batch: bool = False) -> float:
         """What `usage` costs on this model; thought tokens are billed as output."""
