@@ -238,7 +238,10 @@ def test_a_storm_of_429s_without_details_backs_off_and_teaches_no_limit() -> Non
     assert out.of(LimitLearned) == []
     # The storm, the backoff's cap, then the batch at its bound (40 requests: one latency).
     assert out.elapsed <= 4.0 + 60.0 + 1.2 * 1.5
-    assert len(service.calls) <= 3 * 40
+    # The first burst is refused whole; then one probe a backoff round, not a burst each.
+    assert len(service.calls) <= 40 + 10 + 40
+    backing_off = [e for e in out.of(ModelStateChanged) if e.state == "backing_off"]
+    assert backing_off[0].until_s is not None and backing_off[0].until_s <= 1.0
     assert any(e.state == "backing_off" for e in out.of(ModelStateChanged))
 
 

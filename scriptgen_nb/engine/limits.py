@@ -251,6 +251,10 @@ class ModelLimiter:
         if self.never_fits(tokens) or self.gone is not None:
             return math.inf
         waits = [self.unavailable_until(now) - now]
+        if self.consecutive_overloads and self.in_flight:
+            # After 429s without details, one request at a time tells whether the service is
+            # back (like a circuit breaker half open): not a whole burst per backoff round.
+            waits.append(math.inf)
         if paced:
             self._expire(now)
             for metric, (wait, needed) in self._metric_waits(now, tokens).items():
@@ -374,10 +378,12 @@ class ModelLimiter:
     def overloaded(self, now: float, slot: Slot, delay_s: float) -> None:
         """A 429 with no details: back off for `delay_s`, learn nothing about any limit."""
         self._forget(slot)
+        if self.backoff_until > now:
+            return  # another refusal of the burst already backing the model off
         self.consecutive_overloads += 1
         if self.overloaded_since is None:
             self.overloaded_since = now
-        self.backoff_until = max(self.backoff_until, now + delay_s)
+        self.backoff_until = now + delay_s
 
     def exhausted(
         self,
