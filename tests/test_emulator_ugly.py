@@ -102,6 +102,19 @@ def batch_raw(emu: Emulator, model: str = FLASH) -> tuple[int, Any]:
     return status, json.loads(data)
 
 
+def generating_errors(client: genai.Client) -> list[Any]:
+    """The error bodies a generate call and a streamed one (the SDK raising) answer with."""
+    bodies = []
+    for stream in (False, True):
+        with pytest.raises(errors.APIError) as info:
+            if stream:
+                list(client.models.generate_content_stream(model=FLASH, contents=PROMPT))
+            else:
+                client.models.generate_content(model=FLASH, contents=PROMPT)
+        bodies.append(info.value.details)
+    return bodies
+
+
 def model_counts(emu: Emulator, model: str = FLASH) -> dict[str, Any]:
     counts: dict[str, Any] = emu.counters()["models"][model]
     return counts
@@ -201,13 +214,7 @@ def test_a_storm_answers_bare_429s_and_charges_nothing() -> None:
     )
     with Emulator(cfg, clock=clock) as emu, sdk(emu) as client:
         clock.now += 5.0
-        for _ in range(3):
-            with pytest.raises(errors.ClientError) as info:
-                client.models.generate_content(model=FLASH, contents=PROMPT)
-            assert info.value.details == BARE_429
-        with pytest.raises(errors.ClientError) as streamed:
-            list(client.models.generate_content_stream(model=FLASH, contents=PROMPT))
-        assert streamed.value.details == BARE_429
+        assert generating_errors(client) + generating_errors(client) == [BARE_429] * 4
         clock.now += 5.0  # the storm is over; had it charged the window, rpm=1 would refuse
         assert client.models.generate_content(model=FLASH, contents=PROMPT).text
         with pytest.raises(errors.ClientError) as limited:
@@ -221,12 +228,7 @@ def test_a_storm_answers_bare_429s_and_charges_nothing() -> None:
 def test_billing_stop_refuses_generate_and_batches_but_not_count_tokens() -> None:
     with Emulator(flash()) as emu, sdk(emu) as client:
         emu.update_config(billing="depleted")
-        with pytest.raises(errors.ClientError) as info:
-            client.models.generate_content(model=FLASH, contents=PROMPT)
-        assert info.value.details == BILLING_429
-        with pytest.raises(errors.ClientError) as streamed:
-            list(client.models.generate_content_stream(model=FLASH, contents=PROMPT))
-        assert streamed.value.details == BILLING_429
+        assert generating_errors(client) == [BILLING_429] * 2
         assert batch_raw(emu) == (429, BILLING_429)
         assert client.models.count_tokens(model=FLASH, contents=PROMPT).total_tokens
         counted = model_counts(emu)

@@ -18,7 +18,6 @@ from .casing import either_case, snake
 from .tokens import count_tokens
 
 __all__ = [
-    "THINKING_LEVELS",
     "GenerateRequest",
     "RequestError",
     "load_object",
@@ -50,7 +49,7 @@ _MAX_STOP_SEQUENCES = 5
 
 # thinkingConfig.thinkingLevel values (any case, as Google's own examples send "low");
 # UNSPECIFIED means the model's default.
-THINKING_LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH")
+_THINKING_LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH")
 _UNSPECIFIED_LEVEL = "THINKING_LEVEL_UNSPECIFIED"
 
 
@@ -153,7 +152,7 @@ class GenerateRequest:
     response_mime_type: str
     response_schema: Mapping[str, Any] | None  # either dialect; the generator reads both
     thinking_budget: int | None
-    thinking_level: str | None  # one of THINKING_LEVELS, upper case
+    thinking_level: str | None  # one of _THINKING_LEVELS, upper case
     include_thoughts: bool
     fingerprint: str  # canonical form of everything that shapes the answer's words
 
@@ -190,14 +189,12 @@ def _thinking(config: Mapping[str, Any]) -> tuple[int | None, str | None, bool]:
         raise RequestError(f"{where}.thinking_budget: must be -1 (dynamic), 0 (off) or positive\n")
     level = either_case(thinking, "thinkingLevel")
     if level is not None:
-        if not isinstance(level, str) or level.upper() not in (
-            *THINKING_LEVELS,
-            _UNSPECIFIED_LEVEL,
-        ):
+        named = level.upper() if isinstance(level, str) else None
+        if named not in (*_THINKING_LEVELS, _UNSPECIFIED_LEVEL):
             raise RequestError(
-                f"{where}.thinking_level: must be one of {', '.join(THINKING_LEVELS)}\n"
+                f"{where}.thinking_level: must be one of {', '.join(_THINKING_LEVELS)}\n"
             )
-        level = None if level.upper() == _UNSPECIFIED_LEVEL else level.upper()
+        level = None if named == _UNSPECIFIED_LEVEL else named
     if level is not None and budget is not None:
         raise RequestError(
             f"{where}: thinking_budget and thinking_level cannot both be set; use one.\n"
