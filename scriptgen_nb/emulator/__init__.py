@@ -1,8 +1,11 @@
 """A Gemini-compatible HTTP server for tests, demos and benchmarks.
 
 The real google-genai SDK talks to it through `HttpOptions(base_url=emu.base_url)`. It enforces
-per-model RPM/TPM/RPD sliding windows with Google's 429 bodies, simulates latency, injects
-faults deterministically, serves the Batch API and the Files API, and counts what it sees.
+per-model RPM/TPM/RPD windows with Google's 429 bodies, simulates latency, injects faults
+deterministically, serves the Batch API and the Files API, and counts what it sees. On request
+it also plays the real service's ugly cases: paid-tier quota names, 429s without details and
+storms of them, a billing stop, refused keys, retired models, thinking that eats the output
+budget, implicit caching, blocked prompts, odd finish reasons.
 This package imports nothing from the rest of scriptgen_nb (in particular not the engine): it
 exists to catch the engine's bugs.
 
@@ -20,6 +23,8 @@ from .config import (
     FaultConfig,
     ModelConfig,
     default_config,
+    default_models,
+    google_retirements,
 )
 from .server import Emulator
 
@@ -31,4 +36,6 @@ __all__ = [
     "FaultConfig",
     "ModelConfig",
     "default_config",
+    "default_models",
+    "google_retirements",
 ]

@@ -66,8 +66,9 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="TOML (.toml) or JSON (.json) file with EmulatorConfig fields, a [models] table and "
-        "a [batch] table",
+        help="TOML (.toml) or JSON (.json) file with EmulatorConfig fields (among them the "
+        "real service's ugly cases: tier, quota_errors, storms, billing, refusal, "
+        "day_retry_delay_s), a [models] table and a [batch] table",
     )
     parser.add_argument("--seed", type=int, help="seed for text, latency jitter and faults")
     parser.add_argument(

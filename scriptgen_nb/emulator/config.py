@@ -1,7 +1,8 @@
 """The emulator's configuration: frozen dataclasses, the default model catalogue, file loading.
 
-Owns `FaultConfig`, `ModelConfig`, `EmulatorConfig`, `default_config()` and the TOML/JSON
-reader. Imports nothing from the engine (or anything else in scriptgen_nb outside
+Owns `FaultConfig`, `ModelConfig`, `EmulatorConfig`, the default catalogue per usage tier
+(`default_models`), Google's retirements (`google_retirements`), `default_config()` and the
+TOML/JSON reader. Imports nothing from the engine (or anything else in scriptgen_nb outside
 `scriptgen_nb.emulator`): the emulator exists to catch the engine's bugs, so the two must not
 share assumptions through shared code.
 """
@@ -21,8 +22,15 @@ from typing import Any
 
 __all__ = [
     "BATCH_OUTCOMES",
+    "BILLING_STATES",
+    "GOOGLE_SHUT_DOWN",
+    "LIVE_FIELDS",
     "MAX_BODY_BYTES",
     "MAX_FILE_BYTES",
+    "QUOTA_ERRORS",
+    "REFUSALS",
+    "RETIREMENTS",
+    "TIERS",
     "BatchConfig",
     "ConfigError",
     "EmulatorConfig",
@@ -30,6 +38,7 @@ __all__ = [
     "ModelConfig",
     "default_config",
     "default_models",
+    "google_retirements",
 ]
 
 
@@ -39,6 +48,22 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 # How a batch job that is neither cancelled nor broken ends.
 BATCH_OUTCOMES = ("succeeded", "failed", "expired")
+# The usage tier whose quota names the 429s carry: the free tier, or Tier 1 (billing linked).
+TIERS = ("free", "tier1")
+# How quota 429s look: Google's QuotaFailure + RetryInfo, or the bare body without details.
+QUOTA_ERRORS = ("detailed", "bare")
+# The project's billing: fine, or prepayment credits used up (every generate call is a 429).
+BILLING_STATES = ("ok", "depleted")
+# Non-transient refusals of every keyed call: a suspended key, the API not enabled for the
+# project, or a region the API does not serve.
+REFUSALS = ("suspended", "service_disabled", "location")
+# How a retired model answers: 404 NOT_FOUND, or 400 INVALID_ARGUMENT "not supported".
+RETIREMENTS = ("not_found", "unsupported")
+# Models the seed uses that Google has shut down (2.5 Pro and Flash on 2026-12-01, 2.0
+# Flash-Lite earlier): `google_retirements` marks them retired.
+GOOGLE_SHUT_DOWN = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.0-flash-lite")
+# The EmulatorConfig fields `update_config` may change while the emulator runs.
+LIVE_FIELDS = ("tier", "quota_errors", "storms", "billing", "refusal", "day_retry_delay_s")
 
 
 class ConfigError(ValueError):
@@ -62,6 +87,32 @@ def _check_positive(owner: str, name: str, value: float) -> None:
         raise ConfigError(f"{owner}.{name} must be a positive number, got {value!r}")
 
 
+def _check_choice(owner: str, name: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        shown = ", ".join("none" if c is None else repr(c) for c in choices)
+        raise ConfigError(f"{owner}.{name} must be one of {shown}, got {value!r}")
+
+
+def _storms(value: object) -> tuple[tuple[float, float], ...]:
+    """`storms` as a tuple of (start_s, end_s) pairs, checked: 0 <= start < end (end may be inf)."""
+    if isinstance(value, str | bytes) or not isinstance(value, tuple | list):
+        raise ConfigError(
+            f"emulator.storms must be a list of [start_s, end_s] pairs, got {value!r}"
+        )
+    pairs = []
+    for pair in value:
+        numbers = isinstance(pair, tuple | list) and all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in pair
+        )
+        if not numbers or len(pair) != 2 or not (0 <= pair[0] < pair[1]) or math.isinf(pair[0]):
+            raise ConfigError(
+                f"emulator.storms: each storm must be [start_s, end_s] with "
+                f"0 <= start_s < end_s, got {pair!r}"
+            )
+        pairs.append((float(pair[0]), float(pair[1])))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
     """Per-model probabilities of injected faults, drawn per admitted attempt (sum at most 1).
@@ -71,7 +122,11 @@ class FaultConfig:
     `p_truncate` a 200 cut short with finishReason MAX_TOKENS, `p_block` a 200 safety block,
     `p_reset` the connection is reset half-way through the response, `p_429` a per-minute 429
     although the windows had room (the project's quota used elsewhere), retry after a quarter
-    of a window.
+    of a window. The real service's uglier answers: `p_429_bare` a 429 without any details
+    (no QuotaFailure, no RetryInfo), `p_prompt_block` a 200 whose prompt was blocked
+    (`promptFeedback.blockReason` PROHIBITED_CONTENT, no candidates), `p_504` DEADLINE_EXCEEDED,
+    `p_499` CANCELLED, `p_finish_other` a 200 cut short with finishReason OTHER,
+    `p_finish_language` a 200 with finishReason LANGUAGE and no text.
     """
 
     p_500: float = 0.0
@@ -82,6 +137,12 @@ class FaultConfig:
     p_block: float = 0.0
     p_reset: float = 0.0
     p_429: float = 0.0
+    p_429_bare: float = 0.0
+    p_prompt_block: float = 0.0
+    p_504: float = 0.0
+    p_499: float = 0.0
+    p_finish_other: float = 0.0
+    p_finish_language: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -96,7 +157,17 @@ class ModelConfig:
     """One emulated model: its limits (None = unlimited), latency, thinking and faults.
 
     Latency of an answer is `latency_base_s + latency_per_output_token_s * output_tokens +
-    uniform(0, latency_jitter_s)`, times `EmulatorConfig.latency_scale`.
+    uniform(0, latency_jitter_s)`, times `EmulatorConfig.latency_scale`. A `thinking` model
+    reports thoughts; with `thoughts_share_max_output` they come out of `maxOutputTokens` (or the
+    output limit) before the answer does, as on Google, so a small budget can leave a MAX_TOKENS
+    answer with no text (off by default: notebooks and tests written before it keep their
+    numbers). Implicit caching: a prompt (system
+    instruction, then contents) that repeats at least `implicit_cache_min_tokens` leading
+    tokens of an earlier prompt to this model, seen within `implicit_cache_ttl_s`, reports the
+    shared length (in steps of 256 tokens) as `cachedContentTokenCount` (None: no caching). A
+    `retired` model is shut down: it is left out of the model list and every call naming it
+    answers 404 NOT_FOUND (`retired_as="not_found"`) or 400 INVALID_ARGUMENT "not supported"
+    (`retired_as="unsupported"`).
     """
 
     rpm: int | None = None
@@ -106,18 +177,30 @@ class ModelConfig:
     latency_per_output_token_s: float = 0.0
     latency_jitter_s: float = 0.0
     thinking: bool = False
+    thoughts_share_max_output: bool = False
     input_token_limit: int = 1_048_576
     output_token_limit: int = 65_536
     display_name: str = ""
     version: str = "001"
+    implicit_cache_min_tokens: int | None = 1024
+    implicit_cache_ttl_s: float = 300.0
+    retired: bool = False
+    retired_as: str = "not_found"
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "tpm", "rpd"):
+        for name in ("rpm", "tpm", "rpd", "implicit_cache_min_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ConfigError(f"model.{name} must be an integer or None, got {value!r}")
             _check_non_negative("model", name, value)
+        _check_positive("model", "implicit_cache_ttl_s", self.implicit_cache_ttl_s)
+        for name in ("thinking", "thoughts_share_max_output", "retired"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"model.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        _check_choice("model", "retired_as", self.retired_as, RETIREMENTS)
         for name in ("latency_base_s", "latency_per_output_token_s", "latency_jitter_s"):
             _check_non_negative("model", name, getattr(self, name))
         for name in ("input_token_limit", "output_token_limit"):
@@ -184,6 +267,18 @@ class EmulatorConfig:
     oversized payload (20 MiB, Google's limit for inline requests). `max_file_bytes`: the
     largest Files API upload (2 GiB, Google's limit); uploads are streamed to a temporary
     directory, not held in memory. `batch`: the Batch API's timing and faults.
+
+    The real service's ugly cases, each off by default: `tier` ("free" or "tier1") picks the
+    quota names 429s carry (the limits are the models' own, whatever the client believes);
+    `quota_errors="bare"` answers every quota 429 without details; `storms` are (start_s,
+    end_s) intervals, in seconds since the service was created, during which every
+    generate call answers that bare 429 and charges nothing; `billing="depleted"` answers
+    every generate call (live or batch) with the prepayment-credits 429; `refusal`
+    ("suspended", "service_disabled", "location") refuses every call that carries a key with
+    Google's 403 or 400 FAILED_PRECONDITION; `day_retry_delay_s` is the RetryInfo a per-day
+    429 carries instead of the time until the day resets. With real days (`day_s` 86400)
+    requests per day are counted per Pacific calendar day, as Google does; a compressed day
+    slides. The fields in `LIVE_FIELDS` can be changed while running (`update_config`).
     """
 
     seed: int = 0
@@ -195,6 +290,12 @@ class EmulatorConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     max_file_bytes: int = MAX_FILE_BYTES
     batch: BatchConfig = field(default_factory=BatchConfig)
+    tier: str = "free"
+    quota_errors: str = "detailed"
+    storms: tuple[tuple[float, float], ...] = ()
+    billing: str = "ok"
+    refusal: str | None = None
+    day_retry_delay_s: float | None = None
     models: Mapping[str, ModelConfig] = field(default_factory=lambda: default_models())
 
     def __post_init__(self) -> None:
@@ -215,6 +316,12 @@ class EmulatorConfig:
                 raise ConfigError(f"emulator.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.batch, BatchConfig):
             raise ConfigError(f"batch must be a BatchConfig, got {self.batch!r}")
+        _check_choice("emulator", "tier", self.tier, TIERS)
+        _check_choice("emulator", "quota_errors", self.quota_errors, QUOTA_ERRORS)
+        _check_choice("emulator", "billing", self.billing, BILLING_STATES)
+        _check_choice("emulator", "refusal", self.refusal, (None, *REFUSALS))
+        _check_non_negative("emulator", "day_retry_delay_s", self.day_retry_delay_s)
+        object.__setattr__(self, "storms", _storms(self.storms))
         for name, model in self.models.items():
             if not isinstance(name, str) or not name or "/" in name or ":" in name:
                 raise ConfigError(f"model names must be plain names like 'gemini-x', got {name!r}")
@@ -253,7 +360,8 @@ class EmulatorConfig:
         `ModelConfig` fields, with an optional `faults` table of `FaultConfig` fields; an
         optional `batch` table holds `BatchConfig` fields. A limit
         left out is unlimited (JSON may also say null). Without a `models` table the default
-        catalogue is used. Unknown keys and wrongly typed values raise `ConfigError`.
+        catalogue of the `tier` is used. `storms` is a list of [start_s, end_s] pairs.
+        Unknown keys and wrongly typed values raise `ConfigError`.
         """
         top = _expect_table("config", data)
         kwargs = _convert_fields(cls, "", top, skip={"models", "batch"})
@@ -274,6 +382,8 @@ class EmulatorConfig:
                     model_kwargs["faults"] = _build(FaultConfig, f"{where}.faults", fault_kwargs)
                 models[name] = _build(ModelConfig, where, model_kwargs)
             kwargs["models"] = models
+        else:
+            kwargs["models"] = default_models(kwargs.get("tier", "free"))
         return _build(cls, "", kwargs)
 
 
@@ -310,7 +420,7 @@ def _convert_fields(
 
 
 def _convert_value(path: str, hint: object, value: object) -> object:
-    optional = hint in (int | None, float | None)
+    optional = hint in (int | None, float | None, str | None)
     if value is None:
         if optional:
             return None
@@ -336,62 +446,90 @@ def _convert_value(path: str, hint: object, value: object) -> object:
         if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
             return tuple(value)
         raise ConfigError(f"{path} must be a list of non-empty strings, got {value!r}")
+    if base == tuple[tuple[float, float], ...]:
+        return value  # checked by the dataclass, which knows what a storm is
     raise AssertionError(f"no converter for {path}: {hint!r}")  # a new field needs a case here
 
 
-def _model(
-    rpm: int,
-    tpm: int,
-    rpd: int,
-    base: float,
-    per_token: float,
-    *,
-    thinking: bool = True,
-    output_limit: int = 65_536,
-    display_name: str,
-) -> ModelConfig:
-    return ModelConfig(
-        rpm=rpm,
-        tpm=tpm,
-        rpd=rpd,
-        latency_base_s=base,
-        latency_per_output_token_s=per_token,
-        latency_jitter_s=base / 2,
-        thinking=thinking,
-        output_token_limit=output_limit,
-        display_name=display_name,
-    )
+@dataclass(frozen=True, slots=True)
+class _Catalogued:
+    """A default model's character; its limits depend on the tier."""
+
+    display_name: str
+    latency_s: float
+    per_token_s: float
+    thinking: bool = True
+    output_limit: int = 65_536
 
 
-def default_models() -> dict[str, ModelConfig]:
-    """The catalogue: free-tier-like limits (RPM / input TPM / RPD) and realistic latency."""
+# Limits (RPM / input TPM / RPD; None: no daily limit) per tier. Free: the free tier as it
+# was published before Google stopped publishing per-model tables. Tier 1 (billing linked):
+# the published Tier 1 figures for the 2.5 models (notes/genai_sdk.md section 6), carried
+# over to the newer models of the same size; Flash-Lite models publish no daily limit.
+_Limits = tuple[int, int, int | None]
+_FLASH: dict[str, _Limits] = {"free": (10, 250_000, 250), "tier1": (1000, 1_000_000, 10_000)}
+_LITE: dict[str, _Limits] = {"free": (15, 250_000, 1000), "tier1": (4000, 4_000_000, None)}
+_PRO: dict[str, _Limits] = {"free": (5, 250_000, 100), "tier1": (150, 2_000_000, 10_000)}
+_OLD_LITE: dict[str, _Limits] = {"free": (30, 1_000_000, 1500), "tier1": (4000, 4_000_000, None)}
+
+_CATALOGUE: dict[str, tuple[_Catalogued, dict[str, _Limits]]] = {
+    "gemini-3.8-flash": (_Catalogued("Gemini 3.8 Flash", 1.5, 0.004), _FLASH),
+    "gemini-3.5-flash": (_Catalogued("Gemini 3.5 Flash", 1.5, 0.004), _FLASH),
+    "gemini-3.5-flash-lite": (_Catalogued("Gemini 3.5 Flash-Lite", 1.0, 0.002), _LITE),
+    "gemini-3.1-flash-lite": (_Catalogued("Gemini 3.1 Flash-Lite", 1.0, 0.002), _LITE),
+    "gemini-3.1-pro-preview": (_Catalogued("Gemini 3.1 Pro Preview", 3.0, 0.008), _PRO),
+    "gemini-2.5-pro": (_Catalogued("Gemini 2.5 Pro", 2.5, 0.008), _PRO),
+    "gemini-2.5-flash": (_Catalogued("Gemini 2.5 Flash", 1.5, 0.004), _FLASH),
+    "gemini-2.5-flash-lite": (
+        _Catalogued("Gemini 2.5 Flash-Lite", 1.0, 0.002, thinking=False),
+        _LITE,
+    ),
+    "gemini-2.0-flash-lite": (
+        _Catalogued("Gemini 2.0 Flash-Lite", 1.0, 0.002, thinking=False, output_limit=8_192),
+        _OLD_LITE,
+    ),
+}
+
+
+def default_models(tier: str = "free") -> dict[str, ModelConfig]:
+    """The catalogue with `tier`'s limits (RPM / input TPM / RPD) and realistic latency.
+
+    "free": free-tier-like limits; "tier1": about 100 times more (e.g. gemini-3.8-flash 1000
+    RPM, 1,000,000 TPM, 10,000 RPD; the Flash-Lite models 4000 RPM, 4,000,000 TPM). The models
+    Google has shut down are served (demos rely on them); see `google_retirements`.
+    """
+    _check_choice("emulator", "tier", tier, TIERS)
+    models = {}
+    for name, (model, limits) in _CATALOGUE.items():
+        rpm, tpm, rpd = limits[tier]
+        models[name] = ModelConfig(
+            rpm=rpm,
+            tpm=tpm,
+            rpd=rpd,
+            latency_base_s=model.latency_s,
+            latency_per_output_token_s=model.per_token_s,
+            latency_jitter_s=model.latency_s / 2,
+            thinking=model.thinking,
+            output_token_limit=model.output_limit,
+            display_name=model.display_name,
+        )
+    return models
+
+
+def google_retirements(
+    models: Mapping[str, ModelConfig], retired_as: str = "not_found"
+) -> dict[str, ModelConfig]:
+    """`models` with those Google has shut down (`GOOGLE_SHUT_DOWN`) marked retired.
+
+    `EmulatorConfig(models=google_retirements(default_models()))` serves the catalogue as
+    Google does after December 2026: gemini-2.5-pro, gemini-2.5-flash and
+    gemini-2.0-flash-lite answer 404 (or, with `retired_as="unsupported"`, 400).
+    """
     return {
-        "gemini-3.8-flash": _model(10, 250_000, 250, 1.5, 0.004, display_name="Gemini 3.8 Flash"),
-        "gemini-3.5-flash": _model(10, 250_000, 250, 1.5, 0.004, display_name="Gemini 3.5 Flash"),
-        "gemini-3.5-flash-lite": _model(
-            15, 250_000, 1000, 1.0, 0.002, display_name="Gemini 3.5 Flash-Lite"
-        ),
-        "gemini-3.1-flash-lite": _model(
-            15, 250_000, 1000, 1.0, 0.002, display_name="Gemini 3.1 Flash-Lite"
-        ),
-        "gemini-3.1-pro-preview": _model(
-            5, 250_000, 100, 3.0, 0.008, display_name="Gemini 3.1 Pro Preview"
-        ),
-        "gemini-2.5-pro": _model(5, 250_000, 100, 2.5, 0.008, display_name="Gemini 2.5 Pro"),
-        "gemini-2.5-flash": _model(10, 250_000, 250, 1.5, 0.004, display_name="Gemini 2.5 Flash"),
-        "gemini-2.5-flash-lite": _model(
-            15, 250_000, 1000, 1.0, 0.002, thinking=False, display_name="Gemini 2.5 Flash-Lite"
-        ),
-        "gemini-2.0-flash-lite": _model(
-            30,
-            1_000_000,
-            1500,
-            1.0,
-            0.002,
-            thinking=False,
-            output_limit=8_192,
-            display_name="Gemini 2.0 Flash-Lite",
-        ),
+        name: dataclasses.replace(model, retired=True, retired_as=retired_as)
+        if name in GOOGLE_SHUT_DOWN
+        else model
+        for name, model in models.items()
     }
 
 

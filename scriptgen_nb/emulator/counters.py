@@ -1,7 +1,11 @@
 """What the emulator has seen and done, for tests and benchmarks to check clients from outside.
 
 Owns `Counters`: per model requests, in-flight (now and high-water mark), answers by finish
-reason, 429s by quotaId, faults by kind, errors by HTTP status, tokens; overall errors; and how
+reason, 429s by quotaId, 429s without details (`bare_429`), billing stops (`billing_429`), calls
+refused because the model is retired (`retired`), blocked prompts (`prompt_blocks`), faults by
+kind, errors by HTTP status, tokens (input, output, thoughts, implicitly cached); overall
+errors, non-transient refusals by kind (`refused`) and requests by the API version in their
+path (`api_versions`, so a test can prove which version a client sent); and how
 often each prompt was seen, keyed by a hash so prompts are not stored. It also hands out the
 per-(model, prompt) attempt numbers that faults and jitter are drawn from. The Batch API and the
 Files API are counted apart (`batches`, overall and per model, and `files`), so a test can check
@@ -15,11 +19,14 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .determinism import prompt_key
 
-__all__ = ["BATCH_COUNTS", "FILE_COUNTS", "Counters"]
+__all__ = ["BATCH_COUNTS", "FILE_COUNTS", "Counters", "Mark"]
+
+# A model's plain counts of the real service's ugly cases.
+Mark = Literal["bare_429", "billing_429", "retired", "prompt_blocks"]
 
 # Listed at zero before they first happen, so readers need no defaults.
 BATCH_COUNTS = (
@@ -47,9 +54,14 @@ class _ModelCounters:
     rate_limited: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    bare_429: int = 0
+    billing_429: int = 0
+    retired: int = 0
+    prompt_blocks: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     thoughts_tokens: int = 0
+    cached_tokens: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -62,9 +74,14 @@ class _ModelCounters:
             "rate_limited": dict(self.rate_limited),
             "faults": dict(self.faults),
             "errors": dict(self.errors),
+            "bare_429": self.bare_429,
+            "billing_429": self.billing_429,
+            "retired": self.retired,
+            "prompt_blocks": self.prompt_blocks,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "thoughts_tokens": self.thoughts_tokens,
+            "cached_tokens": self.cached_tokens,
         }
 
 
@@ -76,6 +93,8 @@ class Counters:
         self._models: dict[str, _ModelCounters] = {}
         self._requests = 0
         self._errors: Counter[str] = Counter()
+        self._refused: Counter[str] = Counter()
+        self._api_versions: Counter[str] = Counter()
         self._seen: Counter[str] = Counter()  # prompt key -> generate requests, any model
         self._seen_on: Counter[tuple[str, str]] = Counter()  # (model, prompt key) -> requests
         self._admitted: Counter[tuple[str, str]] = Counter()  # (model, prompt key) -> attempts
@@ -88,6 +107,22 @@ class Counters:
     def http_request(self) -> None:
         with self._lock:
             self._requests += 1
+
+    def api_version(self, version: str) -> None:
+        """A request whose path named `version` (v1, v1beta, v1alpha)."""
+        with self._lock:
+            self._api_versions[version] += 1
+
+    def refused(self, kind: str) -> None:
+        """A call refused for good ("suspended", "service_disabled", "location")."""
+        with self._lock:
+            self._refused[kind] += 1
+
+    def mark(self, model: str, name: Mark) -> None:
+        """One more of a model's plain counts: bare_429, billing_429, retired, prompt_blocks."""
+        with self._lock:
+            c = self._model(model)
+            setattr(c, name, getattr(c, name) + 1)
 
     def error(self, status: int, model: str | None = None) -> None:
         with self._lock:
@@ -146,13 +181,16 @@ class Counters:
         with self._lock:
             self._model(model).faults[kind] += 1
 
-    def answered(self, model: str, finish_reason: str, output_tokens: int, thoughts: int) -> None:
+    def answered(
+        self, model: str, finish_reason: str, output_tokens: int, thoughts: int, cached: int
+    ) -> None:
         with self._lock:
             c = self._model(model)
             c.successes += 1
             c.finish_reasons[finish_reason] += 1
             c.output_tokens += output_tokens
             c.thoughts_tokens += thoughts
+            c.cached_tokens += cached
 
     def batch(self, model: str, **amounts: int) -> None:
         """Add to the Batch API's counts for `model` (names from BATCH_COUNTS)."""
@@ -177,6 +215,8 @@ class Counters:
             return {
                 "requests": self._requests,
                 "errors": dict(self._errors),
+                "refused": dict(self._refused),
+                "api_versions": dict(self._api_versions),
                 "prompts": {"distinct": len(self._seen), "requests": sum(self._seen.values())},
                 "models": {name: self._model(name).snapshot() for name in names},
                 "batches": {
@@ -198,6 +238,8 @@ class Counters:
             }
             self._requests = 0
             self._errors.clear()
+            self._refused.clear()
+            self._api_versions.clear()
             self._seen.clear()
             self._seen_on.clear()
             self._admitted.clear()

@@ -1,12 +1,15 @@
 """Error bodies in Google's JSON shape: `{"error": {"code", "message", "status", "details"?}}`.
 
 Owns the exact texts and `google.rpc` details the Gemini API returns for bad or missing API keys,
-unknown models, invalid requests, internal errors, overload and quota exhaustion (429
-RESOURCE_EXHAUSTED with Help, QuotaFailure and RetryInfo, in a varying order and sometimes
-without `quotaValue`, as the real service does); `ApiFailure`, the exception that carries such a
-body out of the batch and file stores; and `rpc_status`, the `google.rpc.Status` form a batch
-result row uses instead of an HTTP error. Never puts an API key in a body. Imports nothing from
-the engine.
+unknown, retired and unsupported models, invalid requests, internal errors, overload, deadlines,
+cancellations and quota exhaustion (429 RESOURCE_EXHAUSTED with Help, QuotaFailure and
+RetryInfo, in a varying order and sometimes without `quotaValue`, named after the usage tier,
+as the real service does; or bare, without any details), the billing stop (prepayment credits
+depleted) and the non-transient refusals (a suspended key, the API disabled for the project, an
+unsupported location); `ApiFailure`, the exception that carries such a body out of the batch
+and file stores; and `rpc_status`, the `google.rpc.Status` form a batch result row uses instead
+of an HTTP error. Never puts an API key in a body (a refusal that names the key names a fixed
+placeholder). Imports nothing from the engine.
 """
 
 from __future__ import annotations
@@ -21,15 +24,21 @@ from .quota import Violation
 __all__ = [
     "ApiFailure",
     "bad_request",
+    "billing_depleted",
+    "cancelled",
+    "deadline_exceeded",
     "error_body",
     "format_retry_delay",
     "internal_error",
     "invalid_api_key",
     "missing_api_key",
     "model_not_found",
+    "model_unsupported",
     "not_found",
     "overloaded",
+    "quota_exhausted_bare",
     "rate_limited",
+    "refused",
     "rpc_status",
 ]
 
@@ -39,17 +48,22 @@ _STATUS = {
     404: "NOT_FOUND",
     409: "ALREADY_EXISTS",
     429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
 
-# google.rpc.Code numbers of the statuses above, for results that carry a Status, not HTTP.
+# google.rpc.Code numbers of the statuses used here, for results that carry a Status, not HTTP.
 _RPC_CODE = {
+    "CANCELLED": 1,
     "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
     "NOT_FOUND": 5,
     "ALREADY_EXISTS": 6,
     "PERMISSION_DENIED": 7,
     "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
     "INTERNAL": 13,
     "UNAVAILABLE": 14,
 }
@@ -61,10 +75,14 @@ _P_OMIT_QUOTA_VALUE = 0.3
 
 
 def error_body(
-    code: int, message: str, details: list[dict[str, Any]] | None = None
+    code: int,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    *,
+    status: str | None = None,
 ) -> dict[str, Any]:
-    """`{"error": {...}}` with the canonical status name for `code`."""
-    error: dict[str, Any] = {"code": code, "message": message, "status": _STATUS[code]}
+    """`{"error": {...}}` with `status`, by default the canonical status name for `code`."""
+    error: dict[str, Any] = {"code": code, "message": message, "status": status or _STATUS[code]}
     if details is not None:
         error["details"] = details
     return {"error": error}
@@ -76,13 +94,6 @@ class ApiFailure(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.body = error_body(code, message)
-
-    @classmethod
-    def of(cls, body: dict[str, Any]) -> ApiFailure:
-        """The failure that answers with `body`, one of this module's error bodies."""
-        failure = cls(int(body["error"]["code"]), str(body["error"]["message"]))
-        failure.body = body
-        return failure
 
 
 def rpc_status(body: dict[str, Any]) -> dict[str, Any]:
@@ -132,6 +143,96 @@ def model_not_found(model: str, api_version: str, method: str) -> dict[str, Any]
     )
 
 
+def model_unsupported(model: str, method: str) -> dict[str, Any]:
+    """A retired model answered as no longer supported rather than not found."""
+    return error_body(400, f"models/{model} is not supported for {method}.")
+
+
+def _error_info(reason: str, **metadata: str) -> dict[str, Any]:
+    return {
+        "@type": _TYPE + "ErrorInfo",
+        "reason": reason,
+        "domain": "googleapis.com",
+        "metadata": {"service": "generativelanguage.googleapis.com", **metadata},
+    }
+
+
+# A refusal names the consumer; the emulator never echoes the caller's key.
+_KEY_PLACEHOLDER = "api_key:AIzaSy-emulator-placeholder"
+_PROJECT = "123"
+_ACTIVATION_URL = (
+    "https://console.developers.google.com/apis/api/generativelanguage.googleapis.com/"
+    f"overview?project={_PROJECT}"
+)
+
+
+def refused(kind: str) -> dict[str, Any]:
+    """A non-transient refusal: "suspended", "service_disabled" or "location"."""
+    if kind == "suspended":
+        message = f"Permission denied: Consumer '{_KEY_PLACEHOLDER}' has been suspended."
+        return error_body(
+            403,
+            message,
+            [
+                _error_info("CONSUMER_SUSPENDED", consumer=f"projects/{_PROJECT}"),
+                {"@type": _TYPE + "LocalizedMessage", "locale": "en-US", "message": message},
+            ],
+        )
+    if kind == "service_disabled":
+        return error_body(
+            403,
+            f"Generative Language API has not been used in project {_PROJECT} before or it is "
+            f"disabled. Enable it by visiting {_ACTIVATION_URL} then retry. If you enabled this "
+            "API recently, wait a few minutes for the action to propagate to our systems and "
+            "retry.",
+            [
+                _error_info(
+                    "SERVICE_DISABLED",
+                    consumer=f"projects/{_PROJECT}",
+                    serviceTitle="Generative Language API",
+                    activationUrl=_ACTIVATION_URL,
+                    containerInfo=_PROJECT,
+                ),
+                {
+                    "@type": _TYPE + "Help",
+                    "links": [
+                        {
+                            "description": "Google developers console API activation",
+                            "url": _ACTIVATION_URL,
+                        }
+                    ],
+                },
+            ],
+        )
+    if kind == "location":
+        return error_body(
+            400, "User location is not supported for the API use.", status="FAILED_PRECONDITION"
+        )
+    raise ValueError(f"unknown refusal {kind!r}")
+
+
+def billing_depleted() -> dict[str, Any]:
+    """The billing stop: no wait fixes it (Gemini forum threads 170775, 170539)."""
+    return error_body(
+        429,
+        "Your prepayment credits are depleted. Please go to AI Studio at "
+        "https://ai.studio/projects to manage your project and billing.",
+    )
+
+
+def quota_exhausted_bare() -> dict[str, Any]:
+    """A 429 with no QuotaFailure and no RetryInfo, as Tier 1 projects see for hours at times."""
+    return error_body(429, "Resource has been exhausted (e.g. check quota).")
+
+
+def deadline_exceeded() -> dict[str, Any]:
+    return error_body(504, "Deadline expired before operation could complete.")
+
+
+def cancelled() -> dict[str, Any]:
+    return error_body(499, "The operation was cancelled.")
+
+
 def internal_error() -> dict[str, Any]:
     return error_body(
         500,
@@ -156,12 +257,17 @@ def format_retry_delay(delay_s: float, whole_seconds: bool) -> str:
 
 
 def rate_limited(
-    model: str, violations: Sequence[Violation], whole_seconds: bool, r: random.Random
+    model: str,
+    violations: Sequence[Violation],
+    tier: str,
+    whole_seconds: bool,
+    r: random.Random,
 ) -> dict[str, Any]:
-    """The 429 for `violations` (one QuotaFailure listing all of them); `r` picks the variant."""
+    """The 429 for `violations` (one QuotaFailure listing all of them, named as on `tier`);
+    `r` picks the variant."""
     delay = max(v.retry_after_s for v in violations)
     quota_lines = "".join(
-        f"\n* Quota exceeded for metric: {v.kind.metric}, limit: {v.limit}, model: {model}"
+        f"\n* Quota exceeded for metric: {v.kind.names(tier)[1]}, limit: {v.limit}, model: {model}"
         for v in violations
     )
     precise = f"{max(delay, 0.001):.9f}".rstrip("0").rstrip(".")
@@ -172,9 +278,10 @@ def rate_limited(
     )
     entries: list[dict[str, Any]] = []
     for v in violations:
+        quota_id, metric = v.kind.names(tier)
         entry: dict[str, Any] = {
-            "quotaMetric": v.kind.metric,
-            "quotaId": v.kind.quota_id,
+            "quotaMetric": metric,
+            "quotaId": quota_id,
             "quotaDimensions": {"location": "global", "model": model},
         }
         # A 429 injected on an unlimited window (limit -1) has no value to state.

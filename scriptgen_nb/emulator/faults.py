@@ -2,7 +2,8 @@
 
 Owns `Fault` and `draw_fault`. The draw is a pure function of (seed, model, prompt, attempt
 number), so two emulators with the same seed answer the same sequence of attempts the same way
-and a retry of a failed prompt gets a fresh draw. Imports nothing from the engine.
+and a retry of a failed prompt gets a fresh draw. New kinds go at the end of the bands, so
+adding one never changes what an existing configuration draws. Imports nothing from the engine.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ class Fault(enum.StrEnum):
     BLOCK = "block"
     RESET = "reset"
     RATE_LIMITED = "429"
+    RATE_LIMITED_BARE = "429_bare"
+    PROMPT_BLOCK = "prompt_block"
+    DEADLINE = "504"
+    CANCELLED = "499"
+    FINISH_OTHER = "finish_other"
+    FINISH_LANGUAGE = "finish_language"
 
 
 _PROBABILITY_FIELD = {
@@ -37,6 +44,12 @@ _PROBABILITY_FIELD = {
     Fault.BLOCK: "p_block",
     Fault.RESET: "p_reset",
     Fault.RATE_LIMITED: "p_429",
+    Fault.RATE_LIMITED_BARE: "p_429_bare",
+    Fault.PROMPT_BLOCK: "p_prompt_block",
+    Fault.DEADLINE: "p_504",
+    Fault.CANCELLED: "p_499",
+    Fault.FINISH_OTHER: "p_finish_other",
+    Fault.FINISH_LANGUAGE: "p_finish_language",
 }
 
 

@@ -47,6 +47,11 @@ _MIME_TYPES = (
 
 _MAX_STOP_SEQUENCES = 5
 
+# thinkingConfig.thinkingLevel values (any case, as Google's own examples send "low");
+# UNSPECIFIED means the model's default.
+_THINKING_LEVELS = ("MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH")
+_UNSPECIFIED_LEVEL = "THINKING_LEVEL_UNSPECIFIED"
+
 
 class RequestError(ValueError):
     """The body is not a valid request; the message is what the 400 response says."""
@@ -147,6 +152,8 @@ class GenerateRequest:
     response_mime_type: str
     response_schema: Mapping[str, Any] | None  # either dialect; the generator reads both
     thinking_budget: int | None
+    thinking_level: str | None  # one of _THINKING_LEVELS, upper case
+    include_thoughts: bool
     fingerprint: str  # canonical form of everything that shapes the answer's words
 
     @property
@@ -169,6 +176,33 @@ def _contents(data: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:
     if system is not None:
         system_text = "\n".join(_content_texts(system, "system_instruction")[1])
     return turns, system_text
+
+
+def _thinking(config: Mapping[str, Any]) -> tuple[int | None, str | None, bool]:
+    """(thinkingBudget, thinkingLevel, includeThoughts) of a generationConfig."""
+    where = "* GenerateContentRequest.generation_config.thinking_config"
+    thinking = either_case(config, "thinkingConfig") or {}
+    if not isinstance(thinking, dict):
+        raise RequestError(f"{where}: must be an object\n")
+    budget = _integer(thinking, "thinkingBudget", "generation_config.thinking_config")
+    if budget is not None and budget < -1:
+        raise RequestError(f"{where}.thinking_budget: must be -1 (dynamic), 0 (off) or positive\n")
+    level = either_case(thinking, "thinkingLevel")
+    if level is not None:
+        named = level.upper() if isinstance(level, str) else None
+        if named not in (*_THINKING_LEVELS, _UNSPECIFIED_LEVEL):
+            raise RequestError(
+                f"{where}.thinking_level: must be one of {', '.join(_THINKING_LEVELS)}\n"
+            )
+        level = None if named == _UNSPECIFIED_LEVEL else named
+    if level is not None and budget is not None:
+        raise RequestError(
+            f"{where}: thinking_budget and thinking_level cannot both be set; use one.\n"
+        )
+    include = either_case(thinking, "includeThoughts")
+    if include is not None and not isinstance(include, bool):
+        raise RequestError(f"{where}.include_thoughts: must be true or false\n")
+    return budget, level, bool(include)
 
 
 def parse_generate(body: bytes | Mapping[str, Any]) -> GenerateRequest:
@@ -236,17 +270,7 @@ def parse_generate(body: bytes | Mapping[str, Any]) -> GenerateRequest:
                 "schema requires response_mime_type `application/json` or `text/x.enum`\n"
             )
 
-    thinking = either_case(config, "thinkingConfig") or {}
-    if not isinstance(thinking, dict):
-        raise RequestError(
-            "* GenerateContentRequest.generation_config.thinking_config: must be an object\n"
-        )
-    budget = _integer(thinking, "thinkingBudget", "generation_config.thinking_config")
-    if budget is not None and budget < -1:
-        raise RequestError(
-            "* GenerateContentRequest.generation_config.thinking_config.thinking_budget: "
-            "must be -1 (dynamic), 0 (off) or positive\n"
-        )
+    budget, level, include_thoughts = _thinking(config)
 
     fingerprint = json.dumps(
         {
@@ -270,6 +294,8 @@ def parse_generate(body: bytes | Mapping[str, Any]) -> GenerateRequest:
         response_mime_type=mime,
         response_schema=schema,
         thinking_budget=budget,
+        thinking_level=level,
+        include_thoughts=include_thoughts,
         fingerprint=fingerprint,
     )
 

@@ -1,9 +1,10 @@
 """The HTTP side of the emulator: the threaded stdlib server, routing, delivery, `Emulator`.
 
-Owns `Emulator` (start/stop in a background thread, context manager, counters, live model
-and batch changes) and the request handler: it routes `/{v1,v1beta,v1alpha}/models...`,
-`.../batches...`, `.../files...`, the Files API's `/upload/...` and `/download/...` paths and
-`/emulator/{counters,reset}`, asks `GeminiService` for a reply and delivers it: JSON, SSE
+Owns `Emulator` (start/stop in a background thread, context manager, counters, live model,
+batch and account changes, injectable clocks) and the request handler: it routes
+`/{v1,v1beta,v1alpha}/models...`, `.../batches...`, `.../files...`, the Files API's
+`/upload/...` and `/download/...` paths and `/emulator/{counters,reset}` (counting the API
+version each path names), asks `GeminiService` for a reply and delivers it: JSON, SSE
 (chunked, so keep-alive connections stay usable), after a simulated latency, or damaged as an
 injected fault asks (cut JSON, a reset connection, a hang). Waits use one `threading.Event`, so
 `stop()` releases every sleeping handler at once and closes idle keep-alive connections instead
@@ -37,6 +38,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -68,6 +70,7 @@ _BATCH = re.compile(r"^batches/([^/:]+)(:cancel)?$")
 _FILE = re.compile(r"^files/([^/:]+)(:download)?$")
 _UPLOAD = re.compile(r"^/upload/(v1|v1beta|v1alpha)/files$")
 _DOWNLOAD = re.compile(r"^/download/(v1|v1beta|v1alpha)/files/([^/:]+):download$")
+_VERSION_IN_PATH = re.compile(r"^(?:/upload|/download)?/(v1|v1beta|v1alpha)/")
 _KEY_IN_TEXT = re.compile(r"(key=)[^&\s'\"]*", re.IGNORECASE)
 # After refusing an oversized body, read (and drop) this much of it at most, so a client that
 # sent a little too much still gets the answer instead of a reset; a huge one is cut off.
@@ -226,6 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         upload_id = _first(query, "upload_id")
         if upload is not None and upload_id is not None and self.command == "POST":
             service.counters.http_request()
+            service.counters.api_version(upload.group(1))
             self._upload_chunk(service, upload_id, upload.group(1))
             return
         body = self._read_body()
@@ -241,6 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         service.counters.http_request()
         key = self.headers.get("x-goog-api-key") or _first(query, "key")
+        named = _VERSION_IN_PATH.match(path)
+        if named is not None:
+            service.counters.api_version(named.group(1))
         api = _API_PATH.match(path)
         if api is not None:
             version, rest = api.groups()
@@ -483,7 +490,8 @@ class Emulator:
     `port=0` picks a free port. State (quota windows, counters, live model changes) belongs to
     the instance and survives `stop()`/`start()`. A `host` that is not loopback is refused
     unless `allow_remote=True`: the emulator is meant for this machine (see the module's
-    docstring).
+    docstring). `clock` (monotonic: windows, storms, caching, batch jobs) and `wall_clock`
+    (Unix time: Google's Pacific days) let a test move time without waiting.
     """
 
     def __init__(
@@ -493,6 +501,8 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         allow_remote: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ConfigError(
@@ -501,7 +511,9 @@ class Emulator:
                 "it); pass allow_remote=True (--allow-remote) to serve others, ideally with "
                 "api_keys set."
             )
-        self._service = GeminiService(config if config is not None else EmulatorConfig())
+        self._service = GeminiService(
+            config if config is not None else EmulatorConfig(), clock=clock, wall_clock=wall_clock
+        )
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -509,7 +521,7 @@ class Emulator:
 
     @property
     def config(self) -> EmulatorConfig:
-        """The configuration in force, including models changed with `set_model`/`update_model`."""
+        """The configuration in force, including live changes (models, batch, account)."""
         return self._service.config
 
     @property
@@ -596,3 +608,8 @@ class Emulator:
     def update_batch(self, **changes: Any) -> BatchConfig:
         """Change the batch settings for jobs created from now on, e.g. `outcome="failed"`."""
         return self._service.update_batch(**changes)
+
+    def update_config(self, **changes: Any) -> EmulatorConfig:
+        """Change the account's settings while running, e.g. `update_config(billing="depleted")`:
+        tier, quota_errors, storms, billing, refusal, day_retry_delay_s."""
+        return self._service.update_config(**changes)

@@ -1,13 +1,17 @@
 """The emulated Gemini API, independent of HTTP: what to answer, when, and what to count.
 
 Owns `GeminiService`, which turns a request (method, model, key, body) into a `Reply`: checks the
-API key, the model, the body and the model's limits, admits or rejects it against the quota
-windows, draws faults and latency, composes the answer and records everything in the counters.
-It also fronts the Batch API (`batches.BatchBook`, whose rows it answers with the live
-generator but without quotas or live faults) and the Files API (`files.FileStore`): the key
-check and the error replies are here, the state is there. The HTTP layer (`server.py`) only
-delivers replies. A model's configuration, and the batch settings new jobs get, can be replaced
-while requests are running. Imports nothing from the engine.
+API key and the account (a non-transient refusal, a billing stop), the model (unknown or
+retired), the body and the model's limits, answers a quota storm, admits or rejects the request
+against the quota windows (429s named after the usage tier, detailed or bare), draws faults and
+latency, reports implicitly cached prompt tokens, composes the answer and records everything in
+the counters. It also fronts the Batch API (`batches.BatchBook`, whose rows it answers with the
+live generator but without quotas, caching or live faults) and the Files API
+(`files.FileStore`): the key check and the error replies are here, the state is there. The
+HTTP layer (`server.py`) only delivers replies. A model's configuration, the batch settings new
+jobs get and the account's settings (`config.LIVE_FIELDS`) can be changed while requests are
+running. Both clocks are injectable: the monotonic one (windows, storms, caching, batch jobs)
+and the wall clock (Google's Pacific days). Imports nothing from the engine.
 """
 
 from __future__ import annotations
@@ -16,16 +20,28 @@ import base64
 import dataclasses
 import enum
 import os
+import random
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from . import errors
-from .answer import Answer, SchemaError, compose, natural_text, response_body, stream_chunks
+from .answer import (
+    Answer,
+    Damage,
+    SchemaError,
+    compose,
+    natural_text,
+    prompt_blocked_body,
+    response_body,
+    stream_chunks,
+)
 from .batches import BatchBook
+from .caching import PrefixCache
 from .casing import either_case
-from .config import BatchConfig, ConfigError, EmulatorConfig, ModelConfig
+from .config import LIVE_FIELDS, BatchConfig, ConfigError, EmulatorConfig, ModelConfig
 from .counters import Counters
 from .determinism import digest, rng, unit
 from .errors import ApiFailure, rpc_status
@@ -52,6 +68,14 @@ __all__ = [
 ]
 
 _GENERATION_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
+
+# Faults that replace the answer with one of Google's error bodies.
+_FAULT_ERRORS = {
+    Fault.INTERNAL: errors.internal_error,
+    Fault.OVERLOADED: errors.overloaded,
+    Fault.DEADLINE: errors.deadline_exceeded,
+    Fault.CANCELLED: errors.cancelled,
+}
 
 
 class Breakage(enum.Enum):
@@ -99,15 +123,24 @@ Reply = JsonReply | StreamReply | HangReply | FileReply
 class GeminiService:
     """The API's behaviour and state: live model configs, quota windows and counters."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._base = config
         self._models: dict[str, ModelConfig] = dict(config.models)
         self._batch = config.batch
         self._models_lock = threading.Lock()
-        self.quota = QuotaBook(config.minute_s, config.day_s)
+        self._clock = clock
+        self._started = clock()  # storms are timed from here
+        self.quota = QuotaBook(config.minute_s, config.day_s, clock, wall_clock)
+        self.cache = PrefixCache(clock)
         self.counters = Counters()
         self.files = FileStore(config.max_file_bytes)
-        self.batches = BatchBook(self.files, self.counters, self.answer_row, config.seed)
+        self.batches = BatchBook(self.files, self.counters, self.answer_row, config.seed, clock)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -151,9 +184,24 @@ class GeminiService:
                 raise ConfigError(f"update_batch: {exc}") from exc
             return self._batch
 
+    def update_config(self, **changes: Any) -> EmulatorConfig:
+        """Change the account's settings while running (`config.LIVE_FIELDS`: tier,
+        quota_errors, storms, billing, refusal, day_retry_delay_s); returns the new config."""
+        fixed = sorted(set(changes) - set(LIVE_FIELDS))
+        if fixed:
+            raise ConfigError(
+                f"update_config: {', '.join(fixed)} cannot change while running "
+                f"(live fields: {', '.join(LIVE_FIELDS)})"
+            )
+        with self._models_lock:
+            self._base = dataclasses.replace(self._base, **changes)
+        return self.config
+
     def reset(self) -> None:
-        """Empty the quota windows and zero the counters (batch jobs and files stay)."""
+        """Empty the quota windows and the implicit cache and zero the counters (batch jobs
+        and files stay)."""
         self.quota.reset()
+        self.cache.reset()
         self.counters.reset()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -169,7 +217,59 @@ class GeminiService:
             return self._error(errors.missing_api_key(), model)
         if self._base.api_keys and key not in self._base.api_keys:
             return self._error(errors.invalid_api_key(), model)
+        refusal = self._base.refusal
+        if refusal is not None:
+            self.counters.refused(refusal)
+            return self._error(errors.refused(refusal), model)
         return None
+
+    def _model_refusal(
+        self, model_name: str, model: ModelConfig | None, api_version: str, method: str
+    ) -> JsonReply | None:
+        """The error for a call naming an unknown or retired model; None if it can serve."""
+        body = _unavailable(model_name, model, api_version, method)
+        if body is None:
+            return None
+        if model is None:
+            return self._error(body)
+        self.counters.mark(model_name, "retired")
+        return self._error(body, model_name)
+
+    def _billing_stop(self, model_name: str) -> JsonReply | None:
+        """The prepayment-credits 429 when billing is depleted; None when it is fine."""
+        if self._base.billing != "depleted":
+            return None
+        self.counters.mark(model_name, "billing_429")
+        return self._error(errors.billing_depleted(), model_name)
+
+    def _in_storm(self) -> bool:
+        elapsed = self._clock() - self._started
+        return any(start <= elapsed < end for start, end in self._base.storms)
+
+    def _bare_429(self, model_name: str) -> JsonReply:
+        self.counters.mark(model_name, "bare_429")
+        return self._error(errors.quota_exhausted_bare(), model_name)
+
+    def _quota_429(
+        self, model_name: str, violations: Sequence[Violation], variant: random.Random
+    ) -> JsonReply:
+        """The 429 for exceeded limits, as detailed or as bare as the config says."""
+        base = self._base
+        self.counters.rate_limited(model_name, [v.kind.names(base.tier)[0] for v in violations])
+        if base.quota_errors == "bare":
+            self.counters.mark(model_name, "bare_429")
+            return JsonReply(429, errors.quota_exhausted_bare())
+        if base.day_retry_delay_s is not None:
+            violations = [
+                dataclasses.replace(v, retry_after_s=base.day_retry_delay_s)
+                if v.kind is QuotaKind.RPD
+                else v
+                for v in violations
+            ]
+        whole = base.minute_s == 60.0
+        return JsonReply(
+            429, errors.rate_limited(model_name, violations, base.tier, whole, variant)
+        )
 
     def _latency(self, model: ModelConfig, jitter_draw: float, output_tokens: int) -> float:
         return self._base.latency_scale * (
@@ -188,11 +288,14 @@ class GeminiService:
         model = self.model(model_name)
         if model is not None:
             self.counters.model_request(model_name)
-        denied = self.authenticate(key, model_name if model is not None else None)
+        denied = (
+            self.authenticate(key, model_name if model is not None else None)
+            or self._model_refusal(model_name, model, api_version, method)
+            or self._billing_stop(model_name)
+        )
         if denied is not None:
             return denied
-        if model is None:
-            return self._error(errors.model_not_found(model_name, api_version, method))
+        assert model is not None  # an unknown model was refused
         try:
             request = parse_generate(body)
         except RequestError as exc:
@@ -204,50 +307,44 @@ class GeminiService:
             text = self._natural_text(request, model_name, model)
         except ApiFailure as exc:
             return self._error(exc.body, model_name)
+        if self._in_storm():
+            return self._bare_429(model_name)
 
         tokens = request.prompt_tokens
         violations = self.quota.admit(model_name, Limits(model.rpm, model.tpm, model.rpd), tokens)
         if violations:
-            self.counters.rate_limited(model_name, [v.kind.quota_id for v in violations])
-            variant = rng(
-                seed, "429", model_name, prompt, self.counters.attempts_for(prompt, model_name)
+            seen = self.counters.attempts_for(prompt, model_name)
+            return self._quota_429(
+                model_name, violations, rng(seed, "429", model_name, prompt, seen)
             )
-            whole = self._base.minute_s == 60.0
-            return JsonReply(429, errors.rate_limited(model_name, violations, whole, variant))
 
         attempt = self.counters.admit(model_name, prompt, tokens)
+        cached = self.cache.serve(
+            model_name,
+            (request.system_text, prompt),
+            tokens,
+            model.implicit_cache_min_tokens,
+            model.implicit_cache_ttl_s,
+        )
         fault = draw_fault(model.faults, seed, model_name, prompt, attempt)
         jitter = unit(seed, "latency", model_name, prompt, attempt)
         if fault is not None:
             self.counters.fault(model_name, fault.value)
-        if fault is Fault.HANG:
-            return HangReply(self._base.hang_s)
-        if fault is Fault.RATE_LIMITED:
-            limit = -1 if model.rpm is None else model.rpm  # -1: no value to state
-            quota = Violation(QuotaKind.RPM, limit, self._base.minute_s / 4)
-            self.counters.rate_limited(model_name, [QuotaKind.RPM.quota_id])
-            variant = rng(seed, "429", model_name, prompt, attempt)
-            whole = self._base.minute_s == 60.0
-            return JsonReply(429, errors.rate_limited(model_name, [quota], whole, variant))
-        if fault in (Fault.INTERNAL, Fault.OVERLOADED):
-            error = errors.internal_error() if fault is Fault.INTERNAL else errors.overloaded()
-            reply = self._error(error, model_name)
-            return dataclasses.replace(reply, delay_s=self._latency(model, jitter, 0))
+        failed = self._failure(fault, model_name, model, prompt, attempt, jitter)
+        if failed is not None:
+            return failed
 
-        truncate_to = blocked_draw = None
-        if fault is Fault.TRUNCATE:
-            truncate_to = 0.3 + 0.4 * unit(seed, "truncate", model_name, prompt, attempt)
-        elif fault is Fault.BLOCK:
-            blocked_draw = unit(seed, "block", model_name, prompt, attempt)
-        answer = compose(
-            request,
-            text,
-            model_name,
-            model,
-            seed,
-            truncate_to=truncate_to,
-            blocked_draw=blocked_draw,
-        )
+        response_id = base64.urlsafe_b64encode(
+            digest(seed, "response", model_name, prompt, attempt)[:15]
+        ).decode()
+        if fault is Fault.PROMPT_BLOCK:
+            self.counters.mark(model_name, "prompt_blocks")
+            blocked = prompt_blocked_body(tokens, model_name, response_id)
+            delay = self._latency(model, jitter, 0)
+            return StreamReply([blocked], [delay]) if stream else JsonReply(200, blocked, delay)
+        damage = self._damage(fault, model_name, prompt, attempt)
+        answer = compose(request, text, model_name, model, seed, damage=damage)
+        answer = dataclasses.replace(answer, cached_tokens=cached)
         breakage = None
         if fault is Fault.MALFORMED:
             breakage = Breakage.MALFORMED
@@ -255,11 +352,12 @@ class GeminiService:
             breakage = Breakage.RESET
         if breakage is None:
             self.counters.answered(
-                model_name, answer.finish_reason, answer.candidates_tokens, answer.thoughts_tokens
+                model_name,
+                answer.finish_reason,
+                answer.candidates_tokens,
+                answer.thoughts_tokens,
+                answer.cached_tokens,
             )
-        response_id = base64.urlsafe_b64encode(
-            digest(seed, "response", model_name, prompt, attempt)[:15]
-        ).decode()
         if stream:
             return self._stream_reply(answer, model_name, model, response_id, jitter, breakage)
         return JsonReply(
@@ -268,6 +366,48 @@ class GeminiService:
             self._latency(model, jitter, answer.output_tokens),
             breakage,
         )
+
+    def _failure(
+        self,
+        fault: Fault | None,
+        model_name: str,
+        model: ModelConfig,
+        prompt: str,
+        attempt: int,
+        jitter: float,
+    ) -> Reply | None:
+        """The reply that replaces the answer for a fault that is an error or a hang."""
+        if fault is Fault.HANG:
+            return HangReply(self._base.hang_s)
+        if fault is Fault.RATE_LIMITED:
+            limit = -1 if model.rpm is None else model.rpm  # -1: no value to state
+            quota = Violation(QuotaKind.RPM, limit, self._base.minute_s / 4)
+            variant = rng(self._base.seed, "429", model_name, prompt, attempt)
+            return self._quota_429(model_name, [quota], variant)
+        if fault is Fault.RATE_LIMITED_BARE:
+            return self._bare_429(model_name)
+        error = _FAULT_ERRORS.get(fault) if fault is not None else None
+        if error is None:
+            return None
+        reply = self._error(error(), model_name)
+        return dataclasses.replace(reply, delay_s=self._latency(model, jitter, 0))
+
+    def _damage(
+        self, fault: Fault | None, model_name: str, prompt: str, attempt: int
+    ) -> Damage | None:
+        """How a fault that still answers 200 changes the answer."""
+        seed = self._base.seed
+        if fault is Fault.TRUNCATE:
+            keep = 0.3 + 0.4 * unit(seed, "truncate", model_name, prompt, attempt)
+            return Damage("MAX_TOKENS", keep=keep)
+        if fault is Fault.FINISH_OTHER:
+            keep = 0.3 + 0.4 * unit(seed, "finish_other", model_name, prompt, attempt)
+            return Damage("OTHER", keep=keep)
+        if fault is Fault.BLOCK:
+            return Damage("SAFETY", blocked_draw=unit(seed, "block", model_name, prompt, attempt))
+        if fault is Fault.FINISH_LANGUAGE:
+            return Damage("LANGUAGE")
+        return None
 
     def _stream_reply(
         self,
@@ -318,11 +458,11 @@ class GeminiService:
         model = self.model(model_name)
         if model is not None:
             self.counters.model_request(model_name, count_tokens=True)
-        denied = self.authenticate(key, model_name if model is not None else None)
+        denied = self.authenticate(
+            key, model_name if model is not None else None
+        ) or self._model_refusal(model_name, model, api_version, "countTokens")
         if denied is not None:
             return denied
-        if model is None:
-            return self._error(errors.model_not_found(model_name, api_version, "countTokens"))
         try:
             total = parse_count_tokens(body)
         except RequestError as exc:
@@ -359,7 +499,7 @@ class GeminiService:
         if denied is not None:
             return denied
         with self._models_lock:
-            items = list(self._models.items())
+            items = [(name, model) for name, model in self._models.items() if not model.retired]
         try:
             chosen, token = page(items, page_size, page_token)
         except ApiFailure as exc:
@@ -374,7 +514,7 @@ class GeminiService:
         if denied is not None:
             return denied
         model = self.model(model_name)
-        if model is None:
+        if model is None or model.retired:
             return self._error(errors.model_not_found(model_name, api_version, "get"))
         return JsonReply(200, self._resource(model_name, model))
 
@@ -382,9 +522,9 @@ class GeminiService:
 
     def guarded(self, key: str | None, action: Callable[[], dict[str, Any]]) -> JsonReply:
         """Check the key, run `action` and answer its body, or the error it raised."""
-        denied = self.authenticate(key)
-        if denied is not None:
-            return denied
+        return self.authenticate(key) or self._attempt(action)
+
+    def _attempt(self, action: Callable[[], dict[str, Any]]) -> JsonReply:
         try:
             return JsonReply(200, action())
         except ApiFailure as exc:
@@ -397,9 +537,10 @@ class GeminiService:
         endpoint would refuse with a 400. Tokens go to the batch counters only.
         """
         model = self.model(model_name)
-        if model is None:  # removed while the job waited
-            missing = errors.model_not_found(model_name, "v1beta", "batchGenerateContent")
-            return {"error": rpc_status(missing)}
+        unavailable = _unavailable(model_name, model, "v1beta", "batchGenerateContent")
+        if unavailable is not None:  # removed or retired while the job waited
+            return {"error": rpc_status(unavailable)}
+        assert model is not None
         try:
             parsed = parse_generate(request)
             text = self._natural_text(parsed, model_name, model)
@@ -426,14 +567,17 @@ class GeminiService:
         """batchGenerateContent: a new job under the batch settings in force now."""
 
         def create() -> dict[str, Any]:
-            if self.model(model_name) is None:
-                missing = errors.model_not_found(model_name, api_version, "batchGenerateContent")
-                raise ApiFailure.of(missing)
             with self._models_lock:
                 settings = self._batch
             return self.batches.create(model_name, body, settings, self._base.latency_scale)
 
-        return self.guarded(key, create)
+        method = "batchGenerateContent"
+        return (
+            self.authenticate(key)
+            or self._model_refusal(model_name, self.model(model_name), api_version, method)
+            or self._billing_stop(model_name)
+            or self._attempt(create)
+        )
 
     def start_upload(
         self,
@@ -574,3 +718,14 @@ class GeminiService:
             )
         self.counters.files(downloaded=1)
         return FileReply(handle, os.fstat(handle.fileno()).st_size, stored.mime_type)
+
+
+def _unavailable(
+    model_name: str, model: ModelConfig | None, api_version: str, method: str
+) -> dict[str, Any] | None:
+    """Google's error body for a call naming an unknown or retired model; None if it serves."""
+    if model is None or (model.retired and model.retired_as == "not_found"):
+        return errors.model_not_found(model_name, api_version, method)
+    if model.retired:
+        return errors.model_unsupported(model_name, method)
+    return None

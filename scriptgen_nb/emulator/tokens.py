@@ -10,8 +10,9 @@ each other. Imports nothing from the engine.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-__all__ = ["count_tokens", "truncate_to_tokens"]
+__all__ = ["count_tokens", "token_pieces", "truncate_to_tokens"]
 
 _PIECE = re.compile(r"[^\W\d_]+|\d{1,3}|[^\w\s]|_", re.UNICODE)
 _LONG_WORD = re.compile(r"[^\W\d_]{7,}", re.UNICODE)
@@ -31,13 +32,19 @@ def count_tokens(text: str) -> int:
     return len(_PIECE.findall(text)) + extra
 
 
+def token_pieces(text: str) -> Iterator[tuple[int, int]]:
+    """(end offset, tokens) of each piece of `text`, in order; the tokens add up to the count."""
+    for m in _PIECE.finditer(text):
+        yield m.end(), _piece_tokens(m.group())
+
+
 def truncate_to_tokens(text: str, limit: int) -> str:
     """The longest prefix of `text`, ending on a whole piece, that has at most `limit` tokens."""
     used = 0
     end = 0
-    for m in _PIECE.finditer(text):
-        used += _piece_tokens(m.group())
+    for piece_end, tokens in token_pieces(text):
+        used += tokens
         if used > limit:
             break
-        end = m.end()
+        end = piece_end
     return text[:end]
