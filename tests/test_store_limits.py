@@ -3,6 +3,8 @@ session of the log, as another process would open it) starts from, expiry, forge
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from scriptgen_nb.store import REMEMBER_LIMITS_S, Database, open_database, purge
 from scriptgen_nb.store.limits import forget_limits, remembered_limits
 from scriptgen_nb.store.recorder import BatchInfo, Recorder
 from scriptgen_nb.store.session import quota_history
+from tests.call_log_rows import remember
 from tests.google_errors import PER_MINUTE
 
 KEY = "AIzaSy-this-key-must-never-reach-the-log-0123456789"
@@ -222,12 +225,27 @@ def test_limits_learned_before_identities_were_kept_are_history_only(
 def test_the_newest_of_two_rows_learned_apart_is_the_one_in_force(tmp_path: Path) -> None:
     db = Database(tmp_path / "log.duckdb")
     now = time.time()
-    rows = [
-        {"batch_id": "b1", "model": "a", "metric": "rpm", "configured": 5, "learned": learned,
-         "learned_at": at, "source": source, "endpoint": "fake", "key_fingerprint": "fp"}
-        for learned, at, source in [(40, now - 60, "raised"), (30, now - 30, "lowered")]
-    ]  # fmt: skip
-    with db.write() as con:
-        Database.insert(con, "limit_learned", rows, frozenset({"learned_at"}))
+    remember(db, "a", 40, source="raised", endpoint="fake", learned_at=now - 60)
+    remember(db, "a", 30, source="lowered", endpoint="fake", learned_at=now - 30)
     frame = remembered_limits(db, endpoint="fake", key_fingerprint="fp")
     assert frame[["limit", "source"]].values.tolist() == [[30, "lowered"]]
+
+
+def test_a_batch_in_another_process_starts_from_the_limit_learned(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    learn(path, 3)
+    code = (
+        "import sys; from scriptgen_nb import ModelSpec; "
+        "from scriptgen_nb.store import open_database; "
+        "from scriptgen_nb.store.session import quota_history; "
+        "h = quota_history(open_database(sys.argv[1]), [ModelSpec('a', rpm=10)], 'fake', "
+        "sys.argv[2]); print(dict(h['a'].limits))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path), key_fingerprint(KEY)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "{'rpm': 3}"
