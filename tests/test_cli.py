@@ -247,38 +247,52 @@ def test_models_shows_the_remembered_limits_and_the_tiers_figures(tmp_path: Path
 # --- run: what reaches the library -------------------------------------------------------------
 
 
-def test_run_passes_mode_and_deadline_only_when_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+class FakePlanned:  # mode batch_api|auto: the plan is shown, then run
+    plan = "plan (mode=auto): live calls fit"
+
+    def run(self, on_submitted: object = None) -> Any:
+        from scriptgen_nb.results import ResultList
+
+        return ResultList()
+
+
+@pytest.fixture
+def handed(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The options `scriptgen run` hands the library (`batch_generate`, `planned_batch`), in
+    order; nothing is sent. GEMINI_API_KEY is set."""
     import scriptgen_nb.api
-    from scriptgen_nb.cli import main
     from scriptgen_nb.results import ResultList
 
-    seen: list[dict[str, object]] = []
+    seen: list[dict[str, Any]] = []
 
-    def fake_batch_generate(requests: object, **options: object) -> ResultList:
+    def fake_batch_generate(requests: object, **options: Any) -> ResultList:
         seen.append(options)
         return ResultList()
 
-    class FakePlanned:  # mode batch_api|auto: the plan is shown, then run
-        plan = "plan (mode=auto): live calls fit"
-
-        def run(self, on_submitted: object = None) -> ResultList:
-            return ResultList()
-
-    def fake_planned_batch(requests: object, **options: object) -> FakePlanned:
+    def fake_planned_batch(requests: object, **options: Any) -> FakePlanned:
         seen.append(options)
         return FakePlanned()
 
     monkeypatch.setattr(scriptgen_nb.api, "batch_generate", fake_batch_generate)
     monkeypatch.setattr(scriptgen_nb.api, "planned_batch", fake_planned_batch)
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    return seen
+
+
+def test_run_passes_mode_and_deadline_only_when_given(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    handed: list[dict[str, Any]],
+) -> None:
+    from scriptgen_nb.cli import main
+
     monkeypatch.setenv("SCRIPTGEN_MODELS", "gemini-2.5-flash-lite")
     (tmp_path / "p.txt").write_text("one\n")
     prompts = str(tmp_path / "p.txt")
     assert main(["run", prompts, "-q"]) == 0
     assert main(["run", prompts, "--mode", "auto", "--deadline", "2h", "-c", "4"]) == 0
-    plain, chosen = seen
+    plain, chosen = handed
     assert "mode" not in plain and "deadline" not in plain
     assert plain["models"] == "gemini-2.5-flash-lite" and plain["cache"] == "use"
     assert "max_concurrency" not in plain and plain["timeout_s"] == 60.0  # the library's auto
@@ -303,26 +317,16 @@ def test_run_offers_the_call_logs_cache_modes() -> None:
 
 
 def test_run_and_retry_take_a_tier_and_refuse_an_unknown_one_in_a_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], handed: list[dict[str, Any]]
 ) -> None:
-    import scriptgen_nb.api
     from scriptgen_nb.cli import main
-    from scriptgen_nb.results import ResultList
 
-    seen: list[dict[str, Any]] = []
-
-    def fake_batch_generate(requests: object, **options: Any) -> ResultList:
-        seen.append(options)
-        return ResultList()
-
-    monkeypatch.setattr(scriptgen_nb.api, "batch_generate", fake_batch_generate)
-    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     (tmp_path / "p.txt").write_text("one\n")
     prompts = str(tmp_path / "p.txt")
     assert main(["run", prompts, "-q", "--tier", "tier1"]) == 0
     assert main(["run", prompts, "-q", "--tier", "tier1", "--emulator"]) == 0
     assert main(["run", prompts, "-q"]) == 0
-    paid, local, plain = seen
+    paid, local, plain = handed
     assert paid["catalogue"].tier == local["catalogue"].tier == "tier1"
     assert next(iter(local["catalogue"])).minute_s < 60  # the local emulator's windows kept
     assert "catalogue" not in plain  # the library's: $SCRIPTGEN_TIER, else free
