@@ -1,8 +1,9 @@
 """What the two command surfaces share: `%%scriptgen` (jupyter/magic.py) and `scriptgen` (cli/).
 
-Owns the meaning of their common options (`--concurrency auto|seed|N`, `--cache`, the models
-ladder, budget, call log, timeout) as batch options, the dry run's estimate, the catalogue
-table (`%scriptgen models` / `scriptgen models`), the plan for re-running a logged batch's
+Owns the meaning of their common options (`--concurrency auto|seed|N`, `--cache`, `--tier`,
+the models ladder, budget, call log, timeout) as batch options, the dry run's estimate, the
+catalogue table (`%scriptgen models` / `scriptgen models`), the remembered limits of a quota
+identity (`%scriptgen limits` / `scriptgen limits`), the plan for re-running a logged batch's
 failures (`%scriptgen retry --failed` / `scriptgen retry --failed`) and the Batch API jobs'
 list / resume / cancel (`%scriptgen jobs` / `scriptgen jobs`). Errors are
 `ConfigurationError`s naming the option; each surface turns them into its own kind of usage
@@ -11,15 +12,16 @@ error. Imports no IPython, no argparse and no duckdb.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .engine.backend import GOOGLE_ENDPOINT
-from .engine.errors import ConfigurationError
+from .engine.errors import ConfigurationError, MissingApiKeyError
 from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
 from .engine.values import GenerationRequest, ModelHistory
 from .estimate import Estimate, estimate_batch
+from .progress import limit_source
+from .store.limits import REMEMBER_LIMITS_S, forget_limits, remembered_limits
 from .store.session import CACHE_MODES
 from .wiring import BatchOptions
 
@@ -31,20 +33,27 @@ if TYPE_CHECKING:
 
 CONCURRENCY_CHOICES = "a number (a cap on requests in flight), auto (pace by the limits) or seed"
 JOB_ACTIONS = ("list", "resume", "cancel")
+TIERS = ("free", "tier1")  # the bundled catalogue's tiers (engine/catalogue.toml)
 __all__ = [
     "CACHE_MODES",
     "JOB_ACTIONS",
+    "TIERS",
+    "QuotaIdentity",
     "RetryPlan",
     "batch_options",
     "batch_requests",
+    "check_tier",
     "estimate_frame",
     "estimate_requests",
     "job_target",
     "jobs_action",
     "latest_batch",
+    "limits_action",
     "models_frame",
     "parse_concurrency",
+    "quota_identity",
     "retry_plan",
+    "with_tier",
 ]
 
 
@@ -88,6 +97,27 @@ def batch_options(
     return {name: value for name, value in given.items() if value is not None}
 
 
+def check_tier(tier: str | None) -> None:
+    """Refuse a `--tier` that is not one of the catalogue's (None: the default), in one line."""
+    if tier is not None and tier not in TIERS:
+        raise ConfigurationError(f"--tier {tier!r}: use one of {', '.join(TIERS)}.")
+
+
+def with_tier(options: dict[str, Any], tier: str | None) -> dict[str, Any]:
+    """`--tier free|tier1`: the batch options with the default catalogue's limits for `tier`
+    (None leaves $SCRIPTGEN_TIER, else the catalogue's default). A catalogue the endpoint gave
+    (a local emulator's, with compressed windows) keeps its windows."""
+    if tier is None:
+        return options
+    check_tier(tier)
+    catalogue = default_catalogue(tier=tier)
+    given: ModelCatalogue | None = options.get("catalogue")
+    if given is not None and len(given):
+        windows = next(iter(given))
+        catalogue = catalogue.with_windows(windows.minute_s, windows.day_s)
+    return {**options, "catalogue": catalogue}
+
+
 def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[GenerationRequest]:
     """The requests for `prompts` with the request flags both surfaces share (`--operation`,
     `--project`, `--temperature`, `--system`, `--max-tokens`; `flags` is their parsed
@@ -129,19 +159,76 @@ def estimate_frame(estimate: Estimate) -> pd.DataFrame:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaIdentity:
+    """Whose remembered limits a command reads: an endpoint ("google" or a base URL) and an API
+    key's fingerprint (engine/identity.py); None stands for every endpoint, or every key."""
+
+    endpoint: str | None
+    fingerprint: str | None
+
+    def __str__(self) -> str:
+        if self.endpoint is None:
+            return "every endpoint and key"
+        key = f"key {self.fingerprint}" if self.fingerprint else "every key (no API key set)"
+        return f"{self.endpoint}, {key}"
+
+
+def quota_identity(endpoint: Mapping[str, Any], *, every: bool = False) -> QuotaIdentity:
+    """The identity a batch with these endpoint options (`base_url`, `api_key`; none: the
+    environment's) would learn limits for; `every` widens it to every endpoint and key."""
+    if every:
+        return QuotaIdentity(None, None)
+    return _identity(_endpoint_options(endpoint))
+
+
+def _endpoint_options(endpoint: Mapping[str, Any]) -> BatchOptions:
+    return BatchOptions(base_url=endpoint.get("base_url"), api_key=endpoint.get("api_key"))
+
+
+def _identity(options: BatchOptions) -> QuotaIdentity:
+    try:
+        fingerprint: str | None = options.key_fingerprint()
+    except MissingApiKeyError:
+        fingerprint = None
+    return QuotaIdentity(options.endpoint(), fingerprint)
+
+
+def limits_action(
+    db: Database, identity: QuotaIdentity, *, forget: str | None = None, forget_all: bool = False
+) -> tuple[str, pd.DataFrame]:
+    """`limits`: a line saying whose limits these are (and, with `forget` a model or
+    `forget_all`, how many were forgotten first) and the limits remembered at `identity`."""
+    days = f"{REMEMBER_LIMITS_S / 86_400:g} days"
+    said = f"limits remembered for {identity} (each for {days} from when it was learned)"
+    if forget is not None or forget_all:
+        count = forget_limits(
+            db, model=forget, endpoint=identity.endpoint, key_fingerprint=identity.fingerprint
+        )
+        what = f"of {forget} " if forget is not None else ""
+        said = f"forgot {count} remembered limit(s) {what}for {identity}; still remembered"
+    frame = remembered_limits(db, endpoint=identity.endpoint, key_fingerprint=identity.fingerprint)
+    return said, frame
+
+
 def models_frame(
     db: Database | None,
     catalogue: ModelCatalogue | None = None,
-    endpoint: str | None = None,
+    endpoint: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """The catalogue with limits and prices, and what each model used in its windows at
-    `endpoint` (Google by default) according to the call log `db` (none: nothing used)."""
+    """The catalogue with limits and prices; beside them (`learned`), the limits remembered
+    for the quota identity of the `endpoint` options (`base_url`, `api_key`; none: the
+    environment's) and what each model used in its windows there, according to the call log
+    `db` (none: nothing used or remembered)."""
     import pandas as pd
 
     from .store.session import quota_history
 
     specs: list[ModelSpec] = list(catalogue or default_catalogue())
-    used = quota_history(db, specs, endpoint or GOOGLE_ENDPOINT) if db is not None else {}
+    options = _endpoint_options(endpoint or {})
+    identity = _identity(options)
+    used = quota_history(db, specs, options.endpoint()) if db is not None else {}
+    learned = _learned_text(db, identity, [s.name for s in specs]) if db is not None else {}
     rows = []
     for spec in specs:
         history = used.get(spec.name, ModelHistory())
@@ -152,6 +239,7 @@ def models_frame(
                 "rpm": spec.rpm,
                 "tpm": spec.tpm,
                 "rpd": spec.rpd,
+                "learned": learned.get(spec.name),
                 "input_usd_per_1m": spec.input_usd_per_1m,
                 "output_usd_per_1m": spec.output_usd_per_1m,
                 "status": spec.status,
@@ -161,6 +249,23 @@ def models_frame(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _learned_text(db: Database, identity: QuotaIdentity, models: list[str]) -> dict[str, str]:
+    """`rpm 150 (stated by the service, learned 2026-12-03); tpm ...` per model: the limits
+    remembered for one identity (none without a key: whose would they be?)."""
+    if identity.fingerprint is None:
+        return {}
+    frame = remembered_limits(
+        db, endpoint=identity.endpoint, key_fingerprint=identity.fingerprint, models=models
+    )
+    texts: dict[str, list[str]] = {}
+    columns = (frame[c] for c in ("model", "metric", "limit", "source", "learned_at"))
+    for model, metric, limit, source, learned_at in zip(*columns, strict=True):
+        texts.setdefault(model, []).append(
+            f"{metric} {int(limit):,} ({limit_source(source)}, learned {learned_at:%Y-%m-%d})"
+        )
+    return {model: "; ".join(parts) for model, parts in texts.items()}
 
 
 def latest_batch(log: CallStore, hint: str) -> str:

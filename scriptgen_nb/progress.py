@@ -57,7 +57,9 @@ class ModelRow:
     reason: str  # why it is in that state ("" when ready)
     attempts: int
     share: float  # this model's attempts / all attempts (0.0 before any)
-    learned: tuple[LimitLearned, ...] = ()  # limits the 429s taught, the latest per metric
+    # Working limits the engine changed (learned, or started from as remembered by an earlier
+    # batch at this quota identity): the latest per metric.
+    learned: tuple[LimitLearned, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,14 +286,33 @@ def pace_parts(snapshot: ProgressSnapshot) -> list[str]:
     return parts
 
 
+# How a working limit came to be, in words (engine/values.py `LimitSource`).
+LIMIT_SOURCES: dict[str, str] = {
+    "stated": "stated by the service",
+    "message": "stated in the 429's message",
+    "lowered": "lowered: 429s without a figure",
+    "recovered": "recovered: no more 429s",
+    "raised": "raised: discovery",
+    "remembered": "remembered",
+}
+
+
+def limit_source(source: str | None) -> str:
+    """`stated by the service`, ...: a source in words ("learned" when it is not known, as in
+    call logs from before sources were kept)."""
+    return LIMIT_SOURCES.get(source or "", "learned")
+
+
 def format_learned(limit: LimitLearned) -> str:
-    """`rpm 100 learned (catalogue 200)`: a limit the service enforced below the configured one."""
+    """`rpm 150 (stated by the service; catalogue 5)`: a working limit and where it came from."""
     configured = "none" if limit.configured is None else f"{limit.configured:,}"
-    return f"{limit.metric} {limit.learned:,} learned (catalogue {configured})"
+    return (
+        f"{limit.metric} {limit.learned:,} ({limit_source(limit.source)}; catalogue {configured})"
+    )
 
 
 def learned_parts(snapshot: ProgressSnapshot) -> list[str]:
-    """`gemini-2.5-flash: rpm 100 learned (catalogue 200)`, one per model and metric."""
+    """`gemini-3.8-flash: rpm 40 (raised: discovery; catalogue 5)`, one per model and metric."""
     return [f"{m.name}: {format_learned(limit)}" for m in snapshot.models for limit in m.learned]
 
 

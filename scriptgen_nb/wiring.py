@@ -22,6 +22,7 @@ from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
 from .engine.errors import ConfigurationError, MissingApiKeyError
+from .engine.identity import key_fingerprint
 from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
 from .engine.policy import Backoff, RetryPolicy, plan_concurrency
 from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
@@ -143,6 +144,17 @@ class BatchOptions:
         """The endpoint's name in the call log and cache keys (as `Backend.endpoint`)."""
         return self.resolved_base_url() or GOOGLE_ENDPOINT
 
+    def key_fingerprint(self) -> str:
+        """The fingerprint of the key sent with (engine/identity.py): with `endpoint()`, the
+        quota identity learned limits are kept for. A custom `backend` with no key to resolve
+        is the keyless identity at its endpoint, the fingerprint of ""."""
+        try:
+            return key_fingerprint(self.resolved_api_key())
+        except MissingApiKeyError:
+            if self.backend is None:
+                raise
+            return key_fingerprint("")
+
     def build_backend(self, max_connections: int) -> Backend:
         if self.backend is not None:
             return self.backend
@@ -176,6 +188,7 @@ class BatchOptions:
         plan = plan_concurrency(self.max_concurrency, ladder)
         log = self.open_log()
         backend = self.build_backend(plan.max_in_flight)
+        fingerprint = self.key_fingerprint()
         config = EngineConfig(
             ladder=ladder,
             plan=plan,
@@ -184,7 +197,7 @@ class BatchOptions:
             retry=RetryPolicy(max_attempts=self.max_attempts, backoff=self.backoff),
             budget_usd=self.budget_usd,
             chunk_size=self.chunk_size,
-            history=quota_history(log, ladder, backend.endpoint) if log else {},
+            history=quota_history(log, ladder, backend.endpoint, fingerprint) if log else {},
         )
         total = len(requests) if isinstance(requests, Sequence) else None
         cancel = self.cancel or CancelToken()  # shared with the panel, whose Cancel button uses it
@@ -196,7 +209,8 @@ class BatchOptions:
             listeners.append(progress)
         session = None
         if log is not None:
-            session = BatchSession(log, self._batch_info(config, backend), [m.name for m in ladder])
+            info = self._batch_info(config, backend, fingerprint)
+            session = BatchSession(log, info, [m.name for m in ladder])
             listeners.insert(0, session.recorder)
             requests = session.requests(requests)
         engine = BatchEngine(
@@ -208,7 +222,7 @@ class BatchOptions:
         )
         return PreparedBatch(engine, requests, total, session, progress)
 
-    def _batch_info(self, config: EngineConfig, backend: Backend) -> BatchInfo:
+    def _batch_info(self, config: EngineConfig, backend: Backend, fingerprint: str) -> BatchInfo:
         return BatchInfo(
             batch_id=config.batch_id,
             mode="live",
@@ -217,6 +231,7 @@ class BatchOptions:
             store_text=self.store_text,
             package_version=__version__,
             sdk_version=version("google-genai"),
+            key_fingerprint=fingerprint,
         )
 
 

@@ -7,6 +7,7 @@ requests, one 429). The comments give each attempt's outcome and when it ended.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,3 +183,32 @@ def fill(db: Database) -> None:
     insert(db, "ai_api_call", script + images)
     # Stored out of order: results() must sort by request_index.
     insert(db, "result", list(reversed(result_rows("b-script", script))))
+
+
+def remember(
+    db: Database,
+    model: str,
+    limit: int,
+    *,
+    metric: str = "rpm",
+    source: str = "stated",
+    configured: int | None = 5,
+    endpoint: str = "google",
+    fingerprint: str = "fp",
+    learned_at: float | None = None,
+) -> None:
+    """A limit learned now (or at `learned_at`, seconds since the epoch) for a quota identity."""
+    row = {
+        "batch_id": "b-learned",
+        "model": model,
+        "metric": metric,
+        "configured": configured,
+        "learned": limit,
+        "learned_at": datetime.fromtimestamp(
+            time.time() if learned_at is None else learned_at, UTC
+        ),
+        "source": source,
+        "endpoint": endpoint,
+        "key_fingerprint": fingerprint,
+    }
+    insert(db, "limit_learned", [row])

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from scriptgen_nb.engine.identity import key_fingerprint
 from scriptgen_nb.store import Database
-from tests.call_log_rows import FLASH, IMAGES, LITE, SCRIPT, fill
+from tests.call_log_rows import FLASH, IMAGES, LITE, SCRIPT, fill, remember
 
 SCRIPTGEN = [sys.executable, "-m", "scriptgen_nb.cli"]
 
@@ -175,41 +177,122 @@ def test_help_of_the_log_commands_lists_their_options() -> None:
         assert option in batches.stdout
 
 
+# --- limits: what was learned for this endpoint and key -----------------------------------------
+
+
+def user_env(**more: str) -> dict[str, str]:
+    """A Google user's environment: GEMINI_API_KEY set, no other key or endpoint."""
+    hidden = ("GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "SCRIPTGEN_TIER", "SCRIPTGEN_DB")
+    clean = {k: v for k, v in os.environ.items() if k not in hidden}
+    return {**clean, "GEMINI_API_KEY": "the-users-key", **more}
+
+
+def test_limits_shows_this_keys_remembered_limits_and_forgets_them(tmp_path: Path) -> None:
+    path = str(tmp_path / "calls.duckdb")
+    mine = key_fingerprint("the-users-key")
+    db = Database(path)
+    remember(db, "gemini-3.8-flash", 150, fingerprint=mine)
+    remember(db, "gemini-3.8-flash", 40, metric="tpm", source="raised", fingerprint=mine)
+    remember(db, "gemini-2.5-flash-lite", 9, fingerprint="someone-else")
+    del db
+    env = user_env()
+    shown = scriptgen("limits", "--db", path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    title = f"limits remembered for google, key {mine} (each for 7 days from when it was learned)"
+    assert [row[:5] for row in rows(shown.stdout, title)] == [
+        ["gemini-3.8-flash", "rpm", "150", "stated", "5"],
+        ["gemini-3.8-flash", "tpm", "40", "raised", "5"],
+    ]
+    assert "the-users-key" not in shown.stdout
+    every = scriptgen("limits", "--db", path, "--all", env=env)
+    assert len(rows(every.stdout, "limits remembered for every endpoint and key")) == 3
+    forgot = scriptgen("limits", "--db", path, "--forget", "gemini-3.8-flash", env=env)
+    assert forgot.returncode == 0, forgot.stderr
+    said = f"forgot 2 remembered limit(s) of gemini-3.8-flash for google, key {mine}"
+    assert rows(forgot.stdout, said) == []  # "(none)" is left
+    assert "(none)" in forgot.stdout
+    others = scriptgen("limits", "--db", path, "--all", "--forget-all", env=env)
+    assert "forgot 1 remembered limit(s) for every endpoint and key" in others.stdout
+
+
+def test_limits_refuses_a_missing_log_and_two_ways_to_forget(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.duckdb"
+    absent = scriptgen("limits", "--db", str(missing), env=user_env())
+    assert absent.returncode == 1 and "no call log at" in absent.stderr
+    assert not missing.exists()
+    both = scriptgen("limits", "--forget", "m", "--forget-all", env=user_env())
+    assert both.returncode == 2 and len(both.stderr.splitlines()) == 1
+    assert "not allowed with argument --forget" in both.stderr
+
+
+def test_models_shows_the_remembered_limits_and_the_tiers_figures(tmp_path: Path) -> None:
+    path = str(tmp_path / "calls.duckdb")
+    remember(Database(path), "gemini-3.8-flash", 150, fingerprint=key_fingerprint("the-users-key"))
+    free, paid, wrong = (
+        scriptgen("models", "--db", path, *tier, env=user_env())
+        for tier in ([], ["--tier", "tier1"], ["--tier", "gold"])
+    )
+    assert free.returncode == paid.returncode == 0, free.stderr + paid.stderr
+    mine = key_fingerprint("the-users-key")
+    assert free.stdout.startswith(f"learned: the limits remembered for google, key {mine}\n")
+    flash = next(line for line in free.stdout.splitlines() if "gemini-3.8-flash " in line)
+    assert "rpm 150 (stated by the service, learned " in flash
+    rpm = {out: next(line.split()[2] for line in out.splitlines() if "3.8-flash " in line)
+           for out in (free.stdout, paid.stdout)}  # fmt: skip
+    assert rpm[free.stdout] != rpm[paid.stdout]
+    assert wrong.returncode == 2
+    assert wrong.stderr == "scriptgen models: --tier 'gold': use one of free, tier1.\n"
+
+
 # --- run: what reaches the library -------------------------------------------------------------
 
 
-def test_run_passes_mode_and_deadline_only_when_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+class FakePlanned:  # mode batch_api|auto: the plan is shown, then run
+    plan = "plan (mode=auto): live calls fit"
+
+    def run(self, on_submitted: object = None) -> Any:
+        from scriptgen_nb.results import ResultList
+
+        return ResultList()
+
+
+@pytest.fixture
+def handed(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The options `scriptgen run` hands the library (`batch_generate`, `planned_batch`), in
+    order; nothing is sent. GEMINI_API_KEY is set."""
     import scriptgen_nb.api
-    from scriptgen_nb.cli import main
     from scriptgen_nb.results import ResultList
 
-    seen: list[dict[str, object]] = []
+    seen: list[dict[str, Any]] = []
 
-    def fake_batch_generate(requests: object, **options: object) -> ResultList:
+    def fake_batch_generate(requests: object, **options: Any) -> ResultList:
         seen.append(options)
         return ResultList()
 
-    class FakePlanned:  # mode batch_api|auto: the plan is shown, then run
-        plan = "plan (mode=auto): live calls fit"
-
-        def run(self, on_submitted: object = None) -> ResultList:
-            return ResultList()
-
-    def fake_planned_batch(requests: object, **options: object) -> FakePlanned:
+    def fake_planned_batch(requests: object, **options: Any) -> FakePlanned:
         seen.append(options)
         return FakePlanned()
 
     monkeypatch.setattr(scriptgen_nb.api, "batch_generate", fake_batch_generate)
     monkeypatch.setattr(scriptgen_nb.api, "planned_batch", fake_planned_batch)
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    return seen
+
+
+def test_run_passes_mode_and_deadline_only_when_given(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    handed: list[dict[str, Any]],
+) -> None:
+    from scriptgen_nb.cli import main
+
     monkeypatch.setenv("SCRIPTGEN_MODELS", "gemini-2.5-flash-lite")
     (tmp_path / "p.txt").write_text("one\n")
     prompts = str(tmp_path / "p.txt")
     assert main(["run", prompts, "-q"]) == 0
     assert main(["run", prompts, "--mode", "auto", "--deadline", "2h", "-c", "4"]) == 0
-    plain, chosen = seen
+    plain, chosen = handed
     assert "mode" not in plain and "deadline" not in plain
     assert plain["models"] == "gemini-2.5-flash-lite" and plain["cache"] == "use"
     assert "max_concurrency" not in plain and plain["timeout_s"] == 60.0  # the library's auto
@@ -231,3 +314,25 @@ def test_run_offers_the_call_logs_cache_modes() -> None:
     from scriptgen_nb.store.session import CACHE_MODES
 
     assert CACHE_CHOICES == CACHE_MODES
+
+
+def test_run_and_retry_take_a_tier_and_refuse_an_unknown_one_in_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], handed: list[dict[str, Any]]
+) -> None:
+    from scriptgen_nb.cli import main
+
+    (tmp_path / "p.txt").write_text("one\n")
+    prompts = str(tmp_path / "p.txt")
+    assert main(["run", prompts, "-q", "--tier", "tier1"]) == 0
+    assert main(["run", prompts, "-q", "--tier", "tier1", "--emulator"]) == 0
+    assert main(["run", prompts, "-q"]) == 0
+    paid, local, plain = handed
+    assert paid["catalogue"].tier == local["catalogue"].tier == "tier1"
+    assert next(iter(local["catalogue"])).minute_s < 60  # the local emulator's windows kept
+    assert "catalogue" not in plain  # the library's: $SCRIPTGEN_TIER, else free
+    capsys.readouterr()
+    for command in (["run", prompts], ["retry", "--failed", "--db", str(tmp_path / "x.duckdb")]):
+        assert main([*command, "--tier", "gold"]) == 2
+        assert capsys.readouterr().err == (
+            f"scriptgen {command[0]}: --tier 'gold': use one of free, tier1.\n"
+        )

@@ -254,8 +254,17 @@ def test_a_failed_request_exits_1_unless_allowed_and_retry_reruns_only_the_failu
     assert nothing.returncode == 0 and "has no failed or not-run requests" in nothing.stderr
     # `models`: the catalogue, with what this log used at the emulator.
     assert models.returncode == 0, models.stderr
-    header, *rows = models.stdout.splitlines()
-    assert header.split()[:6] == ["model", "priority", "rpm", "tpm", "rpd", "input_usd_per_1m"]
+    said, header, *rows = models.stdout.splitlines()
+    assert said.startswith(f"learned: the limits remembered for {emulator.base_url}, key ")
+    assert header.split()[:7] == [
+        "model",
+        "priority",
+        "rpm",
+        "tpm",
+        "rpd",
+        "learned",
+        "input_usd_per_1m",
+    ]
     used = {row.split()[0]: row.split()[-3:] for row in rows}
     assert used[OK_MODEL] == ["2", "2", "-"] and used[BAD_MODEL] == ["2", "2", "-"]
     assert "gemini-2.5-pro" in used and call_log_in_tmp.exists()
@@ -356,7 +365,7 @@ def test_help_of_each_command_lists_every_option_with_its_default_and_an_example
     subcommands = next(
         a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)
     ).choices
-    names = ["run", "retry", "models", "stats", "batches", "demo", "jobs"]
+    names = ["run", "retry", "models", "limits", "stats", "batches", "demo", "jobs"]
     helps = scriptgen(env, *(Call((name, "--help")) for name in names))
     for name, shown in zip(names, helps, strict=True):
         assert shown.returncode == 0 and shown.stdout.startswith(f"usage: scriptgen {name}")

@@ -15,9 +15,11 @@ from pydantic import BaseModel
 import scriptgen_nb as sg
 from scriptgen_nb.emulator import EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.errors import ConfigurationError
+from scriptgen_nb.engine.identity import key_fingerprint
+from scriptgen_nb.engine.models import default_catalogue
 from scriptgen_nb.jupyter import cells
-from scriptgen_nb.jupyter.endpoint import SESSION, auto_config
-from scriptgen_nb.jupyter.magic import ScriptgenMagics, await_transformer
+from scriptgen_nb.jupyter.endpoint import EMULATOR_KEY, SESSION, auto_config
+from scriptgen_nb.jupyter.magic import BATCH, ScriptgenMagics, await_transformer
 from tests.script_writer import LADDER, fake
 
 MODEL = "gemini-3.5-flash-lite"
@@ -137,6 +139,9 @@ def test_help_covers_every_command() -> None:
         "%scriptgen retry",
         "--failed",
         "%scriptgen project",
+        "%scriptgen limits",
+        "--forget-all",
+        "--tier",
     ):
         assert word in doc
 
@@ -279,3 +284,51 @@ def test_over_renders_a_projects_chapters_frame(shell: Any, fast_emulator: Any) 
     assert fast_emulator.attempts_for("Chapter 2 (ch-2): Moss. Land.") == 1
     usage = sg.CallStore().sql(f"SELECT DISTINCT operation FROM request WHERE project_id = '{pid}'")
     assert usage["operation"].tolist() == ["GENERATE_SCRIPT"]
+
+
+def test_limits_shows_what_a_batch_learned_here_and_forgets_it(
+    shell: Any, fast_emulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fast_emulator.update_model(MODEL, rpm=2)  # the catalogue's guess is higher: a 429 states 2
+    try:
+        frame = cell(shell, f"batch --model {MODEL} --concurrency 4", "one\ntwo\nthree")
+    finally:
+        fast_emulator.update_model(MODEL, rpm=ModelConfig().rpm)
+    assert frame["success"].all()
+    capsys.readouterr()
+    here = f"{fast_emulator.base_url}, key {key_fingerprint(EMULATOR_KEY)}"
+    shown = line(shell, "limits")
+    assert capsys.readouterr().out.startswith(f"limits remembered for {here} (each for 7 days")
+    assert shown[["model", "metric", "limit"]].values.tolist() == [[MODEL, "rpm", 2]]
+    assert shown["endpoint"].tolist() == [fast_emulator.base_url]
+    models = line(shell, "models").set_index("model")
+    assert models.loc[MODEL, "learned"].startswith("rpm 2 (")
+    assert models.loc[MODEL, "rpm"] > 2  # the catalogue's figure, beside it
+    assert line(shell, "limits --forget gemini-2.5-flash-lite").empty is False  # not that one
+    assert capsys.readouterr().out.startswith("forgot 0 remembered limit(s) of gemini-2.5")
+    assert line(shell, f"limits --forget {MODEL}").empty
+    assert capsys.readouterr().out.startswith(f"forgot 1 remembered limit(s) of {MODEL} for {here}")
+    assert line(shell, "limits --all").empty
+    with pytest.raises(UsageError, match="not allowed with argument"):
+        line(shell, f"limits --forget {MODEL} --forget-all")
+
+
+def test_tier_picks_the_catalogues_limits_for_batches_and_models(shell: Any) -> None:
+    magics = shell.find_cell_magic("scriptgen").__self__
+    _, options = magics.prepare_batch(BATCH.parse_args(["--tier", "tier1"]), "a prompt")
+    spec = options["catalogue"].get(MODEL)
+    assert spec.rpm == default_catalogue("tier1").get(MODEL).rpm and spec.minute_s == 2.0
+    free = line(shell, "models").set_index("model").loc[MODEL, "rpm"]
+    paid = line(shell, "models --tier tier1").set_index("model").loc[MODEL, "rpm"]
+    assert (free, paid) == (
+        default_catalogue("free").get(MODEL).rpm,
+        default_catalogue("tier1").get(MODEL).rpm,
+    )
+    for text in (f"batch --model {MODEL} --tier gold", "batch --tier"):
+        with pytest.raises(UsageError, match="--tier"):
+            cell(shell, text, "a prompt")
+    with pytest.raises(UsageError) as caught:
+        cell(shell, "batch --tier gold", "a prompt")
+    assert str(caught.value) == "--tier 'gold': use one of free, tier1."
+    with pytest.raises(UsageError, match="use one of free, tier1"):
+        line(shell, "retry --failed --tier gold")

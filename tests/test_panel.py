@@ -204,8 +204,9 @@ def test_batch_generate_shows_the_panel_and_prints_the_summary(
 
 def test_a_learned_limit_is_shown_under_the_models_state() -> None:
     panel, _ = panel_after_events()
-    panel(LimitLearned("m2", "rpm", 20, 4))
+    panel(LimitLearned("m2", "rpm", 20, 4, "message"))
     panel.redraw(force=True)
-    assert '<td>m2</td><td>parked 5s<br><span class="sg-learned">rpm 4 learned (catalogue 20)' in (
-        panel.models.value
-    )
+    assert (
+        '<td>m2</td><td>parked 5s<br><span class="sg-learned sg-learned-message">'
+        "rpm 4 (stated in the 429&#x27;s message; catalogue 20)</span>"
+    ) in panel.models.value

@@ -21,6 +21,7 @@ from scriptgen_nb.engine.values import (
     Failure,
     FailureKind,
     LimitLearned,
+    LimitSource,
     ModelState,
     ModelStateChanged,
     RequestFinished,
@@ -35,6 +36,7 @@ from scriptgen_nb.progress import (
     TextProgress,
     choose_progress,
     format_duration,
+    format_learned,
     format_line,
     format_summary,
 )
@@ -386,14 +388,46 @@ def test_a_learned_limit_shows_in_the_row_the_line_and_the_summary() -> None:
     state = ProgressState(clock)
     state(started())
     state(LimitLearned("m1", "rpm", 200, 150))
-    state(LimitLearned("m1", "rpm", 200, 100))  # the latest per metric is what the engine uses
+    state(LimitLearned("m1", "rpm", 200, 100, "lowered"))  # the latest per metric is in force
     state(LimitLearned("m2", "tpm", None, 50_000))
     snapshot = state.snapshot()
     rows = {m.name: m for m in snapshot.models}
     assert [(x.metric, x.learned) for x in rows["m1"].learned] == [("rpm", 100)]
-    assert "m1: rpm 100 learned (catalogue 200)" in format_line(snapshot)
+    assert "m1: rpm 100 (lowered: 429s without a figure; catalogue 200)" in format_line(snapshot)
     state(ended())
     summary = format_summary(state.snapshot())
     assert summary.endswith(
-        "; m1: rpm 100 learned (catalogue 200); m2: tpm 50,000 learned (catalogue none)"
+        "; m1: rpm 100 (lowered: 429s without a figure; catalogue 200)"
+        "; m2: tpm 50,000 (stated by the service; catalogue none)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        ("stated", "rpm 150 (stated by the service; catalogue 5)"),
+        ("message", "rpm 150 (stated in the 429's message; catalogue 5)"),
+        ("lowered", "rpm 150 (lowered: 429s without a figure; catalogue 5)"),
+        ("recovered", "rpm 150 (recovered: no more 429s; catalogue 5)"),
+        ("raised", "rpm 150 (raised: discovery; catalogue 5)"),
+        ("remembered", "rpm 150 (remembered; catalogue 5)"),
+    ],
+)
+def test_every_source_of_a_working_limit_is_said_in_words(source: LimitSource, said: str) -> None:
+    state = ProgressState(FakeClock())
+    state(started())
+    state(LimitLearned("m1", "rpm", 5, 150, source))
+    assert format_line(state.snapshot()).endswith(f" · m1: {said}")
+    assert format_learned(LimitLearned("m1", "rpm", 5, 150, source)) == said
+
+
+def test_a_limit_started_from_then_raised_shows_the_latest() -> None:
+    state = ProgressState(FakeClock())
+    state(started())
+    state(LimitLearned("m1", "rpm", 5, 20, "remembered"))
+    assert "m1: rpm 20 (remembered; catalogue 5)" in format_line(state.snapshot())
+    state(LimitLearned("m1", "rpm", 5, 40, "raised"))
+    state(ended())
+    assert format_summary(state.snapshot()).endswith(
+        "; m1: rpm 40 (raised: discovery; catalogue 5)"
     )

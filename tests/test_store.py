@@ -46,10 +46,10 @@ def test_a_fresh_file_gets_every_migration_and_an_old_one_only_the_new(
     path = tmp_path / "log.duckdb"
     db = Database(path)
     shipped = [m.version for m in schema.MIGRATIONS]
-    assert shipped == list(range(1, len(shipped) + 1))
+    assert shipped == sorted(set(shipped))  # in order, each once (6 is another branch's)
     assert sorted(v for (v,) in db.rows("SELECT version FROM schema_migration")) == shipped
     run(["kept"], path)
-    later = len(shipped) + 1
+    later = shipped[-1] + 1
     extra = schema.Migration(later, "a later column", "ALTER TABLE result ADD COLUMN note VARCHAR")
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, extra])
     monkeypatch.setattr("scriptgen_nb.store.database.MIGRATIONS", schema.MIGRATIONS)
@@ -58,6 +58,26 @@ def test_a_fresh_file_gets_every_migration_and_an_old_one_only_the_new(
     assert versions == [*shipped, later]
     assert reopened.rows("SELECT text, note FROM result") == [("answer to kept", None)]
     assert reopened.migrate() == []  # nothing applied twice
+
+
+def test_a_migration_numbered_below_the_files_latest_is_still_applied_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Branches number their migrations apart (this one's 7 while another adds 6): a file that
+    # got 7 first must still get 6 when the branches meet, and neither twice.
+    path = tmp_path / "log.duckdb"
+    assert 6 not in {m.version for m in schema.MIGRATIONS}
+    Database(path)
+    merged = schema.Migration(6, "another branch's column", "ALTER TABLE result ADD COLUMN x INT")
+    monkeypatch.setattr(
+        "scriptgen_nb.store.database.MIGRATIONS",
+        sorted([*schema.MIGRATIONS, merged], key=lambda m: m.version),
+    )
+    reopened = Database(path)
+    assert reopened.migrate() == []
+    applied = reopened.rows("SELECT version FROM schema_migration ORDER BY applied_at, version")
+    assert [v for (v,) in applied][-1] == 6
+    assert reopened.rows("SELECT count(x) FROM result") == [(0,)]
 
 
 def test_a_batch_writes_its_requests_attempts_results_and_row(tmp_path: Path) -> None:
@@ -199,7 +219,8 @@ def test_purge_removes_old_finished_batches_only(tmp_path: Path) -> None:
         )
     with db.write() as con:  # the old batch also learned a limit
         con.execute(
-            "INSERT INTO limit_learned SELECT batch_id, 'm', 'rpm', 10, 5, now() FROM result "
+            "INSERT INTO limit_learned (batch_id, model, metric, configured, learned, learned_at) "
+            "SELECT batch_id, 'm', 'rpm', 10, 5, now() FROM result "
             "WHERE text = 'answer to old'"
         )
     assert purge(db, older_than_days=30) == 1
@@ -407,7 +428,7 @@ def test_a_log_that_falls_behind_slows_the_batch_instead_of_growing_memory(
 
     monkeypatch.setattr(recorder_module, "MAX_BUFFERED_ROWS", 5)
     db = _HeldWrites(tmp_path / "log.duckdb")
-    info = recorder_module.BatchInfo("b1", "live", "fake", "use", True, "0", "0")
+    info = recorder_module.BatchInfo("b1", "live", "fake", "use", True, "0", "0", "fp")
     rec = recorder_module.Recorder(db, info, flush_s=0.05)
     rec(BatchStarted("b1", 12, ("m",), "auto", 4, time.time()))
     db.gate.clear()  # the disk stalls
@@ -461,7 +482,7 @@ def test_rows_are_written_every_flush_and_the_batch_row_once_a_heartbeat(
     from scriptgen_nb.store import recorder as recorder_module
 
     db = Database(tmp_path / "log.duckdb")
-    info = recorder_module.BatchInfo("b1", "live", "fake", "use", True, "0", "0")
+    info = recorder_module.BatchInfo("b1", "live", "fake", "use", True, "0", "0", "fp")
     rec = recorder_module.Recorder(db, info, flush_s=3600, heartbeat_s=3600)
     rec(BatchStarted("b1", 3, ("m",), "auto", 4, time.time()))
     rec.flush()  # the first flush beats: the batch row is refreshed (heartbeat) at once
@@ -491,7 +512,9 @@ def test_migration_5_keeps_every_row_and_drops_only_the_primary_keys(
     path = tmp_path / "log.duckdb"
     before_5 = [m for m in schema.MIGRATIONS if m.version < 5]
     monkeypatch.setattr("scriptgen_nb.store.database.MIGRATIONS", before_5)
-    run(["one", "two"], path)  # a log written by the version before migration 5
+    with monkeypatch.context() as that_version:  # it remembered no limits (migration 7)
+        that_version.setattr("scriptgen_nb.wiring.quota_history", lambda *_: {})
+        run(["one", "two"], path)  # a log written by the version before migration 5
     old = Database(path)
     assert (
         old.rows(

@@ -1,11 +1,11 @@
 """The `scriptgen` command: `run` and `retry` (batches from a terminal), `jobs` (Gemini Batch API
 jobs: list, resume, cancel), `demo` (a batch on the embedded emulator), `emulator` (serve it),
-`stats`, `batches` and `models` (read the log and the catalogue).
+`stats`, `batches`, `models` and `limits` (read the log, the catalogue and the limits learned).
 
 This module only assembles the parser and dispatches: `run.py` runs batches (its flags in
 `options.py`, reading inputs in `inputs.py`, drawing the tqdm bar in `bar.py`, writing results
 in `outputs.py`), `jobs.py` lists, resumes and cancels Batch API jobs, `log.py` reads the call
-log and the catalogue. Nothing here holds logic the
+log and the catalogue, and shows and forgets learned limits. Nothing here holds logic the
 library lacks, and the library is imported inside each command, so `--help` stays quick.
 """
 
@@ -100,6 +100,7 @@ def _dispatch(argv: list[str]) -> int:
         "stats": log.stats,
         "batches": log.batches,
         "models": log.models,
+        "limits": log.limits,
         "jobs": jobs.jobs,
     }
     return commands[args.command](args)

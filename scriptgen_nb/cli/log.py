@@ -1,4 +1,5 @@
-"""`scriptgen stats`, `batches` and `models`: the call log and the catalogue, as text tables.
+"""`scriptgen stats`, `batches`, `models` and `limits`: the call log, the catalogue and the limits
+remembered for this endpoint and key, as text tables.
 
 None of them creates a log file that is not there. The tables are pandas frames printed with
 `table()`, which `run` uses for its summary too. The library is imported inside each function,
@@ -8,7 +9,6 @@ so `scriptgen --help` stays quick.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -25,7 +25,13 @@ HELP = {
     "stats": "print the call log's usage report (per operation and model) and the last batches",
     "batches": "list the last batches in the call log, newest first, with their state",
     "models": "list the model catalogue: limits, prices, and what each model used just now",
+    "limits": "list the rate limits learned and remembered for this endpoint and API key (a "
+    "later batch starts from them), or forget them",
 }
+TIER_HELP = (
+    "the catalogue's limits for this tier: free or tier1 (default: $SCRIPTGEN_TIER, else the "
+    "catalogue's, free)"
+)
 Section = tuple[str, "pd.DataFrame"]  # a title and its table
 BATCH_COLUMNS = [
     "batch_id",
@@ -82,11 +88,36 @@ def add_parsers(sub: Any) -> None:
         help=HELP["models"],
         description=HELP["models"]
         + " (requests sent this minute and today, at the endpoint $GOOGLE_GEMINI_BASE_URL or "
-        "Google, per the call log). Prices are USD per 1M tokens; limits are the tier's "
-        "($SCRIPTGEN_TIER: free, the default, or tier1), or $SCRIPTGEN_CATALOGUE's.",
-        epilog="example: scriptgen models --db calls.duckdb",
+        "Google, per the call log) and, under `learned`, the limits remembered for that "
+        "endpoint and $GEMINI_API_KEY. Prices are USD per 1M tokens; limits are the tier's "
+        "(--tier, $SCRIPTGEN_TIER: free, the default, or tier1), or $SCRIPTGEN_CATALOGUE's.",
+        epilog="example: scriptgen models --tier tier1 --db calls.duckdb",
     )
     models.add_argument("--db", metavar="PATH", help=DB_HELP)
+    models.add_argument("--tier", metavar="TIER", help=TIER_HELP)
+    limits = sub.add_parser(
+        "limits",
+        help=HELP["limits"],
+        description=HELP["limits"] + ". The engine learns a model's limits from the service "
+        "(stated in a 429, lowered by 429s, raised while no 429 comes) and keeps them per "
+        "endpoint ($GOOGLE_GEMINI_BASE_URL, else Google), API key fingerprint (of "
+        "$GEMINI_API_KEY or $GOOGLE_API_KEY; never the key), model and metric, for 7 days.",
+        epilog="examples: scriptgen limits; scriptgen limits --forget gemini-3.8-flash; "
+        "scriptgen limits --all --forget-all",
+    )
+    limits.add_argument("--db", metavar="PATH", help=DB_HELP)
+    forget = limits.add_mutually_exclusive_group()
+    forget.add_argument(
+        "--forget", metavar="MODEL", help="forget MODEL's remembered limits (default: none)"
+    )
+    forget.add_argument(
+        "--forget-all", action="store_true", help="forget every model's remembered limits"
+    )
+    limits.add_argument(
+        "--all",
+        action="store_true",
+        help="every endpoint and key in the call log, not only this one",
+    )
 
 
 def _moment(text: str) -> datetime:
@@ -112,20 +143,37 @@ def batches(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from ..commands import models_frame
-    from ..engine.errors import ScriptgenError
+    from ..commands import models_frame, quota_identity, with_tier
+    from ..engine.errors import ConfigurationError, ScriptgenError
     from ..store import default_db_path, open_database
-    from ..wiring import ENV_BASE_URL
 
     path = args.db or default_db_path()
     try:
+        catalogue = with_tier({}, args.tier).get("catalogue")
+    except ConfigurationError as exc:
+        print(f"scriptgen models: {exc}", file=sys.stderr)
+        return 2
+    try:
         db = open_database(path) if Path(path).exists() else None  # never create one
-        frame = models_frame(db, endpoint=os.environ.get(ENV_BASE_URL) or None)
+        frame = models_frame(db, catalogue)
     except ScriptgenError as exc:
         print(f"scriptgen models: {exc}", file=sys.stderr)
         return 1
+    print(f"learned: the limits remembered for {quota_identity({})}")
     print(table(frame.convert_dtypes()))  # limits as whole numbers
     return 0
+
+
+def limits(args: argparse.Namespace) -> int:
+    from ..commands import limits_action, quota_identity
+
+    identity = quota_identity({}, every=args.all)
+
+    def sections(db: Database) -> list[Section]:
+        said, frame = limits_action(db, identity, forget=args.forget, forget_all=args.forget_all)
+        return [(said + ":", frame)]
+
+    return _read_log("limits", args.db, sections)
 
 
 def _read_log(

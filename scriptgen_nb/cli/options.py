@@ -11,7 +11,7 @@ import textwrap
 from typing import Any
 
 from ..engine.errors import ConfigurationError
-from .log import DB_HELP
+from .log import DB_HELP, TIER_HELP
 
 CACHE_CHOICES = ("use", "refresh", "off")  # store.session.CACHE_MODES, without importing duckdb
 RUN_HELP = "run a batch of prompts from a JSONL, CSV or text file (or stdin) and write the results"
@@ -186,6 +186,7 @@ def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
         metavar="N",
         help="attempts per request, retries included (default: %(default)s)",
     )
+    batch.add_argument("--tier", metavar="TIER", help=TIER_HELP)
     batch.add_argument("--db", metavar="PATH", help=DB_HELP)
     batch.add_argument(
         "--mode",

@@ -89,6 +89,9 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
 
     with ExitStack() as stack:
         try:
+            from ..commands import check_tier
+
+            check_tier(args.tier)
             if args.out is not None:
                 from .outputs import output_path
 
@@ -97,7 +100,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             if work.nothing is not None:
                 print(f"scriptgen {command}: {work.nothing}", file=sys.stderr)
                 return OK
-            from ..commands import batch_options
+            from ..commands import batch_options, with_tier
 
             given = work.options
             models = args.models or given.pop("models", None) or os.environ.get(ENV_MODELS)
@@ -117,6 +120,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 options.update(_local_emulator(stack, quiet=args.quiet, start=not dry))
             elif not _has_key(options):
                 raise MissingApiKeyError()  # before the library would create the call log
+            options = with_tier(options, args.tier)
             if dry:
                 print(_dry_run(work.requests, options))
                 return OK

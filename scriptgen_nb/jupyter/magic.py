@@ -6,7 +6,8 @@ DataFrame (or stores it in `-o VAR`). A cell magic is a synchronous call, so by 
 batch runs on its own loop in a worker thread and the kernel's interrupt cancels it; with
 `--await` an input transformer rewrites the cell into an `await` on the kernel's own loop, where
 the panel's Cancel button acts mid-run (notes/jupyter.md §3.2). Line magics read the log, draw
-charts, re-run failures, show a project's chapters and manage the local emulator. Bad options
+charts, show and forget the limits learned for this endpoint and key, re-run failures, show a
+project's chapters and manage the local emulator. Bad options
 raise `UsageError`; the library's configuration errors propagate with their message, so nbval
 sees every failure.
 """
@@ -16,7 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, NoReturn
 
@@ -89,6 +91,7 @@ def _batch_parser() -> _Parser:
     p.add_argument("--dry-run", action="store_true", help="estimate tokens, cost and time only")
     p.add_argument("--budget", type=float, default=None, metavar="USD", help="stop before this")
     p.add_argument("--cache", choices=commands.CACHE_MODES, default="use")
+    _tier_argument(p)
     p.add_argument("--db", default=None, metavar="PATH", help="the call log file")
     p.add_argument(
         "--mode",
@@ -120,11 +123,23 @@ def _line_parsers() -> dict[str, _Parser]:
         prog="%scriptgen sql", add_help=False, description="A read-only SELECT on the call log."
     )
     sql.add_argument("query", nargs=argparse.REMAINDER)
-    parsers["models"] = _Parser(
+    models = parsers["models"] = _Parser(
         prog="%scriptgen models",
         add_help=False,
-        description="The model catalogue and what each has used now.",
+        description="The model catalogue, the limits remembered for this endpoint and key, and "
+        "what each model has used now.",
     )
+    _tier_argument(models)
+    limits = parsers["limits"] = _Parser(
+        prog="%scriptgen limits",
+        add_help=False,
+        description="The limits learned and remembered for this endpoint and key (a later batch "
+        "starts from them); --forget MODEL or --forget-all forgets them first.",
+    )
+    forget = limits.add_mutually_exclusive_group()
+    forget.add_argument("--forget", metavar="MODEL", help="forget this model's limits")
+    forget.add_argument("--forget-all", action="store_true", help="forget every model's limits")
+    limits.add_argument("--all", action="store_true", help="every endpoint and key, not this one")
     chart = parsers["chart"] = _Parser(
         prog="%scriptgen chart", add_help=False, description="A chart from the call log."
     )
@@ -138,6 +153,7 @@ def _line_parsers() -> dict[str, _Parser]:
     retry.add_argument("--failed", action="store_true", required=True)
     retry.add_argument("--batch", default=None, help="a batch id (default: the latest)")
     retry.add_argument("-o", "--output", metavar="VAR")
+    _tier_argument(retry)
     project = parsers["project"] = _Parser(
         prog="%scriptgen project",
         add_help=False,
@@ -163,6 +179,15 @@ def _line_parsers() -> dict[str, _Parser]:
     for parser in parsers.values():
         parser.add_argument("--db", default=None, metavar="PATH", help="the call log file")
     return parsers
+
+
+def _tier_argument(parser: _Parser) -> None:
+    parser.add_argument(
+        "--tier",
+        default=None,
+        metavar="|".join(commands.TIERS),
+        help="the catalogue's limits for this tier (default: $SCRIPTGEN_TIER, else free)",
+    )
 
 
 BATCH = _batch_parser()
@@ -217,6 +242,8 @@ class ScriptgenMagics(Magics):
         self, args: argparse.Namespace, cell: str
     ) -> tuple[list[Any], dict[str, Any]]:
         """The requests and batch options a `%%scriptgen batch` cell stands for."""
+        with _usage_errors():
+            commands.check_tier(args.tier)
         ns = self._namespace()
         if args.over:
             prompts: list[Any] = cells.templated_prompts(cell, self._variable(args.over, "--over"))
@@ -240,7 +267,7 @@ class ScriptgenMagics(Magics):
             deadline=args.deadline if args.mode == "auto" or args.deadline else None,
             **endpoint,
         )
-        return requests, options
+        return requests, commands.with_tier(options, args.tier)
 
     def run_batch(self, args: argparse.Namespace, cell: str) -> pd.DataFrame | None:
         requests, options = self.prepare_batch(args, cell)
@@ -305,11 +332,21 @@ class ScriptgenMagics(Magics):
         return self._log(args.db).sql(query)
 
     def _models(self, args: argparse.Namespace) -> pd.DataFrame:
-        """The catalogue in use, with what each model has used in its windows at this endpoint."""
-        endpoint = SESSION.options()[0] if SESSION.emulator else {}
-        return commands.models_frame(
-            self._log(args.db).db, endpoint.get("catalogue"), endpoint.get("base_url")
+        """The catalogue in use, with the limits remembered for this endpoint and key and what
+        each model has used in its windows there."""
+        endpoint = _session_endpoint()
+        with _usage_errors():
+            catalogue = commands.with_tier(endpoint, args.tier).get("catalogue")
+        return commands.models_frame(self._log(args.db).db, catalogue, endpoint)
+
+    def _limits(self, args: argparse.Namespace) -> pd.DataFrame:
+        """Say whose limits these are (forgetting first, when asked) and return them."""
+        identity = commands.quota_identity(_session_endpoint(), every=args.all)
+        said, frame = commands.limits_action(
+            self._log(args.db).db, identity, forget=args.forget, forget_all=args.forget_all
         )
+        print(said)
+        return frame
 
     def _chart(self, args: argparse.Namespace) -> Any:
         from .charts import chart
@@ -338,6 +375,8 @@ class ScriptgenMagics(Magics):
             png.for_type(Figure, lambda fig: figure_bytes(fig, "png"))
 
     def _retry(self, args: argparse.Namespace) -> pd.DataFrame | None:
+        with _usage_errors():
+            commands.check_tier(args.tier)
         log = self._log(args.db)
         batch_id = args.batch or _latest_batch(log)
         plan = commands.retry_plan(log, batch_id)
@@ -347,13 +386,9 @@ class ScriptgenMagics(Magics):
         endpoint, note = SESSION.options()
         if note:
             print(note)
-        results = batch_generate(
-            plan.requests,
-            progress="auto",
-            db=self._db(args.db),
-            **plan.options(self.default_models),
-            **endpoint,
-        )
+        options = {"db": self._db(args.db), **plan.options(self.default_models), **endpoint}
+        tiered = commands.with_tier(options, args.tier)
+        results = batch_generate(plan.requests, progress="auto", **tiered)
         return self._deliver(results, args.output)
 
     def _project(self, args: argparse.Namespace) -> pd.DataFrame:
@@ -373,7 +408,7 @@ class ScriptgenMagics(Magics):
             commands.job_target(args.action, args.batch)
         except ConfigurationError as exc:
             raise UsageError(f"%scriptgen {exc}") from None
-        key = SESSION.options()[0].get("api_key") if SESSION.emulator else None
+        key = _session_endpoint().get("api_key")
         done = commands.jobs_action(args.action, args.batch, db=self._db(args.db), api_key=key)
         return self._deliver(done, args.output) if isinstance(done, ResultList) else done
 
@@ -422,18 +457,29 @@ ScriptgenMagics.scriptgen.__doc__ = (
 )
 
 
-def _concurrency(value: str) -> int | str:
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """A command's `ConfigurationError` (a bad option value) as IPython's `UsageError`."""
     try:
-        return commands.parse_concurrency(value)
+        yield
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _session_endpoint() -> dict[str, Any]:
+    """The endpoint options of the session's emulator when one runs and batches use it, else
+    none (Google, or GOOGLE_GEMINI_BASE_URL); starts nothing."""
+    return SESSION.options()[0] if SESSION.emulator else {}
+
+
+def _concurrency(value: str) -> int | str:
+    with _usage_errors():
+        return commands.parse_concurrency(value)
 
 
 def _latest_batch(log: CallStore) -> str:
-    try:
+    with _usage_errors():
         return commands.latest_batch(log, "run %%scriptgen batch first")
-    except ConfigurationError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def await_transformer(lines: list[str]) -> list[str]:

@@ -5,9 +5,10 @@ second, the final state always) and wires a Cancel button to a `CancelToken`. Dr
 the engine's thread: they set widget traits under the frontend's one draw lock, inside
 `hold_sync()`, and never `print` or `display` (notes/jupyter.md §3.3, §4); `show()` and
 `close()` do that from the caller's thread. Stable CSS classes (`sg-panel`, `sg-title`,
-`sg-bar`, `sg-cancel`, `sg-summary`, `sg-usage`, `sg-models`, `sg-errors`) name the pieces for
-browser tests and styling. Imports ipywidgets and IPython; nothing but `progress.py` imports
-this module, and only when a panel is asked for.
+`sg-bar`, `sg-cancel`, `sg-summary`, `sg-usage`, `sg-models`, `sg-errors`; `sg-learned` and
+`sg-learned-<source>` for a model's learned limits) name the pieces for browser tests and
+styling. Imports ipywidgets and IPython; nothing but `progress.py` imports this module, and only
+when a panel is asked for.
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ def _state_text(m: ModelRow) -> str:
     if m.seconds_left is not None:
         state = f"{state} {format_duration(m.seconds_left, tenths=False)}"
     learned = "".join(
-        f'<br><span class="sg-learned">{escape(format_learned(limit))}</span>'
+        f'<br><span class="sg-learned sg-learned-{limit.source}">'
+        f"{escape(format_learned(limit))}</span>"
         for limit in m.learned
     )
     return state + learned

@@ -2,7 +2,8 @@
 
 Only `database.py` imports duckdb. `schema.py` holds the migrations, `queries.py` the reports,
 `recorder.py` and `session.py` the writing side, `replay.py` the rebuilding of requests.
-`CallStore` is the handle users hold: the reports as methods returning DataFrames.
+`limits.py` the learned limits kept per quota identity. `CallStore` is the handle users hold: the
+reports as methods returning DataFrames.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pandas as pd
 
 from ..engine.errors import ConfigurationError
 from ..engine.values import GenerationRequest
-from . import queries, replay
+from . import limits, queries, replay
 from .database import MEMORY, CallLogFailed, Database, StoreError
+from .limits import REMEMBER_LIMITS_S
 
 ENV_DB = "SCRIPTGEN_DB"
 DEFAULT_DB = "scriptgen.duckdb"
@@ -37,7 +39,7 @@ def open_database(path: str | os.PathLike[str] | None = None) -> Database:
 
 def purge(db: Database, older_than_days: float) -> int:
     """Delete every batch (its requests, attempts, results, learned limits, Batch API jobs) that
-    ended before the cutoff.
+    ended before the cutoff. A limit learned by a deleted batch is no longer remembered either.
 
     A batch still running (its heartbeat fresh) is kept whatever its age; one whose process
     died is judged by its last heartbeat. Returns the number of batches deleted.
@@ -75,6 +77,7 @@ class CallStore:
         log = CallStore()                 # ./scriptgen.duckdb, or SCRIPTGEN_DB, or a path
         log.usage_report(since="1h")      # the seed's report: per operation and model
         log.batches(); log.results(batch_id); log.errors(batch_id)
+        log.limits(); log.forget_limits("gemini-3.8-flash")   # limits learned and remembered
         log.sql("SELECT model, count(*) FROM ai_api_call GROUP BY model")
 
     Times (`since`, `until`) take a datetime, an ISO string or a duration ago ("30m", "2d").
@@ -105,7 +108,30 @@ class CallStore:
         return queries.errors(self.db, batch_id)
 
     def learned_limits(self, batch_id: str | None = None) -> pd.DataFrame:
+        """Every limit change the engine made, per batch, in the order learned (history)."""
         return queries.learned_limits(self.db, batch_id)
+
+    def limits(
+        self, endpoint: str | None = None, key_fingerprint: str | None = None
+    ) -> pd.DataFrame:
+        """The remembered limits a later batch starts from (learned within the last
+        `REMEMBER_LIMITS_S`, 7 days, and not forgotten), one row per quota identity, model and
+        metric; None means every endpoint ("google" or a base URL) or every key fingerprint
+        (`scriptgen_nb.engine.identity.key_fingerprint(key)`). Columns: model, metric, limit,
+        source, configured, learned_at, expires_at, endpoint, fingerprint, batch_id."""
+        return limits.remembered_limits(self.db, endpoint=endpoint, key_fingerprint=key_fingerprint)
+
+    def forget_limits(
+        self,
+        model: str | None = None,
+        endpoint: str | None = None,
+        key_fingerprint: str | None = None,
+    ) -> int:
+        """Forget remembered limits (None: every model, endpoint, key), so later batches start
+        from the catalogue again; returns how many were remembered. The history stays."""
+        return limits.forget_limits(
+            self.db, model=model, endpoint=endpoint, key_fingerprint=key_fingerprint
+        )
 
     def throughput(
         self, batch_id: str | None = None, bucket_s: float | None = None
@@ -133,6 +159,7 @@ __all__ = [
     "ENV_DB",
     "HEARTBEAT_S",
     "MEMORY",
+    "REMEMBER_LIMITS_S",
     "STALE_AFTER_S",
     "CallLogFailed",
     "CallStore",

@@ -292,14 +292,18 @@ def errors(db: Database, batch_id: str | None = None) -> pd.DataFrame:
 
 
 def learned_limits(db: Database, batch_id: str | None = None) -> pd.DataFrame:
-    """The limits the engine learned from 429s (the service allowed less than the catalogue
-    said), in the order learned. Columns: batch_id, model, metric (rpm | tpm | rpd),
-    configured (the catalogue's figure), learned (what the engine kept to from then on),
-    learned_at. Update the catalogue (SCRIPTGEN_CATALOGUE) when a row keeps coming back."""
+    """Every change of a working limit the engine made (from 429s, or raised by discovery), in
+    the order learned: the batches' history, forgotten limits included (`limits.py` keeps what
+    a later batch starts from). Columns: batch_id, model, metric (rpm | tpm | rpd), configured
+    (the catalogue's figure), learned (what the engine kept to from then on), learned_at,
+    source (stated, message, lowered, recovered, raised; empty before migration 7), endpoint
+    and fingerprint (the quota identity). Update the catalogue (SCRIPTGEN_CATALOGUE) when a
+    limit keeps coming back."""
     where, params = ("WHERE batch_id = ?", [batch_id]) if batch_id is not None else ("", [])
     return db.frame(
-        "SELECT batch_id, model, metric, configured, learned, learned_at "
-        f"FROM limit_learned {where} ORDER BY learned_at, model, metric",
+        "SELECT batch_id, model, metric, configured, learned, learned_at, source, endpoint, "
+        f"key_fingerprint AS fingerprint FROM limit_learned {where} "
+        "ORDER BY learned_at, model, metric",
         params,
     )
 

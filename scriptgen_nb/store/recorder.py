@@ -1,4 +1,5 @@
-"""The recorder: an engine listener that writes a batch's requests, attempts and results.
+"""The recorder: an engine listener that writes a batch's requests, attempts, results and the
+limits it learned.
 
 Events arrive on the engine's loop; the recorder only turns them into rows and appends them to
 a buffer. A flusher thread writes the buffer in one transaction at least every `flush_s`
@@ -55,6 +56,9 @@ class BatchInfo:
     store_text: bool
     package_version: str
     sdk_version: str
+    # The API key's fingerprint (engine/identity.py), never the key: with the endpoint, the quota
+    # identity that learned limits are kept for.
+    key_fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +295,10 @@ class Recorder:
             )
 
     def _record_learned(self, event: LimitLearned) -> None:
-        """A limit the service enforced below the catalogue's, which the engine now keeps to."""
+        """A working limit the engine changed, kept for the batch's quota identity (a later
+        batch starts from it: store/limits.py). One it started from is not new knowledge."""
+        if event.source == "remembered":
+            return
         with self._lock:
             self._raise_if_failed()
             self._learned.append(
@@ -302,6 +309,9 @@ class Recorder:
                     "configured": event.configured,
                     "learned": event.learned,
                     "learned_at": time.time(),
+                    "source": event.source,
+                    "endpoint": self.info.endpoint,
+                    "key_fingerprint": self.info.key_fingerprint,
                 }
             )
 

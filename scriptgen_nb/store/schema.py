@@ -276,3 +276,22 @@ migration(
         + "CREATE INDEX result_by_cache_key ON result (cache_key);\n",
     )
 )
+
+# Version 6 is another branch's (usage columns). The runner applies, by version, whatever a file
+# has not seen, so a file written by this branch meets 6 after 7, and each applies once.
+migration(
+    Migration(
+        7,
+        "learned limits kept per quota identity (endpoint, key fingerprint), with their source",
+        """
+-- stated | message | lowered | recovered | raised (engine/values.py LimitSource)
+ALTER TABLE limit_learned ADD COLUMN source VARCHAR;
+-- the quota identity: "google" or the base URL, and the key's fingerprint (engine/identity.py),
+-- never the key; NULL in rows from before version 7, which are history only
+ALTER TABLE limit_learned ADD COLUMN endpoint VARCHAR;
+ALTER TABLE limit_learned ADD COLUMN key_fingerprint VARCHAR;
+-- set when the user forgets the limit: no later batch starts from it
+ALTER TABLE limit_learned ADD COLUMN forgotten_at TIMESTAMPTZ;
+""",
+    )
+)

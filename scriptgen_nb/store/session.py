@@ -1,4 +1,5 @@
-"""One batch's link to the call log: its cache lookups, its quota history, its recorder.
+"""One batch's link to the call log: its cache lookups, its quota history (with the limits
+remembered for its quota identity), its recorder.
 
 `BatchSession.requests()` wraps the batch's requests: in chunks, it computes their cache keys
 and (with `cache="use"`) finds earlier successful answers in one query per chunk, so a huge or
@@ -23,6 +24,7 @@ from ..engine.values import GenerationRequest, ModelHistory, Result
 from ..engine.verdict import parse_structured
 from . import keys
 from .database import Database, StoreError
+from .limits import remembered_limits
 from .recorder import BatchInfo, Recorder
 
 CacheMode = Literal["use", "refresh", "off"]
@@ -130,12 +132,20 @@ def cached_result(index: int, request: GenerationRequest, earlier: Earlier) -> R
 
 
 def quota_history(
-    db: Database, ladder: Sequence[ModelSpec], endpoint: str, now: float | None = None
+    db: Database,
+    ladder: Sequence[ModelSpec],
+    endpoint: str,
+    key_fingerprint: str | None = None,
+    *,
+    now: float | None = None,
 ) -> dict[str, ModelHistory]:
-    """What each model of `ladder` already used at `endpoint`, per the log (quota memory).
+    """What each model of `ladder` already used at `endpoint`, per the log (quota memory), and
+    the limits remembered for the quota identity (`endpoint`, `key_fingerprint`).
 
     Requests refused with a 429 did not use quota and are left out; a per-day 429 still in
-    force carries over as an exhaustion.
+    force carries over as an exhaustion. `limits` holds, per metric, the latest limit learned
+    at this identity within `limits.REMEMBER_LIMITS_S` and not forgotten; without a
+    fingerprint (no key known) nothing is remembered.
     """
     now = time.time() if now is None else now
     specs = {spec.name: spec for spec in ladder}
@@ -157,8 +167,17 @@ def quota_history(
                 out_for[model] = max(out_for.get(model, 0.0), until - now)
         elif kind not in QUOTA_ERRORS and sent_at >= now - horizon[model]:
             sent[model].append((now - sent_at, int(tokens)))
+    limits: dict[str, dict[str, int]] = {}
+    if key_fingerprint is not None:
+        remembered = remembered_limits(
+            db, endpoint=endpoint, key_fingerprint=key_fingerprint, models=list(specs), now=now
+        )
+        for model, metric, limit in zip(
+            remembered["model"], remembered["metric"], remembered["limit"], strict=True
+        ):
+            limits.setdefault(model, {})[metric] = int(limit)
     return {
-        name: ModelHistory(tuple(sent[name]), out_for.get(name))
+        name: ModelHistory(tuple(sent[name]), out_for.get(name), limits.get(name, {}))
         for name in specs
-        if sent[name] or name in out_for
+        if sent[name] or name in out_for or name in limits
     }
