@@ -318,7 +318,8 @@ def batch_generate(
 
     Works in plain Python and inside a running event loop (a Jupyter cell). Keyword options:
     `models` (ladder: names, ModelSpecs or "a,b"), `base_url`, `api_key`, `budget_usd`,
-    `timeout_s`, `max_attempts`, `routing` ("preference" | "failover"), `chunk_size`,
+    `timeout_s`, `max_attempts`, `overload_patience_s` (600: how long 429s without details on
+    every model are waited out), `routing` ("preference" | "failover"), `chunk_size`,
     `catalogue`, `listeners`, `cancel` (a CancelToken), `backend` (tests), `progress` ("auto":
     a panel in Jupyter, a text bar on a terminal; "widget", "text"; None, the default: none).
     Ctrl-C raises `BatchInterrupted` whose `.results` has every request, unfinished ones

@@ -52,6 +52,9 @@ class BatchOptions:
     budget_usd: float | None = None
     timeout_s: float = 60.0
     max_attempts: int = 6
+    # Seconds of nothing but 429s without details, on every model, before the rest of the batch
+    # ends rate_limited (the service is overloaded or the quota is used elsewhere).
+    overload_patience_s: float = 600.0
     routing: Routing = "preference"
     chunk_size: int | None = None
     db: DbArgument = None
@@ -194,7 +197,11 @@ class BatchOptions:
             plan=plan,
             routing=self.routing,
             timeout_s=self.timeout_s,
-            retry=RetryPolicy(max_attempts=self.max_attempts, backoff=self.backoff),
+            retry=RetryPolicy(
+                max_attempts=self.max_attempts,
+                backoff=self.backoff,
+                overload_patience_s=self.overload_patience_s,
+            ),
             budget_usd=self.budget_usd,
             chunk_size=self.chunk_size,
             history=quota_history(log, ladder, backend.endpoint, fingerprint) if log else {},

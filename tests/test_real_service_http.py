@@ -133,3 +133,24 @@ def test_a_short_per_day_retry_delay_on_compressed_days_is_waited_then_rotated()
     assert all(r.success for r in results)
     assert a["requests"] - sum(a["rate_limited"].values()) == 3  # a served its quota
     assert any(isinstance(e, ModelStateChanged) and e.state == "exhausted" for e in events)
+
+
+def test_an_endless_storm_ends_the_batch_after_the_patience_given() -> None:
+    with emulator(storms=((0.0, float("inf")),), models={"flash": fast()}) as emu:
+        started = time.monotonic()
+        results, _ = run(emu, 8, [trusted("flash")], overload_patience_s=2.0)
+        elapsed = time.monotonic() - started
+    assert {r.error.kind for r in results if r.error} == {"rate_limited"}
+    assert all("Resource has been exhausted" in r.error.message for r in results if r.error)
+    assert 2.0 <= elapsed < 10.0
+
+
+def test_the_patience_must_be_positive() -> None:
+    with pytest.raises(sg.ConfigurationError, match="overload_patience_s"):
+        sg.batch_generate(
+            sg.create_batch_requests(["x"]),
+            backend=sg.FakeBackend(),
+            db=False,
+            models=[trusted("flash")],
+            overload_patience_s=0,
+        )
