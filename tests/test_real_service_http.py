@@ -154,3 +154,22 @@ def test_the_patience_must_be_positive() -> None:
             models=[trusted("flash")],
             overload_patience_s=0,
         )
+
+
+def test_a_gone_model_is_said_once_in_the_call_log(tmp_path: Any) -> None:
+    models = {"old": fast(retired=True), "new": fast(rpm=100)}
+    db = str(tmp_path / "calls.duckdb")
+    with emulator(models=models) as emu:
+        reqs = sg.create_batch_requests([f"A line about pier {i}." for i in range(12)])
+        sg.batch_generate(
+            reqs,
+            models=[trusted("old", rpm=100, status="shut down"), trusted("new", 2, rpm=100)],
+            base_url=emu.base_url,
+            api_key=KEY,
+            db=db,
+            max_concurrency=4,
+        )
+    events = sg.CallStore(db).model_events()
+    gone = events[events["state"] == "gone"]
+    assert list(gone["model"]) == ["old"]
+    assert "not found" in gone["reason"].iloc[0] and "shut down" in gone["reason"].iloc[0]

@@ -291,6 +291,20 @@ def errors(db: Database, batch_id: str | None = None) -> pd.DataFrame:
     )
 
 
+def model_events(db: Database, batch_id: str | None = None) -> pd.DataFrame:
+    """What happened to each model during its batches, in order: parked (a per-minute 429),
+    backing_off (429s without details), exhausted (out of quota until its reset), cooling
+    (server errors in a row) and gone (retired, not supported, or no quota: it left the
+    batch's ladder). Columns: batch_id, model, state, until_s (seconds until usable again;
+    NaN for gone), reason (what the service said), happened_at."""
+    where, params = ("WHERE batch_id = ?", [batch_id]) if batch_id is not None else ("", [])
+    return db.frame(
+        f"SELECT batch_id, model, state, until_s, reason, happened_at FROM model_event {where} "
+        "ORDER BY happened_at, model",
+        params,
+    )
+
+
 def learned_limits(db: Database, batch_id: str | None = None) -> pd.DataFrame:
     """Every change of a working limit the engine made (from 429s, or raised by discovery), in
     the order learned: the batches' history, forgotten limits included (`limits.py` keeps what

@@ -30,6 +30,7 @@ from ..engine.values import (
     Event,
     GenerationRequest,
     LimitLearned,
+    ModelStateChanged,
     RequestFinished,
     Result,
 )
@@ -38,7 +39,9 @@ from .database import Database, StoreError
 
 CALL_TIMES = frozenset({"created_at", "finished_at"})
 RESULT_TIMES = frozenset({"finished_at"})
-LEARNED_TIMES = frozenset({"learned_at"})
+# The notes a batch leaves beside its rows: the working limits it changed and what happened to
+# its models, by table, with their time columns.
+NOTE_TIMES = {"limit_learned": frozenset({"learned_at"}), "model_event": frozenset({"happened_at"})}
 # Rows (requests, attempts, results) waiting for the flusher before taking up a request waits.
 # A backend that answers at once can outrun any disk: 100,000 instant requests held ~60,000
 # rows (600 MB) per flush without this bound.
@@ -186,7 +189,7 @@ class Recorder:
         self._requests: list[dict[str, Any]] = []
         self._calls: list[dict[str, Any]] = []
         self._results: list[dict[str, Any]] = []
-        self._learned: list[dict[str, Any]] = []
+        self._notes: dict[str, list[dict[str, Any]]] = {table: [] for table in NOTE_TIMES}
         self._pending: dict[str, RequestTags] = {}
         self._counts = {"success": 0, "failure": 0, "not_run": 0, "cached": 0}
         self._tokens = [0, 0, 0]
@@ -225,6 +228,18 @@ class Recorder:
             self._record_result(event.result)
         elif isinstance(event, LimitLearned):
             self._record_learned(event)
+        elif isinstance(event, ModelStateChanged):
+            self._note(
+                "model_event",
+                {
+                    "batch_id": self.info.batch_id,
+                    "model": event.model,
+                    "state": event.state,
+                    "until_s": event.until_s,
+                    "reason": event.reason[:1000],
+                    "happened_at": time.time(),
+                },
+            )
         elif isinstance(event, BatchFinished):
             with self._lock:
                 self._ending = event
@@ -299,21 +314,25 @@ class Recorder:
         batch starts from it: store/limits.py). One it started from is not new knowledge."""
         if event.source == "remembered":
             return
+        self._note(
+            "limit_learned",
+            {
+                "batch_id": self.info.batch_id,
+                "model": event.model,
+                "metric": event.metric,
+                "configured": event.configured,
+                "learned": event.learned,
+                "learned_at": time.time(),
+                "source": event.source,
+                "endpoint": self.info.endpoint,
+                "key_fingerprint": self.info.key_fingerprint,
+            },
+        )
+
+    def _note(self, table: str, row: dict[str, Any]) -> None:
         with self._lock:
             self._raise_if_failed()
-            self._learned.append(
-                {
-                    "batch_id": self.info.batch_id,
-                    "model": event.model,
-                    "metric": event.metric,
-                    "configured": event.configured,
-                    "learned": event.learned,
-                    "learned_at": time.time(),
-                    "source": event.source,
-                    "endpoint": self.info.endpoint,
-                    "key_fingerprint": self.info.key_fingerprint,
-                }
-            )
+            self._notes[table].append(row)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -353,20 +372,21 @@ class Recorder:
             requests, self._requests = self._requests, []
             calls, self._calls = self._calls, []
             results, self._results = self._results, []
-            learned, self._learned = self._learned, []
+            notes, self._notes = self._notes, {table: [] for table in NOTE_TIMES}
             self._drained.notify_all()
             progress = self._progress_row()
             ending = self._ending if final and isinstance(self._ending, _Ending) else None
         now = time.monotonic()
         beat = final or now - self._last_heartbeat >= self.heartbeat_s
-        if not (requests or calls or results or learned or beat):
+        if not (requests or calls or results or any(notes.values()) or beat):
             return
         try:
             with self.db.write() as con:
                 Database.insert(con, "request", requests)
                 Database.insert(con, "ai_api_call", calls, CALL_TIMES)
                 Database.insert(con, "result", results, RESULT_TIMES)
-                Database.insert(con, "limit_learned", learned, LEARNED_TIMES)
+                for table, rows in notes.items():
+                    Database.insert(con, table, rows, NOTE_TIMES[table])
                 if beat:
                     self._update_batch(con, progress, ending)
         except BaseException:
@@ -374,7 +394,8 @@ class Recorder:
                 self._requests[:0] = requests
                 self._calls[:0] = calls
                 self._results[:0] = results
-                self._learned[:0] = learned
+                for table, rows in notes.items():
+                    self._notes[table][:0] = rows
             raise
         if beat:
             self._last_heartbeat = now

@@ -295,3 +295,20 @@ ALTER TABLE limit_learned ADD COLUMN forgotten_at TIMESTAMPTZ;
 """,
     )
 )
+
+migration(
+    Migration(
+        8,
+        "what happened to each model during a batch (parked, backing off, exhausted, gone)",
+        """
+CREATE TABLE model_event (
+    batch_id VARCHAR NOT NULL,
+    model    VARCHAR NOT NULL,
+    state    VARCHAR NOT NULL,   -- parked | backing_off | exhausted | cooling | gone | ready
+    until_s  DOUBLE,             -- seconds until usable again; NULL: not in this batch
+    reason   VARCHAR,            -- the 429's quota ids, the service's message, ...
+    happened_at TIMESTAMPTZ NOT NULL
+);
+""",
+    )
+)
