@@ -28,6 +28,10 @@ from .values import FailureKind, GenerationRequest, Reply, Usage
 from .verdict import json_schema_of
 
 GOOGLE_ENDPOINT = "google"
+# The Gemini API version every client of the package speaks (explicit `api_version=` wins).
+# google-genai 3.x defaults to v1, but the Batch and Files APIs are documented only under v1beta
+# and v1 rejects fields the SDK writes (js-genai#1746): one version everywhere.
+API_VERSION = "v1beta"
 
 # Set by the engine in each attempt's task; a backend calls `mark_sent()` the moment the request
 # goes on the wire, so the rate windows are stamped when the service will count the request.
@@ -209,7 +213,8 @@ async def _until_written(gate: asyncio.Semaphore) -> AsyncIterator[None]:
 
 
 class GeminiBackend:
-    """google-genai's async client over httpx2, one per event loop, SDK retries off."""
+    """google-genai's async client over httpx2, one per event loop, SDK retries off, speaking
+    `API_VERSION` unless `api_version` says otherwise."""
 
     def __init__(
         self,
@@ -222,7 +227,7 @@ class GeminiBackend:
     ) -> None:
         self.__api_key = api_key  # name-mangled and never in repr: keys must not leak
         self._base_url = base_url.rstrip("/") if base_url else None
-        self._api_version = api_version
+        self._api_version = api_version or API_VERSION
         # The engine's own timeout fires first; the SDK's is a backstop one second later.
         self._timeout_ms = int((timeout_s + 1.0) * 1000)
         self._max_connections = max_connections
