@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .engine.backend import GOOGLE_ENDPOINT
 from .engine.errors import ConfigurationError
 from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
+from .engine.pricing import catalogue_day
 from .engine.values import GenerationRequest, ModelHistory
 from .estimate import Estimate, estimate_batch
 from .store.session import CACHE_MODES
@@ -107,8 +108,10 @@ def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[Generat
 
 
 def estimate_requests(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> Estimate:
-    """A dry run: tokens, cost and the limit-bound time on the options' ladder; nothing sent."""
-    ladder = BatchOptions(models=options.get("models"), catalogue=options.get("catalogue")).ladder()
+    """A dry run: tokens, cost and the limit-bound time on the options' ladder; nothing sent
+    (the endpoint's model list may be read, so that any name it lists is accepted)."""
+    where = ("models", "catalogue", "base_url", "api_key", "api_version")
+    ladder = BatchOptions(**{k: options[k] for k in where if k in options}).ladder()
     return estimate_batch(requests, ladder)
 
 
@@ -134,17 +137,20 @@ def models_frame(
     catalogue: ModelCatalogue | None = None,
     endpoint: str | None = None,
 ) -> pd.DataFrame:
-    """The catalogue with limits and prices, and what each model used in its windows at
-    `endpoint` (Google by default) according to the call log `db` (none: nothing used)."""
+    """The catalogue with limits, today's prices (None: unknown) and shutdown dates, and what
+    each model used in its windows at `endpoint` (Google by default) according to the call log
+    `db` (none: nothing used)."""
     import pandas as pd
 
     from .store.session import quota_history
 
     specs: list[ModelSpec] = list(catalogue or default_catalogue())
     used = quota_history(db, specs, endpoint or GOOGLE_ENDPOINT) if db is not None else {}
+    today = catalogue_day()
     rows = []
     for spec in specs:
         history = used.get(spec.name, ModelHistory())
+        price = spec.price_on(today)
         rows.append(
             {
                 "model": spec.name,
@@ -152,8 +158,10 @@ def models_frame(
                 "rpm": spec.rpm,
                 "tpm": spec.tpm,
                 "rpd": spec.rpd,
-                "input_usd_per_1m": spec.input_usd_per_1m,
-                "output_usd_per_1m": spec.output_usd_per_1m,
+                "input_usd_per_1m": price.input_usd_per_1m,
+                "cached_input_usd_per_1m": price.cached_input_usd_per_1m,
+                "output_usd_per_1m": price.output_usd_per_1m,
+                "shutdown": spec.shutdown,
                 "status": spec.status,
                 "sent_this_minute": sum(1 for ago, _ in history.sent if ago < spec.minute_s),
                 "sent_today": len(history.sent),

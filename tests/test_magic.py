@@ -279,3 +279,14 @@ def test_over_renders_a_projects_chapters_frame(shell: Any, fast_emulator: Any) 
     assert fast_emulator.attempts_for("Chapter 2 (ch-2): Moss. Land.") == 1
     usage = sg.CallStore().sql(f"SELECT DISTINCT operation FROM request WHERE project_id = '{pid}'")
     assert usage["operation"].tolist() == ["GENERATE_SCRIPT"]
+
+
+def test_model_accepts_a_name_only_the_endpoint_lists(shell: Any, fast_emulator: Any) -> None:
+    fast_emulator.set_model("gemini-4-argon", ModelConfig())
+    frame = cell(shell, "batch --model gemini-4-argon", "A script about tides\n")
+    assert frame["success"].tolist() == [True] and frame["model"].tolist() == ["gemini-4-argon"]
+    assert frame["cost_usd"].isna().all()  # its price is unknown: NaN, not $0
+    estimate = cell(shell, "batch --model gemini-4-argon --dry-run", "A script about moss\n")
+    assert estimate["cost_usd"].isna().all() and estimate["model"].tolist() == ["gemini-4-argon"]
+    with pytest.raises(sg.UnknownModelError, match="Did you mean 'gemini-4-argon'"):
+        cell(shell, "batch --model gemini-4-argn", "A script about gulls\n")

@@ -208,6 +208,7 @@ def _from_log(row: tuple[Any, ...], request: ingest.LoggedRequest) -> Result:
         tokens_in,
         tokens_out,
         thoughts,
+        cached_tokens,
         cost,
         latency,
         queue,
@@ -228,8 +229,8 @@ def _from_log(row: tuple[Any, ...], request: ingest.LoggedRequest) -> Result:
         finish_reason=finish,
         model=model,
         attempts=attempts or 0,
-        usage=Usage(tokens_in or 0, tokens_out or 0, thoughts or 0),
-        cost_usd=cost or 0.0,
+        usage=Usage(tokens_in or 0, tokens_out or 0, thoughts or 0, cached_tokens),
+        cost_usd=cost,  # NULL: the price is unknown
         latency_ms=latency,
         queue_ms=queue,
         model_version=model_version,
@@ -310,7 +311,7 @@ def submit_batch(
                 endpoint=endpoint,
                 input_mode=chunk.input_mode,
                 request_ids=tuple(r.id for r in chunk.requests),
-                model_spec=json.dumps(asdict(spec)),
+                model_spec=json.dumps(asdict(spec), default=str),  # dates as ISO text
                 input_bytes=chunk.size,
             )
         )

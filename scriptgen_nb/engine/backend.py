@@ -97,6 +97,9 @@ def _enum_name(value: Any) -> str | None:
 
 
 def reply_from_response(response: types.GenerateContentResponse) -> Reply:
+    """The reply in a response, as reported: text without thought parts, the finish reason (or
+    the prompt's block reason), usage with `cachedContentTokenCount` as `cached` (part of the
+    input). Impossible figures are kept as they came; `verdict.judge_reply` calls them out."""
     usage = response.usage_metadata
     candidate = response.candidates[0] if response.candidates else None
     feedback = response.prompt_feedback
@@ -107,6 +110,7 @@ def reply_from_response(response: types.GenerateContentResponse) -> Reply:
             input=(usage.prompt_token_count or 0) if usage else 0,
             output=(usage.candidates_token_count or 0) if usage else 0,
             thoughts=(usage.thoughts_token_count or 0) if usage else 0,
+            cached=(usage.cached_content_token_count or 0) if usage else 0,
         ),
         model_version=response.model_version,
         response_id=response.response_id,

@@ -195,21 +195,53 @@ def _safety_settings(request: GenerationRequest, where: str) -> tuple[Mapping[st
     return tuple(value)
 
 
+# More tokens than any one call can use (input limits are about 1M): a figure above it is garbage.
+ABSURD_TOKENS = 10_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts as the service reported them; thoughts are billed as output."""
+    """Token counts as the service reported them; thoughts are billed as output.
+
+    `cached` (`cachedContentTokenCount`: input served from Google's implicit or explicit
+    context cache, billed at the cached-input price) is part of `input`, not added to it. Not
+    to be confused with `Result.cached` (an answer served from the call log, not sent).
+    """
 
     input: int = 0
     output: int = 0
     thoughts: int = 0
+    cached: int = 0
 
     @property
     def total(self) -> int:
         return self.input + self.output + self.thoughts
 
+    @property
+    def problem(self) -> str | None:
+        """Why these figures cannot be true (negative, cached beyond the input, absurdly
+        large), or None. A reply reporting such usage is malformed and is billed as nothing."""
+        for name in ("input", "output", "thoughts", "cached"):
+            value = getattr(self, name)
+            if value < 0:
+                return f"{name} tokens {value} are negative"
+            if value > ABSURD_TOKENS:
+                return f"{name} tokens {value:,} exceed {ABSURD_TOKENS:,}"
+        if self.cached > self.input:
+            return f"cached tokens {self.cached:,} exceed the input tokens {self.input:,}"
+        return None
+
+    @property
+    def billable(self) -> Usage:
+        """These figures, or no usage at all when they are impossible (`problem`)."""
+        return self if self.problem is None else Usage()
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input + other.input, self.output + other.output, self.thoughts + other.thoughts
+            self.input + other.input,
+            self.output + other.output,
+            self.thoughts + other.thoughts,
+            self.cached + other.cached,
         )
 
 
@@ -248,7 +280,7 @@ class Attempt:
     success: bool
     failure: Failure | None
     usage: Usage
-    cost_usd: float
+    cost_usd: float | None  # None: the model's price is unknown (never billed as $0)
     latency_ms: float
     started_at: float  # wall-clock seconds since the epoch
     finished_at: float
@@ -272,7 +304,7 @@ class Result:
     model: str | None = None
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # every billed attempt; None when a price was unknown
     latency_ms: float | None = None
     queue_ms: float | None = None
     model_version: str | None = None

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.pricing import CostTotal
 from ..engine.values import (
     Attempt,
     AttemptFinished,
@@ -55,6 +56,7 @@ class BatchInfo:
     store_text: bool
     package_version: str
     sdk_version: str
+    notices: tuple[str, ...] = ()  # what the ladder's resolution said (models.ladder_notices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +120,10 @@ def call_row(
         "finish_reason": attempt.finish_reason,
         "model_version": attempt.model_version,
         "input_tokens": attempt.usage.input,
+        "cached_tokens": attempt.usage.cached,
         "output_tokens": attempt.usage.output,
         "thought_tokens": attempt.usage.thoughts,
-        "estimated_cost": attempt.cost_usd,
+        "estimated_cost": attempt.cost_usd,  # NULL: the price is unknown
         "latency_ms": attempt.latency_ms,
         "queue_ms": attempt.queue_ms,
         "retry_delay_s": attempt.retry_delay_s,
@@ -154,6 +157,7 @@ def result_row(
         "model_version": result.model_version,
         "attempts": result.attempts,
         "input_tokens": result.usage.input,
+        "cached_tokens": result.usage.cached,
         "output_tokens": result.usage.output,
         "thought_tokens": result.usage.thoughts,
         "estimated_cost": result.cost_usd,
@@ -185,8 +189,8 @@ class Recorder:
         self._learned: list[dict[str, Any]] = []
         self._pending: dict[str, RequestTags] = {}
         self._counts = {"success": 0, "failure": 0, "not_run": 0, "cached": 0}
-        self._tokens = [0, 0, 0]
-        self._cost = 0.0
+        self._tokens = [0, 0, 0, 0]  # input, output, thoughts, cached
+        self._cost = CostTotal()
         self._models_used: set[str] = set()
         self._first: tuple[str, str | None] | None = None  # the first request's operation, project
         self._ending: BatchFinished | _Ending | None = None
@@ -232,8 +236,8 @@ class Recorder:
                 "INSERT INTO batch_log (batch_id, mode, status, "
                 "request_count, concurrency_strategy, concurrency_value, models, endpoint, "
                 "cache_mode, store_text, package_version, sdk_version, pid, hostname, "
-                "started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?, ?, to_timestamp(?), current_timestamp)",
+                "notices, started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?, ?, ?, ?, to_timestamp(?), current_timestamp)",
                 [
                     info.batch_id,
                     info.mode,
@@ -248,6 +252,7 @@ class Recorder:
                     info.sdk_version,
                     os.getpid(),
                     socket.gethostname(),
+                    list(info.notices),
                     event.started_at,
                 ],
             )
@@ -284,7 +289,8 @@ class Recorder:
             self._tokens[0] += result.usage.input
             self._tokens[1] += result.usage.output
             self._tokens[2] += result.usage.thoughts
-            self._cost += result.cost_usd
+            self._tokens[3] += result.usage.cached
+            self._cost = self._cost.add(result.cost_usd)
             cache_key = pending.cache_key if pending else ""
             self._results.append(
                 result_row(self.info.batch_id, result, cache_key, self.info.store_text, time.time())
@@ -380,7 +386,9 @@ class Recorder:
             "input_tokens": self._tokens[0],
             "output_tokens": self._tokens[1],
             "thought_tokens": self._tokens[2],
-            "estimated_cost": self._cost,
+            "cached_tokens": self._tokens[3],
+            "estimated_cost": self._cost.usd,
+            "unpriced_count": self._cost.unpriced,
             "models_used": sorted(self._models_used),
             "operation": operation,
             "project_id": project_id,
