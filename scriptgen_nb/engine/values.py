@@ -26,10 +26,12 @@ FailureKind = Literal[
     "server_error",  # 5xx
     "timeout",  # no answer within the per-request timeout
     "connection",  # refused, reset or dropped connection
-    "malformed_response",  # the service answered 200 with a body that is not a response
+    "malformed_response",  # a 200 whose body is not a response, or whose usage is impossible
     "invalid_json",  # a schema was asked for and the text is not valid JSON for it
     "truncated",  # finish reason MAX_TOKENS: billed, not retried
     "blocked",  # safety or prompt block: billed, not retried
+    "unsupported_language",  # finish reason LANGUAGE: billed, not retried
+    "unexpected_finish",  # OTHER, MALFORMED_FUNCTION_CALL or an unknown reason: retried
     "invalid_request",  # 400
     "permission_denied",  # 403
     "not_found",  # 404
