@@ -91,8 +91,8 @@ def batch_options(
 
 def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[GenerationRequest]:
     """The requests for `prompts` with the request flags both surfaces share (`--operation`,
-    `--project`, `--temperature`, `--system`, `--max-tokens`; `flags` is their parsed
-    namespace) and a schema each surface finds its own way."""
+    `--project`, `--temperature`, `--system`, `--max-tokens`, `--thinking-level`; `flags` is
+    their parsed namespace) and a schema each surface finds its own way."""
     from .api import create_batch_requests  # only now: it loads google-genai
 
     made = create_batch_requests(
@@ -103,6 +103,7 @@ def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[Generat
         system=flags.system,
         schema=schema,
         max_output_tokens=flags.max_output_tokens,
+        thinking_level=flags.thinking_level,
     )
     return list(made)
 

@@ -290,3 +290,9 @@ def test_model_accepts_a_name_only_the_endpoint_lists(shell: Any, fast_emulator:
     assert estimate["cost_usd"].isna().all() and estimate["model"].tolist() == ["gemini-4-argon"]
     with pytest.raises(sg.UnknownModelError, match="Did you mean 'gemini-4-argon'"):
         cell(shell, "batch --model gemini-4-argn", "A script about gulls\n")
+
+
+def test_thinking_level_reaches_the_requests(shell: Any, call_log_in_tmp: Path) -> None:
+    cell(shell, f"batch --model {MODEL} --thinking-level LOW", "A script about fog\n")
+    (config,) = sg.CallStore().sql("SELECT config FROM request")["config"]
+    assert '"thinking_level":"low"' in config

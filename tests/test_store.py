@@ -15,7 +15,7 @@ from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import BackendError, QuotaViolation
 from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
-from scriptgen_nb.store import Database, open_database, purge, schema
+from scriptgen_nb.store import Database, keys, open_database, purge, schema
 from scriptgen_nb.store.replay import stored_requests
 from tests.google_errors import PER_DAY
 
@@ -527,3 +527,25 @@ def test_migration_5_keeps_every_row_and_drops_only_the_primary_keys(
     ] == ["result_by_cache_key"]
     run(["three"], path)  # and the log goes on being written
     assert count(db, "SELECT count(*) FROM result") == 3
+
+
+def test_the_thinking_level_is_part_of_the_cache_key_and_absent_when_unset() -> None:
+    plain = sg.GenerationRequest("r", "Write about tides")
+    low = sg.GenerationRequest("r", "Write about tides", thinking_level="low")
+    high = sg.GenerationRequest("r", "Write about tides", thinking_level="HIGH")
+    keys_of = {keys.content_key(r, ["m"], "google") for r in (plain, low, high)}
+    assert len(keys_of) == 3
+    assert "thinking_level" not in keys.generation_settings(plain)  # old keys stay as they were
+    assert keys.generation_settings(high)["thinking_level"] == "high"
+
+
+def test_a_rebuilt_request_keeps_its_thinking_level(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    reqs = sg.create_batch_requests(["a", "b"], thinking_level="medium")
+    backend = FakeBackend(default=answer)
+    backend.enqueue("a", BackendError("invalid_request", "no", 400))
+    sg.batch_generate(reqs, backend=backend, db=path, models=[PRICED])
+    log = sg.CallStore(path)
+    batch_id = log.batches()["batch_id"].iloc[0]
+    (rebuilt,) = log.failed_requests(batch_id)
+    assert rebuilt.thinking_level == "medium"

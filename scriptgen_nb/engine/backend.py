@@ -79,6 +79,9 @@ def generation_config(request: GenerationRequest) -> types.GenerateContentConfig
     }
     if request.thinking_budget is not None:
         config["thinking_config"] = types.ThinkingConfig(thinking_budget=request.thinking_budget)
+    if request.thinking_level is not None:
+        level = types.ThinkingLevel(request.thinking_level.upper())
+        config["thinking_config"] = types.ThinkingConfig(thinking_level=level)
     if request.safety_settings:
         config["safety_settings"] = [
             types.SafetySetting.model_validate(s) for s in request.safety_settings

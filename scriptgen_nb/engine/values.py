@@ -61,6 +61,7 @@ class GenerationRequest:
     seed: int | None = None
     stop_sequences: tuple[str, ...] = ()
     thinking_budget: int | None = None
+    thinking_level: str | None = None  # Gemini 3.x: minimal | low | medium | high
     safety_settings: tuple[Mapping[str, str], ...] = ()
     model: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -73,6 +74,9 @@ class GenerationRequest:
 TEMPERATURE_RANGE = (0.0, 2.0)
 TOP_P_RANGE = (0.0, 1.0)
 MAX_STOP_SEQUENCES = 5
+# Gemini 3.x's thinking levels (google-genai's ThinkingLevel, lower-cased); not every model takes
+# every level (a Pro model: low and high), which the service answers with a 400 per request.
+THINKING_LEVELS = ("minimal", "low", "medium", "high")
 SEED_RANGE = (-(2**31), 2**31 - 1)  # the API's seed is an int32
 SAFETY_FIELDS = frozenset({"category", "threshold", "method"})
 
@@ -108,6 +112,7 @@ def _check_request(request: GenerationRequest) -> None:
     _check_int(request, where, "top_k", 1, None)
     _check_int(request, where, "seed", *SEED_RANGE)
     _check_int(request, where, "thinking_budget", -1, None)
+    _check_thinking_level(request, where)
     object.__setattr__(request, "stop_sequences", _stop_sequences(request, where))
     object.__setattr__(request, "safety_settings", _safety_settings(request, where))
     if not isinstance(request.metadata, Mapping):
@@ -156,6 +161,25 @@ def _check_int(
         )
     if type(value) is not int:  # e.g. numpy.int64
         object.__setattr__(request, name, int(value))
+
+
+def _check_thinking_level(request: GenerationRequest, where: str) -> None:
+    """A known level, stored lower-cased; never beside a thinking budget (the service answers
+    "thinking_budget and thinking_level are not supported together" with a 400)."""
+    level = request.thinking_level
+    if level is None:
+        return
+    if not isinstance(level, str) or level.strip().lower() not in THINKING_LEVELS:
+        raise ConfigurationError(
+            f"{where}: thinking_level={level!r} is not one; use {', '.join(THINKING_LEVELS)} "
+            "(Gemini 3.x models), or None for the model's default."
+        )
+    if request.thinking_budget is not None:
+        raise ConfigurationError(
+            f"{where}: thinking_level and thinking_budget cannot be set together (Gemini "
+            "refuses both); use thinking_level for Gemini 3.x models, thinking_budget for 2.5."
+        )
+    object.__setattr__(request, "thinking_level", level.strip().lower())
 
 
 def _stop_sequences(request: GenerationRequest, where: str) -> tuple[str, ...]:

@@ -179,6 +179,13 @@ API_CASES = [
     Case("seed-text", "seed='abc'", settings={"seed": "abc"}),
     Case("seed-beyond-int32", "seed=1099511627776", settings={"seed": 2**40}),
     Case("thinking-budget-below-minus-one", "thinking_budget=-2", settings={"thinking_budget": -2}),
+    Case("thinking-level-unknown", "thinking_level='deep'", settings={"thinking_level": "deep"}),
+    Case("thinking-level-a-number", "thinking_level=3", settings={"thinking_level": 3}),
+    Case(
+        "thinking-level-and-budget",
+        "cannot be set together",
+        settings={"thinking_level": "low", "thinking_budget": 1024},
+    ),
     Case("stop-sequences-one-string", "one string", settings={"stop_sequences": "END"}),
     Case(
         "too-many-stop-sequences",
@@ -525,6 +532,7 @@ MAGIC_CASES: list[tuple[str, str, str, type[Exception], str]] = [
     ("magic-temperature-text", "--temperature hot", "Tides", UsageError, "invalid float"),
     ("magic-max-tokens-zero", "--max-tokens 0", "Tides", ConfigurationError, "max_output_tokens"),
     ("magic-max-tokens-text", "--max-tokens many", "Tides", UsageError, "invalid int"),
+    ("magic-thinking-level", "--thinking-level deep", "Tides", ConfigurationError, "minimal"),
     ("magic-concurrency-zero", "--concurrency 0", "Tides", ConfigurationError, "at least 1"),
     ("magic-concurrency-negative", "--concurrency -3", "Tides", ConfigurationError, "at least 1"),
     ("magic-concurrency-absurd", "--concurrency 50000", "Tides", ConfigurationError, "absurd"),
