@@ -637,8 +637,11 @@ def test_a_listed_catalogue_model_is_the_catalogues(catalogue: ModelCatalogue) -
 def test_a_catalogue_model_the_endpoint_does_not_list_fails_before_sending(
     catalogue: ModelCatalogue,
 ) -> None:
-    with pytest.raises(ConfigurationError, match="'alpha' is not in the endpoint's model list"):
+    with pytest.raises(
+        ConfigurationError, match="'alpha' is not in the endpoint's model list"
+    ) as e:
         catalogue.resolve("beta,alpha", listed=LISTED)
+    assert "It lists beta, gemini-4-argon, gemini-4-carbon." in str(e.value)
 
 
 def test_a_name_nobody_knows_suggests_the_closest_listed_ones(catalogue: ModelCatalogue) -> None:

@@ -209,8 +209,9 @@ class ListedModel:
 # The endpoint's model list by name (`engine/listing.py`); None where it could not be read.
 Listing = Mapping[str, ListedModel]
 
-# Where a model only the endpoint lists starts: careful figures, discovered upwards, no price.
-LISTED_START = {"rpm": 5, "tpm": 250_000, "rpd": None}
+# Where a model only the endpoint lists starts: careful figures (a 3.x free tier's), discovered
+# upwards; no daily limit is assumed, and no price.
+LISTED_RPM, LISTED_TPM = 5, 250_000
 LISTED_STATUS = (
     "listed by the endpoint, not in the catalogue: careful starting limits, price unknown"
 )
@@ -335,11 +336,14 @@ class ModelCatalogue:
         close = _close(short, list(listed))
         if short in self._specs:
             known = self._specs[short].status or "in the catalogue"
-            hint = f" Did you mean {_either(close)}?" if close else ""
+            hint = (
+                f"Did you mean {_either(close)}?"
+                if close
+                else f"It lists {', '.join(sorted(listed)[:10]) or 'no generation model'}."
+            )
             raise ConfigurationError(
                 f"Model {short!r} is not in the endpoint's model list: it is retired or not "
-                f"available to this API key (catalogue: {known}), so nothing was sent.{hint} "
-                "Pick a model the endpoint lists (%scriptgen models / scriptgen models)."
+                f"available to this API key (catalogue: {known}), so nothing was sent. {hint}"
             )
         raise UnknownModelError(name, sorted(set(listed) | set(self._specs)), close=close)
 
@@ -352,7 +356,8 @@ class ModelCatalogue:
             day_s=self.day_s,
             status=LISTED_STATUS,
             discover=True,
-            **LISTED_START,  # type: ignore[arg-type]
+            rpm=LISTED_RPM,
+            tpm=LISTED_TPM,
         )
 
     def _no_default_ladder(self, today: date, listed: Listing | None) -> str:
