@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..engine.backend import GOOGLE_ENDPOINT
 from ..engine.errors import BatchInterrupted, ConfigurationError
-from ..engine.models import ModelSpec
+from ..engine.models import ModelSpec, ladder_notices
 from ..engine.values import Failure, GenerationRequest, Result, Usage
 from ..engine.verdict import parse_structured
 from ..results import ResultList
@@ -324,6 +324,7 @@ def submit_batch(
             "project_id": first.project_id if first else None,
             "request_count": len(requests),
             "models": ladder_names,
+            "notices": ladder_notices([model]),
             "endpoint": endpoint,
             "cache_mode": options.cache,
             "store_text": store_text,

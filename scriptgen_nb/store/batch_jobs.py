@@ -102,8 +102,9 @@ def record_intents(
         con.execute(
             "INSERT INTO batch_log (batch_id, operation, project_id, mode, status, request_count, "
             "concurrency_strategy, models, endpoint, cache_mode, store_text, package_version, "
-            "sdk_version, pid, hostname, started_at, heartbeat_at) VALUES (?, ?, ?, 'batch_api', "
-            "?, ?, 'batch_api', ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), to_timestamp(?))",
+            "sdk_version, pid, hostname, notices, started_at, heartbeat_at) VALUES (?, ?, ?, "
+            "'batch_api', ?, ?, 'batch_api', ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), "
+            "to_timestamp(?))",
             [
                 batch["batch_id"],
                 batch.get("operation"),
@@ -118,6 +119,7 @@ def record_intents(
                 batch["sdk_version"],
                 os.getpid(),
                 socket.gethostname(),
+                list(batch.get("notices", ())),
                 now,
                 now,
             ],
