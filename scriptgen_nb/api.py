@@ -54,7 +54,8 @@ def create_batch_requests(
     and any per-request field (`model`, `system`, `max_output_tokens`, `metadata`, ...), or a
     ready `GenerationRequest`. The keyword arguments are defaults for every request; `config`
     takes the rest of the generation settings (`max_output_tokens`, `top_p`, `top_k`, `seed`,
-    `stop_sequences`, `thinking_budget`, `safety_settings`, `model`).
+    `stop_sequences`, `thinking_budget` (Gemini 2.5) or `thinking_level` (Gemini 3.x:
+    "minimal", "low", "medium", "high"), `safety_settings`, `model`).
 
     A list or tuple gives a list (at least one prompt; ids checked unique); any other iterable,
     such as a generator, gives a lazy iterator, so a huge batch never sits in memory. Every

@@ -23,7 +23,8 @@ from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
 from .engine.errors import ConfigurationError, MissingApiKeyError
 from .engine.identity import key_fingerprint
-from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
+from .engine.listing import endpoint_models
+from .engine.models import Listing, ModelCatalogue, ModelSpec, default_catalogue, ladder_notices
 from .engine.policy import Backoff, RetryPolicy, plan_concurrency
 from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
 from .engine.values import Event, GenerationRequest, RequestFinished, Result
@@ -126,8 +127,38 @@ class BatchOptions:
             )
 
     def ladder(self) -> list[ModelSpec]:
+        """The batch's models: `models` resolved against the catalogue and, when it can be
+        read, the endpoint's own model list (which decides first). With `budget_usd`, every
+        model must have a known price."""
         catalogue = self.catalogue or default_catalogue()
-        return catalogue.resolve(self.models)
+        ladder = catalogue.resolve(self.models, listed=self.listed_models())
+        unpriced = [spec.name for spec in ladder if not spec.priced]
+        if self.budget_usd is not None and unpriced:
+            raise ConfigurationError(
+                f"budget_usd={self.budget_usd!r} cannot be kept: the price of "
+                f"{', '.join(unpriced)} is unknown. Pass models=[ModelSpec(name=..., "
+                "input_usd_per_1m=..., output_usd_per_1m=...)] for it, add it to a catalogue "
+                "file (SCRIPTGEN_CATALOGUE), or leave the budget out."
+            )
+        return ladder
+
+    def listed_models(self) -> Listing | None:
+        """The endpoint's model list (read once per process, `engine/listing.py`), or None:
+        when no name needs resolving, with a `backend` given (tests), without a key, or when
+        the endpoint cannot answer."""
+        models = self.models
+        names = (
+            models is None
+            or isinstance(models, str)
+            or (isinstance(models, Sequence) and any(isinstance(m, str) for m in models))
+        )
+        if not names or self.backend is not None:
+            return None
+        try:
+            key = self.resolved_api_key()
+        except MissingApiKeyError:
+            return None
+        return endpoint_models(key, base_url=self.resolved_base_url(), api_version=self.api_version)
 
     def resolved_api_key(self) -> str:
         """The key to send with: `api_key`, else GEMINI_API_KEY / GOOGLE_API_KEY; none is an
@@ -239,6 +270,7 @@ class BatchOptions:
             package_version=__version__,
             sdk_version=version("google-genai"),
             key_fingerprint=fingerprint,
+            notices=tuple(ladder_notices(config.ladder)),
         )
 
 

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.pricing import CostTotal
 from ..engine.values import (
     Attempt,
     AttemptFinished,
@@ -62,6 +63,7 @@ class BatchInfo:
     # The API key's fingerprint (engine/identity.py), never the key: with the endpoint, the quota
     # identity that learned limits are kept for.
     key_fingerprint: str
+    notices: tuple[str, ...] = ()  # what the ladder's resolution said (models.ladder_notices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +127,10 @@ def call_row(
         "finish_reason": attempt.finish_reason,
         "model_version": attempt.model_version,
         "input_tokens": attempt.usage.input,
+        "cached_tokens": attempt.usage.cached,
         "output_tokens": attempt.usage.output,
         "thought_tokens": attempt.usage.thoughts,
-        "estimated_cost": attempt.cost_usd,
+        "estimated_cost": attempt.cost_usd,  # NULL: the price is unknown
         "latency_ms": attempt.latency_ms,
         "queue_ms": attempt.queue_ms,
         "retry_delay_s": attempt.retry_delay_s,
@@ -161,6 +164,7 @@ def result_row(
         "model_version": result.model_version,
         "attempts": result.attempts,
         "input_tokens": result.usage.input,
+        "cached_tokens": result.usage.cached,
         "output_tokens": result.usage.output,
         "thought_tokens": result.usage.thoughts,
         "estimated_cost": result.cost_usd,
@@ -192,8 +196,8 @@ class Recorder:
         self._notes: dict[str, list[dict[str, Any]]] = {table: [] for table in NOTE_TIMES}
         self._pending: dict[str, RequestTags] = {}
         self._counts = {"success": 0, "failure": 0, "not_run": 0, "cached": 0}
-        self._tokens = [0, 0, 0]
-        self._cost = 0.0
+        self._tokens = [0, 0, 0, 0]  # input, output, thoughts, cached
+        self._cost = CostTotal()
         self._models_used: set[str] = set()
         self._first: tuple[str, str | None] | None = None  # the first request's operation, project
         self._ending: BatchFinished | _Ending | None = None
@@ -251,8 +255,8 @@ class Recorder:
                 "INSERT INTO batch_log (batch_id, mode, status, "
                 "request_count, concurrency_strategy, concurrency_value, models, endpoint, "
                 "cache_mode, store_text, package_version, sdk_version, pid, hostname, "
-                "started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?, ?, to_timestamp(?), current_timestamp)",
+                "notices, started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?, ?, ?, ?, to_timestamp(?), current_timestamp)",
                 [
                     info.batch_id,
                     info.mode,
@@ -267,6 +271,7 @@ class Recorder:
                     info.sdk_version,
                     os.getpid(),
                     socket.gethostname(),
+                    list(info.notices),
                     event.started_at,
                 ],
             )
@@ -303,7 +308,8 @@ class Recorder:
             self._tokens[0] += result.usage.input
             self._tokens[1] += result.usage.output
             self._tokens[2] += result.usage.thoughts
-            self._cost += result.cost_usd
+            self._tokens[3] += result.usage.cached
+            self._cost = self._cost.add(result.cost_usd)
             cache_key = pending.cache_key if pending else ""
             self._results.append(
                 result_row(self.info.batch_id, result, cache_key, self.info.store_text, time.time())
@@ -411,7 +417,9 @@ class Recorder:
             "input_tokens": self._tokens[0],
             "output_tokens": self._tokens[1],
             "thought_tokens": self._tokens[2],
-            "estimated_cost": self._cost,
+            "cached_tokens": self._tokens[3],
+            "estimated_cost": self._cost.usd,
+            "unpriced_count": self._cost.unpriced,
             "models_used": sorted(self._models_used),
             "operation": operation,
             "project_id": project_id,
