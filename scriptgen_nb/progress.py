@@ -94,6 +94,9 @@ class ProgressSnapshot:
     eta_s: float | None
     elapsed_s: float
     errors: tuple[ErrorRow, ...]  # the latest MAX_ERRORS, oldest first
+    # What to know about the ladder before it ran: a retired model named, an unknown price, a
+    # model left out because the endpoint does not list it.
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -118,6 +121,7 @@ class ProgressState:
         self._clock = clock
         self._lock = threading.Lock()
         self._batch_id: str | None = None
+        self._notices: tuple[str, ...] = ()
         self._status: Status = "waiting"
         self._total = total  # known before the start for a list, so the first view says 0/N
         self._started_at: float | None = None
@@ -136,6 +140,7 @@ class ProgressState:
             match event:
                 case BatchStarted():
                     self._batch_id = event.batch_id
+                    self._notices = event.notices
                     self._total = event.total
                     self._status = "running"
                     self._started_at = now
@@ -210,6 +215,7 @@ class ProgressState:
                 eta_s=self._eta(now, elapsed, done),
                 elapsed_s=elapsed,
                 errors=tuple(self._errors),
+                notices=self._notices,
             )
 
     def _rows(self, now: float) -> list[ModelRow]:
@@ -332,9 +338,10 @@ def format_summary(snapshot: ProgressSnapshot) -> str:
     name = f"scriptgen batch {s.batch_id}" if s.batch_id else "scriptgen batch"
     figures = [*count_parts(s), f"{s.usage.total:,} tokens"]
     learned = "".join(f"; {part}" for part in learned_parts(s))
+    notices = "".join(f"\nnote: {notice}" for notice in s.notices)
     return (
         f"{name} {s.status}: {', '.join(figures)}, {s.cost} "
-        f"in {format_duration(s.elapsed_s)}{learned}"
+        f"in {format_duration(s.elapsed_s)}{learned}{notices}"
     )
 
 

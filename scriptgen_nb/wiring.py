@@ -127,11 +127,17 @@ class BatchOptions:
             )
 
     def ladder(self) -> list[ModelSpec]:
+        """The batch's models (see `ladder_and_notices`)."""
+        return self.ladder_and_notices()[0]
+
+    def ladder_and_notices(self) -> tuple[list[ModelSpec], tuple[str, ...]]:
         """The batch's models: `models` resolved against the catalogue and, when it can be
-        read, the endpoint's own model list (which decides first). With `budget_usd`, every
-        model must have a known price."""
+        read, the endpoint's own model list (which decides first); and what the user should
+        know about them (models left out as not listed, retired ones named anyway, unknown
+        prices). With `budget_usd`, every model must have a known price."""
         catalogue = self.catalogue or default_catalogue()
-        ladder = catalogue.resolve(self.models, listed=self.listed_models())
+        left_out: list[str] = []
+        ladder = catalogue.resolve(self.models, listed=self.listed_models(), left_out=left_out)
         unpriced = [spec.name for spec in ladder if not spec.priced]
         if self.budget_usd is not None and unpriced:
             raise ConfigurationError(
@@ -140,7 +146,7 @@ class BatchOptions:
                 "input_usd_per_1m=..., output_usd_per_1m=...)] for it, add it to a catalogue "
                 "file (SCRIPTGEN_CATALOGUE), or leave the budget out."
             )
-        return ladder
+        return ladder, (*left_out, *ladder_notices(ladder))
 
     def listed_models(self) -> Listing | None:
         """The endpoint's model list (read once per process, `engine/listing.py`), or None:
@@ -218,7 +224,7 @@ class BatchOptions:
 
     def prepare(self, requests: Iterable[GenerationRequest]) -> PreparedBatch:
         """Build everything a run needs; configuration errors surface here, before any call."""
-        ladder = self.ladder()
+        ladder, notices = self.ladder_and_notices()
         plan = plan_concurrency(self.max_concurrency, ladder)
         log = self.open_log()
         backend = self.build_backend(plan.max_in_flight)
@@ -236,6 +242,7 @@ class BatchOptions:
             budget_usd=self.budget_usd,
             chunk_size=self.chunk_size,
             history=quota_history(log, ladder, backend.endpoint, fingerprint) if log else {},
+            notices=notices,
         )
         total = len(requests) if isinstance(requests, Sequence) else None
         cancel = self.cancel or CancelToken()  # shared with the panel, whose Cancel button uses it
@@ -270,7 +277,7 @@ class BatchOptions:
             package_version=__version__,
             sdk_version=version("google-genai"),
             key_fingerprint=fingerprint,
-            notices=tuple(ladder_notices(config.ladder)),
+            notices=config.notices,
         )
 
 

@@ -643,8 +643,20 @@ def test_a_catalogue_model_the_endpoint_does_not_list_fails_before_sending(
     with pytest.raises(
         ConfigurationError, match="'alpha' is not in the endpoint's model list"
     ) as e:
-        catalogue.resolve("beta,alpha", listed=LISTED)
+        catalogue.resolve("alpha", listed=LISTED)
     assert "It lists beta, gemini-4-argon, gemini-4-carbon." in str(e.value)
+
+
+def test_in_a_ladder_a_model_the_endpoint_does_not_list_is_left_out_and_said(
+    catalogue: ModelCatalogue,
+) -> None:
+    left_out: list[str] = []
+    ladder = catalogue.resolve("alpha,beta", listed=LISTED, left_out=left_out)
+    assert names(ladder) == ["beta"]
+    assert left_out == [
+        "alpha: not in the endpoint's model list (retired, or not available to this key): "
+        "left out of the ladder before any call"
+    ]
 
 
 def test_a_name_nobody_knows_suggests_the_closest_listed_ones(catalogue: ModelCatalogue) -> None:

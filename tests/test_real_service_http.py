@@ -17,6 +17,7 @@ import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.errors import ServiceRefusedError
 from scriptgen_nb.engine.values import LimitLearned, ModelStateChanged
+from scriptgen_nb.progress import ProgressState, format_summary
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +174,28 @@ def test_a_gone_model_is_said_once_in_the_call_log(tmp_path: Any) -> None:
     gone = events[events["state"] == "gone"]
     assert list(gone["model"]) == ["old"]
     assert "not found" in gone["reason"].iloc[0] and "shut down" in gone["reason"].iloc[0]
+
+
+def test_a_retired_model_the_endpoint_no_longer_lists_is_left_out_before_any_call() -> None:
+    models = {"gemini-2.5-flash": fast(retired=True), "gemini-3.8-flash": fast(rpm=100)}
+    with emulator(models=models) as emu:
+        events: list[Any] = []
+        results = sg.batch_generate(
+            sg.create_batch_requests(["one", "two", "three"]),
+            models="gemini-2.5-flash,gemini-3.8-flash",
+            base_url=emu.base_url,
+            api_key=KEY,
+            db=False,
+            listeners=[events.append],
+        )
+        old = emu.counters()["models"]["gemini-2.5-flash"]["requests"]
+    assert all(r.success and r.model == "gemini-3.8-flash" for r in results)
+    assert old == 0  # skipped before any 404
+    (started,) = [e for e in events if type(e).__name__ == "BatchStarted"]
+    assert any("gemini-2.5-flash: not in the endpoint's model list" in n for n in started.notices)
+    progress = ProgressState()
+    for event in events:
+        progress(event)
+    assert "note: gemini-2.5-flash: not in the endpoint's model list" in format_summary(
+        progress.snapshot()
+    )

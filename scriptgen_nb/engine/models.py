@@ -287,12 +287,16 @@ class ModelCatalogue:
         *,
         today: date | None = None,
         listed: Listing | None = None,
+        left_out: list[str] | None = None,
     ) -> list[ModelSpec]:
         """Turn the `models=` argument into a ladder: None → default; names → specs.
 
         A comma-separated string is a ladder too ("gemini-3.8-flash,gemini-2.5-flash-lite").
         `listed` (the endpoint's own model list, when it could be read) decides first which
-        names are valid (see `named`); ModelSpecs are taken as they are.
+        names are valid (see `named`); ModelSpecs are taken as they are. In a ladder of several,
+        a catalogue model the endpoint no longer lists (retired) is left out before any call,
+        and `left_out` (when given) gets a sentence saying so; alone, or when every model of the
+        ladder is left out, it is an error.
         """
         if models is None:
             ladder = self.ladder(today=today, listed=listed)
@@ -310,9 +314,25 @@ class ModelCatalogue:
                 f"models={models!r}: use a model name, a comma-separated ladder "
                 "('gemini-3.8-flash,gemini-2.5-flash-lite'), a ModelSpec, or a list of those."
             )
-        ladder = [m if isinstance(m, ModelSpec) else self.named(m, listed) for m in models]
-        if not ladder:
+        if not models:
             raise ConfigurationError("models= is empty; name at least one model.")
+        ladder = []
+        gone: list[tuple[str, ConfigurationError]] = []
+        for model in models:
+            try:
+                ladder.append(model if isinstance(model, ModelSpec) else self.named(model, listed))
+            except UnknownModelError:
+                raise
+            except ConfigurationError as exc:  # a catalogue model the endpoint does not list
+                gone.append((str(model), exc))
+        if not ladder:
+            raise gone[0][1]
+        if left_out is not None:
+            left_out += [
+                f"{name}: not in the endpoint's model list (retired, or not available to this "
+                "key): left out of the ladder before any call"
+                for name, _ in gone
+            ]
         names = [m.name for m in ladder]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"models= names a model twice: {names}")

@@ -127,6 +127,9 @@ class EngineConfig:
     expected_output_tokens: int = 1024
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     history: Mapping[str, ModelHistory] = field(default_factory=dict)
+    # What the user should know before it runs (a retired model named, an unknown price, a
+    # model left out of the ladder): told to listeners with BatchStarted.
+    notices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.ladder:
@@ -237,6 +240,7 @@ class BatchEngine:
                 self.config.plan.mode,
                 self.config.plan.max_in_flight,
                 self._wall(),
+                self.config.notices,
             )
         )
         for limiter in self.limiters.values():

@@ -380,6 +380,7 @@ class BatchStarted:
     concurrency: str  # "auto", "fixed" or "seed"
     max_in_flight: int
     started_at: float
+    notices: tuple[str, ...] = ()  # retired models named, unknown prices, models left out
 
 
 @dataclass(frozen=True, slots=True)
