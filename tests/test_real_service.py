@@ -358,3 +358,15 @@ def test_requests_per_day_count_per_pacific_day_and_reset_at_its_midnight() -> N
     assert sent[:3] == [0.0, 0.0, 0.0]
     assert 60.0 <= sent[3] <= 61.0  # the new day, not 24 h later
     assert out.elapsed < 65.0
+
+
+def test_a_remembered_daily_figure_does_not_stall_the_next_batch_of_the_day() -> None:
+    # Discovery raised rpd to what the first batch sent (40) and remembered it; the next batch
+    # the same day finds its day window full at that figure and must still probe past it.
+    service = Service(rpm={"m": 1000})
+    history = {
+        "m": ModelHistory(sent=tuple((30.0, 10) for _ in range(40)), limits={"rpd": 40, "rpm": 40})
+    }
+    out = run(service, [guess(rpm=5, rpd=20)], 10, history=history)
+    assert all(r.success for r in out.results)
+    assert out.elapsed < 60.0  # not midnight Pacific
