@@ -60,7 +60,8 @@ class EmulatorProcess:
         return dict(self._call("GET", "/emulator/counters"))
 
     def reset(self) -> None:
-        """Empty the quota windows and zero the counters (between two contenders)."""
+        """Empty the quota windows, zero the counters and restart the storm clock (between
+        two contenders, so each meets the same storms)."""
         self._call("POST", "/emulator/reset")
 
 
