@@ -221,11 +221,14 @@ def scenario_8(p: Params, log: Log = print) -> dict[str, Any]:
         "bound_s": bounds,
         "bound_note": (
             f"{SEMANTICS}, with the server's limit, the same for both batches (the second starts "
-            f"one window after the first ended, from empty windows): (ceil({n}/{HIDDEN_RPM}) - 1) "
-            "x window + latency, "
+            f"one window after the first ended, from empty minute windows): "
+            f"(ceil({n}/{HIDDEN_RPM}) - 1) x window + latency, "
             + ", ".join(f"{b:.2f} s at {label}" for label, b in bounds.items())
             + ". The second batch runs in a fresh Python process (nothing warmed up) on the "
-            "first batch's log file; its time is the batch's own"
+            "first batch's log file; its time is the batch's own. A batch still running at "
+            f"{GIVE_UP:g}x its goal's time ({GIVE_UP * FIRST_GOAL:g}x the bound for the first, "
+            f"{GIVE_UP * SECOND_GOAL:g}x for the second) is cancelled and reported with what it "
+            "finished"
         ),
         "ideal": ideal,
         "rows": rows,
