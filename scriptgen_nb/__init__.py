@@ -43,6 +43,7 @@ _EXPORTS = {
     "InvalidApiKeyError": "engine.errors",
     "MissingApiKeyError": "engine.errors",
     "ScriptgenError": "engine.errors",
+    "ServiceRefusedError": "engine.errors",
     "UnknownModelError": "engine.errors",
     "ModelCatalogue": "engine.models",
     "ModelSpec": "engine.models",
@@ -137,6 +138,7 @@ if TYPE_CHECKING:
         InvalidApiKeyError,
         MissingApiKeyError,
         ScriptgenError,
+        ServiceRefusedError,
         UnknownModelError,
     )
     from .engine.models import ModelCatalogue, ModelSpec, default_catalogue, seed_models

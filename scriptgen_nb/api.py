@@ -54,7 +54,8 @@ def create_batch_requests(
     and any per-request field (`model`, `system`, `max_output_tokens`, `metadata`, ...), or a
     ready `GenerationRequest`. The keyword arguments are defaults for every request; `config`
     takes the rest of the generation settings (`max_output_tokens`, `top_p`, `top_k`, `seed`,
-    `stop_sequences`, `thinking_budget`, `safety_settings`, `model`).
+    `stop_sequences`, `thinking_budget` (Gemini 2.5) or `thinking_level` (Gemini 3.x:
+    "minimal", "low", "medium", "high"), `safety_settings`, `model`).
 
     A list or tuple gives a list (at least one prompt; ids checked unique); any other iterable,
     such as a generator, gives a lazy iterator, so a huge batch never sits in memory. Every
@@ -318,7 +319,8 @@ def batch_generate(
 
     Works in plain Python and inside a running event loop (a Jupyter cell). Keyword options:
     `models` (ladder: names, ModelSpecs or "a,b"), `base_url`, `api_key`, `budget_usd`,
-    `timeout_s`, `max_attempts`, `routing` ("preference" | "failover"), `chunk_size`,
+    `timeout_s`, `max_attempts`, `overload_patience_s` (600: how long 429s without details on
+    every model are waited out), `routing` ("preference" | "failover"), `chunk_size`,
     `catalogue`, `listeners`, `cancel` (a CancelToken), `backend` (tests), `progress` ("auto":
     a panel in Jupyter, a text bar on a terminal; "widget", "text"; None, the default: none).
     Ctrl-C raises `BatchInterrupted` whose `.results` has every request, unfinished ones

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine.errors import ConfigurationError, MissingApiKeyError
 from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
+from .engine.pricing import catalogue_day
 from .engine.values import GenerationRequest, ModelHistory
 from .estimate import Estimate, estimate_batch
 from .progress import limit_source
@@ -120,8 +121,8 @@ def with_tier(options: dict[str, Any], tier: str | None) -> dict[str, Any]:
 
 def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[GenerationRequest]:
     """The requests for `prompts` with the request flags both surfaces share (`--operation`,
-    `--project`, `--temperature`, `--system`, `--max-tokens`; `flags` is their parsed
-    namespace) and a schema each surface finds its own way."""
+    `--project`, `--temperature`, `--system`, `--max-tokens`, `--thinking-level`; `flags` is
+    their parsed namespace) and a schema each surface finds its own way."""
     from .api import create_batch_requests  # only now: it loads google-genai
 
     made = create_batch_requests(
@@ -132,13 +133,16 @@ def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[Generat
         system=flags.system,
         schema=schema,
         max_output_tokens=flags.max_output_tokens,
+        thinking_level=flags.thinking_level,
     )
     return list(made)
 
 
 def estimate_requests(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> Estimate:
-    """A dry run: tokens, cost and the limit-bound time on the options' ladder; nothing sent."""
-    ladder = BatchOptions(models=options.get("models"), catalogue=options.get("catalogue")).ladder()
+    """A dry run: tokens, cost and the limit-bound time on the options' ladder; nothing sent
+    (the endpoint's model list may be read, so that any name it lists is accepted)."""
+    where = ("models", "catalogue", "base_url", "api_key", "api_version")
+    ladder = BatchOptions(**{k: options[k] for k in where if k in options}).ladder()
     return estimate_batch(requests, ladder)
 
 
@@ -216,10 +220,10 @@ def models_frame(
     catalogue: ModelCatalogue | None = None,
     endpoint: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """The catalogue with limits and prices; beside them (`learned`), the limits remembered
-    for the quota identity of the `endpoint` options (`base_url`, `api_key`; none: the
-    environment's) and what each model used in its windows there, according to the call log
-    `db` (none: nothing used or remembered)."""
+    """The catalogue with limits, today's prices (None: unknown) and shutdown dates; beside
+    them (`learned`), the limits remembered for the quota identity of the `endpoint` options
+    (`base_url`, `api_key`; none: the environment's) and what each model used in its windows
+    there, according to the call log `db` (none: nothing used or remembered)."""
     import pandas as pd
 
     from .store.session import quota_history
@@ -229,9 +233,11 @@ def models_frame(
     identity = _identity(options)
     used = quota_history(db, specs, options.endpoint()) if db is not None else {}
     learned = _learned_text(db, identity, [s.name for s in specs]) if db is not None else {}
+    today = catalogue_day()
     rows = []
     for spec in specs:
         history = used.get(spec.name, ModelHistory())
+        price = spec.price_on(today)
         rows.append(
             {
                 "model": spec.name,
@@ -240,8 +246,10 @@ def models_frame(
                 "tpm": spec.tpm,
                 "rpd": spec.rpd,
                 "learned": learned.get(spec.name),
-                "input_usd_per_1m": spec.input_usd_per_1m,
-                "output_usd_per_1m": spec.output_usd_per_1m,
+                "input_usd_per_1m": price.input_usd_per_1m,
+                "cached_input_usd_per_1m": price.cached_input_usd_per_1m,
+                "output_usd_per_1m": price.output_usd_per_1m,
+                "shutdown": spec.shutdown,
                 "status": spec.status,
                 "sent_this_minute": sum(1 for ago, _ in history.sent if ago < spec.minute_s),
                 "sent_today": len(history.sent),

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from .api import ResultList, batch_generate, create_batch_requests
 from .emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
 from .engine.models import ModelSpec, default_catalogue
+from .engine.pricing import CostTotal
 from .engine.values import AttemptFinished, Event, LimitLearned, ModelStateChanged
 from .store import default_db_path
 
@@ -118,7 +119,7 @@ class ModelTally:
     other_errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost: CostTotal = field(default_factory=CostTotal)
     latency_ms: list[float] = field(default_factory=list)
 
 
@@ -137,7 +138,7 @@ class DemoReporter:
             tally.attempts += 1
             tally.input_tokens += a.usage.input
             tally.output_tokens += a.usage.output + a.usage.thoughts
-            tally.cost_usd += a.cost_usd
+            tally.cost = tally.cost.add(a.cost_usd)
             if a.success:
                 tally.succeeded += 1
                 tally.latency_ms.append(a.latency_ms)
@@ -173,18 +174,19 @@ def print_report(results: ResultList, reporter: DemoReporter, elapsed: float, ou
     print("-" * len(header), file=out)
     for name, t in sorted(reporter.models.items()):
         p50 = sorted(t.latency_ms)[len(t.latency_ms) // 2] if t.latency_ms else 0.0
+        spent = f"{'>=' if t.cost.unpriced else ''}{t.cost.usd:.5f}"  # >=: some price unknown
         print(
             f"{name:<24}{t.attempts:>6}{t.succeeded:>5}{t.rate_limited:>5}{t.other_errors:>5}"
-            f"{t.input_tokens:>9}{t.output_tokens:>9}{t.cost_usd:>10.5f}{p50:>8.0f}",
+            f"{t.input_tokens:>9}{t.output_tokens:>9}{spent:>10}{p50:>8.0f}",
             file=out,
         )
     ok = len(results.succeeded)
-    cost = sum(r.cost_usd for r in results)
+    cost = CostTotal.of(r.cost_usd for r in results)
     calls = sum(t.attempts for t in reporter.models.values())
     print("-" * len(header), file=out)
     print(
         f"total: {ok}/{len(results)} requests succeeded in {elapsed:.1f}s "
-        f"({len(results) / elapsed * 60:.0f} requests/min), {calls} calls, ${cost:.5f}",
+        f"({len(results) / elapsed * 60:.0f} requests/min), {calls} calls, {cost}",
         file=out,
     )
     for r in results.failed:

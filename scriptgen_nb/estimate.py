@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .engine.errors import ConfigurationError
 from .engine.models import ModelSpec
+from .engine.pricing import CostTotal, format_usd
 from .engine.runner import estimate_tokens
 from .engine.values import GenerationRequest, Usage
 
@@ -27,14 +28,14 @@ class Estimate:
     requests: int
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None  # None: the model's price is unknown
     seconds: float
     model: str
 
     def __str__(self) -> str:
         return (
             f"dry run: {self.requests} requests, ~{self.input_tokens:,} input and up to "
-            f"{self.output_tokens:,} output tokens, ~${self.cost_usd:.4f} on {self.model}, "
+            f"{self.output_tokens:,} output tokens, ~{format_usd(self.cost_usd)} on {self.model}, "
             f"at least {self.seconds:.0f}s at the ladder's rate limits (nothing was sent)"
         )
 
@@ -51,18 +52,18 @@ def estimate_batch(
         raise ConfigurationError("No usable model in the ladder to estimate with.")
     first = usable[0]
     count = tokens_in = tokens_out = 0
-    cost = 0.0
+    cost = CostTotal()
     for request in requests:
         usage = Usage(estimate_tokens(request), request.max_output_tokens or TYPICAL_OUTPUT_TOKENS)
         count += 1
         tokens_in += usage.input
         tokens_out += usage.output
-        cost += first.cost_usd(usage)
+        cost = cost.add(first.cost_usd(usage))
     return Estimate(
         count,
         tokens_in,
         tokens_out,
-        cost,
+        None if cost.unpriced else cost.usd,
         limit_bound_s(count, tokens_in, usable, latency_s),
         first.name,
     )

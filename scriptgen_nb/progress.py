@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO, TypedDict, Unpack
 
 from .engine.errors import ConfigurationError
+from .engine.pricing import CostTotal
 from .engine.runner import CancelToken
 from .engine.values import (
     AttemptFinished,
@@ -89,10 +90,13 @@ class ProgressSnapshot:
     models: tuple[ModelRow, ...]
     requests_per_min: float | None  # answered requests over the elapsed time
     usage: Usage
-    cost_usd: float
+    cost: CostTotal  # of the finished requests; counts those whose price is unknown
     eta_s: float | None
     elapsed_s: float
     errors: tuple[ErrorRow, ...]  # the latest MAX_ERRORS, oldest first
+    # What to know about the ladder before it ran: a retired model named, an unknown price, a
+    # model left out because the endpoint does not list it.
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -117,6 +121,7 @@ class ProgressState:
         self._clock = clock
         self._lock = threading.Lock()
         self._batch_id: str | None = None
+        self._notices: tuple[str, ...] = ()
         self._status: Status = "waiting"
         self._total = total  # known before the start for a list, so the first view says 0/N
         self._started_at: float | None = None
@@ -125,7 +130,7 @@ class ProgressState:
         self._answered = self._retries = self._attempts = 0
         self._models: dict[str, _ModelTrack] = {}
         self._usage = Usage()
-        self._cost_usd = 0.0
+        self._cost = CostTotal()
         self._recent: deque[float] = deque()  # clock times of recent answered requests
         self._errors: deque[ErrorRow] = deque(maxlen=MAX_ERRORS)
 
@@ -135,6 +140,7 @@ class ProgressState:
             match event:
                 case BatchStarted():
                     self._batch_id = event.batch_id
+                    self._notices = event.notices
                     self._total = event.total
                     self._status = "running"
                     self._started_at = now
@@ -161,7 +167,7 @@ class ProgressState:
     def _finished(self, result: Result, now: float) -> None:
         kind = result.error.kind if result.error is not None else None
         self._usage = self._usage + result.usage
-        self._cost_usd += result.cost_usd
+        self._cost = self._cost.add(result.cost_usd)
         self._cached += result.cached
         if result.success:
             self._succeeded += 1
@@ -205,10 +211,11 @@ class ProgressState:
                 models=tuple(self._rows(now)),
                 requests_per_min=self._answered / elapsed * 60 if elapsed > 0 else None,
                 usage=self._usage,
-                cost_usd=self._cost_usd,
+                cost=self._cost,
                 eta_s=self._eta(now, elapsed, done),
                 elapsed_s=elapsed,
                 errors=tuple(self._errors),
+                notices=self._notices,
             )
 
     def _rows(self, now: float) -> list[ModelRow]:
@@ -276,11 +283,12 @@ def count_parts(snapshot: ProgressSnapshot) -> list[str]:
 
 
 def pace_parts(snapshot: ProgressSnapshot) -> list[str]:
-    """`312 req/min`, `$0.0123`, `ETA 4s`; the rate and the ETA only once they are known."""
+    """`312 req/min`, `$0.0123` (or `at least $... (N requests of unknown price)`, `cost
+    unknown`), `ETA 4s`; the rate and the ETA only once they are known."""
     parts = []
     if snapshot.requests_per_min is not None:
         parts.append(f"{snapshot.requests_per_min:,.0f} req/min")
-    parts.append(f"${snapshot.cost_usd:.4f}")
+    parts.append(str(snapshot.cost))
     if snapshot.eta_s is not None:
         parts.append(f"ETA {format_duration(snapshot.eta_s, tenths=False)}")
     return parts
@@ -330,9 +338,10 @@ def format_summary(snapshot: ProgressSnapshot) -> str:
     name = f"scriptgen batch {s.batch_id}" if s.batch_id else "scriptgen batch"
     figures = [*count_parts(s), f"{s.usage.total:,} tokens"]
     learned = "".join(f"; {part}" for part in learned_parts(s))
+    notices = "".join(f"\nnote: {notice}" for notice in s.notices)
     return (
-        f"{name} {s.status}: {', '.join(figures)}, ${s.cost_usd:.4f} "
-        f"in {format_duration(s.elapsed_s)}{learned}"
+        f"{name} {s.status}: {', '.join(figures)}, {s.cost} "
+        f"in {format_duration(s.elapsed_s)}{learned}{notices}"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .engine.pricing import CostTotal
 from .engine.values import Result
 
 if TYPE_CHECKING:
@@ -22,15 +23,23 @@ class ResultList(list[Result]):
         return [r for r in self if not r.success]
 
     def to_dataframe(self) -> pd.DataFrame:
+        """One row per request; `cost_usd` is NaN where a model's price is unknown."""
         import pandas as pd
 
-        return pd.DataFrame([result_row(r) for r in self], columns=RESULT_COLUMNS)
+        frame = pd.DataFrame([result_row(r) for r in self], columns=RESULT_COLUMNS)
+        frame["cost_usd"] = frame["cost_usd"].astype(float)  # None -> NaN, never $0
+        return frame
+
+    @property
+    def cost(self) -> CostTotal:
+        """The batch's cost: what the priced requests cost and how many were not priced."""
+        return CostTotal.of(r.cost_usd for r in self)
 
     def summary(self) -> str:
+        """`38/40 succeeded, 51234 tokens, $0.0123` (or `at least $...`, `cost unknown`)."""
         ok = len(self.succeeded)
-        cost = sum(r.cost_usd for r in self)
         tokens = sum(r.usage.total for r in self)
-        return f"{ok}/{len(self)} succeeded, {tokens} tokens, ${cost:.4f}"
+        return f"{ok}/{len(self)} succeeded, {tokens} tokens, {self.cost}"
 
 
 RESULT_COLUMNS = [
@@ -44,6 +53,7 @@ RESULT_COLUMNS = [
     "model",
     "attempts",
     "input_tokens",
+    "cached_tokens",
     "output_tokens",
     "thought_tokens",
     "cost_usd",
@@ -65,6 +75,7 @@ def result_row(r: Result) -> dict[str, Any]:
         "model": r.model,
         "attempts": r.attempts,
         "input_tokens": r.usage.input,
+        "cached_tokens": r.usage.cached,  # of the input, billed at the cached price
         "output_tokens": r.usage.output,
         "thought_tokens": r.usage.thoughts,
         "cost_usd": r.cost_usd,

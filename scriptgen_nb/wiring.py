@@ -23,7 +23,8 @@ from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
 from .engine.errors import ConfigurationError, MissingApiKeyError
 from .engine.identity import key_fingerprint
-from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
+from .engine.listing import endpoint_models
+from .engine.models import Listing, ModelCatalogue, ModelSpec, default_catalogue, ladder_notices
 from .engine.policy import Backoff, RetryPolicy, plan_concurrency
 from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
 from .engine.values import Event, GenerationRequest, RequestFinished, Result
@@ -52,6 +53,9 @@ class BatchOptions:
     budget_usd: float | None = None
     timeout_s: float = 60.0
     max_attempts: int = 6
+    # Seconds of nothing but 429s without details, on every model, before the rest of the batch
+    # ends rate_limited (the service is overloaded or the quota is used elsewhere).
+    overload_patience_s: float = 600.0
     routing: Routing = "preference"
     chunk_size: int | None = None
     db: DbArgument = None
@@ -123,8 +127,44 @@ class BatchOptions:
             )
 
     def ladder(self) -> list[ModelSpec]:
+        """The batch's models (see `ladder_and_notices`)."""
+        return self.ladder_and_notices()[0]
+
+    def ladder_and_notices(self) -> tuple[list[ModelSpec], tuple[str, ...]]:
+        """The batch's models: `models` resolved against the catalogue and, when it can be
+        read, the endpoint's own model list (which decides first); and what the user should
+        know about them (models left out as not listed, retired ones named anyway, unknown
+        prices). With `budget_usd`, every model must have a known price."""
         catalogue = self.catalogue or default_catalogue()
-        return catalogue.resolve(self.models)
+        left_out: list[str] = []
+        ladder = catalogue.resolve(self.models, listed=self.listed_models(), left_out=left_out)
+        unpriced = [spec.name for spec in ladder if not spec.priced]
+        if self.budget_usd is not None and unpriced:
+            raise ConfigurationError(
+                f"budget_usd={self.budget_usd!r} cannot be kept: the price of "
+                f"{', '.join(unpriced)} is unknown. Pass models=[ModelSpec(name=..., "
+                "input_usd_per_1m=..., output_usd_per_1m=...)] for it, add it to a catalogue "
+                "file (SCRIPTGEN_CATALOGUE), or leave the budget out."
+            )
+        return ladder, (*left_out, *ladder_notices(ladder))
+
+    def listed_models(self) -> Listing | None:
+        """The endpoint's model list (read once per process, `engine/listing.py`), or None:
+        when no name needs resolving, with a `backend` given (tests), without a key, or when
+        the endpoint cannot answer."""
+        models = self.models
+        names = (
+            models is None
+            or isinstance(models, str)
+            or (isinstance(models, Sequence) and any(isinstance(m, str) for m in models))
+        )
+        if not names or self.backend is not None:
+            return None
+        try:
+            key = self.resolved_api_key()
+        except MissingApiKeyError:
+            return None
+        return endpoint_models(key, base_url=self.resolved_base_url(), api_version=self.api_version)
 
     def resolved_api_key(self) -> str:
         """The key to send with: `api_key`, else GEMINI_API_KEY / GOOGLE_API_KEY; none is an
@@ -184,7 +224,7 @@ class BatchOptions:
 
     def prepare(self, requests: Iterable[GenerationRequest]) -> PreparedBatch:
         """Build everything a run needs; configuration errors surface here, before any call."""
-        ladder = self.ladder()
+        ladder, notices = self.ladder_and_notices()
         plan = plan_concurrency(self.max_concurrency, ladder)
         log = self.open_log()
         backend = self.build_backend(plan.max_in_flight)
@@ -194,10 +234,15 @@ class BatchOptions:
             plan=plan,
             routing=self.routing,
             timeout_s=self.timeout_s,
-            retry=RetryPolicy(max_attempts=self.max_attempts, backoff=self.backoff),
+            retry=RetryPolicy(
+                max_attempts=self.max_attempts,
+                backoff=self.backoff,
+                overload_patience_s=self.overload_patience_s,
+            ),
             budget_usd=self.budget_usd,
             chunk_size=self.chunk_size,
             history=quota_history(log, ladder, backend.endpoint, fingerprint) if log else {},
+            notices=notices,
         )
         total = len(requests) if isinstance(requests, Sequence) else None
         cancel = self.cancel or CancelToken()  # shared with the panel, whose Cancel button uses it
@@ -232,6 +277,7 @@ class BatchOptions:
             package_version=__version__,
             sdk_version=version("google-genai"),
             key_fingerprint=fingerprint,
+            notices=config.notices,
         )
 
 

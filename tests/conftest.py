@@ -17,6 +17,15 @@ def call_log_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def fresh_model_lists() -> None:
+    """Each test asks endpoints for their model lists afresh: an emulator of a later test may
+    get an earlier one's port, with other models."""
+    from scriptgen_nb.engine.listing import forget_endpoint_models
+
+    forget_endpoint_models()
+
+
 @pytest.fixture(scope="module")
 def shell() -> Iterator[Any]:
     """An IPython shell with the extension loaded (the magics' tests); the emulator it started

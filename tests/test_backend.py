@@ -13,6 +13,7 @@ from google.genai import errors, types
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from scriptgen_nb.batch_api.jobs import wire_request
 from scriptgen_nb.engine.backend import (
     FakeBackend,
     backend_error_from,
@@ -22,7 +23,7 @@ from scriptgen_nb.engine.backend import (
     reply_from_response,
 )
 from scriptgen_nb.engine.errors import BackendError, ConfigurationError, QuotaViolation
-from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
+from scriptgen_nb.engine.values import THINKING_LEVELS, GenerationRequest, Reply, Usage
 from tests.google_errors import (
     HELP,
     INPUT_TOKENS,
@@ -443,6 +444,27 @@ def test_every_generation_field_reaches_the_sdk_config() -> None:
     assert setting.threshold == types.HarmBlockThreshold.BLOCK_ONLY_HIGH
     assert config.http_options is None  # the client's timeout applies; not repeated per call
     assert config.response_mime_type is None
+
+
+@pytest.mark.parametrize("level", ["minimal", "LOW", " Medium ", "high"])
+def test_a_thinking_level_is_sent_as_the_sdks_enum(level: str) -> None:
+    request = GenerationRequest("r", "p", thinking_level=level)
+    assert request.thinking_level == level.strip().lower()
+    config = generation_config(request)
+    assert config is not None and config.thinking_config is not None
+    assert config.thinking_config.thinking_level == types.ThinkingLevel(level.strip().upper())
+    assert config.thinking_config.thinking_budget is None
+
+
+def test_the_accepted_thinking_levels_are_the_sdks() -> None:
+    assert {level.upper() for level in THINKING_LEVELS} <= set(types.ThinkingLevel.__members__)
+
+
+def test_a_thinking_level_reaches_the_wire_as_the_sdk_writes_it() -> None:
+    wire = json.loads(json.dumps(wire_request(GenerationRequest("r", "p", thinking_level="low"))))
+    # The SDK keeps thinkingConfig's fields in snake case (as for thinking_budget); Google's
+    # JSON reader takes both cases.
+    assert wire["generationConfig"]["thinkingConfig"] == {"thinking_level": "LOW"}
 
 
 def test_unset_fields_stay_unset_and_zero_is_kept() -> None:

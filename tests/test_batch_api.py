@@ -342,3 +342,14 @@ def test_the_magic_runs_lists_and_resumes_batch_api_jobs(monkeypatch: pytest.Mon
         assert planned["requests"].tolist() == [1]
     finally:
         SESSION.stop()
+
+
+def test_a_retired_model_named_for_the_batch_api_is_noticed_in_the_log(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCRIPTGEN_TODAY", "2026-12-04")  # gemini-2.5-flash shut down 2026-12-01
+    results = _run(emu, _requests(2))  # the emulator still lists it: it runs
+    assert all(r.success for r in results)
+    [(notices, unpriced)] = _log_rows("SELECT notices, unpriced_count FROM batch_log")
+    assert any("gemini-2.5-flash: Google shut it down on 2026-12-01" in n for n in notices)
+    assert unpriced == 0

@@ -108,10 +108,11 @@ def test_stats_prints_the_usage_report_and_the_last_batches(call_log: str) -> No
     done = scriptgen("stats", "--db", call_log)
     assert done.returncode == 0, done.stderr
     assert rows(done.stdout, "usage per operation and model, all time") == [  # costliest first
-        [SCRIPT, FLASH, "3", "1", "100", "200", "10", "0.001000"],
-        [IMAGES, FLASH, "3", "2", "110", "170", "20", "0.000700"],
-        [SCRIPT, LITE, "4", "2", "210", "330", "0", "0.000300"],
-        [IMAGES, LITE, "1", "1", "40", "60", "0", "0.000050"],
+        # operation, model, requests, successes, input, cached, output, thought, cost, unpriced
+        [SCRIPT, FLASH, "3", "1", "100", "0", "200", "10", "0.001000", "0"],
+        [IMAGES, FLASH, "3", "2", "110", "0", "170", "20", "0.000700", "0"],
+        [SCRIPT, LITE, "4", "2", "210", "0", "330", "0", "0.000300", "0"],
+        [IMAGES, LITE, "1", "1", "40", "0", "60", "0", "0.000050", "0"],
     ]
     # Newest first: id, state, operation, started, duration, the five counts, cost.
     assert [" ".join(row[:12]) for row in rows(done.stdout, "last batches")] == [

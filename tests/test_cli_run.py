@@ -26,6 +26,7 @@ import pytest
 
 from scriptgen_nb.cli import _parser
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
+from scriptgen_nb.store import open_database
 
 pytestmark = pytest.mark.integration
 
@@ -384,3 +385,31 @@ def test_help_of_each_command_lists_every_option_with_its_default_and_an_example
     for words in ("(default: auto)", "(default: use)", "(default: 60)", "(default: 6)"):
         assert words in run
     assert "JSONL" in run and "--template" in run and "exit status: 0 all succeeded" in run
+
+
+def test_models_accepts_a_name_only_the_endpoint_lists(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator
+) -> None:
+    emulator.set_model("gemini-4-argon", ModelConfig())
+    (tmp_path / "p.txt").write_text("About kelp\n")
+    dry = one(env, "run", "p.txt", "--dry-run", "-m", "gemini-4-argon", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "cost unknown on gemini-4-argon" in dry.stdout
+    done = one(env, "run", "p.txt", "-m", "gemini-4-argon", "--out", "out.jsonl", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (row,) = jsonl(tmp_path / "out.jsonl")
+    assert row["success"] and row["model"] == "gemini-4-argon" and row["cost_usd"] is None
+    typo = one(env, "run", "p.txt", "-m", "gemini-4-argn", cwd=tmp_path)
+    assert typo.returncode == 2 and "Did you mean 'gemini-4-argon'" in typo.stderr
+
+
+def test_thinking_level_reaches_the_requests_and_a_bad_one_exits_2(
+    tmp_path: Path, env: dict[str, str], call_log_in_tmp: Path
+) -> None:
+    (tmp_path / "p.txt").write_text("About fog\n")
+    done = one(env, "run", "p.txt", "-m", OK_MODEL, "--thinking-level", "high", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (config,) = open_database(call_log_in_tmp).rows("SELECT config FROM request")[0]
+    assert '"thinking_level":"high"' in config
+    bad = one(env, "run", "p.txt", "-m", OK_MODEL, "--thinking-level", "deep", cwd=tmp_path)
+    assert bad.returncode == 2 and "thinking_level='deep'" in bad.stderr

@@ -102,7 +102,10 @@ def test_retry_delay_is_honoured_when_the_configured_limit_is_too_high(tmp_path:
     logged = sg.CallStore(tmp_path / "log.duckdb").learned_limits()
     assert logged[["model", "metric", "configured"]].values.tolist()[0] == ["slow", "rpm", 20]
     assert logged["learned"].iloc[-1] == 4
-    said = r"slow: rpm 4 \((stated by the service|lowered: 429s without a figure); catalogue 20\)"
+    said = (
+        r"slow: rpm 4 \((stated by the service|stated in the 429's message|lowered: 429s "
+        r"without a figure); catalogue 20\)"
+    )
     assert re.search(said, format_summary(progress.snapshot()))
 
 

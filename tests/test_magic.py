@@ -332,3 +332,20 @@ def test_tier_picks_the_catalogues_limits_for_batches_and_models(shell: Any) -> 
     assert str(caught.value) == "--tier 'gold': use one of free, tier1."
     with pytest.raises(UsageError, match="use one of free, tier1"):
         line(shell, "retry --failed --tier gold")
+
+
+def test_model_accepts_a_name_only_the_endpoint_lists(shell: Any, fast_emulator: Any) -> None:
+    fast_emulator.set_model("gemini-4-argon", ModelConfig())
+    frame = cell(shell, "batch --model gemini-4-argon", "A script about tides\n")
+    assert frame["success"].tolist() == [True] and frame["model"].tolist() == ["gemini-4-argon"]
+    assert frame["cost_usd"].isna().all()  # its price is unknown: NaN, not $0
+    estimate = cell(shell, "batch --model gemini-4-argon --dry-run", "A script about moss\n")
+    assert estimate["cost_usd"].isna().all() and estimate["model"].tolist() == ["gemini-4-argon"]
+    with pytest.raises(sg.UnknownModelError, match="Did you mean 'gemini-4-argon'"):
+        cell(shell, "batch --model gemini-4-argn", "A script about gulls\n")
+
+
+def test_thinking_level_reaches_the_requests(shell: Any, call_log_in_tmp: Path) -> None:
+    cell(shell, f"batch --model {MODEL} --thinking-level LOW", "A script about fog\n")
+    (config,) = sg.CallStore().sql("SELECT config FROM request")["config"]
+    assert '"thinking_level":"low"' in config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,15 @@ from scriptgen_nb.engine.errors import ConfigurationError, UnknownModelError
 from scriptgen_nb.engine.models import (
     ENV_CATALOGUE,
     ENV_TIER,
+    ListedModel,
     ModelCatalogue,
     ModelSpec,
     default_catalogue,
+    ladder_notices,
     seed_models,
 )
 from scriptgen_nb.engine.policy import seed_concurrency
+from scriptgen_nb.engine.pricing import ENV_TODAY
 from scriptgen_nb.engine.values import Usage
 
 
@@ -26,6 +30,7 @@ from scriptgen_nb.engine.values import Usage
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_TIER, raising=False)
     monkeypatch.delenv(ENV_CATALOGUE, raising=False)
+    monkeypatch.delenv(ENV_TODAY, raising=False)
 
 
 # --- ModelSpec -------------------------------------------------------------------------------
@@ -98,7 +103,7 @@ def test_without_long_context_prices_the_standard_ones_apply() -> None:
 def test_batch_calls_cost_the_batch_share() -> None:
     usage = Usage(300_000, 2000, 1000)
     assert PRICED.cost_usd(usage, batch=True) == pytest.approx(PRICED.cost_usd(usage) * 0.5)
-    free = ModelSpec("m", input_usd_per_1m=1.0, batch_discount=1.0)
+    free = ModelSpec("m", input_usd_per_1m=1.0, output_usd_per_1m=2.0, batch_discount=1.0)
     assert free.cost_usd(Usage(1_000_000), batch=True) == pytest.approx(1.0)
 
 
@@ -387,7 +392,7 @@ def test_a_directory_is_a_configuration_error(tmp_path: Path) -> None:
 def test_the_bundled_catalogue_loads_on_the_free_tier() -> None:
     catalogue = default_catalogue()
     assert catalogue.tier == "free"
-    assert catalogue.as_of == "2026-11-28"
+    assert catalogue.as_of == "2026-12-04"
     assert names(catalogue.ladder()) == [
         "gemini-3.8-flash",
         "gemini-3.5-flash-lite",
@@ -399,7 +404,11 @@ def test_the_bundled_catalogue_loads_on_the_free_tier() -> None:
     assert catalogue.get("gemini-2.5-pro").usable and catalogue.get("gemini-2.5-pro").discover
     for spec in catalogue:
         assert spec.input_token_limit and spec.output_token_limit
-        assert spec.input_usd_per_1m > 0 and spec.output_usd_per_1m > 0
+        assert (
+            spec.priced and (spec.input_usd_per_1m or 0) > 0 and (spec.output_usd_per_1m or 0) > 0
+        )
+        assert spec.cached_input_usd_per_1m == pytest.approx((spec.input_usd_per_1m or 0) / 10)
+        assert spec.discover  # the bundled limits are guesses
 
 
 def test_the_bundled_catalogue_follows_scriptgen_tier(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -419,15 +428,63 @@ def test_an_unknown_tier_for_the_bundled_catalogue_is_a_configuration_error(
         default_catalogue()
 
 
-def test_scriptgen_catalogue_replaces_the_bundled_file(
+def _user_catalogue(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv(ENV_CATALOGUE, str(path))
+
+
+def test_scriptgen_catalogue_adds_its_models_to_the_bundled_ones(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    path = tmp_path / "mine.toml"
-    path.write_text(TOML, encoding="utf-8")
-    monkeypatch.setenv(ENV_CATALOGUE, str(path))
+    _user_catalogue(monkeypatch, tmp_path, TOML)
     catalogue = default_catalogue()
-    assert names(list(catalogue)) == ["gemini-x"]
-    assert default_catalogue(tier="paid").get("gemini-x").rpm == 400
+    assert "gemini-x" in catalogue and "gemini-3.8-flash" in catalogue
+    mine = catalogue.get("gemini-x")
+    assert (mine.rpm, mine.tpm, mine.input_usd_per_1m) == (4, 1000, 0.5)
+    assert not mine.discover  # stated limits are trusted
+    assert catalogue.get("gemini-3.8-flash").discover  # the bundled ones stay guesses
+    assert catalogue.as_of == "2026-01-01"  # the file's top-level fields win
+
+
+def test_scriptgen_catalogue_overrides_a_bundled_model_field_by_field(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _user_catalogue(
+        monkeypatch,
+        tmp_path,
+        '[models."gemini-3.8-flash"]\nstatus = "ours"\nlimits.free = { rpm = 50 }\n'
+        '[models."gemini-3.5-flash-lite"]\noutput_usd_per_1m = 9.0\n',
+    )
+    catalogue = default_catalogue()
+    flash = catalogue.get("gemini-3.8-flash")
+    assert (flash.rpm, flash.tpm, flash.rpd, flash.status) == (50, 250_000, 20, "ours")
+    assert flash.prices and flash.input_usd_per_1m == 1.50  # what it did not state stays
+    assert not flash.discover  # it stated a limit: trusted
+    lite = catalogue.get("gemini-3.5-flash-lite")
+    assert (lite.output_usd_per_1m, lite.input_usd_per_1m, lite.rpm) == (9.0, 0.30, 15)
+    assert lite.discover  # no limit stated: the bundled guesses are still guesses
+    assert default_catalogue(tier="tier1").get("gemini-3.8-flash").rpm == 1000
+
+
+def test_a_flat_limit_in_scriptgen_catalogue_applies_to_every_tier(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _user_catalogue(
+        monkeypatch, tmp_path, '[models."gemini-3.8-flash"]\nrpm = 2000\ndiscover = true\n'
+    )
+    for tier in ("free", "tier1"):
+        flash = default_catalogue(tier=tier).get("gemini-3.8-flash")
+        assert flash.rpm == 2000 and flash.discover  # asked to keep discovering
+    assert default_catalogue(tier="tier1").get("gemini-3.8-flash").tpm == 1_000_000
+
+
+def test_a_malformed_scriptgen_catalogue_entry_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _user_catalogue(monkeypatch, tmp_path, '[models]\n"gemini-3.8-flash" = 3\n')
+    with pytest.raises(ConfigurationError, match="must be a table of fields"):
+        default_catalogue()
 
 
 def test_a_bad_scriptgen_catalogue_path_is_a_configuration_error(
@@ -446,6 +503,7 @@ def test_seed_models_are_the_seeds_three_with_its_rpm() -> None:
         ("gemini-2.0-flash-lite", 3, 30),
     ]
     assert all(m.usable for m in models)  # gemini-2.5-pro has no free tier; the seed's table does
+    assert not any(m.discover for m in models)  # the table's limits are stated: not probed above
     assert {(m.tpm, m.rpd, m.minute_s, m.day_s) for m in models} == {(250_000, None, 1.0, 20.0)}
     assert [seed_concurrency(m.rpm) for m in models] == [3, 3, 3]
     assert models[0].input_usd_per_1m == 1.25  # prices come from the catalogue
@@ -457,5 +515,162 @@ def test_seed_models_ignore_scriptgen_tier(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_a_zero_long_context_price_is_honoured() -> None:
-    spec = ModelSpec("m", input_usd_per_1m=1.0, input_usd_per_1m_long=0.0, long_context_tokens=10)
+    spec = ModelSpec(
+        "m",
+        input_usd_per_1m=1.0,
+        output_usd_per_1m=1.0,
+        input_usd_per_1m_long=0.0,
+        long_context_tokens=10,
+    )
     assert spec.cost_usd(Usage(input=100)) == 0.0
+
+
+# --- shutdown dates, notices -----------------------------------------------------------------
+
+DEC_4 = date(2026, 12, 4)
+
+
+def dated(**entries: dict[str, Any]) -> ModelCatalogue:
+    return ModelCatalogue.from_mapping({"models": entries})
+
+
+def test_a_model_is_retired_from_its_shutdown_day_on() -> None:
+    spec = ModelSpec("m", shutdown="2026-12-01")
+    assert spec.shutdown == date(2026, 12, 1)
+    assert not spec.retired_on(date(2026, 11, 30))
+    assert spec.retired_on(date(2026, 12, 1)) and spec.retired_on(DEC_4)
+    assert not ModelSpec("m").retired_on(date(2999, 1, 1))
+    with pytest.raises(ConfigurationError, match="shutdown must be a date"):
+        ModelSpec("m", shutdown="next winter")
+
+
+def test_default_ladders_skip_models_past_their_shutdown_day() -> None:
+    catalogue = dated(
+        old={"priority": 1, "shutdown": date(2026, 12, 1)},
+        new={"priority": 2},
+        later={"priority": 3, "shutdown": date(2027, 5, 7)},
+    )
+    assert names(catalogue.ladder(today=date(2026, 11, 30))) == ["old", "new", "later"]
+    assert names(catalogue.ladder(today=DEC_4)) == ["new", "later"]
+    assert names(catalogue.resolve(None, today=date(2027, 5, 7))) == ["new"]
+
+
+def test_a_default_ladder_of_only_retired_models_says_which_and_why() -> None:
+    catalogue = dated(old={"priority": 1, "shutdown": date(2026, 12, 1)})
+    with pytest.raises(ConfigurationError, match=r"old \(shut down 2026-12-01\)"):
+        catalogue.resolve(None, today=DEC_4)
+
+
+def test_naming_a_retired_model_still_works_and_is_noticed() -> None:
+    catalogue = dated(
+        old={
+            "priority": 1,
+            "shutdown": date(2026, 12, 1),
+            "input_usd_per_1m": 1.0,
+            "output_usd_per_1m": 1.0,
+        },
+    )
+    ladder = catalogue.resolve("old", today=DEC_4)
+    assert names(ladder) == ["old"]
+    notices = ladder_notices(ladder, today=DEC_4)
+    assert len(notices) == 1 and "shut it down on 2026-12-01" in notices[0]
+    assert ladder_notices(ladder, today=date(2026, 11, 1)) == []
+
+
+def test_a_model_of_unknown_price_is_noticed() -> None:
+    (notice,) = ladder_notices([ModelSpec("mine", rpm=3)], today=DEC_4)
+    assert "mine: price unknown" in notice
+
+
+def test_the_catalogue_day_decides_the_default_ladder(monkeypatch: pytest.MonkeyPatch) -> None:
+    catalogue = dated(old={"priority": 1, "shutdown": date(2026, 12, 1)}, new={"priority": 2})
+    monkeypatch.setenv(ENV_TODAY, "2026-11-28")
+    assert names(catalogue.ladder()) == ["old", "new"]
+    monkeypatch.setenv(ENV_TODAY, "2026-12-04")
+    assert names(catalogue.ladder()) == ["new"]
+
+
+def test_the_bundled_shutdown_dates(monkeypatch: pytest.MonkeyPatch) -> None:
+    catalogue = default_catalogue()
+    shutdowns = {s.name: s.shutdown for s in catalogue if s.shutdown}
+    assert shutdowns == {
+        "gemini-3.1-flash-lite": date(2027, 5, 7),
+        "gemini-2.5-pro": date(2026, 12, 1),
+        "gemini-2.5-flash": date(2026, 12, 1),
+        "gemini-2.0-flash-lite": date(2026, 6, 1),
+    }
+    monkeypatch.setenv(ENV_TIER, "tier1")
+    tier1 = default_catalogue()
+    assert "gemini-2.5-pro" not in names(tier1.ladder(today=DEC_4))
+
+
+def test_seed_models_say_they_are_retired_on_google() -> None:
+    for spec in seed_models():
+        assert spec.retired_on(DEC_4)
+        assert "retired on Google" in spec.status and "emulator" in spec.status
+    assert "retired on Google" in (seed_models.__doc__ or "")
+
+
+# --- the endpoint's model list decides first -------------------------------------------------
+
+LISTED = {
+    "beta": ListedModel("beta", 1000, 100),
+    "gemini-4-argon": ListedModel("gemini-4-argon", 2_000_000, 65_536),
+    "gemini-4-carbon": ListedModel("gemini-4-carbon"),
+}
+
+
+def test_a_name_only_the_endpoint_lists_gets_careful_limits_and_no_price(
+    catalogue: ModelCatalogue,
+) -> None:
+    (spec,) = catalogue.resolve("gemini-4-argon", listed=LISTED)
+    assert (spec.rpm, spec.tpm, spec.rpd) == (5, 250_000, None)
+    assert (spec.input_token_limit, spec.output_token_limit) == (2_000_000, 65_536)
+    assert spec.discover and not spec.priced and spec.cost_usd(Usage(10, 10)) is None
+    assert "not in the catalogue" in spec.status
+    compressed = catalogue.with_windows(1.0, 20.0).named("gemini-4-carbon", LISTED)
+    assert (compressed.minute_s, compressed.day_s) == (1.0, 20.0)
+    assert compressed.input_token_limit is None
+
+
+def test_a_listed_catalogue_model_is_the_catalogues(catalogue: ModelCatalogue) -> None:
+    assert catalogue.resolve("models/beta", listed=LISTED) == [catalogue.get("beta")]
+
+
+def test_a_catalogue_model_the_endpoint_does_not_list_fails_before_sending(
+    catalogue: ModelCatalogue,
+) -> None:
+    with pytest.raises(
+        ConfigurationError, match="'alpha' is not in the endpoint's model list"
+    ) as e:
+        catalogue.resolve("alpha", listed=LISTED)
+    assert "It lists beta, gemini-4-argon, gemini-4-carbon." in str(e.value)
+
+
+def test_in_a_ladder_a_model_the_endpoint_does_not_list_is_left_out_and_said(
+    catalogue: ModelCatalogue,
+) -> None:
+    left_out: list[str] = []
+    ladder = catalogue.resolve("alpha,beta", listed=LISTED, left_out=left_out)
+    assert names(ladder) == ["beta"]
+    assert left_out == [
+        "alpha: not in the endpoint's model list (retired, or not available to this key): "
+        "left out of the ladder before any call"
+    ]
+
+
+def test_a_name_nobody_knows_suggests_the_closest_listed_ones(catalogue: ModelCatalogue) -> None:
+    with pytest.raises(UnknownModelError, match=r"Did you mean 'gemini-4-argon'") as info:
+        catalogue.resolve("gemini-4-argn", listed=LISTED)
+    assert "nothing was sent" in str(info.value)
+    with pytest.raises(UnknownModelError, match=r"Did you mean 'beta'"):
+        catalogue.resolve("betta")  # without the list, the catalogue's names
+
+
+def test_default_ladders_skip_catalogue_models_the_endpoint_does_not_list(
+    catalogue: ModelCatalogue,
+) -> None:
+    assert names(catalogue.resolve(None, listed=LISTED)) == ["beta"]
+    assert names(catalogue.resolve(None, listed=None)) == ["beta", "alpha"]  # no list: all
+    with pytest.raises(ConfigurationError, match=r"alpha \(not listed\), beta \(not listed\)"):
+        catalogue.resolve(None, listed={})

@@ -126,7 +126,7 @@ def test_snapshot_counts_every_ending() -> None:
     assert (s.succeeded, s.failed, s.not_run, s.cached) == (3, 1, 1, 1)
     assert (s.retries, s.attempts) == (1, 3)
     assert s.usage == Usage(300, 150, 10)
-    assert s.cost_usd == pytest.approx(0.03)
+    assert s.cost.usd == pytest.approx(0.03) and not s.cost.unpriced
     assert s.elapsed_s == 4.0
     # Answered requests only (r0, r1, r2): the cached and the never-sent one took no time.
     assert s.requests_per_min == 3 / 4.0 * 60

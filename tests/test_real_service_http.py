@@ -17,6 +17,7 @@ import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.errors import ServiceRefusedError
 from scriptgen_nb.engine.values import LimitLearned, ModelStateChanged
+from scriptgen_nb.progress import ProgressState, format_summary
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +134,68 @@ def test_a_short_per_day_retry_delay_on_compressed_days_is_waited_then_rotated()
     assert all(r.success for r in results)
     assert a["requests"] - sum(a["rate_limited"].values()) == 3  # a served its quota
     assert any(isinstance(e, ModelStateChanged) and e.state == "exhausted" for e in events)
+
+
+def test_an_endless_storm_ends_the_batch_after_the_patience_given() -> None:
+    with emulator(storms=((0.0, float("inf")),), models={"flash": fast()}) as emu:
+        started = time.monotonic()
+        results, _ = run(emu, 8, [trusted("flash")], overload_patience_s=2.0)
+        elapsed = time.monotonic() - started
+    assert {r.error.kind for r in results if r.error} == {"rate_limited"}
+    assert all("Resource has been exhausted" in r.error.message for r in results if r.error)
+    assert 2.0 <= elapsed < 10.0
+
+
+def test_the_patience_must_be_positive() -> None:
+    with pytest.raises(sg.ConfigurationError, match="overload_patience_s"):
+        sg.batch_generate(
+            sg.create_batch_requests(["x"]),
+            backend=sg.FakeBackend(),
+            db=False,
+            models=[trusted("flash")],
+            overload_patience_s=0,
+        )
+
+
+def test_a_gone_model_is_said_once_in_the_call_log(tmp_path: Any) -> None:
+    models = {"old": fast(retired=True), "new": fast(rpm=100)}
+    db = str(tmp_path / "calls.duckdb")
+    with emulator(models=models) as emu:
+        reqs = sg.create_batch_requests([f"A line about pier {i}." for i in range(12)])
+        sg.batch_generate(
+            reqs,
+            models=[trusted("old", rpm=100, status="shut down"), trusted("new", 2, rpm=100)],
+            base_url=emu.base_url,
+            api_key=KEY,
+            db=db,
+            max_concurrency=4,
+        )
+    events = sg.CallStore(db).model_events()
+    gone = events[events["state"] == "gone"]
+    assert list(gone["model"]) == ["old"]
+    assert "not found" in gone["reason"].iloc[0] and "shut down" in gone["reason"].iloc[0]
+
+
+def test_a_retired_model_the_endpoint_no_longer_lists_is_left_out_before_any_call() -> None:
+    models = {"gemini-2.5-flash": fast(retired=True), "gemini-3.8-flash": fast(rpm=100)}
+    with emulator(models=models) as emu:
+        events: list[Any] = []
+        results = sg.batch_generate(
+            sg.create_batch_requests(["one", "two", "three"]),
+            models="gemini-2.5-flash,gemini-3.8-flash",
+            base_url=emu.base_url,
+            api_key=KEY,
+            db=False,
+            listeners=[events.append],
+        )
+        old = emu.counters()["models"]["gemini-2.5-flash"]["requests"]
+    assert all(r.success and r.model == "gemini-3.8-flash" for r in results)
+    assert old == 0  # skipped before any 404
+    (started,) = [e for e in events if type(e).__name__ == "BatchStarted"]
+    assert any("gemini-2.5-flash: not in the endpoint's model list" in n for n in started.notices)
+    progress = ProgressState()
+    for event in events:
+        progress(event)
+    assert "note: gemini-2.5-flash: not in the endpoint's model list" in format_summary(
+        progress.snapshot()
+    )

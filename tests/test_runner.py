@@ -7,6 +7,7 @@ import random
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -77,13 +78,14 @@ class Run:
                 token.cancel()
 
         retry = config.pop("retry", RetryPolicy(backoff=Backoff(0.5, 2.0, 4.0)))
+        clock = config.pop("wall_clock", lambda: NOON_PACIFIC + asyncio.get_running_loop().time())
         self.engine = BatchEngine(
             backend,
             EngineConfig(ladder, plan_concurrency(concurrency, ladder), retry=retry, **config),
             listeners=[listen],
             cancel=token,
             rng=random.Random(7),
-            wall_clock=lambda: NOON_PACIFIC + asyncio.get_running_loop().time(),
+            wall_clock=clock,
         )
         self.total = len(reqs) if isinstance(reqs, list) else None
 
@@ -517,3 +519,48 @@ def test_attempts_cancelled_in_flight_are_reported() -> None:
     cut = [a for a in ended if a.failure and a.failure.kind == "not_run"]
     assert len(cut) == 3 and {a.failure.message for a in cut} == {"cancelled while in flight"}  # type: ignore[union-attr]
     assert {r.error.message for r in run.results if r.error} == {"cancelled while in flight"}
+
+
+# --- cost as billed ----------------------------------------------------------------------------
+
+
+def test_a_model_of_unknown_price_costs_none_never_zero() -> None:
+    run = Run(FakeBackend(), [ModelSpec("new", priority=1)], requests(3))
+    assert all(r.success and r.cost_usd is None for r in run.results)
+    assert all(e.attempt.cost_usd is None for e in run.of(AttemptFinished))
+    (finished,) = run.of(BatchFinished)
+    assert finished.cost_usd == 0.0  # the known part: nothing was priced
+
+
+def test_a_budget_cannot_be_kept_with_a_model_of_unknown_price() -> None:
+    run = Run(FakeBackend(), [ModelSpec("new", priority=1)], requests(2), budget_usd=1.0)
+    assert [r.error.kind for r in run.results] == ["not_run", "not_run"]  # type: ignore[union-attr]
+    assert "price is unknown" in run.results[0].error.message  # type: ignore[union-attr]
+    assert run.sent_at == []
+
+
+def test_a_call_is_priced_on_its_pacific_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCRIPTGEN_TODAY", raising=False)
+    dated = ModelSpec(
+        "m",
+        priority=1,
+        input_usd_per_1m=2.0,
+        output_usd_per_1m=2.0,
+        prices=[{"until": "2026-12-31", "input_usd_per_1m": 1.0, "output_usd_per_1m": 1.0}],
+    )
+    answer = Reply("ok", "STOP", Usage(1_000_000, 0))
+    new_years_eve = datetime.fromisoformat("2026-12-31T23:30:00-08:00").timestamp()
+    for moment, price in ((new_years_eve, 1.0), (new_years_eve + 3600, 2.0)):
+        backend = FakeBackend(default=lambda r, m: answer)
+        run = Run(backend, [dated], requests(1), wall_clock=lambda at=moment: at)
+        assert run.results[0].cost_usd == pytest.approx(price)
+
+
+def test_cached_input_is_billed_at_its_price_and_kept_in_the_usage() -> None:
+    priced = ModelSpec(
+        "m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=1.0, cached_input_usd_per_1m=0.1
+    )
+    backend = FakeBackend(default=lambda r, m: Reply("ok", "STOP", Usage(1_000_000, 0, 0, 500_000)))
+    (result,) = Run(backend, [priced], requests(1)).results
+    assert result.usage.cached == 500_000
+    assert result.cost_usd == pytest.approx(0.5 * 1.0 + 0.5 * 0.1)

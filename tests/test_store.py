@@ -15,7 +15,7 @@ from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import BackendError, QuotaViolation
 from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
-from scriptgen_nb.store import Database, open_database, purge, schema
+from scriptgen_nb.store import Database, keys, open_database, purge, schema
 from scriptgen_nb.store.replay import stored_requests
 from tests.google_errors import PER_DAY
 
@@ -63,21 +63,19 @@ def test_a_fresh_file_gets_every_migration_and_an_old_one_only_the_new(
 def test_a_migration_numbered_below_the_files_latest_is_still_applied_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Branches number their migrations apart (this one's 7 while another adds 6): a file that
-    # got 7 first must still get 6 when the branches meet, and neither twice.
+    # Branches number their migrations apart (one adds 7 while another adds 6): a file that got
+    # 7 first must still get 6 when the branches meet, and neither twice.
     path = tmp_path / "log.duckdb"
-    assert 6 not in {m.version for m in schema.MIGRATIONS}
-    Database(path)
-    merged = schema.Migration(6, "another branch's column", "ALTER TABLE result ADD COLUMN x INT")
-    monkeypatch.setattr(
-        "scriptgen_nb.store.database.MIGRATIONS",
-        sorted([*schema.MIGRATIONS, merged], key=lambda m: m.version),
-    )
+    without_6 = [m for m in schema.MIGRATIONS if m.version != 6]
+    with monkeypatch.context() as branch:
+        branch.setattr("scriptgen_nb.store.database.MIGRATIONS", without_6)
+        Database(path)
     reopened = Database(path)
     assert reopened.migrate() == []
     applied = reopened.rows("SELECT version FROM schema_migration ORDER BY applied_at, version")
     assert [v for (v,) in applied][-1] == 6
-    assert reopened.rows("SELECT count(x) FROM result") == [(0,)]
+    assert sorted(v for (v,) in applied) == sorted(m.version for m in schema.MIGRATIONS)
+    assert reopened.rows("SELECT count(cached_tokens) FROM result") == [(0,)]
 
 
 def test_a_batch_writes_its_requests_attempts_results_and_row(tmp_path: Path) -> None:
@@ -510,7 +508,9 @@ def test_migration_5_keeps_every_row_and_drops_only_the_primary_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "log.duckdb"
-    before_5 = [m for m in schema.MIGRATIONS if m.version < 5]
+    # A log as the version before migration 5 wrote it, with the later migrations' columns
+    # (which today's recorder writes); migration 5 then comes last.
+    before_5 = [m for m in schema.MIGRATIONS if m.version != 5]
     monkeypatch.setattr("scriptgen_nb.store.database.MIGRATIONS", before_5)
     with monkeypatch.context() as that_version:  # it remembered no limits (migration 7)
         that_version.setattr("scriptgen_nb.wiring.quota_history", lambda *_: {})
@@ -548,3 +548,25 @@ def test_migration_5_keeps_every_row_and_drops_only_the_primary_keys(
     ] == ["result_by_cache_key"]
     run(["three"], path)  # and the log goes on being written
     assert count(db, "SELECT count(*) FROM result") == 3
+
+
+def test_the_thinking_level_is_part_of_the_cache_key_and_absent_when_unset() -> None:
+    plain = sg.GenerationRequest("r", "Write about tides")
+    low = sg.GenerationRequest("r", "Write about tides", thinking_level="low")
+    high = sg.GenerationRequest("r", "Write about tides", thinking_level="HIGH")
+    keys_of = {keys.content_key(r, ["m"], "google") for r in (plain, low, high)}
+    assert len(keys_of) == 3
+    assert "thinking_level" not in keys.generation_settings(plain)  # old keys stay as they were
+    assert keys.generation_settings(high)["thinking_level"] == "high"
+
+
+def test_a_rebuilt_request_keeps_its_thinking_level(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    reqs = sg.create_batch_requests(["a", "b"], thinking_level="medium")
+    backend = FakeBackend(default=answer)
+    backend.enqueue("a", BackendError("invalid_request", "no", 400))
+    sg.batch_generate(reqs, backend=backend, db=path, models=[PRICED])
+    log = sg.CallStore(path)
+    batch_id = log.batches()["batch_id"].iloc[0]
+    (rebuilt,) = log.failed_requests(batch_id)
+    assert rebuilt.thinking_level == "medium"

@@ -52,17 +52,20 @@ def test_usage_report_groups_attempts_by_operation_and_model_most_costly_first(
         "requests",
         "successes",
         "input_tokens",
+        "cached_tokens",
         "output_tokens",
         "thought_tokens",
         "cost",
+        "unpriced",
     ]
-    assert records(report, *report.columns[:-1]) == [
-        (SCRIPT, FLASH, 3, 1, 100, 200, 10),  # r0 ok, r1 and r2 answered 429
-        (IMAGES, FLASH, 3, 2, 110, 170, 20),
-        (SCRIPT, LITE, 4, 2, 210, 330, 0),  # r1, r2 ok; r3's 500 and 400
-        (IMAGES, LITE, 1, 1, 40, 60, 0),
+    assert records(report, *report.columns[:-2]) == [
+        (SCRIPT, FLASH, 3, 1, 100, 0, 200, 10),  # r0 ok, r1 and r2 answered 429
+        (IMAGES, FLASH, 3, 2, 110, 0, 170, 20),
+        (SCRIPT, LITE, 4, 2, 210, 0, 330, 0),  # r1, r2 ok; r3's 500 and 400
+        (IMAGES, LITE, 1, 1, 40, 0, 60, 0),
     ]
     assert report["cost"].tolist() == pytest.approx([0.0010, 0.0007, 0.0003, 0.00005])
+    assert report["unpriced"].tolist() == [0, 0, 0, 0]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ kind. A request of a job that failed, expired or was cancelled without an answer
 `server_error` (failed) or `not_run` (expired, cancelled) and can be run again.
 
 **Pricing.** Usage is billed at the batch model's Batch API price (`ModelSpec.cost_usd(batch=
-True)`: `batch_discount` of the live price). No duckdb here.
+True)`: `batch_discount` of the live price) in force on the day the job was submitted; a model
+of unknown price leaves the cost None. No duckdb here.
 """
 
 from __future__ import annotations
@@ -237,14 +238,14 @@ def _outcomes(
             reply = answer.reply
             assert reply is not None
             usage, text, finish, version = (
-                reply.usage,
+                reply.usage.billable,  # impossible figures: judged malformed, billed as nothing
                 reply.text,
                 reply.finish_reason,
                 reply.model_version,
             )
             verdict = judge_reply(reply, logged.schema)
             failure, data = verdict.failure, verdict.data
-        cost = spec.cost_usd(usage, batch=True)
+        cost = spec.cost_usd(usage, batch=True, at=started)  # the price of the submission day
         sent = answer is not None
         result = Result(
             id=request_id,

@@ -30,7 +30,7 @@ from typing import Any
 from google.genai import Client, _common, errors, types
 from google.genai import batches as sdk_batches
 
-from ..engine.backend import backend_error_from, generation_config
+from ..engine.backend import API_VERSION, backend_error_from, generation_config
 from ..engine.errors import BackendError, InvalidApiKeyError
 from ..engine.values import GenerationRequest
 from ..store import batch_jobs
@@ -96,7 +96,10 @@ def _wire_client() -> Client:
     # Only used to turn requests into their wire form (no call is made with it).
     global _WIRE_CLIENT
     if _WIRE_CLIENT is None:
-        _WIRE_CLIENT = Client(api_key="offline", http_options=types.HttpOptions(base_url="x:/"))
+        _WIRE_CLIENT = Client(
+            api_key="offline",
+            http_options=types.HttpOptions(base_url="x:/", api_version=API_VERSION),
+        )
     return _WIRE_CLIENT
 
 
@@ -165,7 +168,8 @@ def _epoch(moment: datetime | None) -> float | None:
 
 
 class JobService:
-    """google-genai's synchronous batches and files endpoints, errors made `BackendError`s."""
+    """google-genai's synchronous batches and files endpoints, errors made `BackendError`s;
+    `API_VERSION` (v1beta, where Google documents them) unless `api_version` says otherwise."""
 
     def __init__(
         self,
@@ -177,7 +181,7 @@ class JobService:
     ) -> None:
         options = types.HttpOptions(
             base_url=base_url,
-            api_version=api_version,
+            api_version=api_version or API_VERSION,
             timeout=int(timeout_s * 1000),
             retry_options=types.HttpRetryOptions(attempts=1),
         )

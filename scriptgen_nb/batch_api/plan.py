@@ -33,6 +33,7 @@ from typing import Literal
 
 from ..engine.errors import ConfigurationError
 from ..engine.models import ModelSpec
+from ..engine.pricing import CostTotal, format_usd
 from ..engine.runner import estimate_tokens
 from ..engine.values import GenerationRequest, Usage
 from ..estimate import TYPICAL_LATENCY_S, TYPICAL_OUTPUT_TOKENS, live_bound_s
@@ -60,7 +61,7 @@ class Option:
     """One way to run (part of) the batch: how many requests, the expected cost and time."""
 
     requests: int
-    cost_usd: float
+    cost_usd: float | None  # None: a model's price is unknown
     seconds: float
 
 
@@ -125,7 +126,7 @@ class BatchPlan:
             mark = "->" if row["chosen"] else "  "
             lines.append(
                 f" {mark} {row['option']:<34} {row['requests']:>6} requests  "
-                f"~${row['cost_usd']:.4f}  {row['time']:>10}  on {row['model']}"
+                f"~{_usd(row['cost_usd'])}  {row['time']:>10}  on {row['model']}"
             )
         lines.append(f"    Batch API time: {self.turnaround.source}")
         if self.cached:
@@ -141,7 +142,7 @@ class BatchPlan:
             "<tr>"
             f"<td>{'&rarr;' if r['chosen'] else ''}</td>"
             f"<td>{html.escape(str(r['option']))}</td><td>{r['requests']}</td>"
-            f"<td>${r['cost_usd']:.4f}</td><td>{html.escape(str(r['time']))}</td>"
+            f"<td>{_usd(r['cost_usd'])}</td><td>{html.escape(str(r['time']))}</td>"
             f"<td>{html.escape(str(r['model']))}</td></tr>"
             for r in self.rows()
         )
@@ -196,6 +197,17 @@ def check_mode(mode: object) -> Mode:
     return mode  # type: ignore[return-value]
 
 
+def _usd(cost: object) -> str:
+    return format_usd(cost if isinstance(cost, int | float) else None)
+
+
+def _known(*parts: CostTotal) -> float | None:
+    """The parts' cost, or None when any price in them is unknown."""
+    if any(part.unpriced for part in parts):
+        return None
+    return sum(part.usd for part in parts)
+
+
 def plan_batch(
     requests: Sequence[GenerationRequest],
     ladder: Sequence[ModelSpec],
@@ -223,15 +235,15 @@ def plan_batch(
     def live_s(n: int) -> float:
         return live_bound_s(n, prefix_tokens[n], usable, latency_s) if n else 0.0
 
-    def live_cost(part: Sequence[Usage]) -> float:
-        return sum(live_model.cost_usd(u) for u in part)
+    def live_cost(part: Sequence[Usage]) -> CostTotal:
+        return CostTotal.of(live_model.cost_usd(u) for u in part)
 
-    def batch_cost(part: Sequence[Usage]) -> float:
-        return sum(batch_model.cost_usd(u, batch=True) for u in part)
+    def batch_cost(part: Sequence[Usage]) -> CostTotal:
+        return CostTotal.of(batch_model.cost_usd(u, batch=True) for u in part)
 
     total = len(requests)
-    live = Option(total, live_cost(tokens), live_s(total))
-    batch = Option(total, batch_cost(tokens), turnaround.seconds if total else 0.0)
+    live = Option(total, _known(live_cost(tokens)), live_s(total))
+    batch = Option(total, _known(batch_cost(tokens)), turnaround.seconds if total else 0.0)
     deadline = deadline_s if deadline_s is not None else turnaround.seconds
     split: Option | None = None
     live_count = 0
@@ -273,7 +285,7 @@ def plan_batch(
             )
             split = Option(
                 total,
-                live_cost(tokens[:live_count]) + batch_cost(tokens[live_count:]),
+                _known(live_cost(tokens[:live_count]), batch_cost(tokens[live_count:])),
                 max(live_s(live_count), turnaround.seconds),
             )
     if choice == "live":

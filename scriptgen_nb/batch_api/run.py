@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..engine.backend import GOOGLE_ENDPOINT
 from ..engine.errors import BatchInterrupted, ConfigurationError
-from ..engine.models import ModelSpec
+from ..engine.models import ModelSpec, ladder_notices
 from ..engine.values import Failure, GenerationRequest, Result, Usage
 from ..engine.verdict import parse_structured
 from ..results import ResultList
@@ -208,6 +208,7 @@ def _from_log(row: tuple[Any, ...], request: ingest.LoggedRequest) -> Result:
         tokens_in,
         tokens_out,
         thoughts,
+        cached_tokens,
         cost,
         latency,
         queue,
@@ -228,8 +229,8 @@ def _from_log(row: tuple[Any, ...], request: ingest.LoggedRequest) -> Result:
         finish_reason=finish,
         model=model,
         attempts=attempts or 0,
-        usage=Usage(tokens_in or 0, tokens_out or 0, thoughts or 0),
-        cost_usd=cost or 0.0,
+        usage=Usage(tokens_in or 0, tokens_out or 0, thoughts or 0, cached_tokens),
+        cost_usd=cost,  # NULL: the price is unknown
         latency_ms=latency,
         queue_ms=queue,
         model_version=model_version,
@@ -310,7 +311,7 @@ def submit_batch(
                 endpoint=endpoint,
                 input_mode=chunk.input_mode,
                 request_ids=tuple(r.id for r in chunk.requests),
-                model_spec=json.dumps(asdict(spec)),
+                model_spec=json.dumps(asdict(spec), default=str),  # dates as ISO text
                 input_bytes=chunk.size,
             )
         )
@@ -323,6 +324,7 @@ def submit_batch(
             "project_id": first.project_id if first else None,
             "request_count": len(requests),
             "models": ladder_names,
+            "notices": ladder_notices([model]),
             "endpoint": endpoint,
             "cache_mode": options.cache,
             "store_text": store_text,

@@ -36,7 +36,7 @@ def postfix(snapshot: ProgressSnapshot) -> str:
         parts.append(f"{snapshot.not_run} not run")
     if snapshot.cached:
         parts.append(f"{snapshot.cached} cached")
-    parts.append(f"${snapshot.cost_usd:.4f}")
+    parts.append(str(snapshot.cost))
     parts += [model_state(row) for row in snapshot.models]
     return SEPARATOR.join(parts)
 

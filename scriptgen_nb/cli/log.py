@@ -243,11 +243,12 @@ def table(frame: pd.DataFrame) -> str:
 
 
 def cell(column: str, value: Any) -> str:
-    """A value as printed: costs to six decimals, other floats to one, times to the second."""
+    """A value as printed: costs to six decimals (`unknown` without a price), other floats to
+    one, times to the second."""
     import pandas as pd
 
     if pd.isna(value):
-        return "-"
+        return "unknown" if "cost" in column else "-"  # a cost of None: the price is unknown
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):

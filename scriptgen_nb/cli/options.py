@@ -105,6 +105,12 @@ def add_parsers(sub: Any) -> None:
         metavar="N",
         help="max output tokens per request (default: the model's)",
     )
+    given.add_argument(
+        "--thinking-level",
+        metavar="LEVEL",
+        help="how much Gemini 3.x models think: minimal, low, medium or high (default: the "
+        "model's; 2.5 models take a thinking budget instead)",
+    )
     _batch_arguments(run, retry=False)
     run.add_argument(
         "--dry-run",

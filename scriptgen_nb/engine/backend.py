@@ -29,6 +29,10 @@ from .values import FailureKind, GenerationRequest, Reply, Usage
 from .verdict import json_schema_of
 
 GOOGLE_ENDPOINT = "google"
+# The Gemini API version every client of the package speaks (explicit `api_version=` wins).
+# google-genai 3.x defaults to v1, but the Batch and Files APIs are documented only under v1beta
+# and v1 rejects fields the SDK writes (js-genai#1746): one version everywhere.
+API_VERSION = "v1beta"
 
 # Set by the engine in each attempt's task; a backend calls `mark_sent()` the moment the request
 # goes on the wire, so the rate windows are stamped when the service will count the request.
@@ -76,6 +80,9 @@ def generation_config(request: GenerationRequest) -> types.GenerateContentConfig
     }
     if request.thinking_budget is not None:
         config["thinking_config"] = types.ThinkingConfig(thinking_budget=request.thinking_budget)
+    if request.thinking_level is not None:
+        level = types.ThinkingLevel(request.thinking_level.upper())
+        config["thinking_config"] = types.ThinkingConfig(thinking_level=level)
     if request.safety_settings:
         config["safety_settings"] = [
             types.SafetySetting.model_validate(s) for s in request.safety_settings
@@ -94,6 +101,9 @@ def _enum_name(value: Any) -> str | None:
 
 
 def reply_from_response(response: types.GenerateContentResponse) -> Reply:
+    """The reply in a response, as reported: text without thought parts, the finish reason (or
+    the prompt's block reason), usage with `cachedContentTokenCount` as `cached` (part of the
+    input). Impossible figures are kept as they came; `verdict.judge_reply` calls them out."""
     usage = response.usage_metadata
     candidate = response.candidates[0] if response.candidates else None
     feedback = response.prompt_feedback
@@ -104,6 +114,7 @@ def reply_from_response(response: types.GenerateContentResponse) -> Reply:
             input=(usage.prompt_token_count or 0) if usage else 0,
             output=(usage.candidates_token_count or 0) if usage else 0,
             thoughts=(usage.thoughts_token_count or 0) if usage else 0,
+            cached=(usage.cached_content_token_count or 0) if usage else 0,
         ),
         model_version=response.model_version,
         response_id=response.response_id,
@@ -243,7 +254,8 @@ async def _until_written(gate: asyncio.Semaphore) -> AsyncIterator[None]:
 
 
 class GeminiBackend:
-    """google-genai's async client over httpx2, one per event loop, SDK retries off."""
+    """google-genai's async client over httpx2, one per event loop, SDK retries off, speaking
+    `API_VERSION` unless `api_version` says otherwise."""
 
     def __init__(
         self,
@@ -256,7 +268,7 @@ class GeminiBackend:
     ) -> None:
         self.__api_key = api_key  # name-mangled and never in repr: keys must not leak
         self._base_url = base_url.rstrip("/") if base_url else None
-        self._api_version = api_version
+        self._api_version = api_version or API_VERSION
         # The engine's own timeout fires first; the SDK's is a backstop one second later.
         self._timeout_ms = int((timeout_s + 1.0) * 1000)
         self._max_connections = max_connections

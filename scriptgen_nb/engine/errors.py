@@ -9,7 +9,7 @@ escape only for misuse and configuration problems, and each says what to do::
     │   ├── InvalidApiKeyError      the service rejected the key: the batch stops at once
     │   ├── ServiceRefusedError     billing stopped, key suspended, API disabled, location:
     │   │                           no wait fixes it, so the batch stops at once
-    │   └── UnknownModelError       a model name the catalogue does not know
+    │   └── UnknownModelError       a model name neither the endpoint nor the catalogue knows
     └── BatchInterrupted            Ctrl-C / kernel interrupt / cancel; carries `.results`
         └── CallLogFailed           the call log could not be written mid-batch (store/)
 
@@ -79,10 +79,16 @@ class ServiceRefusedError(ConfigurationError):
 
 
 class UnknownModelError(ConfigurationError):
-    def __init__(self, name: str, known: Sequence[str]) -> None:
+    """A name neither the endpoint's model list nor the catalogue knows; `close` are the known
+    names nearest to it (a likely typo)."""
+
+    def __init__(self, name: str, known: Sequence[str], *, close: Sequence[str] = ()) -> None:
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        shown = ", ".join(known[:40]) + (f", … ({len(known)} in all)" if len(known) > 40 else "")
         super().__init__(
-            f"Unknown model {name!r}. Known models: {', '.join(known)}. Pass a ModelSpec for it "
-            "(scriptgen_nb.ModelSpec(name=..., rpm=..., ...)) or add it to a catalogue file."
+            f"Unknown model {name!r}; nothing was sent.{hint} Known models: {shown}. Pass a "
+            "ModelSpec for it (scriptgen_nb.ModelSpec(name=..., rpm=..., ...)) or add it to a "
+            "catalogue file (SCRIPTGEN_CATALOGUE)."
         )
 
 

@@ -127,6 +127,9 @@ class EngineConfig:
     expected_output_tokens: int = 1024
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     history: Mapping[str, ModelHistory] = field(default_factory=dict)
+    # What the user should know before it runs (a retired model named, an unknown price, a
+    # model left out of the ladder): told to listeners with BatchStarted.
+    notices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.ladder:
@@ -153,7 +156,7 @@ class _Work:
     failures: int = 0  # transient failures, bounded by max_attempts
     quota_waits: int = 0
     usage: Usage = field(default_factory=Usage)
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None once an attempt's price was unknown
     first_sent_at: float | None = None
     ready_since: float = 0.0  # when it last became ready to send (taken up, requeued, retry due)
     queued_s: float = 0.0  # how long the current attempt waited for its turn
@@ -237,6 +240,7 @@ class BatchEngine:
                 self.config.plan.mode,
                 self.config.plan.max_in_flight,
                 self._wall(),
+                self.config.notices,
             )
         )
         for limiter in self.limiters.values():
@@ -430,7 +434,10 @@ class BatchEngine:
         expected = Usage(
             work.tokens, work.request.max_output_tokens or self.config.expected_output_tokens
         )
-        reserve = spec.cost_usd(expected)
+        reserve = spec.cost_usd(expected, at=self._wall())
+        if reserve is None:  # the price is unknown: no budget can be kept with this model
+            self._stop(Failure("not_run", f"{spec.name}'s price is unknown: no budget can be kept"))
+            return False
         if self._spent_usd + self._reserved_usd + reserve > budget:
             self._stop(
                 Failure(
@@ -482,7 +489,7 @@ class BatchEngine:
         latency_s = loop.time() - started
         self._release_reservation(work)
         if reply is not None:
-            limiter.settle(slot, reply.usage.input or work.tokens)
+            limiter.settle(slot, reply.usage.billable.input or work.tokens)
             for learned in limiter.record_success(slot):
                 self._learned(limiter, learned)
             self._judge(work, limiter, reply, number, latency_s, wall_started)
@@ -501,11 +508,12 @@ class BatchEngine:
     ) -> None:
         """Decide what a 200 reply means: success, or a failure of its own kind."""
         spec = limiter.spec
-        cost = spec.cost_usd(reply.usage)
-        work.usage = work.usage + reply.usage
-        work.cost_usd += cost
-        self._spent_usd += cost
-        self._usage = self._usage + reply.usage
+        usage = reply.usage.billable  # impossible figures (a malformed reply) bill nothing
+        cost = spec.cost_usd(usage, at=self._wall())
+        work.usage = work.usage + usage
+        work.cost_usd = None if cost is None or work.cost_usd is None else work.cost_usd + cost
+        self._spent_usd += cost or 0.0
+        self._usage = self._usage + usage
         verdict = judge_reply(reply, work.request.schema)
         failure = verdict.failure
         retry = False
@@ -517,7 +525,7 @@ class BatchEngine:
             spec,
             number,
             failure,
-            reply.usage,
+            usage,
             cost,
             latency_s,
             wall_started,
@@ -723,7 +731,7 @@ class BatchEngine:
         number: int,
         failure: Failure | None,
         usage: Usage,
-        cost: float,
+        cost: float | None,
         latency_s: float,
         wall_started: float,
         *,

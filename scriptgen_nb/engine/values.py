@@ -26,10 +26,12 @@ FailureKind = Literal[
     "server_error",  # 5xx
     "timeout",  # no answer within the per-request timeout
     "connection",  # refused, reset or dropped connection
-    "malformed_response",  # the service answered 200 with a body that is not a response
+    "malformed_response",  # a 200 whose body is not a response, or whose usage is impossible
     "invalid_json",  # a schema was asked for and the text is not valid JSON for it
     "truncated",  # finish reason MAX_TOKENS: billed, not retried
     "blocked",  # safety or prompt block: billed, not retried
+    "unsupported_language",  # finish reason LANGUAGE: billed, not retried
+    "unexpected_finish",  # OTHER, MALFORMED_FUNCTION_CALL or an unknown reason: retried
     "invalid_request",  # 400
     "permission_denied",  # 403
     "not_found",  # 404: the model is gone (it leaves the ladder), or a pinned request's model
@@ -60,6 +62,7 @@ class GenerationRequest:
     seed: int | None = None
     stop_sequences: tuple[str, ...] = ()
     thinking_budget: int | None = None
+    thinking_level: str | None = None  # Gemini 3.x: minimal | low | medium | high
     safety_settings: tuple[Mapping[str, str], ...] = ()
     model: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -72,6 +75,9 @@ class GenerationRequest:
 TEMPERATURE_RANGE = (0.0, 2.0)
 TOP_P_RANGE = (0.0, 1.0)
 MAX_STOP_SEQUENCES = 5
+# Gemini 3.x's thinking levels (google-genai's ThinkingLevel, lower-cased); not every model takes
+# every level (a Pro model: low and high), which the service answers with a 400 per request.
+THINKING_LEVELS = ("minimal", "low", "medium", "high")
 SEED_RANGE = (-(2**31), 2**31 - 1)  # the API's seed is an int32
 SAFETY_FIELDS = frozenset({"category", "threshold", "method"})
 
@@ -107,6 +113,7 @@ def _check_request(request: GenerationRequest) -> None:
     _check_int(request, where, "top_k", 1, None)
     _check_int(request, where, "seed", *SEED_RANGE)
     _check_int(request, where, "thinking_budget", -1, None)
+    _check_thinking_level(request, where)
     object.__setattr__(request, "stop_sequences", _stop_sequences(request, where))
     object.__setattr__(request, "safety_settings", _safety_settings(request, where))
     if not isinstance(request.metadata, Mapping):
@@ -157,6 +164,25 @@ def _check_int(
         object.__setattr__(request, name, int(value))
 
 
+def _check_thinking_level(request: GenerationRequest, where: str) -> None:
+    """A known level, stored lower-cased; never beside a thinking budget (the service answers
+    "thinking_budget and thinking_level are not supported together" with a 400)."""
+    level = request.thinking_level
+    if level is None:
+        return
+    if not isinstance(level, str) or level.strip().lower() not in THINKING_LEVELS:
+        raise ConfigurationError(
+            f"{where}: thinking_level={level!r} is not one; use {', '.join(THINKING_LEVELS)} "
+            "(Gemini 3.x models), or None for the model's default."
+        )
+    if request.thinking_budget is not None:
+        raise ConfigurationError(
+            f"{where}: thinking_level and thinking_budget cannot be set together (Gemini "
+            "refuses both); use thinking_level for Gemini 3.x models, thinking_budget for 2.5."
+        )
+    object.__setattr__(request, "thinking_level", level.strip().lower())
+
+
 def _stop_sequences(request: GenerationRequest, where: str) -> tuple[str, ...]:
     value: Any = request.stop_sequences
     if isinstance(value, str):
@@ -196,21 +222,53 @@ def _safety_settings(request: GenerationRequest, where: str) -> tuple[Mapping[st
     return tuple(value)
 
 
+# More tokens than any one call can use (input limits are about 1M): a figure above it is garbage.
+ABSURD_TOKENS = 10_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts as the service reported them; thoughts are billed as output."""
+    """Token counts as the service reported them; thoughts are billed as output.
+
+    `cached` (`cachedContentTokenCount`: input served from Google's implicit or explicit
+    context cache, billed at the cached-input price) is part of `input`, not added to it. Not
+    to be confused with `Result.cached` (an answer served from the call log, not sent).
+    """
 
     input: int = 0
     output: int = 0
     thoughts: int = 0
+    cached: int = 0
 
     @property
     def total(self) -> int:
         return self.input + self.output + self.thoughts
 
+    @property
+    def problem(self) -> str | None:
+        """Why these figures cannot be true (negative, cached beyond the input, absurdly
+        large), or None. A reply reporting such usage is malformed and is billed as nothing."""
+        for name in ("input", "output", "thoughts", "cached"):
+            value = getattr(self, name)
+            if value < 0:
+                return f"{name} tokens {value} are negative"
+            if value > ABSURD_TOKENS:
+                return f"{name} tokens {value:,} exceed {ABSURD_TOKENS:,}"
+        if self.cached > self.input:
+            return f"cached tokens {self.cached:,} exceed the input tokens {self.input:,}"
+        return None
+
+    @property
+    def billable(self) -> Usage:
+        """These figures, or no usage at all when they are impossible (`problem`)."""
+        return self if self.problem is None else Usage()
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input + other.input, self.output + other.output, self.thoughts + other.thoughts
+            self.input + other.input,
+            self.output + other.output,
+            self.thoughts + other.thoughts,
+            self.cached + other.cached,
         )
 
 
@@ -249,7 +307,7 @@ class Attempt:
     success: bool
     failure: Failure | None
     usage: Usage
-    cost_usd: float
+    cost_usd: float | None  # None: the model's price is unknown (never billed as $0)
     latency_ms: float
     started_at: float  # wall-clock seconds since the epoch
     finished_at: float
@@ -273,7 +331,7 @@ class Result:
     model: str | None = None
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # every billed attempt; None when a price was unknown
     latency_ms: float | None = None
     queue_ms: float | None = None
     model_version: str | None = None
@@ -322,6 +380,7 @@ class BatchStarted:
     concurrency: str  # "auto", "fixed" or "seed"
     max_in_flight: int
     started_at: float
+    notices: tuple[str, ...] = ()  # retired models named, unknown prices, models left out
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,12 @@
 """What a 200 reply means: a success (with parsed data), or a failure of its own kind.
 
-The service answers 200 for truncated answers (finish reason MAX_TOKENS), safety blocks and
-empty candidates, and a model may return text that does not fit the requested schema. These are
-judged here, before the engine counts a request as done. Imports nothing outside `engine/`.
+The service answers 200 for truncated answers (finish reason MAX_TOKENS), safety blocks (of the
+answer, or of the prompt alone: `promptFeedback.blockReason` and no candidates), answers in a
+language it does not support (LANGUAGE), answers that ended for another or a new reason (OTHER,
+MALFORMED_FUNCTION_CALL, reasons added after this was written), empty candidates, and usage
+figures that cannot be true; and a model may return text that does not fit the requested schema.
+These are judged here, before the engine counts a request as done: only STOP (or no reason at
+all) with text is a success. Imports nothing outside `engine/`.
 """
 
 from __future__ import annotations
@@ -17,9 +21,24 @@ from pydantic import BaseModel, PydanticUserError, ValidationError
 from .errors import ConfigurationError
 from .values import Failure, Reply, Schema
 
+# Finish reasons by what they mean; any other is `unexpected_finish` (retried: another attempt
+# may end normally). The SDK's FinishReason lists them all (tests check that none is missed).
+SUCCESS_REASONS = frozenset({"STOP"})
 BLOCK_REASONS = frozenset(
-    {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY"}
+    {
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "MODEL_ARMOR",
+    }
 )
+TRUNCATED_REASONS = frozenset({"MAX_TOKENS"})
+LANGUAGE_REASONS = frozenset({"LANGUAGE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,20 +51,42 @@ class Verdict:
 
 
 def judge_reply(reply: Reply, schema: Schema) -> Verdict:
-    """Judge a reply: blocked and truncated are final, empty and invalid JSON may be retried."""
+    """Judge a reply: blocked, truncated and unsupported-language are final; impossible usage,
+    an unexpected finish reason, an empty answer and invalid JSON may be retried."""
+    problem = reply.usage.problem
+    if problem is not None:
+        return Verdict(
+            Failure("malformed_response", f"the reply's usage is impossible: {problem}", 200),
+            retryable=True,
+        )
     finish = (reply.finish_reason or "").upper()
     if reply.block_reason or finish in BLOCK_REASONS:
         return Verdict(
             Failure("blocked", f"blocked by the service ({reply.block_reason or finish})")
         )
-    if finish == "MAX_TOKENS":
+    if finish in TRUNCATED_REASONS:
         return Verdict(
             Failure(
                 "truncated",
-                "the answer hit max_output_tokens (finish reason MAX_TOKENS); raise "
-                "max_output_tokens or shorten the task",
+                "the answer hit max_output_tokens (finish reason MAX_TOKENS; thinking tokens "
+                "count against it too); raise max_output_tokens or shorten the task",
             )
         )
+    if finish in LANGUAGE_REASONS:
+        return Verdict(
+            Failure(
+                "unsupported_language",
+                "the model stopped: the prompt or answer is in a language it does not support "
+                "(finish reason LANGUAGE); ask in a supported language or use another model",
+            )
+        )
+    if finish and finish not in SUCCESS_REASONS:
+        unexpected = Failure(
+            "unexpected_finish",
+            f"the answer ended for a reason other than STOP (finish reason {finish})",
+            200,
+        )
+        return Verdict(unexpected, retryable=True)
     if not reply.text:
         empty = Failure("malformed_response", f"empty answer (finish reason {finish or '?'})", 200)
         return Verdict(empty, retryable=True)

@@ -84,6 +84,12 @@ def _batch_parser() -> _Parser:
     p.add_argument("--project", default=None, help="project id for the log")
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--max-tokens", type=int, default=None, dest="max_output_tokens")
+    p.add_argument(
+        "--thinking-level",
+        default=None,
+        metavar="LEVEL",
+        help="Gemini 3.x: minimal, low, medium or high (default: the model's)",
+    )
     p.add_argument("--system", default=None, help="system instruction")
     p.add_argument("--schema", metavar="NAME", help="a Pydantic model or JSON Schema dict variable")
     p.add_argument("--over", metavar="VAR", help="a DataFrame or list of dicts; {column} fills")

@@ -182,11 +182,13 @@ def _state_text(m: ModelRow) -> str:
 
 
 def _errors_list(s: ProgressSnapshot) -> str:
-    if not s.errors:
-        return ""
+    """The ladder's notices, then the latest errors (newest first, where the eye lands)."""
+    notices = "".join(f'<li class="sg-notice">{escape(n)}</li>' for n in s.notices)
     items = "".join(
         f'<li class="sg-error"><code>{escape(e.request_id)}</code> {escape(e.model or "-")} '
         f"<b>{escape(e.kind)}</b>: {escape(e.message)}</li>"
-        for e in reversed(s.errors)  # newest first, where the eye lands
+        for e in reversed(s.errors)
     )
-    return f"<b>latest errors</b><ul>{items}</ul>"
+    return (f"<b>notices</b><ul>{notices}</ul>" if notices else "") + (
+        f"<b>latest errors</b><ul>{items}</ul>" if items else ""
+    )

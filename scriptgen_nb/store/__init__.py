@@ -64,6 +64,7 @@ def purge(db: Database, older_than_days: float) -> int:
             "ai_api_call",
             "request",
             "limit_learned",
+            "model_event",
             "batch_job",
             "batch_log",
         ):
@@ -106,6 +107,10 @@ class CallStore:
 
     def errors(self, batch_id: str | None = None) -> pd.DataFrame:
         return queries.errors(self.db, batch_id)
+
+    def model_events(self, batch_id: str | None = None) -> pd.DataFrame:
+        """What happened to each model (parked, backing off, exhausted, cooling, gone)."""
+        return queries.model_events(self.db, batch_id)
 
     def learned_limits(self, batch_id: str | None = None) -> pd.DataFrame:
         """Every limit change the engine made, per batch, in the order learned (history)."""

@@ -102,8 +102,9 @@ def record_intents(
         con.execute(
             "INSERT INTO batch_log (batch_id, operation, project_id, mode, status, request_count, "
             "concurrency_strategy, models, endpoint, cache_mode, store_text, package_version, "
-            "sdk_version, pid, hostname, started_at, heartbeat_at) VALUES (?, ?, ?, 'batch_api', "
-            "?, ?, 'batch_api', ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), to_timestamp(?))",
+            "sdk_version, pid, hostname, notices, started_at, heartbeat_at) VALUES (?, ?, ?, "
+            "'batch_api', ?, ?, 'batch_api', ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), "
+            "to_timestamp(?))",
             [
                 batch["batch_id"],
                 batch.get("operation"),
@@ -118,6 +119,7 @@ def record_intents(
                 batch["sdk_version"],
                 os.getpid(),
                 socket.gethostname(),
+                list(batch.get("notices", ())),
                 now,
                 now,
             ],
@@ -284,8 +286,8 @@ def _refresh_batch(con: Any, batch_id: str) -> None:
         UPDATE batch_log SET
             success_count = f.ok, failure_count = f.failed, not_run_count = f.not_run,
             cached_count = f.cached, input_tokens = f.tin, output_tokens = f.tout,
-            thought_tokens = f.tthink, estimated_cost = f.cost, models_used = f.used,
-            heartbeat_at = current_timestamp
+            thought_tokens = f.tthink, cached_tokens = f.tcached, estimated_cost = f.cost,
+            unpriced_count = f.unpriced, models_used = f.used, heartbeat_at = current_timestamp
         FROM (
             SELECT count(*) FILTER (WHERE success) AS ok,
                    count(*) FILTER (WHERE NOT success AND error_kind IS DISTINCT FROM 'not_run')
@@ -294,7 +296,9 @@ def _refresh_batch(con: Any, batch_id: str) -> None:
                    count(*) FILTER (WHERE cached) AS cached,
                    coalesce(sum(input_tokens), 0) AS tin, coalesce(sum(output_tokens), 0) AS tout,
                    coalesce(sum(thought_tokens), 0) AS tthink,
+                   coalesce(sum(cached_tokens), 0) AS tcached,
                    coalesce(sum(estimated_cost), 0) AS cost,
+                   count(*) FILTER (WHERE estimated_cost IS NULL) AS unpriced,
                    coalesce(list_sort(list(DISTINCT model) FILTER (WHERE model IS NOT NULL)), [])
                        AS used
             FROM result WHERE batch_id = ?
@@ -376,7 +380,8 @@ def logged_results(db: Database, batch_id: str) -> list[tuple[Any, ...]]:
     return db.rows(
         "SELECT request_id, request_index, success, cached, text, error_kind, error_message, "
         "finish_reason, model, model_version, attempts, input_tokens, output_tokens, "
-        "thought_tokens, estimated_cost, latency_ms, queue_ms FROM result WHERE batch_id = ? "
+        "thought_tokens, coalesce(cached_tokens, 0), estimated_cost, latency_ms, queue_ms "
+        "FROM result WHERE batch_id = ? "
         "ORDER BY request_index",
         [batch_id],
     )

@@ -39,6 +39,7 @@ def generation_settings(request: GenerationRequest) -> dict[str, Any]:
         "seed": request.seed,
         "stop_sequences": list(request.stop_sequences) or None,
         "thinking_budget": request.thinking_budget,
+        "thinking_level": request.thinking_level,
         "safety_settings": [dict(s) for s in request.safety_settings] or None,
     }
     return {k: v for k, v in settings.items() if v is not None}

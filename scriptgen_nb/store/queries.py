@@ -118,7 +118,8 @@ def usage_report(
     """The seed's usage report: one row per (operation, model) over a time range.
 
     Columns: operation, model, requests (attempts that reached the service), successes,
-    input_tokens, output_tokens, thought_tokens, cost (USD, every billed attempt); most costly
+    input_tokens, cached_tokens, output_tokens, thought_tokens, cost (USD, every billed attempt
+    of known price), unpriced (attempts of unknown price, which cost leaves out); most costly
     first.
     """
     return costs(db, by=("operation", "model"), since=since, until=until)
@@ -133,7 +134,9 @@ def costs(
     """Cost and tokens of the attempts in a time range, one row per group of `by`.
 
     `by` is one or more of model, operation, project_id, batch_id. Columns: the `by` columns,
-    requests (attempts), successes, input_tokens, output_tokens, thought_tokens, cost (USD);
+    requests (attempts), successes, input_tokens, cached_tokens (of the input, billed at the
+    cached price), output_tokens, thought_tokens, cost (USD, the attempts of known price),
+    unpriced (attempts of a model whose price is unknown: cost is at least the figure shown);
     most costly first.
     """
     groups = [by] if isinstance(by, str) else list(by)
@@ -151,9 +154,11 @@ def costs(
                count(*) AS requests,
                count(*) FILTER (WHERE {_SUCCEEDED}) AS successes,
                {_total("input_tokens")} AS input_tokens,
+               {_total("cached_tokens")} AS cached_tokens,
                {_total("output_tokens")} AS output_tokens,
                {_total("thought_tokens")} AS thought_tokens,
-               coalesce(sum(estimated_cost), 0) AS cost
+               coalesce(sum(estimated_cost), 0) AS cost,
+               count(*) FILTER (WHERE estimated_cost IS NULL) AS unpriced
         FROM ai_api_call {where}
         GROUP BY {keys}
         ORDER BY cost DESC, {keys}
@@ -172,8 +177,10 @@ def batches(db: Database, limit: int = 20) -> pd.DataFrame:
     stale or whose process on this host is gone is `died`), status (as recorded), operation,
     project_id, mode, started_at, finished_at, heartbeat_at, duration_s (so far, while running),
     request_count, success_count, failure_count, not_run_count, cached_count, input_tokens,
-    output_tokens, thought_tokens, cost, models (those that served, comma-separated), ladder
-    (the requested models), concurrency_strategy, concurrency_value, endpoint, pid, hostname.
+    cached_tokens, output_tokens, thought_tokens, cost (USD, the results of known price),
+    unpriced (results of unknown price, left out of cost), models (those that served,
+    comma-separated), ladder (the requested models), notices (retired models named, unknown
+    prices), concurrency_strategy, concurrency_value, endpoint, pid, hostname.
     """
     if limit < 1:
         raise ConfigurationError(f"batches(limit={limit}): ask for at least one batch.")
@@ -208,9 +215,11 @@ def _batch_rows(db: Database, where: str, params: list[Any], limit: int) -> pd.D
                         {_seconds("coalesce(finished_at, heartbeat_at)", "started_at")})
                    AS duration_s,
                request_count, success_count, failure_count, not_run_count, cached_count,
-               input_tokens, output_tokens, thought_tokens, estimated_cost AS cost,
+               input_tokens, coalesce(cached_tokens, 0) AS cached_tokens, output_tokens,
+               thought_tokens, estimated_cost AS cost, coalesce(unpriced_count, 0) AS unpriced,
                array_to_string(models_used, ', ') AS models,
                array_to_string(batch_log.models, ', ') AS ladder,
+               array_to_string(coalesce(notices, []), '; ') AS notices,
                concurrency_strategy, concurrency_value, endpoint, pid, hostname
         FROM batch_log {where}
         ORDER BY started_at DESC NULLS LAST, batch_id
@@ -287,6 +296,20 @@ def errors(db: Database, batch_id: str | None = None) -> pd.DataFrame:
         GROUP BY error_kind, model
         ORDER BY count DESC, error_kind, model
         """,
+        params,
+    )
+
+
+def model_events(db: Database, batch_id: str | None = None) -> pd.DataFrame:
+    """What happened to each model during its batches, in order: parked (a per-minute 429),
+    backing_off (429s without details), exhausted (out of quota until its reset), cooling
+    (server errors in a row) and gone (retired, not supported, or no quota: it left the
+    batch's ladder). Columns: batch_id, model, state, until_s (seconds until usable again;
+    NaN for gone), reason (what the service said), happened_at."""
+    where, params = ("WHERE batch_id = ?", [batch_id]) if batch_id is not None else ("", [])
+    return db.frame(
+        f"SELECT batch_id, model, state, until_s, reason, happened_at FROM model_event {where} "
+        "ORDER BY happened_at, model",
         params,
     )
 

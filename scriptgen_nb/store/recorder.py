@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.pricing import CostTotal
 from ..engine.values import (
     Attempt,
     AttemptFinished,
@@ -30,6 +31,7 @@ from ..engine.values import (
     Event,
     GenerationRequest,
     LimitLearned,
+    ModelStateChanged,
     RequestFinished,
     Result,
 )
@@ -38,7 +40,9 @@ from .database import Database, StoreError
 
 CALL_TIMES = frozenset({"created_at", "finished_at"})
 RESULT_TIMES = frozenset({"finished_at"})
-LEARNED_TIMES = frozenset({"learned_at"})
+# The notes a batch leaves beside its rows: the working limits it changed and what happened to
+# its models, by table, with their time columns.
+NOTE_TIMES = {"limit_learned": frozenset({"learned_at"}), "model_event": frozenset({"happened_at"})}
 # Rows (requests, attempts, results) waiting for the flusher before taking up a request waits.
 # A backend that answers at once can outrun any disk: 100,000 instant requests held ~60,000
 # rows (600 MB) per flush without this bound.
@@ -59,6 +63,7 @@ class BatchInfo:
     # The API key's fingerprint (engine/identity.py), never the key: with the endpoint, the quota
     # identity that learned limits are kept for.
     key_fingerprint: str
+    notices: tuple[str, ...] = ()  # what the ladder's resolution said (models.ladder_notices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +127,10 @@ def call_row(
         "finish_reason": attempt.finish_reason,
         "model_version": attempt.model_version,
         "input_tokens": attempt.usage.input,
+        "cached_tokens": attempt.usage.cached,
         "output_tokens": attempt.usage.output,
         "thought_tokens": attempt.usage.thoughts,
-        "estimated_cost": attempt.cost_usd,
+        "estimated_cost": attempt.cost_usd,  # NULL: the price is unknown
         "latency_ms": attempt.latency_ms,
         "queue_ms": attempt.queue_ms,
         "retry_delay_s": attempt.retry_delay_s,
@@ -158,6 +164,7 @@ def result_row(
         "model_version": result.model_version,
         "attempts": result.attempts,
         "input_tokens": result.usage.input,
+        "cached_tokens": result.usage.cached,
         "output_tokens": result.usage.output,
         "thought_tokens": result.usage.thoughts,
         "estimated_cost": result.cost_usd,
@@ -186,11 +193,11 @@ class Recorder:
         self._requests: list[dict[str, Any]] = []
         self._calls: list[dict[str, Any]] = []
         self._results: list[dict[str, Any]] = []
-        self._learned: list[dict[str, Any]] = []
+        self._notes: dict[str, list[dict[str, Any]]] = {table: [] for table in NOTE_TIMES}
         self._pending: dict[str, RequestTags] = {}
         self._counts = {"success": 0, "failure": 0, "not_run": 0, "cached": 0}
-        self._tokens = [0, 0, 0]
-        self._cost = 0.0
+        self._tokens = [0, 0, 0, 0]  # input, output, thoughts, cached
+        self._cost = CostTotal()
         self._models_used: set[str] = set()
         self._first: tuple[str, str | None] | None = None  # the first request's operation, project
         self._ending: BatchFinished | _Ending | None = None
@@ -225,6 +232,18 @@ class Recorder:
             self._record_result(event.result)
         elif isinstance(event, LimitLearned):
             self._record_learned(event)
+        elif isinstance(event, ModelStateChanged):
+            self._note(
+                "model_event",
+                {
+                    "batch_id": self.info.batch_id,
+                    "model": event.model,
+                    "state": event.state,
+                    "until_s": event.until_s,
+                    "reason": event.reason[:1000],
+                    "happened_at": time.time(),
+                },
+            )
         elif isinstance(event, BatchFinished):
             with self._lock:
                 self._ending = event
@@ -236,8 +255,8 @@ class Recorder:
                 "INSERT INTO batch_log (batch_id, mode, status, "
                 "request_count, concurrency_strategy, concurrency_value, models, endpoint, "
                 "cache_mode, store_text, package_version, sdk_version, pid, hostname, "
-                "started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?, ?, to_timestamp(?), current_timestamp)",
+                "notices, started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?, ?, ?, ?, to_timestamp(?), current_timestamp)",
                 [
                     info.batch_id,
                     info.mode,
@@ -252,6 +271,7 @@ class Recorder:
                     info.sdk_version,
                     os.getpid(),
                     socket.gethostname(),
+                    list(info.notices),
                     event.started_at,
                 ],
             )
@@ -288,7 +308,8 @@ class Recorder:
             self._tokens[0] += result.usage.input
             self._tokens[1] += result.usage.output
             self._tokens[2] += result.usage.thoughts
-            self._cost += result.cost_usd
+            self._tokens[3] += result.usage.cached
+            self._cost = self._cost.add(result.cost_usd)
             cache_key = pending.cache_key if pending else ""
             self._results.append(
                 result_row(self.info.batch_id, result, cache_key, self.info.store_text, time.time())
@@ -299,21 +320,25 @@ class Recorder:
         batch starts from it: store/limits.py). One it started from is not new knowledge."""
         if event.source == "remembered":
             return
+        self._note(
+            "limit_learned",
+            {
+                "batch_id": self.info.batch_id,
+                "model": event.model,
+                "metric": event.metric,
+                "configured": event.configured,
+                "learned": event.learned,
+                "learned_at": time.time(),
+                "source": event.source,
+                "endpoint": self.info.endpoint,
+                "key_fingerprint": self.info.key_fingerprint,
+            },
+        )
+
+    def _note(self, table: str, row: dict[str, Any]) -> None:
         with self._lock:
             self._raise_if_failed()
-            self._learned.append(
-                {
-                    "batch_id": self.info.batch_id,
-                    "model": event.model,
-                    "metric": event.metric,
-                    "configured": event.configured,
-                    "learned": event.learned,
-                    "learned_at": time.time(),
-                    "source": event.source,
-                    "endpoint": self.info.endpoint,
-                    "key_fingerprint": self.info.key_fingerprint,
-                }
-            )
+            self._notes[table].append(row)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -353,20 +378,21 @@ class Recorder:
             requests, self._requests = self._requests, []
             calls, self._calls = self._calls, []
             results, self._results = self._results, []
-            learned, self._learned = self._learned, []
+            notes, self._notes = self._notes, {table: [] for table in NOTE_TIMES}
             self._drained.notify_all()
             progress = self._progress_row()
             ending = self._ending if final and isinstance(self._ending, _Ending) else None
         now = time.monotonic()
         beat = final or now - self._last_heartbeat >= self.heartbeat_s
-        if not (requests or calls or results or learned or beat):
+        if not (requests or calls or results or any(notes.values()) or beat):
             return
         try:
             with self.db.write() as con:
                 Database.insert(con, "request", requests)
                 Database.insert(con, "ai_api_call", calls, CALL_TIMES)
                 Database.insert(con, "result", results, RESULT_TIMES)
-                Database.insert(con, "limit_learned", learned, LEARNED_TIMES)
+                for table, rows in notes.items():
+                    Database.insert(con, table, rows, NOTE_TIMES[table])
                 if beat:
                     self._update_batch(con, progress, ending)
         except BaseException:
@@ -374,7 +400,8 @@ class Recorder:
                 self._requests[:0] = requests
                 self._calls[:0] = calls
                 self._results[:0] = results
-                self._learned[:0] = learned
+                for table, rows in notes.items():
+                    self._notes[table][:0] = rows
             raise
         if beat:
             self._last_heartbeat = now
@@ -390,7 +417,9 @@ class Recorder:
             "input_tokens": self._tokens[0],
             "output_tokens": self._tokens[1],
             "thought_tokens": self._tokens[2],
-            "estimated_cost": self._cost,
+            "cached_tokens": self._tokens[3],
+            "estimated_cost": self._cost.usd,
+            "unpriced_count": self._cost.unpriced,
             "models_used": sorted(self._models_used),
             "operation": operation,
             "project_id": project_id,

@@ -277,8 +277,23 @@ migration(
     )
 )
 
-# Version 6 is another branch's (usage columns). The runner applies, by version, whatever a file
-# has not seen, so a file written by this branch meets 6 after 7, and each applies once.
+migration(
+    Migration(
+        6,
+        "cost as billed: cached input tokens, unknown prices, notices about the ladder",
+        # estimated_cost is NULL on an attempt or result whose model's price is unknown (never
+        # 0); batch_log.estimated_cost is then the priced part and unpriced_count says how many
+        # results it leaves out.
+        """
+ALTER TABLE ai_api_call ADD COLUMN cached_tokens INTEGER;  -- of input_tokens, at the cached price
+ALTER TABLE result ADD COLUMN cached_tokens INTEGER;
+ALTER TABLE batch_log ADD COLUMN cached_tokens BIGINT DEFAULT 0;
+ALTER TABLE batch_log ADD COLUMN unpriced_count INTEGER DEFAULT 0;  -- results of unknown price
+ALTER TABLE batch_log ADD COLUMN notices VARCHAR[];  -- retired models named, unknown prices
+""",
+    )
+)
+
 migration(
     Migration(
         7,
@@ -292,6 +307,23 @@ ALTER TABLE limit_learned ADD COLUMN endpoint VARCHAR;
 ALTER TABLE limit_learned ADD COLUMN key_fingerprint VARCHAR;
 -- set when the user forgets the limit: no later batch starts from it
 ALTER TABLE limit_learned ADD COLUMN forgotten_at TIMESTAMPTZ;
+""",
+    )
+)
+
+migration(
+    Migration(
+        8,
+        "what happened to each model during a batch (parked, backing off, exhausted, gone)",
+        """
+CREATE TABLE model_event (
+    batch_id VARCHAR NOT NULL,
+    model    VARCHAR NOT NULL,
+    state    VARCHAR NOT NULL,   -- parked | backing_off | exhausted | cooling | gone | ready
+    until_s  DOUBLE,             -- seconds until usable again; NULL: not in this batch
+    reason   VARCHAR,            -- the 429's quota ids, the service's message, ...
+    happened_at TIMESTAMPTZ NOT NULL
+);
 """,
     )
 )
