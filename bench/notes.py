@@ -747,7 +747,7 @@ def _s9(s: dict[str, Any], results: dict[str, Any]) -> str:
         f"The storm answered {model.get('bare_429', '?')} calls with a 429 without details "
         f"over its {storm:g} s; the engine backed the model off "
         f"{after.get('backing_off_events', '?')} times (about 1 s, doubling, capped at "
-        f"{s['params']['backoff_cap_s']}) with one probe at a time after the first burst, and "
+        f"{s['params']['backoff_cap']}) with one probe at a time after the first burst, and "
         f"learned {after.get('limits_learned', '?')} limits from it. The first call after the "
         f"storm left {_f(after.get('first_send_after_s'))} s after its end (the backoff step "
         f"under way when it ended), and the batch took {ours['time_s']:.2f} s against the "
@@ -938,8 +938,8 @@ def findings(results: dict[str, Any]) -> str:
     ]
     if missed:
         items.append(
-            "- **A later batch on the same day does not start from what an earlier one "
-            "learned at full speed (scenario 8):** "
+            "- **A later batch on the same day stalls on the limits an earlier one learned "
+            "(scenario 8):** "
             + "; ".join(
                 f"{g['goal'].split(':')[0]}: {g['value'].split('; limits')[0]}" for g in missed
             )

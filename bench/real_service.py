@@ -309,7 +309,7 @@ def scenario_9(p: Params, log: Log = print) -> dict[str, Any]:
             "window_s": p.minute_s,
             "storm_s": storm_s,
             "storm_windows": STORM_WINDOWS,
-            "backoff_cap_s": f"{cap_s:g} (the engine's default, not scaled)",
+            "backoff_cap": f"{cap_s:g} s, the engine's default, not scaled",
             "latency_s": f"{latency} + U(0, {jitter})",
         },
         "bound_s": lower,
