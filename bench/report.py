@@ -319,10 +319,12 @@ def _wrap(label: str, width: int = 34) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
-def _cumulative(ax: Any, scenario: dict[str, Any], variant: str | None, title: str) -> None:
+def _cumulative(
+    ax: Any, scenario: dict[str, Any], variant: str | None, title: str, whole: bool = False
+) -> None:
     """One variant's contenders, completions over time, against the ideal client."""
     rows = [r for r in scenario["rows"] if r.get("variant") == variant]
-    _curves(ax, rows, scenario.get("ideal"), scenario.get("bound_s"), title)
+    _curves(ax, rows, scenario.get("ideal"), scenario.get("bound_s"), title, whole=whole)
 
 
 def _curves(
@@ -333,14 +335,17 @@ def _curves(
     title: str,
     name: Callable[[dict[str, Any]], str] = lambda row: row["contender"],
     colors: Sequence[str | None] = (),
+    whole: bool = False,
 ) -> None:
     """Each row's completions over time (`name(row)` in the legend, `colors` in turn, else the
-    contender's colour), the ideal client's staircase and the bound."""
-    drawn = [row for row in rows if row.get("series")]
+    contender's colour), the ideal client's staircase and the bound. The time axis ends at 1.6x
+    the bound (slower contenders run off it), or with `whole` after the slowest row; with
+    `whole`, a row that answered nothing is a flat line at 0 until it ended."""
+    drawn = [row for row in rows if row.get("series") or (whole and "time_s" in row)]
     for i, row in enumerate(drawn):
         color = colors[i] if i < len(colors) else None
-        xs = [0.0] + [p[0] for p in row["series"]]
-        ys = [0] + [p[1] for p in row["series"]]
+        xs = [0.0] + [p[0] for p in row.get("series") or [[row["time_s"], 0]]]
+        ys = [0] + [p[1] for p in row.get("series") or [[row["time_s"], 0]]]
         label = f"{name(row)} ({row['time_s']:.1f} s)"
         ax.step(xs, ys, where="post", label=label, color=color or COLORS.get(row["contender"]))
     if ideal:
@@ -352,7 +357,8 @@ def _curves(
             label=f"bound ({bound:.1f} s)" if isinstance(bound, int | float) else "bound",
         )
     if isinstance(bound, int | float):
-        ax.set_xlim(0, bound * 1.6)  # slower contenders run off the chart; the legend has them
+        slowest = max((row["time_s"] for row in drawn), default=0.0) if whole else 0.0
+        ax.set_xlim(0, max(bound * 1.6, slowest * 1.05))
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("seconds", fontsize=8)
     ax.set_ylabel("requests answered", fontsize=8)
@@ -493,16 +499,19 @@ def _real_service_charts(scenarios: dict[str, Any], axes: Sequence[Any]) -> None
             f"8. Hidden tier, {label}: a free-tier guess (5) against 150 per window",
             name=lambda row: row["variant"].split(": ", 1)[1],
             colors=("#1f77b4", "#17becf"),
+            whole=True,
         )
     s9 = scenarios.get("9")
     if s9:
         axes[2].set_visible(True)
-        _cumulative(axes[2], s9, None, "9. A storm of 429s without details (shaded), then service")
+        _cumulative(
+            axes[2], s9, None, "9. A storm of 429s without details (shaded), then service", True
+        )
         axes[2].axvspan(0, s9["params"]["storm_s"], color="#d62728", alpha=0.1)
     s11 = scenarios.get("11")
     if s11:
         axes[3].set_visible(True)
-        _cumulative(axes[3], s11, None, "11. A retired model first in a ladder of two")
+        _cumulative(axes[3], s11, None, "11. A retired model first in a ladder of two", True)
 
 
 # --- markdown --------------------------------------------------------------------------------
