@@ -70,7 +70,7 @@ notebooks: $(LAB_STAMP)
 lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab notebooks/01_quickstart.ipynb
 
-# The benchmark suite against the emulator (about 11 minutes, not part of `make test`); rewrites
+# The benchmark suite against the emulator (about 22 minutes, not part of `make test`); rewrites
 # bench/results.json, bench/results.png and bench/BENCHMARKS.md. `python -m bench.run --quick`
 # (or `--only 1,5`) tries it out without touching the recorded results.
 bench: $(STAMP)

@@ -27,6 +27,7 @@ import contextlib
 import math
 import queue
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -49,6 +50,7 @@ from scriptgen_nb.engine.values import (
     LimitLearned,
     ModelStateChanged,
     RequestFinished,
+    RequestStarted,
 )
 from scriptgen_nb.progress import ProgressState, format_line, format_summary
 from scriptgen_nb.store import CallStore
@@ -129,7 +131,13 @@ class _Clock:
 
 
 class _EngineWatcher:
-    """An engine listener: attempts, completions, learned limits, and what the panel shows."""
+    """An engine listener: attempts, completions, learned limits, and what the panel shows.
+
+    It also counts the attempts started (`RequestStarted`) and, for each kind of failure, how
+    many had started when the first attempt failing so was reported (`started_before_first`):
+    events arrive in the engine's order, so that is what was sent before the engine knew, e.g.
+    the calls in flight when a billing stop or a retired model first answered.
+    """
 
     def __init__(self, clock: _Clock) -> None:
         self.clock = clock
@@ -137,12 +145,17 @@ class _EngineWatcher:
         self.completions: list[float] = []
         self.events: list[dict[str, Any]] = []
         self.panel = ProgressState()  # the state the panel and the text bar draw
+        self.started = 0
+        self.started_before_first: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
         self.panel(event)
-        if isinstance(event, AttemptFinished):
+        if isinstance(event, RequestStarted):
+            self.started += 1
+        elif isinstance(event, AttemptFinished):
             a = event.attempt
             outcome = "ok" if a.success else (a.failure.kind if a.failure else "error")
+            self.started_before_first.setdefault(outcome, self.started)
             self.attempts.append(
                 AttemptRecord(
                     self.clock.at(a.started_at), self.clock.at(a.finished_at), a.model, outcome
@@ -160,6 +173,7 @@ class _EngineWatcher:
                     "metric": event.metric,
                     "configured": event.configured,
                     "learned": event.learned,
+                    "source": event.source,
                     # the live line (terminal bar, the panel's text) right after the event
                     "progress_line": format_line(self.panel.snapshot()),
                 }
@@ -183,32 +197,63 @@ def ours(
     log: bool = True,
     inspect_log: Callable[[CallStore], dict[str, Any]] | None = None,
     name: str = OURS,
+    db: str | None = None,
+    raises: tuple[type[Exception], ...] = (),
+    give_up_s: float | None = None,
 ) -> Run:
-    """Our engine through the public API, logging to a fresh DuckDB file (no cache carry-over)."""
+    """Our engine through the public API, logging to a fresh DuckDB file (no cache carry-over).
+
+    `db` logs to that file instead (kept, so a later batch can start from what this one
+    learned). An exception of a type in `raises` is how the batch is meant to end (a billing
+    stop): it is recorded in `extra["raised"]` with every request counted as failed by it,
+    instead of propagating. `give_up_s` cancels the batch (its `CancelToken`, as a Cancel
+    button does) after that many seconds, so a run far beyond its goal still ends: what did not
+    finish is counted as not run, and `extra["gave_up_after_s"]` says so.
+    """
     requests = workload.requests()
     with tempfile.TemporaryDirectory(prefix="bench-log-") as tmp:
-        db_path = str(Path(tmp) / "calls.duckdb")
+        db_path = db or str(Path(tmp) / "calls.duckdb")
         clock = _Clock()
         watcher = _EngineWatcher(clock)
+        cancel = sg.CancelToken()
+        timer = threading.Timer(give_up_s, cancel.cancel) if give_up_s is not None else None
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        results = sg.batch_generate(
-            requests,
-            max_concurrency=max_concurrency,
-            models=list(workload.ladder),
-            base_url=workload.base_url,
-            api_key=API_KEY,
-            db=db_path if log else False,
-            listeners=[watcher],
-        )
+        if timer is not None:
+            timer.start()
+        results: Sequence[Any] = ()
+        raised: Exception | None = None
+        try:
+            results = sg.batch_generate(
+                requests,
+                max_concurrency=max_concurrency,
+                models=list(workload.ladder),
+                base_url=workload.base_url,
+                api_key=API_KEY,
+                db=db_path if log else False,
+                listeners=[watcher],
+                cancel=cancel,
+            )
+        except raises as exc:
+            raised = exc
+        finally:
+            if timer is not None:
+                timer.cancel()
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         run = Run(name, len(requests), wall, cpu)
         run.succeeded = sum(r.success for r in results)
         run.failures = dict(Counter(r.error.kind for r in results if r.error is not None))
+        if raised is not None:
+            run.failures = {type(raised).__name__: len(requests)}
+            run.extra["raised"] = f"{type(raised).__name__}: {raised}"
+        if cancel.cancelled:
+            run.extra["gave_up_after_s"] = give_up_s
         run.completions = sorted(watcher.completions)
         run.attempts = watcher.attempts
         run.events = watcher.events
+        run.extra["attempts_started"] = watcher.started
+        run.extra["started_before_first"] = watcher.started_before_first
         run.extra["progress_summary"] = format_summary(watcher.panel.snapshot())
         if log and inspect_log is not None:
             run.extra["log"] = inspect_log(CallStore(db_path))

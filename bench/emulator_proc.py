@@ -60,7 +60,8 @@ class EmulatorProcess:
         return dict(self._call("GET", "/emulator/counters"))
 
     def reset(self) -> None:
-        """Empty the quota windows and zero the counters (between two contenders)."""
+        """Empty the quota windows, zero the counters and restart the storm clock (between
+        two contenders, so each meets the same storms)."""
         self._call("POST", "/emulator/reset")
 
 
@@ -141,7 +142,8 @@ def emulator_config(
 
 
 def summarize_counters(counters: dict[str, Any]) -> dict[str, Any]:
-    """Per-model requests, successes, 429s (split per-minute / per-day) and other errors."""
+    """Per-model requests, successes, 429s (split per-minute / per-day; those without details
+    and billing stops counted apart too), calls to a retired model, in flight at most."""
     out: dict[str, Any] = {}
     total_429 = 0
     for name, c in counters.get("models", {}).items():
@@ -155,6 +157,9 @@ def summarize_counters(counters: dict[str, Any]) -> dict[str, Any]:
             "successes": c["successes"],
             "http_429": refused,
             "per_day_429": per_day,
+            "bare_429": c.get("bare_429", 0),
+            "billing_429": c.get("billing_429", 0),
+            "retired": c.get("retired", 0),
             "max_in_flight": c["max_in_flight"],
         }
     return {"models": out, "http_429": total_429, "requests": counters.get("requests", 0)}

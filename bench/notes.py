@@ -691,6 +691,108 @@ def _s7(s: dict[str, Any], results: dict[str, Any]) -> str:
     return text + _load(s)
 
 
+# --- 8-11: the real service's ugly cases (bench/real_service.py) ------------------------------
+
+
+def _remembered(row: dict[str, Any]) -> str:
+    """The limits a batch started from, as its `remembered` events say: "rpm 150, rpd 600"."""
+    events = [e for e in row.get("events", []) if e.get("source") == "remembered"]
+    return ", ".join(f"{e['metric']} {e['learned']}" for e in events) or "none"
+
+
+def _s8(s: dict[str, Any], results: dict[str, Any]) -> str:
+    parts = []
+    for label in s["bound_s"]:
+        first = _row(s, "ours (default)", f"{label}: first batch")
+        second = _row(s, "ours (default)", f"{label}: second batch, another process, same log")
+        if first:
+            parts.append(
+                f"**{label}, first batch:** {first['time_s']:.2f} s against {first['bound_s']:.2f} "
+                f"s ({first['ratio']:.3f}x); discovery cost {_n429(first['http_429'])} "
+                f"({first['http_429'] / first['n']:.0%} of the requests; Google does not bill a "
+                f"429). Limits: {first['extra'].get('limit_story')}."
+            )
+        if not second:
+            continue
+        text = (
+            f"**{label}, second batch** (a fresh process on the same log): started from "
+            f"{_remembered(second)} (remembered) and took {second['time_s']:.2f} s "
+            f"({second['ratio']:.3f}x) with {_n429(second['http_429'])}, {second['succeeded']} "
+            f"of {second['n']} answered, {second['calls_sent']} calls reaching the server"
+        )
+        gave_up = second["extra"].get("gave_up_after_s")
+        if gave_up:
+            text += (
+                f"; it was cancelled at {gave_up:.1f} s. Its day window already held the first "
+                "batch's requests (quota memory, read from the log), the remembered requests-"
+                "per-day limit is only what the first batch raised its guess to (its own "
+                "demand, never refused by the server), and a remembered limit grows only "
+                "additively, one request at a time, each confirmed by a success: with nothing "
+                "in flight there is no success to earn that credit, and the probe that keeps a "
+                "guess from stalling a batch is for slow start only (engine/limits.py, "
+                "`ModelLimiter._may_raise`)"
+            )
+        parts.append(text + ".")
+    return "\n\n".join(parts) + _load(s)
+
+
+def _s9(s: dict[str, Any], results: dict[str, Any]) -> str:
+    ours = _row(s, "ours (default)")
+    if not ours:
+        return ""
+    after = ours["extra"].get("after_storm") or {}
+    model = next(iter((ours.get("server") or {}).values()), {})
+    storm = s["params"]["storm_s"]
+    return (
+        f"The storm answered {model.get('bare_429', '?')} calls with a 429 without details "
+        f"over its {storm:g} s; the engine backed the model off "
+        f"{after.get('backing_off_events', '?')} times (about 1 s, doubling, capped at "
+        f"{s['params']['backoff_cap']}) with one probe at a time after the first burst, and "
+        f"learned {after.get('limits_learned', '?')} limits from it. The first call after the "
+        f"storm left {_f(after.get('first_send_after_s'))} s after its end (the backoff step "
+        f"under way when it ended), and the batch took {ours['time_s']:.2f} s against the "
+        f"lower bound of {ours['bound_s']:.2f} s (the storm, then the staircase) with "
+        f"{ours['calls_sent']} calls for {ours['n']} requests." + _load(s)
+    )
+
+
+def _s10(s: dict[str, Any], results: dict[str, Any]) -> str:
+    ours = _row(s, "ours (default)")
+    stop = (ours.get("extra") or {}).get("stop") if ours else None
+    if not stop:
+        return ""
+    return (
+        f"The first billing answer came back at {_f(stop['first_answer_s'], 3)} s and the batch "
+        f"returned {_f(stop['ended_after_s'], 3)} s later, raising `ServiceRefusedError`. By "
+        f"then the engine had started {stop['started_before_first']} attempts (the window "
+        f"admits {s['params']['rpm_per_window']} at once) and {ours['calls_sent']} had reached "
+        "the server: the others were cancelled before they were sent. None started after."
+        + _load(s)
+    )
+
+
+def _s11(s: dict[str, Any], results: dict[str, Any]) -> str:
+    ours = _row(s, "ours (default)")
+    if not ours:
+        return ""
+    retired, following = s["params"]["ladder"]
+    calls = (ours.get("server") or {}).get(retired, {}).get("requests", 0)
+    gone = [e for e in ours["events"] if e["type"] == "gone"]
+    stop = ours["extra"].get("stop") or {}
+    text = (
+        f"{retired} got {calls} calls: the burst sent at the start, before its first 404 came "
+        f"back at {_f(stop.get('first_answer_s'), 3)} s"
+    )
+    if gone:
+        text += (
+            f"; the engine dropped it from the batch at {gone[0]['t']:.2f} s ({gone[0]['panel']})"
+        )
+    return (
+        text + f", and every request was answered by {following}: {ours['time_s']:.2f} s against "
+        f"{ours['bound_s']:.2f} s on {following} alone ({ours['ratio']:.3f}x)." + _load(s)
+    )
+
+
 EXPLANATIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
     "1": _s1,
     "2": _s2,
@@ -699,6 +801,10 @@ EXPLANATIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
     "5": _s5,
     "6": _s6,
     "7": _s7,
+    "8": _s8,
+    "9": _s9,
+    "10": _s10,
+    "11": _s11,
 }
 
 
@@ -824,6 +930,23 @@ def findings(results: dict[str, Any]) -> str:
         items.append(
             f"- **429s with correct limits (scenario 1: {s1['http_429']}):** see scenario 1; "
             "the engine widens its margin after the first and parks for the short `retryDelay`."
+        )
+    missed = [
+        g
+        for g in (sc.get("8") or {}).get("goals", [])
+        if "second batch" in g["goal"] and g["met"] is False
+    ]
+    if missed:
+        items.append(
+            "- **A later batch on the same day stalls on the limits an earlier one learned "
+            "(scenario 8):** "
+            + "; ".join(
+                f"{g['goal'].split(':')[0]}: {g['value'].split('; limits')[0]}" for g in missed
+            )
+            + ". The cause is under scenario 8: a remembered limit that was only raised "
+            "(never refused) is treated as a known ceiling, probed one request at a time, and "
+            "not at all while the day window, full of the earlier batch's requests, keeps "
+            "anything from being in flight."
         )
     startup = (s1.get("extra") or {}).get("timeline", {}).get("startup_s")
     if startup is not None:

@@ -136,6 +136,71 @@ def _seed_claim_cells(row: dict[str, Any]) -> list[str]:
     return [f"{reported['batch']} s batch" if "seed" in row["contender"] else ""]
 
 
+def _extra_cells(*keys: str) -> Callable[[dict[str, Any]], list[str]]:
+    """Cells reading `row["extra"]` by path ("stop.first_answer_s"), "–" where absent."""
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        out = []
+        for key in keys:
+            value: Any = row.get("extra") or {}
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            out.append(_num(value, 3) if not isinstance(value, dict) else _pairs(value))
+        return out
+
+    return cells
+
+
+def _pairs(mapping: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {_num(v)}" for k, v in mapping.items()) or "–"
+
+
+def _storm_cells(row: dict[str, Any]) -> list[str]:
+    model: dict[str, Any] = next(iter((row.get("server") or {}).values()), {})
+    return [_num(model.get("bare_429")), *_extra_cells("after_storm.first_send_after_s")(row)]
+
+
+def _retired_cells(row: dict[str, Any]) -> list[str]:
+    retired: dict[str, Any] = next(
+        (m for m in (row.get("server") or {}).values() if m.get("retired")), {}
+    )
+    return [
+        _num(retired.get("requests", 0)),
+        *_extra_cells("stop.started_before_first", "successes_by_model")(row),
+    ]
+
+
+def _billing_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Scenario 10: when the batch stopped, against its first billing answer, and the calls."""
+    headers = [
+        "contender",
+        "variant",
+        "time (s)",
+        "first billing answer at (s)",
+        "ended after it (s)",
+        "calls the server received",
+        "attempts started when it was handled",
+        "attempts started in all",
+        "raised",
+    ]
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [
+            row["contender"],
+            row.get("variant") or "",
+            _num(row["time_s"], 3),
+            *_extra_cells(
+                "stop.first_answer_s",
+                "stop.ended_after_s",
+            )(row),
+            _num(row["calls_sent"]),
+            *_extra_cells("stop.started_before_first", "stop.started")(row),
+            str((row.get("extra") or {}).get("raised", "nothing"))[:90],
+        ]
+
+    return _rows_table(headers, rows, cells)
+
+
 def _s5_table(rows: Sequence[dict[str, Any]]) -> str:
     bares = [
         r for r in rows if r["contender"].startswith("bare SDK") and r.get("role") == "reference"
@@ -254,16 +319,35 @@ def _wrap(label: str, width: int = 34) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
-def _cumulative(ax: Any, scenario: dict[str, Any], variant: str | None, title: str) -> None:
-    bound = scenario.get("bound_s")
-    for row in scenario["rows"]:
-        if row.get("variant") != variant or not row.get("series"):
-            continue
-        xs = [0.0] + [p[0] for p in row["series"]]
-        ys = [0] + [p[1] for p in row["series"]]
-        label = f"{row['contender']} ({row['time_s']:.1f} s)"
-        ax.step(xs, ys, where="post", label=label, color=COLORS.get(row["contender"]))
-    ideal = scenario.get("ideal")
+def _cumulative(
+    ax: Any, scenario: dict[str, Any], variant: str | None, title: str, whole: bool = False
+) -> None:
+    """One variant's contenders, completions over time, against the ideal client."""
+    rows = [r for r in scenario["rows"] if r.get("variant") == variant]
+    _curves(ax, rows, scenario.get("ideal"), scenario.get("bound_s"), title, whole=whole)
+
+
+def _curves(
+    ax: Any,
+    rows: Sequence[dict[str, Any]],
+    ideal: Sequence[Sequence[float]] | None,
+    bound: Any,
+    title: str,
+    name: Callable[[dict[str, Any]], str] = lambda row: row["contender"],
+    colors: Sequence[str | None] = (),
+    whole: bool = False,
+) -> None:
+    """Each row's completions over time (`name(row)` in the legend, `colors` in turn, else the
+    contender's colour), the ideal client's staircase and the bound. The time axis ends at 1.6x
+    the bound (slower contenders run off it), or with `whole` after the slowest row; with
+    `whole`, a row that answered nothing is a flat line at 0 until it ended."""
+    drawn = [row for row in rows if row.get("series") or (whole and "time_s" in row)]
+    for i, row in enumerate(drawn):
+        color = colors[i] if i < len(colors) else None
+        xs = [0.0] + [p[0] for p in row.get("series") or [[row["time_s"], 0]]]
+        ys = [0] + [p[1] for p in row.get("series") or [[row["time_s"], 0]]]
+        label = f"{name(row)} ({row['time_s']:.1f} s)"
+        ax.step(xs, ys, where="post", label=label, color=color or COLORS.get(row["contender"]))
     if ideal:
         ax.plot(
             [p[0] for p in ideal],
@@ -273,7 +357,8 @@ def _cumulative(ax: Any, scenario: dict[str, Any], variant: str | None, title: s
             label=f"bound ({bound:.1f} s)" if isinstance(bound, int | float) else "bound",
         )
     if isinstance(bound, int | float):
-        ax.set_xlim(0, bound * 1.6)  # slower contenders run off the chart; the legend has them
+        slowest = max((row["time_s"] for row in drawn), default=0.0) if whole else 0.0
+        ax.set_xlim(0, max(bound * 1.6, slowest * 1.05))
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("seconds", fontsize=8)
     ax.set_ylabel("requests answered", fontsize=8)
@@ -292,7 +377,7 @@ def _bars(ax: Any, labels: list[str], values: list[float], title: str, unit: str
 
 def write_chart(results: dict[str, Any], path: Path) -> None:
     scenarios = results["scenarios"]
-    fig, axes = plt.subplots(2, 4, figsize=(24, 12), layout="constrained")
+    fig, axes = plt.subplots(3, 4, figsize=(24, 18), layout="constrained")
     flat = list(axes.flat)
     for ax in flat:
         ax.set_visible(False)
@@ -391,12 +476,42 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             "median ms",
         )
         flat[7].axvline(200, color="r", ls="--", lw=1)
+    _real_service_charts(scenarios, flat[8:])
     fig.suptitle(
         f"scriptgen_nb benchmarks — {results['meta']['date']} — {results['meta']['command']}",
         fontsize=11,
     )
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _real_service_charts(scenarios: dict[str, Any], axes: Sequence[Any]) -> None:
+    """Scenarios 8 (both batches, per timing), 9 (the storm shaded) and 11, on `axes`."""
+    s8: dict[str, Any] = scenarios.get("8") or {"bound_s": {}}
+    for ax, label in zip(axes[:2], s8["bound_s"], strict=False):
+        rows = [r for r in s8["rows"] if str(r.get("variant", "")).startswith(f"{label}:")]
+        ax.set_visible(True)
+        _curves(
+            ax,
+            rows,
+            s8["ideal"][label],
+            s8["bound_s"][label],
+            f"8. Hidden tier, {label}: a free-tier guess (5) against 150 per window",
+            name=lambda row: row["variant"].split(": ", 1)[1],
+            colors=("#1f77b4", "#17becf"),
+            whole=True,
+        )
+    s9 = scenarios.get("9")
+    if s9:
+        axes[2].set_visible(True)
+        _cumulative(
+            axes[2], s9, None, "9. A storm of 429s without details (shaded), then service", True
+        )
+        axes[2].axvspan(0, s9["params"]["storm_s"], color="#d62728", alpha=0.1)
+    s11 = scenarios.get("11")
+    if s11:
+        axes[3].set_visible(True)
+        _cumulative(axes[3], s11, None, "11. A retired model first in a ladder of two", True)
 
 
 # --- markdown --------------------------------------------------------------------------------
@@ -493,6 +608,24 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "5": lambda s: _s5_table(s["rows"]),
         "6": lambda s: _s6_table(s["rows"]),
         "7": lambda s: _s7_table(s["rows"]),
+        "8": lambda s: _rate_table(
+            s["rows"], ["limits learned (the engine's events)"], _extra_cells("limit_story")
+        ),
+        "9": lambda s: _rate_table(
+            s["rows"],
+            ["429s without details", "first call after the storm (s after its end)"],
+            _storm_cells,
+        ),
+        "10": lambda s: _billing_table(s["rows"]),
+        "11": lambda s: _rate_table(
+            s["rows"],
+            [
+                "calls to the retired model",
+                "attempts started when its first 404 was handled",
+                "successes by model",
+            ],
+            _retired_cells,
+        ),
     }
     for key, scenario in scenarios.items():
         params = ", ".join(f"{k} = {v}" for k, v in scenario["params"].items())

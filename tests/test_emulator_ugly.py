@@ -225,6 +225,24 @@ def test_a_storm_answers_bare_429s_and_charges_nothing() -> None:
     assert counted["successes"] == 1
 
 
+def test_a_reset_restarts_the_storm_clock() -> None:
+    # Storms are timed from the last reset, so every run after one (a benchmark's contenders)
+    # meets the same storm whenever the emulator was started.
+    clock = Clock()
+    cfg = EmulatorConfig(
+        latency_scale=0, api_keys=(KEY,), storms=((0.0, 5.0),), models={FLASH: ModelConfig()}
+    )
+    with Emulator(cfg, clock=clock) as emu, sdk(emu) as client:
+        clock.now += 6.0  # the storm is over
+        assert client.models.generate_content(model=FLASH, contents=PROMPT).text
+        emu.reset()
+        assert generating_errors(client) == [BARE_429] * 2  # and on again, from the reset
+        clock.now += 5.0
+        assert client.models.generate_content(model=FLASH, contents=PROMPT).text
+        counted = model_counts(emu)
+    assert counted["bare_429"] == 2 and counted["successes"] == 1
+
+
 def test_billing_stop_refuses_generate_and_batches_but_not_count_tokens() -> None:
     with Emulator(flash()) as emu, sdk(emu) as client:
         emu.update_config(billing="depleted")

@@ -271,8 +271,8 @@ class EmulatorConfig:
     The real service's ugly cases, each off by default: `tier` ("free" or "tier1") picks the
     quota names 429s carry (the limits are the models' own, whatever the client believes);
     `quota_errors="bare"` answers every quota 429 without details; `storms` are (start_s,
-    end_s) intervals, in seconds since the service was created, during which every
-    generate call answers that bare 429 and charges nothing; `billing="depleted"` answers
+    end_s) intervals, in seconds since the service was created or last reset, during which
+    every generate call answers that bare 429 and charges nothing; `billing="depleted"` answers
     every generate call (live or batch) with the prepayment-credits 429; `refusal`
     ("suspended", "service_disabled", "location") refuses every call that carries a key with
     Google's 403 or 400 FAILED_PRECONDITION; `day_retry_delay_s` is the RetryInfo a per-day

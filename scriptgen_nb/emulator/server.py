@@ -594,7 +594,8 @@ class Emulator:
         return self._service.counters.attempts_for(prompt, model)
 
     def reset(self) -> None:
-        """Zero the counters and empty the quota windows (as `POST /emulator/reset`)."""
+        """Zero the counters, empty the quota windows and restart the storm clock (as
+        `POST /emulator/reset`)."""
         self._service.reset()
 
     def set_model(self, name: str, model: ModelConfig) -> None:

@@ -135,7 +135,7 @@ class GeminiService:
         self._batch = config.batch
         self._models_lock = threading.Lock()
         self._clock = clock
-        self._started = clock()  # storms are timed from here
+        self._started = clock()  # storms are timed from here (and from each reset)
         self.quota = QuotaBook(config.minute_s, config.day_s, clock, wall_clock)
         self.cache = PrefixCache(clock)
         self.counters = Counters()
@@ -198,8 +198,10 @@ class GeminiService:
         return self.config
 
     def reset(self) -> None:
-        """Empty the quota windows and the implicit cache and zero the counters (batch jobs
-        and files stay)."""
+        """Empty the quota windows and the implicit cache, zero the counters and restart the
+        storm clock (batch jobs and files stay): each run after a reset meets the same storms,
+        whenever the service was created."""
+        self._started = self._clock()
         self.quota.reset()
         self.cache.reset()
         self.counters.reset()
