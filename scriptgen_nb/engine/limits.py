@@ -473,9 +473,11 @@ class ModelLimiter:
             return False
         if limit.credit >= needed:
             return True
-        # Nothing in flight to earn credit: a limit that may grow must not stall the batch (a
-        # remembered daily figure is only what an earlier batch sent), so one probe goes.
-        return self.in_flight == 0
+        # Nothing in flight to earn credit: a guess must not stall the batch, nor a remembered
+        # one (a raised daily figure is only what an earlier batch sent), so one probe goes. A
+        # limit a 429 lowered recovers only with credit earned by successes.
+        guessed = limit.growth == "slow_start" or limit.source == "remembered"
+        return guessed and self.in_flight == 0
 
     def _raise(self, metric: Metric, needed: int) -> None:
         limit = self.limits[metric]
