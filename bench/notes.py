@@ -724,13 +724,18 @@ def _s8(s: dict[str, Any], results: dict[str, Any]) -> str:
         if gave_up:
             text += (
                 f"; it was cancelled at {gave_up:.1f} s. Its day window already held the first "
-                "batch's requests (quota memory, read from the log), the remembered requests-"
-                "per-day limit is only what the first batch raised its guess to (its own "
-                "demand, never refused by the server), and a remembered limit grows only "
-                "additively, one request at a time, each confirmed by a success: with nothing "
-                "in flight there is no success to earn that credit, and the probe that keeps a "
-                "guess from stalling a batch is for slow start only (engine/limits.py, "
-                "`ModelLimiter._may_raise`)"
+                "batch's requests (quota memory, read from the log), and the remembered "
+                "requests-per-day limit is only what the first batch raised its guess to (its "
+                "own demand, never refused by the server). A remembered limit is treated as "
+                "known: it grows additively, one request above it at a time, each confirmed by "
+                "a success before the next"
+                + (
+                    f", so with the day window full the batch went one call at a time "
+                    f"({second['calls_sent']} calls in {second['time_s']:.1f} s)"
+                    if second["calls_sent"]
+                    else ", and with the day window full and nothing in flight no probe went at "
+                    "all: the batch sent nothing"
+                )
             )
         parts.append(text + ".")
     return "\n\n".join(parts) + _load(s)
@@ -944,9 +949,9 @@ def findings(results: dict[str, Any]) -> str:
                 f"{g['goal'].split(':')[0]}: {g['value'].split('; limits')[0]}" for g in missed
             )
             + ". The cause is under scenario 8: a remembered limit that was only raised "
-            "(never refused) is treated as a known ceiling, probed one request at a time, and "
-            "not at all while the day window, full of the earlier batch's requests, keeps "
-            "anything from being in flight."
+            "(never refused), here the requests per day, is treated as a known limit and "
+            "probed one request at a time while the day window is full of the earlier "
+            "batch's requests; slow start from it (as for a guess) would not be."
         )
     startup = (s1.get("extra") or {}).get("timeline", {}).get("startup_s")
     if startup is not None:
