@@ -356,7 +356,7 @@ def test_a_success_resets_the_failure_count() -> None:
     lim = limiter()
     lim.record_server_failure(0.0, 5.0)
     lim.record_server_failure(0.0, 5.0)
-    lim.record_success()
+    lim.record_success(lim.admit(0.0, 10))
     assert lim.consecutive_failures == 0
     assert lim.record_server_failure(0.0, 5.0) is False
     assert lim.record_server_failure(0.0, 5.0) is False

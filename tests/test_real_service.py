@@ -158,7 +158,7 @@ def test_a_guessed_free_tier_limit_is_raised_to_the_hidden_one_at_the_cost_of_on
     assert service.refused <= 150  # at most one window's worth of 429s
     learned = out.of(LimitLearned)
     assert learned[0].source == "raised" and learned[0].learned > 5
-    assert (learned[-1].learned, learned[-1].source) in {(150, "stated")}
+    assert (learned[-1].learned, learned[-1].source) == (150, "stated")
 
 
 def test_discovery_grows_per_round_trip_not_per_minute() -> None:

@@ -297,13 +297,12 @@ class ModelLimiter:
         """Replace the estimate with the input tokens the service reported."""
         slot.tokens = tokens
 
-    def record_success(self, slot: Slot | None = None) -> list[Learned]:
-        """A 200: the service had room. Earns growth; returns the raises worth telling."""
+    def record_success(self, slot: Slot) -> list[Learned]:
+        """A 200 for `slot`: the service had room. Earns growth; returns the raises worth
+        telling."""
         self.consecutive_failures = 0
         self.consecutive_overloads = 0
         self.overloaded_since = None
-        if slot is None:
-            return []
         self.limits["rpm"].earn(1)
         self.limits["rpd"].earn(1)
         self.limits["tpm"].earn(slot.tokens)
