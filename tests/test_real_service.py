@@ -28,6 +28,7 @@ from scriptgen_nb.engine.values import (
     LimitLearned,
     ModelHistory,
     ModelStateChanged,
+    RememberedLimit,
     Reply,
     Result,
     Usage,
@@ -197,7 +198,7 @@ def test_a_hard_cap_bounds_discovery() -> None:
 
 def test_a_remembered_limit_is_the_start_and_is_said_once() -> None:
     service = Service(rpm={"m": 150})
-    history = {"m": ModelHistory(limits={"rpm": 150})}
+    history = {"m": ModelHistory(limits={"rpm": RememberedLimit(150, "stated")})}
     out = run(service, [guess(rpm=5)], 300, history=history)
     assert out.of(LimitLearned)[0] == LimitLearned("m", "rpm", 5, 150, "remembered")
     assert service.refused <= 5
@@ -365,8 +366,29 @@ def test_a_remembered_daily_figure_does_not_stall_the_next_batch_of_the_day() ->
     # the same day finds its day window full at that figure and must still probe past it.
     service = Service(rpm={"m": 1000})
     history = {
-        "m": ModelHistory(sent=tuple((30.0, 10) for _ in range(40)), limits={"rpd": 40, "rpm": 40})
+        "m": ModelHistory(
+            sent=tuple((30.0, 10) for _ in range(40)),
+            limits={"rpd": RememberedLimit(40, "raised"), "rpm": RememberedLimit(40, "raised")},
+        )
     }
     out = run(service, [guess(rpm=5, rpd=20)], 10, history=history)
     assert all(r.success for r in out.results)
     assert out.elapsed < 60.0  # not midnight Pacific
+
+
+def test_a_remembered_limit_only_raised_by_demand_is_a_floor_that_slow_start_leaves_fast() -> None:
+    # The first batch of the day raised its daily guess to what it sent (600; never refused)
+    # and the service stated 150 a minute. The second batch's day window is full at 600: the
+    # day limit must grow as a guess does (doubling per round trip), not one request at a time.
+    service = Service(rpm={"m": 150})
+    history = {
+        "m": ModelHistory(
+            sent=tuple((120.0, 10) for _ in range(600)),
+            limits={"rpd": RememberedLimit(600, "raised"), "rpm": RememberedLimit(150, "stated")},
+        )
+    }
+    out = run(service, [guess(rpm=5, rpd=20)], 600, history=history)
+    assert all(r.success for r in out.results)
+    bound = 3 * service.window_s + service.latency_s  # four windows of 150
+    assert out.elapsed <= 1.1 * bound
+    assert service.refused <= 5

@@ -16,7 +16,7 @@ import scriptgen_nb as sg
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import BackendError, QuotaViolation
 from scriptgen_nb.engine.identity import key_fingerprint
-from scriptgen_nb.engine.values import LimitLearned, LimitSource
+from scriptgen_nb.engine.values import LimitLearned, LimitSource, RememberedLimit
 from scriptgen_nb.store import REMEMBER_LIMITS_S, Database, open_database, purge, schema
 from scriptgen_nb.store.limits import forget_limits, remembered_limits
 from scriptgen_nb.store.recorder import BatchInfo, Recorder
@@ -50,8 +50,13 @@ def learn(path: Path, limit: int, *, api_key: str | None = KEY, model: str = "a"
 
 
 def limits_at(db: Database, fingerprint: str | None, endpoint: str = "fake", **kw: Any) -> Any:
+    """The remembered limits' values, per model and metric."""
     history = quota_history(db, [A, B], endpoint, fingerprint, **kw)
-    return {model: dict(h.limits) for model, h in history.items() if h.limits}
+    return {
+        model: {metric: limit.value for metric, limit in h.limits.items()}
+        for model, h in history.items()
+        if h.limits
+    }
 
 
 def test_a_later_batch_in_another_session_starts_from_the_limit_learned(tmp_path: Path) -> None:
@@ -59,6 +64,9 @@ def test_a_later_batch_in_another_session_starts_from_the_limit_learned(tmp_path
     learn(path, 3)
     later = open_database(path)  # what another process opens: the file, nothing shared
     assert limits_at(later, key_fingerprint(KEY)) == {"a": {"rpm": 3}}
+    # With how it was learned: a stated limit is known, one only raised is a floor.
+    history = quota_history(later, [A, B], "fake", key_fingerprint(KEY))
+    assert history["a"].limits["rpm"] == RememberedLimit(3, "stated")
     # Only for the same quota identity: another key, another endpoint, no key known.
     assert limits_at(later, key_fingerprint("another key")) == {}
     assert limits_at(later, key_fingerprint(KEY), endpoint="google") == {}
@@ -239,7 +247,7 @@ def test_a_batch_in_another_process_starts_from_the_limit_learned(tmp_path: Path
         "from scriptgen_nb.store import open_database; "
         "from scriptgen_nb.store.session import quota_history; "
         "h = quota_history(open_database(sys.argv[1]), [ModelSpec('a', rpm=10)], 'fake', "
-        "sys.argv[2]); print(dict(h['a'].limits))"
+        "sys.argv[2]); print({m: (l.value, l.source) for m, l in h['a'].limits.items()})"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(path), key_fingerprint(KEY)],
@@ -248,4 +256,4 @@ def test_a_batch_in_another_process_starts_from_the_limit_learned(tmp_path: Path
         timeout=60,
         check=True,
     )
-    assert done.stdout.strip() == "{'rpm': 3}"
+    assert done.stdout.strip() == "{'rpm': (3, 'stated')}"

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .models import ModelSpec
-from .values import LimitSource, ModelState
+from .values import LimitSource, ModelState, RememberedLimit
 
 
 @dataclass(slots=True, eq=False)
@@ -155,7 +155,7 @@ class ModelLimiter:
         spec: ModelSpec,
         *,
         margin_s: float | None = None,
-        remembered: Mapping[str, int] | None = None,
+        remembered: Mapping[str, RememberedLimit] | None = None,
         day_bounds: Callable[[float], tuple[float, float]] | None = None,
     ) -> None:
         self.spec = spec
@@ -175,7 +175,7 @@ class ModelLimiter:
         self.in_flight = 0
         self.gone: str | None = None  # why the model left the batch's ladder
 
-    def _start(self, metric: Metric, remembered: int | None) -> WorkingLimit:
+    def _start(self, metric: Metric, remembered: RememberedLimit | None) -> WorkingLimit:
         configured: int | None = getattr(self.spec, metric)
         trusted = self.spec.hard or not self.spec.discover
         ceiling = configured if trusted else None
@@ -185,12 +185,17 @@ class ModelLimiter:
             value = 1  # a guess of "no quota": one try tells
         limit = WorkingLimit(metric, configured, value, ceiling, growth, reported=value)
         if remembered is not None:
-            # What an earlier batch learned here is a better start than a guess; it is probed
-            # above only gently (additively), and a trusted spec only ever takes it lower.
-            limit.value = remembered if ceiling is None else min(remembered, ceiling)
+            # What an earlier batch learned here is a better start than a guess, and a trusted
+            # spec only ever takes it lower. One the service stated or lowered is known: probed
+            # above gently (additively). One only raised by that batch's demand is a floor: the
+            # service never refused it, so it grows as a guess does.
+            limit.value = remembered.value if ceiling is None else min(remembered.value, ceiling)
             limit.reported = limit.value
             limit.source = "remembered"
-            limit.growth = "additive" if self.spec.discover else "fixed"
+            if not self.spec.discover:
+                limit.growth = "fixed"
+            elif remembered.source != "raised":
+                limit.growth = "additive"
             limit.step = max(1.0, RECOVERY_SHARE * limit.value)
         return limit
 

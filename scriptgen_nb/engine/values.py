@@ -344,6 +344,26 @@ class Result:
         return {"input": self.usage.input, "output": self.usage.output}
 
 
+# Where a working limit came from: "stated" (a 429's quotaValue), "message" (the 429's message
+# says "limit: N"), "lowered" (a QuotaFailure without a figure: multiplicative decrease),
+# "recovered" (additive increase once the 429s stopped), "raised" (discovery: the window filled
+# without a 429), "remembered" (an earlier batch learned it at this endpoint and key).
+LimitSource = Literal["stated", "message", "lowered", "recovered", "raised", "remembered"]
+
+
+@dataclass(frozen=True, slots=True)
+class RememberedLimit:
+    """A limit an earlier batch learned at this quota identity, and how it learned it.
+
+    The source decides how far it is trusted: a limit the service stated (or lowered with its
+    429s) is known, probed above only one request at a time; one that was only "raised" by the
+    earlier batch's own demand, never refused, is a floor, grown from as fast as a guess is.
+    """
+
+    value: int
+    source: LimitSource
+
+
 @dataclass(frozen=True, slots=True)
 class ModelHistory:
     """What a model already used before this batch (read from the call log): quota memory.
@@ -356,7 +376,7 @@ class ModelHistory:
     exhausted_for_s: float | None = None
     # Limits learned for this model at this quota identity (endpoint and key fingerprint) by
     # earlier batches, by metric ("rpm", "tpm", "rpd"); a batch starts from them.
-    limits: Mapping[str, int] = field(default_factory=dict)
+    limits: Mapping[str, RememberedLimit] = field(default_factory=dict)
 
 
 # --- events: the seam between the engine and its listeners (DESIGN rule 2) -------------------
@@ -364,12 +384,6 @@ class ModelHistory:
 # "backing_off": 429s without details (overload of unknown size); "gone": the model is retired
 # or not supported (404), and it has left this batch's ladder.
 ModelState = Literal["ready", "parked", "exhausted", "cooling", "backing_off", "gone"]
-
-# Where a working limit came from: "stated" (a 429's quotaValue), "message" (the 429's message
-# says "limit: N"), "lowered" (a QuotaFailure without a figure: multiplicative decrease),
-# "recovered" (additive increase once the 429s stopped), "raised" (discovery: the window filled
-# without a 429), "remembered" (an earlier batch learned it at this endpoint and key).
-LimitSource = Literal["stated", "message", "lowered", "recovered", "raised", "remembered"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import Literal
 
 from ..engine.models import ModelSpec
 from ..engine.policy import day_reset_delay
-from ..engine.values import GenerationRequest, ModelHistory, Result
+from ..engine.values import GenerationRequest, ModelHistory, RememberedLimit, Result
 from ..engine.verdict import parse_structured
 from . import keys
 from .database import Database, StoreError
@@ -167,15 +167,14 @@ def quota_history(
                 out_for[model] = max(out_for.get(model, 0.0), until - now)
         elif kind not in QUOTA_ERRORS and sent_at >= now - horizon[model]:
             sent[model].append((now - sent_at, int(tokens)))
-    limits: dict[str, dict[str, int]] = {}
+    limits: dict[str, dict[str, RememberedLimit]] = {}
     if key_fingerprint is not None:
         remembered = remembered_limits(
             db, endpoint=endpoint, key_fingerprint=key_fingerprint, models=list(specs), now=now
         )
-        for model, metric, limit in zip(
-            remembered["model"], remembered["metric"], remembered["limit"], strict=True
-        ):
-            limits.setdefault(model, {})[metric] = int(limit)
+        columns = (remembered[c] for c in ("model", "metric", "limit", "source"))
+        for model, metric, limit, source in zip(*columns, strict=True):
+            limits.setdefault(model, {})[metric] = RememberedLimit(int(limit), source)
     return {
         name: ModelHistory(tuple(sent[name]), out_for.get(name), limits.get(name, {}))
         for name in specs
