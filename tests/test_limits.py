@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from scriptgen_nb.engine.limits import Learned, ModelLimiter, Slot
+from scriptgen_nb.engine.limits import Learned, ModelLimiter
 from scriptgen_nb.engine.models import ModelSpec
+from scriptgen_nb.engine.values import LimitSource, RememberedLimit
+from scriptgen_nb.engine.window import Slot
 
 MARGIN = 0.5
 
@@ -421,3 +423,39 @@ def test_the_day_window_empties_when_the_day_quota_resets() -> None:
     limiter.exhausted(3.0, None, 50.0)
     assert limiter.wait_s(10.0, 10) == pytest.approx(40.0)  # exhausted until the reset
     assert limiter.wait_s(50.0, 10) == 0.0  # not 1000 s: the reset frees the whole day at once
+
+
+# --- remembered limits -----------------------------------------------------------------------
+
+
+def admitted_at_once(lim: ModelLimiter, now: float = 0.0) -> int:
+    """How many requests the limiter admits at `now` with nothing answered yet."""
+    count = 0
+    while lim.wait_s(now, 10) == 0.0 and count < 1000:
+        lim.admit(now, 10)
+        count += 1
+    return count
+
+
+@pytest.mark.parametrize(
+    ("source", "at_once"),
+    [
+        ("stated", 10),  # known: the window, then one probe at a time as answers come
+        ("lowered", 10),
+        ("raised", 20),  # a floor: discovery goes on with the doubling it had banked
+    ],
+)
+def test_a_remembered_limit_is_trusted_as_far_as_how_it_was_learned(
+    source: LimitSource, at_once: int
+) -> None:
+    spec = ModelSpec("m", rpm=5, discover=True)
+    lim = ModelLimiter(spec, margin_s=MARGIN, remembered={"rpm": RememberedLimit(10, source)})
+    assert lim.rpm == 10
+    assert admitted_at_once(lim) == at_once
+
+
+def test_a_trusted_spec_takes_a_remembered_limit_only_lower() -> None:
+    lim = ModelLimiter(
+        ModelSpec("m", rpm=5), margin_s=MARGIN, remembered={"rpm": RememberedLimit(10, "raised")}
+    )
+    assert lim.rpm == 5 and admitted_at_once(lim) == 5

@@ -28,28 +28,14 @@ Trusted limits (a user's spec) never grow above the spec; `hard` caps everything
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from .models import ModelSpec
 from .values import LimitSource, ModelState, RememberedLimit
-
-
-@dataclass(slots=True, eq=False)
-class Slot:
-    """One admitted request in the windows; its token count is corrected after the reply.
-
-    Compared by identity: two requests sent at the same instant with the same estimate are
-    still two slots, and forgetting one must not remove the other.
-    """
-
-    at: float
-    tokens: int
-
+from .window import Slot, SlotWindow
 
 Metric = Literal["rpm", "tpm", "rpd"]
 METRICS: tuple[Metric, ...] = ("rpm", "tpm", "rpd")
@@ -162,8 +148,8 @@ class ModelLimiter:
         self.limits = {m: self._start(m, (remembered or {}).get(m)) for m in METRICS}
         self.margin_s = margin_s if margin_s is not None else max(0.05, spec.minute_s * 0.005)
         self._day_bounds = day_bounds
-        self._minute: deque[Slot] = deque()
-        self._day: deque[Slot] = deque()
+        self._minute = SlotWindow()
+        self._day = SlotWindow()
         self.parked_until = -math.inf
         self.exhausted_until = -math.inf
         self.cooling_until = -math.inf
@@ -188,13 +174,16 @@ class ModelLimiter:
             # What an earlier batch learned here is a better start than a guess, and a trusted
             # spec only ever takes it lower. One the service stated or lowered is known: probed
             # above gently (additively). One only raised by that batch's demand is a floor: the
-            # service never refused it, so it grows as a guess does.
+            # service never refused it, so discovery goes on where that batch stopped, with the
+            # doubling slow start had banked by then.
             limit.value = remembered.value if ceiling is None else min(remembered.value, ceiling)
             limit.reported = limit.value
             limit.source = "remembered"
             if not self.spec.discover:
                 limit.growth = "fixed"
-            elif remembered.source != "raised":
+            elif remembered.source == "raised":
+                limit.credit = float(limit.value)
+            else:
                 limit.growth = "additive"
             limit.step = max(1.0, RECOVERY_SHARE * limit.value)
         return limit
@@ -271,7 +260,7 @@ class ModelLimiter:
     def used(self, now: float) -> tuple[int, int, int]:
         """(requests this minute, input tokens this minute, requests today) as we count them."""
         self._expire(now)
-        return len(self._minute), sum(s.tokens for s in self._minute), len(self._day)
+        return len(self._minute), self._minute.tokens, len(self._day)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -300,6 +289,8 @@ class ModelLimiter:
 
     def settle(self, slot: Slot, tokens: int) -> None:
         """Replace the estimate with the input tokens the service reported."""
+        self._minute.retoken(slot, tokens)
+        self._day.retoken(slot, tokens)
         slot.tokens = tokens
 
     def record_success(self, slot: Slot) -> list[Learned]:
@@ -340,7 +331,7 @@ class ModelLimiter:
         # Tasks do not reach the wire in admission order; keep each window sorted by time, which
         # _expire, _count_wait and _token_wait rely on. The slot is recent, so look from the right.
         for window in (self._minute, self._day):
-            _move_into_place(window, slot)
+            window.move_later(slot)
 
     def rate_limited(
         self,
@@ -376,7 +367,7 @@ class ModelLimiter:
             return None
         if limit.value is None:
             return None  # no window was kept to learn from; parking is all we can do
-        held = sum(s.tokens for s in self._minute) if metric == "tpm" else len(self._minute)
+        held = self._minute.tokens if metric == "tpm" else len(self._minute)
         return self._lower(limit, held)
 
     def overloaded(self, now: float, slot: Slot, delay_s: float) -> None:
@@ -463,7 +454,7 @@ class ModelLimiter:
         rpm, tpm, rpd = self.rpm, self.tpm, self.rpd
         minute = self._count_wait(self._minute, rpm, self.spec.minute_s, now)
         day = min(self._count_wait(self._day, rpd, self.spec.day_s, now), self._day_resets_at - now)
-        held = sum(s.tokens for s in self._minute)
+        held = self._minute.tokens
         return {
             "rpm": (minute, 0 if rpm is None else len(self._minute) + 1 - rpm),
             "tpm": (self._token_wait(tokens, now), 0 if tpm is None else held + tokens - tpm),
@@ -493,8 +484,7 @@ class ModelLimiter:
 
     def _forget(self, slot: Slot) -> None:
         for window in (self._minute, self._day):
-            with contextlib.suppress(ValueError):  # already expired out of this window
-                window.remove(slot)
+            window.discard(slot)  # unless already expired out of this window
 
     def _expire(self, now: float) -> None:
         if now >= self._day_resets_at:
@@ -510,7 +500,7 @@ class ModelLimiter:
                 self._day.popleft()
 
     def _count_wait(
-        self, window: deque[Slot], limit: int | None, length: float, now: float
+        self, window: SlotWindow, limit: int | None, length: float, now: float
     ) -> float:
         if limit is None or len(window) < limit:
             return 0.0
@@ -525,7 +515,7 @@ class ModelLimiter:
     def _token_wait(self, tokens: int, now: float) -> float:
         if self.tpm is None:
             return 0.0
-        excess = sum(s.tokens for s in self._minute) + tokens - self.tpm
+        excess = self._minute.tokens + tokens - self.tpm
         for slot in self._minute:
             if excess <= 0:
                 break
@@ -535,18 +525,3 @@ class ModelLimiter:
         if excess > 0 and self._minute:  # larger than the learned limit: it goes alone
             return self._minute[-1].at + self.spec.minute_s + self.margin_s - now
         return 0.0
-
-
-def _move_into_place(window: deque[Slot], slot: Slot) -> None:
-    """Move `slot`, whose time has just grown, right past the slots stamped before it."""
-    for i in range(len(window) - 1, -1, -1):
-        if window[i] is slot:
-            break
-    else:
-        return  # not in this window
-    j = i
-    while j + 1 < len(window) and window[j + 1].at < slot.at:
-        j += 1
-    if j > i:
-        del window[i]
-        window.insert(j, slot)

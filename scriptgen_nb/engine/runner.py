@@ -38,7 +38,7 @@ from .errors import (
     QuotaScope,
     ServiceRefusedError,
 )
-from .limits import Learned, Metric, ModelLimiter, Slot
+from .limits import Learned, Metric, ModelLimiter
 from .models import ModelSpec
 from .policy import (
     REAL_DAY_S,
@@ -69,6 +69,7 @@ from .values import (
     Usage,
 )
 from .verdict import judge_reply
+from .window import Slot
 
 Listener = Callable[[Event], None]
 # Called as each request is taken up: an earlier result to serve instead of sending it, or None.
