@@ -459,3 +459,22 @@ def test_a_trusted_spec_takes_a_remembered_limit_only_lower() -> None:
         ModelSpec("m", rpm=5), margin_s=MARGIN, remembered={"rpm": RememberedLimit(10, "raised")}
     )
     assert lim.rpm == 5 and admitted_at_once(lim) == 5
+
+
+def test_above_a_known_limit_one_probe_at_a_time_confirmed_by_its_own_answer() -> None:
+    # Every answer earns a little credit; answers to requests sent before the probe must not
+    # let a second request go above the limit while the probe is still out.
+    spec = ModelSpec("m", rpm=5, discover=True)
+    lim = ModelLimiter(spec, margin_s=MARGIN, remembered={"rpm": RememberedLimit(20, "stated")})
+    slots = [lim.admit(0.0, 10) for _ in range(20)]
+    probes = []
+    for slot in slots:
+        lim.release(slot)
+        lim.record_success(slot)
+        if lim.wait_s(1.0, 10) == 0.0:
+            probes.append(lim.admit(1.0, 10))
+    assert len(probes) == 1  # 20 answers earned two requests' worth; one goes
+    assert lim.wait_s(1.0, 10) > 0.0
+    lim.release(probes[0])
+    lim.record_success(probes[0])
+    assert lim.wait_s(1.0, 10) == 0.0  # its answer came: the next may go

@@ -21,8 +21,9 @@ with nothing in flight, one probe may go above a full window, so a guess can nev
 batch. A 429 that states its limit fixes it exactly; one with a QuotaFailure but no figure
 lowers it multiplicatively, after which it recovers additively (a tenth of the lowered limit
 per window's worth of successes); a 429 with no details at all only backs the model off. Near
-a known limit (remembered, or recovering) one request at a time goes above the window, each
-confirmed by a success before the next, so earned credit never becomes a burst of 429s.
+a known limit (remembered, or recovering) one request at a time goes above the window, the
+next only once that one's attempt has ended (its answer confirms the raise, its 429 teaches), so
+earned credit never becomes a burst of 429s.
 Trusted limits (a user's spec) never grow above the spec; `hard` caps everything.
 """
 
@@ -77,11 +78,12 @@ class WorkingLimit:
     step: float = 1.0  # additive growth per window's worth of successes
     reported: int | None = None
     source: LimitSource = "raised"
-    probing: bool = False  # additive growth: a raise awaits a success before the next one
+    # Additive growth: the request admitted above the limit, whose attempt must end (answered,
+    # or refused, which teaches) before another goes above it.
+    probe: Slot | None = None
 
     def earn(self, amount: float) -> None:
         """Credit a success of `amount` (1 request, or its tokens) towards raising the limit."""
-        self.probing = False
         if self.value is None or self.growth == "fixed" or self.at_ceiling:
             return
         if self.growth == "slow_start":
@@ -100,13 +102,10 @@ class WorkingLimit:
         if self.value is None or needed <= 0:
             return needed <= 0
         room = math.inf if self.ceiling is None else self.ceiling - self.value
-        if self.credit < needed or room < needed or self.probing:
+        if self.credit < needed or room < needed or self.probe is not None:
             return False
         self.credit -= needed
         self.value += needed
-        # Near a known limit (remembered, or recovering from a lowering) one request at a time
-        # goes above it: a burst of earned credit would otherwise be a burst of 429s.
-        self.probing = self.growth == "additive"
         return True
 
     def set(self, value: int, source: LimitSource) -> Learned | None:
@@ -267,17 +266,27 @@ class ModelLimiter:
     def admit(self, now: float, tokens: int) -> Slot:
         """Take a slot; a full window whose limit may grow is raised to make room."""
         self._expire(now)
-        for metric, (wait, needed) in self._metric_waits(now, tokens).items():
-            if wait > 0:
-                self._raise(metric, needed)
+        waits = self._metric_waits(now, tokens).items()
+        raised = [
+            self.limits[m] for m, (wait, needed) in waits if wait > 0 and self._raise(m, needed)
+        ]
         slot = Slot(now, tokens)
+        for limit in raised:
+            # Near a known limit (remembered, or recovering from a lowering) one request at a
+            # time goes above it, and the next only once its attempt has ended: earned credit
+            # spent at once would be a burst of 429s.
+            if limit.growth == "additive":
+                limit.probe = slot
         self._record(slot)
         self.in_flight += 1
         return slot
 
-    def release(self) -> None:
-        """An admitted request's attempt has ended, whatever its outcome."""
+    def release(self, slot: Slot) -> None:
+        """`slot`'s attempt has ended, whatever its outcome (a probe above a limit is over)."""
         self.in_flight = max(0, self.in_flight - 1)
+        for limit in self.limits.values():
+            if limit.probe is slot:
+                limit.probe = None
 
     def _record(self, slot: Slot) -> None:
         # A window is kept only for a limit that exists, so an unlimited model's memory does not
@@ -464,7 +473,12 @@ class ModelLimiter:
     def _may_raise(self, metric: Metric, needed: int) -> bool:
         """Whether a full window on `metric` may be raised for one more request now."""
         limit = self.limits[metric]
-        if limit.value is None or limit.growth == "fixed" or limit.at_ceiling or limit.probing:
+        if (
+            limit.value is None
+            or limit.growth == "fixed"
+            or limit.at_ceiling
+            or limit.probe is not None
+        ):
             return False
         if limit.credit >= needed:
             return True
@@ -474,13 +488,15 @@ class ModelLimiter:
         guessed = limit.growth == "slow_start" or limit.source == "remembered"
         return guessed and self.in_flight == 0
 
-    def _raise(self, metric: Metric, needed: int) -> None:
+    def _raise(self, metric: Metric, needed: int) -> bool:
+        """Raise a full window's limit for one more request, if it may grow now."""
         limit = self.limits[metric]
         if not self._may_raise(metric, needed):
-            return
+            return False
         if not limit.spend(needed):  # the probe: nothing in flight, no credit yet
             limit.credit = float(needed)
             limit.spend(needed)
+        return True
 
     def _forget(self, slot: Slot) -> None:
         for window in (self._minute, self._day):

@@ -484,9 +484,9 @@ class BatchEngine:
                 work, spec, number, failure, Usage(), 0.0, spent, wall_started
             )
             self._emit(AttemptFinished(record, will_retry=False))
-            limiter.release()
+            limiter.release(slot)
             raise
-        limiter.release()
+        limiter.release(slot)
         latency_s = loop.time() - started
         self._release_reservation(work)
         if reply is not None:
