@@ -954,7 +954,8 @@ SELECT
     CAST(hash(i * 29) % 300 AS DOUBLE),
     NULL, NULL, '0.1.0', '3.6.1',
     to_timestamp({start} + i * {step}),
-    to_timestamp({start} + i * {step} + latency_ms / 1000.0)
+    to_timestamp({start} + i * {step} + latency_ms / 1000.0),
+    CASE WHEN dice < 94 THEN 0 END
 FROM src
 """
 
