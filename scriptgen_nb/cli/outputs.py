@@ -3,8 +3,9 @@
 Owns `output_path` (checked before anything is sent: a known suffix, an existing folder),
 `write_results` (a temporary file in the same folder, renamed over FILE only once complete, so
 a failure or Ctrl-C never leaves half a file; FILE gets the mode a plain `open()` would give
-it) and `summary_table` (what `run` prints without `--out`). The rows are `ResultList.to_dataframe()`'s columns plus `cached` and the request's
-`metadata` (a CSV row or template hash: what leads a result back to its input).
+it) and `summary_table` (what `run` prints without `--out`). The rows are
+`ResultList.to_dataframe()`'s columns plus `cached` and the request's `metadata` (a CSV row or
+template hash: what leads a result back to its input).
 
 Parquet is written by DuckDB, which the package already needs, rather than by pyarrow, which
 it does not: an in-memory connection of its own, opened after the batch has ended, never the
