@@ -72,6 +72,19 @@ def test_main_leaves_the_interpreters_sigpipe_handling_alone(
     assert signal.getsignal(signal.SIGPIPE) == before
 
 
+def test_run_hands_back_the_sigterm_and_sighup_handlers_it_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scriptgen_nb.cli import main
+
+    (tmp_path / "p.txt").write_text("A prompt\n")
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    args = ["run", str(tmp_path / "p.txt"), "--dry-run", "--emulator", "-m", "gemini-2.5-flash"]
+    assert main(args) == 0
+    assert "dry run: 1 request" in capsys.readouterr().out
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
 def test_help_lists_the_commands_and_the_emulators_own_options() -> None:
     top = scriptgen("--help")
     assert top.returncode == 0 and "demo" in top.stdout and "emulator" in top.stdout

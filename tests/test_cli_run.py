@@ -332,7 +332,7 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
     assert not (tmp_path / "r.jsonl").exists() and not call_log_in_tmp.exists()
 
 
-def test_ctrl_c_writes_the_results_so_far_and_exits_130(
+def test_ctrl_c_writes_the_results_so_far_exits_130_and_says_what_to_run_next(
     tmp_path: Path, env: dict[str, str], emulator: Emulator
 ) -> None:
     (tmp_path / "p.txt").write_text("Slow prompt one\nSlow prompt two\n")
@@ -351,7 +351,12 @@ def test_ctrl_c_writes_the_results_so_far_and_exits_130(
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
-    assert "Batch interrupted after 0 of 2 requests" in err
+    said = err.strip().splitlines()[-1]
+    assert said.startswith(
+        "scriptgen run: interrupted after 0 of 2 requests (2 not run); the results so far were "
+        "written to r.csv; `scriptgen retry "
+    ), err
+    assert said.endswith(" --failed` runs the rest.") and ".results" not in err  # Python's terms
     with (tmp_path / "r.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["id"], r["error_kind"]) for r in rows] == [("0", "not_run"), ("1", "not_run")]

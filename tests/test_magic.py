@@ -74,6 +74,22 @@ def test_output_variable_blocks_and_the_log(shell: Any, call_log_in_tmp: Path) -
     assert counted["n"].iloc[0] == 2
 
 
+def test_sql_runs_the_query_exactly_as_typed(shell: Any, call_log_in_tmp: Path) -> None:
+    cell(shell, f"batch --model {MODEL}", "A script about tides\nA script about moss\n")
+
+    def first(query: str) -> Any:
+        return line(shell, f"sql {query}").iloc[0, 0]
+
+    # A literal that is also a column's name stays a literal (split and re-joined, it compared
+    # the column with itself and matched every row).
+    assert first("SELECT count(*) FROM result WHERE model = 'model'") == 0
+    assert first(f"SELECT count(*) FROM result WHERE model = '{MODEL}'") == 2
+    assert first("SELECT count(*) FROM result WHERE error_kind = 'timeout'") == 0
+    assert first("SELECT 'it''s  two  spaces' AS said") == "it's  two  spaces"
+    db = f"--db '{call_log_in_tmp}'"
+    assert first(f"""{db} SELECT count(*) FROM result WHERE text NOT LIKE '%"never"%'""") == 2
+
+
 def test_over_renders_the_cell_per_row(shell: Any, fast_emulator: Any) -> None:
     shell.user_ns["chapters"] = pd.DataFrame(
         {"id": ["c1", "c2"], "title": ["Tides", "Moss"], "n": [1, 2]}

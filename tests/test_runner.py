@@ -343,6 +343,29 @@ def test_budget_stops_admission_before_it_would_be_crossed() -> None:
     assert "budget" in run.results[-1].error.message  # type: ignore[union-attr]
 
 
+def test_a_budget_with_many_in_flight_is_spent_as_far_as_with_one_and_never_crossed() -> None:
+    # Each call reserves ~$0.002 (1,000 output tokens) but costs $0.0005: at 16 in flight the
+    # reservations alone would cross $0.02 at the tenth request.
+    def budgeted_run(concurrency: int) -> Run:
+        backend = FakeBackend(
+            default=lambda r, m: Reply("x" * 40, "STOP", Usage(100, 200)),
+            latency_s=lambda r, m: 1.0 + int(r.id[1:]) % 7 * 0.3,
+        )
+        return Run(backend, [spec("a")], requests(100), concurrency=concurrency, budget_usd=0.02)
+
+    one, many = budgeted_run(1), budgeted_run(16)
+    spent_one = sum(r.cost_usd or 0.0 for r in one.results)
+    spent_many = sum(r.cost_usd or 0.0 for r in many.results)
+    assert many.backend.max_in_flight > 4  # really concurrent, not one at a time
+    assert spent_one <= spent_many <= 0.02
+    assert sum(r.success for r in many.results) >= sum(r.success for r in one.results) == 36
+    stopped = [r for r in many.results if not r.success]
+    assert stopped and {r.error.kind for r in stopped} == {"not_run"}  # type: ignore[union-attr]
+    assert all("budget" in r.error.message for r in stopped)  # type: ignore[union-attr]
+    (finished,) = many.of(BatchFinished)
+    assert finished.cost_usd == pytest.approx(spent_many)
+
+
 def test_results_keep_ids_indexes_usage_cost_and_timings() -> None:
     backend = FakeBackend(latency_s=lambda r, m: 3.0 - int(r.id[1:]))
     run = Run(backend, [spec("a")], requests(3))

@@ -39,7 +39,9 @@ examples:
   scriptgen run requests.jsonl --mode batch_api --out results.jsonl  # half price; waits
   cat prompts.txt | scriptgen run - --emulator --quiet --out -
 
-exit status: 0 all succeeded, 1 some failed (0 with --allow-failures), 2 usage error, 130 Ctrl-C
+exit status: 0 all succeeded, 1 some failed (0 with --allow-failures), 2 usage error,
+  130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (each: the calls in flight recorded, the results so far
+  written, `scriptgen retry BATCH_ID --failed` runs the rest)
 """
 RETRY_EXAMPLES = """\
 The requests are rebuilt from the call log (prompt, system, settings, schema) and sent again
@@ -49,7 +51,9 @@ examples:
   scriptgen retry 3f2a9c0d1e4b --failed --out fixed.jsonl
   scriptgen retry --failed --db calls.duckdb          # the latest batch in calls.duckdb
 
-exit status: 0 all succeeded, 1 some failed (0 with --allow-failures), 2 usage error, 130 Ctrl-C
+exit status: 0 all succeeded, 1 some failed (0 with --allow-failures), 2 usage error,
+  130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (each: the calls in flight recorded, the results so far
+  written, `scriptgen retry BATCH_ID --failed` runs the rest)
 """
 
 

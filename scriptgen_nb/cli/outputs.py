@@ -2,9 +2,10 @@
 
 Owns `output_path` (checked before anything is sent: a known suffix, an existing folder),
 `write_results` (a temporary file in the same folder, renamed over FILE only once complete, so
-a failure or Ctrl-C never leaves half a file) and `summary_table` (what `run` prints without
-`--out`). The rows are `ResultList.to_dataframe()`'s columns plus `cached` and the request's
-`metadata` (a CSV row or template hash: what leads a result back to its input).
+a failure or Ctrl-C never leaves half a file; FILE gets the mode a plain `open()` would give
+it) and `summary_table` (what `run` prints without `--out`). The rows are
+`ResultList.to_dataframe()`'s columns plus `cached` and the request's `metadata` (a CSV row or
+template hash: what leads a result back to its input).
 
 Parquet is written by DuckDB, which the package already needs, rather than by pyarrow, which
 it does not: an in-memory connection of its own, opened after the batch has ended, never the
@@ -16,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +66,8 @@ def write_results(results: ResultList, out: str) -> None:
         return
     path = Path(out)
     kind = FORMATS[path.suffix.lower()]
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, temporary = _create_beside(path)
+    mode = _mode_of_plain_open(path, fd)
     try:
         if kind == "parquet":
             os.close(fd)
@@ -75,11 +78,35 @@ def write_results(results: ResultList, out: str) -> None:
                     _write_jsonl(results, stream)
                 else:
                     _flat(results).to_csv(stream, index=False)
+        os.chmod(temporary, mode)  # DuckDB writes Parquet to a file of its own making
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, str]:
+    """A new empty file in `path`'s folder, for writing, created as `open()` creates files.
+
+    Its mode is 0666 less the umask, where `tempfile.mkstemp` makes 0600 whatever the umask:
+    renamed into place, that left results others were meant to read private to their writer.
+    """
+    while True:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(temporary)
+        except FileExistsError:  # 48 random bits taken: draw again
+            continue
+
+
+def _mode_of_plain_open(path: Path, fd: int) -> int:
+    """The mode `open(path, "w")` would leave: the file's own when it exists (truncating keeps
+    it), else that of a new file (`fd`'s, created with the umask applied)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
 
 
 def _write_jsonl(results: ResultList, stream: Any) -> None:

@@ -5,8 +5,9 @@
 results (`outputs.py`) or prints a table. `retry` re-runs a logged batch's failed and not-run
 requests (`commands.retry_plan`, as `%scriptgen retry --failed`). Exit status: 0 when every
 request succeeded, 1 when any failed (0 with `--allow-failures`), 2 for a usage or
-configuration error (nothing sent, nothing written), 130 after Ctrl-C (the results so far
-written). Errors are one line on stderr, naming the problem and what to do.
+configuration error (nothing sent, nothing written), 130 after Ctrl-C, 143 after SIGTERM and
+129 after SIGHUP (`signals.py`: the calls in flight recorded, the results so far written).
+Errors are one line on stderr, naming the problem and what to do.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..engine.errors import (
     ScriptgenError,
 )
 from .log import table
+from .signals import TerminationSignals
 
 if TYPE_CHECKING:  # the library is imported when a command runs, so `--help` stays quick
     from ..engine.values import GenerationRequest
@@ -88,6 +90,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
         return USAGE
 
     with ExitStack() as stack:
+        stop = stack.enter_context(TerminationSignals())
         try:
             from ..commands import check_tier
 
@@ -134,9 +137,13 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
         except ConfigurationError as exc:
             return fail(_one_line(str(exc)))
         except KeyboardInterrupt:
-            print(f"scriptgen {command}: interrupted before anything was sent.", file=sys.stderr)
-            return INTERRUPTED
-        return deliver(command, args, outcome)
+            print(
+                f"scriptgen {command}: {stop.stopped()} before anything was sent.", file=sys.stderr
+            )
+            return stop.exit_status(INTERRUPTED)
+        stop.hold()
+        outcome.stopped = stop.stopped()
+        return stop.exit_status(deliver(command, args, outcome))
 
 
 def _has_key(options: dict[str, Any]) -> bool:
@@ -196,13 +203,15 @@ def _dry_run(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> 
 
 @dataclass
 class Outcome:
-    """What a batch came to: its results, the interrupt that ended it early, the batch to
-    retry, and whether it ran by the Batch API."""
+    """What a batch came to: its results, the interrupt that ended it early (and how it was
+    stopped: interrupted, or by a signal), the batch to retry, and whether it ran by the Batch
+    API."""
 
     results: ResultList
     interrupted: BatchInterrupted | None = None
     batch_id: str | None = None
     by_batch_api: bool = False
+    stopped: str = "interrupted"
 
 
 def _generate(
@@ -297,7 +306,7 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
                 f"cancel {batch_id}` cancels them"
             )
         else:
-            message = _one_line(str(interrupted))
+            message = _stopped_early(interrupted, outcome, args.out)
         print(f"scriptgen {command}: {message}", file=sys.stderr)
         return INTERRUPTED if type(interrupted) is BatchInterrupted else FAILED
     failed = results.failed
@@ -311,6 +320,29 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
         file=sys.stderr,
     )
     return OK if args.allow_failures else FAILED
+
+
+def _stopped_early(interrupted: BatchInterrupted, outcome: Outcome, out: str | None) -> str:
+    """What ended a live batch early, how far it got, where its results are, what to run next.
+
+    Said in the terminal's terms: a command to run, not the exception's `.results`.
+    """
+    results = outcome.results
+    not_run = sum(1 for r in results if r.error is not None and r.error.kind == "not_run")
+    got = f"after {len(results) - not_run} of {len(results)} requests ({not_run} not run)"
+    kept = (
+        "the results so far are in the table above"
+        if out is None
+        else f"the results so far were written to {'stdout' if out == '-' else out}"
+    )
+    if type(interrupted) is not BatchInterrupted:  # the call log failed: say why
+        return f"{_one_line(interrupted.reason)} {got}; {kept}."
+    rest = (
+        f"`scriptgen retry {outcome.batch_id} --failed` runs the rest"
+        if outcome.batch_id
+        else "running the same command again sends only what has no result yet"
+    )
+    return f"{outcome.stopped} {got}; {kept}; {rest}."
 
 
 def _one_line(message: str) -> str:

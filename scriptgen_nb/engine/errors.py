@@ -93,7 +93,8 @@ class UnknownModelError(ConfigurationError):
 
 
 class BatchInterrupted(ScriptgenError):
-    """The batch was interrupted; `.results` holds every request, unfinished ones as not run."""
+    """The batch was interrupted; `.results` holds every request, unfinished ones as not run;
+    `.reason` says what stopped it (the message's start, which the terminal words its own way)."""
 
     def __init__(self, results: Sequence[Result], reason: str = "Batch interrupted") -> None:
         done = sum(1 for r in results if r.error is None or r.error.kind != "not_run")
@@ -102,6 +103,7 @@ class BatchInterrupted(ScriptgenError):
             "not_run. The finished results are in this exception's .results."
         )
         self.results = list(results)
+        self.reason = reason
 
 
 QuotaScope = Literal["minute", "day", "tokens"]

@@ -350,7 +350,10 @@ class BatchEngine:
                 elif isinstance(route, Wait):
                     self._ready.appendleft(work)
                     await self._sleep(route.seconds)
-                elif not self._within_budget(work, route.limiter.spec):
+                elif (budget := self._budget_verdict(work, route.limiter.spec)) == "wait":
+                    self._ready.appendleft(work)
+                    await self._sleep(None)  # until an attempt ends and its real cost is known
+                elif budget == "stop":
                     self._finish(work, None, self._stop_reason)
                 else:
                     slot = route.limiter.admit(now, work.tokens)
@@ -428,29 +431,39 @@ class BatchEngine:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    def _within_budget(self, work: _Work, spec: ModelSpec) -> bool:
+    def _budget_verdict(self, work: _Work, spec: ModelSpec) -> Literal["go", "wait", "stop"]:
+        """Whether `work` may be sent now without the budget ever being crossed.
+
+        Each admitted attempt reserves its expected cost (input estimate plus its output cap)
+        until it ends. When the reservations in flight leave no room, the request waits for
+        them to settle: most calls cost far less than their cap, so deciding on them would end
+        a concurrent batch long before its budget is spent. The batch stops only when the
+        request cannot fit even with nothing in flight; on "go" its reservation is taken.
+        """
         budget = self.config.budget_usd
         if budget is None:
-            return True
+            return "go"
         expected = Usage(
             work.tokens, work.request.max_output_tokens or self.config.expected_output_tokens
         )
         reserve = spec.cost_usd(expected, at=self._wall())
         if reserve is None:  # the price is unknown: no budget can be kept with this model
             self._stop(Failure("not_run", f"{spec.name}'s price is unknown: no budget can be kept"))
-            return False
-        if self._spent_usd + self._reserved_usd + reserve > budget:
+            return "stop"
+        if self._spent_usd + reserve > budget:
             self._stop(
                 Failure(
                     "not_run",
-                    f"the budget of ${budget:.4f} would be crossed "
-                    f"(spent ${self._spent_usd:.4f}, ${self._reserved_usd:.4f} in flight)",
+                    f"the budget of ${budget:.4f} would be crossed: ${self._spent_usd:.4f} "
+                    f"spent, and the next request may cost up to ${reserve:.4f}",
                 )
             )
-            return False
+            return "stop"
+        if self._tasks and self._spent_usd + self._reserved_usd + reserve > budget:
+            return "wait"
         work.reserved_usd = reserve
         self._reserved_usd += reserve
-        return True
+        return "go"
 
     # --- attempts ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -224,14 +225,13 @@ class ScriptgenMagics(Magics):
 
     @line_cell_magic
     def scriptgen(self, line: str, cell: str | None = None) -> Any:
-        words = shlex.split(line)
-        if not words:
+        command, rest = _command_of(line)
+        if not command:
             raise UsageError(f"Say what to do: batch (cell), or {', '.join(LINES)}.\n{_help()}")
-        command, rest = words[0], words[1:]
         if cell is not None:
             if command != "batch":
                 raise UsageError(f"%%scriptgen runs 'batch' only, not {command!r}.")
-            args = BATCH.parse_args(rest)
+            args = BATCH.parse_args(shlex.split(rest))
             if args.awaited:
                 raise UsageError("--await needs the input transformer: run %load_ext scriptgen_nb.")
             return self.run_batch(args, cell)
@@ -240,7 +240,9 @@ class ScriptgenMagics(Magics):
         handler: Callable[[argparse.Namespace], Any] | None = getattr(self, f"_{command}", None)
         if command not in LINES or handler is None:
             raise UsageError(f"Unknown command {command!r}; use one of: batch, {', '.join(LINES)}.")
-        return handler(LINES[command].parse_args(rest))
+        if command == "sql":
+            return handler(_sql_arguments(rest))
+        return handler(LINES[command].parse_args(shlex.split(rest)))
 
     # --- batches -------------------------------------------------------------------------
 
@@ -332,10 +334,9 @@ class ScriptgenMagics(Magics):
         return log.usage_report(since=args.since)
 
     def _sql(self, args: argparse.Namespace) -> pd.DataFrame:
-        query = " ".join(args.query).strip()
-        if not query:
+        if not args.query:
             raise UsageError("%scriptgen sql needs a query: %scriptgen sql SELECT ...")
-        return self._log(args.db).sql(query)
+        return self._log(args.db).sql(args.query)
 
     def _models(self, args: argparse.Namespace) -> pd.DataFrame:
         """The catalogue in use, with the limits remembered for this endpoint and key and what
@@ -470,6 +471,34 @@ def _usage_errors() -> Iterator[None]:
         yield
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _command_of(line: str) -> tuple[str, str]:
+    """A magic line's command word and the rest of the line, as typed."""
+    words = line.split(maxsplit=1)
+    if not words:
+        return "", ""
+    return words[0], words[1] if len(words) > 1 else ""
+
+
+# `%scriptgen sql`'s own option, before the query: `--db PATH` or `--db=PATH`, PATH maybe quoted.
+_SQL_OPTION = re.compile(r"""\s*--db(?:=|\s+)(?:"[^"]*"|'[^']*'|\S+)""")
+
+
+def _sql_arguments(rest: str) -> argparse.Namespace:
+    """`%scriptgen sql [--db PATH] QUERY`: the options, and the query exactly as typed.
+
+    Only the options are split like a shell line: splitting the query would strip its quotes,
+    so `error_kind = 'timeout'` would name a column, and a literal equal to a column's name
+    would silently compare two columns.
+    """
+    options: list[str] = []
+    while match := _SQL_OPTION.match(rest):
+        options.extend(shlex.split(match.group()))
+        rest = rest[match.end() :]
+    args = LINES["sql"].parse_args(options)
+    args.query = rest.strip()
+    return args
 
 
 def _session_endpoint() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The call log with real processes: kill -9 then resume, two writers on one file, Ctrl-C.
+"""The call log with real processes: kill -9 then resume, two writers on one file, Ctrl-C,
+SIGTERM and SIGHUP to `scriptgen run`.
 
 Each batch runs in a child process (a small script written into the test's tmp folder) against
 an emulator running in this process, whose counters are the outside view: a kill or a signal
@@ -26,6 +27,7 @@ import pytest
 import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.store.database import Database
+from tests.test_cli_run import jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -491,3 +493,84 @@ def test_sigint_mid_batch_raises_batch_interrupted_and_marks_the_batch_cancelled
     calls = count(db, "SELECT count(*) FROM ai_api_call WHERE batch_id = ?", [row["batch_id"]])
     assert calls == sent
     assert_rows_whole(db)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_to_scriptgen_run_stops_it_like_ctrl_c_and_a_rerun_pays_only_the_rest(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    db_path, out = tmp_path / "log.duckdb", tmp_path / "r.jsonl"
+    n = 40
+    model = "gemini-3.5-flash-lite"  # a catalogue model, so the command knows its price
+    texts = prompts(f"{stop.name} run", n)
+    (tmp_path / "p.txt").write_text("".join(f"{text}\n" for text in texts))
+    command = [sys.executable, "-m", "scriptgen_nb.cli", "run", "p.txt", "-m", model, "-c", "4"]
+    command += ["--db", str(db_path), "--out", out.name]
+    with emulator(**{model: ModelConfig(latency_base_s=0.3, latency_jitter_s=0.1)}) as emu:
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "SCRIPTGEN_MODELS")
+        }
+        env.update(GEMINI_API_KEY=KEY, GOOGLE_GEMINI_BASE_URL=emu.base_url, SCRIPTGEN_TIER="tier1")
+        stderr_path = tmp_path / "run.stderr"
+        with stderr_path.open("w") as stderr:
+            proc = subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        child = Child(proc, stderr_path)
+        try:
+            # As for SIGINT: the 10th request is sent only once 6 have been answered.
+            wait_until(
+                lambda: (
+                    model_counters(emu, model)["requests"] >= 10
+                    and model_counters(emu, model)["in_flight"] > 0
+                ),
+                20.0,
+                "answers given with requests in flight",
+                child,
+            )
+            proc.send_signal(stop)
+            proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wait_until(lambda: model_counters(emu, model)["in_flight"] == 0, 5.0, "in-flight drain")
+        sent = model_counters(emu, model)["requests"]
+        sent_before = {text: emu.attempts_for(text) for text in texts}
+        first = jsonl(out)
+        rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        sent_after = {text: emu.attempts_for(text) for text in texts}
+
+    said = child.stderr().strip().splitlines()[-1]
+    assert proc.returncode == 128 + stop.value, child.stderr()  # 143, 129: not killed outright
+    answered = {int(row["id"]) for row in first if row["success"]}
+    assert [row["id"] for row in first] == [str(i) for i in range(n)]  # written whole
+    assert {row["error_kind"] for row in first if not row["success"]} == {"not_run"}
+    assert 0 < len(answered) < n and sent < n
+    assert said.startswith(
+        f"scriptgen run: stopped by {stop.name} after {len(answered)} of {n} requests "
+        f"({n - len(answered)} not run); the results so far were written to r.jsonl; "
+        "`scriptgen retry "
+    ), said
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+    db = Database(db_path)
+    row = batch_of(db, proc.pid)
+    assert row["status"] == "cancelled" and not pd_isna(row["finished_at"])
+    assert row["success_count"] == len(answered) and row["request_count"] == n
+    batch = [row["batch_id"]]
+    # Every call sent is on record, those cut off in flight included.
+    assert count(db, "SELECT count(*) FROM ai_api_call WHERE batch_id = ?", batch) == sent
+    cut_off = "SELECT count(*) FROM ai_api_call WHERE batch_id = ? AND error_kind = 'not_run'"
+    assert count(db, cut_off, batch) > 0
+    assert count(db, "SELECT count(*) FROM result WHERE batch_id = ?", batch) == n
+    assert_rows_whole(db)
+
+    # The re-run sends only what was not answered, each once; the answers come from the log.
+    assert rerun.returncode == 0, rerun.stderr
+    again = jsonl(out)
+    assert all(r["success"] for r in again)
+    assert {int(r["id"]) for r in again if r["cached"]} == answered
+    resent = {i for i, text in enumerate(texts) if sent_after[text] != sent_before[text]}
+    assert resent == set(range(n)) - answered
+    assert all(sent_after[texts[i]] == sent_before[texts[i]] + 1 for i in resent)
