@@ -22,7 +22,7 @@ from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
 from .engine.errors import ConfigurationError, MissingApiKeyError
-from .engine.identity import key_fingerprint
+from .engine.identity import checked_api_key, key_fingerprint
 from .engine.listing import endpoint_models
 from .engine.models import Listing, ModelCatalogue, ModelSpec, default_catalogue, ladder_notices
 from .engine.policy import Backoff, RetryPolicy, plan_concurrency
@@ -169,11 +169,14 @@ class BatchOptions:
     def resolved_api_key(self) -> str:
         """The key to send with: `api_key`, else GEMINI_API_KEY / GOOGLE_API_KEY; none is an
         error that names them and the emulator. The one place keys are resolved (live calls
-        and the Batch API alike)."""
-        key = self.api_key or next((os.environ[k] for k in ENV_KEYS if os.environ.get(k)), None)
-        if not key:
-            raise MissingApiKeyError()
-        return key
+        and the Batch API alike), so each is checked here before anything is sent: a pasted
+        newline around it is dropped, a character no HTTP header can carry is refused."""
+        given = [("api_key=", self.api_key), *((k, os.environ.get(k)) for k in ENV_KEYS)]
+        for source, value in given:
+            key = checked_api_key(value, source) if value is not None else ""
+            if key:
+                return key
+        raise MissingApiKeyError()
 
     def resolved_base_url(self) -> str | None:
         """Where to send: `base_url`, else GOOGLE_GEMINI_BASE_URL, else None (Google)."""

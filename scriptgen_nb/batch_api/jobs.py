@@ -30,7 +30,7 @@ from typing import Any
 from google.genai import Client, _common, errors, types
 from google.genai import batches as sdk_batches
 
-from ..engine.backend import API_VERSION, backend_error_from, generation_config
+from ..engine.backend import API_VERSION, backend_error_from, generation_config, scrubbed
 from ..engine.errors import BackendError, InvalidApiKeyError
 from ..engine.values import GenerationRequest
 from ..store import batch_jobs
@@ -186,6 +186,7 @@ class JobService:
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self._client = Client(api_key=api_key, http_options=options)
+        self.__api_key = api_key  # for scrubbing messages only; never in repr
 
     def __repr__(self) -> str:
         return "JobService()"
@@ -194,14 +195,14 @@ class JobService:
         try:
             return what()
         except errors.APIError as exc:
-            error = backend_error_from(exc)
+            error = scrubbed(backend_error_from(exc), self.__api_key)
             if error.api_key_invalid:
                 raise InvalidApiKeyError(error.message) from None
             raise error from None
         except BackendError:
             raise
         except Exception as exc:
-            raise backend_error_from(exc) from None
+            raise scrubbed(backend_error_from(exc), self.__api_key) from None
 
     def create(self, model: str, src: Any, name: str) -> types.BatchJob:
         return self._call(
