@@ -21,7 +21,7 @@ from . import __version__
 from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
-from .engine.errors import ConfigurationError, MissingApiKeyError
+from .engine.errors import ConfigurationError, MissingApiKeyError, RequestRefused
 from .engine.identity import checked_api_key, key_fingerprint
 from .engine.listing import endpoint_models
 from .engine.models import Listing, ModelCatalogue, ModelSpec, default_catalogue, ladder_notices
@@ -225,8 +225,17 @@ class BatchOptions:
                 return None
         return open_database(self.db)
 
-    def prepare(self, requests: Iterable[GenerationRequest]) -> PreparedBatch:
-        """Build everything a run needs; configuration errors surface here, before any call."""
+    def prepare(
+        self,
+        requests: Iterable[GenerationRequest],
+        *,
+        refused: Callable[[], ConfigurationError | None] | None = None,
+    ) -> PreparedBatch:
+        """Build everything a run needs; configuration errors surface here, before any call.
+
+        `refused`: for requests checked as they are taken (a generator), the refusal that ended
+        them, if one did (see `PreparedBatch.stream`).
+        """
         ladder, notices = self.ladder_and_notices()
         plan = plan_concurrency(self.max_concurrency, ladder)
         log = self.open_log()
@@ -268,7 +277,7 @@ class BatchOptions:
             cancel=cancel,
             resolve=session.resolve if session else None,
         )
-        return PreparedBatch(engine, requests, total, session, progress)
+        return PreparedBatch(engine, requests, total, session, progress, refused)
 
     def _batch_info(self, config: EngineConfig, backend: Backend, fingerprint: str) -> BatchInfo:
         return BatchInfo(
@@ -293,6 +302,7 @@ class PreparedBatch:
     total: int | None
     session: BatchSession | None
     progress: ProgressFrontend | None = None
+    refused: Callable[[], ConfigurationError | None] | None = None
 
     @contextmanager
     def progress_shown(self) -> Iterator[None]:
@@ -311,21 +321,30 @@ class PreparedBatch:
             self.progress.close()
 
     async def stream(self) -> AsyncIterator[Result]:
-        """Run the batch, yielding results as they finish; closes the backend and the log."""
+        """Run the batch, yielding results as they finish; closes the backend and the log.
+
+        A request refused when it was reached (`refused`) ended the requests there: once those
+        taken have run to their end, the batch is logged failed and `RequestRefused` raised.
+        """
+        taken = 0
         try:
             async for result in self.engine.stream(self.requests, self.total):
+                taken += 1
                 yield result
         finally:
             await self.engine.backend.aclose()
+            refusal = self.refused() if self.refused is not None else None
             if self.session is not None:
                 # "running" here means the engine never got to end the batch: it failed.
-                failed = self.engine.status in ("running", "failed")
+                failed = self.engine.status in ("running", "failed") or refusal is not None
                 try:
                     await asyncio.to_thread(self.session.close, failed=failed)
                 except StoreError:
                     if not failed:
                         raise
                     # The batch already failed (most likely on this same log): its error wins.
+        if refusal is not None:
+            raise RequestRefused(refusal, taken)
 
 
 def _is_number(value: object, *, minimum: float) -> bool:

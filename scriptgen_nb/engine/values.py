@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -90,6 +91,8 @@ def _check_request(request: GenerationRequest) -> None:
             f"A request's id must be a non-empty string, not {request.id!r}; create requests "
             "with create_batch_requests (it turns integer ids into strings)."
         )
+    for name in _TEXT_FIELDS:
+        check_encodable(getattr(request, name), name, where)
     if not isinstance(request.prompt, str):
         raise ConfigurationError(
             f"{where}: the prompt is a {type(request.prompt).__name__}, not text; pass a string."
@@ -220,6 +223,58 @@ def _safety_settings(request: GenerationRequest, where: str) -> tuple[Mapping[st
                 f"a threshold (and optionally a method) as strings, e.g. {example}."
             )
     return tuple(value)
+
+
+# Every field whose text is sent, hashed or logged (the schema is checked with its JSON Schema,
+# `verdict.json_schema_of`).
+_TEXT_FIELDS = (
+    "id",
+    "prompt",
+    "operation",
+    "project_id",
+    "system",
+    "model",
+    "stop_sequences",
+    "safety_settings",
+    "metadata",
+)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def check_encodable(value: object, name: str, where: str) -> None:
+    """Refuse text (also inside mappings, lists and tuples) holding a lone surrogate, naming
+    where it is: UTF-8 cannot encode one, so the request could be neither hashed, logged nor
+    sent. Text decoded with errors="surrogateescape", or JSON with an unpaired "\\ud800" escape,
+    brings them in."""
+    found = _lone_surrogate(value, name)
+    if found is None:
+        return
+    path, char, position = found
+    raise ConfigurationError(
+        f"{where}: {path} holds a lone surrogate (U+{ord(char):04X}) at character {position}, "
+        "which UTF-8 cannot encode, so it can be neither sent nor logged. Decode the source "
+        "as UTF-8 (a file read with errors='surrogateescape' or JSON with an unpaired \\ud800 "
+        "escape brings them), or clean the text: text.encode('utf-8', 'replace').decode()."
+    )
+
+
+def _lone_surrogate(value: object, path: str) -> tuple[str, str, int] | None:
+    """(where, the surrogate, its 1-based character) of the first lone surrogate, or None."""
+    if isinstance(value, str):
+        match = _SURROGATE.search(value)
+        return None if match is None else (path, match.group(), match.start() + 1)
+    if isinstance(value, Mapping):
+        parts = [(f"a key of {path}", k) for k in value]
+        parts += [(f"{path}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        parts = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+    else:
+        return None
+    for where, part in parts:
+        found = _lone_surrogate(part, where)
+        if found is not None:
+            return found
+    return None
 
 
 # More tokens than any one call can use (input limits are about 1M): a figure above it is garbage.

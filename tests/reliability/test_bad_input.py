@@ -46,6 +46,7 @@ from scriptgen_nb.engine.values import GenerationRequest, Usage
 from scriptgen_nb.jupyter import cells
 from scriptgen_nb.jupyter.endpoint import SESSION
 from scriptgen_nb.store import Database, StoreError
+from scriptgen_nb.store.session import LOOKAHEAD
 from tests.script_writer import fake
 
 LADDER = [sg.ModelSpec("fake-model", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)]
@@ -214,6 +215,40 @@ API_CASES = [
         settings={"temprature": 0.2},
         by_hand=None,
     ),
+    # Lone surrogates (text decoded with errors="surrogateescape", JSON's unpaired "\ud800"):
+    # UTF-8 cannot encode them, so hashing, logging or sending such a request used to crash
+    # the batch; they are refused, naming the request, its position, the field and the place.
+    Case(
+        "lone-surrogate-in-a-prompt",
+        r"Prompt #1: Request '1': prompt holds a lone surrogate \(U\+D800\) at character 7",
+        prompts=["Write about tides.", "Write \ud800 about moss."],
+        by_hand=r"Request 'r1': prompt holds a lone surrogate \(U\+D800\) at character 7",
+    ),
+    Case(
+        "lone-surrogate-in-an-id",
+        r"Request 'a\\udcff': id holds a lone surrogate \(U\+DCFF\)",
+        prompts=[{"id": "a\udcff", "prompt": "Write about tides."}],
+    ),
+    Case(
+        "lone-surrogate-in-the-system-instruction",
+        "system holds a lone surrogate",
+        settings={"system": "Be \udcff brief."},
+    ),
+    Case(
+        "lone-surrogate-in-metadata",
+        r"metadata\['title'\] holds a lone surrogate",
+        settings={"metadata": {"title": "Tides \ud83d"}},
+    ),
+    Case(
+        "lone-surrogate-in-a-stop-sequence",
+        r"stop_sequences\[1\] holds a lone surrogate",
+        settings={"stop_sequences": ["END", "\udfff"]},
+    ),
+    Case(
+        "lone-surrogate-in-the-schema",
+        r"schema: the schema\['description'\] holds a lone surrogate",
+        settings={"schema": {"type": "object", "description": "A \ud800 caption"}},
+    ),
     Case("timeout-zero", "timeout_s must be positive", options={"timeout_s": 0}),
     Case("max-attempts-zero", "max_attempts must be at least 1", options={"max_attempts": 0}),
     Case("routing-unknown", "routing='fast'", options={"routing": "fast"}),
@@ -306,6 +341,45 @@ def test_a_bad_request_from_a_generator_is_refused_when_it_is_reached(tmp_path: 
     with pytest.raises(ConfigurationError, match="not a GenerationRequest"):
         sg.batch_generate((p for p in ["x"]), backend=backend, db=False)  # type: ignore[misc]
     assert backend.calls == []
+
+
+def _prompts_then_one_that_cannot_be_encoded(fine: int) -> Iterator[str]:
+    """`fine` prompts, then one holding a lone surrogate, then one more that must never be taken."""
+    yield from (f"Write about item {i}." for i in range(fine))
+    yield "Write about \ud800."
+    yield "Never taken."
+
+
+def test_a_request_a_generator_cannot_encode_keeps_the_results_taken_before_it(
+    tmp_path: Path,
+) -> None:
+    """Decided (docs/reliability.md): a list is refused whole before anything is sent; from a
+    generator, the refused request ends the batch's intake there, and what was taken before it
+    runs to its end (calls in flight are not cut off: they are paid for), is logged, and comes
+    back in `RequestRefused.results`. Nothing after it is taken."""
+    fine = LOOKAHEAD + 44  # read in the call log's second lookahead, with calls in flight
+    backend = FakeBackend(latency_s=0.02)
+    db = tmp_path / "log.duckdb"
+    requests = sg.create_batch_requests(_prompts_then_one_that_cannot_be_encoded(fine))
+    with pytest.raises(sg.RequestRefused, match=f"Prompt #{fine}: .*lone surrogate") as refused:
+        sg.batch_generate(requests, backend=backend, db=db, models=LADDER, max_concurrency=16)
+    assert isinstance(refused.value, ConfigurationError)
+    assert f"the {fine} taken before it ran to their end" in str(refused.value)
+    results = refused.value.results
+    assert [r.id for r in results] == [str(i) for i in range(fine)]
+    assert all(r.success for r in results)  # none was cut off in flight
+    assert sorted(int(rid) for _, rid in backend.calls) == list(range(fine))  # each sent once
+    log = Database(db)
+    assert log.rows("SELECT status, request_count FROM batch_log") == [("failed", fine)]
+    assert log.rows("SELECT count(*), count(*) FILTER (WHERE success) FROM result") == [
+        (fine, fine)
+    ]
+    # Without a call log, and streamed: what came before is handed out, then the refusal.
+    streamed: list[Any] = []
+    with pytest.raises(sg.RequestRefused, match=r"Prompt #3: .*were handed out"):
+        requests = sg.create_batch_requests(_prompts_then_one_that_cannot_be_encoded(3))
+        streamed.extend(sg.iter_generate(requests, backend=FakeBackend(), db=False, models=LADDER))
+    assert sorted(r.id for r in streamed) == ["0", "1", "2"] and all(r.success for r in streamed)
 
 
 def test_a_prompt_over_the_input_limit_is_a_too_large_result_and_is_never_sent(
