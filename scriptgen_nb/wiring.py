@@ -9,7 +9,6 @@ listeners. The engine knows none of this.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from . import __version__
 from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
+from .engine.checks import check_number
 from .engine.errors import ConfigurationError, MissingApiKeyError, RequestRefused
 from .engine.identity import checked_api_key, key_fingerprint
 from .engine.listing import endpoint_models
@@ -94,14 +94,15 @@ class BatchOptions:
                 f"cache={self.cache!r}: use 'use' (serve earlier answers), 'refresh' (ask "
                 "again, keep the new answer) or 'off' (neither read nor write the cache)."
             )
-        if self.budget_usd is not None and not _is_number(self.budget_usd, minimum=0.0):
+        check_number("budget_usd", self.budget_usd, low=0, optional=True, unit="US dollars")
+        check_number("timeout_s", self.timeout_s, low=0, above=True, unit="seconds")
+        check_number("max_attempts", self.max_attempts, low=1, whole=True, unit="attempts")
+        check_number("overload_patience_s", self.overload_patience_s, low=0, above=True)
+        check_number("chunk_size", self.chunk_size, low=1, whole=True, optional=True)
+        if not isinstance(self.backoff, Backoff):
             raise ConfigurationError(
-                f"budget_usd must not be negative: give a number of US dollars, 0 or more (got "
-                f"{self.budget_usd!r})."
-            )
-        if not _is_number(self.timeout_s, minimum=0.0) or self.timeout_s == 0:
-            raise ConfigurationError(
-                f"timeout_s must be positive: give a number of seconds (got {self.timeout_s!r})."
+                f"backoff={self.backoff!r}: pass scriptgen_nb.engine.policy.Backoff(initial_s, "
+                "factor, max_s)."
             )
         callables: list[tuple[str, object]] = []
         if self.on_progress is not None:
@@ -345,16 +346,6 @@ class PreparedBatch:
                     # The batch already failed (most likely on this same log): its error wins.
         if refusal is not None:
             raise RequestRefused(refusal, taken)
-
-
-def _is_number(value: object, *, minimum: float) -> bool:
-    """A real, finite number at least `minimum` (not a bool, not text, not NaN)."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= minimum
-    )
 
 
 def progress_listener(on_progress: Callable[[int, int | None], None]) -> Listener:

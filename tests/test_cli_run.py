@@ -319,6 +319,13 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         ("run", "p.txt", "--out", "no/r.csv"): "--out no/r.csv: the folder no does not exist",
         ("run", "p.txt", "-m", "gemini-9-ultra", *out): "Unknown model 'gemini-9-ultra'",
         ("run", "p.txt", "--deadline", "2h", *out): "deadline='2h' is for mode='auto'",
+        ("run", "p.txt", "--timeout", "nan", *out): (
+            "timeout_s=nan is not a number (NaN): timeout_s must be positive (a number of seconds)"
+        ),
+        ("run", "p.txt", "--max-attempts", "0", *out): (
+            "max_attempts=0 is out of range: max_attempts must be at least 1"
+        ),
+        ("run", "p.txt", "--budget", "inf", *out): "budget_usd=inf is infinite: budget_usd must",
         ("run", "p.txt", "--schema", "nothing:Here", *out): "--schema nothing:Here: cannot import",
         ("retry", "b-nope", "--failed"): "no call log at",
         ("retry", "b-nope"): "the following arguments are required: --failed",

@@ -4,18 +4,18 @@ Everything here is a frozen, slotted dataclass: values are shared between the en
 its listeners (the progress panel, the DuckDB recorder, a terminal bar), and nobody may change
 them after the fact. A request checks its own fields when it is made, so a bad setting is a
 `ConfigurationError` before anything is sent (DESIGN rule 3), never a failure per request. This
-module imports nothing from the rest of the package but the exception tree (`errors.py`).
+module imports nothing from the rest of the package but the exception tree (`errors.py`) and
+the number check (`checks.py`).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .checks import check_number
 from .errors import ConfigurationError
 
 # A response schema: a Pydantic model class or a JSON Schema dict.
@@ -129,41 +129,18 @@ def _check_real(
     request: GenerationRequest, where: str, name: str, bounds: tuple[float, float]
 ) -> None:
     value = getattr(request, name)
-    if value is None:
-        return
     low, high = bounds
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or not low <= float(value) <= high
-    ):
-        raise ConfigurationError(
-            f"{where}: {name}={value!r} is out of range; Gemini accepts a number from {low:g} "
-            f"to {high:g} (or None for the model's default)."
-        )
-    if type(value) not in (int, float):  # e.g. numpy.float64: stored and keyed as a float
-        object.__setattr__(request, name, float(value))
+    check_number(name, value, low=low, high=high, optional=True, where=f"{where}: ")
+    if value is not None and type(value) not in (int, float):  # e.g. numpy.float64
+        object.__setattr__(request, name, float(value))  # stored and keyed as a float
 
 
 def _check_int(
     request: GenerationRequest, where: str, name: str, low: int, high: int | None
 ) -> None:
     value = getattr(request, name)
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or int(value) < low
-        or (high is not None and int(value) > high)
-    ):
-        allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise ConfigurationError(
-            f"{where}: {name}={value!r} is not allowed; use a whole number {allowed} "
-            "(or None for the model's default)."
-        )
-    if type(value) is not int:  # e.g. numpy.int64
+    check_number(name, value, low=low, high=high, whole=True, optional=True, where=f"{where}: ")
+    if value is not None and type(value) is not int:  # e.g. numpy.int64
         object.__setattr__(request, name, int(value))
 
 
