@@ -42,6 +42,7 @@ _EXPORTS = {
     "ConfigurationError": "engine.errors",
     "InvalidApiKeyError": "engine.errors",
     "MissingApiKeyError": "engine.errors",
+    "RequestRefused": "engine.errors",
     "ScriptgenError": "engine.errors",
     "ServiceRefusedError": "engine.errors",
     "UnknownModelError": "engine.errors",

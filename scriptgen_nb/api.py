@@ -25,7 +25,7 @@ from google.genai import types
 from .batch_api import run as batch_run
 from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import BatchPlan, plan_batch
-from .engine.errors import BatchInterrupted, ConfigurationError
+from .engine.errors import BatchInterrupted, ConfigurationError, RequestRefused
 from .engine.runner import CancelToken
 from .engine.values import GenerationRequest, Result, Schema
 from .engine.verdict import json_schema_of
@@ -135,7 +135,10 @@ def _to_request(index: int, prompt: Prompt, defaults: Mapping[str, Any]) -> Gene
     merged["id"] = _request_id(index, fields)
     if fields.get("schema") is not None:
         json_schema_of(fields["schema"])
-    return GenerationRequest(**merged)  # its own checks name the request by its id
+    try:
+        return GenerationRequest(**merged)  # its own checks name the request by its id
+    except ConfigurationError as exc:  # ... and the position names it in a generator or file
+        raise ConfigurationError(f"Prompt #{index}: {exc}") from None
 
 
 def _request_id(index: int, fields: Mapping[str, Any]) -> str:
@@ -215,11 +218,29 @@ def _check_safety(settings: Iterable[Mapping[str, str]]) -> None:
                 raise ConfigurationError(f"Unknown safety {name} {value!r}; use one of: {known}.")
 
 
-def _checked_lazily(requests: Iterable[GenerationRequest]) -> Iterator[GenerationRequest]:
+class _CheckedLazily:
     """A generator's requests, each checked as the engine takes it (duplicates are not:
-    remembering every id would defeat the bounded memory a generator is for)."""
-    for position, request in enumerate(requests):
-        yield _check_one(position, request)
+    remembering every id would defeat the bounded memory a generator is for).
+
+    A request that is refused (by its check, or by the generator failing to make it) ends the
+    requests there, so the batch lets those it took run to their end instead of cutting off
+    calls already paid for; `refused()` is then the error, raised once they have (as
+    `RequestRefused`, wiring.PreparedBatch.stream).
+    """
+
+    def __init__(self, requests: Iterable[GenerationRequest]) -> None:
+        self._requests = requests
+        self._refusal: ConfigurationError | None = None
+
+    def __iter__(self) -> Iterator[GenerationRequest]:
+        try:
+            for position, request in enumerate(self._requests):
+                yield _check_one(position, request)
+        except ConfigurationError as exc:
+            self._refusal = exc
+
+    def refused(self) -> ConfigurationError | None:
+        return self._refusal
 
 
 def _checked(requests: Iterable[GenerationRequest]) -> Iterable[GenerationRequest]:
@@ -228,7 +249,18 @@ def _checked(requests: Iterable[GenerationRequest]) -> Iterable[GenerationReques
     if isinstance(requests, Sequence):
         check_requests(requests)
         return requests
-    return _checked_lazily(requests)
+    return _CheckedLazily(requests)
+
+
+def _checked_list(requests: Iterable[GenerationRequest]) -> list[GenerationRequest]:
+    """Every request, checked, in a list (a generator read whole), before anything is sent."""
+    source = _checked(requests)
+    checked = list(source)
+    refusal = source.refused() if isinstance(source, _CheckedLazily) else None
+    if refusal is not None:
+        raise refusal
+    check_requests(checked)
+    return checked
 
 
 def _check_pinned(requests: Iterable[GenerationRequest], options: BatchOptions) -> None:
@@ -253,7 +285,8 @@ def _prepare(requests: Iterable[GenerationRequest], options: dict[str, Any]) -> 
     requests = _checked(requests)
     batch_options = BatchOptions.from_options(options)
     _check_pinned(requests, batch_options)
-    return batch_options.prepare(requests)
+    refused = requests.refused if isinstance(requests, _CheckedLazily) else None
+    return batch_options.prepare(requests, refused=refused)
 
 
 async def aiter_generate(
@@ -302,6 +335,8 @@ async def abatch_generate(
             raise BatchInterrupted(_in_order(collected)) from None
         except StoreError as exc:
             raise CallLogFailed(_in_order(collected), exc) from exc
+        except RequestRefused as exc:
+            raise RequestRefused(exc.refusal, exc.taken, _in_order(collected)) from None
     return _in_order(collected)
 
 
@@ -343,6 +378,8 @@ def batch_generate(
         raise BatchInterrupted(_in_order(collected)) from None
     except StoreError as exc:
         raise CallLogFailed(_in_order(collected), exc) from exc
+    except RequestRefused as exc:
+        raise RequestRefused(exc.refusal, exc.taken, _in_order(collected)) from None
     return _in_order(collected)
 
 
@@ -417,8 +454,7 @@ def planned_batch(
     `create_log=False` (a dry run) reads the call log's measured turnaround only when the log
     exists, so planning never leaves a file behind.
     """
-    checked = list(_checked(requests))
-    check_requests(checked)
+    checked = _checked_list(requests)
     batch_options = BatchOptions.from_options(options)
     _check_pinned(checked, batch_options)
     settings = batch_options.batch_api or BatchApiSettings()

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, conlist, create_model
 
 from .api import batch_generate, create_batch_requests
+from .engine.checks import check_number
 from .engine.errors import BatchInterrupted, ConfigurationError
 from .engine.values import BatchFinished, BatchStarted, Event, Failure, Result
 from .outline import OutlineSource, read_outline
@@ -205,10 +206,7 @@ def create_project(
     """
     if not isinstance(title, str) or not title.strip():
         raise ConfigurationError("A project needs a title.")
-    if isinstance(target_length_s, bool) or not isinstance(target_length_s, int):
-        raise ConfigurationError(f"target_length_s must be whole seconds, not {target_length_s!r}")
-    if target_length_s < 1:
-        raise ConfigurationError(f"target_length_s must be positive, not {target_length_s}")
+    check_number("target_length_s", target_length_s, low=0, above=True, whole=True, unit="seconds")
     outline = read_outline(chapters) if chapters is not None else []
     database = project_database(db)
     pid = project_id or projects.new_project_id(database, title)

@@ -9,7 +9,6 @@ listeners. The engine knows none of this.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,8 +20,9 @@ from . import __version__
 from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
-from .engine.errors import ConfigurationError, MissingApiKeyError
-from .engine.identity import key_fingerprint
+from .engine.checks import check_number
+from .engine.errors import ConfigurationError, MissingApiKeyError, RequestRefused
+from .engine.identity import checked_api_key, key_fingerprint
 from .engine.listing import endpoint_models
 from .engine.models import Listing, ModelCatalogue, ModelSpec, default_catalogue, ladder_notices
 from .engine.policy import Backoff, RetryPolicy, plan_concurrency
@@ -94,14 +94,15 @@ class BatchOptions:
                 f"cache={self.cache!r}: use 'use' (serve earlier answers), 'refresh' (ask "
                 "again, keep the new answer) or 'off' (neither read nor write the cache)."
             )
-        if self.budget_usd is not None and not _is_number(self.budget_usd, minimum=0.0):
+        check_number("budget_usd", self.budget_usd, low=0, optional=True, unit="US dollars")
+        check_number("timeout_s", self.timeout_s, low=0, above=True, unit="seconds")
+        check_number("max_attempts", self.max_attempts, low=1, whole=True, unit="attempts")
+        check_number("overload_patience_s", self.overload_patience_s, low=0, above=True)
+        check_number("chunk_size", self.chunk_size, low=1, whole=True, optional=True)
+        if not isinstance(self.backoff, Backoff):
             raise ConfigurationError(
-                f"budget_usd must not be negative: give a number of US dollars, 0 or more (got "
-                f"{self.budget_usd!r})."
-            )
-        if not _is_number(self.timeout_s, minimum=0.0) or self.timeout_s == 0:
-            raise ConfigurationError(
-                f"timeout_s must be positive: give a number of seconds (got {self.timeout_s!r})."
+                f"backoff={self.backoff!r}: pass scriptgen_nb.engine.policy.Backoff(initial_s, "
+                "factor, max_s)."
             )
         callables: list[tuple[str, object]] = []
         if self.on_progress is not None:
@@ -169,11 +170,14 @@ class BatchOptions:
     def resolved_api_key(self) -> str:
         """The key to send with: `api_key`, else GEMINI_API_KEY / GOOGLE_API_KEY; none is an
         error that names them and the emulator. The one place keys are resolved (live calls
-        and the Batch API alike)."""
-        key = self.api_key or next((os.environ[k] for k in ENV_KEYS if os.environ.get(k)), None)
-        if not key:
-            raise MissingApiKeyError()
-        return key
+        and the Batch API alike), so each is checked here before anything is sent: a pasted
+        newline around it is dropped, a character no HTTP header can carry is refused."""
+        given = [("api_key=", self.api_key), *((k, os.environ.get(k)) for k in ENV_KEYS)]
+        for source, value in given:
+            key = checked_api_key(value, source) if value is not None else ""
+            if key:
+                return key
+        raise MissingApiKeyError()
 
     def resolved_base_url(self) -> str | None:
         """Where to send: `base_url`, else GOOGLE_GEMINI_BASE_URL, else None (Google)."""
@@ -222,8 +226,17 @@ class BatchOptions:
                 return None
         return open_database(self.db)
 
-    def prepare(self, requests: Iterable[GenerationRequest]) -> PreparedBatch:
-        """Build everything a run needs; configuration errors surface here, before any call."""
+    def prepare(
+        self,
+        requests: Iterable[GenerationRequest],
+        *,
+        refused: Callable[[], ConfigurationError | None] | None = None,
+    ) -> PreparedBatch:
+        """Build everything a run needs; configuration errors surface here, before any call.
+
+        `refused`: for requests checked as they are taken (a generator), the refusal that ended
+        them, if one did (see `PreparedBatch.stream`).
+        """
         ladder, notices = self.ladder_and_notices()
         plan = plan_concurrency(self.max_concurrency, ladder)
         log = self.open_log()
@@ -265,7 +278,7 @@ class BatchOptions:
             cancel=cancel,
             resolve=session.resolve if session else None,
         )
-        return PreparedBatch(engine, requests, total, session, progress)
+        return PreparedBatch(engine, requests, total, session, progress, refused)
 
     def _batch_info(self, config: EngineConfig, backend: Backend, fingerprint: str) -> BatchInfo:
         return BatchInfo(
@@ -290,6 +303,7 @@ class PreparedBatch:
     total: int | None
     session: BatchSession | None
     progress: ProgressFrontend | None = None
+    refused: Callable[[], ConfigurationError | None] | None = None
 
     @contextmanager
     def progress_shown(self) -> Iterator[None]:
@@ -308,31 +322,30 @@ class PreparedBatch:
             self.progress.close()
 
     async def stream(self) -> AsyncIterator[Result]:
-        """Run the batch, yielding results as they finish; closes the backend and the log."""
+        """Run the batch, yielding results as they finish; closes the backend and the log.
+
+        A request refused when it was reached (`refused`) ended the requests there: once those
+        taken have run to their end, the batch is logged failed and `RequestRefused` raised.
+        """
+        taken = 0
         try:
             async for result in self.engine.stream(self.requests, self.total):
+                taken += 1
                 yield result
         finally:
             await self.engine.backend.aclose()
+            refusal = self.refused() if self.refused is not None else None
             if self.session is not None:
                 # "running" here means the engine never got to end the batch: it failed.
-                failed = self.engine.status in ("running", "failed")
+                failed = self.engine.status in ("running", "failed") or refusal is not None
                 try:
                     await asyncio.to_thread(self.session.close, failed=failed)
                 except StoreError:
                     if not failed:
                         raise
                     # The batch already failed (most likely on this same log): its error wins.
-
-
-def _is_number(value: object, *, minimum: float) -> bool:
-    """A real, finite number at least `minimum` (not a bool, not text, not NaN)."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= minimum
-    )
+        if refusal is not None:
+            raise RequestRefused(refusal, taken)
 
 
 def progress_listener(on_progress: Callable[[int, int | None], None]) -> Listener:

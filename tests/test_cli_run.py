@@ -294,6 +294,7 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
     (tmp_path / "bad.jsonl").write_text('{"prompt": "fine"}\n{"prompt": "oops",}\n')
     (tmp_path / "typo.jsonl").write_text('{"prompt": "fine"}\n\n{"promt": "oops"}\n')
     (tmp_path / "empty.jsonl").write_text('{"prompt": "fine"}\n{"prompt": " "}\n')
+    (tmp_path / "surrogate.jsonl").write_text('{"prompt": "fine"}\n{"prompt": "bad \\ud800"}\n')
     (tmp_path / "t.csv").write_text("topic\nlighthouses\n")
     (tmp_path / "p.txt").write_text("A prompt\n")
     keyless = {k: v for k, v in env.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
@@ -303,6 +304,10 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         ("run", "bad.jsonl", *out): "bad.jsonl line 2: not valid JSON (Expecting property name",
         ("run", "typo.jsonl", *out): "typo.jsonl line 3: unknown field(s) promt; a line holds",
         ("run", "empty.jsonl", *out): "empty.jsonl line 2: prompt #1 is empty",
+        ("run", "surrogate.jsonl", *out): (
+            "surrogate.jsonl line 2: prompt #1: Request '1': prompt holds a lone surrogate "
+            "(U+D800) at character 5, which UTF-8 cannot encode"
+        ),
         ("run", "t.csv", "--template", "{topic} for {audience}", *out): (
             "t.csv has no column 'audience' (its columns: topic): fix --template or the header"
         ),
@@ -314,6 +319,13 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         ("run", "p.txt", "--out", "no/r.csv"): "--out no/r.csv: the folder no does not exist",
         ("run", "p.txt", "-m", "gemini-9-ultra", *out): "Unknown model 'gemini-9-ultra'",
         ("run", "p.txt", "--deadline", "2h", *out): "deadline='2h' is for mode='auto'",
+        ("run", "p.txt", "--timeout", "nan", *out): (
+            "timeout_s=nan is not a number (NaN): timeout_s must be positive (a number of seconds)"
+        ),
+        ("run", "p.txt", "--max-attempts", "0", *out): (
+            "max_attempts=0 is out of range: max_attempts must be at least 1"
+        ),
+        ("run", "p.txt", "--budget", "inf", *out): "budget_usd=inf is infinite: budget_usd must",
         ("run", "p.txt", "--schema", "nothing:Here", *out): "--schema nothing:Here: cannot import",
         ("retry", "b-nope", "--failed"): "no call log at",
         ("retry", "b-nope"): "the following arguments are required: --failed",

@@ -30,8 +30,9 @@ from typing import Any
 from google.genai import Client, _common, errors, types
 from google.genai import batches as sdk_batches
 
-from ..engine.backend import API_VERSION, backend_error_from, generation_config
-from ..engine.errors import BackendError, InvalidApiKeyError
+from ..engine.backend import API_VERSION, backend_error_from, generation_config, scrubbed
+from ..engine.checks import check_number
+from ..engine.errors import BackendError, ConfigurationError, InvalidApiKeyError
 from ..engine.values import GenerationRequest
 from ..store import batch_jobs
 from ..store.batch_jobs import TERMINAL_STATES, JobRow
@@ -62,16 +63,19 @@ class BatchApiSettings:
     timeout_s: float = 120.0  # per HTTP call to the batches and files endpoints
 
     def __post_init__(self) -> None:
-        from ..engine.errors import ConfigurationError
-
         if self.input not in ("auto", "inline", "file"):
             raise ConfigurationError(
                 f"BatchApiSettings(input={self.input!r}): use 'auto', 'inline' or 'file'."
             )
-        for name in ("inline_limit_bytes", "file_limit_bytes", "poll_initial_s", "poll_max_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigurationError(f"BatchApiSettings({name}={value!r}): must be > 0.")
+        where = "BatchApiSettings: "
+        for name in ("inline_limit_bytes", "file_limit_bytes"):
+            check_number(name, getattr(self, name), low=0, above=True, whole=True, where=where)
+        for name in ("poll_initial_s", "poll_max_s", "timeout_s"):
+            check_number(name, getattr(self, name), low=0, above=True, unit="seconds", where=where)
+        check_number("poll_factor", self.poll_factor, low=1, where=where)
+        check_number(
+            "turnaround_s", self.turnaround_s, low=0, above=True, optional=True, where=where
+        )
 
 
 def job_key(batch_id: str, chunk: int) -> str:
@@ -186,6 +190,7 @@ class JobService:
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self._client = Client(api_key=api_key, http_options=options)
+        self.__api_key = api_key  # for scrubbing messages only; never in repr
 
     def __repr__(self) -> str:
         return "JobService()"
@@ -194,14 +199,14 @@ class JobService:
         try:
             return what()
         except errors.APIError as exc:
-            error = backend_error_from(exc)
+            error = scrubbed(backend_error_from(exc), self.__api_key)
             if error.api_key_invalid:
                 raise InvalidApiKeyError(error.message) from None
             raise error from None
         except BackendError:
             raise
         except Exception as exc:
-            raise backend_error_from(exc) from None
+            raise scrubbed(backend_error_from(exc), self.__api_key) from None
 
     def create(self, model: str, src: Any, name: str) -> types.BatchJob:
         return self._call(

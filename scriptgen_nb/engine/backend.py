@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 from collections import deque
@@ -24,6 +25,7 @@ from google.genai import Client, errors, types
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import BackendError
+from .identity import checked_api_key, redacted
 from .policy import ERROR_INFO, read_error_details, retry_delay_from_message
 from .values import FailureKind, GenerationRequest, Reply, Usage
 from .verdict import json_schema_of
@@ -206,6 +208,13 @@ def backend_error_from(exc: BaseException) -> BackendError:
     raise exc
 
 
+def scrubbed(error: BackendError, api_key: str) -> BackendError:
+    """The error with the key, and any header value the transport quoted, taken out of its
+    message, which is stored in the call log and shown in results (identity.redacted)."""
+    message = redacted(error.message, api_key)
+    return error if message == error.message else dataclasses.replace(error, message=message)
+
+
 # At most this many calls are between entering the SDK and their last byte written. A burst
 # admitted at once would otherwise interleave the SDK's ~2 ms of work per call, so the first
 # request would reach the wire only after the whole burst's work: every slot would be stamped
@@ -266,7 +275,9 @@ class GeminiBackend:
         timeout_s: float = 60.0,
         max_connections: int = 256,
     ) -> None:
-        self.__api_key = api_key  # name-mangled and never in repr: keys must not leak
+        # Name-mangled and never in repr: keys must not leak. Checked here too, for a backend
+        # made by hand (BatchOptions checks the key it resolves before anything else).
+        self.__api_key = checked_api_key(api_key, "GeminiBackend(api_key=...)")
         self._base_url = base_url.rstrip("/") if base_url else None
         self._api_version = api_version or API_VERSION
         # The engine's own timeout fires first; the SDK's is a backstop one second later.
@@ -329,7 +340,7 @@ class GeminiBackend:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise backend_error_from(exc) from None
+            raise scrubbed(backend_error_from(exc), self.__api_key) from None
 
     async def aclose(self) -> None:
         if self._http is not None:

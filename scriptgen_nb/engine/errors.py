@@ -9,7 +9,9 @@ escape only for misuse and configuration problems, and each says what to do::
     │   ├── InvalidApiKeyError      the service rejected the key: the batch stops at once
     │   ├── ServiceRefusedError     billing stopped, key suspended, API disabled, location:
     │   │                           no wait fixes it, so the batch stops at once
-    │   └── UnknownModelError       a model name neither the endpoint nor the catalogue knows
+    │   ├── UnknownModelError       a model name neither the endpoint nor the catalogue knows
+    │   └── RequestRefused          a generator's request refused when reached; those taken
+    │                               before it ran to their end; carries `.results`
     └── BatchInterrupted            Ctrl-C / kernel interrupt / cancel; carries `.results`
         └── CallLogFailed           the call log could not be written mid-batch (store/)
 
@@ -90,6 +92,31 @@ class UnknownModelError(ConfigurationError):
             "ModelSpec for it (scriptgen_nb.ModelSpec(name=..., rpm=..., ...)) or add it to a "
             "catalogue file (SCRIPTGEN_CATALOGUE)."
         )
+
+
+class RequestRefused(ConfigurationError):
+    """A request from a generator was refused when the batch reached it (a bad setting, text
+    that cannot be encoded). The batch took nothing after it and let the requests taken before
+    it run to their end, so calls already paid for are not cut off; `.results` holds theirs
+    (empty from `iter_generate` and `aiter_generate`, which yielded them). `refusal` is the
+    request's own error."""
+
+    def __init__(
+        self, refusal: ConfigurationError, taken: int, results: Sequence[Result] = ()
+    ) -> None:
+        if not taken:
+            after = "Nothing was sent."
+        else:
+            kept = "are in this exception's .results" if results else "were handed out"
+            after = (
+                f"The batch took no request after it; the {taken} taken before it ran to their "
+                f"end and their results {kept} (and are in the call log, if one is kept, so a "
+                "re-run with the request fixed does not pay for them again)."
+            )
+        super().__init__(f"{refusal} {after}")
+        self.refusal = refusal
+        self.taken = taken
+        self.results = list(results)
 
 
 class BatchInterrupted(ScriptgenError):

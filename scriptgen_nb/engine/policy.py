@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from .checks import check_number
 from .errors import BackendError, ConfigurationError, QuotaScope, QuotaViolation
 from .models import ModelSpec
 from .values import LimitSource
@@ -153,6 +154,11 @@ class Backoff:
     factor: float = 2.0
     max_s: float = 30.0
 
+    def __post_init__(self) -> None:
+        check_number("initial_s", self.initial_s, low=0, unit="seconds", where="Backoff: ")
+        check_number("factor", self.factor, low=1, where="Backoff: ")
+        check_number("max_s", self.max_s, low=0, unit="seconds", where="Backoff: ")
+
     def delay(self, failures: int, rng: random.Random) -> float:
         ceiling = min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
         return rng.uniform(ceiling / 2, ceiling)
@@ -198,12 +204,14 @@ class RetryPolicy:
     max_park_s: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigurationError("max_attempts must be at least 1")
-        if not self.overload_patience_s > 0:
-            raise ConfigurationError(
-                "overload_patience_s must be a positive number of seconds (default 600)."
-            )
+        check_number("max_attempts", self.max_attempts, low=1, whole=True, unit="attempts")
+        check_number("max_quota_waits", self.max_quota_waits, low=0, whole=True)
+        check_number("default_park_s", self.default_park_s, low=0, above=True, optional=True)
+        check_number("overload_patience_s", self.overload_patience_s, low=0, above=True)
+        check_number("max_park_s", self.max_park_s, low=0, above=True, unit="seconds")
+        for name in ("backoff", "overload_backoff"):
+            if not isinstance(getattr(self, name), Backoff):
+                raise ConfigurationError(f"RetryPolicy: {name} must be a Backoff.")
 
     def decide(
         self,

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .backend import SEND_HOOK, Backend
+from .checks import check_number
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -137,12 +138,10 @@ class EngineConfig:
             raise ConfigurationError("A batch needs at least one model.")
         if self.routing not in ("preference", "failover"):
             raise ConfigurationError(f"routing={self.routing!r}: use 'preference' or 'failover'.")
-        if self.timeout_s <= 0:
-            raise ConfigurationError("timeout_s must be positive.")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ConfigurationError("chunk_size must be at least 1.")
-        if self.budget_usd is not None and self.budget_usd < 0:
-            raise ConfigurationError("budget_usd must not be negative.")
+        check_number("timeout_s", self.timeout_s, low=0, above=True, unit="seconds")
+        check_number("chunk_size", self.chunk_size, low=1, whole=True, optional=True)
+        check_number("budget_usd", self.budget_usd, low=0, optional=True, unit="US dollars")
+        check_number("expected_output_tokens", self.expected_output_tokens, low=0, whole=True)
 
 
 @dataclass(eq=False, slots=True)

@@ -4,17 +4,18 @@ Everything here is a frozen, slotted dataclass: values are shared between the en
 its listeners (the progress panel, the DuckDB recorder, a terminal bar), and nobody may change
 them after the fact. A request checks its own fields when it is made, so a bad setting is a
 `ConfigurationError` before anything is sent (DESIGN rule 3), never a failure per request. This
-module imports nothing from the rest of the package but the exception tree (`errors.py`).
+module imports nothing from the rest of the package but the exception tree (`errors.py`) and
+the number check (`checks.py`).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .checks import check_number
 from .errors import ConfigurationError
 
 # A response schema: a Pydantic model class or a JSON Schema dict.
@@ -90,6 +91,8 @@ def _check_request(request: GenerationRequest) -> None:
             f"A request's id must be a non-empty string, not {request.id!r}; create requests "
             "with create_batch_requests (it turns integer ids into strings)."
         )
+    for name in _TEXT_FIELDS:
+        check_encodable(getattr(request, name), name, where)
     if not isinstance(request.prompt, str):
         raise ConfigurationError(
             f"{where}: the prompt is a {type(request.prompt).__name__}, not text; pass a string."
@@ -126,41 +129,18 @@ def _check_real(
     request: GenerationRequest, where: str, name: str, bounds: tuple[float, float]
 ) -> None:
     value = getattr(request, name)
-    if value is None:
-        return
     low, high = bounds
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or not low <= float(value) <= high
-    ):
-        raise ConfigurationError(
-            f"{where}: {name}={value!r} is out of range; Gemini accepts a number from {low:g} "
-            f"to {high:g} (or None for the model's default)."
-        )
-    if type(value) not in (int, float):  # e.g. numpy.float64: stored and keyed as a float
-        object.__setattr__(request, name, float(value))
+    check_number(name, value, low=low, high=high, optional=True, where=f"{where}: ")
+    if value is not None and type(value) not in (int, float):  # e.g. numpy.float64
+        object.__setattr__(request, name, float(value))  # stored and keyed as a float
 
 
 def _check_int(
     request: GenerationRequest, where: str, name: str, low: int, high: int | None
 ) -> None:
     value = getattr(request, name)
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or int(value) < low
-        or (high is not None and int(value) > high)
-    ):
-        allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise ConfigurationError(
-            f"{where}: {name}={value!r} is not allowed; use a whole number {allowed} "
-            "(or None for the model's default)."
-        )
-    if type(value) is not int:  # e.g. numpy.int64
+    check_number(name, value, low=low, high=high, whole=True, optional=True, where=f"{where}: ")
+    if value is not None and type(value) is not int:  # e.g. numpy.int64
         object.__setattr__(request, name, int(value))
 
 
@@ -220,6 +200,58 @@ def _safety_settings(request: GenerationRequest, where: str) -> tuple[Mapping[st
                 f"a threshold (and optionally a method) as strings, e.g. {example}."
             )
     return tuple(value)
+
+
+# Every field whose text is sent, hashed or logged (the schema is checked with its JSON Schema,
+# `verdict.json_schema_of`).
+_TEXT_FIELDS = (
+    "id",
+    "prompt",
+    "operation",
+    "project_id",
+    "system",
+    "model",
+    "stop_sequences",
+    "safety_settings",
+    "metadata",
+)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def check_encodable(value: object, name: str, where: str) -> None:
+    """Refuse text (also inside mappings, lists and tuples) holding a lone surrogate, naming
+    where it is: UTF-8 cannot encode one, so the request could be neither hashed, logged nor
+    sent. Text decoded with errors="surrogateescape", or JSON with an unpaired "\\ud800" escape,
+    brings them in."""
+    found = _lone_surrogate(value, name)
+    if found is None:
+        return
+    path, char, position = found
+    raise ConfigurationError(
+        f"{where}: {path} holds a lone surrogate (U+{ord(char):04X}) at character {position}, "
+        "which UTF-8 cannot encode, so it can be neither sent nor logged. Decode the source "
+        "as UTF-8 (a file read with errors='surrogateescape' or JSON with an unpaired \\ud800 "
+        "escape brings them), or clean the text: text.encode('utf-8', 'replace').decode()."
+    )
+
+
+def _lone_surrogate(value: object, path: str) -> tuple[str, str, int] | None:
+    """(where, the surrogate, its 1-based character) of the first lone surrogate, or None."""
+    if isinstance(value, str):
+        match = _SURROGATE.search(value)
+        return None if match is None else (path, match.group(), match.start() + 1)
+    if isinstance(value, Mapping):
+        parts = [(f"a key of {path}", k) for k in value]
+        parts += [(f"{path}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        parts = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+    else:
+        return None
+    for where, part in parts:
+        found = _lone_surrogate(part, where)
+        if found is not None:
+            return found
+    return None
 
 
 # More tokens than any one call can use (input limits are about 1M): a figure above it is garbage.

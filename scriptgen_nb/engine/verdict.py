@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, PydanticUserError, ValidationError
 
 from .errors import ConfigurationError
-from .values import Failure, Reply, Schema
+from .values import Failure, Reply, Schema, check_encodable
 
 # Finish reasons by what they mean; any other is `unexpected_finish` (retried: another attempt
 # may end normally). The SDK's FinishReason lists them all (tests check that none is missed).
@@ -106,12 +106,14 @@ def json_schema_of(schema: Schema) -> dict[str, Any]:
     """
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         try:
-            return schema.model_json_schema()
+            written = schema.model_json_schema()
         except PydanticUserError as exc:  # e.g. a field of a type with no JSON Schema
             raise ConfigurationError(
                 f"schema {schema.__name__} has no JSON Schema ({exc}); use JSON-compatible "
                 "field types (str, int, float, bool, lists, nested models)."
             ) from None
+        check_encodable(written, "its JSON Schema", f"schema {schema.__name__}")
+        return written
     if isinstance(schema, BaseModel):
         raise ConfigurationError(
             f"schema is an instance of {type(schema).__name__}; pass the class itself "
@@ -125,6 +127,7 @@ def json_schema_of(schema: Schema) -> dict[str, Any]:
                 "class, or a dict such as {'type': 'object', 'properties': {'title': "
                 "{'type': 'string'}}}."
             )
+        check_encodable(schema, "the schema", "schema")
         return dict(schema)
     raise ConfigurationError(
         f"schema must be a Pydantic model class or a JSON Schema dict, not "

@@ -72,7 +72,7 @@ class LocalEmulator:
 
     def options(self) -> tuple[dict[str, Any], str | None]:
         """Batch options for the endpoint to use, and a message to show (once) when it is local."""
-        if not self.chosen and any(os.environ.get(k) for k in ENV_KEYS):
+        if not self.chosen and any(os.environ.get(k, "").strip() for k in ENV_KEYS):
             return {}, None  # Google, or GOOGLE_GEMINI_BASE_URL
         started = self.emulator is None
         emu = self.start()

@@ -35,17 +35,21 @@ import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import (
+    BackendError,
     ConfigurationError,
     InvalidApiKeyError,
     MissingApiKeyError,
     UnknownModelError,
 )
 from scriptgen_nb.engine.models import ModelCatalogue
-from scriptgen_nb.engine.policy import Backoff
+from scriptgen_nb.engine.policy import Backoff, RetryPolicy, plan_concurrency
+from scriptgen_nb.engine.runner import EngineConfig
 from scriptgen_nb.engine.values import GenerationRequest, Usage
 from scriptgen_nb.jupyter import cells
 from scriptgen_nb.jupyter.endpoint import SESSION
 from scriptgen_nb.store import Database, StoreError
+from scriptgen_nb.store.session import LOOKAHEAD
+from scriptgen_nb.wiring import BatchOptions
 from tests.script_writer import fake
 
 LADDER = [sg.ModelSpec("fake-model", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)]
@@ -214,6 +218,40 @@ API_CASES = [
         settings={"temprature": 0.2},
         by_hand=None,
     ),
+    # Lone surrogates (text decoded with errors="surrogateescape", JSON's unpaired "\ud800"):
+    # UTF-8 cannot encode them, so hashing, logging or sending such a request used to crash
+    # the batch; they are refused, naming the request, its position, the field and the place.
+    Case(
+        "lone-surrogate-in-a-prompt",
+        r"Prompt #1: Request '1': prompt holds a lone surrogate \(U\+D800\) at character 7",
+        prompts=["Write about tides.", "Write \ud800 about moss."],
+        by_hand=r"Request 'r1': prompt holds a lone surrogate \(U\+D800\) at character 7",
+    ),
+    Case(
+        "lone-surrogate-in-an-id",
+        r"Request 'a\\udcff': id holds a lone surrogate \(U\+DCFF\)",
+        prompts=[{"id": "a\udcff", "prompt": "Write about tides."}],
+    ),
+    Case(
+        "lone-surrogate-in-the-system-instruction",
+        "system holds a lone surrogate",
+        settings={"system": "Be \udcff brief."},
+    ),
+    Case(
+        "lone-surrogate-in-metadata",
+        r"metadata\['title'\] holds a lone surrogate",
+        settings={"metadata": {"title": "Tides \ud83d"}},
+    ),
+    Case(
+        "lone-surrogate-in-a-stop-sequence",
+        r"stop_sequences\[1\] holds a lone surrogate",
+        settings={"stop_sequences": ["END", "\udfff"]},
+    ),
+    Case(
+        "lone-surrogate-in-the-schema",
+        r"schema: the schema\['description'\] holds a lone surrogate",
+        settings={"schema": {"type": "object", "description": "A \ud800 caption"}},
+    ),
     Case("timeout-zero", "timeout_s must be positive", options={"timeout_s": 0}),
     Case("max-attempts-zero", "max_attempts must be at least 1", options={"max_attempts": 0}),
     Case("routing-unknown", "routing='fast'", options={"routing": "fast"}),
@@ -306,6 +344,45 @@ def test_a_bad_request_from_a_generator_is_refused_when_it_is_reached(tmp_path: 
     with pytest.raises(ConfigurationError, match="not a GenerationRequest"):
         sg.batch_generate((p for p in ["x"]), backend=backend, db=False)  # type: ignore[misc]
     assert backend.calls == []
+
+
+def _prompts_then_one_that_cannot_be_encoded(fine: int) -> Iterator[str]:
+    """`fine` prompts, then one holding a lone surrogate, then one more that must never be taken."""
+    yield from (f"Write about item {i}." for i in range(fine))
+    yield "Write about \ud800."
+    yield "Never taken."
+
+
+def test_a_request_a_generator_cannot_encode_keeps_the_results_taken_before_it(
+    tmp_path: Path,
+) -> None:
+    """Decided (docs/reliability.md): a list is refused whole before anything is sent; from a
+    generator, the refused request ends the batch's intake there, and what was taken before it
+    runs to its end (calls in flight are not cut off: they are paid for), is logged, and comes
+    back in `RequestRefused.results`. Nothing after it is taken."""
+    fine = LOOKAHEAD + 44  # read in the call log's second lookahead, with calls in flight
+    backend = FakeBackend(latency_s=0.02)
+    db = tmp_path / "log.duckdb"
+    requests = sg.create_batch_requests(_prompts_then_one_that_cannot_be_encoded(fine))
+    with pytest.raises(sg.RequestRefused, match=f"Prompt #{fine}: .*lone surrogate") as refused:
+        sg.batch_generate(requests, backend=backend, db=db, models=LADDER, max_concurrency=16)
+    assert isinstance(refused.value, ConfigurationError)
+    assert f"the {fine} taken before it ran to their end" in str(refused.value)
+    results = refused.value.results
+    assert [r.id for r in results] == [str(i) for i in range(fine)]
+    assert all(r.success for r in results)  # none was cut off in flight
+    assert sorted(int(rid) for _, rid in backend.calls) == list(range(fine))  # each sent once
+    log = Database(db)
+    assert log.rows("SELECT status, request_count FROM batch_log") == [("failed", fine)]
+    assert log.rows("SELECT count(*), count(*) FILTER (WHERE success) FROM result") == [
+        (fine, fine)
+    ]
+    # Without a call log, and streamed: what came before is handed out, then the refusal.
+    streamed: list[Any] = []
+    with pytest.raises(sg.RequestRefused, match=r"Prompt #3: .*were handed out"):
+        requests = sg.create_batch_requests(_prompts_then_one_that_cannot_be_encoded(3))
+        streamed.extend(sg.iter_generate(requests, backend=FakeBackend(), db=False, models=LADDER))
+    assert sorted(r.id for r in streamed) == ["0", "1", "2"] and all(r.success for r in streamed)
 
 
 def test_a_prompt_over_the_input_limit_is_a_too_large_result_and_is_never_sent(
@@ -493,6 +570,194 @@ def test_bad_batch_option_values_are_configuration_errors(options: dict[str, Any
     assert backend.calls == []
 
 
+# Every numeric option, where it is given: (option, value, what the message must say). Each
+# message names the option, the value's problem and the allowed range.
+NUMERIC_OPTIONS: list[tuple[str, Any, str]] = [
+    (
+        "max_attempts",
+        math.nan,
+        r"max_attempts=nan is not a number \(NaN\): "
+        r"max_attempts must be at least 1 \(a whole number of attempts\)",
+    ),
+    (
+        "max_attempts",
+        "3",
+        r"max_attempts='3' is text, not a number \(pass 3 without quotes\): "
+        r"max_attempts must be at least 1",
+    ),
+    (
+        "max_attempts",
+        True,
+        r"max_attempts=True is True or False, not a number: max_attempts must be at least 1",
+    ),
+    ("max_attempts", 2.5, r"max_attempts=2\.5 is not whole: max_attempts must be at least 1"),
+    ("max_attempts", math.inf, r"max_attempts=inf is infinite: max_attempts must be at least 1"),
+    (
+        "timeout_s",
+        math.nan,
+        r"timeout_s=nan is not a number \(NaN\): "
+        r"timeout_s must be positive \(a number of seconds\)",
+    ),
+    ("timeout_s", math.inf, r"timeout_s=inf is infinite: timeout_s must be positive"),
+    ("overload_patience_s", "600", r"overload_patience_s='600' is text, not a number"),
+    (
+        "overload_patience_s",
+        -1,
+        r"overload_patience_s=-1 is out of range: overload_patience_s must be positive",
+    ),
+    (
+        "chunk_size",
+        2.0,
+        r"chunk_size=2\.0 is a float; pass 2: "
+        r"chunk_size must be at least 1 \(a whole number\) or None",
+    ),
+    ("chunk_size", math.nan, r"chunk_size=nan is not a number \(NaN\)"),
+    (
+        "budget_usd",
+        math.inf,
+        r"budget_usd=inf is infinite: budget_usd must not b"
+        r"e negative \(a number of US dollars\) or None",
+    ),
+    ("budget_usd", [5], r"budget_usd=\[5\] is a list, not a number"),
+    ("max_concurrency", math.nan, r"max_concurrency=nan: use None or 'auto'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    NUMERIC_OPTIONS,
+    ids=[f"{o}={v!r}" for o, v, _ in NUMERIC_OPTIONS],
+)
+def test_every_numeric_batch_option_is_checked_where_it_is_given(
+    option: str, value: Any, message: str, tmp_path: Path
+) -> None:
+    backend = FakeBackend()
+    db = tmp_path / "log.duckdb"
+    requests = sg.create_batch_requests(["Write about tides."])
+    for run in ENTRIES.values():
+        with pytest.raises(ConfigurationError, match=message):
+            run(lambda: requests, {"backend": backend, "db": db, "models": LADDER, option: value})
+    with pytest.raises(ConfigurationError, match=message):  # the wiring itself
+        BatchOptions(**{option: value}).prepare(requests)
+    assert backend.calls == [] and log_rows(db) == 0
+
+
+# The numeric fields of the public objects that hold options: (make it, what the message says).
+NUMERIC_FIELDS: list[tuple[Callable[[], object], str]] = [
+    (lambda: RetryPolicy(max_attempts=math.nan), r"max_attempts=nan is not a number"),
+    (
+        lambda: RetryPolicy(max_quota_waits=-1),
+        r"max_quota_waits=-1 is out of range: "
+        r"max_quota_waits must not be negative \(a whole number\)",
+    ),
+    (
+        lambda: RetryPolicy(max_park_s=math.nan),
+        r"max_park_s=nan is not a number \(NaN\): "
+        r"max_park_s must be positive \(a number of seconds\)",
+    ),
+    (
+        lambda: RetryPolicy(default_park_s=0),
+        r"default_park_s=0 is out of range: default_park_s must be positive \(a number\) or None",
+    ),
+    (lambda: RetryPolicy(overload_patience_s=math.inf), r"overload_patience_s=inf is infinite"),
+    (
+        lambda: Backoff(initial_s=math.nan),
+        r"Backoff: initial_s=nan is not a number \(NaN\): "
+        r"initial_s must not be negative \(a number of seconds\)",
+    ),
+    (
+        lambda: Backoff(factor=0.5),
+        r"Backoff: factor=0\.5 is out of range: factor must be at least 1 \(a number\)",
+    ),
+    (
+        lambda: Backoff(max_s="30"),
+        r"Backoff: max_s='30' is text, not a number \(pass 30 without quotes\)",
+    ),
+    (
+        lambda: sg.BatchApiSettings(poll_factor=math.nan),
+        r"BatchApiSettings: poll_factor=nan is not a number \(NaN\): "
+        r"poll_factor must be at least 1",
+    ),
+    (
+        lambda: sg.BatchApiSettings(poll_initial_s=math.inf),
+        r"BatchApiSettings: poll_initial_s=inf is infinite",
+    ),
+    (
+        lambda: sg.BatchApiSettings(timeout_s=0),
+        r"BatchApiSettings: timeout_s=0 is out of range: "
+        r"timeout_s must be positive \(a number of seconds\)",
+    ),
+    (
+        lambda: sg.BatchApiSettings(turnaround_s=-5),
+        r"BatchApiSettings: turnaround_s=-5 is out of range: "
+        r"turnaround_s must be positive \(a number\) or None",
+    ),
+    (
+        lambda: sg.BatchApiSettings(inline_limit_bytes=1.5),
+        r"BatchApiSettings: inline_limit_bytes=1\.5 is not whole: "
+        r"inline_limit_bytes must be positive \(a whole number\)",
+    ),
+    (
+        lambda: EngineConfig(LADDER, plan_concurrency(None, LADDER), expected_output_tokens=-1),
+        r"expected_output_tokens=-1 is out of range: expected_output_tokens must not be negative",
+    ),
+    (
+        lambda: EngineConfig(LADDER, plan_concurrency(None, LADDER), timeout_s=math.nan),
+        r"timeout_s=nan is not a number \(NaN\)",
+    ),
+    (
+        lambda: GenerationRequest("a", "x", top_k=True),
+        r"Request 'a': top_k=True is True or False, not a number: "
+        r"top_k must be at least 1 \(a whole number\) or None",
+    ),
+    (
+        lambda: GenerationRequest("a", "x", seed=2**40),
+        r"seed must be from -2,147,483,648 to 2,147,483,647",
+    ),
+    (
+        lambda: sg.create_project("x", target_length_s=math.nan, db=False),
+        r"target_length_s=nan is not a number \(NaN\): "
+        r"target_length_s must be positive \(a whole number of seconds\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), NUMERIC_FIELDS, ids=[m.split(" is ")[0] for _, m in NUMERIC_FIELDS]
+)
+def test_every_numeric_field_of_the_option_objects_is_checked(
+    make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        make()
+    assert "\n" not in str(refused.value)  # one line, as the magic and the command print it
+
+
+def test_a_nan_max_attempts_never_reaches_a_failing_server() -> None:
+    """`nan < 1` and `failures >= nan` are both False: the bound never held, and a failing
+    server was retried 103 times in 5 s. Now nothing is sent."""
+    calls = 0
+
+    def fails_ten_times(request: GenerationRequest, model: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls <= 10:
+            raise BackendError("server_error", "unavailable", 503)
+        return FakeBackend.echo(request, model)
+
+    backend = FakeBackend(fails_ten_times)
+    with pytest.raises(ConfigurationError, match="max_attempts=nan"):
+        sg.batch_generate(
+            sg.create_batch_requests(["Write about tides."]),
+            backend=backend,
+            db=False,
+            models=LADDER,
+            max_attempts=math.nan,
+            backoff=NO_BACKOFF,
+        )
+    assert calls == 0
+
+
 @pytest.mark.parametrize("template", ["{}", "{title!x}", "{title:>>>}"])
 def test_a_template_field_python_cannot_fill_is_a_configuration_error(template: str) -> None:
     with pytest.raises(ConfigurationError, match="template"):
@@ -540,6 +805,7 @@ MAGIC_CASES: list[tuple[str, str, str, type[Exception], str]] = [
     ("magic-unknown-model", "--model gemini-0-nowhere", "Tides", UnknownModelError, "Unknown"),
     ("magic-empty-ladder", "--model ,", "Tides", ConfigurationError, "models= is empty"),
     ("magic-negative-budget", "--budget -1", "Tides", ConfigurationError, "must not be negative"),
+    ("magic-nan-budget", "--budget nan", "Tides", ConfigurationError, r"budget_usd=nan is not a"),
     ("magic-schema-a-number", "--schema not_a_schema", "Tides", ConfigurationError, "schema must"),
     ("magic-schema-loose", "--schema loose_schema", "Tides", ConfigurationError, "keywords"),
     ("magic-schema-missing", "--schema nowhere", "Tides", UsageError, "no variable"),

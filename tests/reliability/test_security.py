@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import logging
+import os
 import re
 import socket
 import subprocess
@@ -227,6 +228,173 @@ def test_the_committed_notebooks_hold_no_key() -> None:
         )
         assert not google_key.search(outputs), notebook.name
         assert leaks(outputs, EMULATOR_KEY, "demo-key", "test-key") == [], notebook.name
+
+
+# --- a pasted key ---------------------------------------------------------------------------------
+
+# Whitespace around a key is what a paste adds (a trailing newline from a file or a terminal).
+PASTED = [KEY + "\n", f"  {KEY}\r\n", "\t" + KEY]
+# Inside a key, characters no HTTP header can carry: the transport used to refuse the header
+# with the key in its message ("Illegal header value b'AIza...'"), and that message was the
+# request's error, stored and shown; a non-ASCII one raised a UnicodeEncodeError holding it.
+MALFORMED = {
+    "line-feed": KEY[:12] + "\n" + KEY[12:],
+    "carriage-return": KEY[:12] + "\r" + KEY[12:],
+    "nul": KEY[:20] + "\x00" + KEY[20:],
+    "non-ascii": KEY[:-1] + "\u00e9",
+    "zero-width-space": KEY[:6] + "\u200b" + KEY[6:],
+}
+
+
+@pytest.fixture
+def plain_emulator() -> Iterator[Emulator]:
+    """An emulator without faults that accepts `KEY` only."""
+    config = EmulatorConfig(api_keys=(KEY,), latency_scale=0.0, models={MODEL: ModelConfig()})
+    with Emulator(config) as emu:
+        yield emu
+
+
+def _without_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_a_pasted_key_with_whitespace_around_it_works_end_to_end(
+    plain_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """google-genai strips the key it sends; the key's quota identity must be stripped too."""
+    _without_key_variables(monkeypatch)
+    requests = sg.create_batch_requests(["Pasted."])
+    common: dict[str, Any] = {"models": LADDER, "db": tmp_path / "log.duckdb", "cache": "off"}
+    for pasted in PASTED:
+        given = sg.batch_generate(
+            requests, api_key=pasted, base_url=plain_emulator.base_url, **common
+        )
+        monkeypatch.setenv("GEMINI_API_KEY", pasted)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", plain_emulator.base_url)
+        from_environment = sg.batch_generate(requests, **common)
+        _without_key_variables(monkeypatch)
+        for results in (given, from_environment):
+            assert results[0].success, (repr(pasted), results[0].error)
+            assert results[0].attempts == 1  # not retried as a connection fault
+    assert plain_emulator.counters()["models"][MODEL]["successes"] == 2 * len(PASTED)
+    # One key, one quota identity: limits learned with a pasted key are the clean key's.
+    fingerprints = {BatchOptions(api_key=key).key_fingerprint() for key in [KEY, *PASTED]}
+    assert len(fingerprints) == 1
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_key_no_http_header_can_carry_is_refused_before_any_request(
+    name: str, plain_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through `api_key=` and both environment variables: a clear error naming where the key
+    came from, never the key; no HTTP request (not even for the model list) and no call log."""
+    _without_key_variables(monkeypatch)
+    malformed = MALFORMED[name]
+    requests = sg.create_batch_requests(["Never sent."])
+    db = tmp_path / "log.duckdb"
+    refusals: list[BaseException] = []
+    variables = ["GEMINI_API_KEY", "GOOGLE_API_KEY"] if "\x00" not in malformed else []
+    for source in ["api_key=", *variables]:  # (no environment variable can hold a NUL)
+        options: dict[str, Any] = {"models": MODEL, "db": db}
+        if source == "api_key=":
+            options.update(api_key=malformed, base_url=plain_emulator.base_url)
+        else:
+            monkeypatch.setenv(source, malformed)
+            monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", plain_emulator.base_url)
+        message = f"API key from {source} holds .* at character .*nothing was sent"
+        with pytest.raises(ConfigurationError, match=message) as refused:
+            sg.batch_generate(requests, **options)
+        _without_key_variables(monkeypatch)
+        refusals.append(refused.value)
+    for refusal in refusals:
+        shown = [str(refusal), repr(refusal), "".join(traceback.format_exception(refusal))]
+        assert leaks("\n".join(shown), malformed, KEY) == []
+        assert refusal.__context__ is None  # no chained transport error holding it either
+    assert plain_emulator.counters()["requests"] == 0
+    assert not db.exists()
+
+
+def test_a_malformed_key_in_the_magic_and_the_command_line_is_one_clear_line(
+    plain_emulator: Emulator,
+    shell: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The magic raises the same refusal; `scriptgen run` exits 2 with one line and no
+    traceback, and runs with a key that only has a newline after it."""
+    SESSION.stop()  # the environment's endpoint and key, not a session emulator
+    malformed = MALFORMED["line-feed"]
+    monkeypatch.setenv("GEMINI_API_KEY", malformed)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", plain_emulator.base_url)
+    with pytest.raises(ConfigurationError, match="API key from GEMINI_API_KEY holds a line feed"):
+        shell.run_cell_magic("scriptgen", f"batch --model {MODEL} --db {tmp_path / 'm.db'}", "x")
+    printed = capsys.readouterr()
+    assert leaks(printed.out + printed.err, malformed) == []
+    (tmp_path / "p.txt").write_text("A prompt\n")
+    environment = {**os.environ, "SCRIPTGEN_DB": str(tmp_path / "cli.duckdb")}
+
+    def scriptgen_run(key: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scriptgen_nb.cli",
+                "run",
+                "p.txt",
+                "-m",
+                MODEL,
+                "-o",
+                "r.jsonl",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**environment, "GEMINI_API_KEY": key},
+        )
+
+    refused = scriptgen_run(malformed)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert "API key from GEMINI_API_KEY holds a line feed at character 13" in refused.stderr
+    assert leaks(refused.stdout + refused.stderr, malformed) == []
+    assert plain_emulator.counters()["requests"] == 0  # the magic and the command sent nothing
+    pasted = scriptgen_run(KEY + "\n")
+    assert pasted.returncode == 0, pasted.stderr
+    assert json.loads((tmp_path / "r.jsonl").read_text())["success"] is True
+
+
+def test_a_transport_error_quoting_the_key_is_stored_redacted(
+    plain_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: were a key the transport refuses to get past the check, the
+    transport's error quotes the header ("Illegal header value b'...'"). The backend takes the
+    value out before the message becomes a result's error or an attempt's row."""
+    from scriptgen_nb.engine import backend as backend_module
+
+    monkeypatch.setattr(backend_module, "checked_api_key", lambda key, _: key, raising=False)
+    malformed = MALFORMED["line-feed"]
+    db = tmp_path / "log.duckdb"
+    results = sg.batch_generate(
+        sg.create_batch_requests(["Quoted?"]),
+        backend=GeminiBackend(malformed, base_url=plain_emulator.base_url),
+        models=LADDER,
+        db=db,
+        max_attempts=2,
+        backoff=Backoff(0.0, 1.0, 0.0),
+    )
+    error = results[0].error
+    assert error is not None and error.kind == "connection"
+    assert error.message == "LocalProtocolError: Illegal header value [redacted]"
+    frame = results.to_dataframe()
+    assert leaks(repr(results) + frame.to_csv() + frame.to_json(), malformed, KEY) == []
+    stored = CallStore(db).sql("SELECT error_message FROM ai_api_call")["error_message"]
+    assert list(stored) == [error.message] * 2
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("log.duckdb")]
+    assert files and all(leaks(p.read_bytes(), malformed, KEY) == [] for p in files)
+    assert plain_emulator.counters()["requests"] == 0
 
 
 # --- user values reach SQL only as parameters ----------------------------------------------------
