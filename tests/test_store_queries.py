@@ -372,8 +372,10 @@ def test_sql_runs_selects_and_refuses_writes_and_files(db: Database) -> None:
     ):
         with pytest.raises(ConfigurationError, match="Only SELECT"):
             queries.sql(db, statement)
-    with pytest.raises(ConfigurationError, match="query failed"):
+    with pytest.raises(ConfigurationError, match=r"refused: read_csv\(\)"):
         queries.sql(db, "SELECT * FROM read_csv('/etc/passwd')")
+    with pytest.raises(ConfigurationError, match=r"query failed.*no_such_column"):
+        queries.sql(db, "SELECT no_such_column FROM ai_api_call")
     assert queries.sql(db, "SELECT count(*) AS n FROM ai_api_call")["n"].iloc[0] == 11
 
 

@@ -13,6 +13,8 @@ access is off: the log's SQL may touch the log's own files and nothing else, and
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 import random
 import re
@@ -42,9 +44,38 @@ ROW_GROUP_ROWS = 16_384
 INSERT_ROWS = 10_000  # rows per DataFrame handed to one INSERT (see `Database.insert`)
 _WRITE_THREADS = 1
 _READ_THREADS = max(1, os.cpu_count() or 1)
-_CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
+# The in-memory log's one connection: nothing outside it is reachable, and its settings cannot
+# be changed, not even by a function a user's SELECT calls (enable_logging() did).
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "lock_configuration": True,
+}
+# A user query's own DuckDB instance (`Database._sandbox`): no extension loaded or installed.
+_SANDBOX_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "threads": _READ_THREADS,
+}
 _READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 _ANALYZE = re.compile(r"\bANALY[SZ]E\b", re.IGNORECASE)
+# The table functions a user's SELECT may call: they make rows or describe the catalogue. Every
+# other one is refused, those of later DuckDB versions too: some act on the instance
+# (enable_logging() to a file aborted the process at the next query, enable_profiling(),
+# truncate_duckdb_logs(), checkpoint()), some run SQL given as text (query(),
+# json_execute_serialized_sql()), some read files or Python objects.
+_READING_TABLE_FUNCTIONS = frozenset(
+    {
+        *("range", "generate_series", "unnest", "repeat", "repeat_row", "summary"),
+        *("json_each", "json_tree", "histogram", "histogram_values"),
+        *("duckdb_columns", "duckdb_constraints", "duckdb_databases", "duckdb_dependencies"),
+        *("duckdb_functions", "duckdb_indexes", "duckdb_keywords", "duckdb_schemas"),
+        *("duckdb_settings", "duckdb_tables", "duckdb_types", "duckdb_views"),
+        *("pragma_table_info", "pragma_storage_info", "pragma_database_size", "pragma_version"),
+        *("pragma_show", "pg_timezone_names", "icu_calendar_names"),
+    }
+)
+_ACTING_SCALARS = frozenset({"nextval", "setval", "setseed", "write_log"})  # not pure reads
 
 
 _PROCESS_LOCK = threading.RLock()
@@ -91,10 +122,14 @@ class Database:
         """The in-memory DuckDB that attaches the log file; it may reach the log's files only."""
         if self._host is None:
             host = duckdb.connect(MEMORY, config={"threads": _READ_THREADS})
-            host.execute("SET allowed_paths = ?", [[self.path + end for end in _OWN_FILES]])
-            host.execute("SET enable_external_access = false")
+            self._confine(host)
             self._host = host
         return self._host
+
+    def _confine(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let `con` reach the log's own files and no other file, URL or environment variable."""
+        con.execute("SET allowed_paths = ?", [[self.path + end for end in _OWN_FILES]])
+        con.execute("SET enable_external_access = false")
 
     def __repr__(self) -> str:
         return f"Database({self.path!r})"
@@ -321,38 +356,114 @@ class Database:
             return con.execute(sql, list(params)).fetchall()
 
     def sandboxed_select(self, sql: str) -> pd.DataFrame:
-        """Run a user's read-only query: SELECT (or EXPLAIN) statements only, no file access.
+        """Run a user's read-only query: SELECT (or EXPLAIN) statements that only read.
 
-        Anything else is refused before it runs, and so is EXPLAIN ANALYZE (it runs what it
-        explains). A SELECT may still hide a write (`WITH d AS (DELETE ... RETURNING *)`), so a
-        file is opened read-only, where DuckDB refuses any write, and the query runs in a
-        transaction that is rolled back: nothing it could do would stay.
+        Anything else is refused before it runs (`refusals`). On a file, what passes runs on a
+        DuckDB instance of its own (`_sandbox`): the log attached read-only, no other file
+        reachable, the configuration locked, closed afterwards; so no user SQL can write, change
+        the state of the store's own connections, or take the process down with it. The
+        in-memory log has one connection, whose settings are locked from the start; there the
+        query runs in a transaction that is rolled back (a write hidden in a SELECT, `WITH d AS
+        (DELETE ... RETURNING *)`, runs but does not stay). A query DuckDB rejects is a
+        `ConfigurationError`.
         """
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise ConfigurationError(f"The SQL does not parse: {exc}") from exc
-        if not statements:
-            raise ConfigurationError("No SQL statement given.")
-        refused = [s.type.name for s in statements if s.type not in _READ_ONLY_STATEMENTS]
-        refused += [
-            "EXPLAIN ANALYZE"
-            for s in statements
-            if s.type == duckdb.StatementType.EXPLAIN and _ANALYZE.search(s.query)
-        ]
+        refused = refusals(sql)
         if refused:
             raise ConfigurationError(
-                f"Only SELECT queries may run on the call log; refused: {', '.join(refused)}."
+                "Only SELECT queries that read the call log may run on it; refused: "
+                f"{', '.join(refused)}."
             )
-        with self.connect(read_only=True) as con:
+        if self._memory is None:
+            with _PROCESS_LOCK, self._sandbox() as con:
+                return self._user_frame(con, sql)
+        with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                frame = con.execute(sql).df()
-            except duckdb.Error as exc:
-                raise ConfigurationError(f"The query failed: {exc}") from exc
+                return self._user_frame(con, sql)
             finally:
                 con.execute("ROLLBACK")
-        return frame
+
+    @contextmanager
+    def _sandbox(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB instance for one user query: the log attached read-only and made the default
+        catalog, nothing else reachable, no extension loadable, the configuration locked (DuckDB
+        then refuses enable_logging(), enable_profiling() and any SET). Closed afterwards, so
+        nothing the query changed in the instance outlives it. ~20 ms: a user's query can
+        afford what the recorder's four writes a second could not."""
+        con = duckdb.connect(MEMORY, config=_SANDBOX_CONFIG)
+        try:
+            self._confine(con)
+            self._attach_with_retry(con, read_only=True)
+            con.execute(f"USE {_ALIAS}")
+            con.execute("SET lock_configuration = true")
+            yield con
+        finally:
+            con.close()
+
+    def _user_frame(self, con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+        """The rows of a user's query. DuckDB's complaint about the query is the user's to fix
+        (`ConfigurationError`)."""
+        try:
+            return con.execute(sql).df()
+        except duckdb.Error as exc:
+            raise ConfigurationError(f"The query failed: {exc}") from exc
+
+
+def refusals(sql: str) -> list[str]:
+    """What in a user's SQL may not run on the call log, in order: statements other than
+    SELECT and EXPLAIN, EXPLAIN ANALYZE (it runs what it explains), and calls of functions that
+    do more than read (`_READING_TABLE_FUNCTIONS`, `_ACTING_SCALARS`). SQL that does not parse,
+    or holds no statement, raises a `ConfigurationError`."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ConfigurationError(f"The SQL does not parse: {exc}") from exc
+    if not statements:
+        raise ConfigurationError("No SQL statement given.")
+    refused = [s.type.name for s in statements if s.type not in _READ_ONLY_STATEMENTS]
+    refused += [
+        "EXPLAIN ANALYZE"
+        for s in statements
+        if s.type == duckdb.StatementType.EXPLAIN and _ANALYZE.search(s.query)
+    ]
+    refused += [f"{name}()" for name in dict.fromkeys(_called_functions(sql)) if _acts(name)]
+    return refused
+
+
+def _called_functions(sql: str) -> Iterator[str]:
+    """The names (lower case, unquoted) of the functions `sql` calls: every word followed by an
+    opening parenthesis, found on DuckDB's own tokens, so that words inside strings and
+    comments do not count."""
+    tokens = duckdb.tokenize(sql)
+    ends = [start for start, _ in tokens[1:]] + [len(sql)]
+    words = [
+        (sql[start:end].strip(), kind)
+        for (start, kind), end in zip(tokens, ends, strict=True)
+        if kind != duckdb.token_type.comment
+    ]
+    names = (duckdb.token_type.identifier, duckdb.token_type.keyword)
+    for (word, kind), (following, _) in itertools.pairwise(words):
+        if kind in names and following.startswith("("):
+            yield word.strip('"').lower()
+
+
+def _acts(function: str) -> bool:
+    """Whether calling `function` may do more than read: any table function but the reading
+    ones (so a new one is refused until it is known to read), and a few scalar functions."""
+    return function in _ACTING_SCALARS or (
+        function in _table_functions() and function not in _READING_TABLE_FUNCTIONS
+    )
+
+
+@functools.cache
+def _table_functions() -> frozenset[str]:
+    """The names of this DuckDB's table functions (and table macros)."""
+    with _PROCESS_LOCK, duckdb.connect(MEMORY) as con:
+        rows = con.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() "
+            "WHERE function_type IN ('table', 'table_macro')"
+        ).fetchall()
+    return frozenset(row[0] for row in rows)
 
 
 def write_parquet(frame: pd.DataFrame, path: str) -> None:
