@@ -76,6 +76,11 @@ _READING_TABLE_FUNCTIONS = frozenset(
     }
 )
 _ACTING_SCALARS = frozenset({"nextval", "setval", "setseed", "write_log"})  # not pure reads
+# What DuckDB says when a file's blocks do not hold what it wrote (a damaged file).
+_DAMAGE = re.compile(r"corrupt|checksum|invalidated|deserializ", re.IGNORECASE)
+_MOVE_ASIDE = (
+    "Nothing was written to it: move it aside, or pass db= (or set SCRIPTGEN_DB to) another path."
+)
 
 
 _PROCESS_LOCK = threading.RLock()
@@ -161,9 +166,13 @@ class Database:
         """A connection for one unit of work (a transaction is up to the caller).
 
         `read_only` opens the file read-only (the one in-memory connection cannot be).
+        DuckDB's own errors (a damaged file) come out as `StoreError`.
         """
         with self._unit(read_only=read_only, threads=_READ_THREADS) as connection:
-            yield connection
+            try:
+                yield connection
+            except duckdb.Error as exc:
+                raise self._failure("Reading", exc) from exc
 
     @contextmanager
     def _unit(self, *, read_only: bool, threads: int) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -184,13 +193,14 @@ class Database:
             try:
                 yield connection
             finally:
-                self._detach(connection)
+                self._detach(connection, writing=not read_only)
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection inside one transaction: committed at the end, rolled back on error.
 
-        DuckDB's own errors (a full disk, a file that went away) come out as `StoreError`.
+        DuckDB's own errors (a full disk, a file that went away, a damaged file) come out as
+        `StoreError`.
         """
         with self._unit(read_only=False, threads=_WRITE_THREADS) as con:
             con.execute("BEGIN TRANSACTION")
@@ -201,7 +211,7 @@ class Database:
                 with contextlib.suppress(duckdb.Error):  # the transaction may be gone already
                     con.execute("ROLLBACK")
                 if isinstance(exc, duckdb.Error):
-                    raise StoreError(f"Writing the call log {self.path} failed: {exc}") from exc
+                    raise self._failure("Writing", exc) from exc
                 raise
 
     def _use_threads(self, threads: int) -> None:
@@ -221,13 +231,14 @@ class Database:
             raise
         return cursor
 
-    def _detach(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        """Release the file (DuckDB checkpoints it), so another process may open it."""
+    def _detach(self, cursor: duckdb.DuckDBPyConnection, *, writing: bool) -> None:
+        """Release the file (DuckDB checkpoints it after a write), so another process may
+        open it."""
         try:
             cursor.execute("USE memory")
             cursor.execute(f"DETACH {_ALIAS}")
         except duckdb.Error as exc:
-            raise StoreError(f"Writing the call log {self.path} failed: {exc}") from exc
+            raise self._failure("Writing" if writing else "Reading", exc) from exc
         finally:
             cursor.close()
 
@@ -263,9 +274,22 @@ class Database:
         return (
             f"The call log {self.path} cannot be opened: it is not a DuckDB database this "
             f"version can read ({exc}). It may be damaged, another kind of file, or written by "
-            "a newer DuckDB. Nothing was written to it: move it aside, or pass db= (or set "
-            "SCRIPTGEN_DB to) another path."
+            f"a newer DuckDB. {_MOVE_ASIDE}"
         )
+
+    def _damaged(self, exc: BaseException) -> str:
+        return (
+            f"The call log {self.path} is damaged: DuckDB opened it but cannot read all of it "
+            f"({exc}). {_MOVE_ASIDE}"
+        )
+
+    def _failure(self, doing: str, exc: duckdb.Error) -> StoreError:
+        """DuckDB's error while `doing` ("Reading", "Writing") the log, as a `StoreError`: a
+        damaged file says so (as one DuckDB cannot open at all does), anything else says what
+        failed."""
+        if _DAMAGE.search(str(exc)):
+            return StoreError(self._damaged(exc))
+        return StoreError(f"{doing} the call log {self.path} failed: {exc}")
 
     def migrate(self) -> list[int]:
         """Apply the migrations this file has not seen yet; returns their versions.
@@ -365,7 +389,7 @@ class Database:
         in-memory log has one connection, whose settings are locked from the start; there the
         query runs in a transaction that is rolled back (a write hidden in a SELECT, `WITH d AS
         (DELETE ... RETURNING *)`, runs but does not stay). A query DuckDB rejects is a
-        `ConfigurationError`.
+        `ConfigurationError`; a log that cannot be read is a `StoreError`.
         """
         refused = refusals(sql)
         if refused:
@@ -402,10 +426,12 @@ class Database:
 
     def _user_frame(self, con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
         """The rows of a user's query. DuckDB's complaint about the query is the user's to fix
-        (`ConfigurationError`)."""
+        (`ConfigurationError`); a damaged log is the store's (`StoreError`)."""
         try:
             return con.execute(sql).df()
         except duckdb.Error as exc:
+            if _DAMAGE.search(str(exc)):
+                raise StoreError(self._damaged(exc)) from exc
             raise ConfigurationError(f"The query failed: {exc}") from exc
 
 
