@@ -8,6 +8,11 @@ the file costs ~20 ms (DuckDB builds a whole database instance each time), which
 pays four times a second. `:memory:` keeps one connection for the store's life instead. External
 access is off: the log's SQL may touch the log's own files and nothing else, and user SQL
 (`sandboxed_select`) must not be able to reach any other.
+
+Reads attach the file read-only, so a log on a read-only place can be read; a `Database` opened
+`read_only=True` never writes (it checks the schema instead of migrating it). Every failure of
+DuckDB comes out as a `StoreError` saying which file, what went wrong (a damaged file, a
+read-only place, a lock) and what to do; a user's query that fails is a `ConfigurationError`.
 """
 
 from __future__ import annotations
@@ -86,6 +91,11 @@ _MOVE_ASIDE = (
 _PROCESS_LOCK = threading.RLock()
 
 
+def schema_version() -> int:
+    """The schema version this scriptgen_nb reads and writes: its latest migration's."""
+    return max(step.version for step in MIGRATIONS)
+
+
 class StoreError(ScriptgenError):
     """The call log cannot be read or written; the message says why and what to do."""
 
@@ -103,9 +113,21 @@ class CallLogFailed(BatchInterrupted):
 
 
 class Database:
-    """A DuckDB file (or `:memory:`) holding the call log, migrated to the current schema."""
+    """A DuckDB file (or `:memory:`) holding the call log, migrated to the current schema.
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = 30.0) -> None:
+    `read_only=True` opens an existing file for reading only: it is never written (nor
+    migrated), so a log on a read-only place can be read; one whose schema is older than this
+    version's is refused, saying how to migrate it. An in-memory log is new, so it is always
+    migrated.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout_s: float = 30.0,
+        read_only: bool = False,
+    ) -> None:
         if not isinstance(path, str | os.PathLike) or not str(path).strip():
             raise ConfigurationError(
                 f"The call log must be a file path or ':memory:', not {path!r}; pass db=False "
@@ -113,6 +135,7 @@ class Database:
             )
         self.path = str(path)
         self.lock_timeout_s = lock_timeout_s
+        self.read_only = read_only and self.path != MEMORY
         self._memory: duckdb.DuckDBPyConnection | None = None
         self._memory_lock = threading.Lock()
         self._host: duckdb.DuckDBPyConnection | None = None  # attaches the file per unit of work
@@ -121,7 +144,11 @@ class Database:
             self._memory = duckdb.connect(MEMORY, config=_CONFIG)
         else:
             self._check_location(Path(self.path))
-        self.migrate()
+        if self.read_only:
+            self._check_existing(Path(self.path))
+            self.check_schema()
+        else:
+            self.migrate()
 
     def _host_connection(self) -> duckdb.DuckDBPyConnection:
         """The in-memory DuckDB that attaches the log file; it may reach the log's files only."""
@@ -137,7 +164,15 @@ class Database:
         con.execute("SET enable_external_access = false")
 
     def __repr__(self) -> str:
-        return f"Database({self.path!r})"
+        return f"Database({self.path!r}{', read_only=True' if self.read_only else ''})"
+
+    @staticmethod
+    def _check_existing(path: Path) -> None:
+        """Reading needs a log to read: opening a missing file read-only would not create it."""
+        if not path.is_file():
+            raise ConfigurationError(
+                f"No call log at {path} to read; run a batch first, or pass another path."
+            )
 
     @staticmethod
     def _check_location(path: Path) -> None:
@@ -162,13 +197,11 @@ class Database:
     # --- connections -----------------------------------------------------------------------
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one unit of work (a transaction is up to the caller).
-
-        `read_only` opens the file read-only (the one in-memory connection cannot be).
-        DuckDB's own errors (a damaged file) come out as `StoreError`.
-        """
-        with self._unit(read_only=read_only, threads=_READ_THREADS) as connection:
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one unit of reading, the file attached read-only (so a log on a
+        read-only place can be read); a transaction is up to the caller. DuckDB's own errors
+        (a damaged file) come out as `StoreError`."""
+        with self._unit(read_only=True, threads=_READ_THREADS) as connection:
             try:
                 yield connection
             except duckdb.Error as exc:
@@ -199,9 +232,11 @@ class Database:
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection inside one transaction: committed at the end, rolled back on error.
 
+        A log opened read-only, or on a read-only place, is refused before anything runs.
         DuckDB's own errors (a full disk, a file that went away, a damaged file) come out as
         `StoreError`.
         """
+        self._check_writable()
         with self._unit(read_only=False, threads=_WRITE_THREADS) as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -213,6 +248,36 @@ class Database:
                 if isinstance(exc, duckdb.Error):
                     raise self._failure("Writing", exc) from exc
                 raise
+
+    def _check_writable(self) -> None:
+        """Refuse to write a log opened for reading, or one on a read-only place, saying so (a
+        writable attach there fails with an error that reads like a damaged file)."""
+        if self.read_only:
+            raise StoreError(
+                f"The call log {self.path} was opened read-only, for reading: it cannot be "
+                "changed. Open it without read_only=True to write to it."
+            )
+        reason = None if self._memory is not None else self._read_only_place()
+        if reason is not None:
+            raise StoreError(
+                f"The call log {self.path} is on a read-only place ({reason}): it cannot be "
+                f"written. To read it, open it read-only (`scriptgen stats --db {self.path}`, "
+                f"CallStore(path, read_only=True)); to log a batch, pass db= (or set "
+                "SCRIPTGEN_DB to) a writable path."
+            )
+
+    def _read_only_place(self) -> str | None:
+        """Why the log cannot be written where it is, or None. DuckDB rewrites the file and
+        keeps a `.wal` beside it, so the file and its folder must both be writable; the check
+        is the kernel's (`access(2)`), which knows read-only mounts and immutable files even
+        for root, for whom modes alone mean nothing."""
+        path = Path(self.path)
+        if path.exists() and not os.access(path, os.W_OK):
+            return f"the file {path} cannot be written"
+        folder = path.parent
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            return f"its folder {folder} cannot be written"
+        return None
 
     def _use_threads(self, threads: int) -> None:
         """Set the host's thread count for the next unit of work (~0.3 ms, only on a change)."""
@@ -297,35 +362,12 @@ class Database:
         A file that is not a call log, or one a newer scriptgen_nb migrated further than this
         one knows, is refused with a `StoreError` and left exactly as it was.
         """
-        known = max(step.version for step in MIGRATIONS)
         with self.write() as con:
-            tables = {
-                row[0]
-                for row in con.execute(
-                    "SELECT table_name FROM duckdb_tables() "
-                    "WHERE database_name = current_database()"
-                ).fetchall()
-            }
-            if tables and "schema_migration" not in tables:
-                raise StoreError(
-                    f"{self.path} is a DuckDB database but not a scriptgen_nb call log (it holds "
-                    f"{', '.join(sorted(tables)[:5])} and no schema_migration table). It was "
-                    "left untouched: pass db= (or set SCRIPTGEN_DB to) another path."
-                )
+            done = self._applied_versions(con)
             con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migration ("
                 " version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
             )
-            done = {
-                row[0] for row in con.execute("SELECT version FROM schema_migration").fetchall()
-            }
-            if max(done, default=0) > known:
-                raise StoreError(
-                    f"The call log {self.path} was written by a newer scriptgen_nb (schema "
-                    f"version {max(done)}; this one knows versions up to {known}). Upgrade "
-                    "scriptgen_nb (pip install -U scriptgen_nb), or pass db= (or set "
-                    "SCRIPTGEN_DB to) another path. The file was left untouched."
-                )
             applied = []
             for step in MIGRATIONS:
                 if step.version in done:
@@ -337,6 +379,50 @@ class Database:
                 )
                 applied.append(step.version)
         return applied
+
+    def check_schema(self) -> None:
+        """Refuse, without changing it, a file that is not a call log this version can read
+        as it is: another database, a newer schema, or an older one (reading never migrates,
+        so that a log on a read-only place, or one another version still writes, stays as it
+        is; `scriptgen migrate` migrates it)."""
+        with self.connect() as con:
+            done = self._applied_versions(con)
+        missing = [step.version for step in MIGRATIONS if step.version not in done]
+        if missing:
+            raise StoreError(
+                f"The call log {self.path} has an older schema (version {max(done, default=0)}; "
+                f"this scriptgen_nb reads version {schema_version()}), and reading never changes "
+                f"the file. Migrate it with `scriptgen migrate --db {self.path}` (that writes "
+                "to it: copy it to a writable place first if it is on a read-only one), then "
+                "read it again."
+            )
+
+    def _applied_versions(self, con: duckdb.DuckDBPyConnection) -> set[int]:
+        """The schema versions the attached file has seen (none: a new, empty file); one that is
+        not a call log, or a newer version's, raises a `StoreError`."""
+        tables = {
+            row[0]
+            for row in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+        }
+        if tables and "schema_migration" not in tables:
+            raise StoreError(
+                f"{self.path} is a DuckDB database but not a scriptgen_nb call log (it holds "
+                f"{', '.join(sorted(tables)[:5])} and no schema_migration table). It was "
+                "left untouched: pass db= (or set SCRIPTGEN_DB to) another path."
+            )
+        if not tables:
+            return set()
+        done = {row[0] for row in con.execute("SELECT version FROM schema_migration").fetchall()}
+        if max(done, default=0) > schema_version():
+            raise StoreError(
+                f"The call log {self.path} was written by a newer scriptgen_nb (schema "
+                f"version {max(done)}; this one knows versions up to {schema_version()}). Upgrade "
+                "scriptgen_nb (pip install -U scriptgen_nb), or pass db= (or set "
+                "SCRIPTGEN_DB to) another path. The file was left untouched."
+            )
+        return done
 
     # --- writing ---------------------------------------------------------------------------
 

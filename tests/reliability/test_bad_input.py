@@ -487,9 +487,13 @@ def test_a_log_damaged_past_its_header_gives_a_clear_store_error_on_every_path(
             "sql": lambda log: log.sql("SELECT * FROM result"),
         }
         for name, read in reads.items():
-            with pytest.raises(StoreError, match=DAMAGED) as raised:
-                read(sg.CallStore(path))
-            assert str(path) in str(raised.value) and "Writing" not in str(raised.value), name
+            for open_log in (
+                lambda: sg.CallStore(path),
+                lambda: sg.CallStore(path, read_only=True),
+            ):
+                with pytest.raises(StoreError, match=DAMAGED) as raised:
+                    read(open_log())
+                assert str(path) in str(raised.value) and "Writing" not in str(raised.value), name
         backend = FakeBackend()
         requests = sg.create_batch_requests(["Write about tides."])
         for run in ENTRIES.values():
