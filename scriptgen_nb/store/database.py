@@ -262,7 +262,7 @@ class Database:
             raise StoreError(
                 f"The call log {self.path} is on a read-only place ({reason}): it cannot be "
                 f"written. To read it, open it read-only (`scriptgen stats --db {self.path}`, "
-                f"CallStore(path, read_only=True)); to log a batch, pass db= (or set "
+                "`CallStore(path, read_only=True)`); to log a batch, pass db= (or set "
                 "SCRIPTGEN_DB to) a writable path."
             )
 
