@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from scriptgen_nb.engine.identity import key_fingerprint
-from scriptgen_nb.store import Database
+from scriptgen_nb.store import CallStore, Database, StoreError, schema
 from tests.call_log_rows import FLASH, IMAGES, LITE, SCRIPT, fill, remember
 
 SCRIPTGEN = [sys.executable, "-m", "scriptgen_nb.cli"]
@@ -180,6 +180,36 @@ def test_a_missing_call_log_is_reported_and_not_created(tmp_path: Path) -> None:
         assert done.returncode == 1 and done.stdout == ""
         assert f"no call log at {missing} yet; run a batch first or pass --db" in done.stderr
     assert not missing.exists()
+
+
+def test_the_reading_commands_never_change_a_log_and_ask_to_migrate_an_older_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: `stats` and `batches` migrated (wrote) whatever log they opened, so a log on a
+    read-only place could not be read, and one an older version still writes was changed under
+    it. Now they open it read-only, leave it as it is, and say what to run to migrate it."""
+    path = tmp_path / "old.duckdb"
+    previous = schema.MIGRATIONS[:-1]
+    with monkeypatch.context() as older:  # the log as the previous version left it
+        older.setattr("scriptgen_nb.store.database.MIGRATIONS", previous)
+        Database(path)
+    before = path.read_bytes()
+    said = (
+        f"older schema (version {max(m.version for m in previous)}; this scriptgen_nb reads "
+        f"version {schema.MIGRATIONS[-1].version})"
+    )
+    for command in ("stats", "batches", "models"):
+        done = scriptgen(command, "--db", str(path))
+        assert done.returncode == 1, (command, done.stdout)
+        assert said in done.stderr and f"`scriptgen migrate --db {path}`" in done.stderr
+    with pytest.raises(StoreError, match=re.escape(said)):
+        CallStore(path, read_only=True)
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]  # no WAL beside it either
+    migrated = scriptgen("migrate", "--db", str(path))
+    assert migrated.returncode == 0, migrated.stderr
+    assert rows(migrated.stdout, "schema (current):") == [[str(schema.MIGRATIONS[-1].version)]]
+    assert scriptgen("stats", "--db", str(path)).returncode == 0
 
 
 def test_help_of_the_log_commands_lists_their_options() -> None:

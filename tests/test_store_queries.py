@@ -188,6 +188,69 @@ def test_a_running_batch_is_shown_as_died_when_its_heartbeat_or_its_process_is_g
     assert queries.batch_summary(db, "pid-gone")["state"].iloc[0] == "died"
 
 
+def test_a_died_batchs_counts_come_from_its_result_rows_not_its_last_heartbeat(
+    tmp_path: Path,
+) -> None:
+    """A batch's row is refreshed once a second, its results four times a second: a process
+    killed between the two left 20 successes in its row and 25 results in the file. A died
+    batch is counted from its rows; one that ended keeps the figures it wrote at the end."""
+    db = Database(tmp_path / "died.duckdb")
+    started = datetime.now(UTC) - timedelta(seconds=STALE_AFTER_S + 5)
+    heartbeat = {"success_count": 20, "cached_count": 1, "input_tokens": 200}
+    insert(
+        db,
+        "batch_log",
+        [
+            batch_row(
+                "died", status="running", started_at=started, heartbeat_at=started, **heartbeat
+            ),
+            batch_row("ended", status="finished", started_at=started - HOUR, **heartbeat),
+        ],
+    )
+    # 25 successes (3 of them cached), 2 failures, 1 not run; one price unknown.
+    outcomes = [(True, False, None)] * 22 + [(True, True, None)] * 3
+    outcomes += [(False, False, "server_error")] * 2 + [(False, False, "not_run")]
+    rows = [
+        {
+            "batch_id": batch_id,
+            "request_id": f"r{i}",
+            "request_index": i,
+            "cache_key": f"k{i}",
+            "success": success,
+            "cached": cached,
+            "error_kind": kind,
+            "input_tokens": 10,
+            "cached_tokens": 1,
+            "output_tokens": 20,
+            "thought_tokens": 2,
+            "estimated_cost": None if i == 0 else 0.001,
+        }
+        for batch_id in ("died", "ended")
+        for i, (success, cached, kind) in enumerate(outcomes)
+    ]
+    insert(db, "result", rows)
+    figures = (
+        "state",
+        "success_count",
+        "failure_count",
+        "not_run_count",
+        "cached_count",
+        "input_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "thought_tokens",
+        "unpriced",
+    )
+    listed = queries.batches(db)
+    assert records(listed, "batch_id", *figures) == [
+        ("died", "died", 25, 2, 1, 3, 280, 28, 560, 56, 1),
+        ("ended", "finished", 20, 0, 0, 1, 200, 0, 0, 0, 0),
+    ]
+    assert listed["cost"].tolist() == pytest.approx([27 * 0.001, 0.0])
+    summary = queries.batch_summary(db, "died")
+    assert records(summary, *figures) == records(listed.iloc[:1], *figures)
+
+
 def test_batch_summary_adds_attempts_and_rate_limits(db: Database) -> None:
     summary = queries.batch_summary(db, "b-script")
     assert len(summary) == 1
@@ -309,8 +372,10 @@ def test_sql_runs_selects_and_refuses_writes_and_files(db: Database) -> None:
     ):
         with pytest.raises(ConfigurationError, match="Only SELECT"):
             queries.sql(db, statement)
-    with pytest.raises(ConfigurationError, match="query failed"):
+    with pytest.raises(ConfigurationError, match=r"refused: read_csv\(\)"):
         queries.sql(db, "SELECT * FROM read_csv('/etc/passwd')")
+    with pytest.raises(ConfigurationError, match=r"query failed.*no_such_column"):
+        queries.sql(db, "SELECT no_such_column FROM ai_api_call")
     assert queries.sql(db, "SELECT count(*) AS n FROM ai_api_call")["n"].iloc[0] == 11
 
 

@@ -1,6 +1,7 @@
 """The `scriptgen` command: `run` and `retry` (batches from a terminal), `jobs` (Gemini Batch API
 jobs: list, resume, cancel), `demo` (a batch on the embedded emulator), `emulator` (serve it),
-`stats`, `batches`, `models` and `limits` (read the log, the catalogue and the limits learned).
+`stats`, `batches`, `models` and `limits` (read the log, the catalogue and the limits learned),
+`migrate` (bring an older log's schema up to date).
 
 This module only assembles the parser and dispatches: `run.py` runs batches (its flags in
 `options.py`, reading inputs in `inputs.py`, drawing the tqdm bar in `bar.py`, writing results
@@ -101,6 +102,7 @@ def _dispatch(argv: list[str]) -> int:
         "batches": log.batches,
         "models": log.models,
         "limits": log.limits,
+        "migrate": log.migrate,
         "jobs": jobs.jobs,
     }
     return commands[args.command](args)

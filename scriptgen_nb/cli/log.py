@@ -1,9 +1,12 @@
 """`scriptgen stats`, `batches`, `models` and `limits`: the call log, the catalogue and the limits
-remembered for this endpoint and key, as text tables.
+remembered for this endpoint and key, as text tables; `migrate` brings an older log's schema up
+to date.
 
-None of them creates a log file that is not there. The tables are pandas frames printed with
-`table()`, which `run` uses for its summary too. The library is imported inside each function,
-so `scriptgen --help` stays quick.
+None of them creates a log file that is not there, and only `migrate` and `limits --forget`
+write to one: the others open it read-only, so a log on a read-only place can be read, and they
+refuse an older log rather than migrate it. The tables are pandas frames printed with `table()`,
+which `run` uses for its summary too. The library is imported inside each function, so
+`scriptgen --help` stays quick.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ HELP = {
     "models": "list the model catalogue: limits, prices, and what each model used just now",
     "limits": "list the rate limits learned and remembered for this endpoint and API key (a "
     "later batch starts from them), or forget them",
+    "migrate": "bring the call log's schema up to date (the reading commands never change it)",
 }
 TIER_HELP = (
     "the catalogue's limits for this tier: free or tier1 (default: $SCRIPTGEN_TIER, else the "
@@ -118,6 +122,14 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="every endpoint and key in the call log, not only this one",
     )
+    migrate = sub.add_parser(
+        "migrate",
+        help=HELP["migrate"],
+        description=HELP["migrate"] + ". Writing to a log (a batch) migrates it too; stats, "
+        "batches and models read it as it is and ask for this when it is older.",
+        epilog="example: scriptgen migrate --db calls.duckdb",
+    )
+    migrate.add_argument("--db", metavar="PATH", help=DB_HELP)
 
 
 def _moment(text: str) -> datetime:
@@ -154,7 +166,8 @@ def models(args: argparse.Namespace) -> int:
         print(f"scriptgen models: {exc}", file=sys.stderr)
         return 2
     try:
-        db = open_database(path) if Path(path).exists() else None  # never create one
+        exists = Path(path).exists()  # never create one
+        db = open_database(path, read_only=True) if exists else None
         frame = models_frame(db, catalogue)
     except ScriptgenError as exc:
         print(f"scriptgen models: {exc}", file=sys.stderr)
@@ -173,13 +186,32 @@ def limits(args: argparse.Namespace) -> int:
         said, frame = limits_action(db, identity, forget=args.forget, forget_all=args.forget_all)
         return [(said + ":", frame)]
 
-    return _read_log("limits", args.db, sections)
+    forgets = args.forget is not None or args.forget_all
+    return _read_log("limits", args.db, sections, read_only=not forgets)
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Open the log for writing, which applies the migrations it has not seen yet."""
+
+    def sections(db: Database) -> list[Section]:
+        import pandas as pd
+
+        from ..store.database import schema_version
+
+        return [("schema (current):", pd.DataFrame({"version": [schema_version()]}))]
+
+    return _read_log("migrate", args.db, sections, read_only=False)
 
 
 def _read_log(
-    command: str, db_arg: str | None, sections: Callable[[Database], list[Section]]
+    command: str,
+    db_arg: str | None,
+    sections: Callable[[Database], list[Section]],
+    *,
+    read_only: bool = True,
 ) -> int:
-    """Open an existing call log (never create one), run the queries, print their tables."""
+    """Open an existing call log (never create one; read-only unless the command writes), run
+    the queries, print their tables."""
     from ..engine.errors import ScriptgenError
     from ..store import default_db_path, open_database
 
@@ -191,7 +223,7 @@ def _read_log(
         )
         return 1
     try:
-        db = open_database(path)
+        db = open_database(path, read_only=read_only)
         tables = sections(db)
     except ScriptgenError as exc:
         print(f"scriptgen {command}: {exc}", file=sys.stderr)

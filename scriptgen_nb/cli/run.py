@@ -4,10 +4,11 @@
 `%%scriptgen batch` magic (`commands.py`), shows a tqdm bar on stderr (`bar.py`) and writes the
 results (`outputs.py`) or prints a table. `retry` re-runs a logged batch's failed and not-run
 requests (`commands.retry_plan`, as `%scriptgen retry --failed`). Exit status: 0 when every
-request succeeded, 1 when any failed (0 with `--allow-failures`), 2 for a usage or
-configuration error (nothing sent, nothing written), 130 after Ctrl-C, 143 after SIGTERM and
-129 after SIGHUP (`signals.py`: the calls in flight recorded, the results so far written).
-Errors are one line on stderr, naming the problem and what to do.
+request succeeded, 1 when any failed (0 with `--allow-failures`) or the call log cannot be
+used (damaged, read-only, another version's: nothing sent), 2 for a usage or configuration error
+(nothing sent, nothing written), 130 after Ctrl-C, 143 after SIGTERM and 129 after SIGHUP
+(`signals.py`: the calls in flight recorded, the results so far written). Errors are one line
+on stderr, naming the problem and what to do.
 """
 
 from __future__ import annotations
@@ -136,6 +137,9 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             )
         except ConfigurationError as exc:
             return fail(_one_line(str(exc)))
+        except ScriptgenError as exc:  # the call log cannot be used (a StoreError): none sent
+            print(f"scriptgen {command}: {_one_line(str(exc))}", file=sys.stderr)
+            return FAILED
         except KeyboardInterrupt:
             print(
                 f"scriptgen {command}: {stop.stopped()} before anything was sent.", file=sys.stderr

@@ -32,9 +32,12 @@ def default_db_path() -> str:
     return os.environ.get(ENV_DB) or str(Path.cwd() / DEFAULT_DB)
 
 
-def open_database(path: str | os.PathLike[str] | None = None) -> Database:
-    """The call log at `path` (None: the default file; ":memory:" allowed), migrated."""
-    return Database(default_db_path() if path is None else path)
+def open_database(
+    path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+) -> Database:
+    """The call log at `path` (None: the default file; ":memory:" allowed), migrated; with
+    `read_only`, an existing file opened for reading only, never changed (see `Database`)."""
+    return Database(default_db_path() if path is None else path, read_only=read_only)
 
 
 def purge(db: Database, older_than_days: float) -> int:
@@ -82,10 +85,14 @@ class CallStore:
         log.sql("SELECT model, count(*) FROM ai_api_call GROUP BY model")
 
     Times (`since`, `until`) take a datetime, an ISO string or a duration ago ("30m", "2d").
+    `read_only=True` reads an existing log without ever writing (nor migrating) it, e.g. one on
+    a read-only place: the reports and `sql` work, upkeep (`purge`, `forget_limits`) is refused.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.db = open_database(path)
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+    ) -> None:
+        self.db = open_database(path, read_only=read_only)
 
     def __repr__(self) -> str:
         return f"CallStore({self.db.path!r})"

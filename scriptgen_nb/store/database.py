@@ -8,11 +8,18 @@ the file costs ~20 ms (DuckDB builds a whole database instance each time), which
 pays four times a second. `:memory:` keeps one connection for the store's life instead. External
 access is off: the log's SQL may touch the log's own files and nothing else, and user SQL
 (`sandboxed_select`) must not be able to reach any other.
+
+Reads attach the file read-only, so a log on a read-only place can be read; a `Database` opened
+`read_only=True` never writes (it checks the schema instead of migrating it). Every failure of
+DuckDB comes out as a `StoreError` saying which file, what went wrong (a damaged file, a
+read-only place, a lock) and what to do; a user's query that fails is a `ConfigurationError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 import random
 import re
@@ -42,12 +49,51 @@ ROW_GROUP_ROWS = 16_384
 INSERT_ROWS = 10_000  # rows per DataFrame handed to one INSERT (see `Database.insert`)
 _WRITE_THREADS = 1
 _READ_THREADS = max(1, os.cpu_count() or 1)
-_CONFIG: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
+# The in-memory log's one connection: nothing outside it is reachable, and its settings cannot
+# be changed, not even by a function a user's SELECT calls (enable_logging() did).
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "lock_configuration": True,
+}
+# A user query's own DuckDB instance (`Database._sandbox`): no extension loaded or installed.
+_SANDBOX_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "threads": _READ_THREADS,
+}
 _READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 _ANALYZE = re.compile(r"\bANALY[SZ]E\b", re.IGNORECASE)
+# The table functions a user's SELECT may call: they make rows or describe the catalogue. Every
+# other one is refused, those of later DuckDB versions too: some act on the instance
+# (enable_logging() to a file aborted the process at the next query, enable_profiling(),
+# truncate_duckdb_logs(), checkpoint()), some run SQL given as text (query(),
+# json_execute_serialized_sql()), some read files or Python objects.
+_READING_TABLE_FUNCTIONS = frozenset(
+    {
+        *("range", "generate_series", "unnest", "repeat", "repeat_row", "summary"),
+        *("json_each", "json_tree", "histogram", "histogram_values"),
+        *("duckdb_columns", "duckdb_constraints", "duckdb_databases", "duckdb_dependencies"),
+        *("duckdb_functions", "duckdb_indexes", "duckdb_keywords", "duckdb_schemas"),
+        *("duckdb_settings", "duckdb_tables", "duckdb_types", "duckdb_views"),
+        *("pragma_table_info", "pragma_storage_info", "pragma_database_size", "pragma_version"),
+        *("pragma_show", "pg_timezone_names", "icu_calendar_names"),
+    }
+)
+_ACTING_SCALARS = frozenset({"nextval", "setval", "setseed", "write_log"})  # not pure reads
+# What DuckDB says when a file's blocks do not hold what it wrote (a damaged file).
+_DAMAGE = re.compile(r"corrupt|checksum|invalidated|deserializ", re.IGNORECASE)
+_MOVE_ASIDE = (
+    "Nothing was written to it: move it aside, or pass db= (or set SCRIPTGEN_DB to) another path."
+)
 
 
 _PROCESS_LOCK = threading.RLock()
+
+
+def schema_version() -> int:
+    """The schema version this scriptgen_nb reads and writes: its latest migration's."""
+    return max(step.version for step in MIGRATIONS)
 
 
 class StoreError(ScriptgenError):
@@ -67,9 +113,21 @@ class CallLogFailed(BatchInterrupted):
 
 
 class Database:
-    """A DuckDB file (or `:memory:`) holding the call log, migrated to the current schema."""
+    """A DuckDB file (or `:memory:`) holding the call log, migrated to the current schema.
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = 30.0) -> None:
+    `read_only=True` opens an existing file for reading only: it is never written (nor
+    migrated), so a log on a read-only place can be read; one whose schema is older than this
+    version's is refused, saying how to migrate it. An in-memory log is new, so it is always
+    migrated.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout_s: float = 30.0,
+        read_only: bool = False,
+    ) -> None:
         if not isinstance(path, str | os.PathLike) or not str(path).strip():
             raise ConfigurationError(
                 f"The call log must be a file path or ':memory:', not {path!r}; pass db=False "
@@ -77,6 +135,7 @@ class Database:
             )
         self.path = str(path)
         self.lock_timeout_s = lock_timeout_s
+        self.read_only = read_only and self.path != MEMORY
         self._memory: duckdb.DuckDBPyConnection | None = None
         self._memory_lock = threading.Lock()
         self._host: duckdb.DuckDBPyConnection | None = None  # attaches the file per unit of work
@@ -85,19 +144,35 @@ class Database:
             self._memory = duckdb.connect(MEMORY, config=_CONFIG)
         else:
             self._check_location(Path(self.path))
-        self.migrate()
+        if self.read_only:
+            self._check_existing(Path(self.path))
+            self.check_schema()
+        else:
+            self.migrate()
 
     def _host_connection(self) -> duckdb.DuckDBPyConnection:
         """The in-memory DuckDB that attaches the log file; it may reach the log's files only."""
         if self._host is None:
             host = duckdb.connect(MEMORY, config={"threads": _READ_THREADS})
-            host.execute("SET allowed_paths = ?", [[self.path + end for end in _OWN_FILES]])
-            host.execute("SET enable_external_access = false")
+            self._confine(host)
             self._host = host
         return self._host
 
+    def _confine(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let `con` reach the log's own files and no other file, URL or environment variable."""
+        con.execute("SET allowed_paths = ?", [[self.path + end for end in _OWN_FILES]])
+        con.execute("SET enable_external_access = false")
+
     def __repr__(self) -> str:
-        return f"Database({self.path!r})"
+        return f"Database({self.path!r}{', read_only=True' if self.read_only else ''})"
+
+    @staticmethod
+    def _check_existing(path: Path) -> None:
+        """Reading needs a log to read: opening a missing file read-only would not create it."""
+        if not path.is_file():
+            raise ConfigurationError(
+                f"No call log at {path} to read; run a batch first, or pass another path."
+            )
 
     @staticmethod
     def _check_location(path: Path) -> None:
@@ -122,13 +197,15 @@ class Database:
     # --- connections -----------------------------------------------------------------------
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one unit of work (a transaction is up to the caller).
-
-        `read_only` opens the file read-only (the one in-memory connection cannot be).
-        """
-        with self._unit(read_only=read_only, threads=_READ_THREADS) as connection:
-            yield connection
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one unit of reading, the file attached read-only (so a log on a
+        read-only place can be read); a transaction is up to the caller. DuckDB's own errors
+        (a damaged file) come out as `StoreError`."""
+        with self._unit(read_only=True, threads=_READ_THREADS) as connection:
+            try:
+                yield connection
+            except duckdb.Error as exc:
+                raise self._failure("Reading", exc) from exc
 
     @contextmanager
     def _unit(self, *, read_only: bool, threads: int) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -149,14 +226,17 @@ class Database:
             try:
                 yield connection
             finally:
-                self._detach(connection)
+                self._detach(connection, writing=not read_only)
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection inside one transaction: committed at the end, rolled back on error.
 
-        DuckDB's own errors (a full disk, a file that went away) come out as `StoreError`.
+        A log opened read-only, or on a read-only place, is refused before anything runs.
+        DuckDB's own errors (a full disk, a file that went away, a damaged file) come out as
+        `StoreError`.
         """
+        self._check_writable()
         with self._unit(read_only=False, threads=_WRITE_THREADS) as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -166,8 +246,38 @@ class Database:
                 with contextlib.suppress(duckdb.Error):  # the transaction may be gone already
                     con.execute("ROLLBACK")
                 if isinstance(exc, duckdb.Error):
-                    raise StoreError(f"Writing the call log {self.path} failed: {exc}") from exc
+                    raise self._failure("Writing", exc) from exc
                 raise
+
+    def _check_writable(self) -> None:
+        """Refuse to write a log opened for reading, or one on a read-only place, saying so (a
+        writable attach there fails with an error that reads like a damaged file)."""
+        if self.read_only:
+            raise StoreError(
+                f"The call log {self.path} was opened read-only, for reading: it cannot be "
+                "changed. Open it without read_only=True to write to it."
+            )
+        reason = None if self._memory is not None else self._read_only_place()
+        if reason is not None:
+            raise StoreError(
+                f"The call log {self.path} is on a read-only place ({reason}): it cannot be "
+                f"written. To read it, open it read-only (`scriptgen stats --db {self.path}`, "
+                "`CallStore(path, read_only=True)`); to log a batch, pass db= (or set "
+                "SCRIPTGEN_DB to) a writable path."
+            )
+
+    def _read_only_place(self) -> str | None:
+        """Why the log cannot be written where it is, or None. DuckDB rewrites the file and
+        keeps a `.wal` beside it, so the file and its folder must both be writable; the check
+        is the kernel's (`access(2)`), which knows read-only mounts and immutable files even
+        for root, for whom modes alone mean nothing."""
+        path = Path(self.path)
+        if path.exists() and not os.access(path, os.W_OK):
+            return f"the file {path} cannot be written"
+        folder = path.parent
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            return f"its folder {folder} cannot be written"
+        return None
 
     def _use_threads(self, threads: int) -> None:
         """Set the host's thread count for the next unit of work (~0.3 ms, only on a change)."""
@@ -186,13 +296,14 @@ class Database:
             raise
         return cursor
 
-    def _detach(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        """Release the file (DuckDB checkpoints it), so another process may open it."""
+    def _detach(self, cursor: duckdb.DuckDBPyConnection, *, writing: bool) -> None:
+        """Release the file (DuckDB checkpoints it after a write), so another process may
+        open it."""
         try:
             cursor.execute("USE memory")
             cursor.execute(f"DETACH {_ALIAS}")
         except duckdb.Error as exc:
-            raise StoreError(f"Writing the call log {self.path} failed: {exc}") from exc
+            raise self._failure("Writing" if writing else "Reading", exc) from exc
         finally:
             cursor.close()
 
@@ -228,9 +339,22 @@ class Database:
         return (
             f"The call log {self.path} cannot be opened: it is not a DuckDB database this "
             f"version can read ({exc}). It may be damaged, another kind of file, or written by "
-            "a newer DuckDB. Nothing was written to it: move it aside, or pass db= (or set "
-            "SCRIPTGEN_DB to) another path."
+            f"a newer DuckDB. {_MOVE_ASIDE}"
         )
+
+    def _damaged(self, exc: BaseException) -> str:
+        return (
+            f"The call log {self.path} is damaged: DuckDB opened it but cannot read all of it "
+            f"({exc}). {_MOVE_ASIDE}"
+        )
+
+    def _failure(self, doing: str, exc: duckdb.Error) -> StoreError:
+        """DuckDB's error while `doing` ("Reading", "Writing") the log, as a `StoreError`: a
+        damaged file says so (as one DuckDB cannot open at all does), anything else says what
+        failed."""
+        if _DAMAGE.search(str(exc)):
+            return StoreError(self._damaged(exc))
+        return StoreError(f"{doing} the call log {self.path} failed: {exc}")
 
     def migrate(self) -> list[int]:
         """Apply the migrations this file has not seen yet; returns their versions.
@@ -238,35 +362,12 @@ class Database:
         A file that is not a call log, or one a newer scriptgen_nb migrated further than this
         one knows, is refused with a `StoreError` and left exactly as it was.
         """
-        known = max(step.version for step in MIGRATIONS)
         with self.write() as con:
-            tables = {
-                row[0]
-                for row in con.execute(
-                    "SELECT table_name FROM duckdb_tables() "
-                    "WHERE database_name = current_database()"
-                ).fetchall()
-            }
-            if tables and "schema_migration" not in tables:
-                raise StoreError(
-                    f"{self.path} is a DuckDB database but not a scriptgen_nb call log (it holds "
-                    f"{', '.join(sorted(tables)[:5])} and no schema_migration table). It was "
-                    "left untouched: pass db= (or set SCRIPTGEN_DB to) another path."
-                )
+            done = self._applied_versions(con)
             con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migration ("
                 " version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
             )
-            done = {
-                row[0] for row in con.execute("SELECT version FROM schema_migration").fetchall()
-            }
-            if max(done, default=0) > known:
-                raise StoreError(
-                    f"The call log {self.path} was written by a newer scriptgen_nb (schema "
-                    f"version {max(done)}; this one knows versions up to {known}). Upgrade "
-                    "scriptgen_nb (pip install -U scriptgen_nb), or pass db= (or set "
-                    "SCRIPTGEN_DB to) another path. The file was left untouched."
-                )
             applied = []
             for step in MIGRATIONS:
                 if step.version in done:
@@ -278,6 +379,50 @@ class Database:
                 )
                 applied.append(step.version)
         return applied
+
+    def check_schema(self) -> None:
+        """Refuse, without changing it, a file that is not a call log this version can read
+        as it is: another database, a newer schema, or an older one (reading never migrates,
+        so that a log on a read-only place, or one another version still writes, stays as it
+        is; `scriptgen migrate` migrates it)."""
+        with self.connect() as con:
+            done = self._applied_versions(con)
+        missing = [step.version for step in MIGRATIONS if step.version not in done]
+        if missing:
+            raise StoreError(
+                f"The call log {self.path} has an older schema (version {max(done, default=0)}; "
+                f"this scriptgen_nb reads version {schema_version()}), and reading never changes "
+                f"the file. Migrate it with `scriptgen migrate --db {self.path}` (that writes "
+                "to it: copy it to a writable place first if it is on a read-only one), then "
+                "read it again."
+            )
+
+    def _applied_versions(self, con: duckdb.DuckDBPyConnection) -> set[int]:
+        """The schema versions the attached file has seen (none: a new, empty file); one that is
+        not a call log, or a newer version's, raises a `StoreError`."""
+        tables = {
+            row[0]
+            for row in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+        }
+        if tables and "schema_migration" not in tables:
+            raise StoreError(
+                f"{self.path} is a DuckDB database but not a scriptgen_nb call log (it holds "
+                f"{', '.join(sorted(tables)[:5])} and no schema_migration table). It was "
+                "left untouched: pass db= (or set SCRIPTGEN_DB to) another path."
+            )
+        if not tables:
+            return set()
+        done = {row[0] for row in con.execute("SELECT version FROM schema_migration").fetchall()}
+        if max(done, default=0) > schema_version():
+            raise StoreError(
+                f"The call log {self.path} was written by a newer scriptgen_nb (schema "
+                f"version {max(done)}; this one knows versions up to {schema_version()}). Upgrade "
+                "scriptgen_nb (pip install -U scriptgen_nb), or pass db= (or set "
+                "SCRIPTGEN_DB to) another path. The file was left untouched."
+            )
+        return done
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -321,38 +466,116 @@ class Database:
             return con.execute(sql, list(params)).fetchall()
 
     def sandboxed_select(self, sql: str) -> pd.DataFrame:
-        """Run a user's read-only query: SELECT (or EXPLAIN) statements only, no file access.
+        """Run a user's read-only query: SELECT (or EXPLAIN) statements that only read.
 
-        Anything else is refused before it runs, and so is EXPLAIN ANALYZE (it runs what it
-        explains). A SELECT may still hide a write (`WITH d AS (DELETE ... RETURNING *)`), so a
-        file is opened read-only, where DuckDB refuses any write, and the query runs in a
-        transaction that is rolled back: nothing it could do would stay.
+        Anything else is refused before it runs (`refusals`). On a file, what passes runs on a
+        DuckDB instance of its own (`_sandbox`): the log attached read-only, no other file
+        reachable, the configuration locked, closed afterwards; so no user SQL can write, change
+        the state of the store's own connections, or take the process down with it. The
+        in-memory log has one connection, whose settings are locked from the start; there the
+        query runs in a transaction that is rolled back (a write hidden in a SELECT, `WITH d AS
+        (DELETE ... RETURNING *)`, runs but does not stay). A query DuckDB rejects is a
+        `ConfigurationError`; a log that cannot be read is a `StoreError`.
         """
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise ConfigurationError(f"The SQL does not parse: {exc}") from exc
-        if not statements:
-            raise ConfigurationError("No SQL statement given.")
-        refused = [s.type.name for s in statements if s.type not in _READ_ONLY_STATEMENTS]
-        refused += [
-            "EXPLAIN ANALYZE"
-            for s in statements
-            if s.type == duckdb.StatementType.EXPLAIN and _ANALYZE.search(s.query)
-        ]
+        refused = refusals(sql)
         if refused:
             raise ConfigurationError(
-                f"Only SELECT queries may run on the call log; refused: {', '.join(refused)}."
+                "Only SELECT queries that read the call log may run on it; refused: "
+                f"{', '.join(refused)}."
             )
-        with self.connect(read_only=True) as con:
+        if self._memory is None:
+            with _PROCESS_LOCK, self._sandbox() as con:
+                return self._user_frame(con, sql)
+        with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                frame = con.execute(sql).df()
-            except duckdb.Error as exc:
-                raise ConfigurationError(f"The query failed: {exc}") from exc
+                return self._user_frame(con, sql)
             finally:
                 con.execute("ROLLBACK")
-        return frame
+
+    @contextmanager
+    def _sandbox(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB instance for one user query: the log attached read-only and made the default
+        catalog, nothing else reachable, no extension loadable, the configuration locked (DuckDB
+        then refuses enable_logging(), enable_profiling() and any SET). Closed afterwards, so
+        nothing the query changed in the instance outlives it. ~20 ms: a user's query can
+        afford what the recorder's four writes a second could not."""
+        con = duckdb.connect(MEMORY, config=_SANDBOX_CONFIG)
+        try:
+            self._confine(con)
+            self._attach_with_retry(con, read_only=True)
+            con.execute(f"USE {_ALIAS}")
+            con.execute("SET lock_configuration = true")
+            yield con
+        finally:
+            con.close()
+
+    def _user_frame(self, con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+        """The rows of a user's query. DuckDB's complaint about the query is the user's to fix
+        (`ConfigurationError`); a damaged log is the store's (`StoreError`)."""
+        try:
+            return con.execute(sql).df()
+        except duckdb.Error as exc:
+            if _DAMAGE.search(str(exc)):
+                raise StoreError(self._damaged(exc)) from exc
+            raise ConfigurationError(f"The query failed: {exc}") from exc
+
+
+def refusals(sql: str) -> list[str]:
+    """What in a user's SQL may not run on the call log, in order: statements other than
+    SELECT and EXPLAIN, EXPLAIN ANALYZE (it runs what it explains), and calls of functions that
+    do more than read (`_READING_TABLE_FUNCTIONS`, `_ACTING_SCALARS`). SQL that does not parse,
+    or holds no statement, raises a `ConfigurationError`."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ConfigurationError(f"The SQL does not parse: {exc}") from exc
+    if not statements:
+        raise ConfigurationError("No SQL statement given.")
+    refused = [s.type.name for s in statements if s.type not in _READ_ONLY_STATEMENTS]
+    refused += [
+        "EXPLAIN ANALYZE"
+        for s in statements
+        if s.type == duckdb.StatementType.EXPLAIN and _ANALYZE.search(s.query)
+    ]
+    refused += [f"{name}()" for name in dict.fromkeys(_called_functions(sql)) if _acts(name)]
+    return refused
+
+
+def _called_functions(sql: str) -> Iterator[str]:
+    """The names (lower case, unquoted) of the functions `sql` calls: every word followed by an
+    opening parenthesis, found on DuckDB's own tokens, so that words inside strings and
+    comments do not count."""
+    tokens = duckdb.tokenize(sql)
+    ends = [start for start, _ in tokens[1:]] + [len(sql)]
+    words = [
+        (sql[start:end].strip(), kind)
+        for (start, kind), end in zip(tokens, ends, strict=True)
+        if kind != duckdb.token_type.comment
+    ]
+    names = (duckdb.token_type.identifier, duckdb.token_type.keyword)
+    for (word, kind), (following, _) in itertools.pairwise(words):
+        if kind in names and following.startswith("("):
+            yield word.strip('"').lower()
+
+
+def _acts(function: str) -> bool:
+    """Whether calling `function` may do more than read: any table function but the reading
+    ones (so a new one is refused until it is known to read), and a few scalar functions."""
+    return function in _ACTING_SCALARS or (
+        function in _table_functions() and function not in _READING_TABLE_FUNCTIONS
+    )
+
+
+@functools.cache
+def _table_functions() -> frozenset[str]:
+    """The names of this DuckDB's table functions (and table macros)."""
+    with _PROCESS_LOCK, duckdb.connect(MEMORY) as con:
+        rows = con.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() "
+            "WHERE function_type IN ('table', 'table_macro')"
+        ).fetchall()
+    return frozenset(row[0] for row in rows)
 
 
 def write_parquet(frame: pd.DataFrame, path: str) -> None:

@@ -174,7 +174,9 @@ def batches(db: Database, limit: int = 20) -> pd.DataFrame:
     """The last `limit` batches, newest first: one row per batch.
 
     Columns: batch_id, state (the status, except that a `running` batch whose heartbeat is
-    stale or whose process on this host is gone is `died`), status (as recorded), operation,
+    stale or whose process on this host is gone is `died`; a died batch's counts, tokens and
+    cost are counted from its result rows, as its own row holds its last heartbeat's, which
+    may be a second behind the results it flushed), status (as recorded), operation,
     project_id, mode, started_at, finished_at, heartbeat_at, duration_s (so far, while running),
     request_count, success_count, failure_count, not_run_count, cached_count, input_tokens,
     cached_tokens, output_tokens, thought_tokens, cost (USD, the results of known price),
@@ -228,7 +230,40 @@ def _batch_rows(db: Database, where: str, params: list[Any], limit: int) -> pd.D
         [*params, limit],
     )
     frame.insert(1, "state", _states(frame))
+    return _recounted(db, frame)
+
+
+def _recounted(db: Database, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each died batch's figures counted from its result rows. Only theirs: a
+    batch that ended wrote its final figures, and counting a huge log's rows costs."""
+    died = frame["state"] == "died"
+    if not died.any():
+        return frame
+    counted = db.frame(_RESULT_FIGURES, [frame.loc[died, "batch_id"].tolist()])
+    figures = counted.set_index("batch_id").reindex(frame.loc[died, "batch_id"]).fillna(0)
+    for column in figures.columns:
+        frame.loc[died, column] = figures[column].astype(frame[column].dtype).to_numpy()
     return frame
+
+
+# A batch's figures as the recorder's heartbeat keeps them (`success_count` counts the cached
+# answers too), from its result rows.
+_RESULT_FIGURES = f"""
+    SELECT batch_id,
+           count(*) FILTER (WHERE success) AS success_count,
+           count(*) FILTER (WHERE NOT success AND error_kind IS DISTINCT FROM 'not_run')
+               AS failure_count,
+           count(*) FILTER (WHERE error_kind = 'not_run') AS not_run_count,
+           count(*) FILTER (WHERE cached) AS cached_count,
+           {_total("input_tokens")} AS input_tokens,
+           {_total("cached_tokens")} AS cached_tokens,
+           {_total("output_tokens")} AS output_tokens,
+           {_total("thought_tokens")} AS thought_tokens,
+           coalesce(sum(estimated_cost), 0) AS cost,
+           count(*) FILTER (WHERE estimated_cost IS NULL) AS unpriced
+    FROM result WHERE batch_id IN (SELECT unnest(?))
+    GROUP BY batch_id
+"""
 
 
 def _states(frame: pd.DataFrame) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -499,6 +500,93 @@ def test_a_call_log_that_cannot_be_used_is_refused_and_left_untouched(
     with pytest.raises(StoreError, match=message):
         sg.CallStore(path)
     assert backend.calls == []
+    assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == files  # no WAL or sibling left behind
+
+
+DUCKDB_HEADERS = 3 * 4096  # the file's header, then two database headers; blocks follow
+BLOCK_CHECKSUM = 8  # each block starts with the checksum of the rest
+DAMAGED = "is damaged.*move it aside"
+
+
+def _damaged(path: Path, *, spare_schema: bool) -> str:
+    """Log a batch at `path`, then overwrite its blocks past the file's headers as a disk fault
+    would; the batch's id. DuckDB's catalogue (its metadata blocks) is spared, so the file
+    still opens and the damage shows when a block is read (DuckDB checks each block's checksum).
+    `spare_schema` spares the schema_migration table's blocks too: opening then succeeds and
+    only reading the log's rows fails."""
+    requests = sg.create_batch_requests(["Write about tides."])
+    sg.batch_generate(requests, backend=FakeBackend(), db=path, models=LADDER)
+    with duckdb.connect(str(path), read_only=True) as con:
+        batch_id = con.execute("SELECT batch_id FROM batch_log").fetchall()[0][0]
+        block_size, blocks = con.execute(
+            "SELECT block_size, total_blocks FROM pragma_database_size()"
+        ).fetchall()[0]
+        spared = "SELECT block_id FROM pragma_metadata_info()"
+        if spare_schema:
+            spared += " UNION SELECT block_id FROM pragma_storage_info('schema_migration')"
+        whole = {row[0] for row in con.execute(spared).fetchall()}
+    with path.open("r+b") as file:
+        for block in set(range(blocks)) - whole:
+            file.seek(DUCKDB_HEADERS + block * block_size + BLOCK_CHECKSUM)
+            file.write(b"\xde\xad" * 2048)
+    return str(batch_id)
+
+
+@pytest.mark.parametrize("spare_schema", [True, False], ids=["rows", "rows-and-schema"])
+def test_a_log_damaged_past_its_header_gives_a_clear_store_error_on_every_path(
+    spare_schema: bool, tmp_path: Path
+) -> None:
+    """Before: the reports, `batch_generate` and `scriptgen run/stats/batches` raised DuckDB's
+    own error ("Corrupt database file: ... checksum") with a traceback; the header case already
+    said which file and what to do. Now every path says that, as a StoreError."""
+    path = tmp_path / "log.duckdb"
+    batch_id = _damaged(path, spare_schema=spare_schema)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Write about moss.\n")
+    before = path.read_bytes()
+    files = sorted(tmp_path.iterdir())
+    commands = [["stats"], ["batches"], ["run", "--emulator", str(prompts)]]
+    children = [
+        subprocess.Popen(
+            [*SCRIPTGEN, *command, "--db", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    try:
+        reads: dict[str, Callable[[sg.CallStore], Any]] = {
+            "batches": lambda log: log.batches(),
+            "usage_report": lambda log: log.usage_report(),
+            "results": lambda log: log.results(batch_id),
+            "sql": lambda log: log.sql("SELECT * FROM result"),
+        }
+        for name, read in reads.items():
+            for open_log in (
+                lambda: sg.CallStore(path),
+                lambda: sg.CallStore(path, read_only=True),
+            ):
+                with pytest.raises(StoreError, match=DAMAGED) as raised:
+                    read(open_log())
+                assert str(path) in str(raised.value) and "Writing" not in str(raised.value), name
+        backend = FakeBackend()
+        requests = sg.create_batch_requests(["Write about tides."])
+        for run in ENTRIES.values():
+            with pytest.raises(StoreError, match=DAMAGED):
+                run(lambda: requests, {"backend": backend, "db": path, "models": LADDER})
+        assert backend.calls == []
+        for command, child in zip(commands, children, strict=True):
+            out, err = child.communicate(timeout=60)
+            assert child.returncode == 1, (command, err)
+            assert re.search(DAMAGED, err) and str(path) in err, (command, err)
+            assert "Traceback" not in out + err, command
+    finally:
+        for child in children:  # a failed assertion must not leave a command running
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
     assert path.read_bytes() == before
     assert sorted(tmp_path.iterdir()) == files  # no WAL or sibling left behind
 

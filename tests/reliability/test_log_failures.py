@@ -1,24 +1,29 @@
 """When the call log cannot be written, and when an awaited batch is cancelled: nothing is lost.
 
 Tests run as root in CI, so "unwritable" is made in ways root cannot bypass: a path under a
-regular file, and `RLIMIT_FSIZE` (a full disk) set in a child process before the batch.
+regular file, `RLIMIT_FSIZE` (a full disk) set in a child process before the batch, and the
+immutable attribute (`chattr +i`) for a read-only place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import scriptgen_nb as sg
 from scriptgen_nb.engine.backend import FakeBackend
-from scriptgen_nb.store import Database
+from scriptgen_nb.store import Database, StoreError
+from tests.test_cli import scriptgen
 
 MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
 
@@ -81,6 +86,63 @@ def test_an_unwritable_log_path_fails_before_any_call(tmp_path: Path) -> None:
             db=blocker / "log.duckdb",
         )
     assert backend.calls == []
+
+
+@pytest.fixture
+def read_only_log(tmp_path: Path) -> Iterator[Path]:
+    """A call log holding one finished batch, in a folder of its own; then the file and the
+    folder are made immutable (`chattr +i`), which the kernel enforces for root too (a mode of
+    0444 does not stop root), as a read-only mount would. Skipped where chattr cannot do that
+    (not installed, no CAP_LINUX_IMMUTABLE, a filesystem without the attribute)."""
+    path = tmp_path / "shelf" / "log.duckdb"
+    path.parent.mkdir()
+    sg.batch_generate(
+        sg.create_batch_requests(["x"]), models=[MODEL], backend=FakeBackend(), db=path
+    )
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("chattr is not installed: no read-only place that binds root to make here")
+    locked = [str(path), str(path.parent)]
+    made = subprocess.run([chattr, "+i", *locked], capture_output=True, text=True, check=False)
+    try:
+        if made.returncode != 0:
+            pytest.skip(f"chattr +i is refused here ({made.stderr.strip()})")
+        yield path
+    finally:
+        subprocess.run([chattr, "-i", *locked], capture_output=True, check=False)
+
+
+def test_a_log_on_a_read_only_place_is_read_and_writing_it_says_read_only(
+    read_only_log: Path,
+) -> None:
+    """The kernel refuses every write to the log's file and folder (immutable), root's too.
+    Before: `scriptgen stats` could not read the log (opening it migrated, a write) and a batch
+    called it "not a DuckDB database ... may be damaged". Now the reading commands and
+    `CallStore(read_only=True)` read it without writing; a batch, `CallStore()` (whose upkeep
+    writes) and `scriptgen migrate` say it is on a read-only place, which file, and what to do,
+    before any call."""
+    path = read_only_log
+    before = path.read_bytes()
+    for command in ("stats", "batches"):
+        shown = scriptgen(command, "--db", str(path))
+        assert shown.returncode == 0, shown.stderr
+        assert re.search(r"^\S+ +finished ", shown.stdout, re.MULTILINE), shown.stdout
+    log = sg.CallStore(path, read_only=True)
+    assert log.batches()["state"].tolist() == ["finished"]
+    assert log.sql("SELECT count(*) AS n FROM result")["n"].iloc[0] == 1
+    said = rf"{re.escape(str(path))} is on a read-only place \(the file .* cannot be written\)"
+    backend = FakeBackend()
+    with pytest.raises(StoreError, match=said + r".*read_only=True.*a writable path"):
+        sg.batch_generate(sg.create_batch_requests(["y"]), models=[MODEL], backend=backend, db=path)
+    assert backend.calls == []
+    with pytest.raises(StoreError, match=said):
+        sg.CallStore(path)
+    with pytest.raises(StoreError, match="opened read-only, for reading"):
+        log.purge(0)
+    migrate = scriptgen("migrate", "--db", str(path))
+    assert migrate.returncode == 1 and re.search(said, migrate.stderr), migrate.stderr
+    assert path.read_bytes() == before
+    assert list(path.parent.iterdir()) == [path]  # no WAL beside it
 
 
 def test_cancel_during_an_awaited_batch_is_prompt_clean_persisted_and_resumable(

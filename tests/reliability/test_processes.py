@@ -26,6 +26,7 @@ import pytest
 
 import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
+from scriptgen_nb.store import queries
 from scriptgen_nb.store.database import Database
 from tests.test_cli_run import jsonl
 
@@ -344,6 +345,9 @@ def test_kill_9_mid_batch_then_the_rerun_resumes_without_sending_recorded_reques
     assert dead["heartbeat_at"] == killed["heartbeat_at"]
     with pytest.raises(ProcessLookupError):
         os.kill(child.proc.pid, 0)
+    # The reports show it died, counted from the results it flushed, not its last heartbeat.
+    shown = queries.batch_summary(db, killed["batch_id"]).iloc[0]
+    assert (shown["state"], shown["success_count"]) == ("died", len(recorded))
 
 
 def test_two_processes_write_one_file_at_the_same_time(

@@ -574,6 +574,101 @@ def test_a_select_can_neither_write_nor_reach_files(filled_log: Database) -> Non
     assert filled_log.sandboxed_select("SELECT count(*) AS n FROM result")["n"].iloc[0] == 3
 
 
+# SELECTs calling functions that act on DuckDB itself rather than read the log. Logging to a
+# file aborted the interpreter (SIGABRT: a dead kernel) at the next query; the others changed
+# the connection's state, which outlived the query's rollback; query() and
+# json_execute_serialized_sql() run SQL given as text. {folder} is the test's own folder.
+INSTANCE_CHANGING_SELECTS = [
+    "SELECT * FROM enable_logging(storage='file', storage_path='{folder}/duckdb-log')",
+    "SELECT * FROM \"Enable_Logging\" /* a comment */ (storage='file', storage_path='{folder}/b')",
+    "SELECT * FROM enable_profiling()",
+    "SELECT * FROM disable_logging()",
+    "SELECT * FROM truncate_duckdb_logs()",
+    "SELECT * FROM checkpoint()",
+    "SELECT * FROM force_checkpoint()",
+    "SELECT count(*) FROM result, main.checkpoint()",
+    "SELECT * FROM query('SELECT * FROM enable_profiling()')",
+    "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+    "SELECT setseed(0.5)",
+    "EXPLAIN SELECT * FROM enable_logging(storage='file', storage_path='{folder}/c')",
+]
+
+# Runs each statement on a log, then a plain query (where the abort struck), in a process of its
+# own: an abort fails the test instead of killing pytest. Prints what each statement did and
+# whether the log and DuckDB's settings stayed as they were.
+INSTANCE_CHANGING_CHILD = """
+import json, sys
+import scriptgen_nb as sg
+from scriptgen_nb.engine.backend import FakeBackend
+from scriptgen_nb.engine.errors import ConfigurationError
+from scriptgen_nb.store import Database
+
+path, statements = sys.argv[1], json.loads(sys.argv[2])
+db = Database(path)
+requests = sg.create_batch_requests(["one", "two", "three"])
+sg.batch_generate(requests, backend=FakeBackend(), db=db, models=[sg.ModelSpec("m", priority=1)])
+
+def state():
+    return [db.rows("SELECT name, value FROM duckdb_settings() ORDER BY name"),
+            db.rows("SELECT batch_id, status FROM batch_log"),
+            db.rows("SELECT count(*) FROM result")]
+
+before = state()
+outcomes = []
+for statement in statements:
+    try:
+        db.sandboxed_select(statement)
+        said = "ran"
+    except ConfigurationError as exc:
+        said = str(exc)
+    outcomes.append([said, db.sandboxed_select("SELECT 1 AS one")["one"].tolist()])
+print(json.dumps({"outcomes": outcomes, "unchanged": state() == before}))
+"""
+
+
+@pytest.mark.parametrize("where", ["file", "memory"])
+def test_user_sql_cannot_change_duckdbs_state_or_take_the_process_down(
+    where: str, tmp_path: Path
+) -> None:
+    """Before: `enable_logging(storage='file', ...)` passed the SELECT-only check, and the next
+    query aborted the interpreter (SIGABRT, exit -6); enable_profiling(), checkpoint() and the
+    rest ran. Now each is refused before it runs, the process lives on, nothing changed."""
+    statements = [s.format(folder=tmp_path) for s in INSTANCE_CHANGING_SELECTS]
+    path = str(tmp_path / "log.duckdb") if where == "file" else ":memory:"
+    done = subprocess.run(
+        [sys.executable, "-c", INSTANCE_CHANGING_CHILD, path, json.dumps(statements)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for statement, (said, then) in zip(statements, report["outcomes"], strict=True):
+        assert said.startswith("Only SELECT queries that read the call log"), (statement, said)
+        assert then == [1], statement
+    assert report["unchanged"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        ["log.duckdb"] if path != ":memory:" else []
+    )
+
+
+def test_user_sql_may_call_the_table_functions_that_read(filled_log: Database) -> None:
+    """What the refusal above leaves allowed: functions that make rows or describe the log, and
+    a refused function's name inside a string or a comment."""
+    allowed = {
+        "SELECT count(*) AS n FROM range(4)": 4,
+        "SELECT count(*) AS n FROM generate_series(1, 3)": 3,
+        "SELECT count(*) AS n FROM (SELECT unnest([1, 2]))": 2,
+        "SELECT count(*) AS n FROM json_each('[1, 2, 3]')": 3,
+        "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'result'": 1,
+        "SELECT count(*) AS n FROM pragma_table_info('result') WHERE name = 'text'": 1,
+        "SELECT count(*) AS n FROM result WHERE text <> 'checkpoint()' -- enable_logging()": 3,
+    }
+    for statement, rows in allowed.items():
+        assert filled_log.sandboxed_select(statement)["n"].iloc[0] == rows, statement
+
+
 # --- the emulator's exposure ---------------------------------------------------------------------
 
 
