@@ -341,8 +341,13 @@ class Recorder:
             self._notes[table].append(row)
 
     def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise StoreError(f"Writing the call log {self.db.path} failed: {self._error}")
+        """Raise the flusher's error, said once: the store's own already names the file."""
+        error = self._error
+        if error is None:
+            return
+        if isinstance(error, StoreError):
+            raise StoreError(str(error)) from error
+        raise StoreError(f"Writing the call log {self.db.path} failed: {error}") from error
 
     # --- the flusher's side --------------------------------------------------------------
 
