@@ -234,14 +234,18 @@ class BatchOptions:
                 return None
         return open_database(self.db, wait=wait or LockWait(self.log_wait_s, watch=LockWatch()))
 
+    def lock_wait(self, cancel: CancelToken) -> LockWait:
+        """How a batch waits while another process holds its log's file: up to `log_wait_s`
+        (its opening, first and last writes; the rest as long as it runs), giving up once it is
+        cancelled; said on stderr until `prepare` hands the saying to the progress frontend."""
+        return LockWait(self.log_wait_s, lambda: cancel.cancelled, LockWatch())
+
     def prepare(self, requests: Iterable[GenerationRequest]) -> PreparedBatch:
         """Build everything a run needs; configuration errors surface here, before any call."""
         ladder, notices = self.ladder_and_notices()
         plan = plan_concurrency(self.max_concurrency, ladder)
         cancel = self.cancel or CancelToken()  # shared with the panel, whose Cancel button uses it
-        # Said on stderr until a progress frontend is there to say it (see below).
-        watch = LockWatch()
-        wait = LockWait(self.log_wait_s, lambda: cancel.cancelled, watch)
+        wait = self.lock_wait(cancel)
         log = self.open_log(wait=wait)
         backend = self.build_backend(plan.max_in_flight)
         fingerprint = self.key_fingerprint()
@@ -266,8 +270,8 @@ class BatchOptions:
         frontend = progress or next(
             (f for f in listeners if isinstance(f, ProgressFrontend)), None
         )  # the one chosen, or one given as a listener (the command line's bar)
-        if frontend is not None:
-            watch.say = frontend.log_waiting
+        if frontend is not None and wait.watch is not None:
+            wait.watch.say = frontend.log_waiting
         if self.on_progress is not None:
             listeners.append(progress_listener(self.on_progress))
         if progress is not None:
