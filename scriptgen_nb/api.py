@@ -357,9 +357,12 @@ def batch_generate(
     `timeout_s`, `max_attempts`, `overload_patience_s` (600: how long 429s without details on
     every model are waited out), `routing` ("preference" | "failover"), `chunk_size`,
     `catalogue`, `listeners`, `cancel` (a CancelToken), `backend` (tests), `progress` ("auto":
-    a panel in Jupyter, a text bar on a terminal; "widget", "text"; None, the default: none).
-    Ctrl-C raises `BatchInterrupted` whose `.results` has every request, unfinished ones
-    marked not run.
+    a panel in Jupyter, a text bar on a terminal; "widget", "text"; None, the default: none),
+    `log_wait_s` (300: while another process holds the call log's file, how long the batch
+    waits for it before it starts and at its end; meanwhile it waits for as long as it runs,
+    saying so after a few seconds). Ctrl-C raises `BatchInterrupted` whose `.results` has every
+    request, unfinished ones marked not run; a log still held after `log_wait_s` raises
+    `CallLogFailed`, which carries them too.
 
     `mode="batch_api"` hands the batch to Google's Batch API (half price, results within its
     turnaround; polled until done); `mode="auto"` chooses live calls, the Batch API or a split

@@ -4,7 +4,9 @@ The tqdm model (DESIGN, house style): `ProgressState` is an engine listener that
 counters and publishes a read-only `ProgressSnapshot`; `format_line` / `format_summary` turn a
 snapshot into text; frontends (`TextProgress` here, `jupyter.panel.ProgressPanel` for notebooks)
 only draw snapshots, throttled by their shared base `ProgressFrontend`. `choose_progress` is the
-`progress="auto"|"widget"|"text"|None` chooser.
+`progress="auto"|"widget"|"text"|None` chooser. What is not an engine event but the user must
+see is told to the frontend directly: the call log's file held by another process
+(`log_waiting`, from `store/lock_wait.py`'s watch).
 
 Events arrive on the engine's thread while snapshots are read from another (a widget, a ticker),
 so the state is guarded by one lock. Time comes from an injected clock, so tests need no sleeps.
@@ -97,6 +99,8 @@ class ProgressSnapshot:
     # What to know about the ladder before it ran: a retired model named, an unknown price, a
     # model left out because the endpoint does not list it.
     notices: tuple[str, ...] = ()
+    # The call log's file is held by another process and the batch waits for it (None: not).
+    log_wait: str | None = None
 
 
 @dataclass(slots=True)
@@ -133,6 +137,12 @@ class ProgressState:
         self._cost = CostTotal()
         self._recent: deque[float] = deque()  # clock times of recent answered requests
         self._errors: deque[ErrorRow] = deque(maxlen=MAX_ERRORS)
+        self._log_wait: str | None = None
+
+    def log_waiting(self, message: str | None) -> None:
+        """The call log is held by another process and the batch waits (None: no longer)."""
+        with self._lock:
+            self._log_wait = message
 
     def __call__(self, event: Event) -> None:
         now = self._clock()
@@ -216,6 +226,7 @@ class ProgressState:
                 elapsed_s=elapsed,
                 errors=tuple(self._errors),
                 notices=self._notices,
+                log_wait=self._log_wait,
             )
 
     def _rows(self, now: float) -> list[ModelRow]:
@@ -329,6 +340,8 @@ def format_line(snapshot: ProgressSnapshot) -> str:
     parts = count_parts(snapshot) + pace_parts(snapshot) + learned_parts(snapshot)
     if snapshot.status not in ("waiting", "running"):
         parts.append(snapshot.status)
+    if snapshot.log_wait is not None:
+        parts.append(snapshot.log_wait)
     return "scriptgen batch: " + " · ".join(parts)
 
 
@@ -398,6 +411,17 @@ class ProgressFrontend:
             self._ticker.start()
         self.redraw()
 
+    def log_waiting(self, message: str | None) -> None:
+        """The call log's file is held by another process and the batch waits for it (None:
+        it is free again), from whichever thread waits: drawn at once in the live view, or,
+        once the final state is drawn (the batch's last rows wait), by `draw_log_wait`."""
+        self.state.log_waiting(message)
+        with self._draw_lock:
+            if self._final_drawn:
+                self.draw_log_wait(message)
+            else:
+                self._draw(self._clock(), final=False)
+
     def redraw(self, *, final: bool = False, force: bool = False) -> None:
         """Draw the current snapshot unless one was drawn less than `min_interval_s` ago."""
         now = self._clock()
@@ -407,9 +431,13 @@ class ProgressFrontend:
             recent = self._drawn_at is not None and now - self._drawn_at < self._min_interval_s
             if recent and not (final or force):
                 return
-            self._drawn_at = now
-            self._final_drawn = final
-            self.draw(self.state.snapshot(), final=final)
+            self._draw(now, final=final)
+
+    def _draw(self, now: float, *, final: bool) -> None:
+        """Draw the snapshot now; call with the draw lock held."""
+        self._drawn_at = now
+        self._final_drawn = final
+        self.draw(self.state.snapshot(), final=final)
 
     def _tick(self) -> None:
         assert self._refresh_s is not None
@@ -418,6 +446,11 @@ class ProgressFrontend:
 
     def draw(self, snapshot: ProgressSnapshot, *, final: bool) -> None:
         """Show `snapshot`; `final` is the batch's last state. Called under the draw lock."""
+        raise NotImplementedError
+
+    def draw_log_wait(self, message: str | None) -> None:
+        """Show a wait for the call log that comes after the final state (None: it ended).
+        Called under the draw lock."""
         raise NotImplementedError
 
     def show(self) -> None:
@@ -444,6 +477,16 @@ class TextProgress(ProgressFrontend):
         self.stream.write("\r" + text.ljust(self._width) + ("\n" if final else ""))
         self.stream.flush()
         self._width = len(text)
+
+    def draw_log_wait(self, message: str | None) -> None:
+        write_log_wait(self.stream, message)
+
+
+def write_log_wait(stream: TextIO, message: str | None) -> None:
+    """A wait for the call log after a text frontend's summary: a line of its own (its end
+    needs none: the call returns or raises next)."""
+    if message is not None:
+        print(f"scriptgen: {message}", file=stream, flush=True)
 
 
 def choose_progress(

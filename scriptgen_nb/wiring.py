@@ -3,7 +3,8 @@
 `BatchOptions` holds the arguments every entry point shares; `prepare()` turns them and the
 requests into a `PreparedBatch`: the engine with its backend, the call log's session (cache,
 quota memory, recorder), the seed's `on_progress` and the progress frontend (`progress=`) as
-listeners. The engine knows none of this.
+listeners, and the frontend as the place that says when the log's file is held by another
+process (before it is shown, stderr says so). The engine knows none of this.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from .engine.policy import Backoff, RetryPolicy, plan_concurrency
 from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
 from .engine.values import Event, GenerationRequest, RequestFinished, Result
 from .progress import ProgressFrontend, choose_progress
-from .store import Database, StoreError, default_db_path, open_database
-from .store.recorder import BatchInfo
+from .store import Database, LockWait, StoreError, default_db_path, open_database
+from .store.lock_wait import LockWatch
+from .store.recorder import LOG_WAIT_S, BatchInfo
 from .store.session import CACHE_MODES, BatchSession, CacheMode, quota_history
 
 ENV_BASE_URL = "GOOGLE_GEMINI_BASE_URL"
@@ -59,6 +61,9 @@ class BatchOptions:
     routing: Routing = "preference"
     chunk_size: int | None = None
     db: DbArgument = None
+    # Seconds a batch waits for its call log while another process holds the file, before it
+    # starts and at its end (meanwhile it waits for as long as it runs).
+    log_wait_s: float = LOG_WAIT_S
     cache: CacheMode = "use"
     store_text: bool = True
     catalogue: ModelCatalogue | None = None
@@ -104,6 +109,7 @@ class BatchOptions:
                 f"backoff={self.backoff!r}: pass scriptgen_nb.engine.policy.Backoff(initial_s, "
                 "factor, max_s)."
             )
+        check_number("log_wait_s", self.log_wait_s, low=0, unit="seconds")
         callables: list[tuple[str, object]] = []
         if self.on_progress is not None:
             callables.append(("on_progress", self.on_progress))
@@ -210,11 +216,13 @@ class BatchOptions:
             max_connections=max_connections,
         )
 
-    def open_log(self, *, create: bool = True) -> Database | None:
+    def open_log(self, *, create: bool = True, wait: LockWait | None = None) -> Database | None:
         """The call log (None when `db=False`); opened before any request is sent.
 
         `create=False` (planning, a dry run): None when the file is not there yet, so nothing
-        that sends nothing leaves a log behind.
+        that sends nothing leaves a log behind. While another process holds the file, opening
+        waits as `wait` says (default: up to `log_wait_s`, said on stderr after a few seconds);
+        so do the opened log's units of work that bring no wait of their own.
         """
         if self.db is False:
             return None
@@ -224,7 +232,13 @@ class BatchOptions:
             path = os.fspath(self.db) if self.db is not None else default_db_path()
             if path != ":memory:" and not os.path.exists(path):
                 return None
-        return open_database(self.db)
+        return open_database(self.db, wait=wait or LockWait(self.log_wait_s, watch=LockWatch()))
+
+    def lock_wait(self, cancel: CancelToken) -> LockWait:
+        """How a batch waits while another process holds its log's file: up to `log_wait_s`
+        (its opening, first and last writes; the rest as long as it runs), giving up once it is
+        cancelled; said on stderr until `prepare` hands the saying to the progress frontend."""
+        return LockWait(self.log_wait_s, lambda: cancel.cancelled, LockWatch())
 
     def prepare(
         self,
@@ -239,7 +253,9 @@ class BatchOptions:
         """
         ladder, notices = self.ladder_and_notices()
         plan = plan_concurrency(self.max_concurrency, ladder)
-        log = self.open_log()
+        cancel = self.cancel or CancelToken()  # shared with the panel, whose Cancel button uses it
+        wait = self.lock_wait(cancel)
+        log = self.open_log(wait=wait)
         backend = self.build_backend(plan.max_in_flight)
         fingerprint = self.key_fingerprint()
         config = EngineConfig(
@@ -258,9 +274,13 @@ class BatchOptions:
             notices=notices,
         )
         total = len(requests) if isinstance(requests, Sequence) else None
-        cancel = self.cancel or CancelToken()  # shared with the panel, whose Cancel button uses it
         progress = choose_progress(self.progress, cancel, total=total)
         listeners = list(self.listeners)
+        frontend = progress or next(
+            (f for f in listeners if isinstance(f, ProgressFrontend)), None
+        )  # the one chosen, or one given as a listener (the command line's bar)
+        if frontend is not None and wait.watch is not None:
+            wait.watch.say = frontend.log_waiting
         if self.on_progress is not None:
             listeners.append(progress_listener(self.on_progress))
         if progress is not None:
@@ -268,7 +288,7 @@ class BatchOptions:
         session = None
         if log is not None:
             info = self._batch_info(config, backend, fingerprint)
-            session = BatchSession(log, info, [m.name for m in ladder])
+            session = BatchSession(log, info, [m.name for m in ladder], wait=wait)
             listeners.insert(0, session.recorder)
             requests = session.requests(requests)
         engine = BatchEngine(

@@ -154,12 +154,31 @@ def test_pieces_carry_stable_css_classes() -> None:
         "sg-bar": panel.bar,
         "sg-cancel": panel.cancel_button,
         "sg-summary": panel.summary,
+        "sg-log": panel.log,
         "sg-usage": panel.usage,
         "sg-models": panel.models,
         "sg-errors": panel.errors,
     }
     for css_class, widget in pieces.items():
         assert css_class in widget._dom_classes
+
+
+def test_a_wait_for_the_call_log_shows_on_its_own_line_during_and_after_the_batch() -> None:
+    panel, clock = panel_after_events()
+    held = "the call log x.duckdb is held by another process: waiting for <it>"
+    panel.log_waiting(held)  # at once, whatever the throttle
+    assert (
+        panel.log.value
+        == "<i>the call log x.duckdb is held by another process: waiting for &lt;it&gt;</i>"
+    )
+    assert repr(panel).endswith(f" · {held}")
+    panel.log_waiting(None)
+    assert panel.log.value == ""
+    clock.now = 2.0
+    panel(ended("finished", total=2))
+    panel.log_waiting("waiting up to 300s for it (log_wait_s)")  # the batch's last rows
+    assert panel.log.value == "<i>waiting up to 300s for it (log_wait_s)</i>"
+    assert "· finished" in panel.title.value
 
 
 def test_close_prints_the_summary_once_the_batch_ran(capsys: pytest.CaptureFixture[str]) -> None:

@@ -413,9 +413,9 @@ class _HeldWrites(Database):
         self.gate.set()
         super().__init__(path)
 
-    def write(self) -> Any:
+    def write(self, **options: Any) -> Any:
         self.gate.wait()
-        return super().write()
+        return super().write(**options)
 
 
 def test_a_log_that_falls_behind_slows_the_batch_instead_of_growing_memory(

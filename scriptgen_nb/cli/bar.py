@@ -22,13 +22,15 @@ from ..progress import (
     ProgressSnapshot,
     format_duration,
     format_summary,
+    write_log_wait,
 )
 
 SEPARATOR = " · "
 
 
 def postfix(snapshot: ProgressSnapshot) -> str:
-    """`1 failed · 2 not run · $0.0123 · 3.5-flash: ok 12 · 2.5-pro: parked 4s`."""
+    """`1 failed · 2 not run · $0.0123 · 3.5-flash: ok 12 · 2.5-pro: parked 4s`, and a wait for
+    the call log while another process holds it."""
     parts = []
     if snapshot.failed:
         parts.append(f"{snapshot.failed} failed")
@@ -38,6 +40,8 @@ def postfix(snapshot: ProgressSnapshot) -> str:
         parts.append(f"{snapshot.cached} cached")
     parts.append(str(snapshot.cost))
     parts += [model_state(row) for row in snapshot.models]
+    if snapshot.log_wait is not None:
+        parts.append(snapshot.log_wait)
     return SEPARATOR.join(parts)
 
 
@@ -82,6 +86,9 @@ class TqdmProgress(ProgressFrontend):
         bar.refresh()
         if final:
             self._finish(snapshot)
+
+    def draw_log_wait(self, message: str | None) -> None:
+        write_log_wait(self.stream, message)
 
     def close(self) -> None:
         super().close()  # stops the ticker: no draw can race what follows

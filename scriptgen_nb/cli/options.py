@@ -199,6 +199,14 @@ def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
     batch.add_argument("--tier", metavar="TIER", help=TIER_HELP)
     batch.add_argument("--db", metavar="PATH", help=DB_HELP)
     batch.add_argument(
+        "--log-wait",
+        type=float,
+        metavar="S",
+        help="while another process holds the call log (a long query), seconds to wait for it "
+        "before sending and at the end; meanwhile the batch waits as long as it runs "
+        "(default: the library's, 300)",
+    )
+    batch.add_argument(
         "--mode",
         choices=("live", "batch_api", "auto"),
         help="live: requests paced in real time; batch_api: Google's Batch API (half price, "

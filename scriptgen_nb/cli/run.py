@@ -115,6 +115,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 budget_usd=args.budget,
                 timeout_s=args.timeout,
                 max_attempts=args.max_attempts,
+                log_wait_s=args.log_wait,
                 mode=args.mode,
                 deadline=args.deadline,
                 **given,

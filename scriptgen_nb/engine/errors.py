@@ -13,7 +13,7 @@ escape only for misuse and configuration problems, and each says what to do::
     │   └── RequestRefused          a generator's request refused when reached; those taken
     │                               before it ran to their end; carries `.results`
     └── BatchInterrupted            Ctrl-C / kernel interrupt / cancel; carries `.results`
-        └── CallLogFailed           the call log could not be written mid-batch (store/)
+        └── CallLogFailed           the call log could not be written, or stayed held (store/)
 
 `BackendError` is not part of the public tree: the backend raises it at the boundary, converting
 the SDK's and the transport's exceptions into one shape the retry policy reads.

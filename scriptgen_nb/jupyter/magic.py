@@ -40,6 +40,7 @@ from ..engine.runner import CancelToken
 from ..export import project_status
 from ..results import ResultList
 from ..store import CallStore, default_db_path
+from ..store.recorder import LOG_WAIT_S
 from . import cells
 from .endpoint import SESSION, auto_config
 
@@ -222,6 +223,12 @@ class ScriptgenMagics(Magics):
     default_timeout_s = Float(60.0, config=True, help="Per-request timeout in seconds.").tag(
         config=True
     )
+    default_log_wait_s = Float(
+        LOG_WAIT_S,
+        config=True,
+        help="Seconds a batch waits for its call log while another process holds the file, "
+        "before it starts and at its end (log_wait_s).",
+    ).tag(config=True)
 
     @line_cell_magic
     def scriptgen(self, line: str, cell: str | None = None) -> Any:
@@ -271,6 +278,7 @@ class ScriptgenMagics(Magics):
             cache=args.cache,
             db=self._db(args.db),
             timeout_s=self.default_timeout_s,
+            log_wait_s=self.default_log_wait_s,
             mode=args.mode,
             deadline=args.deadline if args.mode == "auto" or args.deadline else None,
             **endpoint,

@@ -5,10 +5,10 @@ second, the final state always) and wires a Cancel button to a `CancelToken`. Dr
 the engine's thread: they set widget traits under the frontend's one draw lock, inside
 `hold_sync()`, and never `print` or `display` (notes/jupyter.md §3.3, §4); `show()` and
 `close()` do that from the caller's thread. Stable CSS classes (`sg-panel`, `sg-title`,
-`sg-bar`, `sg-cancel`, `sg-summary`, `sg-usage`, `sg-models`, `sg-errors`; `sg-learned` and
-`sg-learned-<source>` for a model's learned limits) name the pieces for browser tests and
-styling. Imports ipywidgets and IPython; nothing but `progress.py` imports this module, and only
-when a panel is asked for.
+`sg-bar`, `sg-cancel`, `sg-summary`, `sg-log` (a wait for the call log), `sg-usage`,
+`sg-models`, `sg-errors`; `sg-learned` and `sg-learned-<source>` for a model's learned limits)
+name the pieces for browser tests and styling. Imports ipywidgets and IPython; nothing but
+`progress.py` imports this module, and only when a panel is asked for.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class ProgressPanel(ProgressFrontend):
         self.cancel_button.add_class("sg-cancel")
         self.cancel_button.on_click(self._on_cancel)
         self.summary = _html("sg-summary")
+        self.log = _html("sg-log")
         self.usage = _html("sg-usage")
         self.models = _html("sg-models")
         self.errors = _html("sg-errors")
@@ -61,6 +62,7 @@ class ProgressPanel(ProgressFrontend):
                 self.title,
                 widgets.HBox([self.bar, self.cancel_button]),
                 self.summary,
+                self.log,
                 self.usage,
                 self.models,
                 self.errors,
@@ -72,6 +74,7 @@ class ProgressPanel(ProgressFrontend):
             self.bar,
             self.cancel_button,
             self.summary,
+            self.log,
             self.usage,
             self.models,
             self.errors,
@@ -94,6 +97,7 @@ class ProgressPanel(ProgressFrontend):
             self.bar.description = f"{answered}/{s.total}" if s.total is not None else f"{answered}"
             self.bar.bar_style = _bar_style(s)
             self.summary.value = " · ".join(count_parts(s))
+            self.draw_log_wait(s.log_wait)
             self.usage.value = " · ".join(
                 [
                     f"{s.usage.input:,} tokens in",
@@ -113,6 +117,9 @@ class ProgressPanel(ProgressFrontend):
                 else "Cancel"
             )
             self.cancel_button.disabled = final or cancelling or self._token is None
+
+    def draw_log_wait(self, message: str | None) -> None:
+        self.log.value = "" if message is None else f"<i>{escape(message)}</i>"
 
     def _on_cancel(self, _button: widgets.Button) -> None:
         if self._token is not None:

@@ -2,8 +2,9 @@
 
 Only `database.py` imports duckdb. `schema.py` holds the migrations, `queries.py` the reports,
 `recorder.py` and `session.py` the writing side, `replay.py` the rebuilding of requests.
-`limits.py` the learned limits kept per quota identity. `CallStore` is the handle users hold: the
-reports as methods returning DataFrames.
+`limits.py` the learned limits kept per quota identity, `lock_wait.py` how a batch waits while
+another process holds the file. `CallStore` is the handle users hold: the reports as methods
+returning DataFrames.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import pandas as pd
 from ..engine.errors import ConfigurationError
 from ..engine.values import GenerationRequest
 from . import limits, queries, replay
-from .database import MEMORY, CallLogFailed, Database, StoreError
+from .database import MEMORY, CallLogFailed, Database, LogLocked, StoreError
 from .limits import REMEMBER_LIMITS_S
+from .lock_wait import LockWait
 
 ENV_DB = "SCRIPTGEN_DB"
 DEFAULT_DB = "scriptgen.duckdb"
@@ -33,11 +35,15 @@ def default_db_path() -> str:
 
 
 def open_database(
-    path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    wait: LockWait | None = None,
 ) -> Database:
     """The call log at `path` (None: the default file; ":memory:" allowed), migrated; with
-    `read_only`, an existing file opened for reading only, never changed (see `Database`)."""
-    return Database(default_db_path() if path is None else path, read_only=read_only)
+    `read_only`, an existing file opened for reading only, never changed (see `Database`);
+    `wait` says how long its units of work wait while another process holds the file."""
+    return Database(default_db_path() if path is None else path, read_only=read_only, wait=wait)
 
 
 def purge(db: Database, older_than_days: float) -> int:
@@ -176,6 +182,8 @@ __all__ = [
     "CallLogFailed",
     "CallStore",
     "Database",
+    "LockWait",
+    "LogLocked",
     "StoreError",
     "default_db_path",
     "open_database",

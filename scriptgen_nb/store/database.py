@@ -2,7 +2,8 @@
 
 DuckDB lets one process at a time open a file for writing, so the log never holds the file
 longer than one unit of work: `write()` and `connect()` attach it, run and detach, retrying with
-backoff while another process (a second kernel, `scriptgen stats`) holds the lock. Attaching to
+backoff while another process (a second kernel, `scriptgen stats`) holds the lock, for as long
+as their `LockWait` says (`lock_wait.py`; by default `lock_timeout_s`). Attaching to
 an in-memory DuckDB kept for the store's life costs ~1.5 ms where opening a new connection to
 the file costs ~20 ms (DuckDB builds a whole database instance each time), which the recorder
 pays four times a second. `:memory:` keeps one connection for the store's life instead. External
@@ -35,6 +36,7 @@ import pandas as pd
 
 from ..engine.errors import BatchInterrupted, ConfigurationError, ScriptgenError
 from ..engine.values import Result
+from .lock_wait import LockWait
 from .schema import MIGRATIONS
 
 MEMORY = ":memory:"
@@ -100,15 +102,20 @@ class StoreError(ScriptgenError):
     """The call log cannot be read or written; the message says why and what to do."""
 
 
-class CallLogFailed(BatchInterrupted):
-    """Writing the call log failed mid-batch (a full disk, a lost file): the batch stopped.
+class LogLocked(StoreError):
+    """Another process held the call log's file for longer than this one was to wait."""
 
-    Nothing more was sent. `.results` holds every request's result, kept in memory: the
-    finished ones as they came back, the rest not run; `.cause` is the store's error.
+
+class CallLogFailed(BatchInterrupted):
+    """Writing the call log failed (a full disk, a lost file mid-batch; or, at its end, the
+    file still held by another process after `log_wait_s`): nothing more was sent.
+
+    `.results` holds every request's result, kept in memory: the finished ones as they came
+    back, the rest not run; `.cause` is the store's error.
     """
 
     def __init__(self, results: Sequence[Result], cause: BaseException) -> None:
-        super().__init__(results, f"The call log could not be written ({cause}); batch stopped")
+        super().__init__(results, f"The call log could not be written ({cause})")
         self.cause = cause
 
 
@@ -127,7 +134,10 @@ class Database:
         *,
         lock_timeout_s: float = 30.0,
         read_only: bool = False,
+        wait: LockWait | None = None,
     ) -> None:
+        """`wait` is how units of work without their own wait for another process to let go
+        of the file (default: up to `lock_timeout_s`); opening (migrating) is one of them."""
         if not isinstance(path, str | os.PathLike) or not str(path).strip():
             raise ConfigurationError(
                 f"The call log must be a file path or ':memory:', not {path!r}; pass db=False "
@@ -136,6 +146,7 @@ class Database:
         self.path = str(path)
         self.lock_timeout_s = lock_timeout_s
         self.read_only = read_only and self.path != MEMORY
+        self.wait = wait or LockWait(lock_timeout_s)
         self._memory: duckdb.DuckDBPyConnection | None = None
         self._memory_lock = threading.Lock()
         self._host: duckdb.DuckDBPyConnection | None = None  # attaches the file per unit of work
@@ -197,18 +208,21 @@ class Database:
     # --- connections -----------------------------------------------------------------------
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, wait: LockWait | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection for one unit of reading, the file attached read-only (so a log on a
         read-only place can be read); a transaction is up to the caller. DuckDB's own errors
-        (a damaged file) come out as `StoreError`."""
-        with self._unit(read_only=True, threads=_READ_THREADS) as connection:
+        (a damaged file) come out as `StoreError`. `wait` says how long to wait while another
+        process holds the file (default: `self.wait`)."""
+        with self._unit(read_only=True, threads=_READ_THREADS, wait=wait) as connection:
             try:
                 yield connection
             except duckdb.Error as exc:
                 raise self._failure("Reading", exc) from exc
 
     @contextmanager
-    def _unit(self, *, read_only: bool, threads: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _unit(
+        self, *, read_only: bool, threads: int, wait: LockWait | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         if self._memory is not None:
             with self._memory_lock:
                 cursor = self._memory.cursor()
@@ -217,27 +231,25 @@ class Database:
                 finally:
                     cursor.close()
             return
-        # One unit of work at a time in this process: DuckDB 2.0.1 loses its `pandas_scan`
-        # function when one thread opens the file while another's connection registers a
-        # DataFrame (reproduced with two plain threads), which the recorder's inserts do.
-        with _PROCESS_LOCK:
-            self._use_threads(threads)
-            connection = self._attach(read_only=read_only)
+        connection = self._attach_when_free(read_only, threads, wait or self.wait)
+        try:
+            yield connection
+        finally:
             try:
-                yield connection
-            finally:
                 self._detach(connection, writing=not read_only)
+            finally:
+                _PROCESS_LOCK.release()
 
     @contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def write(self, *, wait: LockWait | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection inside one transaction: committed at the end, rolled back on error.
 
         A log opened read-only, or on a read-only place, is refused before anything runs.
         DuckDB's own errors (a full disk, a file that went away, a damaged file) come out as
-        `StoreError`.
+        `StoreError`; `wait` as in `connect`.
         """
         self._check_writable()
-        with self._unit(read_only=False, threads=_WRITE_THREADS) as con:
+        with self._unit(read_only=False, threads=_WRITE_THREADS, wait=wait) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
@@ -285,11 +297,79 @@ class Database:
             self._host_connection().execute(f"SET threads = {threads}")
             self._host_threads = threads
 
-    def _attach(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        """A cursor of the host with the log attached and made its default catalog."""
-        cursor = self._host_connection().cursor()
+    def _attach_when_free(
+        self,
+        read_only: bool,
+        threads: int,
+        wait: LockWait,
+        host: duckdb.DuckDBPyConnection | None = None,
+    ) -> duckdb.DuckDBPyConnection:
+        """`_attach`, tried with backoff while the file is held, as `wait` says; returns holding
+        the process lock, which `_unit` lets go once the file is detached.
+
+        One unit of work at a time in this process: DuckDB 2.0.1 loses its `pandas_scan`
+        function when one thread opens the file while another's connection registers a
+        DataFrame (reproduced with two plain threads), which the recorder's inserts do. The
+        lock is let go between tries, so this process's other units (a cache lookup, the
+        recorder's flush) wait for the file on their own terms, not behind each other.
+        """
+        started = time.monotonic()
+        delay = 0.01
+        blocked = False
+        while True:
+            _PROCESS_LOCK.acquire()
+            try:
+                self._use_threads(threads)
+                attached = self._attach(read_only=read_only, host=host)
+            except BaseException:
+                _PROCESS_LOCK.release()
+                raise
+            if not isinstance(attached, duckdb.Error):
+                if blocked:
+                    wait.waited(self.path, None)
+                return attached
+            _PROCESS_LOCK.release()
+            blocked = True
+            waited = time.monotonic() - started
+            wait.waited(self.path, waited)
+            if waited >= wait.timeout_s or wait.give_up():
+                wait.waited(self.path, None)
+                raise self._held_too_long(waited, attached) from attached
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
+
+    def _held_too_long(self, waited_s: float, exc: duckdb.Error) -> LogLocked:
+        return LogLocked(
+            f"Cannot open the call log {self.path}: another process held it all the "
+            f"{waited_s:.1f}s this one waited ({exc}). Close what holds it open (a long "
+            "query, `scriptgen stats`, another kernel) or use another db= file; a batch waits "
+            "for it up to log_wait_s."
+        )
+
+    def _attach(
+        self, *, read_only: bool = False, host: duckdb.DuckDBPyConnection | None = None
+    ) -> duckdb.DuckDBPyConnection | duckdb.Error:
+        """One try: a cursor of the host (`host`, or this log's own) with the log attached and
+        made its default catalog, or the error saying the file is held (by another process, or
+        by a connection of this one opened with another configuration). Any other error is a
+        `StoreError`."""
+        cursor = (host or self._host_connection()).cursor()
+        options = f" (ROW_GROUP_SIZE {ROW_GROUP_ROWS}{', READ_ONLY' if read_only else ''})"
         try:
-            self._attach_with_retry(cursor, read_only=read_only)
+            cursor.execute(f"ATTACH ? AS {_ALIAS}{options}", [self.path])
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            cursor.close()
+            if isinstance(exc, duckdb.IOException) and "lock" not in str(exc).lower():
+                raise StoreError(self._unreadable(exc)) from exc
+            return exc
+        except duckdb.Error as exc:
+            cursor.close()
+            # E.g. a SQLite file, for which DuckDB would load an extension (refused here).
+            raise StoreError(self._unreadable(exc)) from exc
+        except BaseException:
+            cursor.close()
+            raise
+        try:
             cursor.execute(f"USE {_ALIAS}")
         except BaseException:
             cursor.close()
@@ -306,32 +386,6 @@ class Database:
             raise self._failure("Writing" if writing else "Reading", exc) from exc
         finally:
             cursor.close()
-
-    def _attach_with_retry(self, cursor: duckdb.DuckDBPyConnection, *, read_only: bool) -> None:
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.01
-        options = f" (ROW_GROUP_SIZE {ROW_GROUP_ROWS}{', READ_ONLY' if read_only else ''})"
-        while True:
-            try:
-                cursor.execute(f"ATTACH ? AS {_ALIAS}{options}", [self.path])
-                return
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise StoreError(self._unreadable(exc)) from exc
-                if time.monotonic() >= deadline:
-                    raise StoreError(
-                        f"Cannot open the call log {self.path}: {exc}. Another process may be "
-                        "holding it open for a long time; close it or use another db= file."
-                    ) from exc
-            except duckdb.ConnectionException as exc:
-                # Another connection in this process was opened with a different configuration.
-                if time.monotonic() >= deadline:
-                    raise StoreError(f"Cannot open the call log {self.path}: {exc}") from exc
-            except duckdb.Error as exc:
-                # E.g. a SQLite file, for which DuckDB would load an extension (refused here).
-                raise StoreError(self._unreadable(exc)) from exc
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.25)
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -460,9 +514,11 @@ class Database:
         with self.connect() as con:
             return con.execute(sql, list(params)).df()
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one of the store's own queries and return plain tuples."""
-        with self.connect() as con:
+    def rows(
+        self, sql: str, params: Sequence[Any] = (), *, wait: LockWait | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run one of the store's own queries and return plain tuples (`wait` as in `connect`)."""
+        with self.connect(wait=wait) as con:
             return con.execute(sql, list(params)).fetchall()
 
     def sandboxed_select(self, sql: str) -> pd.DataFrame:
@@ -503,10 +559,14 @@ class Database:
         con = duckdb.connect(MEMORY, config=_SANDBOX_CONFIG)
         try:
             self._confine(con)
-            self._attach_with_retry(con, read_only=True)
-            con.execute(f"USE {_ALIAS}")
-            con.execute("SET lock_configuration = true")
-            yield con
+            # Returns holding the process lock, as every unit of work does (see the method).
+            self._attach_when_free(True, _READ_THREADS, self.wait, host=con).close()
+            try:
+                con.execute(f"USE {_ALIAS}")
+                con.execute("SET lock_configuration = true")
+                yield con
+            finally:
+                _PROCESS_LOCK.release()
         finally:
             con.close()
 

@@ -10,16 +10,22 @@ heartbeat), so another process can watch a running batch and tell a dead one fro
 writing fails, the error is raised from the next event, which stops the batch (nothing is
 silently dropped). When the log falls behind (more than `MAX_BUFFERED_ROWS` rows waiting),
 taking up the next request waits for the flusher: a slow disk slows the batch instead of
-growing memory. No duckdb here.
+growing memory.
+
+Another process holding the file (a long query) never stops the batch: the flusher waits for it
+for as long as the batch runs (its rows wait in the buffer, with the same bound), and the
+batch's first and last writes wait up to `log_wait_s` (`lock_wait.py` says so to the user after
+a few seconds). No duckdb here.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..engine.pricing import CostTotal
@@ -36,7 +42,8 @@ from ..engine.values import (
     Result,
 )
 from . import keys
-from .database import Database, StoreError
+from .database import Database, LogLocked, StoreError
+from .lock_wait import LockWait
 
 CALL_TIMES = frozenset({"created_at", "finished_at"})
 RESULT_TIMES = frozenset({"finished_at"})
@@ -47,6 +54,7 @@ NOTE_TIMES = {"limit_learned": frozenset({"learned_at"}), "model_event": frozens
 # A backend that answers at once can outrun any disk: 100,000 instant requests held ~60,000
 # rows (600 MB) per flush without this bound.
 MAX_BUFFERED_ROWS = 10_000
+LOG_WAIT_S = 300.0  # how long a batch's first and last writes wait for a held file (log_wait_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +192,12 @@ class Recorder:
         *,
         flush_s: float = 0.25,
         heartbeat_s: float = 1.0,
+        wait: LockWait | None = None,
     ) -> None:
+        """`wait` is how the batch's first and last writes wait while another process holds
+        the file (default: up to `LOG_WAIT_S`); the flusher waits as it says, but for as long
+        as the batch runs: until the recorder closes, or `wait` gives up (the batch was
+        cancelled)."""
         self.db = db
         self.info = info
         self.flush_s = flush_s
@@ -204,8 +217,13 @@ class Recorder:
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._due = threading.Event()  # flush now (the buffer is full, or closing)
+        self._bounded_wait = wait or LockWait(LOG_WAIT_S)
+        self._flusher_wait = replace(
+            self._bounded_wait, timeout_s=math.inf, give_up=self._flusher_gives_up
+        )
         self._drained = threading.Condition(self._lock)  # the flusher took the buffer
         self._flusher: threading.Thread | None = None
+        self._flushing = False  # the flusher runs (guarded by the lock)
         self._last_heartbeat = 0.0
 
     # --- the engine's side ---------------------------------------------------------------
@@ -250,7 +268,7 @@ class Recorder:
 
     def _start(self, event: BatchStarted) -> None:
         info = self.info
-        with self.db.write() as con:
+        with self.db.write(wait=self._bounded_wait) as con:
             con.execute(
                 "INSERT INTO batch_log (batch_id, mode, status, "
                 "request_count, concurrency_strategy, concurrency_value, models, endpoint, "
@@ -278,6 +296,8 @@ class Recorder:
         self._flusher = threading.Thread(
             target=self._flush_loop, name=f"scriptgen-recorder:{info.batch_id}", daemon=True
         )
+        with self._lock:
+            self._flushing = True
         self._flusher.start()
 
     def _record_attempt(self, attempt: Attempt) -> None:
@@ -341,8 +361,13 @@ class Recorder:
             self._notes[table].append(row)
 
     def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise StoreError(f"Writing the call log {self.db.path} failed: {self._error}")
+        """Raise the flusher's error, said once: the store's own already names the file."""
+        error = self._error
+        if error is None:
+            return
+        if isinstance(error, StoreError):
+            raise StoreError(str(error)) from error
+        raise StoreError(f"Writing the call log {self.db.path} failed: {error}") from error
 
     # --- the flusher's side --------------------------------------------------------------
 
@@ -350,30 +375,42 @@ class Recorder:
         """Backpressure: with the lock held, wait until the flusher has taken the buffer."""
         while (
             len(self._requests) + len(self._calls) + len(self._results) >= MAX_BUFFERED_ROWS
-            and self._flusher is not None
-            and self._flusher.is_alive()
+            and self._flushing
         ):
             self._due.set()
             self._drained.wait(timeout=1.0)
             self._raise_if_failed()
 
     def _flush_loop(self) -> None:
-        while True:
-            self._due.wait(self.flush_s)
-            self._due.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.flush()
-            except Exception as exc:
-                with self._lock:
-                    self._error = exc
-                    self._drained.notify_all()
-                return
+        try:
+            while True:
+                self._due.wait(self.flush_s)
+                self._due.clear()
+                if self._stop.is_set():
+                    return
+                try:
+                    self.flush()
+                except LogLocked:
+                    return  # closing or cancelled while the file is held: close() takes over
+                except Exception as exc:
+                    with self._lock:
+                        self._error = exc
+                    return
+        finally:
+            with self._lock:  # whoever waits for room in the buffer stops waiting
+                self._flushing = False
+                self._drained.notify_all()
+
+    def _flusher_gives_up(self) -> bool:
+        return self._stop.is_set() or self._bounded_wait.give_up()
 
     def flush(self, *, final: bool = False) -> None:
         """Write what is buffered; refresh the batch's row (counts, heartbeat, ending) when a
-        heartbeat is due and on the final flush."""
+        heartbeat is due and on the final flush.
+
+        While another process holds the file, a flush waits for as long as the batch runs (the
+        recorder's `close()` ends that wait), the final one up to the recorder's `wait`.
+        """
         with self._lock:
             requests, self._requests = self._requests, []
             calls, self._calls = self._calls, []
@@ -387,7 +424,7 @@ class Recorder:
         if not (requests or calls or results or any(notes.values()) or beat):
             return
         try:
-            with self.db.write() as con:
+            with self.db.write(wait=self._bounded_wait if final else self._flusher_wait) as con:
                 Database.insert(con, "request", requests)
                 Database.insert(con, "ai_api_call", calls, CALL_TIMES)
                 Database.insert(con, "result", results, RESULT_TIMES)

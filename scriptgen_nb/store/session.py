@@ -5,16 +5,18 @@ remembered for its quota identity), its recorder.
 and (with `cache="use"`) finds earlier successful answers in one query per chunk, so a huge or
 endless generator costs a bounded look-ahead. The engine calls `resolve()` as it takes each
 request up: the request is written down, and a cached answer is served instead of a call.
-No duckdb here.
+While another process holds the log's file, a lookup waits for it for as long as the batch runs
+(giving up only when it is cancelled), like the recorder's flusher. No duckdb here.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -25,6 +27,7 @@ from ..engine.verdict import parse_structured
 from . import keys
 from .database import Database, StoreError
 from .limits import remembered_limits
+from .lock_wait import LockWait
 from .recorder import BatchInfo, Recorder
 
 CacheMode = Literal["use", "refresh", "off"]
@@ -47,12 +50,21 @@ class BatchSession:
     """Cache, request log and recorder for one batch; `close()` when the batch is over."""
 
     def __init__(
-        self, db: Database, info: BatchInfo, ladder: Sequence[str], *, flush_s: float = 0.25
+        self,
+        db: Database,
+        info: BatchInfo,
+        ladder: Sequence[str],
+        *,
+        flush_s: float = 0.25,
+        wait: LockWait | None = None,
     ) -> None:
+        """`wait`: how the batch waits for its log's file while another process holds it
+        (the recorder's first and last writes as it says; lookups with no time limit)."""
         self.db = db
         self.info = info
         self.ladder = list(ladder)
-        self.recorder = Recorder(db, info, flush_s=flush_s)
+        self.recorder = Recorder(db, info, flush_s=flush_s, wait=wait)
+        self._lookup_wait = replace(wait or LockWait(), timeout_s=math.inf)
         self._keyed: deque[tuple[GenerationRequest, str, Earlier | None]] = deque()
         self._lookup_error: StoreError | None = None
 
@@ -91,19 +103,23 @@ class BatchSession:
         if self.info.cache_mode != "use" or self._lookup_error is not None:
             return {}
         try:
-            return earlier_answers(self.db, cache_keys)
+            return earlier_answers(self.db, cache_keys, self._lookup_wait)
         except StoreError as exc:
             self._lookup_error = exc
             return {}
 
 
-def earlier_answers(db: Database, cache_keys: list[str]) -> dict[str, Earlier]:
-    """The newest successful recorded answer for each of `cache_keys` that has one."""
+def earlier_answers(
+    db: Database, cache_keys: list[str], wait: LockWait | None = None
+) -> dict[str, Earlier]:
+    """The newest successful recorded answer for each of `cache_keys` that has one (`wait`:
+    how long to wait while another process holds the file; default: the log's own)."""
     rows = db.rows(
         "SELECT cache_key, text, model, model_version, finish_reason FROM result "
         "WHERE success AND text IS NOT NULL AND cache_key IN (SELECT unnest(?)) "
         "QUALIFY row_number() OVER (PARTITION BY cache_key ORDER BY finished_at DESC) = 1",
         [cache_keys],
+        wait=wait,
     )
     return {key: Earlier(*earlier) for key, *earlier in rows}
 

@@ -22,7 +22,16 @@ import pytest
 
 import scriptgen_nb as sg
 from scriptgen_nb.engine.backend import FakeBackend
+from scriptgen_nb.engine.values import (
+    BatchStarted,
+    GenerationRequest,
+    ModelStateChanged,
+    RequestFinished,
+    Result,
+)
 from scriptgen_nb.store import Database, StoreError
+from scriptgen_nb.store.recorder import BatchInfo, Recorder
+from tests.reliability.test_processes import wait_until
 from tests.test_cli import scriptgen
 
 MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
@@ -72,6 +81,32 @@ def test_a_full_disk_mid_batch_stops_it_and_keeps_every_result(tmp_path: Path) -
     assert report["total"] == 3000 and report["ids_unique"]
     assert report["succeeded"] > 0 and report["not_run"] > 0  # it stopped part-way
     assert report["succeeded"] + report["not_run"] == 3000
+
+
+def test_a_failed_write_says_which_log_and_why_once(tmp_path: Path) -> None:
+    db = Database(tmp_path / "log.duckdb")
+    recorder = Recorder(
+        db, BatchInfo("b1", "live", "fake", "use", True, "0", "0", "fp"), flush_s=0.01
+    )
+    recorder(BatchStarted("b1", 1, ("m",), "auto", 1, time.time()))
+    with db.write() as con:
+        con.execute("DROP TABLE result")  # the file loses a table under the running batch
+    recorder.record_request(0, GenerationRequest("r0", "a prompt"), "key0")
+    recorder(RequestFinished(Result("r0", 0, True, text="an answer"), 1, 1))
+    raised: list[StoreError] = []
+
+    def the_next_event_raises() -> bool:
+        try:
+            recorder(ModelStateChanged("m", "ready", None, ""))
+        except StoreError as exc:
+            raised.append(exc)
+        return bool(raised)
+
+    wait_until(the_next_event_raises, 10.0, "the flusher's error to reach the batch")
+    message = str(raised[0])
+    assert message.startswith(f"Writing the call log {db.path} failed: ")
+    assert message.count("Writing the call log") == 1, message
+    assert message.count(str(db.path)) == 1 and "Error" in message  # DuckDB's own words
 
 
 def test_an_unwritable_log_path_fails_before_any_call(tmp_path: Path) -> None:

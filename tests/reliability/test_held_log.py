@@ -1,0 +1,322 @@
+"""A reader in another process holding the call log's file never kills a batch.
+
+DuckDB lets one process at a time hold a file. Here a real second process opens the log (as a
+long query or `scriptgen stats` would) and holds it until the test releases it through its
+stdin; the batch runs in this process on the FakeBackend. Every wait is on something observed:
+the holder saying it holds the file, the progress bar or stderr saying the batch waits for it.
+Waits are made short by their options (`log_wait_s`, `NOTICE_AFTER_S`), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import scriptgen_nb as sg
+from scriptgen_nb.engine.backend import FakeBackend
+from scriptgen_nb.store import Database, LogLocked, lock_wait, recorder
+from tests.reliability.test_processes import Child, assert_rows_whole, wait_until
+
+MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
+HELD = "is held by another process"
+
+HOLDER = """\
+'''Hold a call log's file open, as a long query in another process would (test helper).'''
+import json
+import sys
+import time
+
+import duckdb
+
+while True:
+    try:
+        connection = duckdb.connect(sys.argv[1], read_only=True)
+        break
+    except duckdb.IOException:  # the batch writes it this moment: take turns, as it does
+        time.sleep(0.01)
+print(json.dumps({"holding": True}), flush=True)
+sys.stdin.readline()
+connection.close()
+print(json.dumps({"released": True}), flush=True)
+"""
+
+
+@pytest.fixture
+def hold(tmp_path: Path) -> Iterator[Callable[[Path], Child]]:
+    """`hold(path)`: a process holding the file once this returns; `.go()` releases it. Every
+    holder still alive at the end is killed (by its own pid)."""
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    holders: list[Child] = []
+
+    def start(path: Path) -> Child:
+        stderr_path = tmp_path / f"holder-{len(holders)}.stderr"
+        with stderr_path.open("w") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, str(script), str(path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        holder = Child(proc, stderr_path)
+        holders.append(holder)
+        assert holder.line() == {"holding": True}
+        return holder
+
+    try:
+        yield start
+    finally:
+        for holder in holders:
+            if holder.proc.poll() is None:
+                holder.proc.kill()
+            holder.proc.wait(timeout=10)
+            for stream in (holder.proc.stdin, holder.proc.stdout):
+                if stream is not None and not stream.closed:
+                    stream.close()
+
+
+def said_on_stderr(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """What the batch says on stderr (its text bar, its notices), readable while it runs; a
+    wait is said after a fifth of a second instead of three. Called in the test itself: pytest
+    sets its own sys.stderr once the fixtures are set up."""
+    said = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", said)
+    monkeypatch.setattr(lock_wait, "NOTICE_AFTER_S", 0.2)
+    return said
+
+
+def release(holder: Child) -> None:
+    holder.go()
+    assert holder.line() == {"released": True}
+
+
+def in_thread(run: Callable[[], sg.ResultList]) -> tuple[threading.Thread, dict[str, Any]]:
+    """`run` in a thread of its own; its results or its exception land in the dict."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["results"] = run()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="held-log-batch")
+    thread.start()
+    return thread, outcome
+
+
+def prompts(n: int) -> list[sg.GenerationRequest]:
+    return sg.create_batch_requests([f"scene {i} of a film about lighthouses" for i in range(n)])
+
+
+def assert_logged_whole(db: Database, n: int) -> None:
+    """The log holds one batch, finished, with every request, attempt and result of its `n`."""
+    [(batch_id, status, succeeded)] = db.rows(
+        "SELECT batch_id, status, success_count FROM batch_log"
+    )
+    assert (status, succeeded) == ("finished", n)
+    for table in ("request", "ai_api_call", "result"):
+        rows = db.rows(f"SELECT count(*) FROM {table} WHERE batch_id = ?", [batch_id])
+        assert rows == [(n,)], table
+    assert_rows_whole(db)
+
+
+def test_a_reader_holding_the_log_mid_batch_slows_it_and_every_result_and_row_lands(
+    tmp_path: Path,
+    hold: Callable[[Path], Child],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stderr = said_on_stderr(monkeypatch)
+    bound = 30
+    monkeypatch.setattr(recorder, "MAX_BUFFERED_ROWS", bound)
+    path = tmp_path / "log.duckdb"
+    # This log's own reads and writes give up after half a second; before the fix, so did the
+    # batch's (30 s by default), and the batch died with CallLogFailed.
+    log = Database(path, lock_timeout_s=0.5)
+    holders: list[Child] = []
+    done: list[int] = []
+
+    def reader_arrives_at_five(finished: int, total: int | None) -> None:
+        done.append(finished)
+        if finished == 5:  # the batch goes on only once the reader holds the file
+            holders.append(hold(path))
+
+    n = 200
+    batch, outcome = in_thread(
+        lambda: sg.batch_generate(
+            prompts(n),
+            reader_arrives_at_five,
+            4,
+            models=[MODEL],
+            backend=FakeBackend(latency_s=0.005),
+            db=log,
+            progress="text",
+        )
+    )
+    wait_until(lambda: HELD in stderr.getvalue() or not batch.is_alive(), 30.0, "the bar to say so")
+    assert "error" not in outcome, outcome["error"]
+    # The rows wait in a bounded buffer: taking up requests waits for the file, so the batch is
+    # held back (two buffers' worth: the one the waiting flush holds and the one filling up).
+    held_at = done[-1]
+    assert held_at < 5 + 2 * bound, done
+    assert "the batch goes on and its rows wait in memory" in stderr.getvalue()
+    release(holders[0])
+    batch.join(timeout=30)
+    assert not batch.is_alive()
+    assert "error" not in outcome, outcome["error"]
+    results = outcome["results"]
+    assert [r.id for r in results] == [str(i) for i in range(n)]
+    assert all(r.success for r in results)
+    assert done[-1] == n
+    assert_logged_whole(log, n)
+
+
+def test_a_batch_started_while_a_reader_holds_the_log_waits_then_runs(
+    tmp_path: Path, hold: Callable[[Path], Child], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stderr = said_on_stderr(monkeypatch)
+    path = tmp_path / "log.duckdb"
+    Database(path)
+    holder = hold(path)
+    backend = FakeBackend()
+    n = 20
+    batch, outcome = in_thread(
+        lambda: sg.batch_generate(prompts(n), models=[MODEL], backend=backend, db=path)
+    )
+    wait_until(lambda: HELD in stderr.getvalue() or not batch.is_alive(), 30.0, "a notice")
+    assert "error" not in outcome, outcome["error"]
+    assert "waiting up to 300s for it (log_wait_s)" in stderr.getvalue()  # the default
+    assert backend.calls == []  # nothing is sent before the log can be written
+    release(holder)
+    batch.join(timeout=30)
+    assert not batch.is_alive()
+    assert "error" not in outcome, outcome["error"]
+    assert all(r.success for r in outcome["results"])
+    assert len(backend.calls) == n
+    assert_logged_whole(Database(path), n)
+
+
+def test_a_log_still_held_after_log_wait_s_raises_call_log_failed_with_every_result(
+    tmp_path: Path, hold: Callable[[Path], Child], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stderr = said_on_stderr(monkeypatch)
+    path = tmp_path / "log.duckdb"
+    holders: list[Child] = []
+
+    def reader_arrives_at_five(finished: int, total: int | None) -> None:
+        if finished == 5:
+            holders.append(hold(path))  # and never lets go while the batch runs
+
+    n = 40
+    with pytest.raises(sg.CallLogFailed) as failed:
+        sg.batch_generate(
+            prompts(n),
+            reader_arrives_at_five,
+            4,
+            models=[MODEL],
+            backend=FakeBackend(),
+            db=path,
+            log_wait_s=1.0,
+            progress="text",
+        )
+    results = failed.value.results
+    assert [r.id for r in results] == [str(i) for i in range(n)]
+    assert all(r.success for r in results)  # every answer, though the log could not take them
+    cause = failed.value.cause
+    assert isinstance(cause, LogLocked)
+    assert str(path) in str(cause) and "another process held it all the" in str(cause)
+    said = stderr.getvalue()
+    assert "waiting up to 1s for it (log_wait_s)" in said  # under the bar's summary
+    assert said.index(" finished: ") < said.index("waiting up to 1s")
+    release(holders[0])
+    # What the log got before the reader came is whole; the batch never said it ended.
+    log = Database(path)
+    assert log.rows("SELECT status FROM batch_log") == [("running",)]
+    assert_rows_whole(log)
+
+
+def test_cancelling_a_batch_that_waits_for_a_held_log_stops_it_at_once_with_every_result(
+    tmp_path: Path, hold: Callable[[Path], Child], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stderr = said_on_stderr(monkeypatch)
+    monkeypatch.setattr(recorder, "MAX_BUFFERED_ROWS", 30)  # held back soon after the reader
+    path = tmp_path / "log.duckdb"
+    holders: list[Child] = []
+    token = sg.CancelToken()
+
+    def reader_arrives_at_five(finished: int, total: int | None) -> None:
+        if finished == 5:
+            holders.append(hold(path))
+
+    n = 200
+    batch, outcome = in_thread(
+        lambda: sg.batch_generate(
+            prompts(n),
+            reader_arrives_at_five,
+            4,
+            models=[MODEL],
+            backend=FakeBackend(latency_s=0.005),
+            db=path,
+            cancel=token,
+            progress="text",
+        )
+    )
+    wait_until(lambda: HELD in stderr.getvalue() or not batch.is_alive(), 30.0, "the bar to say so")
+    assert HELD in stderr.getvalue() and batch.is_alive()  # waiting, not dead
+    token.cancel()  # what Ctrl-C or the panel's Cancel button does
+    cancelled_at = time.monotonic()
+    batch.join(timeout=30)
+    assert not batch.is_alive()
+    assert time.monotonic() - cancelled_at < 2.0  # no wait for the file once cancelled
+    stopped = outcome.get("error")
+    assert isinstance(stopped, sg.CallLogFailed), outcome  # the log lacks its last rows
+    results = stopped.results
+    assert [r.id for r in results] == [str(i) for i in range(n)]
+    succeeded = sum(r.success for r in results)
+    not_run = sum(r.error is not None and r.error.kind == "not_run" for r in results)
+    assert 5 <= succeeded < n and succeeded + not_run == n
+    release(holders[0])
+
+
+def test_log_wait_s_must_be_a_number_of_seconds(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    for bad in (-1, float("nan"), "300", None):
+        with pytest.raises(sg.ConfigurationError, match="log_wait_s is how long a batch waits"):
+            sg.batch_generate(
+                prompts(1),
+                models=[MODEL],
+                backend=backend,
+                db=tmp_path / "l.duckdb",
+                log_wait_s=bad,
+            )
+    assert backend.calls == [] and not (tmp_path / "l.duckdb").exists()
+
+
+def test_the_command_line_passes_log_wait_on_to_the_library(tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_text("A prompt\n")
+    # An endpoint nobody listens on: the option is refused before anything could be sent.
+    env = {
+        **os.environ,
+        "GEMINI_API_KEY": "test-key",
+        "GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "scriptgen_nb.cli", "run", "p.txt", "--log-wait", "-1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "log_wait_s is how long a batch waits" in done.stderr and "(got -1.0)" in done.stderr
