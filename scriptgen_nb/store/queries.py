@@ -109,6 +109,16 @@ def _total(column: str) -> str:
     return f"CAST(coalesce(sum({column}), 0) AS BIGINT)"
 
 
+# The token and cost columns summed over a group of calls or results (the usage report, a died
+# batch's figures recounted from its rows): the same names, so the two read alike.
+_USAGE_SUMS = f"""{_total("input_tokens")} AS input_tokens,
+    {_total("cached_tokens")} AS cached_tokens,
+    {_total("output_tokens")} AS output_tokens,
+    {_total("thought_tokens")} AS thought_tokens,
+    coalesce(sum(estimated_cost), 0) AS cost,
+    count(*) FILTER (WHERE estimated_cost IS NULL) AS unpriced"""
+
+
 # --- usage and costs ---------------------------------------------------------------------------
 
 
@@ -153,12 +163,7 @@ def costs(
         SELECT {keys},
                count(*) AS requests,
                count(*) FILTER (WHERE {_SUCCEEDED}) AS successes,
-               {_total("input_tokens")} AS input_tokens,
-               {_total("cached_tokens")} AS cached_tokens,
-               {_total("output_tokens")} AS output_tokens,
-               {_total("thought_tokens")} AS thought_tokens,
-               coalesce(sum(estimated_cost), 0) AS cost,
-               count(*) FILTER (WHERE estimated_cost IS NULL) AS unpriced
+               {_USAGE_SUMS}
         FROM ai_api_call {where}
         GROUP BY {keys}
         ORDER BY cost DESC, {keys}
@@ -255,12 +260,7 @@ _RESULT_FIGURES = f"""
                AS failure_count,
            count(*) FILTER (WHERE error_kind = 'not_run') AS not_run_count,
            count(*) FILTER (WHERE cached) AS cached_count,
-           {_total("input_tokens")} AS input_tokens,
-           {_total("cached_tokens")} AS cached_tokens,
-           {_total("output_tokens")} AS output_tokens,
-           {_total("thought_tokens")} AS thought_tokens,
-           coalesce(sum(estimated_cost), 0) AS cost,
-           count(*) FILTER (WHERE estimated_cost IS NULL) AS unpriced
+           {_USAGE_SUMS}
     FROM result WHERE batch_id IN (SELECT unnest(?))
     GROUP BY batch_id
 """
