@@ -15,7 +15,7 @@ from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import BackendError, QuotaViolation
 from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
-from scriptgen_nb.store import Database, keys, open_database, purge, schema
+from scriptgen_nb.store import Database, StoreError, keys, open_database, purge, schema
 from scriptgen_nb.store.replay import stored_requests
 from tests.google_errors import PER_DAY
 
@@ -570,3 +570,12 @@ def test_a_rebuilt_request_keeps_its_thinking_level(tmp_path: Path) -> None:
     batch_id = log.batches()["batch_id"].iloc[0]
     (rebuilt,) = log.failed_requests(batch_id)
     assert rebuilt.thinking_level == "medium"
+
+
+def test_a_failed_insert_reports_its_own_error_not_the_aborted_transaction(tmp_path: Path) -> None:
+    db = Database(tmp_path / "log.duckdb")
+    with pytest.raises(StoreError) as caught, db.write() as con:
+        con.execute("CREATE TABLE strict (x INTEGER NOT NULL)")
+        Database.insert(con, "strict", [{"x": None}])
+    assert "NOT NULL" in str(caught.value)
+    assert "aborted" not in str(caught.value)

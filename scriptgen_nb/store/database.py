@@ -504,8 +504,13 @@ class Database:
             con.register("incoming_rows", frame)
             try:
                 con.execute(f"INSERT INTO {table} ({quoted}) SELECT {selected} FROM incoming_rows")
-            finally:
-                con.unregister("incoming_rows")
+            except duckdb.Error:
+                # The failed INSERT aborted the transaction, which refuses the unregister too:
+                # the INSERT's own error is the one to tell.
+                with contextlib.suppress(duckdb.Error):
+                    con.unregister("incoming_rows")
+                raise
+            con.unregister("incoming_rows")
 
     # --- reading ---------------------------------------------------------------------------
 
