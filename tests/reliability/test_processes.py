@@ -189,6 +189,21 @@ def wait_until(
         time.sleep(POLL_S)
 
 
+def wait_for_answers_with_more_in_flight(emu: Emulator, model: str, child: Child) -> None:
+    """Wait until `child` has had some answers and still has requests in flight. The emulator
+    counts an answer before its latency has passed, so "answered" is read from the requests
+    seen: with 4 in flight, the 10th is sent only once 6 have ended."""
+    wait_until(
+        lambda: (
+            model_counters(emu, model)["requests"] >= 10
+            and model_counters(emu, model)["in_flight"] > 0
+        ),
+        20.0,
+        "answers given with requests in flight",
+        child,
+    )
+
+
 def batch_of(db: Database, pid: int) -> dict[str, Any]:
     """The batch_log row of the batch run by process `pid` (exactly one)."""
     frame = db.frame("SELECT * FROM batch_log WHERE pid = ?", [pid])
@@ -449,17 +464,7 @@ def test_sigint_mid_batch_raises_batch_interrupted_and_marks_the_batch_cancelled
     model = "slowish"
     with emulator(slowish=ModelConfig(latency_base_s=0.3, latency_jitter_s=0.1)) as emu:
         child = start_child(emu, db_path, model, prompts("interrupt", n), 4)
-        # The emulator counts an answer before its latency has passed, so "answered" is read
-        # from the requests seen: with 4 in flight, the 10th is sent only once 6 have ended.
-        wait_until(
-            lambda: (
-                model_counters(emu, model)["requests"] >= 10
-                and model_counters(emu, model)["in_flight"] > 0
-            ),
-            20.0,
-            "answers given with requests in flight",
-            child,
-        )
+        wait_for_answers_with_more_in_flight(emu, model, child)
         child.proc.send_signal(signal.SIGINT)
         signalled = time.monotonic()
         try:
@@ -522,16 +527,7 @@ def test_sigterm_or_sighup_to_scriptgen_run_stops_it_like_ctrl_c_and_a_rerun_pay
             )
         child = Child(proc, stderr_path)
         try:
-            # As for SIGINT: the 10th request is sent only once 6 have been answered.
-            wait_until(
-                lambda: (
-                    model_counters(emu, model)["requests"] >= 10
-                    and model_counters(emu, model)["in_flight"] > 0
-                ),
-                20.0,
-                "answers given with requests in flight",
-                child,
-            )
+            wait_for_answers_with_more_in_flight(emu, model, child)
             proc.send_signal(stop)
             proc.wait(timeout=15)
         finally:
