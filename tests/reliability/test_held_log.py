@@ -320,3 +320,24 @@ def test_the_command_line_passes_log_wait_on_to_the_library(tmp_path: Path) -> N
     )
     assert done.returncode == 2, done.stderr
     assert "log_wait_s=-1.0" in done.stderr and "must not be negative" in done.stderr
+
+
+def test_a_users_query_reads_the_log_beside_another_processs_reader(
+    tmp_path: Path, hold: Callable[[Path], Child]
+) -> None:
+    # User SQL runs on a DuckDB instance of its own (the sandbox), attaching the file
+    # read-only: a reader in another process (a long query, `scriptgen stats`) does not stop
+    # it, and it never has to wait for one.
+    path = tmp_path / "l.duckdb"
+    sg.batch_generate(prompts(3), models=[MODEL], backend=FakeBackend(), db=path)
+    waits: list[bool] = []
+
+    def blocked() -> bool:
+        waits.append(True)
+        return True  # give up at once: the test is that no wait happens
+
+    db = Database(path, wait=lock_wait.LockWait(timeout_s=60.0, give_up=blocked))
+    holder = hold(path)
+    frame = db.sandboxed_select("SELECT count(*) AS n FROM result")
+    release(holder)
+    assert int(frame["n"].iloc[0]) == 3 and waits == []
