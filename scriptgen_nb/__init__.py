@@ -57,26 +57,26 @@ _EXPORTS = {
     "GenerationRequest": "engine.values",
     "Result": "engine.values",
     "Usage": "engine.values",
-    "chapters_frame": "export",
-    "export_json": "export",
-    "export_markdown": "export",
-    "project_status": "export",
-    "scripts_frame": "export",
-    "ChapterImagePrompts": "scripts",
-    "ImagePrompt": "scripts",
-    "ImagePromptRun": "scripts",
-    "Outline": "scripts",
-    "OutlineRun": "scripts",
-    "Scene": "scripts",
-    "Script": "scripts",
-    "ScriptRun": "scripts",
-    "create_project": "scripts",
-    "generate_image_prompts": "scripts",
-    "generate_outline": "scripts",
-    "generate_scripts": "scripts",
-    "generate_scripts_batch": "scripts",
-    "import_outline": "scripts",
-    "regenerate": "scripts",
+    "chapters_frame": "projects.export",
+    "export_json": "projects.export",
+    "export_markdown": "projects.export",
+    "project_status": "projects.export",
+    "scripts_frame": "projects.export",
+    "ChapterImagePrompts": "projects.scripts",
+    "ImagePrompt": "projects.scripts",
+    "ImagePromptRun": "projects.scripts",
+    "Outline": "projects.scripts",
+    "OutlineRun": "projects.scripts",
+    "Scene": "projects.scripts",
+    "Script": "projects.scripts",
+    "ScriptRun": "projects.scripts",
+    "create_project": "projects.scripts",
+    "generate_image_prompts": "projects.scripts",
+    "generate_outline": "projects.scripts",
+    "generate_scripts": "projects.scripts",
+    "generate_scripts_batch": "projects.scripts",
+    "import_outline": "projects.scripts",
+    "regenerate": "projects.scripts",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -146,15 +146,14 @@ if TYPE_CHECKING:
     from .engine.policy import seed_concurrency
     from .engine.runner import BatchEngine, CancelToken
     from .engine.values import Failure, GenerationRequest, Result, Usage
-    from .export import (
+    from .projects.export import (
         chapters_frame,
         export_json,
         export_markdown,
         project_status,
         scripts_frame,
     )
-    from .results import ResultList
-    from .scripts import (
+    from .projects.scripts import (
         ChapterImagePrompts,
         ImagePrompt,
         ImagePromptRun,
@@ -171,4 +170,5 @@ if TYPE_CHECKING:
         import_outline,
         regenerate,
     )
+    from .results import ResultList
     from .store import CallLogFailed, CallStore

@@ -145,6 +145,19 @@ def test_bad_lines_raise_usage_errors(shell: Any) -> None:
             line(shell, text)
 
 
+def test_reading_a_log_that_does_not_exist_says_so_and_creates_none(
+    shell: Any, tmp_path: Path
+) -> None:
+    """Before, `%scriptgen stats` on a mistyped --db created an empty log there and showed
+    nothing; now each reading command says there is no log yet, as `scriptgen stats` does."""
+    missing = tmp_path / "typo.duckdb"
+    for command, rest in (("stats", ""), ("sql", "SELECT 1"), ("chart", "cost"), ("limits", "")):
+        with pytest.raises(UsageError, match=rf"%scriptgen {command}: no call log at .*typo"):
+            line(shell, f"{command} --db {missing} {rest}")
+    assert line(shell, f"models --db {missing}") is not None  # the catalogue alone
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_covers_every_command() -> None:
     doc = ScriptgenMagics.scriptgen.__doc__ or ""
     for word in (

@@ -26,6 +26,7 @@ from scriptgen_nb.engine.values import (
     Event,
     GenerationRequest,
     LimitLearned,
+    LimitSource,
     ModelHistory,
     ModelStateChanged,
     RememberedLimit,
@@ -361,16 +362,20 @@ def test_requests_per_day_count_per_pacific_day_and_reset_at_its_midnight() -> N
     assert out.elapsed < 65.0
 
 
+def sent_today(
+    count: int, *, at_s: float, **limits: tuple[int, LimitSource]
+) -> dict[str, ModelHistory]:
+    """Model "m"'s history from an earlier batch today: `count` requests of 10 tokens sent at
+    `at_s` (virtual seconds), and the limits it left remembered, metric=(value, how learned)."""
+    remembered = {metric: RememberedLimit(value, how) for metric, (value, how) in limits.items()}
+    return {"m": ModelHistory(sent=tuple((at_s, 10) for _ in range(count)), limits=remembered)}
+
+
 def test_a_remembered_daily_figure_does_not_stall_the_next_batch_of_the_day() -> None:
     # Discovery raised rpd to what the first batch sent (40) and remembered it; the next batch
     # the same day finds its day window full at that figure and must still probe past it.
     service = Service(rpm={"m": 1000})
-    history = {
-        "m": ModelHistory(
-            sent=tuple((30.0, 10) for _ in range(40)),
-            limits={"rpd": RememberedLimit(40, "raised"), "rpm": RememberedLimit(40, "raised")},
-        )
-    }
+    history = sent_today(40, at_s=30.0, rpd=(40, "raised"), rpm=(40, "raised"))
     out = run(service, [guess(rpm=5, rpd=20)], 10, history=history)
     assert all(r.success for r in out.results)
     assert out.elapsed < 60.0  # not midnight Pacific
@@ -382,12 +387,7 @@ def test_a_remembered_limit_only_raised_by_demand_is_a_floor_that_slow_start_lea
     # day limit must go on growing where discovery stopped (slow start, with the doubling it
     # had banked), not one request at a time, nor from nothing round trip by round trip.
     service = Service(rpm={"m": 150})
-    history = {
-        "m": ModelHistory(
-            sent=tuple((120.0, 10) for _ in range(600)),
-            limits={"rpd": RememberedLimit(600, "raised"), "rpm": RememberedLimit(150, "stated")},
-        )
-    }
+    history = sent_today(600, at_s=120.0, rpd=(600, "raised"), rpm=(150, "stated"))
     out = run(service, [guess(rpm=5, rpd=20)], 600, history=history)
     assert all(r.success for r in out.results)
     bound = 3 * service.window_s + service.latency_s  # four windows of 150

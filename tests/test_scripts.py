@@ -13,7 +13,7 @@ import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import ConfigurationError
-from scriptgen_nb.prompts import bundled_template, template_hash
+from scriptgen_nb.projects.prompts import bundled_template, template_hash
 from scriptgen_nb.store import Database
 from tests.script_writer import LADDER, fake
 

@@ -346,6 +346,21 @@ def test_failed_and_unfinished_requests_are_rebuilt_from_the_log(tmp_path: Path)
         stored_requests(db, "nope")
 
 
+def test_a_schema_logged_under_its_former_module_path_still_replays(tmp_path: Path) -> None:
+    """The seed's workflow moved into `scriptgen_nb.projects`; logs written before name its
+    schemas `scriptgen_nb.scripts:Script`, and a retry must rebuild them as that class."""
+    path = tmp_path / "log.duckdb"
+    backend = FakeBackend()
+    backend.enqueue(PRICED.name, BackendError("invalid_request", "bad", 400))
+    reqs = sg.create_batch_requests([{"id": "r0", "prompt": "p"}], schema=sg.Script)
+    sg.batch_generate(reqs, backend=backend, db=path, models=[PRICED])
+    db = Database(path)
+    with db.write() as con:  # as a log from before the move names it
+        con.execute("UPDATE request SET schema_name = 'scriptgen_nb.scripts:Script'")
+    batch_id = count(db, "SELECT batch_id FROM batch_log")
+    assert stored_requests(db, batch_id)[0].schema is sg.Script
+
+
 def test_the_call_store_answers_in_dataframes(tmp_path: Path) -> None:
     path = tmp_path / "log.duckdb"
     backend = FakeBackend(default=answer)

@@ -110,14 +110,23 @@ def _dispatch(argv: list[str]) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
-    from ..engine.errors import ScriptgenError
+    from ..engine.errors import BatchInterrupted, ScriptgenError
+    from .signals import TerminationSignals
 
     if args.requests < 1:
         print("scriptgen demo: --requests must be at least 1", file=sys.stderr)
         return 2
-    try:
-        results = run_demo(args.requests, real=args.real, out=sys.stdout, seed=args.seed)
-    except ScriptgenError as exc:
-        print(f"scriptgen demo: {exc}", file=sys.stderr)
-        return 1
+    with TerminationSignals() as stop:
+        try:
+            results = run_demo(args.requests, real=args.real, out=sys.stdout, seed=args.seed)
+        except BatchInterrupted as stopped:  # Ctrl-C, SIGTERM, SIGHUP: in-flight calls recorded
+            print(
+                f"scriptgen demo: {stop.stopped()} after {stopped.done} of {len(stopped.results)} "
+                "requests; every attempt is in the call log.",
+                file=sys.stderr,
+            )
+            return stop.exit_status(130)
+        except ScriptgenError as exc:
+            print(f"scriptgen demo: {exc}", file=sys.stderr)
+            return 1
     return 0 if results.succeeded else 1

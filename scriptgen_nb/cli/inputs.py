@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from ..engine.errors import ConfigurationError
 from ..engine.values import GenerationRequest
 from ..jupyter.cells import literal_prompts, templated_prompts
-from ..prompts import load_template, template_fields
+from ..projects.prompts import load_template, template_fields
 
 FORMATS = ("auto", "jsonl", "csv", "text")
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}

@@ -17,6 +17,7 @@ from typing import Any
 
 from .log import DB_HELP, table
 from .options import output_arguments
+from .signals import TerminationSignals
 
 HELP = "list the call log's Gemini Batch API jobs; resume (collect) or cancel a batch's jobs"
 EXAMPLES = """\
@@ -79,17 +80,25 @@ def add_parser(sub: Any) -> None:
 
 
 def jobs(args: argparse.Namespace) -> int:
+    from ..store import default_db_path
+
+    path = args.db or default_db_path()
+    with TerminationSignals() as stop:  # SIGTERM and SIGHUP stop waiting as Ctrl-C does
+        status = _jobs(args, path, stop)
+    return stop.exit_status(status)
+
+
+def _jobs(args: argparse.Namespace, path: str, stop: TerminationSignals) -> int:
+    """The action, its output and its exit status (before a signal's)."""
     from ..commands import jobs_action
     from ..engine.errors import BatchInterrupted, ConfigurationError, MissingApiKeyError
     from ..results import ResultList
-    from ..store import default_db_path
     from .run import INTERRUPTED, OK, USAGE, Outcome, batch_api_summary, deliver
 
     def fail(message: str, status: int = USAGE) -> int:
         print(f"scriptgen jobs: {message}", file=sys.stderr)
         return status
 
-    path = args.db or default_db_path()
     try:
         if args.action != "resume" and args.out is not None:
             raise ConfigurationError("--out is for `jobs resume` (its results).")
@@ -104,10 +113,12 @@ def jobs(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         return fail(" ".join(str(exc).split()))
     except BatchInterrupted as stopped:  # Ctrl-C while waiting: the jobs keep running
+        stop.hold()
         outcome = Outcome(ResultList(stopped.results), stopped, args.batch, by_batch_api=True)
+        outcome.stopped = stop.stopped()
         return deliver("jobs", args, outcome)
     except KeyboardInterrupt:
-        return fail("interrupted; the jobs keep running at the service.", INTERRUPTED)
+        return fail(f"{stop.stopped()}; the jobs keep running at the service.", INTERRUPTED)
     if isinstance(done, str):  # cancel
         print(done)
         return OK

@@ -306,9 +306,9 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
     if interrupted is not None:
         if outcome.by_batch_api:
             message = (
-                f"stopped waiting; the Batch API jobs of batch {batch_id} keep running at the "
-                f"service: `scriptgen jobs resume {batch_id}` collects them, `scriptgen jobs "
-                f"cancel {batch_id}` cancels them"
+                f"{outcome.stopped} while waiting; the Batch API jobs of batch {batch_id} keep "
+                f"running at the service: `scriptgen jobs resume {batch_id}` collects them, "
+                f"`scriptgen jobs cancel {batch_id}` cancels them"
             )
         else:
             message = _stopped_early(interrupted, outcome, args.out)

@@ -121,12 +121,13 @@ class RequestRefused(ConfigurationError):
 
 class BatchInterrupted(ScriptgenError):
     """The batch was interrupted; `.results` holds every request, unfinished ones as not run;
-    `.reason` says what stopped it (the message's start, which the terminal words its own way)."""
+    `.reason` says what stopped it (the message's start, which the terminal words its own way);
+    `.done` counts the requests that finished."""
 
     def __init__(self, results: Sequence[Result], reason: str = "Batch interrupted") -> None:
-        done = sum(1 for r in results if r.error is None or r.error.kind != "not_run")
+        self.done = sum(1 for r in results if r.error is None or r.error.kind != "not_run")
         super().__init__(
-            f"{reason} after {done} of {len(results)} requests; the rest are marked "
+            f"{reason} after {self.done} of {len(results)} requests; the rest are marked "
             "not_run. The finished results are in this exception's .results."
         )
         self.results = list(results)

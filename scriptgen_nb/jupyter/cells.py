@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..engine.errors import ConfigurationError
-from ..prompts import render, template_hash
+from ..projects.prompts import render, template_hash
 
 _SEPARATOR = re.compile(r"^\s*---+\s*$", re.MULTILINE)
 

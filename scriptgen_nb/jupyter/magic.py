@@ -21,6 +21,7 @@ import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pandas as pd
@@ -37,7 +38,7 @@ from ..api import (
 from ..emulator import EmulatorConfig
 from ..engine.errors import BatchInterrupted, ConfigurationError
 from ..engine.runner import CancelToken
-from ..export import project_status
+from ..projects.export import project_status
 from ..results import ResultList
 from ..store import CallStore, default_db_path
 from ..store.recorder import LOG_WAIT_S
@@ -337,14 +338,14 @@ class ScriptgenMagics(Magics):
         """Show the last batches (their lasting figures) and return the usage report."""
         from IPython.display import display
 
-        log = self._log(args.db)
+        log = self._reader(args.db, "stats")
         display(log.batches(limit=5)[BATCH_COLUMNS])
         return log.usage_report(since=args.since)
 
     def _sql(self, args: argparse.Namespace) -> pd.DataFrame:
         if not args.query:
             raise UsageError("%scriptgen sql needs a query: %scriptgen sql SELECT ...")
-        return self._log(args.db).sql(args.query)
+        return self._reader(args.db, "sql").sql(args.query)
 
     def _models(self, args: argparse.Namespace) -> pd.DataFrame:
         """The catalogue in use, with the limits remembered for this endpoint and key and what
@@ -352,13 +353,17 @@ class ScriptgenMagics(Magics):
         endpoint = _session_endpoint()
         with _usage_errors():
             catalogue = commands.with_tier(endpoint, args.tier).get("catalogue")
-        return commands.models_frame(self._log(args.db).db, catalogue, endpoint)
+        path = self._db(args.db)
+        log = self._reader(path, "models").db if Path(path).exists() else None  # none yet: fine
+        return commands.models_frame(log, catalogue, endpoint)
 
     def _limits(self, args: argparse.Namespace) -> pd.DataFrame:
         """Say whose limits these are (forgetting first, when asked) and return them."""
         identity = commands.quota_identity(_session_endpoint(), every=args.all)
+        forgets = args.forget is not None or args.forget_all
+        log = self._log(args.db) if forgets else self._reader(args.db, "limits")
         said, frame = commands.limits_action(
-            self._log(args.db).db, identity, forget=args.forget, forget_all=args.forget_all
+            log.db, identity, forget=args.forget, forget_all=args.forget_all
         )
         print(said)
         return frame
@@ -366,7 +371,7 @@ class ScriptgenMagics(Magics):
     def _chart(self, args: argparse.Namespace) -> Any:
         from .charts import chart
 
-        figure = chart(args.kind, self._log(args.db), args.batch)
+        figure = chart(args.kind, self._reader(args.db, "chart"), args.batch)
         self._show_figures_as_images()
         return figure
 
@@ -453,6 +458,16 @@ class ScriptgenMagics(Magics):
 
     def _log(self, path: str | None) -> CallStore:
         return CallStore(self._db(path))
+
+    def _reader(self, path: str | None, command: str) -> CallStore:
+        """The call log opened to read it, as the CLI's reading commands do: read-only, so a
+        log on a read-only place is read and none is ever migrated or created."""
+        db = self._db(path)
+        if not Path(db).exists():
+            raise UsageError(
+                f"%scriptgen {command}: no call log at {db} yet; run a batch first or pass --db."
+            )
+        return CallStore(db, read_only=True)
 
     def _namespace(self) -> dict[str, Any]:
         if self.shell is None:

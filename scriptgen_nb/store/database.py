@@ -343,7 +343,7 @@ class Database:
             f"Cannot open the call log {self.path}: another process held it all the "
             f"{waited_s:.1f}s this one waited ({exc}). Close what holds it open (a long "
             "query, `scriptgen stats`, another kernel) or use another db= file; a batch waits "
-            "for it up to log_wait_s."
+            "for it up to log_wait_s (`scriptgen run --log-wait`)."
         )
 
     def _attach(

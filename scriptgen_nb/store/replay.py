@@ -21,6 +21,13 @@ from .database import Database
 
 Outcome = Literal["succeeded", "failed", "not_run"]
 
+# Modules whose classes older logs name at their former paths (`module:QualName`): the seed's
+# workflow moved into `scriptgen_nb.projects`, and its Pydantic schemas must still replay.
+MOVED_MODULES = {
+    f"scriptgen_nb.{name}": f"scriptgen_nb.projects.{name}"
+    for name in ("scripts", "outline", "prompts", "export")
+}
+
 
 def stored_requests(
     db: Database, batch_id: str, outcomes: Collection[Outcome] = ("failed", "not_run")
@@ -90,6 +97,7 @@ def _schema(schema: str | None, schema_name: str | None) -> Any:
         return None
     if schema_name:
         module, _, qualname = schema_name.partition(":")
+        module = MOVED_MODULES.get(module, module)
         try:
             found: Any = importlib.import_module(module)
             for part in qualname.split("."):

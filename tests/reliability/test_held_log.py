@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +60,12 @@ def hold(tmp_path: Path) -> Iterator[Callable[[Path], Child]]:
     holders: list[Child] = []
 
     def start(path: Path) -> Child:
-        stderr_path = tmp_path / f"holder-{len(holders)}.stderr"
-        with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, str(script), str(path)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        holder = Child(proc, stderr_path)
+        holder = Child.spawn(
+            [sys.executable, str(script), str(path)],
+            tmp_path / f"holder-{len(holders)}.stderr",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         holders.append(holder)
         assert holder.line() == {"holding": True}
         return holder
@@ -77,12 +74,7 @@ def hold(tmp_path: Path) -> Iterator[Callable[[Path], Child]]:
         yield start
     finally:
         for holder in holders:
-            if holder.proc.poll() is None:
-                holder.proc.kill()
-            holder.proc.wait(timeout=10)
-            for stream in (holder.proc.stdin, holder.proc.stdout):
-                if stream is not None and not stream.closed:
-                    stream.close()
+            holder.end()
 
 
 def said_on_stderr(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
@@ -115,6 +107,37 @@ def in_thread(run: Callable[[], sg.ResultList]) -> tuple[threading.Thread, dict[
     return thread, outcome
 
 
+@dataclass
+class ReaderMidBatch:
+    """A batch running in a thread of its own that a reader process meets once 5 are done."""
+
+    thread: threading.Thread
+    outcome: dict[str, Any]  # its "results" or its "error"
+    holders: list[Child]  # the reader, once it holds the file (it never lets go by itself)
+    done: list[int]  # the finished counts the batch reported
+
+
+def batch_meeting_a_reader(
+    path: Path, hold: Callable[[Path], Child], n: int, **options: Any
+) -> ReaderMidBatch:
+    """Start a batch of `n` on the fake backend, 4 in flight, logged to `path` (or `db=`), its
+    text bar on stderr; once 5 are done a reader process takes the file (the batch goes on only
+    once it holds it)."""
+    holders: list[Child] = []
+    done: list[int] = []
+
+    def reader_arrives_at_five(finished: int, total: int | None) -> None:
+        done.append(finished)
+        if finished == 5:
+            holders.append(hold(path))
+
+    options = {"backend": FakeBackend(), "db": path, "progress": "text", **options}
+    thread, outcome = in_thread(
+        lambda: sg.batch_generate(prompts(n), reader_arrives_at_five, 4, models=[MODEL], **options)
+    )
+    return ReaderMidBatch(thread, outcome, holders, done)
+
+
 def prompts(n: int) -> list[sg.GenerationRequest]:
     return sg.create_batch_requests([f"scene {i} of a film about lighthouses" for i in range(n)])
 
@@ -143,26 +166,9 @@ def test_a_reader_holding_the_log_mid_batch_slows_it_and_every_result_and_row_la
     # This log's own reads and writes give up after half a second; before the fix, so did the
     # batch's (30 s by default), and the batch died with CallLogFailed.
     log = Database(path, lock_timeout_s=0.5)
-    holders: list[Child] = []
-    done: list[int] = []
-
-    def reader_arrives_at_five(finished: int, total: int | None) -> None:
-        done.append(finished)
-        if finished == 5:  # the batch goes on only once the reader holds the file
-            holders.append(hold(path))
-
     n = 200
-    batch, outcome = in_thread(
-        lambda: sg.batch_generate(
-            prompts(n),
-            reader_arrives_at_five,
-            4,
-            models=[MODEL],
-            backend=FakeBackend(latency_s=0.005),
-            db=log,
-            progress="text",
-        )
-    )
+    run = batch_meeting_a_reader(path, hold, n, backend=FakeBackend(latency_s=0.005), db=log)
+    batch, outcome, done = run.thread, run.outcome, run.done
     wait_until(lambda: HELD in stderr.getvalue() or not batch.is_alive(), 30.0, "the bar to say so")
     assert "error" not in outcome, outcome["error"]
     # The rows wait in a bounded buffer: taking up requests waits for the file, so the batch is
@@ -170,7 +176,7 @@ def test_a_reader_holding_the_log_mid_batch_slows_it_and_every_result_and_row_la
     held_at = done[-1]
     assert held_at < 5 + 2 * bound, done
     assert "the batch goes on and its rows wait in memory" in stderr.getvalue()
-    release(holders[0])
+    release(run.holders[0])
     batch.join(timeout=30)
     assert not batch.is_alive()
     assert "error" not in outcome, outcome["error"]
@@ -211,34 +217,21 @@ def test_a_log_still_held_after_log_wait_s_raises_call_log_failed_with_every_res
 ) -> None:
     stderr = said_on_stderr(monkeypatch)
     path = tmp_path / "log.duckdb"
-    holders: list[Child] = []
-
-    def reader_arrives_at_five(finished: int, total: int | None) -> None:
-        if finished == 5:
-            holders.append(hold(path))  # and never lets go while the batch runs
-
     n = 40
-    with pytest.raises(sg.CallLogFailed) as failed:
-        sg.batch_generate(
-            prompts(n),
-            reader_arrives_at_five,
-            4,
-            models=[MODEL],
-            backend=FakeBackend(),
-            db=path,
-            log_wait_s=1.0,
-            progress="text",
-        )
-    results = failed.value.results
+    run = batch_meeting_a_reader(path, hold, n, log_wait_s=1.0)  # the reader never lets go
+    run.thread.join(timeout=60)
+    failed = run.outcome.get("error")
+    assert isinstance(failed, sg.CallLogFailed), run.outcome
+    results = failed.results
     assert [r.id for r in results] == [str(i) for i in range(n)]
     assert all(r.success for r in results)  # every answer, though the log could not take them
-    cause = failed.value.cause
+    cause = failed.cause
     assert isinstance(cause, LogLocked)
     assert str(path) in str(cause) and "another process held it all the" in str(cause)
     said = stderr.getvalue()
     assert "waiting up to 1s for it (log_wait_s)" in said  # under the bar's summary
     assert said.index(" finished: ") < said.index("waiting up to 1s")
-    release(holders[0])
+    release(run.holders[0])
     # What the log got before the reader came is whole; the batch never said it ended.
     log = Database(path)
     assert log.rows("SELECT status FROM batch_log") == [("running",)]
@@ -251,26 +244,10 @@ def test_cancelling_a_batch_that_waits_for_a_held_log_stops_it_at_once_with_ever
     stderr = said_on_stderr(monkeypatch)
     monkeypatch.setattr(recorder, "MAX_BUFFERED_ROWS", 30)  # held back soon after the reader
     path = tmp_path / "log.duckdb"
-    holders: list[Child] = []
     token = sg.CancelToken()
-
-    def reader_arrives_at_five(finished: int, total: int | None) -> None:
-        if finished == 5:
-            holders.append(hold(path))
-
     n = 200
-    batch, outcome = in_thread(
-        lambda: sg.batch_generate(
-            prompts(n),
-            reader_arrives_at_five,
-            4,
-            models=[MODEL],
-            backend=FakeBackend(latency_s=0.005),
-            db=path,
-            cancel=token,
-            progress="text",
-        )
-    )
+    run = batch_meeting_a_reader(path, hold, n, backend=FakeBackend(latency_s=0.005), cancel=token)
+    batch, outcome = run.thread, run.outcome
     wait_until(lambda: HELD in stderr.getvalue() or not batch.is_alive(), 30.0, "the bar to say so")
     assert HELD in stderr.getvalue() and batch.is_alive()  # waiting, not dead
     token.cancel()  # what Ctrl-C or the panel's Cancel button does
@@ -285,7 +262,7 @@ def test_cancelling_a_batch_that_waits_for_a_held_log_stops_it_at_once_with_ever
     succeeded = sum(r.success for r in results)
     not_run = sum(r.error is not None and r.error.kind == "not_run" for r in results)
     assert 5 <= succeeded < n and succeeded + not_run == n
-    release(holders[0])
+    release(run.holders[0])
 
 
 def test_log_wait_s_must_be_a_number_of_seconds(tmp_path: Path) -> None:
@@ -302,24 +279,49 @@ def test_log_wait_s_must_be_a_number_of_seconds(tmp_path: Path) -> None:
     assert backend.calls == [] and not (tmp_path / "l.duckdb").exists()
 
 
-def test_the_command_line_passes_log_wait_on_to_the_library(tmp_path: Path) -> None:
-    (tmp_path / "p.txt").write_text("A prompt\n")
-    # An endpoint nobody listens on: the option is refused before anything could be sent.
+def run_offline(folder: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`scriptgen run p.txt OPTIONS` in `folder`, its endpoint one nobody listens on: whatever
+    it says, nothing could be sent."""
+    (folder / "p.txt").write_text("A prompt\n")
     env = {
         **os.environ,
         "GEMINI_API_KEY": "test-key",
         "GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "scriptgen_nb.cli", "run", "p.txt", "--log-wait", "-1"],
-        cwd=tmp_path,
+    return subprocess.run(
+        [sys.executable, "-m", "scriptgen_nb.cli", "run", "p.txt", *options],
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_the_command_line_passes_log_wait_on_to_the_library(tmp_path: Path) -> None:
+    done = run_offline(tmp_path, "--log-wait", "-1")
     assert done.returncode == 2, done.stderr
     assert "log_wait_s=-1.0" in done.stderr and "must not be negative" in done.stderr
+
+
+def test_scriptgen_run_on_a_log_held_past_log_wait_says_so_in_one_line(
+    tmp_path: Path, hold: Callable[[Path], Child]
+) -> None:
+    path = tmp_path / "log.duckdb"
+    Database(path)
+    holder = hold(path)
+    done = run_offline(
+        tmp_path, "--db", str(path), "--log-wait", "0.5", "-m", "gemini-2.5-flash-lite"
+    )
+    release(holder)
+    assert done.returncode == 1, done.stderr
+    [said] = done.stderr.splitlines()  # no traceback, no bar: one line
+    assert said.startswith(
+        f"scriptgen run: Cannot open the call log {path}: another process held"
+    ), said
+    assert said.endswith("a batch waits for it up to log_wait_s (`scriptgen run --log-wait`)."), (
+        said
+    )
 
 
 def test_a_users_query_reads_the_log_beside_another_processs_reader(

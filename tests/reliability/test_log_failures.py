@@ -8,15 +8,17 @@ immutable attribute (`chattr +i`) for a read-only place.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import functools
+import io
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +33,7 @@ from scriptgen_nb.engine.values import (
 )
 from scriptgen_nb.store import Database, StoreError
 from scriptgen_nb.store.recorder import BatchInfo, Recorder
-from tests.reliability.test_processes import wait_until
+from tests.reliability.test_processes import child_report, wait_until
 from tests.test_cli import scriptgen
 
 MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
@@ -67,15 +69,7 @@ def test_a_full_disk_mid_batch_stops_it_and_keeps_every_result(tmp_path: Path) -
     db = tmp_path / "log.duckdb"
     Database(db)  # migrate first, so the size limit below leaves room only for a little more
     limit = db.stat().st_size + 1024 * 1024  # room for a few flushes (each checkpoints)
-    done = subprocess.run(
-        [sys.executable, "-c", FULL_DISK_CHILD, str(db), str(limit)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = child_report(FULL_DISK_CHILD, str(db), str(limit))
     assert report["error"] and "could not be written" in report["error"]
     assert report["cause"] == "StoreError"
     assert report["total"] == 3000 and report["ids_unique"]
@@ -148,20 +142,28 @@ def read_only_log(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_log_on_a_read_only_place_is_read_and_writing_it_says_read_only(
-    read_only_log: Path,
+    read_only_log: Path, shell: Any
 ) -> None:
     """The kernel refuses every write to the log's file and folder (immutable), root's too.
-    Before: `scriptgen stats` could not read the log (opening it migrated, a write) and a batch
-    called it "not a DuckDB database ... may be damaged". Now the reading commands and
-    `CallStore(read_only=True)` read it without writing; a batch, `CallStore()` (whose upkeep
-    writes) and `scriptgen migrate` say it is on a read-only place, which file, and what to do,
-    before any call."""
+    Before: `scriptgen stats` could not read the log (opening it migrated, a write), the
+    notebook's `%scriptgen stats` / `sql` / `models` / `limits` / `chart` still opened it for
+    writing, and a batch called it "not a DuckDB database ... may be damaged". Now the reading
+    commands (terminal and magic) and `CallStore(read_only=True)` read it without writing; a
+    batch, `CallStore()` (whose upkeep writes) and `scriptgen migrate` say it is on a read-only
+    place, which file, and what to do, before any call."""
     path = read_only_log
     before = path.read_bytes()
     for command in ("stats", "batches"):
         shown = scriptgen(command, "--db", str(path))
         assert shown.returncode == 0, shown.stderr
         assert re.search(r"^\S+ +finished ", shown.stdout, re.MULTILINE), shown.stdout
+    magic = functools.partial(shell.run_line_magic, "scriptgen")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert magic(f"stats --db {path}")["requests"].sum() == 1
+        assert magic(f"sql --db {path} SELECT count(*) AS n FROM result")["n"].iloc[0] == 1
+        assert magic(f"limits --db {path}") is not None
+        assert len(magic(f"models --db {path}")) > 0
+        assert magic(f"chart cost --db {path}") is not None
     log = sg.CallStore(path, read_only=True)
     assert log.batches()["state"].tolist() == ["finished"]
     assert log.sql("SELECT count(*) AS n FROM result")["n"].iloc[0] == 1

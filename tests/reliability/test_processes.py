@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +27,7 @@ import pytest
 
 import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
+from scriptgen_nb.emulator.config import BatchConfig
 from scriptgen_nb.store import queries
 from scriptgen_nb.store.database import Database
 from tests.test_cli_run import jsonl
@@ -98,10 +100,35 @@ def model_counters(emu: Emulator, model: str) -> dict[str, Any]:
 
 @dataclass
 class Child:
-    """A batch running in a process of its own."""
+    """A batch (or a command) running in a process of its own."""
 
     proc: subprocess.Popen[str]
     stderr_path: Path
+
+    @classmethod
+    def spawn(cls, command: list[str], stderr_path: Path, **popen: Any) -> Child:
+        """Start `command`, its stderr going to `stderr_path` (read back with `.stderr()`)."""
+        with stderr_path.open("w") as stderr:
+            proc = subprocess.Popen(command, stderr=stderr, text=True, **popen)
+        return cls(proc, stderr_path)
+
+    def end(self) -> None:
+        """Kill the process if it still runs (by its own pid), reap it, close its pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+    def signal_when(self, ready: Callable[[], None], number: signal.Signals) -> int:
+        """Once `ready()` returns, send `number`; the exit status (killed after 15 s)."""
+        try:
+            ready()
+            self.proc.send_signal(number)
+            return self.proc.wait(timeout=15)
+        finally:
+            self.end()
 
     @property
     def stdout(self) -> IO[str]:
@@ -150,17 +177,13 @@ def start_child(tmp_path: Path) -> Iterator[Callable[..., Child]]:
             "max_concurrency": max_concurrency,
             "wait_for_go": wait_for_go,
         }
-        stderr_path = tmp_path / f"child-{len(started)}.stderr"
-        with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, str(script), json.dumps(job)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                cwd=tmp_path,
-            )
-        child = Child(proc, stderr_path)
+        child = Child.spawn(
+            [sys.executable, str(script), json.dumps(job)],
+            tmp_path / f"child-{len(started)}.stderr",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=tmp_path,
+        )
         started.append(child)
         return child
 
@@ -168,12 +191,22 @@ def start_child(tmp_path: Path) -> Iterator[Callable[..., Child]]:
         yield start
     finally:
         for child in started:
-            if child.proc.poll() is None:
-                child.proc.kill()
-            child.proc.wait(timeout=10)
-            for stream in (child.proc.stdin, child.proc.stdout):
-                if stream is not None and not stream.closed:
-                    stream.close()
+            child.end()
+
+
+def child_report(script: str, *args: str) -> dict[str, Any]:
+    """Run Python `script` with `args` in a process of its own; the JSON report it prints last
+    (a crash or a non-zero exit fails the test, showing the end of its stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
 
 
 def wait_until(
@@ -520,20 +553,12 @@ def test_sigterm_or_sighup_to_scriptgen_run_stops_it_like_ctrl_c_and_a_rerun_pay
             k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "SCRIPTGEN_MODELS")
         }
         env.update(GEMINI_API_KEY=KEY, GOOGLE_GEMINI_BASE_URL=emu.base_url, SCRIPTGEN_TIER="tier1")
-        stderr_path = tmp_path / "run.stderr"
-        with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(
-                command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr
-            )
-        child = Child(proc, stderr_path)
-        try:
-            wait_for_answers_with_more_in_flight(emu, model, child)
-            proc.send_signal(stop)
-            proc.wait(timeout=15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        child = Child.spawn(
+            command, tmp_path / "run.stderr", cwd=tmp_path, env=env, stdout=subprocess.DEVNULL
+        )
+        status = child.signal_when(
+            lambda: wait_for_answers_with_more_in_flight(emu, model, child), stop
+        )
         wait_until(lambda: model_counters(emu, model)["in_flight"] == 0, 5.0, "in-flight drain")
         sent = model_counters(emu, model)["requests"]
         sent_before = {text: emu.attempts_for(text) for text in texts}
@@ -542,7 +567,7 @@ def test_sigterm_or_sighup_to_scriptgen_run_stops_it_like_ctrl_c_and_a_rerun_pay
         sent_after = {text: emu.attempts_for(text) for text in texts}
 
     said = child.stderr().strip().splitlines()[-1]
-    assert proc.returncode == 128 + stop.value, child.stderr()  # 143, 129: not killed outright
+    assert status == 128 + stop.value, child.stderr()  # 143, 129: not killed outright
     answered = {int(row["id"]) for row in first if row["success"]}
     assert [row["id"] for row in first] == [str(i) for i in range(n)]  # written whole
     assert {row["error_kind"] for row in first if not row["success"]} == {"not_run"}
@@ -555,7 +580,7 @@ def test_sigterm_or_sighup_to_scriptgen_run_stops_it_like_ctrl_c_and_a_rerun_pay
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
     db = Database(db_path)
-    row = batch_of(db, proc.pid)
+    row = batch_of(db, child.proc.pid)
     assert row["status"] == "cancelled" and not pd_isna(row["finished_at"])
     assert row["success_count"] == len(answered) and row["request_count"] == n
     batch = [row["batch_id"]]
@@ -574,3 +599,72 @@ def test_sigterm_or_sighup_to_scriptgen_run_stops_it_like_ctrl_c_and_a_rerun_pay
     resent = {i for i, text in enumerate(texts) if sent_after[text] != sent_before[text]}
     assert resent == set(range(n)) - answered
     assert all(sent_after[texts[i]] == sent_before[texts[i]] + 1 for i in resent)
+
+
+def test_sigterm_to_scriptgen_demo_records_what_was_sent_and_says_so(tmp_path: Path) -> None:
+    """Before, SIGTERM ended `scriptgen demo` on the spot (exit -15): its calls in flight were
+    never recorded and its batch stayed "running". Now it stops as Ctrl-C does."""
+    db_path = tmp_path / "log.duckdb"
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["SCRIPTGEN_DB"] = str(db_path)
+    child = Child.spawn(
+        [sys.executable, "-m", "scriptgen_nb.cli", "demo", "-n", "400"],
+        tmp_path / "demo.stderr",
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+
+    def reporting() -> None:
+        """Until the reporter's first line (a model cooling down or learning a limit)."""
+        while not (said := child.stdout.readline()).startswith("  ["):
+            assert said, f"the demo ended before reporting:\n{child.stderr()}"
+
+    status = child.signal_when(reporting, signal.SIGTERM)
+    assert status == 143, child.stderr()
+    last = child.stderr().strip().splitlines()[-1]
+    assert last.startswith("scriptgen demo: stopped by SIGTERM after "), last
+    assert last.endswith(" of 400 requests; every attempt is in the call log."), last
+    db = Database(db_path)
+    row = batch_of(db, child.proc.pid)
+    assert row["status"] == "cancelled" and row["request_count"] == 400
+    assert count(db, "SELECT count(*) FROM result WHERE batch_id = ?", [row["batch_id"]]) == 400
+    assert_rows_whole(db)
+
+
+def test_sigterm_to_jobs_resume_stops_waiting_and_leaves_the_jobs_running(tmp_path: Path) -> None:
+    """Before, SIGTERM ended `scriptgen jobs resume` on the spot, writing nothing. Now it stops
+    waiting as Ctrl-C does: the results so far written (none ready: not run), the jobs left
+    running at the service and resumable, exit 143."""
+    model, db_path, out = "gemini-2.5-flash", tmp_path / "log.duckdb", tmp_path / "r.jsonl"
+    pending = BatchConfig(pending_s=600.0, running_s=0.0)
+    with Emulator(EmulatorConfig(seed=3, api_keys=(KEY,), batch=pending)) as emu:
+        requests = sg.create_batch_requests(["Write about gulls", "Write about terns"])
+        handle = sg.submit_batch_job(
+            requests, base_url=emu.base_url, api_key=KEY, models=model, db=str(db_path)
+        )
+        handle.close()
+        env = {k: v for k, v in os.environ.items() if k != "GOOGLE_API_KEY"}
+        env.update(GEMINI_API_KEY=KEY, GOOGLE_GEMINI_BASE_URL=emu.base_url)
+        command = [sys.executable, "-m", "scriptgen_nb.cli", "jobs", "resume", handle.batch_id]
+        seen = emu.counters()["requests"]
+        child = Child.spawn(
+            [*command, "--db", str(db_path), "--out", str(out)],
+            tmp_path / "resume.stderr",
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        first_poll = partial(
+            wait_until, lambda: emu.counters()["requests"] > seen, 20.0, "the first poll", child
+        )
+        status = child.signal_when(first_poll, signal.SIGTERM)
+        cancelled = emu.counters()["batches"]["jobs_cancelled"]
+
+    assert status == 143, child.stderr()
+    last = child.stderr().strip().splitlines()[-1]
+    assert last.startswith(
+        f"scriptgen jobs: stopped by SIGTERM while waiting; the Batch API jobs of batch "
+        f"{handle.batch_id} keep running at the service: `scriptgen jobs resume "
+    ), last
+    assert cancelled == 0
+    assert [row["error_kind"] for row in jsonl(out)] == ["not_run", "not_run"]

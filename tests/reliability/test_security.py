@@ -37,6 +37,7 @@ from scriptgen_nb.jupyter.panel import ProgressPanel
 from scriptgen_nb.progress import TextProgress, format_line, format_summary
 from scriptgen_nb.store import CallStore, Database
 from scriptgen_nb.wiring import BatchOptions
+from tests.reliability.test_processes import child_report
 
 KEY = "AIzaSy-SCRIPTGEN-test-SECRET-0d5c1b7e9a"  # accepted by the emulator
 WRONG_KEY = "AIzaSy-SCRIPTGEN-wrong-SECRET-61f0a4c2"  # refused by it
@@ -635,15 +636,7 @@ def test_user_sql_cannot_change_duckdbs_state_or_take_the_process_down(
     rest ran. Now each is refused before it runs, the process lives on, nothing changed."""
     statements = [s.format(folder=tmp_path) for s in INSTANCE_CHANGING_SELECTS]
     path = str(tmp_path / "log.duckdb") if where == "file" else ":memory:"
-    done = subprocess.run(
-        [sys.executable, "-c", INSTANCE_CHANGING_CHILD, path, json.dumps(statements)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = child_report(INSTANCE_CHANGING_CHILD, path, json.dumps(statements))
     for statement, (said, then) in zip(statements, report["outcomes"], strict=True):
         assert said.startswith("Only SELECT queries that read the call log"), (statement, said)
         assert then == [1], statement

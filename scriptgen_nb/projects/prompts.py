@@ -2,7 +2,7 @@
 
 Owns `PromptTemplate` (its text, hash and fields, and rendering with a clear error for a field
 that has no value), `load_template` (the package's editable file for an operation, e.g.
-`scriptgen_nb/templates/generate_script.txt`, or a string or file the user passes) and
+`scriptgen_nb/projects/templates/generate_script.txt`, or a string or file the user passes) and
 `render`, which the `--over` cells use too. `{{` and `}}` stand for literal braces. Imports
 only `engine.errors`: no store, no duckdb, no IPython.
 """
@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .engine.errors import ConfigurationError
+from ..engine.errors import ConfigurationError
 
 TemplateSource = str | os.PathLike[str]
 
@@ -79,7 +79,7 @@ class PromptTemplate:
 def bundled_template(operation: str) -> PromptTemplate:
     """The package's template for an operation (`GENERATE_SCRIPT` -> generate_script.txt)."""
     name = f"{operation.lower()}.txt"
-    path = resources.files("scriptgen_nb") / "templates" / name
+    path = resources.files("scriptgen_nb.projects") / "templates" / name
     if not path.is_file():
         raise ConfigurationError(f"No bundled prompt template for {operation} ({name}).")
     return PromptTemplate(path.read_text(encoding="utf-8"), f"the bundled {name}")

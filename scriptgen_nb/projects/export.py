@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..store import projects
+from ..store.projects import Chapter, Project, ProjectState, ScriptVersion
 from .scripts import GENERATE_SCRIPT, ProjectDb, Script, project_database
-from .store import projects
-from .store.projects import Chapter, Project, ProjectState, ScriptVersion
 
 SCRIPT_COLUMNS = [
     "chapter",

@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from .engine.errors import ConfigurationError
-from .store.projects import Chapter
+from ..engine.errors import ConfigurationError
+from ..store.projects import Chapter
 
 OutlineSource = pd.DataFrame | str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 

@@ -23,14 +23,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, conlist, create_model
 
-from .api import batch_generate, create_batch_requests
-from .engine.checks import check_number
-from .engine.errors import BatchInterrupted, ConfigurationError
-from .engine.values import BatchFinished, BatchStarted, Event, Failure, Result
+from ..api import batch_generate, create_batch_requests
+from ..engine.checks import check_number
+from ..engine.errors import BatchInterrupted, ConfigurationError
+from ..engine.values import BatchFinished, BatchStarted, Event, Failure, Result
+from ..store import Database, open_database, projects
+from ..store.projects import CallRef, Chapter, Project
 from .outline import OutlineSource, read_outline
 from .prompts import PromptTemplate, TemplateSource, load_template
-from .store import Database, open_database, projects
-from .store.projects import CallRef, Chapter, Project
 
 GENERATE_OUTLINE = "GENERATE_OUTLINE"
 GENERATE_SCRIPT = "GENERATE_SCRIPT"
