@@ -301,12 +301,12 @@ def _s2(s: dict[str, Any], results: dict[str, Any]) -> str:
         )
     if ours_l:
         parts.append(
-            f"**Too low.** Configured limits are ceilings by design (DESIGN: what the engine "
-            "learns from 429s only lowers them), so our default paced at the catalogue's "
-            f"{low_rpm}: {ours_l['time_s']:.2f} s, {ours_l['ratio']:.2f}x the bound, "
-            f"{_n429(ours_l['http_429'])}, {ours_l['succeeded']} of {ours_l['n']} succeeded. "
-            "Nothing probes upwards; a user who under-states a limit pays for it in time, not in "
-            "429s."
+            f"**Too low.** Limits the user states (here a `ModelSpec`) are trusted: learned down "
+            "from 429s, never probed above unless the spec says `discover=True`. So our default "
+            f"paced at the stated {low_rpm}: {ours_l['time_s']:.2f} s, {ours_l['ratio']:.2f}x "
+            f"the bound, {_n429(ours_l['http_429'])}, {ours_l['succeeded']} of {ours_l['n']} "
+            "succeeded: a user who under-states a limit pays for it in time, not in 429s. The "
+            "bundled catalogue's limits are guesses, discovered upwards (scenario 8)."
         )
     if cook_h and cook_l:
         parts.append(

@@ -364,7 +364,7 @@ def _signal(row: dict[str, Any], real: int) -> tuple[str, bool]:
     stored = row["extra"].get("log", {}).get("learned_limits", [])
     line = events[-1].get("progress_line", "") if events else ""  # after the latest one
     summary = row["extra"].get("progress_summary", "")
-    said = f"{real} learned"
+    said = f"rpm {real} (stated"  # "(stated in the 429 ...; catalogue N)": learned, and how
 
     def steps(items: Sequence[dict[str, Any]]) -> str:
         return ", ".join(
