@@ -17,7 +17,7 @@ from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import BackendError, InvalidApiKeyError, QuotaViolation
 from scriptgen_nb.engine.models import ModelSpec
 from scriptgen_nb.engine.policy import Backoff, RetryPolicy, plan_concurrency
-from scriptgen_nb.engine.runner import BatchEngine, CancelToken, EngineConfig
+from scriptgen_nb.engine.runner import BatchEngine, CancelToken, EngineConfig, _Work
 from scriptgen_nb.engine.values import (
     AttemptFinished,
     BatchFinished,
@@ -196,6 +196,29 @@ def test_per_day_429_exhausts_the_model_and_rotates_without_probing_it_again() -
     # Real days: the later of the retryDelay (an hour) and Google's midnight (in twelve hours,
     # less the 1.5 s the run took).
     assert exhausted and exhausted[0].until_s == pytest.approx(12 * 3600, abs=3)
+
+
+def test_an_attempt_admitted_before_its_models_exhaustion_was_known_is_not_sent() -> None:
+    # In a burst, one call's per-day 429 can be handled in the same turn of the event loop in
+    # which another call to that model was admitted, before that one's task has run: the bench
+    # (scenario 3) saw two such calls sent after the model was known to be exhausted. The
+    # attempt looks again before it leaves; its slot is given back and the request requeued.
+    backend = FakeBackend()
+    ladder = [spec("a", 1, rpm=100, rpd=100), spec("b", 2, rpm=100)]
+    engine = BatchEngine(backend, EngineConfig(ladder, plan_concurrency(None, ladder)))
+    limiter = engine.limiters["a"]
+
+    async def admitted_then_exhausted() -> None:
+        now = asyncio.get_running_loop().time()
+        slot = limiter.admit(now, 10)
+        limiter.exhausted(now, None, now + 3600.0)  # another call's per-day 429, handled first
+        work = _Work(requests(1)[0], 0, now, 10, ready_since=now)
+        await engine._attempt(work, limiter, slot)
+        assert list(engine._ready) == [work] and work.attempts == 0
+
+    run_virtual(admitted_then_exhausted())
+    assert backend.calls == []
+    assert limiter.in_flight == 0 and limiter.used(0.0) == (0, 0, 0)  # the slot given back
 
 
 def test_all_models_exhausted_stops_fast_and_marks_the_rest_not_run() -> None:

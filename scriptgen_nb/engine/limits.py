@@ -288,6 +288,11 @@ class ModelLimiter:
             if limit.probe is slot:
                 limit.probe = None
 
+    def withdraw(self, slot: Slot) -> None:
+        """`slot` was admitted but its request will not be sent: out of the windows."""
+        self._forget(slot)
+        self.release(slot)
+
     def _record(self, slot: Slot) -> None:
         # A window is kept only for a limit that exists, so an unlimited model's memory does not
         # grow with the number of requests it serves.

@@ -468,6 +468,13 @@ class BatchEngine:
 
     async def _attempt(self, work: _Work, limiter: ModelLimiter, slot: Slot) -> None:
         loop = asyncio.get_running_loop()
+        if limiter.state(loop.time()) in ("exhausted", "gone"):
+            # Admitted in the same turn of the loop as a per-day 429 (or a 404) of its burst
+            # was answered, and found out before it left: sending it would only be refused.
+            limiter.withdraw(slot)
+            self._release_reservation(work)
+            self._ready.appendleft(work)
+            return
         spec = limiter.spec
         work.attempts += 1
         number = work.attempts
