@@ -73,6 +73,6 @@ def script(rid: str, seed: int | None) -> dict[str, Any]:
     return {
         "title": f"Script of {rid}{take}",
         "scenes": scenes,
-        "estimated_duration_s": 60,
-        "word_count": 8,
+        "estimated_duration_s": 60,  # a model's guesses about its own text, both wrong: the
+        "word_count": 120,  # exports count the narration (8 words, about 3 s)
     }

@@ -338,7 +338,8 @@ def test_exports_write_the_current_scripts_and_their_image_prompts(
     assert [p.name for p in written] == ["01-tides.md", "03-lighthouses.md"]
     assert written[0].read_text() == (
         "# 1. Script of ch-1\n\n"
-        "Small things, chapter 1: Tides. Script version 1, about 60 seconds, 8 words.\n\n"
+        "Small things, chapter 1: Tides. Script version 1, about 3 seconds of narration, 8 "
+        "words.\n\n"
         "## Scene 1: Opening of ch-1\n\nNarration one of ch-1.\n\n"
         "*On screen:* Picture one of ch-1.\n\n"
         "**Image prompt** (16:9, watercolour): Frame 1 of ch-1\n*Negative prompt:* text\n\n"
@@ -358,6 +359,8 @@ def test_exports_write_the_current_scripts_and_their_image_prompts(
         [1, 1, 2, 2],
         [3, 1, 2, 0],
     ]
+    # Counted from the narration at 150 words a minute, not the model's 120 words and 60 s.
+    assert frame[["word_count", "estimated_duration_s"]].values.tolist() == [[8, 3], [8, 3]]
 
 
 # --- templates and bad arguments ---------------------------------------------------------------

@@ -37,6 +37,17 @@ SCRIPT_COLUMNS = [
 ]
 
 
+# A documentary narrator's pace; the model's own `estimated_duration_s` and `word_count` are
+# guesses about text it wrote, often wrong, so exports count the narration themselves.
+NARRATION_WORDS_PER_MINUTE = 150
+
+
+def narration_figures(script: Script) -> tuple[int, int]:
+    """(words, seconds) of a script's narration, counted from its text at the narrator's pace."""
+    words = sum(len(scene.narration.split()) for scene in script.scenes)
+    return words, round(words * 60 / NARRATION_WORDS_PER_MINUTE)
+
+
 def chapters_frame(project_id: str, *, db: ProjectDb = None) -> pd.DataFrame:
     """The outline: `id` (the workflow's request id, "ch-N"), `number`, `title`, `summary`."""
     state = projects.read_project(project_database(db), project_id)
@@ -56,7 +67,8 @@ def project_status(project_id: str, *, db: ProjectDb = None) -> pd.DataFrame:
 
 
 def scripts_frame(project_id: str, *, db: ProjectDb = None) -> pd.DataFrame:
-    """One row per chapter with a script: its current version and the script's figures."""
+    """One row per chapter with a script: its current version and the script's figures (words
+    and seconds counted from its narration, not the model's own estimate)."""
     content = _read(project_id, db)
     rows = []
     for chapter in content.chapters:
@@ -64,6 +76,7 @@ def scripts_frame(project_id: str, *, db: ProjectDb = None) -> pd.DataFrame:
         if stored is None:
             continue
         script = json.loads(stored.script_json)
+        words, seconds = narration_figures(Script.model_validate(script))
         rows.append(
             {
                 "chapter": chapter.number,
@@ -71,8 +84,8 @@ def scripts_frame(project_id: str, *, db: ProjectDb = None) -> pd.DataFrame:
                 "version": stored.version,
                 "title": script["title"],
                 "scenes": len(script["scenes"]),
-                "estimated_duration_s": script["estimated_duration_s"],
-                "word_count": script["word_count"],
+                "estimated_duration_s": seconds,
+                "word_count": words,
                 "image_prompts": len(content.image_prompts.get(chapter.number, ())),
                 "script": script,
                 "batch_id": stored.call.batch_id,
@@ -136,12 +149,12 @@ def chapter_markdown(
 ) -> str:
     """A chapter's current script as Markdown: a heading per scene, image prompts if any."""
     script = Script.model_validate_json(stored.script_json)
+    words, seconds = narration_figures(script)
     lines = [
         f"# {chapter.number}. {script.title}",
         "",
         f"{project.title}, chapter {chapter.number}: {chapter.title}. Script version "
-        f"{stored.version}, about {script.estimated_duration_s} seconds, "
-        f"{script.word_count} words.",
+        f"{stored.version}, about {seconds} seconds of narration, {words} words.",
     ]
     for number, scene in enumerate(script.scenes, 1):
         lines += ["", f"## Scene {number}: {scene.heading}", "", scene.narration, ""]
