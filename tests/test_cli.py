@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,25 @@ def test_a_dry_run_needs_no_key_and_leaves_nothing_behind(
     assert done.stdout.startswith("dry run: ") and "(nothing was sent)" in done.stdout
     assert "2 requests" in done.stdout and "on gemini-" in done.stdout
     assert not call_log_in_tmp.exists()  # SCRIPTGEN_DB: no call log created
+
+
+def test_run_writes_parquet_that_pandas_reads_with_the_umasks_mode(tmp_path: Path) -> None:
+    import pandas as pd
+
+    (tmp_path / "p.txt").write_text("A prompt\nAnother prompt\n")
+    out = tmp_path / "r.parquet"
+    run = ("run", str(tmp_path / "p.txt"), "--emulator", "--quiet", "--out", str(out))
+    done = subprocess.run(  # under umask 027: a group may read, others nothing
+        ["sh", "-c", 'umask 027 && exec "$@"', "sh", *SCRIPTGEN, *run],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    frame = pd.read_parquet(out)  # pyarrow, a dependency: no engine to install
+    assert frame["id"].tolist() == ["0", "1"] and frame["success"].all()
 
 
 def test_main_leaves_the_interpreters_sigpipe_handling_alone(
