@@ -44,9 +44,7 @@ def test_demo_rejects_a_bad_count() -> None:
     assert done.returncode == 2 and "--requests must be at least 1" in done.stderr
 
 
-def output_to_a_closed_pipe(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def output_to_a_closed_pipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run a command whose stdout's reader is gone before it writes a byte (`| head` done)."""
     read_end, write_end = os.pipe()
     os.close(read_end)
@@ -58,7 +56,6 @@ def output_to_a_closed_pipe(
             text=True,
             timeout=60,
             cwd=cwd,
-            env=env,
             check=False,
         )
     finally:
