@@ -224,8 +224,8 @@ def test_a_failed_request_exits_1_unless_allowed_and_retry_reruns_only_the_failu
         failing.stderr
     )
     # The tqdm bar (forced onto a pipe): done/total and each model's state.
-    assert "3/3" in failing.stderr and "3.5-flash-lite: ok" in failing.stderr
-    assert "2.5-flash-lite: ok 1" in failing.stderr and "1 failed" in failing.stderr
+    assert "3/3" in failing.stderr and "3.5-flash-lite: ready (" in failing.stderr
+    assert "2.5-flash-lite: ready (1 attempt)" in failing.stderr and "1 failed" in failing.stderr
     results = {r["id"]: r for r in jsonl(tmp_path / "r.jsonl")}
     assert results["bad"]["error_kind"] == "blocked" and results["fine-1"]["success"]
 

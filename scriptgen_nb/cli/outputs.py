@@ -7,9 +7,8 @@ it) and `summary_table` (what `run` prints without `--out`). The rows are
 `ResultList.to_dataframe()`'s columns plus `cached` and the request's `metadata` (a CSV row or
 template hash: what leads a result back to its input).
 
-Parquet is written by DuckDB, which the package already needs, rather than by pyarrow, which
-it does not: an in-memory connection of its own, opened after the batch has ended, never the
-call log's (that one cannot write other files; `store/database.py` keeps it that way).
+Parquet is written by pandas with pyarrow, a dependency of the package for this: a Parquet
+file is for reading back, and `pandas.read_parquet` needs pyarrow (or fastparquet) to read one.
 """
 
 from __future__ import annotations
@@ -70,15 +69,15 @@ def write_results(results: ResultList, out: str) -> None:
     mode = _mode_of_plain_open(path, fd)
     try:
         if kind == "parquet":
-            os.close(fd)
-            _write_parquet(results, temporary)
+            with open(fd, "wb") as binary:
+                _flat(results).to_parquet(binary, index=False)
         else:
             with open(fd, "w", encoding="utf-8", newline="") as stream:
                 if kind == "jsonl":
                     _write_jsonl(results, stream)
                 else:
                     _flat(results).to_csv(stream, index=False)
-        os.chmod(temporary, mode)  # DuckDB writes Parquet to a file of its own making
+        os.chmod(temporary, mode)  # an existing file's own mode, which the new one lacks
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -125,12 +124,6 @@ def _flat(results: ResultList) -> pd.DataFrame:
             for value in frame[column]
         ]
     return frame
-
-
-def _write_parquet(results: ResultList, path: str) -> None:
-    from ..store.database import write_parquet
-
-    write_parquet(_flat(results), path)
 
 
 def summary_table(results: ResultList) -> pd.DataFrame:

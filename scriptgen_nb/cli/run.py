@@ -123,7 +123,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             dry = getattr(args, "dry_run", False)
             if args.emulator:  # a dry run sends nothing: it needs the emulator's windows only
                 options.update(_local_emulator(stack, quiet=args.quiet, start=not dry))
-            elif not _has_key(options):
+            elif not dry and not _has_key(options):
                 raise MissingApiKeyError()  # before the library would create the call log
             options = with_tier(options, args.tier)
             if dry:
@@ -300,6 +300,8 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
                 print(f"wrote {len(results)} results to {args.out}", file=sys.stderr)
         else:
             print(table(summary_table(results)))
+    except BrokenPipeError:
+        raise  # the reader stopped early (`| head`): `main` ends the command quietly
     except (OSError, ScriptgenError) as exc:
         print(f"scriptgen {command}: cannot write {args.out}: {exc}", file=sys.stderr)
         return FAILED

@@ -371,28 +371,7 @@ class ScriptgenMagics(Magics):
     def _chart(self, args: argparse.Namespace) -> Any:
         from .charts import chart
 
-        figure = chart(args.kind, self._reader(args.db, "chart"), args.batch)
-        self._show_figures_as_images()
-        return figure
-
-    def _show_figures_as_images(self) -> None:
-        """Have IPython show a returned `Figure` as a PNG, not as `<Figure size ...>`.
-
-        matplotlib-inline registers that formatter only once pyplot is imported, which the
-        charts never do; a formatter already registered (pyplot's, the user's) is kept.
-        """
-        from matplotlib.figure import Figure
-
-        from .charts import figure_bytes
-
-        formatter = self.shell.display_formatter if self.shell is not None else None
-        if formatter is None:
-            return
-        png = formatter.formatters["image/png"]
-        try:
-            png.lookup_by_type(Figure)
-        except KeyError:
-            png.for_type(Figure, lambda fig: figure_bytes(fig, "png"))
+        return chart(args.kind, self._reader(args.db, "chart"), args.batch)
 
     def _retry(self, args: argparse.Namespace) -> pd.DataFrame | None:
         with _usage_errors():
