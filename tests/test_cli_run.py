@@ -178,7 +178,12 @@ def test_text_csv_jsonl_and_stdin_in_jsonl_csv_parquet_and_stdout_out(
         chapters = list(csv.DictReader(f))
     assert [(r["id"], r["success"]) for r in chapters] == [("c1", "True"), ("c2", "True")]
     assert "title" in json.loads(chapters[0]["data"])
-    assert json.loads(chapters[1]["metadata"])["row"]["topic"] == "tides, and moons"
+    # The CSV's row comes back as fields (its `id` as input_id), not as one JSON string.
+    assert [(r["input_id"], r["topic"], r["audience"]) for r in chapters] == [
+        ("c1", "lighthouses", "children"),
+        ("c2", "tides, and moons", "sailors"),
+    ]
+    assert "row" not in json.loads(chapters[1]["metadata"])
     assert emulator.attempts_for("Write about tides, and moons for sailors") == 1
 
     with duckdb.connect() as con:  # JSONL + a Pydantic model by module:Class, to Parquet

@@ -103,6 +103,23 @@ def test_over_renders_the_cell_per_row(shell: Any, fast_emulator: Any) -> None:
     assert fast_emulator.attempts_for("Chapter 2: write about Moss. Keep {braces}.") == 1
 
 
+def test_over_returns_the_tables_columns_beside_the_results_and_again_when_cached(
+    shell: Any, fast_emulator: Any
+) -> None:
+    shell.user_ns["chapters"] = pd.DataFrame(
+        {"id": [1, 2], "topic": ["Tides", "Moss"], "audience": ["children", "sailors"]}
+    )
+    body = "Write about {topic} for {audience}."
+    first = cell(shell, f"batch --over chapters --model {MODEL}", body)
+    again = cell(shell, f"batch --over chapters --model {MODEL}", body)
+    for frame in (first, again):
+        assert list(frame.columns[:5]) == ["input_id", "topic", "audience", "id", "success"]
+        assert frame["audience"].tolist() == ["children", "sailors"]
+        assert frame["input_id"].tolist() == [1, 2] and frame["id"].tolist() == ["1", "2"]
+    assert first["cached"].tolist() == [False, False] and again["cached"].tolist() == [True, True]
+    assert fast_emulator.attempts_for("Write about Moss for sailors.") == 1
+
+
 def test_vars_fill_names_and_schema_parses(shell: Any) -> None:
     class Title(BaseModel):
         title: str

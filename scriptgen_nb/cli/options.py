@@ -21,8 +21,8 @@ INPUT formats (by suffix, or --format):
   .jsonl   one JSON object per line with a request's fields: prompt (required), id, system,
            model, temperature, max_output_tokens, metadata, ...; with --template, the line's
            values fill the template instead
-  .csv     a header row; a `prompt` column (and optionally `id`), or --template filling
-           {column}s from each row
+  .csv     a header row; a `prompt` column (and optionally `id`; the other columns come back
+           beside the results), or --template filling {column}s from each row
   other    text: one prompt per line (blank lines skipped), or blocks between `---` lines
   -        stdin (JSONL when the first character is `{`, else text; or --format csv)
 
@@ -235,7 +235,8 @@ def output_arguments(parser: argparse.ArgumentParser, *, bar: bool = True) -> No
         "--out",
         metavar="FILE",
         help="write every result to FILE: .jsonl, .csv or .parquet by its suffix, written "
-        "whole or not at all; - writes JSONL to stdout (default: print a table)",
+        "whole or not at all, the input row's fields first (input_NAME when a result has "
+        "NAME); - writes JSONL to stdout (default: print a table)",
     )
     out.add_argument(
         "--allow-failures",

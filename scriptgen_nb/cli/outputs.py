@@ -4,8 +4,8 @@ Owns `output_path` (checked before anything is sent: a known suffix, an existing
 `write_results` (a temporary file in the same folder, renamed over FILE only once complete, so
 a failure or Ctrl-C never leaves half a file; FILE gets the mode a plain `open()` would give
 it) and `summary_table` (what `run` prints without `--out`). The rows are
-`ResultList.to_dataframe()`'s columns plus `cached` and the request's `metadata` (a CSV row or
-template hash: what leads a result back to its input).
+`ResultList.to_dataframe()`'s: the input's fields (a CSV row, a JSONL line filled by
+`--template`) as fields of their own, then the result's, `cached` and `metadata` among them.
 
 Parquet is written by pandas with pyarrow, a dependency of the package for this: a Parquet
 file is for reading back, and `pandas.read_parquet` needs pyarrow (or fastparquet) to read one.
@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import ConfigurationError
-from ..results import RESULT_COLUMNS, ResultList, result_row
+from ..results import ResultList, table_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-COLUMNS = [*RESULT_COLUMNS, "cached", "metadata"]
 PREVIEW = 48
 
 
@@ -49,12 +48,6 @@ def output_path(out: str) -> str:
     if path.is_dir():
         raise ConfigurationError(f"--out {out} is a folder; name a file.")
     return out
-
-
-def rows(results: ResultList) -> list[dict[str, Any]]:
-    return [
-        {**result_row(r), "cached": r.cached, "metadata": dict(r.metadata) or None} for r in results
-    ]
 
 
 def write_results(results: ResultList, out: str) -> None:
@@ -109,21 +102,25 @@ def _mode_of_plain_open(path: Path, fd: int) -> int:
 
 
 def _write_jsonl(results: ResultList, stream: Any) -> None:
-    for row in rows(results):
-        stream.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    columns, rows = table_rows(results)
+    for row in rows:
+        ordered = {column: row[column] for column in columns}
+        stream.write(json.dumps(ordered, ensure_ascii=False, default=str) + "\n")
 
 
 def _flat(results: ResultList) -> pd.DataFrame:
-    """The rows as a table: `data` and `metadata` as JSON text (they nest, and vary by row)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(rows(results), columns=COLUMNS)
-    for column in ("data", "metadata"):
-        frame[column] = [
-            None if value is None else json.dumps(value, ensure_ascii=False, default=str)
-            for value in frame[column]
-        ]
+    """The rows as a table: what nests (`data`, `metadata`, an input's list) as JSON text."""
+    frame = results.to_dataframe()
+    for column in frame.columns:
+        if frame[column].dtype.kind == "O":  # objects (and text): where a nested value can be
+            frame[column] = [_flat_value(value) for value in frame[column]]
     return frame
+
+
+def _flat_value(value: Any) -> Any:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
 
 
 def summary_table(results: ResultList) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..engine.errors import ConfigurationError
 from ..projects.prompts import render, template_hash
+from ..results import INPUT_KEY
 
 _SEPARATOR = re.compile(r"^\s*---+\s*$", re.MULTILINE)
 
@@ -53,8 +54,9 @@ def rows_of(table: Any) -> list[dict[str, Any]]:
 def templated_prompts(template: str, table: Any) -> list[dict[str, Any]]:
     """`--over`: one prompt per row, as `{id, prompt, metadata}` items.
 
-    The id is the row's `id` column when it has one, else its position; the row itself and the
-    template's hash go into the metadata, so results and the log lead back to both.
+    The id is the row's `id` column when it has one, else its position; the row itself (the
+    request's input: its columns lead the results' DataFrame) and the template's hash go into
+    the metadata, so results and the log lead back to both.
     """
     template = template.strip()
     if not template:
@@ -72,7 +74,7 @@ def templated_prompts(template: str, table: Any) -> list[dict[str, Any]]:
                 # and refuses the rest (a float id is usually a missing value, NaN).
                 "id": values.get("id", position),
                 "prompt": render(template, values, what=f"row {position}'s columns"),
-                "metadata": {"row": values, "template_hash": digest},
+                "metadata": {INPUT_KEY: values, "template_hash": digest},
             }
         )
     return items

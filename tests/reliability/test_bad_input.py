@@ -290,7 +290,7 @@ ENTRIES: dict[str, Callable[[Callable[[], Any], dict[str, Any]], Any]] = {
 }
 
 
-@pytest.mark.parametrize("entry", [*ENTRIES, "by_hand"])
+@pytest.mark.parametrize("entry", [*ENTRIES, "by_hand", "given_directly"])
 @pytest.mark.parametrize("case", API_CASES, ids=[c.name for c in API_CASES])
 def test_bad_input_through_the_python_api_is_refused_before_anything_is_sent(
     case: Case, entry: str, tmp_path: Path
@@ -303,6 +303,11 @@ def test_bad_input_through_the_python_api_is_refused_before_anything_is_sent(
             pytest.skip("this input cannot be written as a GenerationRequest")
         with pytest.raises(case.error, match=case.by_hand or case.match) as caught:
             sg.batch_generate(_by_hand(case), **options)
+    elif entry == "given_directly":  # the prompts themselves, as batch_generate takes them
+        if case.settings:
+            pytest.skip("request settings are create_batch_requests's arguments")
+        with pytest.raises(case.error, match=case.match) as caught:
+            sg.batch_generate(case.prompts, **options)
     else:
 
         def make() -> Any:
@@ -320,14 +325,36 @@ def test_at_least_25_distinct_bad_inputs_are_covered() -> None:
     assert len(named) >= 25
 
 
-def test_plain_strings_given_to_batch_generate_say_to_make_requests_first() -> None:
-    backend = FakeBackend()
+def test_plain_prompts_go_to_every_entry_as_create_batch_requests_makes_them() -> None:
+    """Strings (their id is their position) and mappings, mixed with GenerationRequests, from
+    a list or from a generator, which is pulled as the batch goes, never read whole first."""
+    ready = GenerationRequest(id="ready", prompt="Write about fog.")
     for entry, run in ENTRIES.items():
-        with pytest.raises(ConfigurationError, match="create_batch_requests"):
-            run(lambda: ["Write about tides."], {"backend": backend, "db": False})
-        with pytest.raises(ConfigurationError, match="create_batch_requests"):
-            run(lambda: iter(["Write about tides."]), {"backend": backend, "db": False})
-        assert backend.calls == [], entry
+        options = {"backend": FakeBackend(), "db": False, "models": LADDER}
+        mixed = run(lambda: ["Write about tides.", {"id": "m", "prompt": "Moss."}, ready], options)
+        assert sorted((r.id, r.text) for r in mixed) == [
+            ("0", "[fake-model] Write about tides."),
+            ("m", "[fake-model] Moss."),
+            ("ready", "[fake-model] Write about fog."),
+        ], entry
+        streamed = run(lambda: (f"Write about item {i}." for i in range(3)), options)
+        assert sorted(r.id for r in streamed) == ["0", "1", "2"], entry
+    pulled = 0
+
+    def many() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(10_000):
+            pulled += 1
+            yield f"Write about item {i}."
+
+    stream = sg.iter_generate(
+        many(), backend=FakeBackend(latency_s=0.001), db=False, models=LADDER, max_concurrency=4
+    )
+    first = [next(stream) for _ in range(3)]
+    pulled_then = pulled
+    stream.close()  # type: ignore[attr-defined]
+    assert [r.success for r in first] == [True] * 3
+    assert pulled_then <= 4 + 1024 + 2  # in flight and the hand-off queue: never read whole
 
 
 def test_a_bad_request_from_a_generator_is_refused_when_it_is_reached(tmp_path: Path) -> None:
@@ -342,8 +369,8 @@ def test_a_bad_request_from_a_generator_is_refused_when_it_is_reached(tmp_path: 
 
     with pytest.raises(ConfigurationError, match=r"temperature=9\.0"):
         sg.batch_generate(sg.create_batch_requests(prompts()), backend=backend, db=False)
-    with pytest.raises(ConfigurationError, match="not a GenerationRequest"):
-        sg.batch_generate((p for p in ["x"]), backend=backend, db=False)  # type: ignore[misc]
+    with pytest.raises(ConfigurationError, match="Prompt #0 is a int; use a string"):
+        sg.batch_generate((p for p in [42, "x"]), backend=backend, db=False)  # type: ignore[misc]
     assert backend.calls == []
 
 
