@@ -23,7 +23,8 @@ class ResultList(list[Result]):
         return [r for r in self if not r.success]
 
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per request; `cost_usd` is NaN where a model's price is unknown."""
+        """One row per request; `cost_usd` is NaN where a model's price is unknown, and
+        `simulated` is True where an emulator answered (its cost was never spent)."""
         import pandas as pd
 
         frame = pd.DataFrame([result_row(r) for r in self], columns=RESULT_COLUMNS)
@@ -59,6 +60,7 @@ RESULT_COLUMNS = [
     "cost_usd",
     "latency_ms",
     "queue_ms",
+    "simulated",
 ]
 
 
@@ -81,4 +83,5 @@ def result_row(r: Result) -> dict[str, Any]:
         "cost_usd": r.cost_usd,
         "latency_ms": r.latency_ms,
         "queue_ms": r.queue_ms,
+        "simulated": r.simulated,  # an emulator's answer: its tokens and cost are not real
     }
