@@ -135,6 +135,8 @@ def test_answers_take_the_shape_the_prompt_asks_for(client: genai.Client) -> Non
     assert len(ideas) == 3 and ideas[2].startswith("3. ")
     summary = answer(client, "Summarize how tides work in 2 sentences.")[0]
     assert summary.count(". ") + summary.endswith(".") == 2
+    history = answer(client, "Summarise the history of lighthouses.")[0]
+    assert "\n" not in history and 3 <= history.count(". ") + 1 <= 5  # one paragraph
     question, question_tokens, question_thoughts = answer(client, "What makes the tides?")
     assert "\n" not in question and question_tokens < 80
     script, script_tokens, script_thoughts = answer(client, PROMPT)

@@ -1,12 +1,12 @@
 """What a prompt asks for, and a plain-text answer of that shape.
 
 Owns `read_ask` (a haiku, a limerick, a poem, a list of N things, a video script, a single line,
-a short answer or a few paragraphs, read from the prompt's words) and `answer_text`, which
-writes the answer of that shape: a haiku is three short lines, "list 5 facts" five numbered
-facts, a question a few sentences, a script request the scenes of `content.script_text`. So the
-emulator's token counts (and the thoughts drawn from them) are of the size a real model's would
-be, and its figures mean something. Every choice comes from the `random.Random` the caller
-passes in. Imports nothing from the engine.
+a paragraph, a short answer or a few paragraphs, read from the prompt's words) and
+`answer_text`, which writes the answer of that shape: a haiku is three short lines, "list 5
+facts" five numbered facts, a summary a paragraph, a question a few sentences, a script request
+the scenes of `content.script_text`. So the emulator's token counts (and the thoughts drawn
+from them) are of the size a real model's would be, and its figures mean something. Every
+choice comes from the `random.Random` the caller passes in. Imports nothing from the engine.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ _MOST_ITEMS = 50
 @dataclass(frozen=True, slots=True)
 class Ask:
     """The shape of answer a prompt asks for: `kind` (haiku, limerick, poem, list, measured,
-    script, line, short, prose); for a list, how many items of what (`count`, `things`), and
-    for a measured answer how many sentences, lines, paragraphs or words."""
+    script, line, paragraph, short, prose); for a list, how many items of what (`count`,
+    `things`), and for a measured answer how many sentences, lines, paragraphs or words."""
 
     kind: str
     count: int = 0
@@ -48,8 +48,9 @@ class Ask:
 
 def read_ask(prompt: str) -> Ask:
     """The shape of answer `prompt` asks for: a script when it speaks of scripts or scenes
-    (the seed's prompts do), else the form it names, the things it counts, a single line, or
-    by its length a short answer or a few paragraphs."""
+    (the seed's prompts do), else the form it names, the things it counts, a single line, a
+    paragraph for a summary or an explanation, or by its length a short answer or a few
+    paragraphs."""
     text = prompt.lower()
     if re.search(r"\bscript\b|\bscenes?\b|\bscreenplay\b", text):
         return Ask("script")
@@ -65,6 +66,8 @@ def read_ask(prompt: str) -> Ask:
         return Ask("line")
     if re.search(r"\b(title|name)\b", text) and len(text.split()) <= _SHORT_WORDS:
         return Ask("line", things="title")
+    if re.search(r"\b(summari[sz]e|summary|explain|describe|overview|history of)\b", text):
+        return Ask("paragraph")
     if len(text.split()) <= _SHORT_WORDS:
         return Ask("short")
     return Ask("prose")
@@ -110,6 +113,8 @@ def answer_text(r: random.Random, prompt: str) -> str:
         return title_phrase(r, words) if ask.things == "title" else sentence(r, words)
     if ask.kind == "short":
         return " ".join(sentence(r, words) for _ in range(r.randint(1, 3)))
+    if ask.kind == "paragraph":
+        return " ".join(sentence(r, words) for _ in range(r.randint(3, 5)))
     paragraphs = r.randint(2, 3)
     return "\n\n".join(
         " ".join(sentence(r, words) for _ in range(r.randint(3, 4))) for _ in range(paragraphs)
