@@ -43,7 +43,8 @@ class ResultList(list[Result]):
         `input_<name>`. `expand_data=True` replaces `data` by one column per field of the
         structured answers (`--schema`), a field named like another column as `data_<field>`;
         answers that are not objects (a schema whose top level is a list) stay in `data`.
-        `cost_usd` is NaN where a model's price is unknown. A row served from the call log has
+        `cost_usd` is NaN where a model's price is unknown; `simulated` is True where an
+        emulator answered (its cost was never spent). A row served from the call log has
         `cached` True, `attempts` 0, `cost_usd` 0 and no tokens (nothing was sent or paid this
         time), and NaN latency: the original call's figures are in the log.
         """
@@ -85,6 +86,7 @@ RESULT_COLUMNS = [
     "queue_ms",
     "cached",
     "metadata",
+    "simulated",
 ]
 
 
@@ -119,6 +121,7 @@ def result_row(r: Result) -> dict[str, Any]:
         "queue_ms": r.queue_ms,
         "cached": r.cached,  # served from the call log: nothing sent, nothing paid this time
         "metadata": metadata or None,
+        "simulated": r.simulated,  # an emulator's answer: its tokens and cost are not real
     }
 
 

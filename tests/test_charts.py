@@ -270,6 +270,25 @@ def test_cost_stacks_models_per_operation_with_the_total(db: Database) -> None:
     assert [label.get_text() for label in one.get_yticklabels()] == [SCRIPT]
 
 
+def test_cost_keeps_an_emulators_spend_apart_from_real_spend(tmp_path: Path) -> None:
+    mixed = Database(tmp_path / "mixed.duckdb")
+    fill(mixed)
+    with mixed.write() as con:
+        con.execute("UPDATE batch_log SET simulated = true WHERE batch_id = 'b-images'")
+    ax = axes(cost_chart(mixed))
+    assert ax.get_title() == (
+        "Cost by operation and model (all batches), real $0.0013; "
+        "simulated $0.00075 (emulator: not spent)"
+    )
+    assert [label.get_text() for label in ax.get_yticklabels()] == [
+        f"{IMAGES} (simulated)",
+        SCRIPT,
+    ]
+    assert texts(ax) == ["$0.00075", "$0.0013"]
+    only = axes(cost_chart(mixed, "b-images"))
+    assert only.get_title().endswith("(batch b-images), simulated $0.00075 (emulator: not spent)")
+
+
 def test_errors_count_kinds_per_model(db: Database) -> None:
     ax = axes(errors_chart(db))
     assert ax.get_title() == "Errors by kind (all batches), total 5"

@@ -178,7 +178,7 @@ def rows(out: str, title: str) -> list[list[str]]:
 def test_stats_prints_the_usage_report_and_the_last_batches(call_log: str) -> None:
     done = scriptgen("stats", "--db", call_log)
     assert done.returncode == 0, done.stderr
-    assert rows(done.stdout, "usage per operation and model, all time") == [  # costliest first
+    assert rows(done.stdout, "real usage per operation and model, all time") == [  # costliest
         # operation, model, requests, successes, input, cached, output, thought, cost, unpriced
         [SCRIPT, FLASH, "3", "1", "100", "0", "200", "10", "0.001000", "0"],
         [IMAGES, FLASH, "3", "2", "110", "0", "170", "20", "0.000700", "0"],
@@ -192,12 +192,29 @@ def test_stats_prints_the_usage_report_and_the_last_batches(call_log: str) -> No
     ]
 
 
+def test_stats_keeps_simulated_spend_apart_from_real_spend(tmp_path: Path) -> None:
+    """The images batch answered by an emulator: its figures are their own table, never in
+    the real one, and the batches table says which batch was simulated."""
+    path = tmp_path / "mixed.duckdb"
+    db = Database(path)
+    fill(db)
+    with db.write() as con:
+        con.execute("UPDATE batch_log SET simulated = true WHERE batch_id = 'b-images'")
+    done = scriptgen("stats", "--db", str(path))
+    assert done.returncode == 0, done.stderr
+    real = rows(done.stdout, "real usage per operation and model, all time")
+    simulated = rows(done.stdout, "simulated usage per operation and model (emulators")
+    assert {row[0] for row in real} == {SCRIPT} and {row[0] for row in simulated} == {IMAGES}
+    batches = {row[0]: row[12] for row in rows(done.stdout, "last batches")}
+    assert batches == {"b-images": "True", "b-script": "False"}
+
+
 def test_stats_for_one_batch_since_a_time_adds_its_summary_and_errors(call_log: str) -> None:
     done = scriptgen(
         "stats", "--db", call_log, "--since", "2026-03-02T10:30", "--batch", "b-script"
     )
     assert done.returncode == 0, done.stderr
-    usage = rows(done.stdout, "usage per operation and model, since 2026-03-02 10:30:00+00:00")
+    usage = rows(done.stdout, "real usage per operation and model, since 2026-03-02 10:30:00")
     assert [row[:2] for row in usage] == [[IMAGES, FLASH], [IMAGES, LITE]]
     summary = {row[0]: row[1:] for row in rows(done.stdout, "batch b-script:")}
     assert summary["requests_sent"] == ["7"] and summary["rate_limited"] == ["2"]

@@ -293,6 +293,26 @@ def test_a_dry_run_estimates_and_sends_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.txt"]  # no log, no output
 
 
+def test_a_rerun_with_emulator_is_served_from_the_cache(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Each `--emulator` run starts its own emulator on a new port; the second is still served
+    what the first answered (every emulator is one source of answers) and sends nothing."""
+    keyless = {
+        k: v for k, v in env.items() if k not in ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL")
+    }
+    (tmp_path / "p.txt").write_text("A haiku about tides\nList 3 facts about moss\n")
+    run = ("run", "p.txt", "--emulator", "--models", OK_MODEL, "-q")
+    first = one(keyless, *run, "--out", "first.jsonl", cwd=tmp_path)
+    again = one(keyless, *run, "--out", "again.jsonl", cwd=tmp_path)
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    before, after = jsonl(tmp_path / "first.jsonl"), jsonl(tmp_path / "again.jsonl")
+    assert [r["cached"] for r in before] == [False, False]
+    assert [r["cached"] for r in after] == [True, True]
+    assert [r["text"] for r in after] == [r["text"] for r in before]
+    assert all(r["simulated"] for r in before + after)
+
+
 def test_bad_input_exits_2_with_one_line_saying_what_to_do(
     tmp_path: Path, env: dict[str, str], emulator: Emulator, call_log_in_tmp: Path
 ) -> None:

@@ -121,19 +121,34 @@ def latency_chart(source: Source, batch_id: str | None = None, *, figsize: Size 
 
 def cost_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Chart:
     """Cost per operation, stacked by model, each bar's total at its end and the total in the
-    title (`batch_id=None`: the whole log)."""
+    title (`batch_id=None`: the whole log). An emulator's cost was never spent: its bars are
+    their own, "OPERATION (simulated)", and the title gives real and simulated totals apart."""
     db = _database(source)
     costs = queries.costs(db, by=("batch_id", "operation", "model"))
     if batch_id is not None:
         costs = costs[costs["batch_id"] == batch_id]
-    title = f"Cost by operation and model{_scope(batch_id)}, total {_usd(costs['cost'].sum())}"
+    title = f"Cost by operation and model{_scope(batch_id)}, {_spent(costs)}"
     colors = _model_colors(db)
+    operations = costs["operation"].fillna(_UNNAMED)
+    labelled = costs.assign(
+        operation=operations.where(~costs["simulated"], operations + " (simulated)")
+    )
 
     def draw(ax: Axes) -> None:
-        table = _by_model(costs, "operation", "cost")
+        table = _by_model(labelled, "operation", "cost")
         _draw_stacked(ax, table, colors, "cost (USD)", _usd)
 
     return _chart(title, costs, draw, figsize)
+
+
+def _spent(costs: pd.DataFrame) -> str:
+    """The title's total: real spend, and what emulators simulated said apart (never added)."""
+    simulated = costs["simulated"].astype(bool)
+    real, fake = costs.loc[~simulated, "cost"].sum(), costs.loc[simulated, "cost"].sum()
+    if not simulated.any():
+        return f"total {_usd(real)}"
+    apart = f"simulated {_usd(fake)} (emulator: not spent)"
+    return apart if simulated.all() else f"real {_usd(real)}; {apart}"
 
 
 def errors_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Chart:
@@ -241,7 +256,7 @@ def _scope(batch_id: str | None) -> str:
 
 
 def _model_colors(db: Database) -> dict[str, str]:
-    models = sorted(queries.costs(db, by="model")["model"].fillna(_UNNAMED))
+    models = sorted(set(queries.costs(db, by="model")["model"].fillna(_UNNAMED)))
     return {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(models)}
 
 

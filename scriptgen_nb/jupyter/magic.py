@@ -58,6 +58,7 @@ BATCH_COLUMNS = [
     "not_run_count",
     "cached_count",
     "cost",
+    "simulated",
 ]
 
 
@@ -269,9 +270,7 @@ class ScriptgenMagics(Magics):
                 prompts = cells.fill_names(prompts, ns)
         schema = self._variable(args.schema, "--schema") if args.schema else None
         requests = commands.batch_requests(prompts, args, schema)
-        endpoint, note = SESSION.options()
-        if note:
-            print(note)
+        endpoint = SESSION.use()
         options = commands.batch_options(
             models=args.model or self.default_models,
             concurrency=_concurrency(args.concurrency or self.default_concurrency),
@@ -382,9 +381,7 @@ class ScriptgenMagics(Magics):
         if not plan.requests:
             print(f"Batch {batch_id} has no failed or not-run requests.")
             return None
-        endpoint, note = SESSION.options()
-        if note:
-            print(note)
+        endpoint = SESSION.use()
         options = {"db": self._db(args.db), **plan.options(self.default_models), **endpoint}
         tiered = commands.with_tier(options, args.tier)
         results = batch_generate(plan.requests, progress="auto", **tiered)
@@ -506,7 +503,7 @@ def _sql_arguments(rest: str) -> argparse.Namespace:
 def _session_endpoint() -> dict[str, Any]:
     """The endpoint options of the session's emulator when one runs and batches use it, else
     none (Google, or GOOGLE_GEMINI_BASE_URL); starts nothing."""
-    return SESSION.options()[0] if SESSION.emulator else {}
+    return SESSION.current()
 
 
 def _concurrency(value: str) -> int | str:
