@@ -84,6 +84,11 @@ def check_flags(flags: Any) -> None:
         text = getattr(flags, name, None)
         if text is not None and not text.strip():
             raise ConfigurationError(f"{flag} is empty: give {what}, or leave {flag} out.")
+    ladder = getattr(flags, "model", None) or getattr(flags, "models", None)
+    if ladder is not None and not any(name.strip() for name in ladder.split(",")):
+        raise ConfigurationError(
+            f"--model {ladder!r} names no model: give a name, or a comma-separated ladder."
+        )
     level = getattr(flags, "thinking_level", None)
     if level is not None and level.lower() not in THINKING_LEVELS:
         raise ConfigurationError(
