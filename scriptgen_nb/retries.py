@@ -163,13 +163,18 @@ def _change(kind: str, requests: Sequence[GenerationRequest]) -> str | None:
     return change
 
 
-def retry_hint(results: Sequence[Result], command: str) -> str | None:
-    """The retry that will help the failures among `results`, in the words of `command` (the
-    retry command, e.g. `scriptgen retry BATCH_ID`), or None when every request succeeded.
+def retry_hint(
+    results: Sequence[Result], command: str, requests: Sequence[GenerationRequest] = ()
+) -> str | None:
+    """The retry that will help the failures among `results` (of `requests`), in the words of
+    `command` (the retry command, e.g. `scriptgen retry BATCH_ID`), or None when every request
+    succeeded.
 
-    A truncated answer needs more tokens: the command raises `--max-tokens` above the most a
-    truncated answer used. The kinds it leaves out are named, with what would include them.
+    A truncated answer needs more tokens: the command raises `--max-tokens` above what its
+    request had (as the retry judges it), or, for a request that left it to the model, above
+    what the answer used. The kinds it leaves out are named, with what would include them.
     """
+    caps = {r.id: r.max_output_tokens for r in requests}
     kinds: dict[str, int] = {}
     used = 0
     for result in results:
@@ -177,7 +182,8 @@ def retry_hint(results: Sequence[Result], command: str) -> str | None:
             continue
         kinds[result.error.kind] = kinds.get(result.error.kind, 0) + 1
         if result.error.kind == "truncated":
-            used = max(used, result.usage.output + result.usage.thoughts)
+            cap = caps.get(result.id) or result.usage.output + result.usage.thoughts
+            used = max(used, cap)
     if not kinds:
         return None
     raise_tokens = "truncated" in kinds and used > 0

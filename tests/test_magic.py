@@ -465,7 +465,7 @@ BAD_CELLS = [
         "batch --temprature 0.2",
         "x",
         r"unrecognized arguments: --temprature "
-        r"0.2 \(`%%scriptgen batch\?` lists the options\)",
+        r"0.2 \(`%%scriptgen\?` lists the options\)",
     ),
 ]
 

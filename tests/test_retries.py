@@ -149,3 +149,14 @@ def test_the_hint_after_a_batch_names_the_retry_that_will_help(
             for i in range(count)
         ]
     assert retry_hint(results, "scriptgen retry B") == said
+
+
+def test_the_hint_compares_with_the_requests_own_max_tokens_as_the_retry_does() -> None:
+    """A thinking model's thoughts may not count against the cap: the answer used 30 tokens
+    where its request allowed 5, and the retry includes it for any --max-tokens above 5."""
+    cut = Failure("truncated", "hit max_output_tokens")
+    results = [Result(id="a", index=0, success=False, error=cut, usage=Usage(3, 30))]
+    requests = sg.create_batch_requests([{"id": "a", "prompt": "p"}], max_output_tokens=5)
+    assert retry_hint(results, "%scriptgen retry", requests) == (
+        "re-run them with `%scriptgen retry --max-tokens N` (N above 5)"
+    )

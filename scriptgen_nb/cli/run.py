@@ -229,14 +229,15 @@ def _dry_run(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> 
 @dataclass
 class Outcome:
     """What a batch came to: its results, the interrupt that ended it early (and how it was
-    stopped: interrupted, or by a signal), the batch to retry, and whether it ran by the Batch
-    API."""
+    stopped: interrupted, or by a signal), the batch to retry, whether it ran by the Batch API,
+    and the requests sent (what a retry hint compares with)."""
 
     results: ResultList
     interrupted: BatchInterrupted | None = None
     batch_id: str | None = None
     by_batch_api: bool = False
     stopped: str = "interrupted"
+    requests: Sequence[GenerationRequest] = ()
 
 
 def _generate(
@@ -280,9 +281,9 @@ def _generate(
             results = planned.run(on_submitted)
         else:
             results = batch_generate(requests, listeners=[listener], **options)
-        outcome = Outcome(results)
+        outcome = Outcome(results, requests=requests)
     except BatchInterrupted as stopped:  # Ctrl-C, or the call log failed mid-batch
-        outcome = Outcome(ResultList(stopped.results), stopped)
+        outcome = Outcome(ResultList(stopped.results), stopped, requests=requests)
     finally:
         if bar is not None:
             bar.close()
@@ -339,7 +340,8 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
         return OK
     from ..commands import retry_hint
 
-    hint = retry_hint(results, f"scriptgen retry {batch_id}") if batch_id else None
+    retry = f"scriptgen retry {batch_id}"
+    hint = retry_hint(results, retry, outcome.requests) if batch_id else None
     again = f"; {hint}" if hint else ""
     kinds = sorted({r.error.kind for r in failed if r.error is not None})
     print(

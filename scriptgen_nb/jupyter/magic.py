@@ -41,6 +41,7 @@ from ..emulator import EmulatorConfig
 from ..emulator.config import ConfigError as EmulatorConfigError
 from ..engine.errors import BatchInterrupted, ConfigurationError, UnknownModelError
 from ..engine.runner import CancelToken
+from ..engine.values import GenerationRequest
 from ..engine.verdict import json_schema_of
 from ..flags import check_flags, request_settings
 from ..projects.export import project_status
@@ -74,7 +75,8 @@ class _Parser(argparse.ArgumentParser):
     nbval counts as a failure), pointing at the help."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (`{self.prog}?` lists the options)")
+        helper = self.prog.split()[0]  # `%%scriptgen?` (or `%scriptgen?`) shows every option
+        raise UsageError(f"{self.prog}: {message} (`{helper}?` lists the options)")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise UsageError(message or self.format_help())
@@ -355,7 +357,7 @@ class ScriptgenMagics(Magics):
             return self._dry_run(requests, options)
         try:
             results = batch_generate(requests, progress="auto", **options)
-            _say_how_to_retry(results)
+            _say_how_to_retry(results, requests)
         except BatchInterrupted as stopped:
             results = ResultList(stopped.results)
             if options.get("mode", "live") != "live":
@@ -377,7 +379,7 @@ class ScriptgenMagics(Magics):
             token = CancelToken()
             try:
                 results = await abatch_generate(requests, progress="auto", cancel=token, **options)
-                _say_how_to_retry(results)
+                _say_how_to_retry(results, requests)
             except BatchInterrupted as stopped:
                 results = ResultList(stopped.results)
             return self._deliver(results, args.output)
@@ -487,7 +489,7 @@ class ScriptgenMagics(Magics):
             print(f"Retrying {len(plan.requests)} request(s) of batch {batch_id}; {plan.note()}")
         options = self._batch_options(args, **plan.options(self.default_models))
         results = batch_generate(plan.requests, progress="auto", **options)
-        _say_how_to_retry(results)
+        _say_how_to_retry(results, plan.requests)
         return self._deliver(results, args.output)
 
     def _project(self, args: argparse.Namespace) -> pd.DataFrame:
@@ -622,10 +624,10 @@ def _since(text: str | None) -> datetime | None:
         ) from None
 
 
-def _say_how_to_retry(results: ResultList) -> None:
+def _say_how_to_retry(results: ResultList, requests: Sequence[GenerationRequest]) -> None:
     """After a batch with failures: the `%scriptgen retry` that will help (more tokens for a
     truncated answer; what a new attempt cannot fix, named)."""
-    hint = commands.retry_hint(results, "%scriptgen retry")
+    hint = commands.retry_hint(results, "%scriptgen retry", requests)
     if hint is not None:
         print(f"{len(results.failed)} of {len(results)} did not succeed; {hint}.")
 

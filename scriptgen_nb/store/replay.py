@@ -1,4 +1,5 @@
-"""Rebuilding a logged batch's requests, e.g. to re-run only its failed or unfinished ones.
+"""Rebuilding a logged batch's requests, e.g. to re-run only its failed or unfinished ones
+(`replayed_requests` keeps how each ended, so a retry can choose what is worth sending).
 
 Everything needed is in the `request` table, so another process (a restarted kernel, the
 `scriptgen retry` command) can do it: the prompt, system instruction, settings, pinned model,
