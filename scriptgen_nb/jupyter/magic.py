@@ -7,9 +7,9 @@ batch runs on its own loop in a worker thread and the kernel's interrupt cancels
 `--await` an input transformer rewrites the cell into an `await` on the kernel's own loop, where
 the panel's Cancel button acts mid-run (notes/jupyter.md §3.2). Line magics read the log, draw
 charts, show and forget the limits learned for this endpoint and key, re-run failures, show a
-project's chapters and manage the local emulator. Bad options
-raise `UsageError`; the library's configuration errors propagate with their message, so nbval
-sees every failure.
+project's chapters and manage the local emulator. Bad input (an option, a flag's value, a model
+or a `{column}` nobody knows, a batch not in the log) is one `UsageError` line in the magic's
+words, never a traceback into the library, and nbval still sees every failure.
 """
 
 from __future__ import annotations
@@ -483,10 +483,13 @@ class ScriptgenMagics(Magics):
         plan = commands.retry_plan(log, batch_id, changes, everything=args.all)
         nothing = plan.nothing()
         if nothing is not None:
-            print(nothing[0].upper() + nothing[1:])
+            print(f"%scriptgen retry: {nothing}")
             return None
         if plan.note():
-            print(f"Retrying {len(plan.requests)} request(s) of batch {batch_id}; {plan.note()}")
+            print(
+                f"%scriptgen retry: {len(plan.requests)} request(s) of batch {batch_id}; "
+                f"{plan.note()}"
+            )
         options = self._batch_options(args, **plan.options(self.default_models))
         results = batch_generate(plan.requests, progress="auto", **options)
         _say_how_to_retry(results, plan.requests)
@@ -517,20 +520,20 @@ class ScriptgenMagics(Magics):
         if args.action == "stop":
             return "stopped" if SESSION.stop() else "no local emulator was running"
         if args.action == "start":
-            try:
+            changes = {
+                k: v
+                for k, v in (
+                    ("minute_s", args.minute_s),
+                    ("day_s", args.day_s),
+                    ("latency_scale", args.latency_scale),
+                )
+                if v is not None
+            }
+            try:  # the emulator's own ConfigError: it shares no code with the library
                 config = EmulatorConfig.from_file(args.config) if args.config else None
-                changes = {
-                    k: v
-                    for k, v in (
-                        ("minute_s", args.minute_s),
-                        ("day_s", args.day_s),
-                        ("latency_scale", args.latency_scale),
-                    )
-                    if v is not None
-                }
                 if changes:
                     config = replace(config or auto_config(), **changes)
-            except EmulatorConfigError as exc:  # the emulator's own: it shares no code
+            except EmulatorConfigError as exc:
                 raise UsageError(f"%scriptgen emulator start: {exc}") from None
             SESSION.start(config, chosen=True)
         return SESSION.status()
