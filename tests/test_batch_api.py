@@ -335,6 +335,7 @@ def test_options_are_checked_before_anything_is_sent(emu: Emulator) -> None:
 
 def test_the_magic_runs_lists_and_resumes_batch_api_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     from IPython import get_ipython
+    from IPython.core.error import UsageError
     from IPython.testing.globalipapp import start_ipython
 
     from scriptgen_nb.emulator import ModelConfig
@@ -357,7 +358,7 @@ def test_the_magic_runs_lists_and_resumes_batch_api_jobs(monkeypatch: pytest.Mon
         assert jobs["state"].tolist() == ["succeeded"]
         again = shell.run_line_magic("scriptgen", f"jobs resume {jobs['batch_id'].iloc[0]}")
         assert again["text"].tolist() == frame["text"].tolist()
-        with pytest.raises(sg.ConfigurationError, match="mode='auto'"):
+        with pytest.raises(UsageError, match="--deadline is for --mode auto"):
             shell.run_cell_magic("scriptgen", f"batch --deadline 2h --model {MODEL}", "Fog.\n")
         planned = shell.run_cell_magic(
             "scriptgen", f"batch --mode auto --deadline 1d --dry-run --model {MODEL}", "Fog.\n"

@@ -408,7 +408,7 @@ def find_batch(db: Database, job_or_batch_id: str) -> str:
         return job_or_batch_id
     raise ConfigurationError(
         f"No Batch API job or batch {job_or_batch_id!r} in the call log {db.path}; "
-        "list_batch_jobs() shows the recorded ones."
+        "`%scriptgen jobs`, `scriptgen jobs` or list_batch_jobs() lists the recorded ones."
     )
 
 
