@@ -442,7 +442,7 @@ BAD_CELLS = [
         "batch --over topics",
         "About {topik}",
         r"\{topik\}, which is not in "
-        r"the columns of topics \(available: audience, topic; did you mean \{topic\}\?\)",
+        r"the columns of topics \(available: topic, audience; did you mean \{topic\}\?\)",
     ),
     (
         "schema-not-a-schema",

@@ -40,8 +40,10 @@ def render(template: str, values: Mapping[str, Any], *, what: str) -> str:
     missing = [n for n in template_fields(template) if n.split(".")[0].split("[")[0] not in values]
     if missing:
         names = sorted(map(str, values))
-        available = ", ".join(names[:20]) or "none"
-        close = difflib.get_close_matches(missing[0], names, n=1)
+        close = difflib.get_close_matches(missing[0], names, n=3)
+        shown = close + [n for n in names if n not in close]  # the likely ones first
+        more = f", and {len(shown) - 20} more" if len(shown) > 20 else ""
+        available = (", ".join(shown[:20]) + more) or "none"
         meant = f"; did you mean {{{close[0]}}}?" if close else ""
         raise ConfigurationError(
             f"The template uses {{{missing[0]}}}, which is not in {what} (available: "
