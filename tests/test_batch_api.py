@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import scriptgen_nb as sg
+from scriptgen_nb.batch_api.jobs import UPLOAD_MIME_TYPES
 from scriptgen_nb.emulator import Emulator, EmulatorConfig
 from scriptgen_nb.emulator.config import BatchConfig
 from scriptgen_nb.engine.values import Usage
@@ -149,6 +150,24 @@ def test_a_file_job_is_ingested_a_slice_at_a_time_and_whole(
     assert _log_rows("SELECT count(*), count(DISTINCT request_id) FROM result") == [(8, 8)]
     assert _log_rows("SELECT count(*) FROM ai_api_call") == [(8,)]
     assert list(sg.list_batch_jobs()["input"]) == ["file"]
+
+
+def test_an_upload_refused_for_its_mime_type_is_tried_again(emu: Emulator) -> None:
+    # Google refuses a JSONL upload now and then with "Unsupported MIME type", whichever type
+    # is named (python-genai #1547). Before, the first refusal failed the job's every request.
+    emu.update_batch(mime_refusals=2)
+    results = _run(emu, _requests(3), batch_api=replace(FAST, input="file"))
+    assert all(r.success for r in results), [r.error for r in results]
+    assert emu.counters()["errors"].get("400") == 2  # both refusals met, then accepted
+    assert list(sg.list_batch_jobs()["input"]) == ["file"]
+
+
+def test_an_upload_refused_every_time_fails_its_requests_saying_why(emu: Emulator) -> None:
+    emu.update_batch(mime_refusals=len(UPLOAD_MIME_TYPES))
+    results = _run(emu, _requests(2), batch_api=replace(FAST, input="file"))
+    assert [r.success for r in results] == [False, False]
+    assert all("Unsupported MIME type" in (r.error.message if r.error else "") for r in results)
+    assert _batch_counts(emu)["jobs_created"] == 0
 
 
 def test_answers_out_of_order_or_without_keys_find_their_requests(emu: Emulator) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,6 +43,9 @@ DISPLAY_PREFIX = "scriptgen-"
 INLINE_LIMIT_BYTES = 19 * 1024 * 1024  # the service refuses create bodies over 20 MB
 FILE_LIMIT_BYTES = 2_000_000_000  # a JSONL input file may hold up to 2 GB
 ENVELOPE_BYTES = 512  # the create body's own fields around the requests
+# The input file's declared type, in the order tried: Google's docs name `jsonl`; both have been
+# refused intermittently ("Unsupported MIME type"), and a second try usually goes through.
+UPLOAD_MIME_TYPES = ("jsonl", "application/jsonl", "jsonl", "application/jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +166,11 @@ def chunk_requests(
     return chunks
 
 
+def _mime_refused(error: BackendError) -> bool:
+    """The Files API's intermittent refusal of a JSONL upload's declared type."""
+    return error.http_status == 400 and "unsupported mime type" in error.message.lower()
+
+
 def _state_name(job: types.BatchJob) -> str:
     state = job.state
     return str(getattr(state, "name", state) or "JOB_STATE_UNSPECIFIED")
@@ -233,19 +242,37 @@ class JobService:
         found: types.BatchJob | None = self._call(look)
         return found
 
-    def upload(self, lines: Iterable[str], name: str) -> str:
-        """Upload JSONL lines as a file. They are staged in a temporary file, which the SDK
-        sends in chunks, so a job's input (up to 2 GB) is never held in memory whole."""
-        with tempfile.TemporaryFile() as staged:
-            for line in lines:
-                staged.write(line.encode("utf-8") + b"\n")
-            staged.seek(0)
-            uploaded = self._call(
-                lambda: self._client.files.upload(
-                    file=staged,
-                    config=types.UploadFileConfig(mime_type="application/jsonl", display_name=name),
-                )
-            )
+    def upload(
+        self, lines: Iterable[str], name: str, *, sleep: Callable[[float], None] = time.sleep
+    ) -> str:
+        """Upload JSONL lines as a file; its name at the service.
+
+        The lines are staged in a file of a temporary folder that the SDK reads by path and
+        sends in chunks, so a job's input (up to 2 GB) is never held in memory whole (an open
+        `TemporaryFile` will not do: on Windows it is not an `io.IOBase`, which the SDK wants,
+        and a named one cannot be opened twice there while it is open).
+        The Files API refuses an upload now and then with "Unsupported MIME type" whichever
+        type is named (python-genai #1547): such a refusal is tried again, alternating the
+        documented `jsonl` with `application/jsonl`, before it is reported.
+        """
+        with tempfile.TemporaryDirectory(prefix="scriptgen-upload-") as folder:
+            path = os.path.join(folder, "input.jsonl")
+            with open(path, "wb") as staged:
+                for line in lines:
+                    staged.write(line.encode("utf-8") + b"\n")
+            *first, last = UPLOAD_MIME_TYPES
+            for attempt, mime_type in enumerate(first):
+                try:
+                    return self._upload_file(path, mime_type, name)
+                except BackendError as exc:
+                    if not _mime_refused(exc):
+                        raise
+                sleep(float(2**attempt))
+            return self._upload_file(path, last, name)
+
+    def _upload_file(self, path: str, mime_type: str, name: str) -> str:
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=name)
+        uploaded = self._call(lambda: self._client.files.upload(file=path, config=config))
         return str(uploaded.name)
 
     def download(self, name: str) -> bytes:
@@ -300,7 +327,7 @@ def submit(
         chunk = [requests[i] for i in job.request_ids]
         for attempt in range(1, attempts + 1):
             try:
-                created = _create(service, db, job, chunk)
+                created = _create(service, db, job, chunk, sleep)
             except BackendError as exc:
                 if exc.kind not in TRANSIENT or attempt == attempts:
                     reason = f"{exc.kind}: {exc.message}"
@@ -321,13 +348,17 @@ def submit(
 
 
 def _create(
-    service: JobService, db: Database, job: JobRow, chunk: Sequence[GenerationRequest]
+    service: JobService,
+    db: Database,
+    job: JobRow,
+    chunk: Sequence[GenerationRequest],
+    sleep: Callable[[float], None],
 ) -> types.BatchJob:
     if job.input_mode == "inline":
         return service.create(job.model, [inline_request(r) for r in chunk], job.display_name)
     source = job.input_file
     if source is None:
-        source = service.upload((jsonl_line(r) for r in chunk), job.display_name)
+        source = service.upload((jsonl_line(r) for r in chunk), job.display_name, sleep=sleep)
         batch_jobs.mark_uploaded(db, job.job_key, source)
     return service.create(job.model, source, job.display_name)
 

@@ -220,7 +220,9 @@ class BatchConfig:
     INVALID_ARGUMENT status while the job still succeeds (python-genai #2693); `shuffle` returns
     results out of input order (#1909); `drop_metadata` leaves inline results without their
     `metadata` (#1886, #2008). `max_active_jobs` caps the pending and running jobs per model
-    (None: no cap); one more is refused with a 429.
+    (None: no cap); one more is refused with a 429. `mime_refusals`: the next N Files API
+    uploads are refused with 400 "Unsupported MIME type: <type>", whatever the type
+    (python-genai #1547: Google refuses `jsonl` and `application/jsonl` alike now and then).
     """
 
     pending_s: float = 1.0
@@ -231,6 +233,7 @@ class BatchConfig:
     shuffle: bool = False
     drop_metadata: bool = False
     max_active_jobs: int | None = None
+    mime_refusals: int = 0
 
     def __post_init__(self) -> None:
         _check_non_negative("batch", "pending_s", self.pending_s)
@@ -253,6 +256,11 @@ class BatchConfig:
         cap = self.max_active_jobs
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ConfigError(f"batch.max_active_jobs must be a positive integer, got {cap!r}")
+        refusals = self.mime_refusals
+        if isinstance(refusals, bool) or not isinstance(refusals, int) or refusals < 0:
+            raise ConfigError(
+                f"batch.mime_refusals must be a whole number, 0 or more, got {refusals!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
