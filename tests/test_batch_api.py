@@ -170,6 +170,27 @@ def test_an_upload_refused_every_time_fails_its_requests_saying_why(emu: Emulato
     assert _batch_counts(emu)["jobs_created"] == 0
 
 
+def test_a_job_the_service_keeps_failing_to_report_ends_the_wait_resumably(
+    emu: Emulator,
+) -> None:
+    # Google has answered `batches.get` with 503 for good for finished inline jobs with large
+    # outputs. Before, the wait polled forever; now it stops past its bounds, leaving the job
+    # to be collected later.
+    emu.update_batch(get_503_over_bytes=0)
+    patient = replace(FAST, input="inline", poll_failures=3, poll_failures_s=0.01)
+    with pytest.raises(sg.BatchApiWaitFailed) as gave_up:
+        _run(emu, _requests(2), batch_api=patient)
+    stopped = gave_up.value
+    assert [r.error.kind if r.error else None for r in stopped.results] == ["not_run"] * 2
+    assert "failed to report batches/" in str(stopped) and "3 times in a row" in str(stopped)
+    batch_id = sg.list_batch_jobs()["batch_id"].iloc[0]
+    assert f"resume_batch_job('{batch_id}')" in str(stopped)
+    emu.update_batch(get_503_over_bytes=None)  # the service recovers
+    results = sg.resume_batch_job(batch_id, api_key=KEY, batch_api=FAST)
+    assert [r.success for r in results] == [True, True]
+    assert _batch_counts(emu)["jobs_created"] == 1
+
+
 def test_answers_out_of_order_or_without_keys_find_their_requests(emu: Emulator) -> None:
     requests = _requests(8)
     baseline = {r.id: r.text for r in _run(emu, requests, cache="off")}

@@ -65,6 +65,11 @@ class BatchApiSettings:
     poll_factor: float = 1.5
     turnaround_s: float | None = None
     timeout_s: float = 120.0  # per HTTP call to the batches and files endpoints
+    # A job the service keeps failing to report (5xx, timeouts: `batches.get` has answered 503
+    # for good for finished inline jobs with large outputs) stops the wait once both bounds
+    # are passed: this many failures in a row, over at least this long.
+    poll_failures: int = 20
+    poll_failures_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.input not in ("auto", "inline", "file"):
@@ -74,7 +79,8 @@ class BatchApiSettings:
         where = "BatchApiSettings: "
         for name in ("inline_limit_bytes", "file_limit_bytes"):
             check_number(name, getattr(self, name), low=0, above=True, whole=True, where=where)
-        for name in ("poll_initial_s", "poll_max_s", "timeout_s"):
+        check_number("poll_failures", self.poll_failures, low=1, whole=True, where=where)
+        for name in ("poll_initial_s", "poll_max_s", "timeout_s", "poll_failures_s"):
             check_number(name, getattr(self, name), low=0, above=True, unit="seconds", where=where)
         check_number("poll_factor", self.poll_factor, low=1, where=where)
         check_number(
@@ -368,6 +374,34 @@ def _record_created(db: Database, job: JobRow, created: types.BatchJob) -> None:
     batch_jobs.mark_submitted(db, job.job_key, str(created.name), _state_name(created), submitted)
 
 
+@dataclass
+class FailureStreak:
+    """A job's polls failing in a row: since when, how many, the last error."""
+
+    since: float
+    count: int = 0
+    last: BackendError | None = None
+
+    def add(self, error: BackendError) -> None:
+        self.count += 1
+        self.last = error
+
+    def past(self, settings: BatchApiSettings, now: float) -> bool:
+        return self.count >= settings.poll_failures and now - self.since >= settings.poll_failures_s
+
+
+class PollGaveUp(Exception):
+    """The service kept failing to report a job: waiting for it stopped (it may still run)."""
+
+    def __init__(self, job_name: str, streak: FailureStreak, now: float) -> None:
+        last = streak.last
+        said = f"{last.http_status or last.kind}: {last.message[:200]}" if last else "?"
+        super().__init__(
+            f"the service failed to report {job_name} {streak.count} times in a row over "
+            f"{now - streak.since:.0f} s (last: {said})"
+        )
+
+
 def poll(
     service: JobService,
     db: Database,
@@ -375,14 +409,17 @@ def poll(
     settings: BatchApiSettings,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
     on_state: Callable[[JobRow, types.BatchJob | None], None] | None = None,
 ) -> Iterator[tuple[JobRow, types.BatchJob | None]]:
     """Yield each job as it ends (with the service's view of it), polling with backoff.
 
     A job that was never created (refused) ends at once with no service view. Transient errors
-    of a poll are waited out; the others propagate.
+    of a poll are waited out, within `settings.poll_failures` in a row and
+    `settings.poll_failures_s`: past both, `PollGaveUp` is raised; the others propagate.
     """
     waiting = {job.job_key: job for job in jobs}
+    failing: dict[str, FailureStreak] = {}
     delay = settings.poll_initial_s
     while waiting:
         for key, job in list(waiting.items()):
@@ -393,9 +430,15 @@ def poll(
             try:
                 seen = service.get(job.job_name)
             except BackendError as exc:
-                if exc.kind in TRANSIENT:
-                    continue
-                raise
+                if exc.kind not in TRANSIENT:
+                    raise
+                streak = failing.setdefault(key, FailureStreak(clock()))
+                streak.add(exc)
+                now = clock()
+                if streak.past(settings, now):
+                    raise PollGaveUp(job.job_name, streak, now) from None
+                continue
+            failing.pop(key, None)
             state = _state_name(seen)
             ended = state in TERMINAL_STATES
             finished_at = _epoch(seen.end_time) if ended else None

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..engine.backend import GOOGLE_ENDPOINT
-from ..engine.errors import BatchInterrupted, ConfigurationError
+from ..engine.errors import BatchApiWaitFailed, BatchInterrupted, ConfigurationError
 from ..engine.models import ModelSpec, ladder_notices
 from ..engine.values import Failure, GenerationRequest, Result, Usage
 from ..engine.verdict import parse_structured
@@ -129,6 +129,13 @@ class BatchJobHandle:
                 f"Stopped waiting; the Batch API jobs of batch {self.batch_id} keep running "
                 f"at the service: resume_batch_job({self.batch_id!r}) collects them later, "
                 "cancel_batch_job cancels them",
+            ) from None
+        except jobs.PollGaveUp as gave_up:
+            raise BatchApiWaitFailed(
+                self._collect(logged),
+                f"Stopped waiting: {gave_up}. The Batch API jobs of batch {self.batch_id} are "
+                f"left as they are: resume_batch_job({self.batch_id!r}) (`scriptgen jobs resume "
+                f"{self.batch_id}`) tries again later",
             ) from None
         return self._collect(logged)
 

@@ -223,6 +223,9 @@ class BatchConfig:
     (None: no cap); one more is refused with a 429. `mime_refusals`: the next N Files API
     uploads are refused with 400 "Unsupported MIME type: <type>", whatever the type
     (python-genai #1547: Google refuses `jsonl` and `application/jsonl` alike now and then).
+    `get_503_over_bytes`: while set, a succeeded inline job whose results exceed this size
+    answers every `batches.get` with 503 (reported, for good, for large inline outputs); unlike
+    the other settings, the current value applies to every job, so the service can recover.
     """
 
     pending_s: float = 1.0
@@ -234,6 +237,7 @@ class BatchConfig:
     drop_metadata: bool = False
     max_active_jobs: int | None = None
     mime_refusals: int = 0
+    get_503_over_bytes: int | None = None
 
     def __post_init__(self) -> None:
         _check_non_negative("batch", "pending_s", self.pending_s)
@@ -256,6 +260,11 @@ class BatchConfig:
         cap = self.max_active_jobs
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ConfigError(f"batch.max_active_jobs must be a positive integer, got {cap!r}")
+        over = self.get_503_over_bytes
+        if over is not None and (isinstance(over, bool) or not isinstance(over, int) or over < 0):
+            raise ConfigError(
+                f"batch.get_503_over_bytes must be a whole number of bytes, got {over!r}"
+            )
         refusals = self.mime_refusals
         if isinstance(refusals, bool) or not isinstance(refusals, int) or refusals < 0:
             raise ConfigError(
