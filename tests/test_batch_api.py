@@ -9,6 +9,7 @@ sides of its threshold, and costs at the Batch API price.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -189,6 +190,26 @@ def test_a_job_the_service_keeps_failing_to_report_ends_the_wait_resumably(
     results = sg.resume_batch_job(batch_id, api_key=KEY, batch_api=FAST)
     assert [r.success for r in results] == [True, True]
     assert _batch_counts(emu)["jobs_created"] == 1
+
+
+def test_a_lost_results_file_fails_its_requests_once_and_a_resume_does_not_retry_it(
+    emu: Emulator,
+) -> None:
+    # The results file of a finished job expired or was deleted before it was read (403/404).
+    # Before, the download's error escaped the wait with nothing recorded, and every resume
+    # met it again. Now the job's requests fail saying why, and the job counts as collected.
+    emu.update_batch(lose_output=True)
+    results = _run(emu, _requests(2), batch_api=replace(FAST, input="file"))
+    assert [r.error.kind if r.error else None for r in results] == ["server_error"] * 2
+    said = results[0].error.message if results[0].error else ""
+    # Google answers a file that is gone as one you may not read: 403 (or 404)
+    assert re.search(r"its results file files/\S+ could not be downloaded \(40[34]: ", said)
+    assert said.endswith("run the request again")
+    batch_id = sg.list_batch_jobs()["batch_id"].iloc[0]
+    refused_before = emu.counters()["errors"]
+    again = sg.resume_batch_job(batch_id, api_key=KEY, batch_api=FAST)
+    assert [r.error.kind if r.error else None for r in again] == ["server_error"] * 2
+    assert emu.counters()["errors"] == refused_before  # the file was not asked for again
 
 
 def test_answers_out_of_order_or_without_keys_find_their_requests(emu: Emulator) -> None:

@@ -391,13 +391,14 @@ class FailureStreak:
 
 
 class PollGaveUp(Exception):
-    """The service kept failing to report a job: waiting for it stopped (it may still run)."""
+    """The service kept failing to report a job or to hand over its results: waiting for it
+    stopped (it may still run; its results may still be had later)."""
 
-    def __init__(self, job_name: str, streak: FailureStreak, now: float) -> None:
+    def __init__(self, what: str, streak: FailureStreak, now: float) -> None:
         last = streak.last
         said = f"{last.http_status or last.kind}: {last.message[:200]}" if last else "?"
         super().__init__(
-            f"the service failed to report {job_name} {streak.count} times in a row over "
+            f"the service failed {what} {streak.count} times in a row over "
             f"{now - streak.since:.0f} s (last: {said})"
         )
 
@@ -436,7 +437,7 @@ def poll(
                 streak.add(exc)
                 now = clock()
                 if streak.past(settings, now):
-                    raise PollGaveUp(job.job_name, streak, now) from None
+                    raise PollGaveUp(f"to report {job.job_name}", streak, now) from None
                 continue
             failing.pop(key, None)
             state = _state_name(seen)

@@ -17,13 +17,18 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..engine.backend import GOOGLE_ENDPOINT
-from ..engine.errors import BatchApiWaitFailed, BatchInterrupted, ConfigurationError
+from ..engine.errors import (
+    BackendError,
+    BatchApiWaitFailed,
+    BatchInterrupted,
+    ConfigurationError,
+)
 from ..engine.models import ModelSpec, ladder_notices
 from ..engine.values import Failure, GenerationRequest, Result, Usage
 from ..engine.verdict import parse_structured
@@ -120,7 +125,7 @@ class BatchJobHandle:
         pending = [j for j in self.jobs if not j.ingested]
         try:
             for job, seen in jobs.poll(self.service, self.db, pending, self.settings, sleep=sleep):
-                self._ingest(job, seen, logged)
+                self._ingest(job, seen, logged, sleep)
                 if self.on_progress is not None:
                     self.on_progress(len(self._results) + len(self.live_results), total)
         except KeyboardInterrupt:
@@ -143,11 +148,19 @@ class BatchJobHandle:
         """Cancel the batch's jobs at the service; `wait()` then ingests what they finished."""
         return jobs.cancel(self.service, self.db, self.jobs)
 
-    def _ingest(self, job: JobRow, seen: Any, logged: Mapping[str, ingest.LoggedRequest]) -> None:
+    def _ingest(
+        self,
+        job: JobRow,
+        seen: Any,
+        logged: Mapping[str, ingest.LoggedRequest],
+        sleep: Callable[[float], None],
+    ) -> None:
         answers: list[ingest.Answer] | None = None
         if seen is not None and seen.dest is not None:
             if seen.dest.file_name:
-                answers = ingest.file_answers(self.service.download(seen.dest.file_name))
+                answers, lost = self._file_answers(job, seen.dest.file_name, sleep)
+                if lost is not None:
+                    job = replace(job, error=lost)
             elif seen.dest.inlined_responses is not None:
                 answers = ingest.inline_answers(seen)
         spec = ModelSpec(**json.loads(job.model_spec))
@@ -169,6 +182,33 @@ class BatchJobHandle:
 
         if batch_jobs.ingest(self.db, job.job_key, rows(), matched_by):
             self._results.update((r.id, r) for r in results)
+
+    def _file_answers(
+        self, job: JobRow, name: str, sleep: Callable[[float], None]
+    ) -> tuple[list[ingest.Answer] | None, str | None]:
+        """A file job's answers from its results file; when the file is lost, no answers and
+        why.
+
+        A permanent refusal (the file expired or is gone: 404, 403) is recorded as the job's
+        error, and its requests then fail saying so: the job counts as collected, so a resume
+        does not try the file forever. A transient failure is tried again within the poll's
+        bounds, past which the wait ends resumably (`PollGaveUp`).
+        """
+        streak = jobs.FailureStreak(time.monotonic())
+        while True:
+            try:
+                return ingest.file_answers(self.service.download(name)), None
+            except BackendError as exc:
+                if exc.kind not in jobs.TRANSIENT:
+                    lost = f"{exc.http_status or exc.kind}: {exc.message[:200]}"
+                    reason = f"its results file {name} could not be downloaded ({lost})"
+                    batch_jobs.mark_state(self.db, job.job_key, job.state, error=reason)
+                    return None, reason
+                streak.add(exc)
+                now = time.monotonic()
+                if streak.past(self.settings, now):
+                    raise jobs.PollGaveUp(f"to hand over {name}", streak, now) from None
+                sleep(self.settings.poll_initial_s)
 
     def _collect(self, logged: Mapping[str, ingest.LoggedRequest]) -> ResultList:
         """Every request's result: this process's, else the log's, else (partial) not run.

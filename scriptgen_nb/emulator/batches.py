@@ -340,6 +340,8 @@ class BatchBook:
                     (json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in results),
                 )
             job.output = {"responsesFile": stored.name}
+            if job.settings.lose_output:  # expired or deleted before it was read: 404
+                self._files.delete(stored.name)
         self._counters.batch(
             job.model, rows_succeeded=job.succeeded_rows, rows_failed=job.failed_rows
         )

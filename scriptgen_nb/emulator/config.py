@@ -226,6 +226,8 @@ class BatchConfig:
     `get_503_over_bytes`: while set, a succeeded inline job whose results exceed this size
     answers every `batches.get` with 503 (reported, for good, for large inline outputs); unlike
     the other settings, the current value applies to every job, so the service can recover.
+    `lose_output`: a file job's results file is gone (expired, deleted) before it is read, so
+    downloading it answers 403, as Google does for a file that is gone.
     """
 
     pending_s: float = 1.0
@@ -238,6 +240,7 @@ class BatchConfig:
     max_active_jobs: int | None = None
     mime_refusals: int = 0
     get_503_over_bytes: int | None = None
+    lose_output: bool = False
 
     def __post_init__(self) -> None:
         _check_non_negative("batch", "pending_s", self.pending_s)
@@ -252,7 +255,7 @@ class BatchConfig:
                 f"batch.error_keys must be a list of strings, got {self.error_keys!r}"
             )
         object.__setattr__(self, "error_keys", tuple(self.error_keys))
-        for name in ("shuffle", "drop_metadata"):
+        for name in ("shuffle", "drop_metadata", "lose_output"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"batch.{name} must be true or false, got {getattr(self, name)!r}"
