@@ -65,7 +65,7 @@ def _log_rows(sql: str) -> list[tuple[object, ...]]:
     return open_database().rows(sql)
 
 
-def test_inline_job_at_the_batch_price(emu: Emulator) -> None:
+def test_a_job_at_the_batch_price_from_a_file_by_default(emu: Emulator) -> None:
     results = _run(emu, _requests())
     assert [r.id for r in results] == ["0", "1", "2", "3"]
     assert all(r.success and r.text for r in results), [r.error for r in results]
@@ -84,6 +84,7 @@ def test_inline_job_at_the_batch_price(emu: Emulator) -> None:
     assert calls[0][0] == pytest.approx(cost) and calls[0][1] == 4
     jobs = sg.list_batch_jobs()
     assert list(jobs["state"]) == ["succeeded"] and bool(jobs["ingested"].iloc[0])
+    assert list(jobs["input"]) == ["file"] and list(jobs["matched_by"]) == ["key"]
     assert jobs["turnaround_s"].iloc[0] > 0
 
 
@@ -212,17 +213,31 @@ def test_a_lost_results_file_fails_its_requests_once_and_a_resume_does_not_retry
     assert emu.counters()["errors"] == refused_before  # the file was not asked for again
 
 
-def test_answers_out_of_order_or_without_keys_find_their_requests(emu: Emulator) -> None:
+def test_answers_out_of_order_or_without_keys_never_land_on_the_wrong_request(
+    emu: Emulator,
+) -> None:
+    # The service drops inline answers' keys (python-genai #2008) and reorders them (#1909).
+    # Before, inline input was the default and keyless answers were paired by their place:
+    # both together silently handed requests each other's answers.
     requests = _requests(8)
     baseline = {r.id: r.text for r in _run(emu, requests, cache="off")}
-    emu.update_batch(shuffle=True)
-    shuffled = _run(emu, requests, cache="off")
-    assert {r.id: r.text for r in shuffled} == baseline
-    emu.update_batch(shuffle=False, drop_metadata=True)
-    keyless = _run(emu, requests, cache="off")
-    assert {r.id: r.text for r in keyless} == baseline
-    matched = sg.list_batch_jobs().sort_values("matched_by")["matched_by"].tolist()
-    assert sorted(matched) == ["key", "key", "position"]
+    emu.update_batch(shuffle=True, drop_metadata=True)
+    by_file = _run(emu, requests, cache="off")  # the default: keys kept line by line
+    assert {r.id: r.text for r in by_file} == baseline
+    inline = replace(FAST, input="inline")
+    keyless = _run(emu, requests, cache="off", batch_api=inline)
+    assert not any(r.success and r.text != baseline[r.id] for r in keyless)  # no wrong pairing
+    assert {r.error.kind if r.error else None for r in keyless} == {"unmatched"}
+    assert "nothing was guessed, run it again" in (keyless[0].error.message or "")
+    trusting = _run(emu, requests, cache="off", batch_api=replace(inline, match_by_position=True))
+    assert all(r.success for r in trusting)  # paired by place, as the caller chose
+    jobs = sg.list_batch_jobs()
+    assert sorted(zip(jobs["input"], jobs["matched_by"], strict=True)) == [
+        ("file", "key"),
+        ("file", "key"),
+        ("inline", "position"),
+        ("inline", "unmatched"),
+    ]
 
 
 def test_failed_rows_are_failed_requests_and_the_rest_succeed(emu: Emulator) -> None:
@@ -254,7 +269,7 @@ def test_file_jobs_and_inline_jobs_split_by_size(emu: Emulator) -> None:
     assert all(r.success for r in by_file)
     assert emu.counters()["files"]["uploaded"] == 1
     # Past the inline limit, "auto" uploads a file; "inline" splits into several jobs.
-    small = replace(FAST, inline_limit_bytes=700)
+    small = replace(FAST, input="auto", inline_limit_bytes=700)
     _run(emu, requests, batch_api=small, cache="off")
     split = _run(emu, requests, batch_api=replace(small, input="inline"), cache="off")
     assert {r.id: r.text for r in split} == {r.id: r.text for r in by_file}

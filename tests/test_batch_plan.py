@@ -122,9 +122,10 @@ def test_matching_by_key_position_or_not_at_all() -> None:
     answers = [Answer("c"), Answer("a"), Answer("b")]
     found, how = match(ids, answers)
     assert how == "key" and [found[i].key for i in ids] == ids
-    found, how = match(ids, [Answer(None)] * 3)
+    assert match(ids, [Answer(None)] * 3) == ({}, "unmatched")  # no key: no pairing by place
+    found, how = match(ids, [Answer(None)] * 3, by_position=True)  # unless asked
     assert how == "position" and len(found) == 3
-    assert match(ids, [Answer(None)] * 2) == ({}, "unmatched")  # count differs: no guessing
+    assert match(ids, [Answer(None)] * 2, by_position=True) == ({}, "unmatched")  # count differs
     found, how = match(ids, [Answer("a"), Answer(None), Answer("c")])
     assert how == "mixed" and found["b"].key is None  # the one left over
     found, how = match(ids, [Answer("a"), Answer(None), Answer(None)])
@@ -133,13 +134,15 @@ def test_matching_by_key_position_or_not_at_all() -> None:
 
 def test_chunks_by_model_and_size() -> None:
     requests = [*_requests(4), GenerationRequest("p", "pinned", model="gemini-y")]
-    settings = BatchApiSettings(inline_limit_bytes=900)
-    chunks = chunk_requests(requests, "gemini-x", BatchApiSettings())
+    chunks = chunk_requests(requests, "gemini-x", BatchApiSettings())  # file input by default
     assert [(c.model, len(c.requests), c.input_mode) for c in chunks] == [
-        ("gemini-x", 4, "inline"),
-        ("gemini-y", 1, "inline"),
+        ("gemini-x", 4, "file"),
+        ("gemini-y", 1, "file"),
     ]
-    assert chunk_requests(requests[:4], "gemini-x", settings)[0].input_mode == "file"
+    auto = BatchApiSettings(input="auto")
+    assert chunk_requests(requests[:4], "gemini-x", auto)[0].input_mode == "inline"
+    small = BatchApiSettings(input="auto", inline_limit_bytes=900)
+    assert chunk_requests(requests[:4], "gemini-x", small)[0].input_mode == "file"
     inline = chunk_requests(
         requests[:4], "gemini-x", BatchApiSettings(input="inline", inline_limit_bytes=900)
     )

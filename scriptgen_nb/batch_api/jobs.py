@@ -5,7 +5,8 @@
   means the same live and by batch. Each carries its request id as `metadata.key` (inline) or
   `key` (JSONL): that is how answers find their requests (`ingest.py`).
 - `chunk_requests` splits a batch into jobs: one model per job (the Batch API runs one model),
-  inline jobs under the 20 MB request limit, a JSONL file upload past it (or when asked).
+  a JSONL file upload each (the default), or inline jobs under the 20 MB request limit when
+  asked.
 - `JobService` wraps google-genai's synchronous `batches` and `files` (SDK retries off, as live).
 - `submit` follows the idempotency protocol of `store/batch_jobs.py`: the intent is in the log
   before `batches.create`; a job that may exist (an intent without a name, or a create whose
@@ -52,12 +53,17 @@ UPLOAD_MIME_TYPES = ("jsonl", "application/jsonl", "jsonl", "application/jsonl")
 class BatchApiSettings:
     """How Batch API jobs are built and watched (the defaults suit Google).
 
-    `input`: "auto" (inline while a job fits `inline_limit_bytes`, else a JSONL upload),
-    "inline" (split into several inline jobs instead), "file". `turnaround_s` overrides the
-    expected turnaround the `auto` plan uses (by default measured, see `plan.py`).
+    `input`: "file" (the default: a JSONL upload, whose answers keep their keys line by line),
+    "inline" (requests in the create call, split into several jobs past `inline_limit_bytes`;
+    the service is known to drop inline answers' keys and to reorder them), "auto" (inline
+    while a job fits, else a file). `match_by_position`: pair answers that lost every key by
+    their order (the documented one, which the service does not always keep); off, such answers
+    fail their requests as `unmatched`. `turnaround_s` overrides the expected turnaround the
+    `auto` plan uses (by default measured, see `plan.py`).
     """
 
-    input: str = "auto"
+    input: str = "file"
+    match_by_position: bool = False
     inline_limit_bytes: int = INLINE_LIMIT_BYTES
     file_limit_bytes: int = FILE_LIMIT_BYTES
     poll_initial_s: float = 5.0
@@ -74,7 +80,12 @@ class BatchApiSettings:
     def __post_init__(self) -> None:
         if self.input not in ("auto", "inline", "file"):
             raise ConfigurationError(
-                f"BatchApiSettings(input={self.input!r}): use 'auto', 'inline' or 'file'."
+                f"BatchApiSettings(input={self.input!r}): use 'file', 'inline' or 'auto'."
+            )
+        if not isinstance(self.match_by_position, bool):
+            raise ConfigurationError(
+                f"BatchApiSettings(match_by_position={self.match_by_position!r}): use True or "
+                "False."
             )
         where = "BatchApiSettings: "
         for name in ("inline_limit_bytes", "file_limit_bytes"):
@@ -145,9 +156,9 @@ def chunk_requests(
 ) -> list[Chunk]:
     """Group by model (a pinned request keeps its model), then split by size.
 
-    With input "auto" a model's requests go inline while they fit one create call, and as one
-    JSONL file otherwise (split again only past the file limit); "inline" splits them into as
-    many inline jobs as needed; "file" always uploads.
+    With input "file" (the default) a model's requests go as one JSONL file (split again only
+    past the file limit); "inline" splits them into as many inline jobs as needed; "auto" goes
+    inline while they fit one create call, else as a file.
     """
     by_model: dict[str, list[tuple[GenerationRequest, int]]] = {}
     for request in requests:

@@ -172,6 +172,7 @@ class BatchJobHandle:
             store_text=self.store_text,
             package_version=__version__,
             sdk_version=version("google-genai"),
+            by_position=self.settings.match_by_position,
         )
         results: list[Result] = []
 
