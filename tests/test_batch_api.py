@@ -213,6 +213,32 @@ def test_a_lost_results_file_fails_its_requests_once_and_a_resume_does_not_retry
     assert emu.counters()["errors"] == refused_before  # the file was not asked for again
 
 
+def test_a_create_refused_with_429_waits_and_is_made_while_the_others_are_polled(
+    emu: Emulator,
+) -> None:
+    # The service refuses `batches.create` with 429 while its enqueued-token quota is full
+    # (around the fourth job at once). Before, the job was marked FAILED and its requests
+    # failed as server_error; now it waits, and is created once a job has finished.
+    emu.update_batch(max_active_jobs=1)
+    several = replace(FAST, input="inline", inline_limit_bytes=700, create_wait_initial_s=0.05)
+    handle = sg.submit_batch_job(
+        _requests(6), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=several
+    )
+    try:
+        assert len(handle.jobs) > 1 and len(handle.waiting) == len(handle.jobs) - 1
+        assert "waiting to be created" in repr(handle)
+        assert all(
+            v.startswith("the service refused to create it for now (429: ")
+            for v in handle.waiting.values()
+        )
+        results = handle.wait()
+    finally:
+        handle.close()
+    assert all(r.success for r in results), [r.error for r in results]
+    assert _batch_counts(emu)["jobs_created"] == len(handle.jobs)
+    assert set(sg.list_batch_jobs()["state"]) == {"succeeded"} and not handle.waiting
+
+
 def test_answers_out_of_order_or_without_keys_never_land_on_the_wrong_request(
     emu: Emulator,
 ) -> None:

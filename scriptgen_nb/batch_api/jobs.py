@@ -76,6 +76,11 @@ class BatchApiSettings:
     # are passed: this many failures in a row, over at least this long.
     poll_failures: int = 20
     poll_failures_s: float = 600.0
+    # A create the service refuses with 429 (its enqueued-token quota is full, reported around
+    # the fourth job at once) waits, while the created jobs are polled, and is tried again
+    # after the 429's retryDelay, else after a delay that doubles from the first to the last.
+    create_wait_initial_s: float = 30.0
+    create_wait_max_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.input not in ("auto", "inline", "file"):
@@ -91,7 +96,14 @@ class BatchApiSettings:
         for name in ("inline_limit_bytes", "file_limit_bytes"):
             check_number(name, getattr(self, name), low=0, above=True, whole=True, where=where)
         check_number("poll_failures", self.poll_failures, low=1, whole=True, where=where)
-        for name in ("poll_initial_s", "poll_max_s", "timeout_s", "poll_failures_s"):
+        for name in (
+            "poll_initial_s",
+            "poll_max_s",
+            "timeout_s",
+            "poll_failures_s",
+            "create_wait_initial_s",
+            "create_wait_max_s",
+        ):
             check_number(name, getattr(self, name), low=0, above=True, unit="seconds", where=where)
         check_number("poll_factor", self.poll_factor, low=1, where=where)
         check_number(
@@ -302,11 +314,37 @@ class JobService:
 
 @dataclass
 class Submission:
-    """What `submit` did: which jobs it created or adopted, and which could not be sent."""
+    """What `submit` did: which jobs it created or adopted, which could not be sent, and which
+    wait to be created (the service refused them for now)."""
 
     created: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # job key -> why
+    waiting: dict[str, str] = field(default_factory=dict)  # job key -> why
+
+
+@dataclass
+class Deferral:
+    """A job whose create the service refused for now (429): when to try again, and why."""
+
+    due: float  # time.monotonic()
+    tries: int
+    reason: str
+
+
+def _deferral(
+    error: BackendError, earlier: Deferral | None, settings: BatchApiSettings, now: float
+) -> Deferral:
+    tries = 1 if earlier is None else earlier.tries + 1
+    backoff = min(settings.create_wait_max_s, settings.create_wait_initial_s * 2 ** (tries - 1))
+    delay = error.retry_delay_s if error.retry_delay_s is not None else backoff
+    reason = f"the service refused to create it for now (429: {error.message[:200]})"
+    return Deferral(now + delay, tries, reason)
+
+
+def create_refused_for_now(error: BackendError) -> bool:
+    """A 429 to `batches.create` that waiting cures (the enqueued-token quota), not billing."""
+    return error.http_status == 429 and error.kind != "billing"
 
 
 TRANSIENT = frozenset({"server_error", "timeout", "connection", "malformed_response"})
@@ -321,18 +359,27 @@ def submit(
     look_first: bool = True,
     attempts: int = 4,
     sleep: Callable[[float], None] = time.sleep,
+    deferred: dict[str, Deferral] | None = None,
+    settings: BatchApiSettings | None = None,
 ) -> Submission:
     """Send every intent that has no job yet; adopt what the service already has (step 3).
 
     `requests` are the batch's requests by id (needed only for jobs not yet created). A create
-    that fails at the service (4xx) marks its job failed; one whose answer is lost (5xx,
-    timeout, dropped connection) is looked up by display name before it is tried again.
-    `look_first=False` skips the first look-up for intents this process has just written
-    (no job can exist for them yet); resuming always looks.
+    that fails at the service (4xx) marks its job failed, except a 429 that waiting cures: with
+    `deferred` given, that job stays an intent (so a crash meanwhile still creates it at most
+    once), noted in `deferred` with when to try again (`settings`), and is skipped until then.
+    One whose answer is lost (5xx, timeout, dropped connection) is looked up by display name
+    before it is tried again. `look_first=False` skips the first look-up for intents this
+    process has just written (no job can exist for them yet); resuming always looks.
     """
     done = Submission()
+    settings = settings or BatchApiSettings()
     for job in jobs:
         if job.job_name is not None:
+            continue
+        waited = None if deferred is None else deferred.get(job.job_key)
+        if waited is not None and waited.due > time.monotonic():
+            done.waiting[job.job_key] = waited.reason
             continue
         existing = service.find(job.display_name) if look_first else None
         if existing is not None:
@@ -346,6 +393,11 @@ def submit(
             try:
                 created = _create(service, db, job, chunk, sleep)
             except BackendError as exc:
+                if deferred is not None and create_refused_for_now(exc):
+                    later = _deferral(exc, waited, settings, time.monotonic())
+                    deferred[job.job_key] = later
+                    done.waiting[job.job_key] = later.reason
+                    break
                 if exc.kind not in TRANSIENT or attempt == attempts:
                     reason = f"{exc.kind}: {exc.message}"
                     batch_jobs.mark_state(db, job.job_key, "JOB_STATE_FAILED", error=reason)
@@ -359,6 +411,8 @@ def submit(
                     break
                 continue
             _record_created(db, job, created)
+            if deferred is not None:
+                deferred.pop(job.job_key, None)
             done.created.append(job.job_key)
             break
     return done
@@ -423,10 +477,14 @@ def poll(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_state: Callable[[JobRow, types.BatchJob | None], None] | None = None,
+    create: Callable[[JobRow], JobRow] | None = None,
 ) -> Iterator[tuple[JobRow, types.BatchJob | None]]:
     """Yield each job as it ends (with the service's view of it), polling with backoff.
 
-    A job that was never created (refused) ends at once with no service view. Transient errors
+    A job not created yet is handed to `create` each round (a create the service refused for
+    now, tried again when due; it returns the job as it then is), and polled once it has a
+    name; one that was never created and will not be (refused) ends at once with no service
+    view. Transient errors
     of a poll are waited out, within `settings.poll_failures` in a row and
     `settings.poll_failures_s`: past both, `PollGaveUp` is raised; the others propagate.
     """
@@ -435,6 +493,10 @@ def poll(
     delay = settings.poll_initial_s
     while waiting:
         for key, job in list(waiting.items()):
+            if job.job_name is None and create is not None and not job.terminal:
+                job = waiting[key] = create(job)
+                if job.job_name is None and not job.terminal:
+                    continue  # still waiting to be created
             if job.job_name is None:
                 del waiting[key]
                 yield job, None

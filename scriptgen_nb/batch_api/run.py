@@ -93,10 +93,25 @@ class BatchJobHandle:
     live_results: list[Result] = field(default_factory=list)  # a split's live part
     _requests: dict[str, GenerationRequest] | None = field(default=None, repr=False)
     _results: dict[str, Result] = field(default_factory=dict, repr=False)
+    _deferred: dict[str, jobs.Deferral] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
-        states = ", ".join(f"{j.job_name or j.display_name}: {_short(j.state)}" for j in self.jobs)
+        states = ", ".join(
+            f"{j.job_name or j.display_name}: "
+            f"{'waiting to be created' if j.job_key in self._deferred else _short(j.state)}"
+            for j in self.jobs
+        )
         return f"BatchJobHandle(batch_id={self.batch_id!r}, jobs=[{states}])"
+
+    @property
+    def waiting(self) -> dict[str, str]:
+        """Jobs the service refused to create for now (429), by display name: why. They are
+        created as it lets them, while `wait()` polls the others."""
+        return {
+            j.display_name: self._deferred[j.job_key].reason
+            for j in self.jobs
+            if j.job_key in self._deferred
+        }
 
     @property
     def jobs(self) -> list[JobRow]:
@@ -108,7 +123,24 @@ class BatchJobHandle:
         `fresh`: the intents were written by this process just now, so none can exist yet.
         """
         open_ = [j for j in self.jobs if j.job_name is None and not j.terminal]
-        return jobs.submit(self.service, self.db, open_, self._requests, look_first=not fresh)
+        return self._submit(open_, look_first=not fresh)
+
+    def _submit(self, open_: list[JobRow], *, look_first: bool = True) -> Submission:
+        return jobs.submit(
+            self.service,
+            self.db,
+            open_,
+            self._requests,
+            look_first=look_first,
+            deferred=self._deferred,
+            settings=self.settings,
+        )
+
+    def _create_when_due(self, job: JobRow) -> JobRow:
+        """Try again to create a job the service refused for now, once its wait is over."""
+        self._submit([job])
+        [now] = batch_jobs.jobs(self.db, job=job.job_key)
+        return now
 
     def wait(self, *, sleep: Callable[[float], None] = time.sleep) -> ResultList:
         """Poll until every job has ended, ingest each once, return all results in order.
@@ -124,7 +156,14 @@ class BatchJobHandle:
         total = len(logged) + len(self.live_results)
         pending = [j for j in self.jobs if not j.ingested]
         try:
-            for job, seen in jobs.poll(self.service, self.db, pending, self.settings, sleep=sleep):
+            for job, seen in jobs.poll(
+                self.service,
+                self.db,
+                pending,
+                self.settings,
+                sleep=sleep,
+                create=self._create_when_due,
+            ):
                 self._ingest(job, seen, logged, sleep)
                 if self.on_progress is not None:
                     self.on_progress(len(self._results) + len(self.live_results), total)

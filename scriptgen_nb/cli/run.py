@@ -250,6 +250,13 @@ def _generate(
                 f"running): `scriptgen jobs resume {handle.batch_id}` collects them later.",
                 file=sys.stderr,
             )
+            if handle.waiting:
+                why = next(iter(handle.waiting.values()))
+                print(
+                    f"{len(handle.waiting)} job(s) wait to be created: {why}; they are created "
+                    "as the service lets them, while the others are polled.",
+                    file=sys.stderr,
+                )
 
     started = time.monotonic()
     try:
