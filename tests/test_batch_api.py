@@ -312,13 +312,16 @@ def test_cancel_leaves_what_did_not_run_as_not_run(emu: Emulator) -> None:
         _requests(3), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=FAST
     )
     handle.close()
-    assert sg.list_batch_jobs()["state"].tolist() == ["pending"]
+    listed = sg.list_batch_jobs()
+    assert listed["state"].tolist() == ["pending"]
+    assert 47.9 <= listed["expires_in_h"].iloc[0] <= 48.0  # the service's 48 h, said
     names = sg.cancel_batch_job(handle.batch_id, api_key=KEY)
     assert len(names) == 1 and names[0].startswith("batches/")
     results = sg.resume_batch_job(handle.batch_id, api_key=KEY, batch_api=FAST)
     assert {r.error.kind for r in results if r.error} == {"not_run"}
     assert _batch_counts(emu)["jobs_cancelled"] == 1
     assert _log_rows("SELECT status FROM batch_log") == [("cancelled",)]
+    assert sg.list_batch_jobs()["expires_in_h"].isna().all()  # ended: nothing to expire
 
 
 SUBMITTER = """

@@ -78,6 +78,7 @@ def test_forced_modes_and_the_plan_as_text_and_html() -> None:
     assert forced.choice == "batch_api" and forced.live_count == 0
     assert _plan(500, mode="live").choice == "live"
     assert "Batch API" in forced._repr_html_() and "Google's target" in str(forced)
+    assert "expire 48 h" in forced._repr_html_() and "expire" not in str(_plan(5, mode="live"))
 
 
 def test_requests_the_log_answered_are_counted_apart_and_not_priced() -> None:
@@ -85,6 +86,7 @@ def test_requests_the_log_answered_are_counted_apart_and_not_priced() -> None:
     assert (plan.cached, plan.batch_count, plan.batch_api.requests) == (5, 3, 3)
     assert plan.batch_api.cost_usd == pytest.approx(_plan(3, mode="batch_api").batch_api.cost_usd)
     assert "5 more answered by earlier runs" in str(plan)
+    assert "Jobs expire 48 h after they are created" in str(plan)  # said whenever jobs go out
     assert "5 more answered by earlier runs" in plan._repr_html_()
     # Answered whole: nothing is sent, so nothing is waited for.
     whole = plan_batch([], [SPEC], SPEC, mode="batch_api", turnaround=DAY, cached=8)

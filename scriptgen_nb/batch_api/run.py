@@ -38,7 +38,7 @@ from ..store.batch_jobs import JobRow
 from ..store.session import cached_result, earlier_answers
 from . import ingest, jobs
 from .jobs import BatchApiSettings, JobService, Submission
-from .plan import GOOGLE_TURNAROUND_S, BatchPlan, Turnaround
+from .plan import GOOGLE_TURNAROUND_S, JOB_LIFETIME_H, BatchPlan, Turnaround
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -532,9 +532,11 @@ def handle_for(
 
 
 def jobs_frame(db: Database) -> pd.DataFrame:
-    """Every recorded Batch API job, newest first (what `list_batch_jobs` returns)."""
+    """Every recorded Batch API job, newest first (what `list_batch_jobs` returns), with the
+    hours left before each job still out expires."""
     import pandas as pd
 
+    now = time.time()
     rows = [
         {
             "batch_id": j.batch_id,
@@ -548,6 +550,7 @@ def jobs_frame(db: Database) -> pd.DataFrame:
             "ingested": j.ingested,
             "matched_by": j.matched_by,
             "turnaround_s": j.turnaround_s,
+            "expires_in_h": _expires_in_h(j, now),
             "endpoint": j.endpoint,
             "error": j.error,
         }
@@ -565,7 +568,16 @@ def jobs_frame(db: Database) -> pd.DataFrame:
         "ingested",
         "matched_by",
         "turnaround_s",
+        "expires_in_h",
         "endpoint",
         "error",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _expires_in_h(job: JobRow, now: float) -> float | None:
+    """Hours until a job still out expires (the service's 48 h), 0 when overdue; None when it
+    has ended or was never created."""
+    if job.terminal or job.submitted_at is None:
+        return None
+    return round(max(0.0, JOB_LIFETIME_H - (now - job.submitted_at) / 3600), 1)
