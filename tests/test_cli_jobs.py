@@ -181,6 +181,7 @@ def test_jobs_lists_resumes_once_and_cancels(
     assert header.split()[:4] == ["batch_id", "chunk", "job_name", "state"]
     assert sorted(row.split()[0] for row in rows) == sorted([done_id, waiting_id])
     assert all(row.split()[3] == "pending" for row in rows) and "batches/" in listed.stdout
+    assert "expires_in_h" in header and all(" 48.0 " in row for row in rows)  # hours left
     assert missing.returncode == 2 and "no call log at" in missing.stderr
     assert no_batch.returncode == 2 and "jobs resume needs a batch id" in no_batch.stderr
     assert not (tmp_path / "nowhere.duckdb").exists()
