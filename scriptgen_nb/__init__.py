@@ -97,9 +97,13 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """`%load_ext scriptgen_nb`: register the magics and the `--await` cell transformer."""
+    """`%load_ext scriptgen_nb`: register the magics, the `--await` cell transformer, and the
+    session's endpoint as the one Python calls in this kernel use when they name none."""
+    from .endpoints import use_session
+    from .jupyter.endpoint import SESSION
     from .jupyter.magic import ScriptgenMagics, await_transformer
 
+    use_session(SESSION)
     ipython.register_magics(ScriptgenMagics)
     transformers = ipython.input_transformers_cleanup
     if await_transformer not in transformers:
@@ -107,9 +111,12 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """`%reload_ext` calls this first: take the transformer and the magics away again."""
+    """`%reload_ext` calls this first: take the transformer, the magics and the session's
+    endpoint away again (the emulator keeps running until `%scriptgen emulator stop`)."""
+    from .endpoints import use_session
     from .jupyter.magic import await_transformer
 
+    use_session(None)
     if await_transformer in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.remove(await_transformer)
     for kind in ("line", "cell"):

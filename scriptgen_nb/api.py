@@ -34,6 +34,8 @@ from .store import Database
 from .store.database import CallLogFailed, StoreError
 from .wiring import BatchOptions, PreparedBatch
 
+# What the batch functions take: a prompt (a string, or a mapping of a request's fields) or a
+# ready request.
 Prompt = str | Mapping[str, Any] | GenerationRequest
 
 _REQUEST_FIELDS = set(GenerationRequest.__dataclass_fields__)
@@ -80,12 +82,19 @@ def create_batch_requests(
         "schema": schema,
         **config,
     }
-    built = (_to_request(i, p, defaults) for i, p in enumerate(prompts))
+    built = _made_requests(prompts, defaults)
     if not isinstance(prompts, list | tuple):
         return built
     requests = list(built)
     check_requests(requests)
     return requests
+
+
+def _made_requests(
+    prompts: Iterable[Prompt], defaults: Mapping[str, Any]
+) -> Iterator[GenerationRequest]:
+    """Each prompt as a request, made when it is reached (a generator stays lazy)."""
+    return (_to_request(i, p, defaults) for i, p in enumerate(prompts))
 
 
 def _check_prompts_argument(prompts: object) -> None:
@@ -243,16 +252,22 @@ class _CheckedLazily:
         return self._refusal
 
 
-def _checked(requests: Iterable[GenerationRequest]) -> Iterable[GenerationRequest]:
-    """The requests a batch was given, checked before anything is sent (lists in full)."""
-    _check_prompts_argument(requests)
-    if isinstance(requests, Sequence):
+def _checked(prompts: Iterable[Prompt]) -> Iterable[GenerationRequest]:
+    """The requests a batch was given, checked before anything is sent (lists in full).
+
+    Prompts that are not requests yet (strings, mappings) are made into requests as
+    `create_batch_requests(prompts)` makes them, with its checks; a generator stays lazy.
+    """
+    _check_prompts_argument(prompts)
+    built = _made_requests(prompts, {})
+    if isinstance(prompts, Sequence):
+        requests = list(built)
         check_requests(requests)
         return requests
-    return _CheckedLazily(requests)
+    return _CheckedLazily(built)
 
 
-def _checked_list(requests: Iterable[GenerationRequest]) -> list[GenerationRequest]:
+def _checked_list(requests: Iterable[Prompt]) -> list[GenerationRequest]:
     """Every request, checked, in a list (a generator read whole), before anything is sent."""
     source = _checked(requests)
     checked = list(source)
@@ -280,18 +295,16 @@ def _check_pinned(requests: Iterable[GenerationRequest], options: BatchOptions) 
             )
 
 
-def _prepare(requests: Iterable[GenerationRequest], options: dict[str, Any]) -> PreparedBatch:
+def _prepare(requests: Iterable[Prompt], options: dict[str, Any]) -> PreparedBatch:
     """Check the requests and options, then wire the batch; nothing is sent or written before."""
-    requests = _checked(requests)
+    checked = _checked(requests)
     batch_options = BatchOptions.from_options(options)
-    _check_pinned(requests, batch_options)
-    refused = requests.refused if isinstance(requests, _CheckedLazily) else None
-    return batch_options.prepare(requests, refused=refused)
+    _check_pinned(checked, batch_options)
+    refused = checked.refused if isinstance(checked, _CheckedLazily) else None
+    return batch_options.prepare(checked, refused=refused)
 
 
-async def aiter_generate(
-    requests: Iterable[GenerationRequest], **options: Any
-) -> AsyncIterator[Result]:
+async def aiter_generate(requests: Iterable[Prompt], **options: Any) -> AsyncIterator[Result]:
     """Yield results as they finish (not in input order), on the running loop; bounded memory.
 
     With `mode="batch_api"` (or an `auto` that chooses it) the results come when the jobs end.
@@ -307,7 +320,7 @@ async def aiter_generate(
 
 
 async def abatch_generate(
-    requests: Iterable[GenerationRequest],
+    requests: Iterable[Prompt],
     on_progress: Callable[[int, int | None], None] | None = None,
     max_concurrency: int | str | None = None,
     **options: Any,
@@ -345,12 +358,19 @@ def _in_order(results: Iterable[Result]) -> ResultList:
 
 
 def batch_generate(
-    requests: Iterable[GenerationRequest],
+    requests: Iterable[Prompt],
     on_progress: Callable[[int, int | None], None] | None = None,
     max_concurrency: int | str | None = None,
     **options: Any,
 ) -> ResultList:
     """Run a batch; every request's result in input order (seed: batchGenerateWithGemini).
+
+    `requests` are GenerationRequests or plain prompts, mixed as you like: strings (their id is
+    their position) and `{id, prompt, ...}` mappings, made into requests with the checks of
+    `create_batch_requests(prompts)` (use it for settings shared by every request). A list is
+    checked whole before anything is sent; a generator is pulled as the batch goes. So are
+    the requests of `abatch_generate`, `iter_generate`, `aiter_generate`, `batch_plan` and
+    `submit_batch_job`.
 
     Works in plain Python and inside a running event loop (a Jupyter cell). Keyword options:
     `models` (ladder: names, ModelSpecs or "a,b"), `base_url`, `api_key`, `budget_usd`,
@@ -386,7 +406,7 @@ def batch_generate(
     return _in_order(collected)
 
 
-def iter_generate(requests: Iterable[GenerationRequest], **options: Any) -> Iterator[Result]:
+def iter_generate(requests: Iterable[Prompt], **options: Any) -> Iterator[Result]:
     """Yield results as they finish, from synchronous code, with bounded memory.
 
     Closing the iterator early or Ctrl-C cancels the batch and waits for it to stop. With
@@ -450,7 +470,7 @@ class PlannedBatch:
 
 
 def planned_batch(
-    requests: Iterable[GenerationRequest], *, create_log: bool = True, **options: Any
+    requests: Iterable[Prompt], *, create_log: bool = True, **options: Any
 ) -> PlannedBatch:
     """Check the requests (a list: jobs are built from all of them) and options, and plan.
 
@@ -482,7 +502,7 @@ def planned_batch(
     return PlannedBatch(checked, batch_options, plan, log, options, cached)
 
 
-def batch_plan(requests: Iterable[GenerationRequest], **options: Any) -> BatchPlan:
+def batch_plan(requests: Iterable[Prompt], **options: Any) -> BatchPlan:
     """What `batch_generate(requests, **options)` would do, and the expected cost and time of
     each option (live calls, the Batch API, a split); nothing is sent. `mode` defaults to
     "auto" here."""
@@ -490,15 +510,13 @@ def batch_plan(requests: Iterable[GenerationRequest], **options: Any) -> BatchPl
     return planned_batch(requests, **options).plan
 
 
-def _run_by_plan(requests: Iterable[GenerationRequest], options: dict[str, Any]) -> ResultList:
+def _run_by_plan(requests: Iterable[Prompt], options: dict[str, Any]) -> ResultList:
     planned = planned_batch(requests, **options)
     batch_run.show_plan(planned.plan, planned.options.progress)
     return planned.run()
 
 
-def submit_batch_job(
-    requests: Iterable[GenerationRequest], **options: Any
-) -> batch_run.BatchJobHandle:
+def submit_batch_job(requests: Iterable[Prompt], **options: Any) -> batch_run.BatchJobHandle:
     """Submit a batch to the Batch API and return at once with its handle (nothing waits).
 
     The jobs are in the call log: close the kernel if you like, and later
@@ -580,7 +598,7 @@ class ThreadedBatch:
     The hand-off queue is bounded, so a slow consumer slows admission instead of growing memory.
     """
 
-    def __init__(self, requests: Iterable[GenerationRequest], options: dict[str, Any]) -> None:
+    def __init__(self, requests: Iterable[Prompt], options: dict[str, Any]) -> None:
         self._cancel: CancelToken = options.setdefault("cancel", None) or CancelToken()
         options["cancel"] = self._cancel
         # Built in the caller's thread, so configuration errors surface there, before any call.

@@ -4,9 +4,9 @@ Owns the meaning of their common options (`--concurrency auto|seed|N`, `--cache`
 the models ladder, budget, call log, timeout) as batch options, the dry run's estimate, the
 catalogue table (`%scriptgen models` / `scriptgen models`), the remembered limits of a quota
 identity (`%scriptgen limits` / `scriptgen limits`), the plan for re-running a logged batch's
-failures (`%scriptgen retry --failed` / `scriptgen retry --failed`) and the Batch API jobs'
-list / resume / cancel (`%scriptgen jobs` / `scriptgen jobs`). Errors are
-`ConfigurationError`s naming the option; each surface turns them into its own kind of usage
+failures (`%scriptgen retry` / `scriptgen retry`, from `retries.py`), the batch a command names
+and the Batch API jobs' list / resume / cancel (`%scriptgen jobs` / `scriptgen jobs`). Errors
+are `ConfigurationError`s naming the option; each surface turns them into its own kind of usage
 error. Imports no IPython, no argparse and no duckdb.
 """
 
@@ -16,12 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .engine.errors import ConfigurationError, MissingApiKeyError
+from .engine.errors import ConfigurationError, MissingApiKeyError, UnknownModelError
 from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
 from .engine.pricing import catalogue_day
 from .engine.values import GenerationRequest, ModelHistory
 from .estimate import Estimate, estimate_batch
+from .flags import request_settings
 from .progress import limit_source
+from .retries import RetryChanges, RetryPlan, retry_hint, retry_plan
 from .store.limits import REMEMBER_LIMITS_S, forget_limits, remembered_limits
 from .store.session import CACHE_MODES
 from .wiring import BatchOptions
@@ -40,6 +42,7 @@ __all__ = [
     "JOB_ACTIONS",
     "TIERS",
     "QuotaIdentity",
+    "RetryChanges",
     "RetryPlan",
     "batch_options",
     "batch_requests",
@@ -48,12 +51,15 @@ __all__ = [
     "estimate_requests",
     "job_target",
     "jobs_action",
+    "known_batch",
     "latest_batch",
     "limits_action",
     "models_frame",
     "parse_concurrency",
     "quota_identity",
+    "retry_hint",
     "retry_plan",
+    "unknown_model",
     "with_tier",
 ]
 
@@ -121,19 +127,16 @@ def with_tier(options: dict[str, Any], tier: str | None) -> dict[str, Any]:
 
 def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[GenerationRequest]:
     """The requests for `prompts` with the request flags both surfaces share (`--operation`,
-    `--project`, `--temperature`, `--system`, `--max-tokens`, `--thinking-level`; `flags` is
-    their parsed namespace) and a schema each surface finds its own way."""
+    `--project` and those of `flags.REQUEST_SETTINGS`; `flags` is their parsed namespace, which
+    the surface checked with `flags.check_flags`) and a schema each surface finds its own way."""
     from .api import create_batch_requests  # only now: it loads google-genai
 
     made = create_batch_requests(
         prompts,
         operation=flags.operation,
         project_id=flags.project,
-        temperature=flags.temperature,
-        system=flags.system,
         schema=schema,
-        max_output_tokens=flags.max_output_tokens,
-        thinking_level=flags.thinking_level,
+        **request_settings(flags),
     )
     return list(made)
 
@@ -284,24 +287,24 @@ def latest_batch(log: CallStore, hint: str) -> str:
     return str(batches["batch_id"].iloc[0])
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPlan:
-    """What re-running a batch's failures sends: its failed and not-run requests, rebuilt from
-    the log, on the batch's own ladder, asking the service again (`cache="refresh"`)."""
-
-    batch_id: str
-    requests: list[GenerationRequest]
-    models: str | None
-
-    def options(self, default_models: str | None = None) -> dict[str, Any]:
-        return {"models": self.models or default_models or None, "cache": "refresh"}
+def known_batch(log: CallStore, batch_id: str, lister: str) -> str:
+    """`batch_id`, when the log holds that batch; else an error saying how to list the batches
+    (`lister`: the surface's command for it)."""
+    if not log.db.rows("SELECT 1 FROM batch_log WHERE batch_id = ?", [batch_id]):
+        raise ConfigurationError(
+            f"no batch {batch_id!r} in the call log {log.db.path}; {lister} lists the batches."
+        )
+    return batch_id
 
 
-def retry_plan(log: CallStore, batch_id: str) -> RetryPlan:
-    summary = log.batch_summary(batch_id)  # refuses an unknown batch, naming it
-    ladder = summary["ladder"].iloc[0]
-    ladder = ladder.replace(" ", "") if isinstance(ladder, str) else ""
-    return RetryPlan(batch_id, log.failed_requests(batch_id), ladder or None)
+def unknown_model(error: UnknownModelError, lister: str) -> str:
+    """An unknown model's error in a command's words: the name, a likely meaning, and the
+    command that lists the models (`lister`), not the library's `ModelSpec` advice."""
+    hint = f" Did you mean {' or '.join(repr(c) for c in error.close)}?" if error.close else ""
+    return (
+        f"Unknown model {error.name!r}: neither the endpoint nor the catalogue knows it, and "
+        f"nothing was sent.{hint} {lister} lists the models."
+    )
 
 
 def job_target(action: str, batch: str | None) -> str:

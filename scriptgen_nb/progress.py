@@ -509,7 +509,7 @@ def choose_progress(
         return TextProgress(total=total)
     if mode == "widget":
         return _panel(cancel, total)
-    if _in_jupyter_kernel():
+    if in_jupyter_kernel():
         try:
             return _panel(cancel, total)
         except ConfigurationError:
@@ -531,7 +531,8 @@ def _panel(cancel: CancelToken | None, total: int | None) -> ProgressFrontend:
     return ProgressPanel(cancel, total=total)
 
 
-def _in_jupyter_kernel() -> bool:
+def in_jupyter_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel, whose frontends keep (and update) outputs."""
     # Read from sys.modules rather than imported: a kernel has loaded ipykernel already, and
     # importing it (or IPython) here would cost every script that never runs in one.
     zmqshell = sys.modules.get("ipykernel.zmqshell")

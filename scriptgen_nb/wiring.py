@@ -1,10 +1,11 @@
 """Wiring one batch: resolving key, endpoint and ladder, and joining engine, backend and log.
 
-`BatchOptions` holds the arguments every entry point shares; `prepare()` turns them and the
-requests into a `PreparedBatch`: the engine with its backend, the call log's session (cache,
-quota memory, recorder), the seed's `on_progress` and the progress frontend (`progress=`) as
-listeners, and the frontend as the place that says when the log's file is held by another
-process (before it is shown, stderr says so). The engine knows none of this.
+`BatchOptions` holds the arguments every entry point shares (a call that names no endpoint
+takes the kernel's, when the Jupyter extension registered one: endpoints.py); `prepare()` turns
+them and the requests into a `PreparedBatch`: the engine with its backend, the call log's
+session (cache, quota memory, recorder), the seed's `on_progress` and the progress frontend
+(`progress=`) as listeners, and the frontend as the place that says when the log's file is
+held by another process (before it is shown, stderr says so). The engine knows none of this.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from importlib.metadata import version
 from typing import Any, Literal
 
-from . import __version__
+from . import __version__, endpoints
 from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import check_mode, parse_deadline
 from .engine.backend import GOOGLE_ENDPOINT, Backend, GeminiBackend
@@ -84,14 +85,15 @@ class BatchOptions:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> BatchOptions:
-        """Build from keyword options; an unknown name is a configuration error, not a TypeError."""
+        """Build from keyword options; an unknown name is a configuration error, not a TypeError.
+        Options that name no endpoint get the kernel's, if one is registered (endpoints.py)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(
                 f"Unknown batch option(s) {unknown}; the options are: {', '.join(sorted(known))}."
             )
-        return cls(**options)
+        return cls(**endpoints.with_session_endpoint(options))
 
     def __post_init__(self) -> None:
         if self.cache not in CACHE_MODES:
@@ -194,6 +196,12 @@ class BatchOptions:
         """The endpoint's name in the call log and cache keys (as `Backend.endpoint`)."""
         return self.resolved_base_url() or GOOGLE_ENDPOINT
 
+    def simulated(self) -> bool:
+        """Whether the answers will be simulated: the base URL is an emulator (asked once per
+        process, endpoints.is_emulator). Google is real; so is a custom `backend` (tests)."""
+        url = self.resolved_base_url()
+        return self.backend is None and url is not None and endpoints.is_emulator(url)
+
     def key_fingerprint(self) -> str:
         """The fingerprint of the key sent with (engine/identity.py): with `endpoint()`, the
         quota identity learned limits are kept for. A custom `backend` with no key to resolve
@@ -272,6 +280,7 @@ class BatchOptions:
             chunk_size=self.chunk_size,
             history=quota_history(log, ladder, backend.endpoint, fingerprint) if log else {},
             notices=notices,
+            simulated=self.simulated(),
         )
         total = len(requests) if isinstance(requests, Sequence) else None
         progress = choose_progress(self.progress, cancel, total=total)
@@ -311,6 +320,7 @@ class BatchOptions:
             sdk_version=version("google-genai"),
             key_fingerprint=fingerprint,
             notices=config.notices,
+            simulated=config.simulated,
         )
 
 

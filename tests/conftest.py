@@ -19,17 +19,20 @@ def call_log_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def fresh_model_lists() -> None:
-    """Each test asks endpoints for their model lists afresh: an emulator of a later test may
-    get an earlier one's port, with other models."""
+    """Each test asks endpoints for their model lists, and whether they are emulators, afresh:
+    an emulator or server of a later test may get an earlier one's port, with other models."""
+    from scriptgen_nb.endpoints import forget_endpoint_kinds
     from scriptgen_nb.engine.listing import forget_endpoint_models
 
     forget_endpoint_models()
+    forget_endpoint_kinds()
 
 
 @pytest.fixture(scope="module")
 def shell() -> Iterator[Any]:
-    """An IPython shell with the extension loaded (the magics' tests); the emulator it started
-    (`%scriptgen emulator`) is stopped after the module."""
+    """An IPython shell with the extension loaded (the magics' tests); after the module the
+    emulator it started (`%scriptgen emulator`) is stopped and the extension unloaded, so the
+    tests that follow see plain Python (no kernel endpoint)."""
     from IPython import get_ipython
     from IPython.testing.globalipapp import start_ipython
 
@@ -39,3 +42,4 @@ def shell() -> Iterator[Any]:
     ip.run_line_magic("load_ext", "scriptgen_nb")
     yield ip
     SESSION.stop()
+    ip.run_line_magic("unload_ext", "scriptgen_nb")

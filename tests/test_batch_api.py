@@ -306,6 +306,29 @@ def test_file_jobs_and_inline_jobs_split_by_size(emu: Emulator) -> None:
     assert _batch_counts(emu)["jobs_created"] == 2 + len(inline)
 
 
+def test_plain_prompts_go_to_the_batch_api_and_come_back_beside_their_input_rows(
+    emu: Emulator,
+) -> None:
+    """submit_batch_job and batch_plan take prompts as create_batch_requests does; the rows
+    travel through the jobs and the log, and lead the DataFrame of what was collected."""
+    prompts = [
+        {"prompt": f"Write one line about {topic}.", "metadata": {"row": {"topic": topic}}}
+        for topic in TOPICS[:2]
+    ]
+    where = {"base_url": emu.base_url, "api_key": KEY, "models": MODEL}
+    plan = sg.batch_plan(["Write one line about fog.", *prompts], mode="batch_api", **where)
+    assert plan.batch_api.requests == 3
+    handle = sg.submit_batch_job(prompts, batch_api=FAST, **where)
+    try:
+        results = handle.wait()
+    finally:
+        handle.close()
+    frame = sg.resume_batch_job(handle.batch_id, api_key=KEY).to_dataframe()
+    for collected in (results.to_dataframe(), frame):
+        assert collected["topic"].tolist() == TOPICS[:2] and collected["success"].all()
+        assert collected["id"].tolist() == ["0", "1"]
+
+
 def test_cancel_leaves_what_did_not_run_as_not_run(emu: Emulator) -> None:
     emu.update_batch(pending_s=30.0, running_s=30.0)
     handle = sg.submit_batch_job(
@@ -417,6 +440,7 @@ def test_options_are_checked_before_anything_is_sent(emu: Emulator) -> None:
 
 def test_the_magic_runs_lists_and_resumes_batch_api_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     from IPython import get_ipython
+    from IPython.core.error import UsageError
     from IPython.testing.globalipapp import start_ipython
 
     from scriptgen_nb.emulator import ModelConfig
@@ -439,7 +463,7 @@ def test_the_magic_runs_lists_and_resumes_batch_api_jobs(monkeypatch: pytest.Mon
         assert jobs["state"].tolist() == ["succeeded"]
         again = shell.run_line_magic("scriptgen", f"jobs resume {jobs['batch_id'].iloc[0]}")
         assert again["text"].tolist() == frame["text"].tolist()
-        with pytest.raises(sg.ConfigurationError, match="mode='auto'"):
+        with pytest.raises(UsageError, match="--deadline is for --mode auto"):
             shell.run_cell_magic("scriptgen", f"batch --deadline 2h --model {MODEL}", "Fog.\n")
         planned = shell.run_cell_magic(
             "scriptgen", f"batch --mode auto --deadline 1d --dry-run --model {MODEL}", "Fog.\n"

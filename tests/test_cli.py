@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -43,21 +44,78 @@ def test_demo_rejects_a_bad_count() -> None:
     assert done.returncode == 2 and "--requests must be at least 1" in done.stderr
 
 
-def test_a_reader_that_closed_the_pipe_ends_the_command_quietly() -> None:
+def output_to_a_closed_pipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a command whose stdout's reader is gone before it writes a byte (`| head` done)."""
     read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before the command writes a byte (`| head` done)
+    os.close(read_end)
     try:
-        done = subprocess.run(
-            [*SCRIPTGEN, "models"],
+        return subprocess.run(
+            [*SCRIPTGEN, *args],
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
             timeout=60,
+            cwd=cwd,
             check=False,
         )
     finally:
         os.close(write_end)
+
+
+# Every command that prints to stdout; {log} is a call log with two batches.
+PRINTING = [
+    ("models",),
+    ("stats", "--db", "{log}"),
+    ("batches", "--db", "{log}"),
+    ("limits", "--db", "{log}"),
+    ("jobs", "--db", "{log}"),
+    ("run", "p.txt", "--dry-run"),
+    ("run", "p.txt", "--emulator", "--quiet", "--db", "run.duckdb", "--out", "-"),
+    ("run", "p.txt", "--emulator", "--quiet", "--db", "run.duckdb"),  # the results' table
+]
+
+
+@pytest.mark.parametrize("command", PRINTING, ids=" ".join)
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(
+    command: tuple[str, ...], call_log: str, tmp_path: Path
+) -> None:
+    (tmp_path / "p.txt").write_text("A prompt\nAnother prompt\n")
+    args = [arg.format(log=call_log) for arg in command]
+    done = output_to_a_closed_pipe(*args, cwd=tmp_path)
     assert (done.returncode, done.stderr) == (1, "")  # no traceback, no "Exception ignored"
+
+
+@pytest.mark.parametrize("mode", ["live", "auto"])
+def test_a_dry_run_needs_no_key_and_leaves_nothing_behind(
+    mode: str, tmp_path: Path, call_log_in_tmp: Path
+) -> None:
+    (tmp_path / "p.txt").write_text("A prompt\nAnother prompt\n")
+    unset = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL")
+    keyless = {k: v for k, v in os.environ.items() if k not in unset}
+    done = scriptgen("run", str(tmp_path / "p.txt"), "--dry-run", "--mode", mode, env=keyless)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("dry run: ") and "(nothing was sent)" in done.stdout
+    assert "2 requests" in done.stdout and "on gemini-" in done.stdout
+    assert not call_log_in_tmp.exists()  # SCRIPTGEN_DB: no call log created
+
+
+def test_run_writes_parquet_that_pandas_reads_with_the_umasks_mode(tmp_path: Path) -> None:
+    import pandas as pd
+
+    (tmp_path / "p.txt").write_text("A prompt\nAnother prompt\n")
+    out = tmp_path / "r.parquet"
+    run = ("run", str(tmp_path / "p.txt"), "--emulator", "--quiet", "--out", str(out))
+    done = subprocess.run(  # under umask 027: a group may read, others nothing
+        ["sh", "-c", 'umask 027 && exec "$@"', "sh", *SCRIPTGEN, *run],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    frame = pd.read_parquet(out)  # pyarrow, a dependency: no engine to install
+    assert frame["id"].tolist() == ["0", "1"] and frame["success"].all()
 
 
 def test_main_leaves_the_interpreters_sigpipe_handling_alone(
@@ -120,7 +178,7 @@ def rows(out: str, title: str) -> list[list[str]]:
 def test_stats_prints_the_usage_report_and_the_last_batches(call_log: str) -> None:
     done = scriptgen("stats", "--db", call_log)
     assert done.returncode == 0, done.stderr
-    assert rows(done.stdout, "usage per operation and model, all time") == [  # costliest first
+    assert rows(done.stdout, "real usage per operation and model, all time") == [  # costliest
         # operation, model, requests, successes, input, cached, output, thought, cost, unpriced
         [SCRIPT, FLASH, "3", "1", "100", "0", "200", "10", "0.001000", "0"],
         [IMAGES, FLASH, "3", "2", "110", "0", "170", "20", "0.000700", "0"],
@@ -134,12 +192,29 @@ def test_stats_prints_the_usage_report_and_the_last_batches(call_log: str) -> No
     ]
 
 
+def test_stats_keeps_simulated_spend_apart_from_real_spend(tmp_path: Path) -> None:
+    """The images batch answered by an emulator: its figures are their own table, never in
+    the real one, and the batches table says which batch was simulated."""
+    path = tmp_path / "mixed.duckdb"
+    db = Database(path)
+    fill(db)
+    with db.write() as con:
+        con.execute("UPDATE batch_log SET simulated = true WHERE batch_id = 'b-images'")
+    done = scriptgen("stats", "--db", str(path))
+    assert done.returncode == 0, done.stderr
+    real = rows(done.stdout, "real usage per operation and model, all time")
+    simulated = rows(done.stdout, "simulated usage per operation and model (emulators")
+    assert {row[0] for row in real} == {SCRIPT} and {row[0] for row in simulated} == {IMAGES}
+    batches = {row[0]: row[12] for row in rows(done.stdout, "last batches")}
+    assert batches == {"b-images": "True", "b-script": "False"}
+
+
 def test_stats_for_one_batch_since_a_time_adds_its_summary_and_errors(call_log: str) -> None:
     done = scriptgen(
         "stats", "--db", call_log, "--since", "2026-03-02T10:30", "--batch", "b-script"
     )
     assert done.returncode == 0, done.stderr
-    usage = rows(done.stdout, "usage per operation and model, since 2026-03-02 10:30:00+00:00")
+    usage = rows(done.stdout, "real usage per operation and model, since 2026-03-02 10:30:00")
     assert [row[:2] for row in usage] == [[IMAGES, FLASH], [IMAGES, LITE]]
     summary = {row[0]: row[1:] for row in rows(done.stdout, "batch b-script:")}
     assert summary["requests_sent"] == ["7"] and summary["rate_limited"] == ["2"]

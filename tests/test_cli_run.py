@@ -178,7 +178,12 @@ def test_text_csv_jsonl_and_stdin_in_jsonl_csv_parquet_and_stdout_out(
         chapters = list(csv.DictReader(f))
     assert [(r["id"], r["success"]) for r in chapters] == [("c1", "True"), ("c2", "True")]
     assert "title" in json.loads(chapters[0]["data"])
-    assert json.loads(chapters[1]["metadata"])["row"]["topic"] == "tides, and moons"
+    # The CSV's row comes back as fields (its `id` as input_id), not as one JSON string.
+    assert [(r["input_id"], r["topic"], r["audience"]) for r in chapters] == [
+        ("c1", "lighthouses", "children"),
+        ("c2", "tides, and moons", "sailors"),
+    ]
+    assert "row" not in json.loads(chapters[1]["metadata"])
     assert emulator.attempts_for("Write about tides, and moons for sailors") == 1
 
     with duckdb.connect() as con:  # JSONL + a Pydantic model by module:Class, to Parquet
@@ -220,12 +225,15 @@ def test_a_failed_request_exits_1_unless_allowed_and_retry_reruns_only_the_failu
         ),
     )
     assert failing.returncode == 1, failing.stderr
-    assert "1 of 3 requests did not succeed (blocked); re-run them with `scriptgen retry" in (
-        failing.stderr
+    # A safety block meets the same answer again: the retry line says how to send it anyway.
+    assert (
+        "1 of 3 requests did not succeed (blocked); 1 blocked (a new attempt meets the same "
+        in (failing.stderr)
     )
+    assert " --all` includes them" in failing.stderr
     # The tqdm bar (forced onto a pipe): done/total and each model's state.
-    assert "3/3" in failing.stderr and "3.5-flash-lite: ok" in failing.stderr
-    assert "2.5-flash-lite: ok 1" in failing.stderr and "1 failed" in failing.stderr
+    assert "3/3" in failing.stderr and "3.5-flash-lite: ready (" in failing.stderr
+    assert "2.5-flash-lite: ready (1 attempt)" in failing.stderr and "1 failed" in failing.stderr
     results = {r["id"]: r for r in jsonl(tmp_path / "r.jsonl")}
     assert results["bad"]["error_kind"] == "blocked" and results["fine-1"]["success"]
 
@@ -237,13 +245,18 @@ def test_a_failed_request_exits_1_unless_allowed_and_retry_reruns_only_the_failu
     emulator.update_model(BAD_MODEL, faults=FaultConfig())  # the service has recovered
     try:
         batch_id = failing.stderr.split("scriptgen retry ")[1].split()[0]
-        again, latest = scriptgen(
+        again, left, latest = scriptgen(
             env,
-            Call(("retry", batch_id, "--failed", "--out", "again.jsonl"), cwd=tmp_path),
+            Call(("retry", batch_id, "--all", "--out", "again.jsonl"), cwd=tmp_path),
+            Call(("retry", batch_id, "--failed"), cwd=tmp_path),  # the default: not the block
             Call(("retry", "--failed", "--db", "nowhere.duckdb"), cwd=tmp_path),
         )
     finally:
         emulator.update_model(BAD_MODEL, faults=BLOCKED)
+    assert left.returncode == 0 and left.stderr == (
+        f"scriptgen retry: batch {batch_id}: nothing to retry with these settings; left out 1 "
+        "blocked (a new attempt meets the same answer); --all includes them.\n"
+    )
     assert again.returncode == 0, again.stderr
     assert [(r["id"], r["success"]) for r in jsonl(tmp_path / "again.jsonl")] == [("bad", True)]
     assert emulator.attempts_for("Retry test: a blocked prompt") == 3  # twice, then the retry
@@ -288,6 +301,26 @@ def test_a_dry_run_estimates_and_sends_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.txt"]  # no log, no output
 
 
+def test_a_rerun_with_emulator_is_served_from_the_cache(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Each `--emulator` run starts its own emulator on a new port; the second is still served
+    what the first answered (every emulator is one source of answers) and sends nothing."""
+    keyless = {
+        k: v for k, v in env.items() if k not in ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL")
+    }
+    (tmp_path / "p.txt").write_text("A haiku about tides\nList 3 facts about moss\n")
+    run = ("run", "p.txt", "--emulator", "--models", OK_MODEL, "-q")
+    first = one(keyless, *run, "--out", "first.jsonl", cwd=tmp_path)
+    again = one(keyless, *run, "--out", "again.jsonl", cwd=tmp_path)
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    before, after = jsonl(tmp_path / "first.jsonl"), jsonl(tmp_path / "again.jsonl")
+    assert [r["cached"] for r in before] == [False, False]
+    assert [r["cached"] for r in after] == [True, True]
+    assert [r["text"] for r in after] == [r["text"] for r in before]
+    assert all(r["simulated"] for r in before + after)
+
+
 def test_bad_input_exits_2_with_one_line_saying_what_to_do(
     tmp_path: Path, env: dict[str, str], emulator: Emulator, call_log_in_tmp: Path
 ) -> None:
@@ -317,18 +350,21 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         ("run", "p.txt", "-c", "lots", *out): "argument -c/--concurrency: 'lots': use a number",
         ("run", "p.txt", "--out", "r.xlsx"): "--out r.xlsx: unknown format .xlsx; name the file",
         ("run", "p.txt", "--out", "no/r.csv"): "--out no/r.csv: the folder no does not exist",
-        ("run", "p.txt", "-m", "gemini-9-ultra", *out): "Unknown model 'gemini-9-ultra'",
-        ("run", "p.txt", "--deadline", "2h", *out): "deadline='2h' is for mode='auto'",
+        ("run", "p.txt", "-m", "gemini-9-ultra", *out): (
+            "Unknown model 'gemini-9-ultra': neither the endpoint nor the catalogue knows it"
+        ),
+        ("run", "p.txt", "--deadline", "2h", *out): "--deadline is for --mode auto",
         ("run", "p.txt", "--timeout", "nan", *out): (
-            "timeout_s=nan is not a number (NaN): timeout_s must be positive (a number of seconds)"
+            "--timeout=nan is not a number (NaN): --timeout must be positive (a number of seconds)"
         ),
         ("run", "p.txt", "--max-attempts", "0", *out): (
-            "max_attempts=0 is out of range: max_attempts must be at least 1"
+            "--max-attempts=0 is out of range: --max-attempts must be at least 1"
         ),
-        ("run", "p.txt", "--budget", "inf", *out): "budget_usd=inf is infinite: budget_usd must",
+        ("run", "p.txt", "--budget", "inf", *out): "--budget=inf is infinite: --budget must",
+        ("run", "p.txt", "--temperature", "9", *out): "--temperature=9.0 is out of range",
         ("run", "p.txt", "--schema", "nothing:Here", *out): "--schema nothing:Here: cannot import",
         ("retry", "b-nope", "--failed"): "no call log at",
-        ("retry", "b-nope"): "the following arguments are required: --failed",
+        ("retry", "b-nope", "--top-p", "3"): "--top-p=3.0 is out of range: --top-p must be from",
     }
     before = requests_seen(emulator)
     calls = [Call(args, cwd=tmp_path) for args in cases]
@@ -342,6 +378,64 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         assert result.stderr.startswith(f"scriptgen {call.args[0]}")
     assert requests_seen(emulator) == before
     assert not (tmp_path / "r.jsonl").exists() and not call_log_in_tmp.exists()
+
+
+def test_truncated_answers_are_retried_only_with_a_higher_max_tokens(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator
+) -> None:
+    """Before: the failure line said `scriptgen retry ID --failed`, which sent the truncated
+    answers again unchanged (and paid for them again)."""
+    prompts = ["Truncated test: tides", "Truncated test: moss"]
+    (tmp_path / "p.txt").write_text("\n".join(prompts) + "\n")
+    cut = one(env, "run", "p.txt", "-m", OK_MODEL, "--max-tokens", "5", cwd=tmp_path)
+    assert cut.returncode == 1, cut.stderr
+    batch_id = cut.stderr.split("scriptgen retry ")[1].split()[0]
+    assert (
+        f"2 of 2 requests did not succeed (truncated); re-run them with `scriptgen retry "
+        f"{batch_id} --max-tokens N` (N above 5)"
+    ) in cut.stderr
+    same, more = scriptgen(
+        env,
+        Call(("retry", batch_id), cwd=tmp_path),
+        Call(("retry", batch_id, "--max-tokens", "4000", "--out", "more.jsonl"), cwd=tmp_path),
+    )
+    assert same.returncode == 0 and same.stderr == (
+        f"scriptgen retry: batch {batch_id}: nothing to retry with these settings; left out 2 "
+        "truncated (raise --max-tokens above 5); --all includes them.\n"
+    )
+    assert more.returncode == 0, more.stderr
+    assert [r["success"] for r in jsonl(tmp_path / "more.jsonl")] == [True, True]
+    assert [emulator.attempts_for(p) for p in prompts] == [2, 2]  # once cut, once in full
+
+
+def test_run_and_retry_take_the_same_settings_flags() -> None:
+    """Both take --model and --models; retry takes the settings to change and --all."""
+    parser = _parser()
+    for flag in ("--model", "--models", "-m"):
+        assert parser.parse_args(["run", "p.txt", flag, "a,b"]).models == "a,b"
+    settings = "--model a --max-tokens 900 --top-p 0.5 --seed 3 --temperature 0.1"
+    retry = parser.parse_args(
+        [
+            "retry",
+            "B",
+            *settings.split(),
+            "--thinking-level",
+            "low",
+            "--system",
+            "Be brief.",
+            "--all",
+        ]
+    )
+    assert (retry.models, retry.max_output_tokens, retry.top_p, retry.seed) == ("a", 900, 0.5, 3)
+    assert (retry.temperature, retry.thinking_level, retry.system, retry.all) == (
+        0.1,
+        "low",
+        "Be brief.",
+        True,
+    )
+    assert parser.parse_args(["retry"]).failed is False  # --failed is the default, not required
+    run = parser.parse_args(["run", "p.txt", "--top-p", "0.9", "--seed", "4"])
+    assert (run.top_p, run.seed) == (0.9, 4)
 
 
 def test_ctrl_c_writes_the_results_so_far_exits_130_and_says_what_to_run_next(
@@ -368,7 +462,8 @@ def test_ctrl_c_writes_the_results_so_far_exits_130_and_says_what_to_run_next(
         "scriptgen run: interrupted after 0 of 2 requests (2 not run); the results so far were "
         "written to r.csv; `scriptgen retry "
     ), err
-    assert said.endswith(" --failed` runs the rest.") and ".results" not in err  # Python's terms
+    assert said.endswith("` runs the rest.") and ".results" not in err  # Python's terms
+    assert "--failed" not in said  # the default
     with (tmp_path / "r.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["id"], r["error_kind"]) for r in rows] == [("0", "not_run"), ("1", "not_run")]
@@ -429,4 +524,4 @@ def test_thinking_level_reaches_the_requests_and_a_bad_one_exits_2(
     (config,) = open_database(call_log_in_tmp).rows("SELECT config FROM request")[0]
     assert '"thinking_level":"high"' in config
     bad = one(env, "run", "p.txt", "-m", OK_MODEL, "--thinking-level", "deep", cwd=tmp_path)
-    assert bad.returncode == 2 and "thinking_level='deep'" in bad.stderr
+    assert bad.returncode == 2 and "--thinking-level 'deep': use minimal" in bad.stderr

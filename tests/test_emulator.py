@@ -115,6 +115,38 @@ def detail(error_body: dict[str, Any], kind: str) -> dict[str, Any]:
 # -- generateContent, paths, request formats --------------------------------------------------
 
 
+def answer(client: genai.Client, prompt: str) -> tuple[str, int, int]:
+    """The answer's text, its tokens and its thought tokens (FLASH thinks)."""
+    reply = client.models.generate_content(model=FLASH, contents=prompt)
+    usage = reply.usage_metadata
+    assert reply.text and usage
+    return reply.text, usage.candidates_token_count or 0, usage.thoughts_token_count or 0
+
+
+def test_answers_take_the_shape_the_prompt_asks_for(client: genai.Client) -> None:
+    haiku, haiku_tokens, haiku_thoughts = answer(client, "Write a haiku about the tides.")
+    lines = haiku.splitlines()
+    assert len(lines) == 3 and all(0 < len(line.split()) <= 8 for line in lines)
+    assert "tides" in haiku.lower()
+    facts = answer(client, "List 5 facts about moss.")[0].splitlines()
+    assert [line.split(".")[0] for line in facts] == ["1", "2", "3", "4", "5"]
+    assert all("moss" in line for line in facts)
+    ideas = answer(client, "Give me three video ideas about volcanoes")[0].splitlines()
+    assert len(ideas) == 3 and ideas[2].startswith("3. ")
+    summary = answer(client, "Summarize how tides work in 2 sentences.")[0]
+    assert summary.count(". ") + summary.endswith(".") == 2
+    history = answer(client, "Summarise the history of lighthouses.")[0]
+    assert "\n" not in history and 3 <= history.count(". ") + 1 <= 5  # one paragraph
+    question, question_tokens, question_thoughts = answer(client, "What makes the tides?")
+    assert "\n" not in question and question_tokens < 80
+    script, script_tokens, script_thoughts = answer(client, PROMPT)
+    assert "SCENE 1" in script and script_tokens > 150  # the seed's script prompts are scripts
+    # A short ask thinks little: its thoughts are of its answer's size, not a script's.
+    assert haiku_thoughts <= max(16, haiku_tokens) and question_thoughts <= max(16, question_tokens)
+    assert script_thoughts >= script_tokens // 4 > max(haiku_thoughts, question_thoughts)
+    assert answer(client, "Write a haiku about the tides.")[0] == haiku  # deterministic
+
+
 def test_generate_returns_deterministic_text_with_consistent_usage(client: genai.Client) -> None:
     first = client.models.generate_content(model=FLASH, contents=PROMPT)
     again = client.models.generate_content(model=FLASH, contents=PROMPT)
@@ -817,7 +849,7 @@ def test_counters_over_http_and_from_python(emu: Emulator) -> None:
         lite["requests"] == 2 and lite["successes"] == 1 and lite["finish_reasons"] == {"STOP": 1}
     )
     assert lite["rate_limited"] == {RPM_ID: 1} and lite["errors"] == {"429": 1}
-    assert lite["input_tokens"] == 1 and lite["output_tokens"] > 100
+    assert lite["input_tokens"] == 1 and lite["output_tokens"] > 0
     assert over_http["errors"] == {"429": 1, "404": 1} and over_http["requests"] == 3
     assert over_http["models"][FLASH]["requests"] == 0
     status, _, _ = raw(emu, "POST", "/emulator/reset", headers={"x-goog-api-key": ""})

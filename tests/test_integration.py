@@ -206,6 +206,21 @@ def test_structured_output_is_parsed_into_the_schema() -> None:
     assert all(isinstance(r.data, Script) and r.data.scenes for r in results)
 
 
+def test_plain_strings_run_through_the_real_sdk_from_a_list_and_a_generator() -> None:
+    async def streamed(where: dict[str, Any]) -> list[sg.Result]:
+        prompts = (f"Write about {topic}." for topic in ("fog", "kelp"))
+        return [r async for r in sg.aiter_generate(prompts, **where)]
+
+    with emulator(model=ModelConfig()) as emu:
+        where = {"models": [spec("model", 1)], "base_url": emu.base_url, "api_key": KEY}
+        listed = sg.batch_generate(["Write about tides.", "Write about moss."], **where)
+        from_generator = asyncio.run(streamed(where))
+        seen = model_counters(emu, "model")["requests"]
+    assert [r.id for r in listed] == ["0", "1"] and all(r.text for r in listed)
+    assert sorted(r.id for r in from_generator) == ["0", "1"]
+    assert all(r.success for r in from_generator) and seen == 4
+
+
 def test_environment_variables_select_endpoint_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
     with emulator(model=ModelConfig()) as emu:
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emu.base_url)

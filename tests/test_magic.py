@@ -13,8 +13,7 @@ from IPython.core.error import UsageError
 from pydantic import BaseModel
 
 import scriptgen_nb as sg
-from scriptgen_nb.emulator import EmulatorConfig, ModelConfig
-from scriptgen_nb.engine.errors import ConfigurationError
+from scriptgen_nb.emulator import EmulatorConfig, FaultConfig, ModelConfig
 from scriptgen_nb.engine.identity import key_fingerprint
 from scriptgen_nb.engine.models import default_catalogue
 from scriptgen_nb.jupyter import cells
@@ -69,7 +68,7 @@ def test_output_variable_blocks_and_the_log(shell: Any, call_log_in_tmp: Path) -
     scripts = shell.user_ns["scripts"]
     assert len(scripts) == 2 and scripts["success"].all()
     stats = line(shell, "stats")
-    assert stats["requests"].sum() == 2
+    assert stats.usage["requests"].sum() == 2
     counted = line(shell, "sql SELECT count(*) AS n FROM result WHERE batch_id IS NOT NULL")
     assert counted["n"].iloc[0] == 2
 
@@ -101,6 +100,23 @@ def test_over_renders_the_cell_per_row(shell: Any, fast_emulator: Any) -> None:
     )
     assert frame["id"].tolist() == ["c1", "c2"]
     assert fast_emulator.attempts_for("Chapter 2: write about Moss. Keep {braces}.") == 1
+
+
+def test_over_returns_the_tables_columns_beside_the_results_and_again_when_cached(
+    shell: Any, fast_emulator: Any
+) -> None:
+    shell.user_ns["chapters"] = pd.DataFrame(
+        {"id": [1, 2], "topic": ["Tides", "Moss"], "audience": ["children", "sailors"]}
+    )
+    body = "Write about {topic} for {audience}."
+    first = cell(shell, f"batch --over chapters --model {MODEL}", body)
+    again = cell(shell, f"batch --over chapters --model {MODEL}", body)
+    for frame in (first, again):
+        assert list(frame.columns[:5]) == ["input_id", "topic", "audience", "id", "success"]
+        assert frame["audience"].tolist() == ["children", "sailors"]
+        assert frame["input_id"].tolist() == [1, 2] and frame["id"].tolist() == ["1", "2"]
+    assert first["cached"].tolist() == [False, False] and again["cached"].tolist() == [True, True]
+    assert fast_emulator.attempts_for("Write about Moss for sailors.") == 1
 
 
 def test_vars_fill_names_and_schema_parses(shell: Any) -> None:
@@ -167,6 +183,12 @@ def test_help_covers_every_command() -> None:
         "%scriptgen stats",
         "%scriptgen retry",
         "--failed",
+        "--all",
+        "--models",
+        "--top-p",
+        "--seed",
+        "--timeout",
+        "--max-attempts",
         "%scriptgen project",
         "%scriptgen limits",
         "--forget-all",
@@ -188,7 +210,7 @@ def test_retry_reruns_only_what_failed(shell: Any) -> None:
         if pd.isna(row["exhausted_for_s"]) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    again = line(shell, "retry --failed")
+    again = line(shell, "retry --failed")  # the default, still accepted
     assert sorted(again["id"]) == ["2", "3"] and again["success"].all()
     assert emulator.attempts_for("one") == 1  # only the two that had not run were sent again
     assert emulator.attempts_for("three") == 2
@@ -202,22 +224,21 @@ def test_models_shows_the_catalogue_with_what_was_used(shell: Any) -> None:
 
 
 def test_charts_show_as_images_not_as_a_figures_repr(shell: Any) -> None:
-    # A kernel shows a returned Figure as `<Figure size ...>` text unless pyplot set up a PNG
-    # formatter; the browser test found the quickstart's charts shown so.
-    from matplotlib.figure import Figure
+    # A kernel shows a returned Figure as `<Figure size ...>` text unless something gives it a
+    # PNG (pyplot's hooks, which the charts never import); the browser test found the
+    # quickstart's charts shown so. A chart carries its own PNG.
+    from scriptgen_nb.jupyter.charts import Chart
 
+    cell(shell, f"batch --model {MODEL}", "chart me")
+    figure = line(shell, "chart throughput")
+    assert isinstance(figure, Chart)
     png = shell.display_formatter.formatters["image/png"]
-    saved = png.pop(Figure, None)
+    was = png.enabled
+    png.enabled = True  # the terminal test shell leaves image/png off; a kernel has it on
     try:
-        cell(shell, f"batch --model {MODEL}", "chart me")
-        figure = line(shell, "chart throughput")
-        assert isinstance(figure, Figure)
-        # The terminal test shell leaves image/png inactive; a kernel calls this formatter.
-        assert png.lookup(figure)(figure)[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png(figure)[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
-        png.pop(Figure, None)
-        if saved is not None:
-            png.for_type(Figure, saved)
+        png.enabled = was
 
 
 def test_emulator_commands(shell: Any) -> None:
@@ -292,7 +313,7 @@ def test_project_shows_each_chapters_script_versions_and_last_failure(
     ]
     out = capsys.readouterr().out
     assert f"Project {pid}: 3 chapters, 2 with a script, 1 whose last script request failed." in out
-    with pytest.raises(ConfigurationError, match=r"No project 'nowhere'.*known: status"):
+    with pytest.raises(UsageError, match=r"No project 'nowhere'.*known: status"):
         line(shell, "project nowhere")
     with pytest.raises(UsageError, match="project_id"):
         line(shell, "project")
@@ -370,7 +391,7 @@ def test_model_accepts_a_name_only_the_endpoint_lists(shell: Any, fast_emulator:
     assert frame["cost_usd"].isna().all()  # its price is unknown: NaN, not $0
     estimate = cell(shell, "batch --model gemini-4-argon --dry-run", "A script about moss\n")
     assert estimate["cost_usd"].isna().all() and estimate["model"].tolist() == ["gemini-4-argon"]
-    with pytest.raises(sg.UnknownModelError, match="Did you mean 'gemini-4-argon'"):
+    with pytest.raises(UsageError, match="Did you mean 'gemini-4-argon'"):
         cell(shell, "batch --model gemini-4-argn", "A script about gulls\n")
 
 
@@ -378,3 +399,263 @@ def test_thinking_level_reaches_the_requests(shell: Any, call_log_in_tmp: Path) 
     cell(shell, f"batch --model {MODEL} --thinking-level LOW", "A script about fog\n")
     (config,) = sg.CallStore().sql("SELECT config FROM request")["config"]
     assert '"thinking_level":"low"' in config
+
+
+# --- %scriptgen stats: one titled result -----------------------------------------------------
+
+
+def test_stats_returns_one_titled_result_and_shows_nothing_when_assigned(
+    shell: Any, capsys: pytest.CaptureFixture[str], call_log_in_tmp: Path
+) -> None:
+    """Before: `s = %scriptgen stats` displayed the last batches anyway, and `s` held only the
+    usage report. Now nothing shows until `s` does, with both tables under headings."""
+    cell(shell, f"batch -o done --model {MODEL} --operation GENERATE_SCRIPT", "One\nTwo")
+    capsys.readouterr()
+    assert shell.run_cell("s = %scriptgen stats").success
+    assert capsys.readouterr().out == ""
+    report = shell.user_ns["s"]
+    assert report.usage["requests"].sum() == 2
+    assert report.batches["operation"].tolist() == ["GENERATE_SCRIPT"]
+    text = shell.display_formatter.format(report)[0]["text/plain"]
+    assert text.startswith(f"scriptgen stats: the call log {call_log_in_tmp}\n")
+    assert "Usage per operation and model, all time:" in text
+    assert "The last batches, newest first:" in text and "GENERATE_SCRIPT" in text
+    html = report._repr_html_()
+    assert html.count("<h4>") == 2 and html.count("<table") == 2
+    assert "<h4>The last batches, newest first</h4>" in html
+    since = line(shell, "stats --since 1h")
+    assert since.since.startswith("since ") and since.usage["requests"].sum() == 2
+
+
+# --- bad input: one UsageError line in the magic's words --------------------------------------
+
+BAD_CELLS = [
+    (
+        "unknown-model",
+        f"batch --model {MODEL[:-1]}",
+        "x",
+        rf"Unknown model '{MODEL[:-1]}'.*"
+        rf"Did you mean '{MODEL}'.*`%scriptgen models` lists the models",
+    ),
+    (
+        "template-column",
+        "batch --over topics",
+        "About {topik}",
+        r"\{topik\}, which is not in "
+        r"the columns of topics \(available: topic, audience; did you mean \{topic\}\?\)",
+    ),
+    (
+        "schema-not-a-schema",
+        "batch --schema answer",
+        "x",
+        r"--schema answer: the variable holds "
+        r"int 42, not a Pydantic model class or a JSON Schema dict",
+    ),
+    (
+        "schema-shapeless-dict",
+        "batch --schema shapeless",
+        "x",
+        r"--schema shapeless: .*not a "
+        r"valid JSON Schema",
+    ),
+    (
+        "temperature",
+        "batch --temperature 9",
+        "x",
+        r"--temperature=9.0 is out of range: "
+        r"--temperature must be from 0 to 2",
+    ),
+    ("budget", "batch --budget -1", "x", r"--budget=-1.0 is out of range"),
+    ("deadline-without-auto", "batch --deadline 2h", "x", r"--deadline is for --mode auto"),
+    (
+        "thinking-level",
+        "batch --thinking-level loud",
+        "x",
+        r"--thinking-level 'loud': use "
+        r"minimal, low, medium, high",
+    ),
+    ("empty-system", "batch --system ''", "x", r"--system is empty"),
+    ("over-not-a-table", "batch --over answer", "{a}", r"--over needs a DataFrame"),
+    (
+        "unknown-option",
+        "batch --temprature 0.2",
+        "x",
+        r"unrecognized arguments: --temprature "
+        r"0.2 \(`%%scriptgen\?` lists the options\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("magic_line", "body", "message"),
+    [case[1:] for case in BAD_CELLS],
+    ids=[case[0] for case in BAD_CELLS],
+)
+def test_bad_cell_input_is_one_usage_error_line_naming_what_to_change(
+    shell: Any, fast_emulator: Any, magic_line: str, body: str, message: str
+) -> None:
+    """Before, these were tracebacks into the library (ConfigurationError, UnknownModelError)
+    or said in Python's names (`budget_usd=-1.0`, `Request '0': temperature=9.0`)."""
+    shell.user_ns.update(
+        topics=pd.DataFrame({"topic": ["tides"], "audience": ["children"]}),
+        answer=42,
+        shapeless={"title": "str"},
+    )
+    with pytest.raises(UsageError, match=message) as caught:
+        cell(shell, magic_line, body)
+    said = str(caught.value)
+    assert "\n" not in said and "budget_usd" not in said and "Request '" not in said
+    assert all(m["requests"] == 0 for m in fast_emulator.counters()["models"].values())
+
+
+BAD_LINES = [
+    (
+        "retry-unknown-batch",
+        "retry --batch nope",
+        r"no batch 'nope' in the call log .*; "
+        r"`%scriptgen stats` lists the batches",
+    ),
+    ("chart-unknown-batch", "chart cost --batch nope", r"no batch 'nope' in the call log"),
+    (
+        "stats-since",
+        "stats --since yesterday",
+        r"%scriptgen stats --since 'yesterday': give a "
+        r"duration ago \(90s, 30m, 1h, 2d, 1w\) or an ISO date/time",
+    ),
+    ("retry-max-tokens", "retry --max-tokens 0", r"--max-tokens=0 is out of range"),
+    ("project-unknown", "project nowhere", r"No project 'nowhere'"),
+    ("sql-write", "sql DELETE FROM result", r"Only SELECT queries"),
+    (
+        "emulator-config",
+        "emulator start --config /nowhere.toml",
+        r"%scriptgen emulator start: "
+        r"cannot read emulator config /nowhere.toml",
+    ),
+    (
+        "emulator-minute",
+        "emulator start --minute-s -3",
+        r"%scriptgen emulator start: "
+        r"emulator.minute_s must be a positive number",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [case[1:] for case in BAD_LINES], ids=[case[0] for case in BAD_LINES]
+)
+def test_bad_line_input_is_one_usage_error_line_naming_what_to_change(
+    shell: Any, text: str, message: str
+) -> None:
+    """Before: tracebacks (`retry --batch nope`, `stats --since yesterday`, `project`, `sql`,
+    the emulator's config) or, for `chart --batch nope`, an empty chart of no batch."""
+    cell(shell, f"batch -o done --model {MODEL}", "a batch in the log")
+    with pytest.raises(UsageError, match=message) as caught:
+        line(shell, text)
+    assert "\n" not in str(caught.value)
+
+
+def test_vars_errors_list_the_users_variables_not_ipythons(shell: Any) -> None:
+    """Before, the list was IPython's namespace: In, Out, _, _ih, exit, get_ipython, ..."""
+    shell.run_cell("topic = 'lighthouses'\nimport math\n1 + 1\n")
+    with pytest.raises(UsageError, match=r"\{topik\}.*your variables") as caught:
+        cell(shell, f"batch --vars --model {MODEL}", "About {topik}")
+    available = str(caught.value).split("(available: ")[1].split(";")[0].split(", ")
+    assert "topic" in available and "did you mean {topic}?" in str(caught.value)
+    hidden = {"In", "Out", "_", "_ih", "_oh", "exit", "quit", "get_ipython", "math", "_i1"}
+    assert not hidden & set(available), available
+    with pytest.raises(UsageError, match=r"--over nowhere: no variable .*\(yours: .*topic"):
+        cell(shell, f"batch --over nowhere --model {MODEL}", "{topic}")
+
+
+# --- retry: only what can succeed, with settings changed ------------------------------------
+
+
+def test_retry_leaves_out_truncated_answers_until_max_tokens_is_raised(
+    shell: Any, fast_emulator: Any, capsys: pytest.CaptureFixture[str], call_log_in_tmp: Path
+) -> None:
+    """Before: `retry --failed` sent the truncated answers again unchanged and paid again."""
+    prompts = ["A script about tides", "A script about moss"]
+    first = cell(shell, f"batch --model {MODEL} --max-tokens 5", "\n".join(prompts))
+    assert first["error_kind"].tolist() == ["truncated", "truncated"]
+    assert "re-run them with `%scriptgen retry --max-tokens N` (N above 5)" in (
+        capsys.readouterr().out
+    )
+    assert line(shell, "retry") is None  # no --failed needed
+    said = capsys.readouterr().out
+    assert "nothing to retry with these settings; left out 2 truncated (raise --max-tokens " in said
+    assert "above 5); --all includes them." in said
+    assert [fast_emulator.attempts_for(p) for p in prompts] == [1, 1]  # nothing was paid again
+    again = line(shell, "retry --max-tokens 4000")
+    assert again["success"].tolist() == [True, True]
+    assert [fast_emulator.attempts_for(p) for p in prompts] == [2, 2]
+    configs = sg.CallStore().sql(
+        "SELECT config FROM request JOIN batch_log USING (batch_id) ORDER BY started_at"
+    )["config"]
+    assert ['"max_output_tokens":4000' in c for c in configs] == [False, False, True, True]
+
+
+def test_retry_leaves_out_safety_blocks_unless_all(
+    shell: Any, fast_emulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fast_emulator.update_model(MODEL, faults=FaultConfig(p_block=1.0))
+    try:
+        blocked = cell(shell, f"batch --model {MODEL}", "Unsafe one\nUnsafe two")
+    finally:
+        fast_emulator.update_model(MODEL, faults=FaultConfig())
+    assert blocked["error_kind"].tolist() == ["blocked", "blocked"]
+    assert "2 blocked (a new attempt meets the same answer): `%scriptgen retry --all` " in (
+        capsys.readouterr().out
+    )
+    assert line(shell, "retry") is None
+    assert "left out 2 blocked" in capsys.readouterr().out
+    assert fast_emulator.attempts_for("Unsafe one") == 1
+    assert line(shell, "retry --all")["success"].tolist() == [True, True]
+    assert fast_emulator.attempts_for("Unsafe one") == 2
+
+
+def test_retry_takes_the_batch_options(shell: Any, fast_emulator: Any) -> None:
+    """Other models (`--models` too), settings for the requests and the batch's own options."""
+    other = "gemini-2.5-flash-lite"
+    fast_emulator.update_model(MODEL, faults=FaultConfig(p_500=1.0))
+    try:
+        failed = cell(shell, f"batch --model {MODEL} --max-attempts 1", "Busy one\nBusy two")
+    finally:
+        fast_emulator.update_model(MODEL, faults=FaultConfig())
+    assert failed["error_kind"].tolist() == ["server_error", "server_error"]
+    again = line(
+        shell,
+        f"retry --failed --models {other} --temperature 0.3 --top-p 0.5 --seed 7 "
+        "--timeout 30 --max-attempts 2 --concurrency 2",
+    )
+    assert again["model"].tolist() == [other, other] and again["success"].all()
+    config = sg.CallStore().sql("SELECT config FROM request")["config"].iloc[-1]
+    assert '"temperature":0.3' in config and '"top_p":0.5' in config and '"seed":7' in config
+
+
+def test_batch_takes_timeout_max_attempts_top_p_seed_and_models(
+    shell: Any, call_log_in_tmp: Path
+) -> None:
+    magics = shell.find_cell_magic("scriptgen").__self__
+    args = BATCH.parse_args(
+        [
+            "--models",
+            MODEL,
+            "--timeout",
+            "7",
+            "--max-attempts",
+            "2",
+            "--top-p",
+            "0.4",
+            "--seed",
+            "9",
+        ]
+    )
+    requests, options = magics.prepare_batch(args, "a prompt")
+    assert (options["models"], options["timeout_s"], options["max_attempts"]) == (MODEL, 7.0, 2)
+    assert (requests[0].top_p, requests[0].seed) == (0.4, 9)
+    _, defaults = magics.prepare_batch(BATCH.parse_args([]), "a prompt")
+    assert defaults["timeout_s"] == 60.0 and "max_attempts" not in defaults
+    frame = cell(shell, f"batch --model {MODEL} --top-p 0.4 --seed 9", "A seeded prompt")
+    assert frame["success"].all()
+    (config,) = sg.CallStore().sql("SELECT config FROM request")["config"]
+    assert '"top_p":0.4' in config and '"seed":9' in config

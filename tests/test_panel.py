@@ -6,7 +6,10 @@ clock drives the throttle, so nothing sleeps.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import pytest
+from IPython.utils.capture import capture_output
 
 import scriptgen_nb as sg
 from scriptgen_nb.engine.backend import FakeBackend
@@ -192,6 +195,45 @@ def test_close_prints_the_summary_once_the_batch_ran(capsys: pytest.CaptureFixtu
         "scriptgen batch b1 finished: 2/2 done, 1 ok, 1 failed, 0 not run, 1 retry, "
         "1,520 tokens, $0.0120 in 2.0s\n"
     )
+
+
+@pytest.mark.parametrize("status", ["finished", "cancelled", "failed"])
+def test_the_shown_panels_text_is_brought_up_to_date_when_the_batch_ends(
+    shell: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    status: Literal["finished", "cancelled", "failed"],
+) -> None:
+    # A notebook saves the text/plain of each display: without widget state (nbconvert,
+    # GitHub, VS Code) that text is all that is left of the panel, so it must be the end's.
+    # (tests/test_notebook_outputs.py checks the saved notebook of a real kernel.)
+    fake_kernel(monkeypatch)
+    panel, clock = panel_after_events()
+    with capture_output() as captured:  # what the shell publishes, as a kernel would send it
+        panel.show()
+        clock.now = 2.0
+        panel(ended(status, total=2))
+        panel.close()
+    shown, updated = captured.outputs
+    assert shown.data["text/plain"].startswith("scriptgen batch: 2/4 done")
+    assert not shown.update and updated.update  # the same output, updated in place
+    assert updated.transient == shown.transient and shown.transient["display_id"]
+    assert updated.data["text/plain"] == repr(panel)
+    assert updated.data["text/plain"].startswith("scriptgen batch: 2/2 done · 1 ok · 1 failed")
+    assert updated.data["text/plain"].endswith(f" · {status}")
+    assert "application/vnd.jupyter.widget-view+json" in updated.data  # still the live panel
+    assert captured.stdout.startswith(f"scriptgen batch b1 {status}: 2/2 done")  # the summary
+
+
+def test_a_terminal_shell_prints_the_panels_text_once_then_the_summary(shell: Any) -> None:
+    panel, clock = panel_after_events()
+    with capture_output() as captured:
+        panel.show()
+        clock.now = 2.0
+        panel(ended("finished", total=2))
+        panel.close()
+    (shown,) = captured.outputs  # no update: a terminal would print it as a second line
+    assert shown.data["text/plain"].startswith("scriptgen batch: 2/4 done")
+    assert captured.stdout.startswith("scriptgen batch b1 finished: 2/2 done")
 
 
 def test_choose_progress_gives_the_panel_for_widget_and_in_a_kernel(

@@ -308,6 +308,27 @@ def test_outline_scripts_and_image_prompts_end_to_end_on_the_emulator(tmp_path: 
     assert frame["image_prompts"].tolist() == frame["scenes"].tolist()
 
 
+def test_an_outline_from_the_emulator_has_sensible_chapter_titles(tmp_path: Path) -> None:
+    """Each title is about the project (a noun of its title or premise), none is made of the
+    prompt's instructions ("chapters", "series", "built"), and no two are alike."""
+    db = Database(tmp_path / "projects.duckdb")
+    config = EmulatorConfig(api_keys=("k",), latency_scale=0.0, models={"emulated": ModelConfig()})
+    premise = (
+        "How lighthouses were built, lit and kept, from the Pharos of Alexandria to automation"
+    )
+    with Emulator(config) as emulator:
+        opts = {"models": [EMULATED], "base_url": emulator.base_url, "api_key": "k", "db": db}
+        pid = sg.create_project("The Keepers of the Light", premise, db=db)
+        outline = sg.generate_outline(pid, 6, **opts)
+    titles = [chapter.title for chapter in outline.chapters]
+    assert len(set(titles)) == 6
+    subject = {"keepers", "light", "lighthouses", "pharos", "alexandria", "automation"}
+    instructions = {"chapters", "chapter", "series", "outline", "premise", "built", "kept"}
+    for title in titles:
+        words = {word.lower() for word in title.split()}
+        assert words & subject and not words & instructions, title
+
+
 # --- image prompts and exports -----------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from scriptgen_nb.engine.errors import BackendError, QuotaViolation
 from scriptgen_nb.engine.values import GenerationRequest, Reply, Usage
 from scriptgen_nb.store import Database, StoreError, keys, open_database, purge, schema
 from scriptgen_nb.store.replay import stored_requests
+from tests.forwarding_proxy import forwarding_proxy
 from tests.google_errors import PER_DAY
 
 PRICED = sg.ModelSpec("a", priority=1, input_usd_per_1m=2.0, output_usd_per_1m=10.0)
@@ -168,27 +169,44 @@ def test_the_cache_key_covers_settings_schema_ladder_and_endpoint(tmp_path: Path
     assert len(backend.calls) == 1  # a schema
 
 
-def test_emulator_answers_are_never_served_to_another_endpoint(tmp_path: Path) -> None:
+def test_emulator_answers_are_never_served_to_a_real_endpoint(tmp_path: Path) -> None:
+    """A proxy in front of the service is a real endpoint, though on this machine: what an
+    emulator answered is not served there, and its answer is not marked simulated."""
     path = tmp_path / "log.duckdb"
     config = EmulatorConfig(api_keys=("k",), latency_scale=0.0, models={"a": ModelConfig()})
-    with Emulator(config) as first:
-        run_real = sg.batch_generate(
-            sg.create_batch_requests(["hello"]),
-            models=[PRICED],
-            base_url=first.base_url,
-            api_key="k",
-            db=path,
+    prompts = sg.create_batch_requests(["hello"])
+    with Emulator(config) as emulator:
+        simulated = sg.batch_generate(
+            prompts, models=[PRICED], base_url=emulator.base_url, api_key="k", db=path
         )
+        with forwarding_proxy(emulator.base_url) as real:
+            again = sg.batch_generate(prompts, models=[PRICED], base_url=real, api_key="k", db=path)
+        assert emulator.counters()["models"]["a"]["requests"] == 2
+    assert simulated[0].simulated and not simulated[0].cached
+    assert again[0].success and not again[0].cached and not again[0].simulated
+    assert sg.CallStore(path).batches()["simulated"].tolist() == [False, True]
+
+
+def test_a_rerun_on_another_emulator_is_served_from_the_cache(tmp_path: Path) -> None:
+    """Every emulator is one source of answers, whatever its port (a `--emulator` re-run gets a
+    new one); what was learned about quotas stays with each emulator's own address."""
+    path = tmp_path / "log.duckdb"
+    config = EmulatorConfig(api_keys=("k",), latency_scale=0.0, models={"a": ModelConfig()})
+    prompts = sg.create_batch_requests(["hello"])
+    with Emulator(config) as first:
+        answered = sg.batch_generate(
+            prompts, models=[PRICED], base_url=first.base_url, api_key="k", db=path
+        )
+        first_url = first.base_url
     with Emulator(config) as second:
         again = sg.batch_generate(
-            sg.create_batch_requests(["hello"]),
-            models=[PRICED],
-            base_url=second.base_url,
-            api_key="k",
-            db=path,
+            prompts, models=[PRICED], base_url=second.base_url, api_key="k", db=path
         )
-        assert second.counters()["models"]["a"]["requests"] == 1
-    assert run_real[0].success and not again[0].cached
+        assert second.counters()["models"]["a"]["requests"] == 0
+        second_url = second.base_url
+    assert again[0].cached and again[0].simulated and again[0].text == answered[0].text
+    endpoints = sg.CallStore(path).batches()["endpoint"].tolist()
+    assert endpoints == [second_url, first_url]  # each batch's quota identity
 
 
 def test_without_stored_text_only_hashes_and_figures_are_kept(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ def test_usage_report_groups_attempts_by_operation_and_model_most_costly_first(
 ) -> None:
     report = queries.usage_report(db)
     assert list(report.columns) == [
+        "simulated",
         "operation",
         "model",
         "requests",
@@ -58,12 +59,13 @@ def test_usage_report_groups_attempts_by_operation_and_model_most_costly_first(
         "cost",
         "unpriced",
     ]
-    assert records(report, *report.columns[:-2]) == [
+    assert records(report, *report.columns[1:-2]) == [
         (SCRIPT, FLASH, 3, 1, 100, 0, 200, 10),  # r0 ok, r1 and r2 answered 429
         (IMAGES, FLASH, 3, 2, 110, 0, 170, 20),
         (SCRIPT, LITE, 4, 2, 210, 0, 330, 0),  # r1, r2 ok; r3's 500 and 400
         (IMAGES, LITE, 1, 1, 40, 0, 60, 0),
     ]
+    assert not report["simulated"].any()  # both batches went to Google
     assert report["cost"].tolist() == pytest.approx([0.0010, 0.0007, 0.0003, 0.00005])
     assert report["unpriced"].tolist() == [0, 0, 0, 0]
 
@@ -113,6 +115,42 @@ def test_costs_group_by_any_allowed_columns(db: Database) -> None:
         ("b-images", FLASH, 110),
         ("b-images", LITE, 40),
     ]
+
+
+def test_simulated_spend_is_never_summed_with_real_spend(tmp_path: Path) -> None:
+    """The same two batches, the images one answered by an emulator: every report keeps its
+    attempts apart (real spend first), whatever it groups by."""
+    db = Database(tmp_path / "mixed.duckdb")
+    fill(db)
+    with db.write() as con:
+        con.execute(
+            "UPDATE batch_log SET endpoint = 'http://127.0.0.1:8765', simulated = true "
+            "WHERE batch_id = 'b-images'"
+        )
+        con.execute("UPDATE batch_log SET endpoint = 'google' WHERE batch_id = 'b-script'")
+    by_model = queries.costs(db)
+    assert records(by_model, "simulated", "model", "requests") == [
+        (False, FLASH, 3),
+        (False, LITE, 4),
+        (True, FLASH, 3),
+        (True, LITE, 1),
+    ]
+    assert by_model["cost"].tolist() == pytest.approx([0.0010, 0.0003, 0.0007, 0.00005])
+    report = queries.usage_report(db)
+    assert records(report, "simulated", "operation") == [
+        (False, SCRIPT),
+        (False, SCRIPT),
+        (True, IMAGES),
+        (True, IMAGES),
+    ]
+    by_endpoint = queries.costs(db, by="endpoint")
+    assert records(by_endpoint, "simulated", "endpoint") == [
+        (False, "google"),
+        (True, "http://127.0.0.1:8765"),
+    ]
+    listed = queries.batches(db)
+    assert records(listed, "batch_id", "simulated") == [("b-images", True), ("b-script", False)]
+    assert queries.results(db, "b-script")["simulated"].tolist() == [False] * 4
 
 
 @pytest.mark.parametrize(

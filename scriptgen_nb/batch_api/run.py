@@ -22,6 +22,7 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..endpoints import session_api_key
 from ..engine.backend import GOOGLE_ENDPOINT
 from ..engine.errors import (
     BackendError,
@@ -91,6 +92,7 @@ class BatchJobHandle:
     plan: BatchPlan | None = None
     on_progress: Callable[[int, int | None], None] | None = None
     live_results: list[Result] = field(default_factory=list)  # a split's live part
+    simulated: bool = False  # the jobs run at an emulator: every result says so
     _requests: dict[str, GenerationRequest] | None = field(default=None, repr=False)
     _results: dict[str, Result] = field(default_factory=dict, repr=False)
     _deferred: dict[str, jobs.Deferral] = field(default_factory=dict, repr=False)
@@ -269,7 +271,8 @@ class BatchJobHandle:
                         request_id, request.index, False, error=failure, metadata=request.metadata
                     )
                 )
-        return ResultList(sorted(results, key=lambda r: r.index))
+        in_order = sorted(results, key=lambda r: r.index)
+        return ResultList(replace(r, simulated=self.simulated) for r in in_order)
 
     def close(self) -> None:
         self.service.close()
@@ -358,6 +361,7 @@ def submit_batch(
     settings = options.batch_api or BatchApiSettings()
     log = db or open_log_for_batch_api(options)
     endpoint = options.endpoint()
+    simulated = options.simulated()
     service = JobService(
         options.resolved_api_key(),
         base_url=options.resolved_base_url(),
@@ -413,6 +417,7 @@ def submit_batch(
             "models": ladder_names,
             "notices": ladder_notices([model]),
             "endpoint": endpoint,
+            "simulated": simulated,
             "cache_mode": options.cache,
             "store_text": store_text,
             "package_version": __version__,
@@ -430,6 +435,7 @@ def submit_batch(
         store_text,
         plan,
         options.on_progress,
+        simulated=simulated,
         _requests={r.id: r for r in requests},
     )
     handle.submit(fresh=True)
@@ -439,13 +445,14 @@ def submit_batch(
 def batch_cache_keys(
     requests: Sequence[GenerationRequest], options: BatchOptions, batch_id: str
 ) -> dict[str, str]:
-    """Each request's cache key in a Batch API run: over the batch's model and endpoint (with
-    `cache="off"`, a key of its own that nothing else shares)."""
-    model, endpoint = [batch_model(options).name], options.endpoint()
+    """Each request's cache key in a Batch API run: over the batch's model and where its
+    answers come from (with `cache="off"`, a key of its own that nothing else shares)."""
+    model = [batch_model(options).name]
+    source = keys.answer_source(options.endpoint(), options.simulated())
     return {
         r.id: keys.uncached_key(batch_id, r.id)
         if options.cache == "off"
-        else keys.content_key(r, model, endpoint)
+        else keys.content_key(r, model, source)
         for r in requests
     }
 
@@ -488,7 +495,7 @@ def find_batch(db: Database, job_or_batch_id: str) -> str:
         return job_or_batch_id
     raise ConfigurationError(
         f"No Batch API job or batch {job_or_batch_id!r} in the call log {db.path}; "
-        "list_batch_jobs() shows the recorded ones."
+        "`%scriptgen jobs`, `scriptgen jobs` or list_batch_jobs() lists the recorded ones."
     )
 
 
@@ -499,7 +506,8 @@ def handle_for(
     settings: BatchApiSettings | None = None,
 ) -> BatchJobHandle:
     """A handle rebuilt from the log alone, for any process (resume, cancel): the batch's own
-    endpoint unless `options.base_url` names another; its key as `options` resolves it."""
+    endpoint unless `options.base_url` names another; its key as `options` resolves it, or
+    the session's when the batch went to the session's endpoint (endpoints.py)."""
     db = options.db
     log = db if isinstance(db, Database) else open_database(db or None)
     batch_id = find_batch(log, job_or_batch_id)
@@ -507,6 +515,8 @@ def handle_for(
     endpoint = row["endpoint"] if row else GOOGLE_ENDPOINT
     url = options.base_url or (None if endpoint == GOOGLE_ENDPOINT else endpoint)
     settings = settings or BatchApiSettings()
+    if options.api_key is None:
+        options = replace(options, api_key=session_api_key(url))
     service = JobService(
         options.resolved_api_key(),
         base_url=url,
@@ -527,6 +537,7 @@ def handle_for(
         bool(row["store_text"]) if row else True,
         None,
         options.on_progress,
+        simulated=bool(row["simulated"]) if row else False,
         _requests=requests,
     )
 

@@ -3,9 +3,9 @@
 A thin frontend (DESIGN, house style): `progress.ProgressFrontend` folds the engine's events
 into the snapshot and throttles the draws (and redraws every second, so countdowns move while
 every model is parked); this module only maps a snapshot onto a tqdm bar: done/total, then a
-postfix of failures, cost and each model's state (`3.5-flash: ok 12 · 2.5-pro: exhausted`).
-The bar goes to stderr, so results on stdout stay clean; the batch's one-line summary follows
-it when the batch ends.
+postfix of failures, cost and each model's state (`3.5-flash: ready (12 attempts) · 2.5-pro:
+exhausted`). The bar goes to stderr, so results on stdout stay clean; the batch's one-line
+summary follows it when the batch ends.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ SEPARATOR = " · "
 
 
 def postfix(snapshot: ProgressSnapshot) -> str:
-    """`1 failed · 2 not run · $0.0123 · 3.5-flash: ok 12 · 2.5-pro: parked 4s`, and a wait for
-    the call log while another process holds it."""
+    """`1 failed · 2 not run · $0.0123 · 3.5-flash: ready (12 attempts) · 2.5-pro: parked 4s`,
+    and a wait for the call log while another process holds it."""
     parts = []
     if snapshot.failed:
         parts.append(f"{snapshot.failed} failed")
@@ -46,10 +46,13 @@ def postfix(snapshot: ProgressSnapshot) -> str:
 
 
 def model_state(row: ModelRow) -> str:
-    """`3.5-flash: ok 12` (ready, with its attempts), `parked 4s`, `cooling 2s`, `exhausted`."""
+    """`3.5-flash: ready (12 attempts)`, `parked 4s`, `cooling 2s`, `exhausted`.
+
+    A ready model's figure is its attempts, named: a bare "ok 12" read as 12 successes.
+    """
     name = row.name.removeprefix("models/").removeprefix("gemini-")
     if row.state == "ready":
-        return f"{name}: ok {row.attempts}"
+        return f"{name}: ready ({row.attempts} {'attempt' if row.attempts == 1 else 'attempts'})"
     if row.state != "exhausted" and row.seconds_left is not None:
         return f"{name}: {row.state} {format_duration(row.seconds_left, tenths=False)}"
     return f"{name}: {row.state}"

@@ -24,6 +24,7 @@ from ..engine.errors import ConfigurationError
 from ..engine.values import GenerationRequest
 from ..jupyter.cells import literal_prompts, templated_prompts
 from ..projects.prompts import load_template, template_fields
+from ..results import INPUT_KEY
 
 FORMATS = ("auto", "jsonl", "csv", "text")
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
@@ -174,13 +175,14 @@ def _csv(name: str, text: str, template: str | None) -> tuple[list[dict[str, Any
 
 
 def _csv_prompt(row: dict[str, str]) -> dict[str, Any]:
-    """A row with a `prompt` column: its own `id` when it has one; the rest is metadata."""
+    """A row with a `prompt` column: its own `id` when it has one; the other columns are the
+    request's input (its fields come back beside the result's)."""
     item: dict[str, Any] = {"prompt": row["prompt"]}
     if row.get("id", "").strip():
         item["id"] = row["id"]
     rest = {k: v for k, v in row.items() if k not in ("prompt", "id")}
     if rest:
-        item["metadata"] = {"row": rest}
+        item["metadata"] = {INPUT_KEY: rest}
     return item
 
 

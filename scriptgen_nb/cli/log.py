@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 DB_HELP = "the call log file (default: $SCRIPTGEN_DB, else ./scriptgen.duckdb)"
 HELP = {
-    "stats": "print the call log's usage report (per operation and model) and the last batches",
+    "stats": "print the call log's usage report (per operation and model; real and simulated "
+    "spend apart) and the last batches",
     "batches": "list the last batches in the call log, newest first, with their state",
     "models": "list the model catalogue: limits, prices, and what each model used just now",
     "limits": "list the rate limits learned and remembered for this endpoint and API key (a "
@@ -49,6 +50,7 @@ BATCH_COLUMNS = [
     "not_run_count",
     "cached_count",
     "cost",
+    "simulated",
     "models",
 ]
 
@@ -241,10 +243,8 @@ def _stats_sections(db: Database, args: argparse.Namespace) -> list[Section]:
     from ..store import queries
 
     since = "all time" if args.since is None else f"since {args.since.isoformat(' ', 'seconds')}"
-    sections = [
-        (f"usage per operation and model, {since}:", queries.usage_report(db, since=args.since)),
-        *_batch_sections(db, 20),
-    ]
+    usage = queries.usage_report(db, since=args.since)
+    sections = [*_usage_sections(usage, since), *_batch_sections(db, 20)]
     if args.batch:
         summary = queries.batch_summary(db, args.batch).iloc[0]
         fields = pd.DataFrame(
@@ -255,6 +255,17 @@ def _stats_sections(db: Database, args: argparse.Namespace) -> list[Section]:
             (f"errors in batch {args.batch}:", queries.errors(db, args.batch)),
         ]
     return sections
+
+
+def _usage_sections(usage: pd.DataFrame, since: str) -> list[Section]:
+    """The usage report as two tables, so an emulator's figures are never read as spend: real
+    (Google, or another real endpoint), then simulated when there is any."""
+    simulated = usage["simulated"].astype(bool)
+    sections = [(f"real usage per operation and model, {since}:", usage[~simulated])]
+    if simulated.any():
+        title = f"simulated usage per operation and model (emulators: nothing was spent), {since}:"
+        sections.append((title, usage[simulated]))
+    return [(title, frame.drop(columns="simulated")) for title, frame in sections]
 
 
 def _batch_sections(db: Database, limit: int) -> list[Section]:

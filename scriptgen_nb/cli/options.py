@@ -15,14 +15,14 @@ from .log import DB_HELP, TIER_HELP
 
 CACHE_CHOICES = ("use", "refresh", "off")  # store.session.CACHE_MODES, without importing duckdb
 RUN_HELP = "run a batch of prompts from a JSONL, CSV or text file (or stdin) and write the results"
-RETRY_HELP = "re-run the failed and not-run requests of a batch in the call log"
+RETRY_HELP = "re-run the failed and not-run requests of a batch that a new attempt can fix"
 RUN_EXAMPLES = """\
 INPUT formats (by suffix, or --format):
   .jsonl   one JSON object per line with a request's fields: prompt (required), id, system,
            model, temperature, max_output_tokens, metadata, ...; with --template, the line's
            values fill the template instead
-  .csv     a header row; a `prompt` column (and optionally `id`), or --template filling
-           {column}s from each row
+  .csv     a header row; a `prompt` column (and optionally `id`; the other columns come back
+           beside the results), or --template filling {column}s from each row
   other    text: one prompt per line (blank lines skipped), or blocks between `---` lines
   -        stdin (JSONL when the first character is `{`, else text; or --format csv)
 
@@ -41,19 +41,29 @@ examples:
 
 exit status: 0 all succeeded, 1 some failed (0 with --allow-failures), 2 usage error,
   130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (each: the calls in flight recorded, the results so far
-  written, `scriptgen retry BATCH_ID --failed` runs the rest)
+  written, `scriptgen retry BATCH_ID` runs the rest)
 """
 RETRY_EXAMPLES = """\
-The requests are rebuilt from the call log (prompt, system, settings, schema) and sent again
-(the cache is refreshed, not served), on the batch's own models unless --models says otherwise.
+The requests are rebuilt from the call log (prompt, system, settings, schema), changed as the
+settings flags say, and sent again (the cache is refreshed, not served), on the batch's own
+models unless --models says otherwise (which also unpins a request pinned to one model).
+
+Sent again by default, the failures a new attempt can fix: with the same settings (rate_limited,
+quota_exhausted, server_error, timeout, connection, malformed_response, invalid_json,
+unexpected_finish, billing, not_run), or with a setting changed for them (truncated: a higher
+--max-tokens; too_large, not_found: --models; invalid_request: any setting). The rest (blocked,
+unsupported_language, permission_denied, and those whose change was not made) are left out, and
+a line on stderr says how many of each kind and what would include them; --all sends them too.
 
 examples:
-  scriptgen retry 3f2a9c0d1e4b --failed --out fixed.jsonl
-  scriptgen retry --failed --db calls.duckdb          # the latest batch in calls.duckdb
+  scriptgen retry 3f2a9c0d1e4b --out fixed.jsonl
+  scriptgen retry --db calls.duckdb                   # the latest batch in calls.duckdb
+  scriptgen retry 3f2a9c0d1e4b --max-tokens 2000      # truncated answers too, with more room
+  scriptgen retry 3f2a9c0d1e4b --all --models gemini-3.8-flash
 
 exit status: 0 all succeeded, 1 some failed (0 with --allow-failures), 2 usage error,
   130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (each: the calls in flight recorded, the results so far
-  written, `scriptgen retry BATCH_ID --failed` runs the rest)
+  written, `scriptgen retry BATCH_ID` runs the rest)
 """
 
 
@@ -90,31 +100,7 @@ def add_parsers(sub: Any) -> None:
         help="the operation name the call log files requests under (default: %(default)s)",
     )
     given.add_argument("--project", metavar="ID", help="the project id for the log (default: none)")
-    given.add_argument(
-        "--system", metavar="TEXT", help="a system instruction for every request (default: none)"
-    )
-    given.add_argument(
-        "--schema",
-        metavar="FILE|MODULE:CLASS",
-        help="structured output: a JSON Schema file, or module:Class naming a Pydantic model "
-        "(importable from here); answers are parsed into `data` (default: none, plain text)",
-    )
-    given.add_argument(
-        "--temperature", type=float, help="sampling temperature (default: the model's)"
-    )
-    given.add_argument(
-        "--max-tokens",
-        type=int,
-        dest="max_output_tokens",
-        metavar="N",
-        help="max output tokens per request (default: the model's)",
-    )
-    given.add_argument(
-        "--thinking-level",
-        metavar="LEVEL",
-        help="how much Gemini 3.x models think: minimal, low, medium or high (default: the "
-        "model's; 2.5 models take a thinking budget instead)",
-    )
+    _settings_arguments(given, retry=False)
     _batch_arguments(run, retry=False)
     run.add_argument(
         "--dry-run",
@@ -127,9 +113,7 @@ def add_parsers(sub: Any) -> None:
     retry = sub.add_parser(
         "retry",
         help=RETRY_HELP,
-        description=textwrap.fill(
-            RETRY_HELP + " (as %scriptgen retry --failed does in a notebook).", 88
-        ),
+        description=textwrap.fill(RETRY_HELP + " (as %scriptgen retry does in a notebook).", 88),
         epilog=RETRY_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -142,11 +126,69 @@ def add_parsers(sub: Any) -> None:
     retry.add_argument(
         "--failed",
         action="store_true",
-        required=True,
-        help="re-run the failed and not-run requests (required: the one kind of retry so far)",
+        help="re-run the failures a new attempt can fix (the default; accepted for clarity)",
+    )
+    retry.add_argument(
+        "--all",
+        action="store_true",
+        help="re-run every failed and not-run request, even those a new attempt meets with the "
+        "same answer (blocked, ...) or that need a setting changed (default: only those it can "
+        "fix)",
+    )
+    _settings_arguments(
+        retry.add_argument_group("settings changed for the requests sent again"), retry=True
     )
     _batch_arguments(retry, retry=True)
     output_arguments(retry)
+
+
+def _settings_arguments(group: Any, *, retry: bool) -> None:
+    """The request settings `run` gives every request, and `retry` changes for the requests it
+    sends again (there, a setting not given stays each request's own, as logged)."""
+    model = "the model's"
+
+    def default(usual: str) -> str:
+        return "(default: " + ("the request's own, as logged)" if retry else f"{usual})")
+
+    group.add_argument(
+        "--system", metavar="TEXT", help="a system instruction for every request " + default("none")
+    )
+    group.add_argument(
+        "--schema",
+        metavar="FILE|MODULE:CLASS",
+        help="structured output: a JSON Schema file, or module:Class naming a Pydantic model "
+        "(importable from here); answers are parsed into `data` " + default("none, plain text"),
+    )
+    group.add_argument("--temperature", type=float, help="sampling temperature " + default(model))
+    group.add_argument(
+        "--top-p",
+        type=float,
+        dest="top_p",
+        metavar="P",
+        help="nucleus sampling: the probability mass sampled from, 0 to 1 " + default(model),
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="the sampling seed, for answers that repeat " + default("none"),
+    )
+    truncated = (
+        "; a truncated answer is sent again only when N is above what it had" if retry else ""
+    )
+    group.add_argument(
+        "--max-tokens",
+        type=int,
+        dest="max_output_tokens",
+        metavar="N",
+        help=f"max output tokens per request{truncated} " + default(model),
+    )
+    group.add_argument(
+        "--thinking-level",
+        metavar="LEVEL",
+        help="how much Gemini 3.x models think: minimal, low, medium or high "
+        + default(f"{model}; 2.5 models take a thinking budget instead"),
+    )
 
 
 def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
@@ -235,7 +277,8 @@ def output_arguments(parser: argparse.ArgumentParser, *, bar: bool = True) -> No
         "--out",
         metavar="FILE",
         help="write every result to FILE: .jsonl, .csv or .parquet by its suffix, written "
-        "whole or not at all; - writes JSONL to stdout (default: print a table)",
+        "whole or not at all, the input row's fields first (input_NAME when a result has "
+        "NAME); - writes JSONL to stdout (default: print a table)",
     )
     out.add_argument(
         "--allow-failures",

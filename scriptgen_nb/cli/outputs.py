@@ -4,12 +4,11 @@ Owns `output_path` (checked before anything is sent: a known suffix, an existing
 `write_results` (a temporary file in the same folder, renamed over FILE only once complete, so
 a failure or Ctrl-C never leaves half a file; FILE gets the mode a plain `open()` would give
 it) and `summary_table` (what `run` prints without `--out`). The rows are
-`ResultList.to_dataframe()`'s columns plus `cached` and the request's `metadata` (a CSV row or
-template hash: what leads a result back to its input).
+`ResultList.to_dataframe()`'s: the input's fields (a CSV row, a JSONL line filled by
+`--template`) as fields of their own, then the result's, `cached` and `metadata` among them.
 
-Parquet is written by DuckDB, which the package already needs, rather than by pyarrow, which
-it does not: an in-memory connection of its own, opened after the batch has ended, never the
-call log's (that one cannot write other files; `store/database.py` keeps it that way).
+Parquet is written by pandas with pyarrow, a dependency of the package for this: a Parquet
+file is for reading back, and `pandas.read_parquet` needs pyarrow (or fastparquet) to read one.
 """
 
 from __future__ import annotations
@@ -24,13 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import ConfigurationError
-from ..results import RESULT_COLUMNS, ResultList, result_row
+from ..results import ResultList, table_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-COLUMNS = [*RESULT_COLUMNS, "cached", "metadata"]
 PREVIEW = 48
 
 
@@ -52,12 +50,6 @@ def output_path(out: str) -> str:
     return out
 
 
-def rows(results: ResultList) -> list[dict[str, Any]]:
-    return [
-        {**result_row(r), "cached": r.cached, "metadata": dict(r.metadata) or None} for r in results
-    ]
-
-
 def write_results(results: ResultList, out: str) -> None:
     """Write every result to `out` (see `output_path`); all of it or, on failure, nothing."""
     if out == "-":
@@ -70,15 +62,15 @@ def write_results(results: ResultList, out: str) -> None:
     mode = _mode_of_plain_open(path, fd)
     try:
         if kind == "parquet":
-            os.close(fd)
-            _write_parquet(results, temporary)
+            with open(fd, "wb") as binary:
+                _flat(results).to_parquet(binary, index=False)
         else:
             with open(fd, "w", encoding="utf-8", newline="") as stream:
                 if kind == "jsonl":
                     _write_jsonl(results, stream)
                 else:
                     _flat(results).to_csv(stream, index=False)
-        os.chmod(temporary, mode)  # DuckDB writes Parquet to a file of its own making
+        os.chmod(temporary, mode)  # an existing file's own mode, which the new one lacks
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -110,27 +102,25 @@ def _mode_of_plain_open(path: Path, fd: int) -> int:
 
 
 def _write_jsonl(results: ResultList, stream: Any) -> None:
-    for row in rows(results):
-        stream.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    columns, rows = table_rows(results)
+    for row in rows:
+        ordered = {column: row[column] for column in columns}
+        stream.write(json.dumps(ordered, ensure_ascii=False, default=str) + "\n")
 
 
 def _flat(results: ResultList) -> pd.DataFrame:
-    """The rows as a table: `data` and `metadata` as JSON text (they nest, and vary by row)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(rows(results), columns=COLUMNS)
-    for column in ("data", "metadata"):
-        frame[column] = [
-            None if value is None else json.dumps(value, ensure_ascii=False, default=str)
-            for value in frame[column]
-        ]
+    """The rows as a table: what nests (`data`, `metadata`, an input's list) as JSON text."""
+    frame = results.to_dataframe()
+    for column in frame.columns:
+        if frame[column].dtype.kind == "O":  # objects (and text): where a nested value can be
+            frame[column] = [_flat_value(value) for value in frame[column]]
     return frame
 
 
-def _write_parquet(results: ResultList, path: str) -> None:
-    from ..store.database import write_parquet
-
-    write_parquet(_flat(results), path)
+def _flat_value(value: Any) -> Any:
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
 
 
 def summary_table(results: ResultList) -> pd.DataFrame:

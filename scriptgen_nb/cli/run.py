@@ -1,9 +1,11 @@
-"""`scriptgen run INPUT` and `scriptgen retry BATCH_ID --failed`: batches from a terminal.
+"""`scriptgen run INPUT` and `scriptgen retry [BATCH_ID]`: batches from a terminal.
 
-`run` reads prompts (`inputs.py`), turns the flags (`options.py`) into the same batch options as the
-`%%scriptgen batch` magic (`commands.py`), shows a tqdm bar on stderr (`bar.py`) and writes the
-results (`outputs.py`) or prints a table. `retry` re-runs a logged batch's failed and not-run
-requests (`commands.retry_plan`, as `%scriptgen retry --failed`). Exit status: 0 when every
+`run` reads prompts (`inputs.py`), turns the flags (`options.py`, checked in their own words by
+`flags.py`) into the same batch options as the `%%scriptgen batch` magic (`commands.py`), shows a
+tqdm bar on stderr (`bar.py`) and writes the results (`outputs.py`) or prints a table. `retry`
+re-runs what a new attempt can fix of a logged batch's failed and not-run requests, with the
+settings given changed (`retries.py`, as `%scriptgen retry`), and says what it left out; a batch
+that failed ends with the retry command that will help. Exit status: 0 when every
 request succeeded, 1 when any failed (0 with `--allow-failures`) or the call log cannot be
 used (damaged, read-only, another version's: nothing sent), 2 for a usage or configuration error
 (nothing sent, nothing written), 130 after Ctrl-C, 143 after SIGTERM and 129 after SIGHUP
@@ -28,6 +30,7 @@ from ..engine.errors import (
     ConfigurationError,
     MissingApiKeyError,
     ScriptgenError,
+    UnknownModelError,
 )
 from .log import table
 from .signals import TerminationSignals
@@ -68,17 +71,28 @@ def run(args: argparse.Namespace) -> int:
 
 def retry(args: argparse.Namespace) -> int:
     def prepare() -> Work:
-        from ..commands import latest_batch, retry_plan
+        from ..commands import RetryChanges, known_batch, latest_batch, retry_plan
+        from ..flags import request_settings
         from ..store import CallStore, default_db_path
+        from .inputs import load_schema
 
         path = args.db or default_db_path()
         if not Path(path).exists():  # opening it would create an empty log
             raise ConfigurationError(f"no call log at {path}; pass --db with the batch's log.")
         log = CallStore(path)
-        batch_id = args.batch_id or latest_batch(log, "run `scriptgen run` first")
-        plan = retry_plan(log, batch_id)
-        nothing = None if plan.requests else f"batch {batch_id} has no failed or not-run requests."
-        return Work(plan.requests, plan.options(), nothing)
+        if args.batch_id:
+            batch_id = known_batch(log, args.batch_id, "`scriptgen batches`")
+        else:
+            batch_id = latest_batch(log, "run `scriptgen run` first")
+        settings = request_settings(args)
+        if args.schema:
+            settings["schema"] = load_schema(args.schema)
+        changes = RetryChanges(settings, args.models)
+        plan = retry_plan(log, batch_id, changes, everything=args.all)
+        note = plan.note()
+        if note is not None and plan.requests and not args.quiet:
+            print(f"scriptgen retry: {note}", file=sys.stderr)
+        return Work(plan.requests, plan.options(), plan.nothing())
 
     return _batch("retry", args, prepare)
 
@@ -94,8 +108,10 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
         stop = stack.enter_context(TerminationSignals())
         try:
             from ..commands import check_tier
+            from ..flags import check_flags
 
             check_tier(args.tier)
+            check_flags(args)
             if args.out is not None:
                 from .outputs import output_path
 
@@ -123,7 +139,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             dry = getattr(args, "dry_run", False)
             if args.emulator:  # a dry run sends nothing: it needs the emulator's windows only
                 options.update(_local_emulator(stack, quiet=args.quiet, start=not dry))
-            elif not _has_key(options):
+            elif not dry and not _has_key(options):
                 raise MissingApiKeyError()  # before the library would create the call log
             options = with_tier(options, args.tier)
             if dry:
@@ -136,6 +152,10 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 "GOOGLE_GEMINI_BASE_URL at an emulator (`scriptgen emulator`), or add "
                 "--emulator to run on a local one."
             )
+        except UnknownModelError as exc:
+            from ..commands import unknown_model
+
+            return fail(unknown_model(exc, "`scriptgen models`"))
         except ConfigurationError as exc:
             return fail(_one_line(str(exc)))
         except ScriptgenError as exc:  # the call log cannot be used (a StoreError): none sent
@@ -209,14 +229,15 @@ def _dry_run(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> 
 @dataclass
 class Outcome:
     """What a batch came to: its results, the interrupt that ended it early (and how it was
-    stopped: interrupted, or by a signal), the batch to retry, and whether it ran by the Batch
-    API."""
+    stopped: interrupted, or by a signal), the batch to retry, whether it ran by the Batch API,
+    and the requests sent (what a retry hint compares with)."""
 
     results: ResultList
     interrupted: BatchInterrupted | None = None
     batch_id: str | None = None
     by_batch_api: bool = False
     stopped: str = "interrupted"
+    requests: Sequence[GenerationRequest] = ()
 
 
 def _generate(
@@ -267,9 +288,9 @@ def _generate(
             results = planned.run(on_submitted)
         else:
             results = batch_generate(requests, listeners=[listener], **options)
-        outcome = Outcome(results)
+        outcome = Outcome(results, requests=requests)
     except BatchInterrupted as stopped:  # Ctrl-C, or the call log failed mid-batch
-        outcome = Outcome(ResultList(stopped.results), stopped)
+        outcome = Outcome(ResultList(stopped.results), stopped, requests=requests)
     finally:
         if bar is not None:
             bar.close()
@@ -307,6 +328,8 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
                 print(f"wrote {len(results)} results to {args.out}", file=sys.stderr)
         else:
             print(table(summary_table(results)))
+    except BrokenPipeError:
+        raise  # the reader stopped early (`| head`): `main` ends the command quietly
     except (OSError, ScriptgenError) as exc:
         print(f"scriptgen {command}: cannot write {args.out}: {exc}", file=sys.stderr)
         return FAILED
@@ -326,7 +349,11 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
     failed = results.failed
     if not failed:
         return OK
-    again = f"; re-run them with `scriptgen retry {batch_id} --failed`" if batch_id else ""
+    from ..commands import retry_hint
+
+    retry = f"scriptgen retry {batch_id}"
+    hint = retry_hint(results, retry, outcome.requests) if batch_id else None
+    again = f"; {hint}" if hint else ""
     kinds = sorted({r.error.kind for r in failed if r.error is not None})
     print(
         f"scriptgen {command}: {len(failed)} of {len(results)} requests did not succeed "
@@ -352,7 +379,7 @@ def _stopped_early(interrupted: BatchInterrupted, outcome: Outcome, out: str | N
     if type(interrupted) is not BatchInterrupted:  # the call log failed: say why
         return f"{_one_line(interrupted.reason)} {got}; {kept}."
     rest = (
-        f"`scriptgen retry {outcome.batch_id} --failed` runs the rest"
+        f"`scriptgen retry {outcome.batch_id}` runs the rest"
         if outcome.batch_id
         else "running the same command again sends only what has no result yet"
     )

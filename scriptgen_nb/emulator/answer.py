@@ -1,11 +1,12 @@
 """The model's answer: its words, thoughts, finish reason and token usage, and its wire form.
 
-Owns `Answer`, `Damage` (how an injected fault changes an answer), `compose` (prose or
-schema-conforming JSON for a request, cut by stop sequences, `maxOutputTokens` or an injected
-fault, or replaced by a safety block) and the GenerateContentResponse bodies built from it: one
-JSON object, or the SSE chunks of a stream with the finish reason and final usage on the last
-chunk; and the body of a blocked prompt (`promptFeedback`, no candidates). A thinking model's
-thoughts are drawn from the answer's length; `thinkingBudget` caps them and `thinkingLevel`
+Owns `Answer`, `Damage` (how an injected fault changes an answer), `compose` (text of the
+shape the prompt asks for (asks.py) or schema-conforming JSON for a request, cut by stop
+sequences, `maxOutputTokens` or an injected fault, or replaced by a safety block) and the
+GenerateContentResponse bodies built from it: one JSON object, or the SSE chunks of a stream
+with the finish reason and final usage on the last chunk; and the body of a blocked prompt
+(`promptFeedback`, no candidates). A thinking model's thoughts are drawn in proportion to the
+answer's length (a short ask thinks little); `thinkingBudget` caps them and `thinkingLevel`
 scales them; `includeThoughts` adds a thought part (`"thought": true`) before the answer. With
 `ModelConfig.thoughts_share_max_output` the thoughts come first and share `maxOutputTokens`
 with the answer, so thoughts that use it all leave a MAX_TOKENS answer without text, as real
@@ -19,8 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .asks import answer_text
 from .config import ModelConfig
-from .content import keywords, script_text
+from .content import keywords
 from .determinism import rng
 from .request import GenerateRequest
 from .schema import SchemaError, conforming_value
@@ -90,7 +92,7 @@ def natural_text(request: GenerateRequest, model: str, seed: int) -> str:
     r = rng(seed, "answer", model, request.fingerprint)
     schema = request.response_schema
     if schema is None:
-        return script_text(r, request.prompt_text)
+        return answer_text(r, request.prompt_text)
     if request.response_mime_type == "text/x.enum":
         values = schema.get("enum")
         if not isinstance(values, list) or not values:
@@ -107,7 +109,8 @@ def _thoughts(
     if not model.thinking or request.thinking_budget == 0:
         return 0
     r = rng(seed, "thoughts", model_name, request.fingerprint)
-    thoughts = r.randint(max(32, out // 4), max(64, out))
+    # In proportion to the answer: a haiku takes a few, a script a few hundred.
+    thoughts = r.randint(max(8, out // 4), max(16, out))
     if request.thinking_level is not None:
         thoughts = max(1, round(thoughts * _LEVEL_SCALE[request.thinking_level]))
     if request.thinking_budget is not None and request.thinking_budget > 0:

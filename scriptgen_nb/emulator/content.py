@@ -1,7 +1,11 @@
 """Deterministic prose: the video-script-like answers and the phrases JSON strings are made of.
 
-Owns the phrasebook (settings, shots, narration templates), keyword extraction from a prompt and
-`script_text`, which writes a title and a few scenes of narration of a few hundred tokens. Every
+Owns the phrasebook (settings, shots, narration templates), keyword extraction from a prompt (its
+subject, not its instructions: the words of a prompt template and of the phrasebook's own titles
+are left out, and `subjects` puts the nouns first) and `script_text`, which writes a title and a
+few scenes of narration of a few hundred tokens. Titles inside a list follow an arc
+(`arc_title`: "Where Lighthouses Began", "How Pharos Worked", ...), so a generated outline reads
+as one. Every
 choice comes from the `random.Random` the caller passes in (seeded by `determinism.rng`), so the
 same request always gets the same words. Imports nothing from the engine.
 """
@@ -13,7 +17,17 @@ import re
 
 from .tokens import count_tokens
 
-__all__ = ["keywords", "name_phrase", "script_text", "sentence", "short_phrase", "title_phrase"]
+__all__ = [
+    "arc_title",
+    "heading_phrase",
+    "keywords",
+    "name_phrase",
+    "script_text",
+    "sentence",
+    "short_phrase",
+    "subjects",
+    "title_phrase",
+]
 
 _STOPWORD_TEXT = """
     about above after again against also among and another any are around because been before
@@ -22,8 +36,29 @@ _STOPWORD_TEXT = """
     same should some such than that their them then there these they this those through under
     until very want were what when where which while with within without would write your
     yours make give short long video script scene scenes story tell using based
+    answer audience beginning chapter chapters conclusion content covers describe description
+    develop duration english estimated exactly explain first great heading language lasts list
+    narration outline plan premise repeating screen second seconds series spoken split style
+    suggest summary title titles together videos word words built kept made found began
+    educational name names ideas facts items examples reasons questions tips ways things
+    haiku haikus limerick limericks poem poems verse sonnet rhyme tagline slogan headline
+    line lines sentence sentences paragraph paragraphs summarize summarise minutes hours
+    three four five seven eight nine eleven twelve fifteen twenty dozen
+    worked people behind pressure today leaves
 """
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+_NOUN_ENDING = re.compile(r"(?<!s)s$|tion$|sion$|ment$|ness$|ity$|ism$|ship$|ance$|ence$|ery$")
+
+_ARC = (
+    "Where {subject} Began",
+    "The First {subject}",
+    "How {subject} Worked",
+    "The People Behind {subject}",
+    "{subject} Under Pressure",
+    "The Turn of {subject}",
+    "{subject} Today",
+    "What {subject} Leaves Behind",
+)
 
 _FALLBACK_WORDS = ("lighthouse", "journey", "harbour", "signal", "winter", "archive")
 
@@ -121,8 +156,16 @@ _NAMES = (
 )
 
 
+# The phrasebook's own title words: a prompt that quotes an earlier answer's title ("The Lost
+# Journey of Pharos") is about Pharos, not about journeys.
+_STOPWORDS = frozenset(
+    (*_STOPWORD_TEXT.split(), *(w.lower() for w in (*_ADJECTIVES, *_TITLE_NOUNS)))
+)
+
+
 def keywords(prompt: str, limit: int = 6) -> list[str]:
-    """Distinctive words of the prompt in order of appearance, for answers that sound on-topic."""
+    """Distinctive words of the prompt in order of appearance, for answers that sound on-topic
+    (instructions and the phrasebook's own title words left out)."""
     found: dict[str, str] = {}  # lower-cased -> as first written, so "Scotland" keeps its capital
     for word in re.findall(r"[^\W\d_][\w'-]*", prompt):
         word = word.strip("'-")
@@ -138,11 +181,33 @@ def _topic(words: list[str]) -> str:
     return " ".join(words[:2])
 
 
+def subjects(words: list[str]) -> list[str]:
+    """`words` with the likely nouns first (names, plurals, -tion words ...), in order."""
+    nouny = [w for w in words if w[0].isupper() or _NOUN_ENDING.search(w)]
+    return nouny + [w for w in words if w not in nouny]
+
+
+def _capital(word: str) -> str:
+    return word[0].upper() + word[1:]
+
+
 def title_phrase(r: random.Random, words: list[str]) -> str:
     """A title such as "The Hidden History of Lighthouses"."""
-    subject = r.choice(words)
-    subject = subject[0].upper() + subject[1:]
+    subject = _capital(r.choice(subjects(words)[:3]))
     return f"The {r.choice(_ADJECTIVES)} {r.choice(_TITLE_NOUNS)} of {subject}"
+
+
+def arc_title(position: int, words: list[str]) -> str:
+    """The title of the `position`-th (from 0) item of a list, such as an outline's chapters:
+    they follow the subject from its beginning to today, each about one of its nouns."""
+    nouns = subjects(words)
+    subject = _capital(nouns[position % len(nouns)])
+    return _ARC[position % len(_ARC)].format(subject=subject)
+
+
+def heading_phrase(r: random.Random, words: list[str]) -> str:
+    """A short heading, such as "Quiet Lighthouses"."""
+    return f"{r.choice(_ADJECTIVES)} {_capital(r.choice(subjects(words)[:3]))}"
 
 
 def sentence(r: random.Random, words: list[str]) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .casing import either_case
-from .content import name_phrase, sentence, short_phrase, title_phrase
+from .content import arc_title, heading_phrase, name_phrase, sentence, short_phrase, title_phrase
 
 __all__ = ["SchemaError", "conforming_value"]
 
@@ -44,7 +44,7 @@ def _types(schema: Mapping[str, Any]) -> list[str]:
 
 def conforming_value(schema: Mapping[str, Any], r: random.Random, words: list[str]) -> Any:
     """A JSON-compatible value that validates against `schema` (JSON Schema or OpenAPI style)."""
-    return _Walker(schema, r, words).value(schema, name="", depth=0, position=0, root=True)
+    return _Walker(schema, r, words).value(schema, name="", depth=0, position=None, root=True)
 
 
 class _Walker:
@@ -92,12 +92,14 @@ class _Walker:
         return merged
 
     def value(
-        self, schema: Any, *, name: str, depth: int, position: int, root: bool = False
+        self, schema: Any, *, name: str, depth: int, position: int | None, root: bool = False
     ) -> Any:
+        """A value for `schema`; `position` is the index of the list item it is in (None:
+        in none), so numbers can count items and titles follow the list's arc."""
         if not isinstance(schema, Mapping):
             if schema is False:
                 raise SchemaError(f"property {name!r} has the schema `false`: no value is valid")
-            return self.string({}, name)
+            return self.string({}, name, position)
         if depth > _GIVE_UP_DEPTH:
             raise SchemaError(f"{name or 'the response'}: the schema nests without end")
         schema = self.merge_all_of(self.resolve(schema))
@@ -141,7 +143,7 @@ class _Walker:
         if kind == "boolean":
             return self.r.random() < 0.5
         if kind == "string":
-            return self.string(schema, name)
+            return self.string(schema, name, position)
         raise SchemaError(f"unsupported schema type {kind!r} for {name or 'the response'!r}")
 
     def null_now(self, depth: int, root: bool) -> bool:
@@ -149,7 +151,7 @@ class _Walker:
             return False
         return depth >= _MAX_DEPTH or self.r.random() < _P_NULL
 
-    def object(self, schema: Mapping[str, Any], depth: int, position: int) -> dict[str, Any]:
+    def object(self, schema: Mapping[str, Any], depth: int, position: int | None) -> dict[str, Any]:
         # `position` is the object's index in its array, so a `number` field can count scenes.
         properties: Mapping[str, Any] = schema.get("properties") or {}
         required = set(schema.get("required") or [])
@@ -218,7 +220,7 @@ class _Walker:
             high, high_excl = ex_high, True
         return low, high, low_excl, high_excl
 
-    def integer(self, schema: Mapping[str, Any], name: str, position: int) -> int:
+    def integer(self, schema: Mapping[str, Any], name: str, position: int | None) -> int:
         low_raw, high_raw, low_excl, high_excl = self.bounds(schema)
         low = (
             None if low_raw is None else math.floor(low_raw) + 1 if low_excl else math.ceil(low_raw)
@@ -232,7 +234,7 @@ class _Walker:
         )
         lowered = name.lower()
         if re.search(r"number|index|order|position|step|rank|episode|chapter|scene", lowered):
-            preferred = position + 1
+            preferred = (position or 0) + 1
         elif "year" in lowered:
             preferred = self.r.randint(2018, 2026)
         elif re.search(r"second|duration|length|minute", lowered):
@@ -283,7 +285,7 @@ class _Walker:
             value = (lo + hi) / 2
         return value
 
-    def string(self, schema: Mapping[str, Any], name: str) -> str:
+    def string(self, schema: Mapping[str, Any], name: str, position: int | None) -> str:
         fmt = str(schema.get("format") or "").lower()
         lowered = name.lower()
         r = self.r
@@ -306,11 +308,16 @@ class _Walker:
         elif re.search(r"(^|_)(id|slug|key)$", lowered):
             text = f"{r.choice(self.words)}-{r.randint(1, 9999)}"
         elif re.search(r"title|headline", lowered):
-            text = title_phrase(r, self.words)
+            if position is None:
+                text = title_phrase(r, self.words)
+            else:  # one of a list's titles: an outline's chapters follow one arc
+                text = arc_title(position, self.words)
+        elif re.search(r"heading|label|caption", lowered):
+            text = heading_phrase(r, self.words)
         elif re.search(r"(^|_)name$|character|author|speaker|narrator", lowered):
             text = name_phrase(r)
         elif re.search(
-            r"narration|description|summary|text|content|script|prompt|body|caption|dialogue"
+            r"narration|description|summary|text|content|script|prompt|body|dialogue"
             r"|voice|logline|premise|synopsis|hook|intro|outro|line|sentence|paragraph|reason",
             lowered,
         ):

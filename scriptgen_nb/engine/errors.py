@@ -82,7 +82,8 @@ class ServiceRefusedError(ConfigurationError):
 
 class UnknownModelError(ConfigurationError):
     """A name neither the endpoint's model list nor the catalogue knows; `close` are the known
-    names nearest to it (a likely typo)."""
+    names nearest to it (a likely typo). `name`, `known` and `close` stay on the exception, so a
+    command can say it in its own words."""
 
     def __init__(self, name: str, known: Sequence[str], *, close: Sequence[str] = ()) -> None:
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -92,6 +93,9 @@ class UnknownModelError(ConfigurationError):
             "ModelSpec for it (scriptgen_nb.ModelSpec(name=..., rpm=..., ...)) or add it to a "
             "catalogue file (SCRIPTGEN_CATALOGUE)."
         )
+        self.name = name
+        self.known = tuple(known)
+        self.close = tuple(close)
 
 
 class RequestRefused(ConfigurationError):

@@ -132,6 +132,8 @@ class EngineConfig:
     # What the user should know before it runs (a retired model named, an unknown price, a
     # model left out of the ladder): told to listeners with BatchStarted.
     notices: tuple[str, ...] = ()
+    # The backend is an emulator: every result says its answer was simulated.
+    simulated: bool = False
 
     def __post_init__(self) -> None:
         if not self.ladder:
@@ -819,6 +821,7 @@ class BatchEngine:
             queue_ms=queue_s * 1000 if work.first_sent_at is not None else None,
             model_version=reply.model_version if reply else None,
             metadata=work.request.metadata,
+            simulated=self.config.simulated,
         )
         self._deliver(result)
 

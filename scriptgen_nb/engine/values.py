@@ -370,6 +370,7 @@ class Result:
     model_version: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     cached: bool = False  # served from an earlier run's recorded result, not sent
+    simulated: bool = False  # answered by an emulator (or its cache), not by the real service
 
     @property
     def tokens(self) -> dict[str, int]:

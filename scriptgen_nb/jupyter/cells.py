@@ -9,12 +9,14 @@ what is missing and what is available. Pure functions: no IPython, no widgets.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from ..engine.errors import ConfigurationError
 from ..projects.prompts import render, template_hash
+from ..results import INPUT_KEY
 
 _SEPARATOR = re.compile(r"^\s*---+\s*$", re.MULTILINE)
 
@@ -33,9 +35,22 @@ def literal_prompts(cell: str) -> list[str]:
     return prompts
 
 
-def fill_names(prompts: list[str], namespace: Mapping[str, Any]) -> list[str]:
-    """`--vars`: fill `{name}` in each prompt from the user's namespace."""
-    return [render(p, namespace, what="the notebook's variables") for p in prompts]
+def fill_names(prompts: list[str], variables: Mapping[str, Any]) -> list[str]:
+    """`--vars`: fill `{name}` in each prompt from the user's variables (`user_variables`)."""
+    return [render(p, variables, what="your variables") for p in prompts]
+
+
+def user_variables(namespace: Mapping[str, Any], hidden: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's own variables in a shell's namespace, as `%who` shows them: not IPython's
+    (`hidden`: In, Out, exit, ...), no `_` names (`_`, `_10`, `_i3`), no modules, functions or
+    classes (`pd`, `print`, a Pydantic model), so an error lists what a prompt could use."""
+    return {
+        name: value
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and not (name in hidden and hidden[name] is value)
+        and not (inspect.ismodule(value) or inspect.isroutine(value) or inspect.isclass(value))
+    }
 
 
 def rows_of(table: Any) -> list[dict[str, Any]]:
@@ -50,11 +65,13 @@ def rows_of(table: Any) -> list[dict[str, Any]]:
     )
 
 
-def templated_prompts(template: str, table: Any) -> list[dict[str, Any]]:
-    """`--over`: one prompt per row, as `{id, prompt, metadata}` items.
+def templated_prompts(template: str, table: Any, name: str = "the table") -> list[dict[str, Any]]:
+    """`--over`: one prompt per row of `table` (the variable `name`), as `{id, prompt,
+    metadata}` items.
 
-    The id is the row's `id` column when it has one, else its position; the row itself and the
-    template's hash go into the metadata, so results and the log lead back to both.
+    The id is the row's `id` column when it has one, else its position; the row itself (the
+    request's input: its columns lead the results' DataFrame) and the template's hash go into
+    the metadata, so results and the log lead back to both.
     """
     template = template.strip()
     if not template:
@@ -63,16 +80,18 @@ def templated_prompts(template: str, table: Any) -> list[dict[str, Any]]:
     if not rows:
         raise ConfigurationError("--over names an empty table: there is nothing to generate.")
     digest = template_hash(template)
+    framed = hasattr(table, "columns")  # every row has the frame's columns; dicts may differ
     items = []
     for position, row in enumerate(rows):
+        what = f"the columns of {name}" if framed else f"the keys of row {position} of {name}"
         values = {str(k): v for k, v in row.items()}
         items.append(
             {
                 # The row's own id as it is: create_batch_requests takes strings and integers
                 # and refuses the rest (a float id is usually a missing value, NaN).
                 "id": values.get("id", position),
-                "prompt": render(template, values, what=f"row {position}'s columns"),
-                "metadata": {"row": values, "template_hash": digest},
+                "prompt": render(template, values, what=what),
+                "metadata": {INPUT_KEY: values, "template_hash": digest},
             }
         )
     return items

@@ -4,13 +4,17 @@ This module owns the four charts that `%scriptgen chart` shows (throughput with 
 rotations, latency percentiles, cost, errors), `chart()` that picks one by name, and
 `figure_bytes()` that renders a figure to the same bytes whenever the data are the same. It reads
 the log only through `scriptgen_nb.store.queries`. It must not import duckdb, ipywidgets or
-IPython, nor pyplot: every chart is a plain `matplotlib.figure.Figure` (no global state, no
-window), which the caller or IPython displays.
+IPython, nor pyplot: every chart is a `Chart`, a plain `matplotlib.figure.Figure` (no global
+state, no window) that IPython shows as a PNG wherever it is returned, pyplot imported or not,
+so a saved notebook keeps the image (not `<Figure size 800x450 with 2 Axes>`).
 
 Scope: `throughput_chart` shows one batch, the latest one when `batch_id` is None; the other
 charts cover the whole log unless given a `batch_id`. A chart with nothing to show is a figure
-saying "no data yet", never an exception. Each model keeps one color in every chart: colors come
-from a fixed palette in the sorted order of all the models in the log.
+saying "no data yet", and one of attempts that all failed says so; never an exception. Made to
+read well for small batches too: count axes tick at whole numbers, legends sit outside the axes
+(never over a bar), and a line or bar at the top of its axis keeps headroom. Each model keeps
+one color in every chart: colors come from a fixed palette in the sorted order of all the
+models in the log.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ Size = tuple[float, float]
 DPI = 100
 SIZE: Size = (8.0, 4.5)
 NO_DATA = "no data yet"
+NO_SUCCESS = "no attempt succeeded"
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -59,6 +64,18 @@ _METADATA: dict[str, dict[str, Any]] = {
 }
 
 
+class Chart(Figure):
+    """A chart's figure: shown by IPython as a PNG (the same bytes as `figure_bytes`) without
+    pyplot's display hooks, and named by its title where only text can be shown."""
+
+    def _repr_png_(self) -> bytes:
+        return figure_bytes(self, "png")
+
+    def __repr__(self) -> str:
+        titles = [ax.get_title() for ax in self.axes if ax.get_title()]
+        return f"<scriptgen chart: {titles[0] if titles else 'untitled'}>"
+
+
 # --- the charts --------------------------------------------------------------------------------
 
 
@@ -68,14 +85,15 @@ def throughput_chart(
     *,
     bucket_s: float | None = None,
     figsize: Size = SIZE,
-) -> Figure:
+) -> Chart:
     """One batch's attempts over time (`batch_id=None`: the latest batch), by when they ended.
 
-    A line gives the completions per time bucket, stacked bars the failures and the 429s under it,
-    a dashed line on the right-hand axis the completions so far; a dotted vertical line marks
-    "<model> out of daily quota" when a model's first per-day 429 ended, that is when the batch
-    rotated away from it. The legend sits under the axes (in `figure.legends`). `bucket_s=None`
-    picks the bucket as `queries.throughput` does.
+    Stacked bars give the completions, failures and 429s per time bucket; a dashed line on the
+    right-hand axis the completions so far, from 0 at the start through each bucket's end; a
+    dotted vertical line marks "<model> out of daily quota" when a model's first per-day 429
+    ended, that is when the batch rotated away from it. A batch none of whose attempts
+    succeeded says so over its bars. The legend sits under the axes (in `figure.legends`).
+    `bucket_s=None` picks the bucket as `queries.throughput` does.
     """
     db = _database(source)
     if batch_id is None:
@@ -89,33 +107,51 @@ def throughput_chart(
     return _chart(f"Throughput{_scope(batch_id)}", timeline, draw, figsize)
 
 
-def latency_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Figure:
+def latency_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Chart:
     """p50, p90 and p99 latency of successful attempts per model, as grouped bars with their
     values on top; each model's label gives the number of attempts (`batch_id=None`: the whole
-    log)."""
-    table = queries.latency(_database(source), batch_id)
+    log). Failed attempts only: a figure saying so."""
+    db = _database(source)
+    table = queries.latency(db, batch_id)
     title = f"Latency of successful attempts{_scope(batch_id)}"
-    return _chart(title, table, lambda ax: _draw_latency(ax, table), figsize)
+    failed = int(queries.errors(db, batch_id)["count"].sum())
+    empty = f"{NO_SUCCESS}: {_attempts(failed)} failed" if failed else NO_DATA
+    return _chart(title, table, lambda ax: _draw_latency(ax, table), figsize, empty=empty)
 
 
-def cost_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Figure:
+def cost_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Chart:
     """Cost per operation, stacked by model, each bar's total at its end and the total in the
-    title (`batch_id=None`: the whole log)."""
+    title (`batch_id=None`: the whole log). An emulator's cost was never spent: its bars are
+    their own, "OPERATION (simulated)", and the title gives real and simulated totals apart."""
     db = _database(source)
     costs = queries.costs(db, by=("batch_id", "operation", "model"))
     if batch_id is not None:
         costs = costs[costs["batch_id"] == batch_id]
-    title = f"Cost by operation and model{_scope(batch_id)}, total {_usd(costs['cost'].sum())}"
+    title = f"Cost by operation and model{_scope(batch_id)}, {_spent(costs)}"
     colors = _model_colors(db)
+    operations = costs["operation"].fillna(_UNNAMED)
+    labelled = costs.assign(
+        operation=operations.where(~costs["simulated"], operations + " (simulated)")
+    )
 
     def draw(ax: Axes) -> None:
-        table = _by_model(costs, "operation", "cost")
+        table = _by_model(labelled, "operation", "cost")
         _draw_stacked(ax, table, colors, "cost (USD)", _usd)
 
     return _chart(title, costs, draw, figsize)
 
 
-def errors_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Figure:
+def _spent(costs: pd.DataFrame) -> str:
+    """The title's total: real spend, and what emulators simulated said apart (never added)."""
+    simulated = costs["simulated"].astype(bool)
+    real, fake = costs.loc[~simulated, "cost"].sum(), costs.loc[simulated, "cost"].sum()
+    if not simulated.any():
+        return f"total {_usd(real)}"
+    apart = f"simulated {_usd(fake)} (emulator: not spent)"
+    return apart if simulated.all() else f"real {_usd(real)}; {apart}"
+
+
+def errors_chart(source: Source, batch_id: str | None = None, *, figsize: Size = SIZE) -> Chart:
     """Failed attempts (429s included) per error kind, stacked by model, each bar's count at its
     end and the total in the title (`batch_id=None`: the whole log)."""
     db = _database(source)
@@ -131,7 +167,7 @@ def errors_chart(source: Source, batch_id: str | None = None, *, figsize: Size =
     return _chart(title, errors, draw, figsize)
 
 
-CHARTS: dict[str, Callable[[Source, str | None], Figure]] = {
+CHARTS: dict[str, Callable[[Source, str | None], Chart]] = {
     "throughput": throughput_chart,
     "latency": latency_chart,
     "cost": cost_chart,
@@ -140,7 +176,7 @@ CHARTS: dict[str, Callable[[Source, str | None], Figure]] = {
 """The charts by the name `chart()` and `%scriptgen chart` know them by."""
 
 
-def chart(kind: str, source: Source, batch_id: str | None = None) -> Figure:
+def chart(kind: str, source: Source, batch_id: str | None = None) -> Chart:
     """The chart named `kind` (throughput, latency, cost or errors) of the log or one batch."""
     try:
         build = CHARTS[kind]
@@ -167,17 +203,43 @@ def figure_bytes(fig: Figure, format: str = "svg") -> bytes:
 # --- common setup ------------------------------------------------------------------------------
 
 
-def _chart(title: str, data: pd.DataFrame, draw: Callable[[Axes], None], figsize: Size) -> Figure:
-    """A figure with one titled axes that `draw` fills, or that says "no data yet"."""
-    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+def _chart(
+    title: str,
+    data: pd.DataFrame,
+    draw: Callable[[Axes], None],
+    figsize: Size,
+    *,
+    empty: str = NO_DATA,
+) -> Chart:
+    """A figure with one titled axes that `draw` fills, or that says `empty` without data."""
+    fig = Chart(figsize=figsize, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(title)
     if data.empty:
         ax.set_axis_off()
-        ax.text(0.5, 0.5, NO_DATA, transform=ax.transAxes, ha="center", va="center", fontsize=14)
+        _say(ax, empty)
     else:
         draw(ax)
     return fig
+
+
+def _say(ax: Axes, message: str) -> None:
+    """`message` in the middle of the axes, over whatever is drawn there."""
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=14,
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        zorder=5,
+    )
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"all {count} attempts"
 
 
 def _database(source: Source) -> Database:
@@ -194,7 +256,7 @@ def _scope(batch_id: str | None) -> str:
 
 
 def _model_colors(db: Database) -> dict[str, str]:
-    models = sorted(queries.costs(db, by="model")["model"].fillna(_UNNAMED))
+    models = sorted(set(queries.costs(db, by="model")["model"].fillna(_UNNAMED)))
     return {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(models)}
 
 
@@ -216,19 +278,16 @@ def _bucket_width(timeline: pd.DataFrame, bucket_s: float | None) -> float:
 
 def _draw_throughput(ax: Axes, timeline: pd.DataFrame, events: pd.DataFrame, width: float) -> None:
     starts = timeline["t"]
-    ax.plot(
-        starts + width / 2, timeline["completions"], "o-", color=_COMPLETIONS, label="completions"
-    )
-    ax.bar(starts, timeline["failures"], width, align="edge", color=_FAILURES, label="failures")
-    ax.bar(
-        starts,
-        timeline["rate_limited"],
-        width,
-        bottom=timeline["failures"],
-        align="edge",
-        color=_RATE_LIMITED,
-        label="429s (rate limited)",
-    )
+    below = pd.Series(0, index=timeline.index)
+    for column, color, label in (
+        ("completions", _COMPLETIONS, "completions"),
+        ("failures", _FAILURES, "failures"),
+        ("rate_limited", _RATE_LIMITED, "429s (rate limited)"),
+    ):
+        ax.bar(
+            starts, timeline[column], width, bottom=below, align="edge", color=color, label=label
+        )
+        below = below + timeline[column]
     for model, t in zip(events["model"], events["t"], strict=True):
         ax.axvline(t, color=_MARKS, linestyle=":", linewidth=1.5, zorder=3)
         ax.text(
@@ -244,24 +303,25 @@ def _draw_throughput(ax: Axes, timeline: pd.DataFrame, events: pd.DataFrame, wid
             backgroundcolor="white",
             zorder=4,
         )
-    peak = max(
-        timeline["completions"].max(), (timeline["failures"] + timeline["rate_limited"]).max()
-    )
-    ax.set_ylim(0, max(peak, 1) * 1.1)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _count_axis(ax, below.max())
     ax.set_xlabel("seconds since the first attempt")
     ax.set_ylabel(f"attempts per {width:g} s")
+    # Completions so far at each bucket's end, from none at the start: the line meets the bars'
+    # edges, and a batch of one bucket still draws a line.
     so_far = ax.twinx()
+    total = timeline["completions"].cumsum()
     so_far.plot(
-        starts + width,
-        timeline["completions"].cumsum(),
+        [0.0, *(starts + width)],
+        [0, *total],
         "--",
+        marker=".",
         color=_MARKS,
         label="completions so far",
     )
-    so_far.set_ylim(bottom=0)
-    so_far.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _count_axis(so_far, total.iloc[-1])
     so_far.set_ylabel("completions so far")
+    if not total.iloc[-1]:
+        _say(ax, f"{NO_SUCCESS}: {_attempts(int(below.sum()))} failed")
     handles, labels = ax.get_legend_handles_labels()
     more_handles, more_labels = so_far.get_legend_handles_labels()
     ax.figure.legend(
@@ -271,6 +331,13 @@ def _draw_throughput(ax: Axes, timeline: pd.DataFrame, events: pd.DataFrame, wid
         ncols=len(labels + more_labels),
         fontsize="small",
     )
+
+
+def _count_axis(ax: Axes, peak: float) -> None:
+    """A y axis of counts from 0 to `peak`: whole-number ticks, and headroom above the peak
+    (at least 1, so that an axis of zeros still has whole numbers to tick)."""
+    ax.set_ylim(0, max(peak, 1) * 1.1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _draw_latency(ax: Axes, table: pd.DataFrame) -> None:
@@ -294,7 +361,8 @@ def _draw_latency(ax: Axes, table: pd.DataFrame) -> None:
         ],
     )
     ax.set_ylabel("latency (ms)")
-    ax.legend(title="percentile", fontsize="small")
+    ax.margins(y=0.1)  # room for the values on the tallest bars
+    _legend_beside(ax, "percentile")
 
 
 def _by_model(frame: pd.DataFrame, category: str, value: str) -> pd.DataFrame:
@@ -323,15 +391,23 @@ def _draw_stacked(
     ax.invert_yaxis()
     ax.margins(x=0.15)  # room for the totals
     ax.set_xlabel(xlabel)
-    ax.legend(title="model", fontsize="small")
+    _legend_beside(ax, "model")
+
+
+def _legend_beside(ax: Axes, title: str) -> None:
+    """The axes' legend to the right of them (in `figure.legends`), where it covers no bar."""
+    handles, labels = ax.get_legend_handles_labels()
+    ax.figure.legend(handles, labels, title=title, loc="outside right upper", fontsize="small")
 
 
 __all__ = [
     "CHARTS",
     "DPI",
     "NO_DATA",
+    "NO_SUCCESS",
     "PALETTE",
     "SIZE",
+    "Chart",
     "chart",
     "cost_chart",
     "errors_chart",

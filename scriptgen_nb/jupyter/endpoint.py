@@ -1,12 +1,16 @@
-"""Where the magics send requests: Google when a key is set, else a local emulator they start.
+"""The kernel's endpoint: Google (or GOOGLE_GEMINI_BASE_URL) when set, else a local emulator.
 
 The notebook session keeps at most one emulator. `%scriptgen emulator start` starts it on
 purpose, and then batches use it even when a key is set (a tutorial never spends money by
-surprise) until `%scriptgen emulator stop`. When no API key is set, the first batch starts one
-with compressed quota windows (a "minute" of 10 s) and says so once. Either way the model
-catalogue's windows are compressed to the emulator's, so pacing and rotation play out in
-seconds. Cache keys include the endpoint, so emulator answers are never served to a later run
-against Google.
+surprise) until `%scriptgen emulator stop`. When neither an API key nor GOOGLE_GEMINI_BASE_URL
+is set, the first batch starts one with compressed quota windows (a "minute" of 10 s) and says
+so once. Either way the model catalogue's windows are compressed to the emulator's, so pacing
+and rotation play out in seconds. `%load_ext scriptgen_nb` registers `SESSION` as the kernel's
+endpoint (endpoints.use_session), so the Python API in the same kernel (batch_generate, the
+project functions, the Batch API, a retry) goes where the magics go unless a call names its
+own endpoint; whichever comes first starts the emulator, and the note is said once. Cache keys
+name where answers come from, so emulator answers are never served to a later run against
+Google.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from ..emulator import Emulator, EmulatorConfig
 from ..engine.models import default_catalogue
-from ..wiring import ENV_KEYS
+from ..wiring import ENV_BASE_URL, ENV_KEYS
 
 EMULATOR_KEY = "local-emulator-key"
 AUTO_MINUTE_S = 10.0
@@ -72,7 +76,8 @@ class LocalEmulator:
 
     def options(self) -> tuple[dict[str, Any], str | None]:
         """Batch options for the endpoint to use, and a message to show (once) when it is local."""
-        if not self.chosen and any(os.environ.get(k, "").strip() for k in ENV_KEYS):
+        configured = (os.environ.get(k, "").strip() for k in (*ENV_KEYS, ENV_BASE_URL))
+        if not self.chosen and any(configured):
             return {}, None  # Google, or GOOGLE_GEMINI_BASE_URL
         started = self.emulator is None
         emu = self.start()
@@ -82,11 +87,22 @@ class LocalEmulator:
         if not self.chosen and (not self.announced or started):
             self.announced = True
             note = (
-                f"No {ENV_KEYS[0]} set: using the local Gemini emulator at {emu.base_url} "
-                f"(simulated answers; a 'minute' lasts {config.minute_s:g}s). Set {ENV_KEYS[0]} "
-                f"to use Google."
+                f"No {ENV_KEYS[0]} set: this kernel uses the local Gemini emulator at "
+                f"{emu.base_url} (simulated answers; a 'minute' lasts {config.minute_s:g}s), for "
+                f"the magics and the Python API alike. Set {ENV_KEYS[0]} to use Google."
             )
         return {"base_url": emu.base_url, "api_key": EMULATOR_KEY, "catalogue": catalogue}, note
+
+    def use(self) -> dict[str, Any]:
+        """The options of `options()`, its note printed (in the caller's cell) when there is one."""
+        endpoint, note = self.options()
+        if note:
+            print(note)
+        return endpoint
+
+    def current(self) -> dict[str, Any]:
+        """The options of the running emulator when batches use it, else {}; starts nothing."""
+        return self.options()[0] if self.emulator is not None else {}
 
 
 SESSION = LocalEmulator()

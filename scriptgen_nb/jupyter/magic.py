@@ -7,9 +7,9 @@ batch runs on its own loop in a worker thread and the kernel's interrupt cancels
 `--await` an input transformer rewrites the cell into an `await` on the kernel's own loop, where
 the panel's Cancel button acts mid-run (notes/jupyter.md §3.2). Line magics read the log, draw
 charts, show and forget the limits learned for this endpoint and key, re-run failures, show a
-project's chapters and manage the local emulator. Bad options
-raise `UsageError`; the library's configuration errors propagate with their message, so nbval
-sees every failure.
+project's chapters and manage the local emulator. Bad input (an option, a flag's value, a model
+or a `{column}` nobody knows, a batch not in the log) is one `UsageError` line in the magic's
+words, never a traceback into the library, and nbval still sees every failure.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ import argparse
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pandas as pd
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
+from pydantic import BaseModel
 from traitlets import Float, Unicode
 
 from .. import commands
@@ -36,16 +38,23 @@ from ..api import (
     batch_plan,
 )
 from ..emulator import EmulatorConfig
-from ..engine.errors import BatchInterrupted, ConfigurationError
+from ..emulator.config import ConfigError as EmulatorConfigError
+from ..engine.errors import BatchInterrupted, ConfigurationError, UnknownModelError
 from ..engine.runner import CancelToken
+from ..engine.values import GenerationRequest
+from ..engine.verdict import json_schema_of
+from ..flags import check_flags, request_settings
 from ..projects.export import project_status
 from ..results import ResultList
 from ..store import CallStore, default_db_path
+from ..store.queries import parse_time
 from ..store.recorder import LOG_WAIT_S
 from . import cells
 from .endpoint import SESSION, auto_config
+from .report import StatsReport
 
 CELL_MAGIC = "%%scriptgen"
+LISTER = "`%scriptgen stats`"  # the magic that lists a log's last batches
 # What `%scriptgen stats` shows of each batch: the figures that matter, not pids and timings.
 BATCH_COLUMNS = [
     "batch_id",
@@ -58,14 +67,17 @@ BATCH_COLUMNS = [
     "not_run_count",
     "cached_count",
     "cost",
+    "simulated",
 ]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError (which IPython shows, and nbval counts as a failure)."""
+    """argparse that raises a one-line UsageError (which IPython shows without a traceback, and
+    nbval counts as a failure), pointing at the help."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+        helper = self.prog.split()[0]  # `%%scriptgen?` (or `%scriptgen?`) shows every option
+        raise UsageError(f"{self.prog}: {message} (`{helper}?` lists the options)")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise UsageError(message or self.format_help())
@@ -81,26 +93,13 @@ def _batch_parser() -> _Parser:
         ),
     )
     p.add_argument("-o", "--output", metavar="VAR", help="store the results DataFrame in VAR")
-    p.add_argument("--model", help="a model or a comma-separated ladder (default: the catalogue's)")
-    p.add_argument("--concurrency", default=None, help="N (cap in flight), auto (default), seed")
     p.add_argument("--operation", default="GENERATE", help="operation name for the log")
     p.add_argument("--project", default=None, help="project id for the log")
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--max-tokens", type=int, default=None, dest="max_output_tokens")
-    p.add_argument(
-        "--thinking-level",
-        default=None,
-        metavar="LEVEL",
-        help="Gemini 3.x: minimal, low, medium or high (default: the model's)",
-    )
-    p.add_argument("--system", default=None, help="system instruction")
-    p.add_argument("--schema", metavar="NAME", help="a Pydantic model or JSON Schema dict variable")
+    _settings_arguments(p, retry=False)
     p.add_argument("--over", metavar="VAR", help="a DataFrame or list of dicts; {column} fills")
     p.add_argument("--vars", action="store_true", help="fill {name} in prompts from variables")
     p.add_argument("--dry-run", action="store_true", help="estimate tokens, cost and time only")
-    p.add_argument("--budget", type=float, default=None, metavar="USD", help="stop before this")
     p.add_argument("--cache", choices=commands.CACHE_MODES, default="use")
-    _tier_argument(p)
     p.add_argument("--db", default=None, metavar="PATH", help="the call log file")
     p.add_argument(
         "--mode",
@@ -118,6 +117,48 @@ def _batch_parser() -> _Parser:
         help="run on the kernel's loop so the panel's Cancel acts mid-run",
     )
     return p
+
+
+def _settings_arguments(p: _Parser, *, retry: bool) -> None:
+    """The settings `%%scriptgen batch` and `%scriptgen retry` share (given: they change the
+    requests a retry sends again, and the batch that sends them)."""
+    p.add_argument(
+        "--model",
+        "--models",
+        dest="model",
+        metavar="A,B",
+        help="a model or a comma-separated ladder (default: "
+        + ("the batch's own)" if retry else "the catalogue's)"),
+    )
+    p.add_argument("--concurrency", default=None, help="N (cap in flight), auto (default), seed")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None, dest="top_p", metavar="P")
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="the sampling seed")
+    p.add_argument("--max-tokens", type=int, default=None, dest="max_output_tokens", metavar="N")
+    p.add_argument(
+        "--thinking-level",
+        default=None,
+        metavar="LEVEL",
+        help="Gemini 3.x: minimal, low, medium or high (default: the model's)",
+    )
+    p.add_argument("--system", default=None, help="system instruction")
+    p.add_argument("--schema", metavar="NAME", help="a Pydantic model or JSON Schema dict variable")
+    p.add_argument("--budget", type=float, default=None, metavar="USD", help="stop before this")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds per request (default: ScriptgenMagics.default_timeout_s, 60)",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="attempts per request, retries included (default: 6)",
+    )
+    _tier_argument(p)
 
 
 def _line_parsers() -> dict[str, _Parser]:
@@ -157,12 +198,18 @@ def _line_parsers() -> dict[str, _Parser]:
     retry = parsers["retry"] = _Parser(
         prog="%scriptgen retry",
         add_help=False,
-        description="Re-run a batch's failed and not-run requests.",
+        description="Re-run the failed and not-run requests of a batch that a new attempt can "
+        "fix: with the same settings (rate limits, server errors, timeouts, invalid JSON, not "
+        "run, ...) or with the settings given here changed for them (truncated: a higher "
+        "--max-tokens; too large or a model gone: --model); it says what it left out.",
     )
-    retry.add_argument("--failed", action="store_true", required=True)
+    retry.add_argument("--failed", action="store_true", help="the failures (the default)")
+    retry.add_argument(
+        "--all", action="store_true", help="every failure, even those the same answer awaits"
+    )
     retry.add_argument("--batch", default=None, help="a batch id (default: the latest)")
     retry.add_argument("-o", "--output", metavar="VAR")
-    _tier_argument(retry)
+    _settings_arguments(retry, retry=True)
     project = parsers["project"] = _Parser(
         prog="%scriptgen project",
         add_help=False,
@@ -233,6 +280,10 @@ class ScriptgenMagics(Magics):
 
     @line_cell_magic
     def scriptgen(self, line: str, cell: str | None = None) -> Any:
+        with _usage_errors():
+            return self._dispatch(line, cell)
+
+    def _dispatch(self, line: str, cell: str | None) -> Any:
         command, rest = _command_of(line)
         if not command:
             raise UsageError(f"Say what to do: batch (cell), or {', '.join(LINES)}.\n{_help()}")
@@ -258,33 +309,46 @@ class ScriptgenMagics(Magics):
         self, args: argparse.Namespace, cell: str
     ) -> tuple[list[Any], dict[str, Any]]:
         """The requests and batch options a `%%scriptgen batch` cell stands for."""
-        with _usage_errors():
-            commands.check_tier(args.tier)
-        ns = self._namespace()
+        self._check_settings(args)
         if args.over:
-            prompts: list[Any] = cells.templated_prompts(cell, self._variable(args.over, "--over"))
+            table = self._variable(args.over, "--over")
+            prompts: list[Any] = cells.templated_prompts(cell, table, args.over)
         else:
             prompts = cells.literal_prompts(cell)
             if args.vars:
-                prompts = cells.fill_names(prompts, ns)
-        schema = self._variable(args.schema, "--schema") if args.schema else None
+                prompts = cells.fill_names(prompts, self._user_variables())
+        schema = self._schema(args.schema) if args.schema else None
         requests = commands.batch_requests(prompts, args, schema)
-        endpoint, note = SESSION.options()
-        if note:
-            print(note)
-        options = commands.batch_options(
+        options = self._batch_options(
+            args,
             models=args.model or self.default_models,
-            concurrency=_concurrency(args.concurrency or self.default_concurrency),
-            budget_usd=args.budget,
             cache=args.cache,
-            db=self._db(args.db),
-            timeout_s=self.default_timeout_s,
-            log_wait_s=self.default_log_wait_s,
             mode=args.mode,
-            deadline=args.deadline if args.mode == "auto" or args.deadline else None,
+            deadline=args.deadline,
+        )
+        return requests, options
+
+    def _check_settings(self, args: argparse.Namespace) -> None:
+        """Refuse a bad settings flag (and --concurrency) in one line naming it."""
+        commands.check_tier(args.tier)
+        args.concurrency = commands.parse_concurrency(args.concurrency or self.default_concurrency)
+        check_flags(args)
+
+    def _batch_options(self, args: argparse.Namespace, **given: Any) -> dict[str, Any]:
+        """The batch options of the settings flags (`given`: models, cache and the rest a
+        command decides), on the session's endpoint (saying once when it is the emulator)."""
+        endpoint = SESSION.use()
+        options = commands.batch_options(
+            concurrency=args.concurrency,
+            budget_usd=args.budget,
+            db=self._db(args.db),
+            timeout_s=self.default_timeout_s if args.timeout is None else args.timeout,
+            max_attempts=args.max_attempts,
+            log_wait_s=self.default_log_wait_s,
+            **given,
             **endpoint,
         )
-        return requests, commands.with_tier(options, args.tier)
+        return commands.with_tier(options, args.tier)
 
     def run_batch(self, args: argparse.Namespace, cell: str) -> pd.DataFrame | None:
         requests, options = self.prepare_batch(args, cell)
@@ -292,6 +356,7 @@ class ScriptgenMagics(Magics):
             return self._dry_run(requests, options)
         try:
             results = batch_generate(requests, progress="auto", **options)
+            _say_how_to_retry(results, requests)
         except BatchInterrupted as stopped:
             results = ResultList(stopped.results)
             if options.get("mode", "live") != "live":
@@ -305,16 +370,18 @@ class ScriptgenMagics(Magics):
 
     async def run_batch_awaited(self, line: str, cell: str) -> pd.DataFrame | None:
         """`--await`: the same batch on the kernel's loop, where Cancel acts mid-run."""
-        args = BATCH.parse_args(shlex.split(line)[1:])
-        requests, options = self.prepare_batch(args, cell)
-        if args.dry_run:
-            return self._dry_run(requests, options)
-        token = CancelToken()
-        try:
-            results = await abatch_generate(requests, progress="auto", cancel=token, **options)
-        except BatchInterrupted as stopped:
-            results = ResultList(stopped.results)
-        return self._deliver(results, args.output)
+        with _usage_errors():
+            args = BATCH.parse_args(shlex.split(line)[1:])
+            requests, options = self.prepare_batch(args, cell)
+            if args.dry_run:
+                return self._dry_run(requests, options)
+            token = CancelToken()
+            try:
+                results = await abatch_generate(requests, progress="auto", cancel=token, **options)
+                _say_how_to_retry(results, requests)
+            except BatchInterrupted as stopped:
+                results = ResultList(stopped.results)
+            return self._deliver(results, args.output)
 
     def _dry_run(self, requests: Sequence[Any], options: dict[str, Any]) -> pd.DataFrame:
         if options.get("mode", "live") != "live":  # the plan: each option's cost and time
@@ -334,13 +401,17 @@ class ScriptgenMagics(Magics):
 
     # --- line commands -------------------------------------------------------------------
 
-    def _stats(self, args: argparse.Namespace) -> pd.DataFrame:
-        """Show the last batches (their lasting figures) and return the usage report."""
-        from IPython.display import display
-
+    def _stats(self, args: argparse.Namespace) -> StatsReport:
+        """The usage report and the last batches (their lasting figures), as one titled result
+        that displays nothing until the notebook shows it."""
+        since = _since(args.since)
         log = self._reader(args.db, "stats")
-        display(log.batches(limit=5)[BATCH_COLUMNS])
-        return log.usage_report(since=args.since)
+        return StatsReport(
+            log=str(log.db.path),
+            since="all time" if since is None else f"since {since:%Y-%m-%d %H:%M:%S %Z}",
+            usage=log.usage_report(since=since),
+            batches=log.batches(limit=5)[BATCH_COLUMNS],
+        )
 
     def _sql(self, args: argparse.Namespace) -> pd.DataFrame:
         if not args.query:
@@ -351,8 +422,7 @@ class ScriptgenMagics(Magics):
         """The catalogue in use, with the limits remembered for this endpoint and key and what
         each model has used in its windows there."""
         endpoint = _session_endpoint()
-        with _usage_errors():
-            catalogue = commands.with_tier(endpoint, args.tier).get("catalogue")
+        catalogue = commands.with_tier(endpoint, args.tier).get("catalogue")
         path = self._db(args.db)
         log = self._reader(path, "models").db if Path(path).exists() else None  # none yet: fine
         return commands.models_frame(log, catalogue, endpoint)
@@ -371,44 +441,36 @@ class ScriptgenMagics(Magics):
     def _chart(self, args: argparse.Namespace) -> Any:
         from .charts import chart
 
-        figure = chart(args.kind, self._reader(args.db, "chart"), args.batch)
-        self._show_figures_as_images()
-        return figure
-
-    def _show_figures_as_images(self) -> None:
-        """Have IPython show a returned `Figure` as a PNG, not as `<Figure size ...>`.
-
-        matplotlib-inline registers that formatter only once pyplot is imported, which the
-        charts never do; a formatter already registered (pyplot's, the user's) is kept.
-        """
-        from matplotlib.figure import Figure
-
-        from .charts import figure_bytes
-
-        formatter = self.shell.display_formatter if self.shell is not None else None
-        if formatter is None:
-            return
-        png = formatter.formatters["image/png"]
-        try:
-            png.lookup_by_type(Figure)
-        except KeyError:
-            png.for_type(Figure, lambda fig: figure_bytes(fig, "png"))
+        log = self._reader(args.db, "chart")
+        batch = commands.known_batch(log, args.batch, LISTER) if args.batch else None
+        return chart(args.kind, log, batch)
 
     def _retry(self, args: argparse.Namespace) -> pd.DataFrame | None:
-        with _usage_errors():
-            commands.check_tier(args.tier)
+        """Re-run what a new attempt can fix of a batch's failures (all with --all), with the
+        settings given changed; say what was left out."""
+        self._check_settings(args)
         log = self._log(args.db)
-        batch_id = args.batch or _latest_batch(log)
-        plan = commands.retry_plan(log, batch_id)
-        if not plan.requests:
-            print(f"Batch {batch_id} has no failed or not-run requests.")
+        if args.batch:
+            batch_id = commands.known_batch(log, args.batch, LISTER)
+        else:
+            batch_id = commands.latest_batch(log, "run %%scriptgen batch first")
+        settings = request_settings(args)
+        if args.schema:
+            settings["schema"] = self._schema(args.schema)
+        changes = commands.RetryChanges(settings, args.model or None)
+        plan = commands.retry_plan(log, batch_id, changes, everything=args.all)
+        nothing = plan.nothing()
+        if nothing is not None:
+            print(f"%scriptgen retry: {nothing}")
             return None
-        endpoint, note = SESSION.options()
-        if note:
-            print(note)
-        options = {"db": self._db(args.db), **plan.options(self.default_models), **endpoint}
-        tiered = commands.with_tier(options, args.tier)
-        results = batch_generate(plan.requests, progress="auto", **tiered)
+        if plan.note():
+            print(
+                f"%scriptgen retry: {len(plan.requests)} request(s) of batch {batch_id}; "
+                f"{plan.note()}"
+            )
+        options = self._batch_options(args, **plan.options(self.default_models))
+        results = batch_generate(plan.requests, progress="auto", **options)
+        _say_how_to_retry(results, plan.requests)
         return self._deliver(results, args.output)
 
     def _project(self, args: argparse.Namespace) -> pd.DataFrame:
@@ -436,7 +498,6 @@ class ScriptgenMagics(Magics):
         if args.action == "stop":
             return "stopped" if SESSION.stop() else "no local emulator was running"
         if args.action == "start":
-            config = EmulatorConfig.from_file(args.config) if args.config else None
             changes = {
                 k: v
                 for k, v in (
@@ -446,8 +507,12 @@ class ScriptgenMagics(Magics):
                 )
                 if v is not None
             }
-            if changes:
-                config = replace(config or auto_config(), **changes)
+            try:  # the emulator's own ConfigError: it shares no code with the library
+                config = EmulatorConfig.from_file(args.config) if args.config else None
+                if changes:
+                    config = replace(config or auto_config(), **changes)
+            except EmulatorConfigError as exc:
+                raise UsageError(f"%scriptgen emulator start: {exc}") from None
             SESSION.start(config, chosen=True)
         return SESSION.status()
 
@@ -478,8 +543,31 @@ class ScriptgenMagics(Magics):
     def _variable(self, name: str, option: str) -> Any:
         ns = self._namespace()
         if name not in ns:
-            raise UsageError(f"{option} {name}: no variable of that name in the notebook.")
+            yours = ", ".join(sorted(self._user_variables())[:20]) or "none yet"
+            raise UsageError(
+                f"{option} {name}: no variable of that name in the notebook (yours: {yours})."
+            )
         return ns[name]
+
+    def _user_variables(self) -> dict[str, Any]:
+        """The user's variables, without IPython's own (In, Out, _10, exit, ...)."""
+        hidden = self.shell.user_ns_hidden if self.shell is not None else {}
+        return cells.user_variables(self._namespace(), hidden)
+
+    def _schema(self, name: str) -> Any:
+        """`--schema NAME`: the variable, when it holds a Pydantic model class or a JSON Schema
+        dict."""
+        schema = self._variable(name, "--schema")
+        if not isinstance(schema, type | Mapping | BaseModel):
+            raise UsageError(
+                f"--schema {name}: the variable holds {type(schema).__name__} {schema!r:.40}, "
+                "not a Pydantic model class or a JSON Schema dict; name one of those."
+            )
+        try:
+            json_schema_of(schema)
+        except ConfigurationError as exc:
+            raise UsageError(f"--schema {name}: {_one_line(str(exc))}") from None
+        return schema
 
 
 ScriptgenMagics.scriptgen.__doc__ = (
@@ -489,11 +577,40 @@ ScriptgenMagics.scriptgen.__doc__ = (
 
 @contextmanager
 def _usage_errors() -> Iterator[None]:
-    """A command's `ConfigurationError` (a bad option value) as IPython's `UsageError`."""
+    """A magic's `ConfigurationError` (a bad option value, a name nobody knows, a refused
+    query) as IPython's `UsageError`: one line, shown without a traceback into the library, and
+    an unknown model said with the magic that lists the models."""
     try:
         yield
+    except UnknownModelError as exc:
+        raise UsageError(commands.unknown_model(exc, "`%scriptgen models`")) from None
     except ConfigurationError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_one_line(str(exc))) from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _since(text: str | None) -> datetime | None:
+    """`stats --since`: a duration ago or an ISO date/time, or the accepted forms named."""
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ConfigurationError:
+        raise UsageError(
+            f"%scriptgen stats --since {text!r}: give a duration ago (90s, 30m, 1h, 2d, 1w) or "
+            "an ISO date/time (2026-03-02, 2026-03-02T10:00+01:00)."
+        ) from None
+
+
+def _say_how_to_retry(results: ResultList, requests: Sequence[GenerationRequest]) -> None:
+    """After a batch with failures: the `%scriptgen retry` that will help (more tokens for a
+    truncated answer; what a new attempt cannot fix, named)."""
+    hint = commands.retry_hint(results, "%scriptgen retry", requests)
+    if hint is not None:
+        print(f"{len(results.failed)} of {len(results)} did not succeed; {hint}.")
 
 
 def _command_of(line: str) -> tuple[str, str]:
@@ -527,17 +644,7 @@ def _sql_arguments(rest: str) -> argparse.Namespace:
 def _session_endpoint() -> dict[str, Any]:
     """The endpoint options of the session's emulator when one runs and batches use it, else
     none (Google, or GOOGLE_GEMINI_BASE_URL); starts nothing."""
-    return SESSION.options()[0] if SESSION.emulator else {}
-
-
-def _concurrency(value: str) -> int | str:
-    with _usage_errors():
-        return commands.parse_concurrency(value)
-
-
-def _latest_batch(log: CallStore) -> str:
-    with _usage_errors():
-        return commands.latest_batch(log, "run %%scriptgen batch first")
+    return SESSION.current()
 
 
 def await_transformer(lines: list[str]) -> list[str]:

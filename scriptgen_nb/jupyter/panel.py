@@ -9,13 +9,20 @@ the engine's thread: they set widget traits under the frontend's one draw lock, 
 `sg-models`, `sg-errors`; `sg-learned` and `sg-learned-<source>` for a model's learned limits)
 name the pieces for browser tests and styling. Imports ipywidgets and IPython; nothing but
 `progress.py` imports this module, and only when a panel is asked for.
+
+A viewer without the widgets' state (nbconvert's output, GitHub, VS Code, Lab reopening a
+notebook) shows the panel's `text/plain`, which the notebook saved when the panel was displayed:
+"0/N done". So in a kernel `close()` updates that display (by its display id) with the final
+line, and prints the one-line summary below it. nbval ignores display updates and sees the
+first line, which the notebooks' sanitize.cfg evens out; the printed summary is what it
+compares.
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
 from html import escape
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import ipywidgets as widgets
 
@@ -30,8 +37,12 @@ from ..progress import (
     format_learned,
     format_line,
     format_summary,
+    in_jupyter_kernel,
     pace_parts,
 )
+
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle
 
 
 class ProgressPanel(ProgressFrontend):
@@ -42,6 +53,7 @@ class ProgressPanel(ProgressFrontend):
     ) -> None:
         super().__init__(**options)
         self._token = cancel
+        self._shown: DisplayHandle | None = None  # the display `close()` brings up to date
         self.title = _html("sg-title")
         self.bar = widgets.IntProgress(
             min=0, max=1, value=0, style={"description_width": "initial"}
@@ -129,12 +141,18 @@ class ProgressPanel(ProgressFrontend):
     def show(self) -> None:
         from IPython.display import display
 
-        display(self)
+        if in_jupyter_kernel():  # its frontends keep the output, and update it by its id
+            self._shown = display(self, display_id=True)
+        else:  # a terminal prints the text; an update would print a second line
+            display(self)
 
     def close(self) -> None:
         super().close()
         snapshot = self.state.snapshot()
         if snapshot.status != "waiting":
+            if self._shown is not None:
+                # The saved text/plain: how the batch ended, not the "0/N done" of its start.
+                self._shown.update(self)
             # What stays in the output for viewers without the widget (nbval, static HTML).
             print(format_summary(snapshot))
 

@@ -9,6 +9,7 @@ only `engine.errors`: no store, no duckdb, no IPython.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import string
@@ -38,10 +39,15 @@ def render(template: str, values: Mapping[str, Any], *, what: str) -> str:
     """`template` with `{name}` filled from `values`; a clear error for a missing name."""
     missing = [n for n in template_fields(template) if n.split(".")[0].split("[")[0] not in values]
     if missing:
-        available = ", ".join(sorted(map(str, values))[:20]) or "none"
+        names = sorted(map(str, values))
+        close = difflib.get_close_matches(missing[0], names, n=3)
+        shown = close + [n for n in names if n not in close]  # the likely ones first
+        more = f", and {len(shown) - 20} more" if len(shown) > 20 else ""
+        available = (", ".join(shown[:20]) + more) or "none"
+        meant = f"; did you mean {{{close[0]}}}?" if close else ""
         raise ConfigurationError(
             f"The template uses {{{missing[0]}}}, which is not in {what} (available: "
-            f"{available}). Write {{{{ and }}}} for literal braces."
+            f"{available}{meant}). Write {{{{ and }}}} for literal braces."
         )
     try:
         return template.format_map(values)

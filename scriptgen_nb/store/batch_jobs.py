@@ -102,9 +102,9 @@ def record_intents(
         con.execute(
             "INSERT INTO batch_log (batch_id, operation, project_id, mode, status, request_count, "
             "concurrency_strategy, models, endpoint, cache_mode, store_text, package_version, "
-            "sdk_version, pid, hostname, notices, started_at, heartbeat_at) VALUES (?, ?, ?, "
-            "'batch_api', ?, ?, 'batch_api', ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), "
-            "to_timestamp(?))",
+            "sdk_version, pid, hostname, notices, simulated, started_at, heartbeat_at) VALUES "
+            "(?, ?, ?, 'batch_api', ?, ?, 'batch_api', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "to_timestamp(?), to_timestamp(?))",
             [
                 batch["batch_id"],
                 batch.get("operation"),
@@ -120,6 +120,7 @@ def record_intents(
                 os.getpid(),
                 socket.gethostname(),
                 list(batch.get("notices", ())),
+                bool(batch.get("simulated", False)),
                 now,
                 now,
             ],
@@ -226,10 +227,11 @@ def jobs(
 
 
 def batch_row(db: Database, batch_id: str) -> dict[str, Any] | None:
-    """What resuming needs of a batch: its mode, endpoint, ladder, cache mode and text policy."""
+    """What resuming needs of a batch: its mode, endpoint (and whether it is simulated),
+    ladder, cache mode and text policy."""
     rows = db.rows(
         "SELECT batch_id, mode, status, endpoint, models, cache_mode, store_text, request_count, "
-        "epoch(started_at) FROM batch_log WHERE batch_id = ?",
+        "epoch(started_at), coalesce(simulated, false) FROM batch_log WHERE batch_id = ?",
         [batch_id],
     )
     if not rows:
@@ -238,6 +240,7 @@ def batch_row(db: Database, batch_id: str) -> dict[str, Any] | None:
     row = dict(zip(names, rows[0][:7], strict=True))
     row["request_count"] = rows[0][7]
     row["started_at"] = rows[0][8]
+    row["simulated"] = bool(rows[0][9])
     return row
 
 

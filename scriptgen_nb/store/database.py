@@ -641,13 +641,3 @@ def _table_functions() -> frozenset[str]:
             "WHERE function_type IN ('table', 'table_macro')"
         ).fetchall()
     return frozenset(row[0] for row in rows)
-
-
-def write_parquet(frame: pd.DataFrame, path: str) -> None:
-    """Write a DataFrame to a Parquet file (the CLI's `--out x.parquet`), without pyarrow.
-
-    Its own in-memory DuckDB, with file access, under the process lock like every DuckDB use.
-    """
-    with _PROCESS_LOCK, duckdb.connect(MEMORY) as con:
-        con.register("frame_to_write", frame)
-        con.execute("COPY (SELECT * FROM frame_to_write) TO ? (FORMAT parquet)", [path])

@@ -1,9 +1,11 @@
 """What identifies a request's answer (the cache key) and how a request is written down.
 
 The key covers everything that shapes the answer: the rendered prompt, system instruction,
-schema, generation settings, operation, the requested model ladder (or pinned model), and the
-endpoint (Google, or which emulator), so an emulator's output is never served to a real run.
-It does not cover the model that happened to serve the answer. Pure functions; no duckdb.
+schema, generation settings, operation, the requested model ladder (or pinned model), and where
+answers come from (`answer_source`: Google or another real endpoint by its name, every emulator
+as one), so an emulator's output is never served to a real run, while a re-run on a new local
+emulator (another port) is served what an earlier one answered. It does not cover the model that
+happened to serve the answer. Pure functions; no duckdb.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..engine.values import GenerationRequest
 from ..engine.verdict import json_schema_of
 
 KEY_VERSION = 1  # bump when what the key covers changes, so old entries stop matching
+EMULATOR_SOURCE = "emulator"  # every emulator's answers, whatever its address
 
 
 def sha256(text: str) -> str:
@@ -64,8 +67,15 @@ def uncached_key(batch_id: str, request_id: str) -> str:
     return f"off:{batch_id}/{request_id}"
 
 
+def answer_source(endpoint: str, simulated: bool) -> str:
+    """Where a batch's answers come from, as its cache keys name it: "emulator" for any
+    emulator (its port changes from run to run; its answers are simulated either way), else
+    the endpoint ("google" or a base URL). Learned limits stay per endpoint, not per source."""
+    return EMULATOR_SOURCE if simulated else endpoint
+
+
 def content_key(request: GenerationRequest, ladder: Sequence[str], endpoint: str) -> str:
-    """The cache key of a request's answer (hex sha256)."""
+    """The cache key of a request's answer (hex sha256); `endpoint` is the `answer_source`."""
     payload = {
         "v": KEY_VERSION,
         "prompt": request.prompt,

@@ -3,7 +3,9 @@
 This module owns the log's read side: the seed's usage report, the batches and their derived
 state (a `running` batch whose process is gone shows as `died`), per-request results, the error
 breakdown, the throughput timeline and the daily-quota events that mark model rotations on it,
-latency percentiles, costs, and the read-only SQL entry point for users' own queries. It reads
+latency percentiles, costs, and the read-only SQL entry point for users' own queries. Spend is
+never summed across real and simulated batches: `costs` and the usage report always split by
+`simulated` (the batch's endpoint was an emulator, endpoints.py), real spend first. It reads
 only through `Database.frame` (values always bound as parameters) and `Database.sandboxed_select`;
 it must not import duckdb (`database.py` is the one module that does), nor anything above the
 store (`api`, `cli`, the Jupyter side).
@@ -29,8 +31,8 @@ from .database import Database
 
 Moment = datetime | date | str
 
-COST_GROUPS = ("model", "operation", "project_id", "batch_id")
-"""The columns `costs(by=...)` may group by."""
+COST_GROUPS = ("model", "operation", "project_id", "batch_id", "endpoint", "simulated")
+"""The columns `costs(by=...)` may group by (`simulated` always is)."""
 
 # SQL fragments over `ai_api_call`, shared so that every report counts the same way.
 _SUCCEEDED = "status = 'SUCCESS'"
@@ -38,6 +40,11 @@ _RATE_LIMITED = "coalesce(error_kind, '') IN ('rate_limited', 'quota_exhausted')
 _UNSUCCESSFUL = "status IS DISTINCT FROM 'SUCCESS'"
 _FAILED = f"{_UNSUCCESSFUL} AND NOT {_RATE_LIMITED}"
 _ENDED_AT = "coalesce(finished_at, created_at)"  # when an attempt's outcome was known
+# The attempts with their batch's endpoint and whether it was simulated (an emulator's).
+_CALLS_WITH_ENDPOINT = """(
+    SELECT c.*, b.endpoint, coalesce(b.simulated, false) AS simulated
+    FROM ai_api_call c LEFT JOIN batch_log b ON b.batch_id = c.batch_id
+) AS calls"""
 
 # Throughput buckets: the smallest of these steps that cuts the span into at most 60 buckets, so
 # the ratio between steps (at most 2.5) keeps a batch at roughly 24 to 60 buckets.
@@ -125,9 +132,10 @@ _USAGE_SUMS = f"""{_total("input_tokens")} AS input_tokens,
 def usage_report(
     db: Database, since: Moment | None = None, until: Moment | None = None
 ) -> pd.DataFrame:
-    """The seed's usage report: one row per (operation, model) over a time range.
+    """The seed's usage report: one row per (simulated, operation, model) over a time range.
 
-    Columns: operation, model, requests (attempts that reached the service), successes,
+    Columns: simulated (True: an emulator answered, so the cost was never spent; real spend
+    comes first), operation, model, requests (attempts that reached the service), successes,
     input_tokens, cached_tokens, output_tokens, thought_tokens, cost (USD, every billed attempt
     of known price), unpriced (attempts of unknown price, which cost leaves out); most costly
     first.
@@ -143,11 +151,12 @@ def costs(
 ) -> pd.DataFrame:
     """Cost and tokens of the attempts in a time range, one row per group of `by`.
 
-    `by` is one or more of model, operation, project_id, batch_id. Columns: the `by` columns,
-    requests (attempts), successes, input_tokens, cached_tokens (of the input, billed at the
-    cached price), output_tokens, thought_tokens, cost (USD, the attempts of known price),
-    unpriced (attempts of a model whose price is unknown: cost is at least the figure shown);
-    most costly first.
+    `by` is one or more of model, operation, project_id, batch_id, endpoint ("google" or the
+    base URL) and simulated. Columns: simulated (always first: an emulator's attempts are
+    never summed with real ones; real spend first), the `by` columns, requests (attempts),
+    successes, input_tokens, cached_tokens (of the input, billed at the cached price),
+    output_tokens, thought_tokens, cost (USD, the attempts of known price), unpriced (attempts
+    of a model whose price is unknown: cost is at least the figure shown); most costly first.
     """
     groups = [by] if isinstance(by, str) else list(by)
     unknown = [g for g in groups if g not in COST_GROUPS]
@@ -156,7 +165,7 @@ def costs(
             f"costs(by={by!r}): group by one or more distinct columns of {', '.join(COST_GROUPS)}."
         )
     # Only allow-listed names reach the SQL text; values go in as parameters.
-    keys = ", ".join(groups)
+    keys = ", ".join(["simulated", *(g for g in groups if g != "simulated")])
     where, params = _filters(since=since, until=until)
     return db.frame(
         f"""
@@ -164,9 +173,9 @@ def costs(
                count(*) AS requests,
                count(*) FILTER (WHERE {_SUCCEEDED}) AS successes,
                {_USAGE_SUMS}
-        FROM ai_api_call {where}
+        FROM {_CALLS_WITH_ENDPOINT} {where}
         GROUP BY {keys}
-        ORDER BY cost DESC, {keys}
+        ORDER BY simulated, cost DESC, {keys}
         """,
         params,
     )
@@ -187,7 +196,8 @@ def batches(db: Database, limit: int = 20) -> pd.DataFrame:
     cached_tokens, output_tokens, thought_tokens, cost (USD, the results of known price),
     unpriced (results of unknown price, left out of cost), models (those that served,
     comma-separated), ladder (the requested models), notices (retired models named, unknown
-    prices), concurrency_strategy, concurrency_value, endpoint, pid, hostname.
+    prices), concurrency_strategy, concurrency_value, endpoint, simulated (an emulator answered:
+    its cost was never spent), pid, hostname.
     """
     if limit < 1:
         raise ConfigurationError(f"batches(limit={limit}): ask for at least one batch.")
@@ -227,7 +237,8 @@ def _batch_rows(db: Database, where: str, params: list[Any], limit: int) -> pd.D
                array_to_string(models_used, ', ') AS models,
                array_to_string(batch_log.models, ', ') AS ladder,
                array_to_string(coalesce(notices, []), '; ') AS notices,
-               concurrency_strategy, concurrency_value, endpoint, pid, hostname
+               concurrency_strategy, concurrency_value, endpoint,
+               coalesce(simulated, false) AS simulated, pid, hostname
         FROM batch_log {where}
         ORDER BY started_at DESC NULLS LAST, batch_id
         LIMIT ?
@@ -310,10 +321,12 @@ def results(db: Database, batch_id: str) -> pd.DataFrame:
     Columns: those of the `result` table except batch_id (request_id, request_index,
     cache_key, success, cached, text, text_hash, data, error_kind, error_message,
     finish_reason, model, model_version, attempts, tokens, estimated_cost, latency_ms,
-    queue_ms, finished_at).
+    queue_ms, finished_at), then simulated (the batch's endpoint was an emulator).
     """
     return db.frame(
-        "SELECT * EXCLUDE (batch_id) FROM result WHERE batch_id = ? ORDER BY request_index",
+        "SELECT r.* EXCLUDE (batch_id), coalesce(b.simulated, false) AS simulated FROM result r "
+        "LEFT JOIN batch_log b ON b.batch_id = r.batch_id WHERE r.batch_id = ? "
+        "ORDER BY r.request_index",
         [batch_id],
     )
 

@@ -72,6 +72,7 @@ class BatchInfo:
     # identity that learned limits are kept for.
     key_fingerprint: str
     notices: tuple[str, ...] = ()  # what the ladder's resolution said (models.ladder_notices)
+    simulated: bool = False  # the endpoint is an emulator (endpoints.is_emulator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +274,8 @@ class Recorder:
                 "INSERT INTO batch_log (batch_id, mode, status, "
                 "request_count, concurrency_strategy, concurrency_value, models, endpoint, "
                 "cache_mode, store_text, package_version, sdk_version, pid, hostname, "
-                "notices, started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, "
-                "?, ?, ?, ?, ?, ?, ?, to_timestamp(?), current_timestamp)",
+                "notices, simulated, started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, "
+                "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), current_timestamp)",
                 [
                     info.batch_id,
                     info.mode,
@@ -290,6 +291,7 @@ class Recorder:
                     os.getpid(),
                     socket.gethostname(),
                     list(info.notices),
+                    info.simulated,
                     event.started_at,
                 ],
             )

@@ -1,4 +1,5 @@
-"""Rebuilding a logged batch's requests, e.g. to re-run only its failed or unfinished ones.
+"""Rebuilding a logged batch's requests, e.g. to re-run only its failed or unfinished ones
+(`replayed_requests` keeps how each ended, so a retry can choose what is worth sending).
 
 Everything needed is in the `request` table, so another process (a restarted kernel, the
 `scriptgen retry` command) can do it: the prompt, system instruction, settings, pinned model,
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -29,6 +31,16 @@ MOVED_MODULES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A logged request rebuilt, with how it ended: its outcome and, unless it succeeded, the
+    failure kind (`not_run` for one not run), so a retry can choose what is worth sending."""
+
+    request: GenerationRequest
+    outcome: Outcome
+    kind: str | None
+
+
 def stored_requests(
     db: Database, batch_id: str, outcomes: Collection[Outcome] = ("failed", "not_run")
 ) -> list[GenerationRequest]:
@@ -36,6 +48,13 @@ def stored_requests(
 
     A request with no result at all (its process was killed) counts as not run.
     """
+    return [replayed.request for replayed in replayed_requests(db, batch_id, outcomes)]
+
+
+def replayed_requests(
+    db: Database, batch_id: str, outcomes: Collection[Outcome] = ("failed", "not_run")
+) -> list[Replayed]:
+    """`stored_requests`, each with its outcome and failure kind."""
     rows = db.rows(
         "SELECT q.request_id, q.operation, q.project_id, q.prompt, q.system, q.config, "
         "q.response_schema, q.schema_name, r.success, r.error_kind "
@@ -57,9 +76,9 @@ def stored_requests(
                 f"Batch {batch_id} was logged without text (store_text=False): its prompts "
                 "cannot be rebuilt from the log."
             )
-        rebuilt.append(
-            _request(request_id, operation, project, prompt, system, config, schema, name)
-        )
+        request = _request(request_id, operation, project, prompt, system, config, schema, name)
+        failure = None if outcome == "succeeded" else "not_run" if outcome == "not_run" else kind
+        rebuilt.append(Replayed(request, outcome, failure))
     return rebuilt
 
 

@@ -327,3 +327,19 @@ CREATE TABLE model_event (
 """,
     )
 )
+
+migration(
+    Migration(
+        9,
+        "whether a batch's answers were simulated (an emulator), so reports keep real spend apart",
+        # The endpoint answered as a scriptgen emulator (endpoints.is_emulator): its answers and
+        # spend are not real. Rows from before version 9 are judged by their endpoint: an
+        # emulator was always on this machine's loopback address.
+        r"""
+ALTER TABLE batch_log ADD COLUMN simulated BOOLEAN DEFAULT false;
+UPDATE batch_log SET simulated = regexp_matches(
+    coalesce(endpoint, ''), '^https?://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?(/|$)'
+);
+""",
+    )
+)

@@ -86,7 +86,9 @@ class BatchSession:
         if queued is not request:
             raise RuntimeError("BatchSession.resolve was called out of step with requests()")
         self.recorder.record_request(index, request, key)
-        return None if earlier is None else cached_result(index, request, earlier)
+        if earlier is None:
+            return None
+        return cached_result(index, request, earlier, simulated=self.info.simulated)
 
     def close(self, *, failed: bool = False) -> None:
         self.recorder.close(failed=failed)
@@ -94,7 +96,8 @@ class BatchSession:
     def _key(self, request: GenerationRequest) -> str:
         if self.info.cache_mode == "off":  # neither reads nor writes the cache
             return keys.uncached_key(self.info.batch_id, request.id)
-        return keys.content_key(request, self.ladder, self.info.endpoint)
+        source = keys.answer_source(self.info.endpoint, self.info.simulated)
+        return keys.content_key(request, self.ladder, source)
 
     def _earlier(self, cache_keys: list[str]) -> dict[str, Earlier]:
         """The cache's answers for a chunk. A failed lookup is raised from `resolve` (so the
@@ -124,9 +127,12 @@ def earlier_answers(
     return {key: Earlier(*earlier) for key, *earlier in rows}
 
 
-def cached_result(index: int, request: GenerationRequest, earlier: Earlier) -> Result | None:
+def cached_result(
+    index: int, request: GenerationRequest, earlier: Earlier, *, simulated: bool = False
+) -> Result | None:
     """`request`'s result served from its earlier answer; None when that answer no longer
-    fits the request's schema (the schema changed shape since: ask again)."""
+    fits the request's schema (the schema changed shape since: ask again). `simulated`: the
+    answer came from an emulator (the batch's cache keys name one)."""
     data = None
     if request.schema is not None:
         try:
@@ -144,6 +150,7 @@ def cached_result(index: int, request: GenerationRequest, earlier: Earlier) -> R
         model_version=earlier.model_version,
         metadata=request.metadata,
         cached=True,
+        simulated=simulated,
     )
 
 

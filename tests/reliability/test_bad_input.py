@@ -290,7 +290,7 @@ ENTRIES: dict[str, Callable[[Callable[[], Any], dict[str, Any]], Any]] = {
 }
 
 
-@pytest.mark.parametrize("entry", [*ENTRIES, "by_hand"])
+@pytest.mark.parametrize("entry", [*ENTRIES, "by_hand", "given_directly"])
 @pytest.mark.parametrize("case", API_CASES, ids=[c.name for c in API_CASES])
 def test_bad_input_through_the_python_api_is_refused_before_anything_is_sent(
     case: Case, entry: str, tmp_path: Path
@@ -303,6 +303,11 @@ def test_bad_input_through_the_python_api_is_refused_before_anything_is_sent(
             pytest.skip("this input cannot be written as a GenerationRequest")
         with pytest.raises(case.error, match=case.by_hand or case.match) as caught:
             sg.batch_generate(_by_hand(case), **options)
+    elif entry == "given_directly":  # the prompts themselves, as batch_generate takes them
+        if case.settings:
+            pytest.skip("request settings are create_batch_requests's arguments")
+        with pytest.raises(case.error, match=case.match) as caught:
+            sg.batch_generate(case.prompts, **options)
     else:
 
         def make() -> Any:
@@ -320,14 +325,36 @@ def test_at_least_25_distinct_bad_inputs_are_covered() -> None:
     assert len(named) >= 25
 
 
-def test_plain_strings_given_to_batch_generate_say_to_make_requests_first() -> None:
-    backend = FakeBackend()
+def test_plain_prompts_go_to_every_entry_as_create_batch_requests_makes_them() -> None:
+    """Strings (their id is their position) and mappings, mixed with GenerationRequests, from
+    a list or from a generator, which is pulled as the batch goes, never read whole first."""
+    ready = GenerationRequest(id="ready", prompt="Write about fog.")
     for entry, run in ENTRIES.items():
-        with pytest.raises(ConfigurationError, match="create_batch_requests"):
-            run(lambda: ["Write about tides."], {"backend": backend, "db": False})
-        with pytest.raises(ConfigurationError, match="create_batch_requests"):
-            run(lambda: iter(["Write about tides."]), {"backend": backend, "db": False})
-        assert backend.calls == [], entry
+        options = {"backend": FakeBackend(), "db": False, "models": LADDER}
+        mixed = run(lambda: ["Write about tides.", {"id": "m", "prompt": "Moss."}, ready], options)
+        assert sorted((r.id, r.text) for r in mixed) == [
+            ("0", "[fake-model] Write about tides."),
+            ("m", "[fake-model] Moss."),
+            ("ready", "[fake-model] Write about fog."),
+        ], entry
+        streamed = run(lambda: (f"Write about item {i}." for i in range(3)), options)
+        assert sorted(r.id for r in streamed) == ["0", "1", "2"], entry
+    pulled = 0
+
+    def many() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(10_000):
+            pulled += 1
+            yield f"Write about item {i}."
+
+    stream = sg.iter_generate(
+        many(), backend=FakeBackend(latency_s=0.001), db=False, models=LADDER, max_concurrency=4
+    )
+    first = [next(stream) for _ in range(3)]
+    pulled_then = pulled
+    stream.close()  # type: ignore[attr-defined]
+    assert [r.success for r in first] == [True] * 3
+    assert pulled_then <= 4 + 1024 + 2  # in flight and the hand-off queue: never read whole
 
 
 def test_a_bad_request_from_a_generator_is_refused_when_it_is_reached(tmp_path: Path) -> None:
@@ -342,8 +369,8 @@ def test_a_bad_request_from_a_generator_is_refused_when_it_is_reached(tmp_path: 
 
     with pytest.raises(ConfigurationError, match=r"temperature=9\.0"):
         sg.batch_generate(sg.create_batch_requests(prompts()), backend=backend, db=False)
-    with pytest.raises(ConfigurationError, match="not a GenerationRequest"):
-        sg.batch_generate((p for p in ["x"]), backend=backend, db=False)  # type: ignore[misc]
+    with pytest.raises(ConfigurationError, match="Prompt #0 is a int; use a string"):
+        sg.batch_generate((p for p in [42, "x"]), backend=backend, db=False)  # type: ignore[misc]
     assert backend.calls == []
 
 
@@ -881,34 +908,34 @@ NAMESPACE: dict[str, Any] = {
 
 # (name, options, cell, exception, message); `{db}` and `{model}` are filled in.
 MAGIC_CASES: list[tuple[str, str, str, type[Exception], str]] = [
-    ("magic-temperature-too-high", "--temperature 3", "Tides", ConfigurationError, "temperature=3"),
+    ("magic-temperature-too-high", "--temperature 3", "Tides", UsageError, "--temperature=3"),
     ("magic-temperature-text", "--temperature hot", "Tides", UsageError, "invalid float"),
-    ("magic-max-tokens-zero", "--max-tokens 0", "Tides", ConfigurationError, "max_output_tokens"),
+    ("magic-max-tokens-zero", "--max-tokens 0", "Tides", UsageError, "--max-tokens=0"),
     ("magic-max-tokens-text", "--max-tokens many", "Tides", UsageError, "invalid int"),
-    ("magic-thinking-level", "--thinking-level deep", "Tides", ConfigurationError, "minimal"),
-    ("magic-concurrency-zero", "--concurrency 0", "Tides", ConfigurationError, "at least 1"),
-    ("magic-concurrency-negative", "--concurrency -3", "Tides", ConfigurationError, "at least 1"),
-    ("magic-concurrency-absurd", "--concurrency 50000", "Tides", ConfigurationError, "absurd"),
+    ("magic-thinking-level", "--thinking-level deep", "Tides", UsageError, "minimal"),
+    ("magic-concurrency-zero", "--concurrency 0", "Tides", UsageError, "from 1 to 10,000"),
+    ("magic-concurrency-negative", "--concurrency -3", "Tides", UsageError, "from 1 to 10,000"),
+    ("magic-concurrency-absurd", "--concurrency 50000", "Tides", UsageError, "from 1 to 10,000"),
     ("magic-concurrency-word", "--concurrency lots", "Tides", UsageError, "--concurrency"),
-    ("magic-unknown-model", "--model gemini-0-nowhere", "Tides", UnknownModelError, "Unknown"),
-    ("magic-empty-ladder", "--model ,", "Tides", ConfigurationError, "models= is empty"),
-    ("magic-negative-budget", "--budget -1", "Tides", ConfigurationError, "must not be negative"),
-    ("magic-nan-budget", "--budget nan", "Tides", ConfigurationError, r"budget_usd=nan is not a"),
-    ("magic-schema-a-number", "--schema not_a_schema", "Tides", ConfigurationError, "schema must"),
-    ("magic-schema-loose", "--schema loose_schema", "Tides", ConfigurationError, "keywords"),
+    ("magic-unknown-model", "--model gemini-0-nowhere", "Tides", UsageError, "Unknown model"),
+    ("magic-empty-ladder", "--model ,", "Tides", UsageError, "--model ',' names no model"),
+    ("magic-negative-budget", "--budget -1", "Tides", UsageError, "must not be negative"),
+    ("magic-nan-budget", "--budget nan", "Tides", UsageError, r"--budget=nan is not a"),
+    ("magic-schema-a-number", "--schema not_a_schema", "Tides", UsageError, "holds int 42"),
+    ("magic-schema-loose", "--schema loose_schema", "Tides", UsageError, "keywords"),
     ("magic-schema-missing", "--schema nowhere", "Tides", UsageError, "no variable"),
-    ("magic-over-a-number", "--over not_a_table", "{title}", ConfigurationError, "DataFrame"),
-    ("magic-over-a-string", "--over a_string", "{title}", ConfigurationError, "not str"),
-    ("magic-over-empty", "--over no_chapters", "{title}", ConfigurationError, "empty table"),
+    ("magic-over-a-number", "--over not_a_table", "{title}", UsageError, "DataFrame"),
+    ("magic-over-a-string", "--over a_string", "{title}", UsageError, "not str"),
+    ("magic-over-empty", "--over no_chapters", "{title}", UsageError, "empty table"),
     ("magic-over-missing", "--over nowhere", "{title}", UsageError, "no variable"),
-    ("magic-template-missing-column", "--over chapters", "{summary}", ConfigurationError, "row 0"),
-    ("magic-over-duplicate-ids", "--over twin_chapters", "{title}", ConfigurationError, "share"),
-    ("magic-over-float-ids", "--over gappy_chapters", "{title}", ConfigurationError, "id 1.0"),
-    ("magic-empty-template", "--over chapters", "  \n", ConfigurationError, "cell is empty"),
-    ("magic-empty-cell", "", "  \n\n", ConfigurationError, "holds no prompt"),
-    ("magic-vars-missing", "--vars", "About {nowhere}", ConfigurationError, "notebook's vari"),
-    ("magic-empty-system", "--system ''", "Tides", ConfigurationError, "system must be"),
-    ("magic-empty-operation", "--operation ''", "Tides", ConfigurationError, "operation must"),
+    ("magic-template-missing-column", "--over chapters", "{summary}", UsageError, "of chapters"),
+    ("magic-over-duplicate-ids", "--over twin_chapters", "{title}", UsageError, "share"),
+    ("magic-over-float-ids", "--over gappy_chapters", "{title}", UsageError, "id 1.0"),
+    ("magic-empty-template", "--over chapters", "  \n", UsageError, "cell is empty"),
+    ("magic-empty-cell", "", "  \n\n", UsageError, "holds no prompt"),
+    ("magic-vars-missing", "--vars", "About {nowhere}", UsageError, "your variables"),
+    ("magic-empty-system", "--system ''", "Tides", UsageError, "--system is empty"),
+    ("magic-empty-operation", "--operation ''", "Tides", UsageError, "--operation is empty"),
     ("magic-cache-unknown", "--cache sometimes", "Tides", UsageError, "invalid choice"),
     ("magic-unknown-option", "--temprature 0.2", "Tides", UsageError, "unrecognized"),
     ("magic-corrupt-log", "--db {corrupt}", "Tides", StoreError, "not a DuckDB database"),

@@ -159,7 +159,7 @@ def test_a_log_on_a_read_only_place_is_read_and_writing_it_says_read_only(
         assert re.search(r"^\S+ +finished ", shown.stdout, re.MULTILINE), shown.stdout
     magic = functools.partial(shell.run_line_magic, "scriptgen")
     with contextlib.redirect_stdout(io.StringIO()):
-        assert magic(f"stats --db {path}")["requests"].sum() == 1
+        assert magic(f"stats --db {path}").usage["requests"].sum() == 1
         assert magic(f"sql --db {path} SELECT count(*) AS n FROM result")["n"].iloc[0] == 1
         assert magic(f"limits --db {path}") is not None
         assert len(magic(f"models --db {path}")) > 0

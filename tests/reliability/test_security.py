@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from IPython.core.error import UsageError
 
 import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
@@ -207,12 +208,12 @@ def test_the_magics_never_show_the_key(
         ]
         assert emu.counters()["models"][MODEL]["requests"] == 3
         monkeypatch.setenv("GEMINI_API_KEY", WRONG_KEY)
-        with pytest.raises(InvalidApiKeyError) as refused:
+        with pytest.raises(UsageError, match="rejected the API key") as refused:
             shell.run_cell_magic("scriptgen", f"batch --model {MODEL} --db {db}", "Four")
     assert returned[0]["success"].all()
     printed = capsys.readouterr()
     shown = [printed.out, printed.err, debug_log.getvalue(), str(refused.value)]
-    shown += [frame.to_csv() for frame in returned if isinstance(frame, pd.DataFrame)]
+    shown += [f.to_csv() if isinstance(f, pd.DataFrame) else repr(f) for f in returned]
     shown.append("".join(traceback.format_exception(refused.value)))
     assert leaks("\n".join(shown)) == []
     assert leaks(db.read_bytes()) == []
@@ -329,7 +330,7 @@ def test_a_malformed_key_in_the_magic_and_the_command_line_is_one_clear_line(
     malformed = MALFORMED["line-feed"]
     monkeypatch.setenv("GEMINI_API_KEY", malformed)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", plain_emulator.base_url)
-    with pytest.raises(ConfigurationError, match="API key from GEMINI_API_KEY holds a line feed"):
+    with pytest.raises(UsageError, match="API key from GEMINI_API_KEY holds a line feed"):
         shell.run_cell_magic("scriptgen", f"batch --model {MODEL} --db {tmp_path / 'm.db'}", "x")
     printed = capsys.readouterr()
     assert leaks(printed.out + printed.err, malformed) == []
