@@ -38,6 +38,7 @@ _EXPORTS = {
     "EmulatorConfig": "emulator",
     "FakeBackend": "engine.backend",
     "GeminiBackend": "engine.backend",
+    "BatchApiWaitFailed": "engine.errors",
     "BatchInterrupted": "engine.errors",
     "ConfigurationError": "engine.errors",
     "InvalidApiKeyError": "engine.errors",
@@ -141,6 +142,7 @@ if TYPE_CHECKING:
     from .emulator import Emulator, EmulatorConfig
     from .engine.backend import FakeBackend, GeminiBackend
     from .engine.errors import (
+        BatchApiWaitFailed,
         BatchInterrupted,
         ConfigurationError,
         InvalidApiKeyError,

@@ -5,7 +5,8 @@ call log (store/replay.py) and, by default, send again only those a new attempt 
 
 - with the same settings: rate limits and quotas (`rate_limited`, `quota_exhausted`), server
   errors, timeouts, dropped connections, malformed answers, invalid JSON, an unexpected finish,
-  a billing stop (fixed in the account since) and whatever did not run;
+  a billing stop (fixed in the account since), a Batch API answer that lost its key
+  (`unmatched`) and whatever did not run;
 - with a setting changed for them: a `truncated` answer once `--max-tokens` is raised above what
   its request had; a request too large for its models (`too_large`) or whose model is gone
   (`not_found`) once `--model` names other models; a request the service refused as invalid
@@ -43,6 +44,7 @@ SAME_SETTINGS = frozenset(
         "unexpected_finish",
         "billing",
         "not_run",
+        "unmatched",  # a Batch API answer that lost its key: asked again, it comes back whole
     }
 )
 # Failures a new attempt fixes only with a setting changed for them: what to change, in flags.

@@ -9,6 +9,7 @@ sides of its threshold, and costs at the Batch API price.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import scriptgen_nb as sg
+from scriptgen_nb.batch_api.jobs import UPLOAD_MIME_TYPES
 from scriptgen_nb.emulator import Emulator, EmulatorConfig
 from scriptgen_nb.emulator.config import BatchConfig
 from scriptgen_nb.engine.values import Usage
@@ -63,7 +65,7 @@ def _log_rows(sql: str) -> list[tuple[object, ...]]:
     return open_database().rows(sql)
 
 
-def test_inline_job_at_the_batch_price(emu: Emulator) -> None:
+def test_a_job_at_the_batch_price_from_a_file_by_default(emu: Emulator) -> None:
     results = _run(emu, _requests())
     assert [r.id for r in results] == ["0", "1", "2", "3"]
     assert all(r.success and r.text for r in results), [r.error for r in results]
@@ -82,6 +84,7 @@ def test_inline_job_at_the_batch_price(emu: Emulator) -> None:
     assert calls[0][0] == pytest.approx(cost) and calls[0][1] == 4
     jobs = sg.list_batch_jobs()
     assert list(jobs["state"]) == ["succeeded"] and bool(jobs["ingested"].iloc[0])
+    assert list(jobs["input"]) == ["file"] and list(jobs["matched_by"]) == ["key"]
     assert jobs["turnaround_s"].iloc[0] > 0
 
 
@@ -151,17 +154,116 @@ def test_a_file_job_is_ingested_a_slice_at_a_time_and_whole(
     assert list(sg.list_batch_jobs()["input"]) == ["file"]
 
 
-def test_answers_out_of_order_or_without_keys_find_their_requests(emu: Emulator) -> None:
+def test_an_upload_refused_for_its_mime_type_is_tried_again(emu: Emulator) -> None:
+    # Google refuses a JSONL upload now and then with "Unsupported MIME type", whichever type
+    # is named (python-genai #1547). Before, the first refusal failed the job's every request.
+    emu.update_batch(mime_refusals=2)
+    results = _run(emu, _requests(3), batch_api=replace(FAST, input="file"))
+    assert all(r.success for r in results), [r.error for r in results]
+    assert emu.counters()["errors"].get("400") == 2  # both refusals met, then accepted
+    assert list(sg.list_batch_jobs()["input"]) == ["file"]
+
+
+def test_an_upload_refused_every_time_fails_its_requests_saying_why(emu: Emulator) -> None:
+    emu.update_batch(mime_refusals=len(UPLOAD_MIME_TYPES))
+    results = _run(emu, _requests(2), batch_api=replace(FAST, input="file"))
+    assert [r.success for r in results] == [False, False]
+    assert all("Unsupported MIME type" in (r.error.message if r.error else "") for r in results)
+    assert _batch_counts(emu)["jobs_created"] == 0
+
+
+def test_a_job_the_service_keeps_failing_to_report_ends_the_wait_resumably(
+    emu: Emulator,
+) -> None:
+    # Google has answered `batches.get` with 503 for good for finished inline jobs with large
+    # outputs. Before, the wait polled forever; now it stops past its bounds, leaving the job
+    # to be collected later.
+    emu.update_batch(get_503_over_bytes=0)
+    patient = replace(FAST, input="inline", poll_failures=3, poll_failures_s=0.01)
+    with pytest.raises(sg.BatchApiWaitFailed) as gave_up:
+        _run(emu, _requests(2), batch_api=patient)
+    stopped = gave_up.value
+    assert [r.error.kind if r.error else None for r in stopped.results] == ["not_run"] * 2
+    assert "failed to report batches/" in str(stopped) and "3 times in a row" in str(stopped)
+    batch_id = sg.list_batch_jobs()["batch_id"].iloc[0]
+    assert f"resume_batch_job('{batch_id}')" in str(stopped)
+    emu.update_batch(get_503_over_bytes=None)  # the service recovers
+    results = sg.resume_batch_job(batch_id, api_key=KEY, batch_api=FAST)
+    assert [r.success for r in results] == [True, True]
+    assert _batch_counts(emu)["jobs_created"] == 1
+
+
+def test_a_lost_results_file_fails_its_requests_once_and_a_resume_does_not_retry_it(
+    emu: Emulator,
+) -> None:
+    # The results file of a finished job expired or was deleted before it was read (403/404).
+    # Before, the download's error escaped the wait with nothing recorded, and every resume
+    # met it again. Now the job's requests fail saying why, and the job counts as collected.
+    emu.update_batch(lose_output=True)
+    results = _run(emu, _requests(2), batch_api=replace(FAST, input="file"))
+    assert [r.error.kind if r.error else None for r in results] == ["server_error"] * 2
+    said = results[0].error.message if results[0].error else ""
+    # Google answers a file that is gone as one you may not read: 403 (or 404)
+    assert re.search(r"its results file files/\S+ could not be downloaded \(40[34]: ", said)
+    assert said.endswith("run the request again")
+    batch_id = sg.list_batch_jobs()["batch_id"].iloc[0]
+    refused_before = emu.counters()["errors"]
+    again = sg.resume_batch_job(batch_id, api_key=KEY, batch_api=FAST)
+    assert [r.error.kind if r.error else None for r in again] == ["server_error"] * 2
+    assert emu.counters()["errors"] == refused_before  # the file was not asked for again
+
+
+def test_a_create_refused_with_429_waits_and_is_made_while_the_others_are_polled(
+    emu: Emulator,
+) -> None:
+    # The service refuses `batches.create` with 429 while its enqueued-token quota is full
+    # (around the fourth job at once). Before, the job was marked FAILED and its requests
+    # failed as server_error; now it waits, and is created once a job has finished.
+    emu.update_batch(max_active_jobs=1)
+    several = replace(FAST, input="inline", inline_limit_bytes=700, create_wait_initial_s=0.05)
+    handle = sg.submit_batch_job(
+        _requests(6), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=several
+    )
+    try:
+        assert len(handle.jobs) > 1 and len(handle.waiting) == len(handle.jobs) - 1
+        assert "waiting to be created" in repr(handle)
+        assert all(
+            v.startswith("the service refused to create it for now (429: ")
+            for v in handle.waiting.values()
+        )
+        results = handle.wait()
+    finally:
+        handle.close()
+    assert all(r.success for r in results), [r.error for r in results]
+    assert _batch_counts(emu)["jobs_created"] == len(handle.jobs)
+    assert set(sg.list_batch_jobs()["state"]) == {"succeeded"} and not handle.waiting
+
+
+def test_answers_out_of_order_or_without_keys_never_land_on_the_wrong_request(
+    emu: Emulator,
+) -> None:
+    # The service drops inline answers' keys (python-genai #2008) and reorders them (#1909).
+    # Before, inline input was the default and keyless answers were paired by their place:
+    # both together silently handed requests each other's answers.
     requests = _requests(8)
     baseline = {r.id: r.text for r in _run(emu, requests, cache="off")}
-    emu.update_batch(shuffle=True)
-    shuffled = _run(emu, requests, cache="off")
-    assert {r.id: r.text for r in shuffled} == baseline
-    emu.update_batch(shuffle=False, drop_metadata=True)
-    keyless = _run(emu, requests, cache="off")
-    assert {r.id: r.text for r in keyless} == baseline
-    matched = sg.list_batch_jobs().sort_values("matched_by")["matched_by"].tolist()
-    assert sorted(matched) == ["key", "key", "position"]
+    emu.update_batch(shuffle=True, drop_metadata=True)
+    by_file = _run(emu, requests, cache="off")  # the default: keys kept line by line
+    assert {r.id: r.text for r in by_file} == baseline
+    inline = replace(FAST, input="inline")
+    keyless = _run(emu, requests, cache="off", batch_api=inline)
+    assert not any(r.success and r.text != baseline[r.id] for r in keyless)  # no wrong pairing
+    assert {r.error.kind if r.error else None for r in keyless} == {"unmatched"}
+    assert "nothing was guessed, run it again" in (keyless[0].error.message or "")
+    trusting = _run(emu, requests, cache="off", batch_api=replace(inline, match_by_position=True))
+    assert all(r.success for r in trusting)  # paired by place, as the caller chose
+    jobs = sg.list_batch_jobs()
+    assert sorted(zip(jobs["input"], jobs["matched_by"], strict=True)) == [
+        ("file", "key"),
+        ("file", "key"),
+        ("inline", "position"),
+        ("inline", "unmatched"),
+    ]
 
 
 def test_failed_rows_are_failed_requests_and_the_rest_succeed(emu: Emulator) -> None:
@@ -193,7 +295,7 @@ def test_file_jobs_and_inline_jobs_split_by_size(emu: Emulator) -> None:
     assert all(r.success for r in by_file)
     assert emu.counters()["files"]["uploaded"] == 1
     # Past the inline limit, "auto" uploads a file; "inline" splits into several jobs.
-    small = replace(FAST, inline_limit_bytes=700)
+    small = replace(FAST, input="auto", inline_limit_bytes=700)
     _run(emu, requests, batch_api=small, cache="off")
     split = _run(emu, requests, batch_api=replace(small, input="inline"), cache="off")
     assert {r.id: r.text for r in split} == {r.id: r.text for r in by_file}
@@ -233,13 +335,16 @@ def test_cancel_leaves_what_did_not_run_as_not_run(emu: Emulator) -> None:
         _requests(3), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=FAST
     )
     handle.close()
-    assert sg.list_batch_jobs()["state"].tolist() == ["pending"]
+    listed = sg.list_batch_jobs()
+    assert listed["state"].tolist() == ["pending"]
+    assert 47.9 <= listed["expires_in_h"].iloc[0] <= 48.0  # the service's 48 h, said
     names = sg.cancel_batch_job(handle.batch_id, api_key=KEY)
     assert len(names) == 1 and names[0].startswith("batches/")
     results = sg.resume_batch_job(handle.batch_id, api_key=KEY, batch_api=FAST)
     assert {r.error.kind for r in results if r.error} == {"not_run"}
     assert _batch_counts(emu)["jobs_cancelled"] == 1
     assert _log_rows("SELECT status FROM batch_log") == [("cancelled",)]
+    assert sg.list_batch_jobs()["expires_in_h"].isna().all()  # ended: nothing to expire
 
 
 SUBMITTER = """

@@ -78,6 +78,7 @@ def test_forced_modes_and_the_plan_as_text_and_html() -> None:
     assert forced.choice == "batch_api" and forced.live_count == 0
     assert _plan(500, mode="live").choice == "live"
     assert "Batch API" in forced._repr_html_() and "Google's target" in str(forced)
+    assert "expire 48 h" in forced._repr_html_() and "expire" not in str(_plan(5, mode="live"))
 
 
 def test_requests_the_log_answered_are_counted_apart_and_not_priced() -> None:
@@ -85,6 +86,7 @@ def test_requests_the_log_answered_are_counted_apart_and_not_priced() -> None:
     assert (plan.cached, plan.batch_count, plan.batch_api.requests) == (5, 3, 3)
     assert plan.batch_api.cost_usd == pytest.approx(_plan(3, mode="batch_api").batch_api.cost_usd)
     assert "5 more answered by earlier runs" in str(plan)
+    assert "Jobs expire 48 h after they are created" in str(plan)  # said whenever jobs go out
     assert "5 more answered by earlier runs" in plan._repr_html_()
     # Answered whole: nothing is sent, so nothing is waited for.
     whole = plan_batch([], [SPEC], SPEC, mode="batch_api", turnaround=DAY, cached=8)
@@ -122,9 +124,10 @@ def test_matching_by_key_position_or_not_at_all() -> None:
     answers = [Answer("c"), Answer("a"), Answer("b")]
     found, how = match(ids, answers)
     assert how == "key" and [found[i].key for i in ids] == ids
-    found, how = match(ids, [Answer(None)] * 3)
+    assert match(ids, [Answer(None)] * 3) == ({}, "unmatched")  # no key: no pairing by place
+    found, how = match(ids, [Answer(None)] * 3, by_position=True)  # unless asked
     assert how == "position" and len(found) == 3
-    assert match(ids, [Answer(None)] * 2) == ({}, "unmatched")  # count differs: no guessing
+    assert match(ids, [Answer(None)] * 2, by_position=True) == ({}, "unmatched")  # count differs
     found, how = match(ids, [Answer("a"), Answer(None), Answer("c")])
     assert how == "mixed" and found["b"].key is None  # the one left over
     found, how = match(ids, [Answer("a"), Answer(None), Answer(None)])
@@ -133,13 +136,15 @@ def test_matching_by_key_position_or_not_at_all() -> None:
 
 def test_chunks_by_model_and_size() -> None:
     requests = [*_requests(4), GenerationRequest("p", "pinned", model="gemini-y")]
-    settings = BatchApiSettings(inline_limit_bytes=900)
-    chunks = chunk_requests(requests, "gemini-x", BatchApiSettings())
+    chunks = chunk_requests(requests, "gemini-x", BatchApiSettings())  # file input by default
     assert [(c.model, len(c.requests), c.input_mode) for c in chunks] == [
-        ("gemini-x", 4, "inline"),
-        ("gemini-y", 1, "inline"),
+        ("gemini-x", 4, "file"),
+        ("gemini-y", 1, "file"),
     ]
-    assert chunk_requests(requests[:4], "gemini-x", settings)[0].input_mode == "file"
+    auto = BatchApiSettings(input="auto")
+    assert chunk_requests(requests[:4], "gemini-x", auto)[0].input_mode == "inline"
+    small = BatchApiSettings(input="auto", inline_limit_bytes=900)
+    assert chunk_requests(requests[:4], "gemini-x", small)[0].input_mode == "file"
     inline = chunk_requests(
         requests[:4], "gemini-x", BatchApiSettings(input="inline", inline_limit_bytes=900)
     )

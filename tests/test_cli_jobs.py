@@ -8,6 +8,7 @@ command pays about a second to start; independent ones run side by side.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -180,6 +181,7 @@ def test_jobs_lists_resumes_once_and_cancels(
     assert header.split()[:4] == ["batch_id", "chunk", "job_name", "state"]
     assert sorted(row.split()[0] for row in rows) == sorted([done_id, waiting_id])
     assert all(row.split()[3] == "pending" for row in rows) and "batches/" in listed.stdout
+    assert "expires_in_h" in header and all(" 48.0 " in row for row in rows)  # hours left
     assert missing.returncode == 2 and "no call log at" in missing.stderr
     assert no_batch.returncode == 2 and "jobs resume needs a batch id" in no_batch.stderr
     assert not (tmp_path / "nowhere.duckdb").exists()
@@ -206,3 +208,24 @@ def test_jobs_lists_resumes_once_and_cancels(
 
 def jsonl_text(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_wait_that_gave_up_says_why_and_how_to_resume_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What `scriptgen jobs resume` (and `run --mode batch_api`) print when the library stopped
+    # waiting because the service kept failing to report a job: its reason, not "interrupted".
+    from scriptgen_nb.cli.run import FAILED, Outcome, deliver
+    from scriptgen_nb.engine.values import Failure, Result
+
+    unfinished = [Result("0", 0, False, error=Failure("not_run", "its job had not ended"))]
+    gave_up = sg.BatchApiWaitFailed(
+        unfinished, "Stopped waiting: the service failed to report batches/b1 20 times\nin a row"
+    )
+    outcome = Outcome(sg.ResultList(unfinished), gave_up, "b1", by_batch_api=True)
+    args = argparse.Namespace(out=None, quiet=True, allow_failures=False)
+    assert deliver("jobs", args, outcome) == FAILED
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [
+        "scriptgen jobs: Stopped waiting: the service failed to report batches/b1 20 times in a row"
+    ]

@@ -382,6 +382,9 @@ def test_batch_table_in_a_config_mapping() -> None:
         EmulatorConfig.from_mapping({"batch": {"row_error_rate": 2}})
     with pytest.raises(ConfigError, match=r"batch\.nope"):
         EmulatorConfig.from_mapping({"batch": {"nope": 1}})
+    assert EmulatorConfig.from_mapping({"batch": {"mime_refusals": 2}}).batch.mime_refusals == 2
+    with pytest.raises(ConfigError, match=r"batch\.mime_refusals must be a whole number"):
+        EmulatorConfig.from_mapping({"batch": {"mime_refusals": -1}})
 
 
 # -- file jobs and the Files API --------------------------------------------------------------

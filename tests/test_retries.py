@@ -160,3 +160,10 @@ def test_the_hint_compares_with_the_requests_own_max_tokens_as_the_retry_does() 
     assert retry_hint(results, "%scriptgen retry", requests) == (
         "re-run them with `%scriptgen retry --max-tokens N` (N above 5)"
     )
+
+
+def test_a_batch_answer_that_lost_its_key_is_sent_again_by_default() -> None:
+    # `unmatched` (issue 16): the Batch API answered, but without the key that says for which
+    # request; asked again, the answer comes back whole.
+    request = sg.create_batch_requests(["p"])[0]
+    assert RetryChanges().fixes("unmatched", request)

@@ -3,14 +3,14 @@
 **Matching.** Every request is submitted with its id as a key (`metadata.key` inline, `key` in
 a JSONL line). Answers are matched by that key, whatever order they come in (the service is
 known to reorder inline answers, python-genai #1909). An answer without a key (the service is
-also known to drop inline metadata, #2008) is matched by position only when *no* answer of the
-job has a key and their number equals the number submitted: then the documented order ("the
-responses will be in the same order as the input requests") is all there is, and the job's
-`matched_by` is `position`. Answers without keys when others have them (`mixed`) are matched by
-elimination only when exactly one request is left; anything still unmatched is a per-request
-failure (`malformed_response`) saying so, never a guess. A service that both drops the keys and
-reorders the answers cannot be detected from the answers alone; use file input
-(`BatchApiSettings(input="file")`), whose output lines carry their keys, where that matters.
+also known to drop inline metadata, #2008) is never paired by its place unless the caller
+allows it (`BatchApiSettings(match_by_position=True)`), and then only when *no* answer of the
+job has a key and their number equals the number submitted (`matched_by` is `position`): a
+service that both drops the keys and reorders the answers would otherwise hand requests each
+other's answers, silently. Answers without keys when others have them (`mixed`) are matched by
+elimination only when exactly one request is left (a certainty, not a guess); anything still
+unmatched is a per-request failure of its own kind (`unmatched`), to be run again. File input,
+the default, keeps each answer's key on its line.
 
 **Judging.** Each answer is judged like a live reply (`engine.verdict.judge_reply`): blocked,
 truncated, empty, invalid JSON for the schema. There is no retry in a batch: such a row is a
@@ -148,13 +148,16 @@ def file_answers(data: bytes) -> list[Answer]:
     return answers
 
 
-def match(request_ids: Sequence[str], answers: Sequence[Answer]) -> tuple[dict[str, Answer], str]:
-    """Answers by request id, and how they were matched (see the module docstring)."""
+def match(
+    request_ids: Sequence[str], answers: Sequence[Answer], *, by_position: bool = False
+) -> tuple[dict[str, Answer], str]:
+    """Answers by request id, and how they were matched (see the module docstring);
+    `by_position` allows the documented order to pair answers that carry no key at all."""
     wanted = set(request_ids)
     keyed = [a for a in answers if a.key is not None]
     keyless = [a for a in answers if a.key is None]
     if not keyed:
-        if len(answers) == len(request_ids):
+        if by_position and len(answers) == len(request_ids):
             return dict(zip(request_ids, answers, strict=True)), "position"
         return {}, "unmatched"
     found = {a.key: a for a in keyed if a.key in wanted}
@@ -184,13 +187,17 @@ def outcomes(
     store_text: bool,
     package_version: str,
     sdk_version: str,
+    by_position: bool = False,
     now: float | None = None,
 ) -> tuple[Iterator[Outcome], str]:
-    """Every request of `job` as an outcome, and how the answers were matched; answers None
-    means the job gave none. The outcomes are made as they are consumed: a job can hold
-    hundreds of thousands of requests, and their rows are written a slice at a time."""
+    """Every request of `job` as an outcome, and how the answers were matched (`by_position`
+    as in `match`); answers None means the job gave none. The outcomes are made as they are
+    consumed: a job can hold hundreds of thousands of requests, and their rows are written a
+    slice at a time."""
     now = time.time() if now is None else now
-    found, matched_by = match(job.request_ids, answers or []) if answers else ({}, "none")
+    found, matched_by = (
+        match(job.request_ids, answers, by_position=by_position) if answers else ({}, "none")
+    )
     made = _outcomes(
         job,
         requests,
@@ -293,12 +300,17 @@ def _missing(job: JobRow, matched_by: str, answers: Sequence[Answer] | None) -> 
     if job.state in ("JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"):
         what = "cancelled" if job.state == "JOB_STATE_CANCELLED" else "expired before it ran"
         return Failure("not_run", f"the Batch API job was {what}; run the request again")
+    if not answers and job.error:  # its results were lost (an expired or deleted file)
+        return Failure(
+            "server_error", f"the Batch API job ran but {job.error}; run the request again"
+        )
     if not answers:
         return Failure("malformed_response", "the finished job returned no answers", 200)
     return Failure(
-        "malformed_response",
-        f"no answer of the job could be matched to this request ({matched_by}: "
-        f"{len(answers)} answers for {job.request_count} requests, some without their key); "
-        "nothing was guessed, run it again",
+        "unmatched",
+        f"no answer of the job carried this request's key ({matched_by}: {len(answers)} "
+        f"answers for {job.request_count} requests, some without their key); nothing was "
+        "guessed, run it again (`BatchApiSettings(match_by_position=True)` trusts the "
+        "answers' order instead)",
         200,
     )

@@ -5,7 +5,8 @@
   means the same live and by batch. Each carries its request id as `metadata.key` (inline) or
   `key` (JSONL): that is how answers find their requests (`ingest.py`).
 - `chunk_requests` splits a batch into jobs: one model per job (the Batch API runs one model),
-  inline jobs under the 20 MB request limit, a JSONL file upload past it (or when asked).
+  a JSONL file upload each (the default), or inline jobs under the 20 MB request limit when
+  asked.
 - `JobService` wraps google-genai's synchronous `batches` and `files` (SDK retries off, as live).
 - `submit` follows the idempotency protocol of `store/batch_jobs.py`: the intent is in the log
   before `batches.create`; a job that may exist (an intent without a name, or a create whose
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,18 +44,26 @@ DISPLAY_PREFIX = "scriptgen-"
 INLINE_LIMIT_BYTES = 19 * 1024 * 1024  # the service refuses create bodies over 20 MB
 FILE_LIMIT_BYTES = 2_000_000_000  # a JSONL input file may hold up to 2 GB
 ENVELOPE_BYTES = 512  # the create body's own fields around the requests
+# The input file's declared type, in the order tried: Google's docs name `jsonl`; both have been
+# refused intermittently ("Unsupported MIME type"), and a second try usually goes through.
+UPLOAD_MIME_TYPES = ("jsonl", "application/jsonl", "jsonl", "application/jsonl")
 
 
 @dataclass(frozen=True, slots=True)
 class BatchApiSettings:
     """How Batch API jobs are built and watched (the defaults suit Google).
 
-    `input`: "auto" (inline while a job fits `inline_limit_bytes`, else a JSONL upload),
-    "inline" (split into several inline jobs instead), "file". `turnaround_s` overrides the
-    expected turnaround the `auto` plan uses (by default measured, see `plan.py`).
+    `input`: "file" (the default: a JSONL upload, whose answers keep their keys line by line),
+    "inline" (requests in the create call, split into several jobs past `inline_limit_bytes`;
+    the service is known to drop inline answers' keys and to reorder them), "auto" (inline
+    while a job fits, else a file). `match_by_position`: pair answers that lost every key by
+    their order (the documented one, which the service does not always keep); off, such answers
+    fail their requests as `unmatched`. `turnaround_s` overrides the expected turnaround the
+    `auto` plan uses (by default measured, see `plan.py`).
     """
 
-    input: str = "auto"
+    input: str = "file"
+    match_by_position: bool = False
     inline_limit_bytes: int = INLINE_LIMIT_BYTES
     file_limit_bytes: int = FILE_LIMIT_BYTES
     poll_initial_s: float = 5.0
@@ -61,16 +71,39 @@ class BatchApiSettings:
     poll_factor: float = 1.5
     turnaround_s: float | None = None
     timeout_s: float = 120.0  # per HTTP call to the batches and files endpoints
+    # A job the service keeps failing to report (5xx, timeouts: `batches.get` has answered 503
+    # for good for finished inline jobs with large outputs) stops the wait once both bounds
+    # are passed: this many failures in a row, over at least this long.
+    poll_failures: int = 20
+    poll_failures_s: float = 600.0
+    # A create the service refuses with 429 (its enqueued-token quota is full, reported around
+    # the fourth job at once) waits, while the created jobs are polled, and is tried again
+    # after the 429's retryDelay, else after a delay that doubles from the first to the last.
+    create_wait_initial_s: float = 30.0
+    create_wait_max_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.input not in ("auto", "inline", "file"):
             raise ConfigurationError(
-                f"BatchApiSettings(input={self.input!r}): use 'auto', 'inline' or 'file'."
+                f"BatchApiSettings(input={self.input!r}): use 'file', 'inline' or 'auto'."
+            )
+        if not isinstance(self.match_by_position, bool):
+            raise ConfigurationError(
+                f"BatchApiSettings(match_by_position={self.match_by_position!r}): use True or "
+                "False."
             )
         where = "BatchApiSettings: "
         for name in ("inline_limit_bytes", "file_limit_bytes"):
             check_number(name, getattr(self, name), low=0, above=True, whole=True, where=where)
-        for name in ("poll_initial_s", "poll_max_s", "timeout_s"):
+        check_number("poll_failures", self.poll_failures, low=1, whole=True, where=where)
+        for name in (
+            "poll_initial_s",
+            "poll_max_s",
+            "timeout_s",
+            "poll_failures_s",
+            "create_wait_initial_s",
+            "create_wait_max_s",
+        ):
             check_number(name, getattr(self, name), low=0, above=True, unit="seconds", where=where)
         check_number("poll_factor", self.poll_factor, low=1, where=where)
         check_number(
@@ -135,9 +168,9 @@ def chunk_requests(
 ) -> list[Chunk]:
     """Group by model (a pinned request keeps its model), then split by size.
 
-    With input "auto" a model's requests go inline while they fit one create call, and as one
-    JSONL file otherwise (split again only past the file limit); "inline" splits them into as
-    many inline jobs as needed; "file" always uploads.
+    With input "file" (the default) a model's requests go as one JSONL file (split again only
+    past the file limit); "inline" splits them into as many inline jobs as needed; "auto" goes
+    inline while they fit one create call, else as a file.
     """
     by_model: dict[str, list[tuple[GenerationRequest, int]]] = {}
     for request in requests:
@@ -160,6 +193,11 @@ def chunk_requests(
             current.size += size
         chunks.append(current)
     return chunks
+
+
+def _mime_refused(error: BackendError) -> bool:
+    """The Files API's intermittent refusal of a JSONL upload's declared type."""
+    return error.http_status == 400 and "unsupported mime type" in error.message.lower()
 
 
 def _state_name(job: types.BatchJob) -> str:
@@ -233,19 +271,37 @@ class JobService:
         found: types.BatchJob | None = self._call(look)
         return found
 
-    def upload(self, lines: Iterable[str], name: str) -> str:
-        """Upload JSONL lines as a file. They are staged in a temporary file, which the SDK
-        sends in chunks, so a job's input (up to 2 GB) is never held in memory whole."""
-        with tempfile.TemporaryFile() as staged:
-            for line in lines:
-                staged.write(line.encode("utf-8") + b"\n")
-            staged.seek(0)
-            uploaded = self._call(
-                lambda: self._client.files.upload(
-                    file=staged,
-                    config=types.UploadFileConfig(mime_type="application/jsonl", display_name=name),
-                )
-            )
+    def upload(
+        self, lines: Iterable[str], name: str, *, sleep: Callable[[float], None] = time.sleep
+    ) -> str:
+        """Upload JSONL lines as a file; its name at the service.
+
+        The lines are staged in a file of a temporary folder that the SDK reads by path and
+        sends in chunks, so a job's input (up to 2 GB) is never held in memory whole (an open
+        `TemporaryFile` will not do: on Windows it is not an `io.IOBase`, which the SDK wants,
+        and a named one cannot be opened twice there while it is open).
+        The Files API refuses an upload now and then with "Unsupported MIME type" whichever
+        type is named (python-genai #1547): such a refusal is tried again, alternating the
+        documented `jsonl` with `application/jsonl`, before it is reported.
+        """
+        with tempfile.TemporaryDirectory(prefix="scriptgen-upload-") as folder:
+            path = os.path.join(folder, "input.jsonl")
+            with open(path, "wb") as staged:
+                for line in lines:
+                    staged.write(line.encode("utf-8") + b"\n")
+            *first, last = UPLOAD_MIME_TYPES
+            for attempt, mime_type in enumerate(first):
+                try:
+                    return self._upload_file(path, mime_type, name)
+                except BackendError as exc:
+                    if not _mime_refused(exc):
+                        raise
+                sleep(float(2**attempt))
+            return self._upload_file(path, last, name)
+
+    def _upload_file(self, path: str, mime_type: str, name: str) -> str:
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=name)
+        uploaded = self._call(lambda: self._client.files.upload(file=path, config=config))
         return str(uploaded.name)
 
     def download(self, name: str) -> bytes:
@@ -258,11 +314,37 @@ class JobService:
 
 @dataclass
 class Submission:
-    """What `submit` did: which jobs it created or adopted, and which could not be sent."""
+    """What `submit` did: which jobs it created or adopted, which could not be sent, and which
+    wait to be created (the service refused them for now)."""
 
     created: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # job key -> why
+    waiting: dict[str, str] = field(default_factory=dict)  # job key -> why
+
+
+@dataclass
+class Deferral:
+    """A job whose create the service refused for now (429): when to try again, and why."""
+
+    due: float  # time.monotonic()
+    tries: int
+    reason: str
+
+
+def _deferral(
+    error: BackendError, earlier: Deferral | None, settings: BatchApiSettings, now: float
+) -> Deferral:
+    tries = 1 if earlier is None else earlier.tries + 1
+    backoff = min(settings.create_wait_max_s, settings.create_wait_initial_s * 2 ** (tries - 1))
+    delay = error.retry_delay_s if error.retry_delay_s is not None else backoff
+    reason = f"the service refused to create it for now (429: {error.message[:200]})"
+    return Deferral(now + delay, tries, reason)
+
+
+def create_refused_for_now(error: BackendError) -> bool:
+    """A 429 to `batches.create` that waiting cures (the enqueued-token quota), not billing."""
+    return error.http_status == 429 and error.kind != "billing"
 
 
 TRANSIENT = frozenset({"server_error", "timeout", "connection", "malformed_response"})
@@ -277,18 +359,27 @@ def submit(
     look_first: bool = True,
     attempts: int = 4,
     sleep: Callable[[float], None] = time.sleep,
+    deferred: dict[str, Deferral] | None = None,
+    settings: BatchApiSettings | None = None,
 ) -> Submission:
     """Send every intent that has no job yet; adopt what the service already has (step 3).
 
     `requests` are the batch's requests by id (needed only for jobs not yet created). A create
-    that fails at the service (4xx) marks its job failed; one whose answer is lost (5xx,
-    timeout, dropped connection) is looked up by display name before it is tried again.
-    `look_first=False` skips the first look-up for intents this process has just written
-    (no job can exist for them yet); resuming always looks.
+    that fails at the service (4xx) marks its job failed, except a 429 that waiting cures: with
+    `deferred` given, that job stays an intent (so a crash meanwhile still creates it at most
+    once), noted in `deferred` with when to try again (`settings`), and is skipped until then.
+    One whose answer is lost (5xx, timeout, dropped connection) is looked up by display name
+    before it is tried again. `look_first=False` skips the first look-up for intents this
+    process has just written (no job can exist for them yet); resuming always looks.
     """
     done = Submission()
+    settings = settings or BatchApiSettings()
     for job in jobs:
         if job.job_name is not None:
+            continue
+        waited = None if deferred is None else deferred.get(job.job_key)
+        if waited is not None and waited.due > time.monotonic():
+            done.waiting[job.job_key] = waited.reason
             continue
         existing = service.find(job.display_name) if look_first else None
         if existing is not None:
@@ -300,8 +391,13 @@ def submit(
         chunk = [requests[i] for i in job.request_ids]
         for attempt in range(1, attempts + 1):
             try:
-                created = _create(service, db, job, chunk)
+                created = _create(service, db, job, chunk, sleep)
             except BackendError as exc:
+                if deferred is not None and create_refused_for_now(exc):
+                    later = _deferral(exc, waited, settings, time.monotonic())
+                    deferred[job.job_key] = later
+                    done.waiting[job.job_key] = later.reason
+                    break
                 if exc.kind not in TRANSIENT or attempt == attempts:
                     reason = f"{exc.kind}: {exc.message}"
                     batch_jobs.mark_state(db, job.job_key, "JOB_STATE_FAILED", error=reason)
@@ -315,19 +411,25 @@ def submit(
                     break
                 continue
             _record_created(db, job, created)
+            if deferred is not None:
+                deferred.pop(job.job_key, None)
             done.created.append(job.job_key)
             break
     return done
 
 
 def _create(
-    service: JobService, db: Database, job: JobRow, chunk: Sequence[GenerationRequest]
+    service: JobService,
+    db: Database,
+    job: JobRow,
+    chunk: Sequence[GenerationRequest],
+    sleep: Callable[[float], None],
 ) -> types.BatchJob:
     if job.input_mode == "inline":
         return service.create(job.model, [inline_request(r) for r in chunk], job.display_name)
     source = job.input_file
     if source is None:
-        source = service.upload((jsonl_line(r) for r in chunk), job.display_name)
+        source = service.upload((jsonl_line(r) for r in chunk), job.display_name, sleep=sleep)
         batch_jobs.mark_uploaded(db, job.job_key, source)
     return service.create(job.model, source, job.display_name)
 
@@ -337,6 +439,35 @@ def _record_created(db: Database, job: JobRow, created: types.BatchJob) -> None:
     batch_jobs.mark_submitted(db, job.job_key, str(created.name), _state_name(created), submitted)
 
 
+@dataclass
+class FailureStreak:
+    """A job's polls failing in a row: since when, how many, the last error."""
+
+    since: float
+    count: int = 0
+    last: BackendError | None = None
+
+    def add(self, error: BackendError) -> None:
+        self.count += 1
+        self.last = error
+
+    def past(self, settings: BatchApiSettings, now: float) -> bool:
+        return self.count >= settings.poll_failures and now - self.since >= settings.poll_failures_s
+
+
+class PollGaveUp(Exception):
+    """The service kept failing to report a job or to hand over its results: waiting for it
+    stopped (it may still run; its results may still be had later)."""
+
+    def __init__(self, what: str, streak: FailureStreak, now: float) -> None:
+        last = streak.last
+        said = f"{last.http_status or last.kind}: {last.message[:200]}" if last else "?"
+        super().__init__(
+            f"the service failed {what} {streak.count} times in a row over "
+            f"{now - streak.since:.0f} s (last: {said})"
+        )
+
+
 def poll(
     service: JobService,
     db: Database,
@@ -344,17 +475,28 @@ def poll(
     settings: BatchApiSettings,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
     on_state: Callable[[JobRow, types.BatchJob | None], None] | None = None,
+    create: Callable[[JobRow], JobRow] | None = None,
 ) -> Iterator[tuple[JobRow, types.BatchJob | None]]:
     """Yield each job as it ends (with the service's view of it), polling with backoff.
 
-    A job that was never created (refused) ends at once with no service view. Transient errors
-    of a poll are waited out; the others propagate.
+    A job not created yet is handed to `create` each round (a create the service refused for
+    now, tried again when due; it returns the job as it then is), and polled once it has a
+    name; one that was never created and will not be (refused) ends at once with no service
+    view. Transient errors
+    of a poll are waited out, within `settings.poll_failures` in a row and
+    `settings.poll_failures_s`: past both, `PollGaveUp` is raised; the others propagate.
     """
     waiting = {job.job_key: job for job in jobs}
+    failing: dict[str, FailureStreak] = {}
     delay = settings.poll_initial_s
     while waiting:
         for key, job in list(waiting.items()):
+            if job.job_name is None and create is not None and not job.terminal:
+                job = waiting[key] = create(job)
+                if job.job_name is None and not job.terminal:
+                    continue  # still waiting to be created
             if job.job_name is None:
                 del waiting[key]
                 yield job, None
@@ -362,9 +504,15 @@ def poll(
             try:
                 seen = service.get(job.job_name)
             except BackendError as exc:
-                if exc.kind in TRANSIENT:
-                    continue
-                raise
+                if exc.kind not in TRANSIENT:
+                    raise
+                streak = failing.setdefault(key, FailureStreak(clock()))
+                streak.add(exc)
+                now = clock()
+                if streak.past(settings, now):
+                    raise PollGaveUp(f"to report {job.job_name}", streak, now) from None
+                continue
+            failing.pop(key, None)
             state = _state_name(seen)
             ended = state in TERMINAL_STATES
             finished_at = _epoch(seen.end_time) if ended else None

@@ -48,6 +48,14 @@ Choice = Literal["live", "batch_api", "split"]
 GOOGLE_TURNAROUND_S = 24 * 3600.0
 
 
+JOB_LIFETIME_H = 48  # a Batch API job not done within this expires; its requests did not run
+BATCH_CAVEATS = (
+    f"Jobs expire {JOB_LIFETIME_H} h after they are created: what has not run by then ends "
+    "not_run, for `retry` (live or as a new batch). A job the service refuses to create for "
+    "now (429: too many jobs queued) waits and is created as it lets it."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Turnaround:
     """The expected Batch API turnaround and where the figure comes from."""
@@ -131,6 +139,8 @@ class BatchPlan:
         lines.append(f"    Batch API time: {self.turnaround.source}")
         if self.cached:
             lines.append(f"    {self._cached_words()}")
+        if self.choice != "live":
+            lines.append(f"    {BATCH_CAVEATS}")
         return "\n".join(lines)
 
     def _cached_words(self) -> str:
@@ -151,6 +161,7 @@ class BatchPlan:
             f"<table><tr>{head}</tr>{body}</table>"
             f"<p><small>Batch API time: {html.escape(self.turnaround.source)}"
             + (f"<br>{html.escape(self._cached_words())}" if self.cached else "")
+            + (f"<br>{html.escape(BATCH_CAVEATS)}" if self.choice != "live" else "")
             + "</small></p>"
         )
 

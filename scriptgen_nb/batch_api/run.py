@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..endpoints import session_api_key
 from ..engine.backend import GOOGLE_ENDPOINT
-from ..engine.errors import BatchInterrupted, ConfigurationError
+from ..engine.errors import (
+    BackendError,
+    BatchApiWaitFailed,
+    BatchInterrupted,
+    ConfigurationError,
+)
 from ..engine.models import ModelSpec, ladder_notices
 from ..engine.values import Failure, GenerationRequest, Result, Usage
 from ..engine.verdict import parse_structured
@@ -34,7 +39,7 @@ from ..store.batch_jobs import JobRow
 from ..store.session import cached_result, earlier_answers
 from . import ingest, jobs
 from .jobs import BatchApiSettings, JobService, Submission
-from .plan import GOOGLE_TURNAROUND_S, BatchPlan, Turnaround
+from .plan import GOOGLE_TURNAROUND_S, JOB_LIFETIME_H, BatchPlan, Turnaround
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,10 +95,25 @@ class BatchJobHandle:
     simulated: bool = False  # the jobs run at an emulator: every result says so
     _requests: dict[str, GenerationRequest] | None = field(default=None, repr=False)
     _results: dict[str, Result] = field(default_factory=dict, repr=False)
+    _deferred: dict[str, jobs.Deferral] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
-        states = ", ".join(f"{j.job_name or j.display_name}: {_short(j.state)}" for j in self.jobs)
+        states = ", ".join(
+            f"{j.job_name or j.display_name}: "
+            f"{'waiting to be created' if j.job_key in self._deferred else _short(j.state)}"
+            for j in self.jobs
+        )
         return f"BatchJobHandle(batch_id={self.batch_id!r}, jobs=[{states}])"
+
+    @property
+    def waiting(self) -> dict[str, str]:
+        """Jobs the service refused to create for now (429), by display name: why. They are
+        created as it lets them, while `wait()` polls the others."""
+        return {
+            j.display_name: self._deferred[j.job_key].reason
+            for j in self.jobs
+            if j.job_key in self._deferred
+        }
 
     @property
     def jobs(self) -> list[JobRow]:
@@ -105,7 +125,24 @@ class BatchJobHandle:
         `fresh`: the intents were written by this process just now, so none can exist yet.
         """
         open_ = [j for j in self.jobs if j.job_name is None and not j.terminal]
-        return jobs.submit(self.service, self.db, open_, self._requests, look_first=not fresh)
+        return self._submit(open_, look_first=not fresh)
+
+    def _submit(self, open_: list[JobRow], *, look_first: bool = True) -> Submission:
+        return jobs.submit(
+            self.service,
+            self.db,
+            open_,
+            self._requests,
+            look_first=look_first,
+            deferred=self._deferred,
+            settings=self.settings,
+        )
+
+    def _create_when_due(self, job: JobRow) -> JobRow:
+        """Try again to create a job the service refused for now, once its wait is over."""
+        self._submit([job])
+        [now] = batch_jobs.jobs(self.db, job=job.job_key)
+        return now
 
     def wait(self, *, sleep: Callable[[float], None] = time.sleep) -> ResultList:
         """Poll until every job has ended, ingest each once, return all results in order.
@@ -121,8 +158,15 @@ class BatchJobHandle:
         total = len(logged) + len(self.live_results)
         pending = [j for j in self.jobs if not j.ingested]
         try:
-            for job, seen in jobs.poll(self.service, self.db, pending, self.settings, sleep=sleep):
-                self._ingest(job, seen, logged)
+            for job, seen in jobs.poll(
+                self.service,
+                self.db,
+                pending,
+                self.settings,
+                sleep=sleep,
+                create=self._create_when_due,
+            ):
+                self._ingest(job, seen, logged, sleep)
                 if self.on_progress is not None:
                     self.on_progress(len(self._results) + len(self.live_results), total)
         except KeyboardInterrupt:
@@ -132,17 +176,32 @@ class BatchJobHandle:
                 f"at the service: resume_batch_job({self.batch_id!r}) collects them later, "
                 "cancel_batch_job cancels them",
             ) from None
+        except jobs.PollGaveUp as gave_up:
+            raise BatchApiWaitFailed(
+                self._collect(logged),
+                f"Stopped waiting: {gave_up}. The Batch API jobs of batch {self.batch_id} are "
+                f"left as they are: resume_batch_job({self.batch_id!r}) (`scriptgen jobs resume "
+                f"{self.batch_id}`) tries again later",
+            ) from None
         return self._collect(logged)
 
     def cancel(self) -> list[str]:
         """Cancel the batch's jobs at the service; `wait()` then ingests what they finished."""
         return jobs.cancel(self.service, self.db, self.jobs)
 
-    def _ingest(self, job: JobRow, seen: Any, logged: Mapping[str, ingest.LoggedRequest]) -> None:
+    def _ingest(
+        self,
+        job: JobRow,
+        seen: Any,
+        logged: Mapping[str, ingest.LoggedRequest],
+        sleep: Callable[[float], None],
+    ) -> None:
         answers: list[ingest.Answer] | None = None
         if seen is not None and seen.dest is not None:
             if seen.dest.file_name:
-                answers = ingest.file_answers(self.service.download(seen.dest.file_name))
+                answers, lost = self._file_answers(job, seen.dest.file_name, sleep)
+                if lost is not None:
+                    job = replace(job, error=lost)
             elif seen.dest.inlined_responses is not None:
                 answers = ingest.inline_answers(seen)
         spec = ModelSpec(**json.loads(job.model_spec))
@@ -154,6 +213,7 @@ class BatchJobHandle:
             store_text=self.store_text,
             package_version=__version__,
             sdk_version=version("google-genai"),
+            by_position=self.settings.match_by_position,
         )
         results: list[Result] = []
 
@@ -164,6 +224,33 @@ class BatchJobHandle:
 
         if batch_jobs.ingest(self.db, job.job_key, rows(), matched_by):
             self._results.update((r.id, r) for r in results)
+
+    def _file_answers(
+        self, job: JobRow, name: str, sleep: Callable[[float], None]
+    ) -> tuple[list[ingest.Answer] | None, str | None]:
+        """A file job's answers from its results file; when the file is lost, no answers and
+        why.
+
+        A permanent refusal (the file expired or is gone: 404, 403) is recorded as the job's
+        error, and its requests then fail saying so: the job counts as collected, so a resume
+        does not try the file forever. A transient failure is tried again within the poll's
+        bounds, past which the wait ends resumably (`PollGaveUp`).
+        """
+        streak = jobs.FailureStreak(time.monotonic())
+        while True:
+            try:
+                return ingest.file_answers(self.service.download(name)), None
+            except BackendError as exc:
+                if exc.kind not in jobs.TRANSIENT:
+                    lost = f"{exc.http_status or exc.kind}: {exc.message[:200]}"
+                    reason = f"its results file {name} could not be downloaded ({lost})"
+                    batch_jobs.mark_state(self.db, job.job_key, job.state, error=reason)
+                    return None, reason
+                streak.add(exc)
+                now = time.monotonic()
+                if streak.past(self.settings, now):
+                    raise jobs.PollGaveUp(f"to hand over {name}", streak, now) from None
+                sleep(self.settings.poll_initial_s)
 
     def _collect(self, logged: Mapping[str, ingest.LoggedRequest]) -> ResultList:
         """Every request's result: this process's, else the log's, else (partial) not run.
@@ -456,9 +543,11 @@ def handle_for(
 
 
 def jobs_frame(db: Database) -> pd.DataFrame:
-    """Every recorded Batch API job, newest first (what `list_batch_jobs` returns)."""
+    """Every recorded Batch API job, newest first (what `list_batch_jobs` returns), with the
+    hours left before each job still out expires."""
     import pandas as pd
 
+    now = time.time()
     rows = [
         {
             "batch_id": j.batch_id,
@@ -472,6 +561,7 @@ def jobs_frame(db: Database) -> pd.DataFrame:
             "ingested": j.ingested,
             "matched_by": j.matched_by,
             "turnaround_s": j.turnaround_s,
+            "expires_in_h": _expires_in_h(j, now),
             "endpoint": j.endpoint,
             "error": j.error,
         }
@@ -489,7 +579,16 @@ def jobs_frame(db: Database) -> pd.DataFrame:
         "ingested",
         "matched_by",
         "turnaround_s",
+        "expires_in_h",
         "endpoint",
         "error",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _expires_in_h(job: JobRow, now: float) -> float | None:
+    """Hours until a job still out expires (the service's 48 h), 0 when overdue; None when it
+    has ended or was never created."""
+    if job.terminal or job.submitted_at is None:
+        return None
+    return round(max(0.0, JOB_LIFETIME_H - (now - job.submitted_at) / 3600), 1)

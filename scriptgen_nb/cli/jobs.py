@@ -47,6 +47,7 @@ LIST_COLUMNS = [
     "requests",
     "ingested",
     "turnaround_s",
+    "expires_in_h",
     "error",
 ]
 

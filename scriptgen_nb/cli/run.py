@@ -271,6 +271,13 @@ def _generate(
                 f"running): `scriptgen jobs resume {handle.batch_id}` collects them later.",
                 file=sys.stderr,
             )
+            if handle.waiting:
+                why = next(iter(handle.waiting.values()))
+                print(
+                    f"{len(handle.waiting)} job(s) wait to be created: {why}; they are created "
+                    "as the service lets them, while the others are polled.",
+                    file=sys.stderr,
+                )
 
     started = time.monotonic()
     try:
@@ -327,7 +334,9 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
         print(f"scriptgen {command}: cannot write {args.out}: {exc}", file=sys.stderr)
         return FAILED
     if interrupted is not None:
-        if outcome.by_batch_api:
+        if outcome.by_batch_api and type(interrupted) is not BatchInterrupted:
+            message = _one_line(interrupted.reason)  # gave up waiting, or the log failed
+        elif outcome.by_batch_api:
             message = (
                 f"{outcome.stopped} while waiting; the Batch API jobs of batch {batch_id} keep "
                 f"running at the service: `scriptgen jobs resume {batch_id}` collects them, "

@@ -247,8 +247,21 @@ class BatchBook:
         # Google answers a new job as PENDING however short its queue will be.
         return self._operation(job, now, BatchState.PENDING)
 
-    def get(self, batch_id: str) -> dict[str, Any]:
-        return self._operation(self._job(batch_id), self._clock())
+    def get(self, batch_id: str, unavailable_over_bytes: int | None = None) -> dict[str, Any]:
+        """The job; a succeeded inline job whose results exceed `unavailable_over_bytes` is
+        answered 503, as Google has been reported to for good (Gemini forum threads 113603,
+        174261)."""
+        job = self._job(batch_id)
+        operation = self._operation(job, self._clock())
+        large = (
+            unavailable_over_bytes is not None
+            and job.rows is not None
+            and "response" in operation
+            and len(json.dumps(operation["response"])) > unavailable_over_bytes
+        )
+        if large:
+            raise ApiFailure(503, "The service is currently unavailable.")
+        return operation
 
     def list(self, page_size: str | None, page_token: str | None) -> dict[str, Any]:
         """One page of jobs, oldest first, under `operations` as the SDK reads them."""
@@ -327,6 +340,8 @@ class BatchBook:
                     (json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in results),
                 )
             job.output = {"responsesFile": stored.name}
+            if job.settings.lose_output:  # expired or deleted before it was read: 404
+                self._files.delete(stored.name)
         self._counters.batch(
             job.model, rows_succeeded=job.succeeded_rows, rows_failed=job.failed_rows
         )

@@ -220,7 +220,14 @@ class BatchConfig:
     INVALID_ARGUMENT status while the job still succeeds (python-genai #2693); `shuffle` returns
     results out of input order (#1909); `drop_metadata` leaves inline results without their
     `metadata` (#1886, #2008). `max_active_jobs` caps the pending and running jobs per model
-    (None: no cap); one more is refused with a 429.
+    (None: no cap); one more is refused with a 429. `mime_refusals`: the next N Files API
+    uploads are refused with 400 "Unsupported MIME type: <type>", whatever the type
+    (python-genai #1547: Google refuses `jsonl` and `application/jsonl` alike now and then).
+    `get_503_over_bytes`: while set, a succeeded inline job whose results exceed this size
+    answers every `batches.get` with 503 (reported, for good, for large inline outputs); unlike
+    the other settings, the current value applies to every job, so the service can recover.
+    `lose_output`: a file job's results file is gone (expired, deleted) before it is read, so
+    downloading it answers 403, as Google does for a file that is gone.
     """
 
     pending_s: float = 1.0
@@ -231,6 +238,9 @@ class BatchConfig:
     shuffle: bool = False
     drop_metadata: bool = False
     max_active_jobs: int | None = None
+    mime_refusals: int = 0
+    get_503_over_bytes: int | None = None
+    lose_output: bool = False
 
     def __post_init__(self) -> None:
         _check_non_negative("batch", "pending_s", self.pending_s)
@@ -245,7 +255,7 @@ class BatchConfig:
                 f"batch.error_keys must be a list of strings, got {self.error_keys!r}"
             )
         object.__setattr__(self, "error_keys", tuple(self.error_keys))
-        for name in ("shuffle", "drop_metadata"):
+        for name in ("shuffle", "drop_metadata", "lose_output"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"batch.{name} must be true or false, got {getattr(self, name)!r}"
@@ -253,6 +263,16 @@ class BatchConfig:
         cap = self.max_active_jobs
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ConfigError(f"batch.max_active_jobs must be a positive integer, got {cap!r}")
+        over = self.get_503_over_bytes
+        if over is not None and (isinstance(over, bool) or not isinstance(over, int) or over < 0):
+            raise ConfigError(
+                f"batch.get_503_over_bytes must be a whole number of bytes, got {over!r}"
+            )
+        refusals = self.mime_refusals
+        if isinstance(refusals, bool) or not isinstance(refusals, int) or refusals < 0:
+            raise ConfigError(
+                f"batch.mime_refusals must be a whole number, 0 or more, got {refusals!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

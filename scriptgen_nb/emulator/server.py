@@ -321,7 +321,8 @@ class _Handler(BaseHTTPRequestHandler):
             if cancel and method == "POST":
                 return service.guarded(key, lambda: batches.cancel(batch_id))
             if not cancel and method == "GET":
-                return service.guarded(key, lambda: batches.get(batch_id))
+                over = service.config.batch.get_503_over_bytes  # now, not the job's own
+                return service.guarded(key, lambda: batches.get(batch_id, over))
             if not cancel and method == "DELETE":
                 return service.guarded(key, lambda: batches.delete(batch_id))
         file = _FILE.match(rest)

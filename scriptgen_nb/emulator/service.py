@@ -133,6 +133,7 @@ class GeminiService:
         self._base = config
         self._models: dict[str, ModelConfig] = dict(config.models)
         self._batch = config.batch
+        self._mime_refusals_left = config.batch.mime_refusals
         self._models_lock = threading.Lock()
         self._clock = clock
         self._started = clock()  # storms are timed from here (and from each reset)
@@ -182,6 +183,8 @@ class GeminiService:
                 self._batch = dataclasses.replace(self._batch, **changes)
             except TypeError as exc:
                 raise ConfigError(f"update_batch: {exc}") from exc
+            if "mime_refusals" in changes:
+                self._mime_refusals_left = self._batch.mime_refusals
             return self._batch
 
     def update_config(self, **changes: Any) -> EmulatorConfig:
@@ -630,6 +633,8 @@ class GeminiService:
         except ValueError:
             raise ApiFailure(400, f"Invalid upload size {size!r}.") from None
         mime = headers.get("x-goog-upload-header-content-type") or either_case(file, "mimeType")
+        if self._refuse_mime_type():
+            raise ApiFailure(400, f"Unsupported MIME type: {mime}")
         name = either_case(file, "name")
         return self.files.start_upload(
             None if name is None else str(name),
@@ -637,6 +642,14 @@ class GeminiService:
             str(mime or ""),
             declared,
         )
+
+    def _refuse_mime_type(self) -> bool:
+        """Whether this upload is one of the `mime_refusals` still to make."""
+        with self._models_lock:
+            if self._mime_refusals_left <= 0:
+                return False
+            self._mime_refusals_left -= 1
+            return True
 
     def upload_chunk(
         self,

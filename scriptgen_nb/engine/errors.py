@@ -138,6 +138,13 @@ class BatchInterrupted(ScriptgenError):
         self.reason = reason
 
 
+class BatchApiWaitFailed(BatchInterrupted):
+    """Waiting for Batch API jobs gave up: the service kept failing to report a job (or to hand
+    over its results) past the bounds of `BatchApiSettings`. The jobs are left as they are at
+    the service and in the log, so `resume_batch_job` (`scriptgen jobs resume`) tries again
+    later; `.results` and `.reason` as for `BatchInterrupted`."""
+
+
 QuotaScope = Literal["minute", "day", "tokens"]
 
 

@@ -38,6 +38,7 @@ FailureKind = Literal[
     "not_found",  # 404: the model is gone (it leaves the ladder), or a pinned request's model
     "billing",  # 429 "prepayment credits are depleted" and other billing stops: the batch ends
     "too_large",  # the prompt exceeds every candidate model's input or per-minute token limit
+    "unmatched",  # a Batch API answer that carried no key to match it to its request
     "not_run",  # never sent or never finished: cancelled, all models exhausted, budget reached
 ]
 
