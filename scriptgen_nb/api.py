@@ -444,9 +444,16 @@ class PlannedBatch:
         """Send as planned: live, by the Batch API (waiting for it), or both; input order.
 
         `on_submitted` hears of the Batch API jobs as soon as they are created (its batch id
-        is how `resume_batch_job` finds them again).
+        is how `resume_batch_job` finds them again). A budget is kept by each part within its
+        share (`BatchPlan.live_budget_usd`, `batch_budget_usd`), so together they never cross it.
         """
-        live_options = dict(self.given, mode="live", deadline=None, batch_api=None)
+        live_options = dict(
+            self.given,
+            mode="live",
+            deadline=None,
+            batch_api=None,
+            budget_usd=self.plan.live_budget_usd,
+        )
         if self.plan.choice == "live":
             return batch_generate(self.requests, **live_options)
         log = self.log or batch_run.open_log_for_batch_api(self.options)
@@ -458,6 +465,7 @@ class PlannedBatch:
             first_index=first,
             db=log,
             cached=self.cached,
+            budget_usd=self.plan.batch_budget_usd,
         )
         try:
             if on_submitted is not None:
@@ -498,6 +506,7 @@ def planned_batch(
         turnaround=batch_run.expected_turnaround(log, endpoint, settings),
         deadline_s=batch_options.deadline_s,
         cached=len(cached or {}),
+        budget_usd=batch_options.budget_usd,
     )
     return PlannedBatch(checked, batch_options, plan, log, options, cached)
 
@@ -526,7 +535,12 @@ def submit_batch_job(requests: Iterable[Prompt], **options: Any) -> batch_run.Ba
     batch_run.show_plan(planned.plan, planned.options.progress)
     log = planned.log or batch_run.open_log_for_batch_api(planned.options)
     return batch_run.submit_batch(
-        planned.requests, planned.options, plan=planned.plan, db=log, cached=planned.cached
+        planned.requests,
+        planned.options,
+        plan=planned.plan,
+        db=log,
+        cached=planned.cached,
+        budget_usd=planned.plan.batch_budget_usd,
     )
 
 
