@@ -404,6 +404,21 @@ def test_a_budget_without_max_output_tokens_reserves_the_longest_answer_seen() -
     assert all("budget" in r.error.message for r in run.results if r.error)
 
 
+def test_a_model_failing_over_a_thousand_times_in_a_row_keeps_cooling_and_the_batch_ends() -> None:
+    # 220 requests x 6 attempts of 500s on one model: its cooldown is drawn from the backoff
+    # at 1,300 failures in a row, where 2.0 ** n had overflowed (OverflowError, no results).
+    backend = FakeBackend(default=lambda r, m: _raise(BackendError("server_error", "boom", 500)))
+    retry = RetryPolicy(backoff=Backoff(0.001, 2.0, 0.002))
+    run = Run(backend, [spec("a")], requests(220), concurrency=8, retry=retry)
+    assert len(backend.calls) == 220 * 6
+    assert {r.error.kind for r in run.results if r.error} == {"server_error"}
+    assert len(run.results) == 220
+
+
+def _raise(error: BaseException) -> Reply:
+    raise error
+
+
 def test_results_keep_ids_indexes_usage_cost_and_timings() -> None:
     backend = FakeBackend(latency_s=lambda r, m: 3.0 - int(r.id[1:]))
     run = Run(backend, [spec("a")], requests(3))
