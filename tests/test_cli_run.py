@@ -362,6 +362,9 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         ),
         ("run", "p.txt", "--budget", "inf", *out): "--budget=inf is infinite: --budget must",
         ("run", "p.txt", "--temperature", "9", *out): "--temperature=9.0 is out of range",
+        ("run", "p.txt", "--max-tokens", "99999999999999999999999", *out): (
+            "--max-tokens=99999999999999999999999 is more than"
+        ),
         ("run", "p.txt", "--schema", "nothing:Here", *out): "--schema nothing:Here: cannot import",
         ("retry", "b-nope", "--failed"): "no call log at",
         ("retry", "b-nope", "--top-p", "3"): "--top-p=3.0 is out of range: --top-p must be from",

@@ -351,7 +351,9 @@ class ScriptgenMagics(Magics):
             **given,
             **endpoint,
         )
-        return commands.with_tier(options, args.tier)
+        options = commands.with_tier(options, args.tier)
+        commands.check_max_tokens(args.max_output_tokens, options)
+        return options
 
     def run_batch(self, args: argparse.Namespace, cell: str) -> pd.DataFrame | None:
         requests, options = self.prepare_batch(args, cell)
