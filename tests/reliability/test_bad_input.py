@@ -945,6 +945,13 @@ MAGIC_CASES: list[tuple[str, str, str, type[Exception], str]] = [
     ("magic-over-duplicate-ids", "--over twin_chapters", "{title}", UsageError, "share"),
     ("magic-over-float-ids", "--over gappy_chapters", "{title}", UsageError, "id 1.0"),
     ("magic-empty-template", "--over chapters", "  \n", UsageError, "cell is empty"),
+    (
+        "magic-template-lone-surrogate",
+        "--over chapters",
+        "About {title} \udc80",
+        UsageError,
+        r"the template over chapters holds a lone surrogate \(U\+DC80\) at character 15",
+    ),
     ("magic-empty-cell", "", "  \n\n", UsageError, "holds no prompt"),
     ("magic-vars-missing", "--vars", "About {nowhere}", UsageError, "your variables"),
     ("magic-empty-system", "--system ''", "Tides", UsageError, "--system is empty"),
