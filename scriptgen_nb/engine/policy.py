@@ -169,7 +169,7 @@ class Backoff:
         elif steps * math.log(self.factor) >= math.log(self.max_s / self.initial_s):
             ceiling = self.max_s
         else:
-            ceiling = self.initial_s * self.factor**steps
+            ceiling = min(self.max_s, self.initial_s * self.factor**steps)  # ulps at the edge
         return rng.uniform(ceiling / 2, ceiling)
 
 
