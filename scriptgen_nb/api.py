@@ -26,6 +26,7 @@ from .batch_api import run as batch_run
 from .batch_api.jobs import BatchApiSettings
 from .batch_api.plan import BatchPlan, plan_batch
 from .engine.errors import BatchInterrupted, ConfigurationError, RequestRefused
+from .engine.models import output_cap_words
 from .engine.runner import CancelToken
 from .engine.values import GenerationRequest, Result, Schema
 from .engine.verdict import json_schema_of
@@ -278,28 +279,39 @@ def _checked_list(requests: Iterable[Prompt]) -> list[GenerationRequest]:
     return checked
 
 
-def _check_pinned(requests: Iterable[GenerationRequest], options: BatchOptions) -> None:
-    """A request pinned to a model its batch does not run can only fail: say so up front."""
+def _check_against_ladder(requests: Iterable[GenerationRequest], options: BatchOptions) -> None:
+    """What only the batch's models show, said up front, since the request could only fail: a
+    request pinned to a model the batch does not run, or asking more output tokens than a model
+    it may go to can give (its known `output_token_limit`). A list only: a generator's requests
+    are not read ahead."""
     if not isinstance(requests, Sequence):
         return
-    pinned = {r.model for r in requests if r.model is not None}
-    if not pinned:
+    if not any(r.model is not None or r.max_output_tokens is not None for r in requests):
         return
-    ladder = [spec.name for spec in options.ladder()]
-    for name in sorted(pinned):
-        if name.removeprefix("models/") not in ladder:
-            raise ConfigurationError(
-                f"A request is pinned to model {name!r}, which is not in this batch's ladder "
-                f"({', '.join(ladder)}); add it to models=[...] or leave the request's model "
-                "unset."
-            )
+    ladder = options.ladder()
+    by_name = {spec.name: spec for spec in ladder}
+    for request in requests:
+        models = ladder
+        if request.model is not None:
+            pinned = by_name.get(request.model.removeprefix("models/"))
+            if pinned is None:
+                raise ConfigurationError(
+                    f"A request is pinned to model {request.model!r}, which is not in this "
+                    f"batch's ladder ({', '.join(by_name)}); add it to models=[...] or leave the "
+                    "request's model unset."
+                )
+            models = [pinned]
+        cap = request.max_output_tokens
+        refused = None if cap is None else output_cap_words(cap, models, "max_output_tokens")
+        if refused is not None:
+            raise ConfigurationError(f"Request {request.id!r}: {refused}")
 
 
 def _prepare(requests: Iterable[Prompt], options: dict[str, Any]) -> PreparedBatch:
     """Check the requests and options, then wire the batch; nothing is sent or written before."""
     checked = _checked(requests)
     batch_options = BatchOptions.from_options(options)
-    _check_pinned(checked, batch_options)
+    _check_against_ladder(checked, batch_options)
     refused = checked.refused if isinstance(checked, _CheckedLazily) else None
     return batch_options.prepare(checked, refused=refused)
 
@@ -444,9 +456,16 @@ class PlannedBatch:
         """Send as planned: live, by the Batch API (waiting for it), or both; input order.
 
         `on_submitted` hears of the Batch API jobs as soon as they are created (its batch id
-        is how `resume_batch_job` finds them again).
+        is how `resume_batch_job` finds them again). A budget is kept by each part within its
+        share (`BatchPlan.live_budget_usd`, `batch_budget_usd`), so together they never cross it.
         """
-        live_options = dict(self.given, mode="live", deadline=None, batch_api=None)
+        live_options = dict(
+            self.given,
+            mode="live",
+            deadline=None,
+            batch_api=None,
+            budget_usd=self.plan.live_budget_usd,
+        )
         if self.plan.choice == "live":
             return batch_generate(self.requests, **live_options)
         log = self.log or batch_run.open_log_for_batch_api(self.options)
@@ -458,6 +477,7 @@ class PlannedBatch:
             first_index=first,
             db=log,
             cached=self.cached,
+            budget_usd=self.plan.batch_budget_usd,
         )
         try:
             if on_submitted is not None:
@@ -479,7 +499,7 @@ def planned_batch(
     """
     checked = _checked_list(requests)
     batch_options = BatchOptions.from_options(options)
-    _check_pinned(checked, batch_options)
+    _check_against_ladder(checked, batch_options)
     settings = batch_options.batch_api or BatchApiSettings()
     log = batch_options.open_log(create=create_log)
     endpoint = batch_options.endpoint()
@@ -498,6 +518,7 @@ def planned_batch(
         turnaround=batch_run.expected_turnaround(log, endpoint, settings),
         deadline_s=batch_options.deadline_s,
         cached=len(cached or {}),
+        budget_usd=batch_options.budget_usd,
     )
     return PlannedBatch(checked, batch_options, plan, log, options, cached)
 
@@ -526,7 +547,12 @@ def submit_batch_job(requests: Iterable[Prompt], **options: Any) -> batch_run.Ba
     batch_run.show_plan(planned.plan, planned.options.progress)
     log = planned.log or batch_run.open_log_for_batch_api(planned.options)
     return batch_run.submit_batch(
-        planned.requests, planned.options, plan=planned.plan, db=log, cached=planned.cached
+        planned.requests,
+        planned.options,
+        plan=planned.plan,
+        db=log,
+        cached=planned.cached,
+        budget_usd=planned.plan.batch_budget_usd,
     )
 
 

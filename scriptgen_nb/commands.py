@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engine.errors import ConfigurationError, MissingApiKeyError, UnknownModelError
-from .engine.models import ModelCatalogue, ModelSpec, default_catalogue
+from .engine.models import ModelCatalogue, ModelSpec, default_catalogue, output_cap_words
 from .engine.pricing import catalogue_day
 from .engine.values import GenerationRequest, ModelHistory
 from .estimate import Estimate, estimate_batch
@@ -46,6 +46,7 @@ __all__ = [
     "RetryPlan",
     "batch_options",
     "batch_requests",
+    "check_max_tokens",
     "check_tier",
     "estimate_frame",
     "estimate_requests",
@@ -141,12 +142,26 @@ def batch_requests(prompts: Any, flags: Any, schema: Any = None) -> list[Generat
     return list(made)
 
 
-def estimate_requests(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> Estimate:
-    """A dry run: tokens, cost and the limit-bound time on the options' ladder; nothing sent
-    (the endpoint's model list may be read, so that any name it lists is accepted)."""
+def _ladder(options: Mapping[str, Any]) -> list[ModelSpec]:
+    """The options' ladder (the endpoint's model list may be read, so that any name it lists
+    is accepted)."""
     where = ("models", "catalogue", "base_url", "api_key", "api_version")
-    ladder = BatchOptions(**{k: options[k] for k in where if k in options}).ladder()
-    return estimate_batch(requests, ladder)
+    return BatchOptions(**{k: options[k] for k in where if k in options}).ladder()
+
+
+def estimate_requests(requests: Sequence[GenerationRequest], options: dict[str, Any]) -> Estimate:
+    """A dry run: tokens, cost and the limit-bound time on the options' ladder; nothing sent."""
+    return estimate_batch(requests, _ladder(options))
+
+
+def check_max_tokens(max_output_tokens: int | None, options: Mapping[str, Any]) -> None:
+    """Refuse `--max-tokens` above what a model of the options' ladder can give (its known
+    output limit), in the flag's words: the service would refuse every request (400)."""
+    if max_output_tokens is None:
+        return
+    refused = output_cap_words(max_output_tokens, _ladder(options), "--max-tokens")
+    if refused is not None:
+        raise ConfigurationError(refused)
 
 
 def estimate_frame(estimate: Estimate) -> pd.DataFrame:

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from .engine.errors import ConfigurationError
 from .engine.models import ModelSpec
 from .engine.pricing import CostTotal, format_usd
-from .engine.runner import estimate_tokens
-from .engine.values import GenerationRequest, Usage
+from .engine.runner import reserved_usage
+from .engine.values import GenerationRequest
 
-TYPICAL_OUTPUT_TOKENS = 1024
 TYPICAL_LATENCY_S = 10.0
 
 
@@ -54,7 +53,7 @@ def estimate_batch(
     count = tokens_in = tokens_out = 0
     cost = CostTotal()
     for request in requests:
-        usage = Usage(estimate_tokens(request), request.max_output_tokens or TYPICAL_OUTPUT_TOKENS)
+        usage = reserved_usage(request)
         count += 1
         tokens_in += usage.input
         tokens_out += usage.output

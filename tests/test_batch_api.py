@@ -424,6 +424,58 @@ def test_auto_chooses_by_the_deadline_and_the_measured_turnaround(emu: Emulator)
     assert modes[1:] == [("live", 5), ("batch_api", 6)]
 
 
+def _reserved(requests: list[sg.GenerationRequest], spec: sg.ModelSpec, batch: bool) -> list[float]:
+    """Each request's reserved cost: input estimate plus 1,024 output tokens (no cap set)."""
+    from scriptgen_nb.engine.runner import estimate_tokens
+
+    return [spec.cost_usd(Usage(estimate_tokens(r), 1024), batch=batch) or 0.0 for r in requests]
+
+
+def test_a_budget_submits_only_the_requests_whose_reserved_cost_fits(emu: Emulator) -> None:
+    requests = _requests(8)
+    reserved = _reserved(requests, sg.default_catalogue().get(MODEL), batch=True)
+    budget = sum(reserved[:3]) + reserved[3] / 2  # three fit, the fourth would cross it
+    results = _run(emu, requests, budget_usd=budget, cache="off")
+    assert _batch_counts(emu)["rows_submitted"] == 3
+    assert [r.success for r in results] == [True] * 3 + [False] * 5
+    assert sum(r.cost_usd or 0.0 for r in results) <= budget
+    for r in results[3:]:
+        assert r.error is not None and r.error.kind == "not_run"
+        assert "budget" in r.error.message and "not sent" in r.error.message
+    [(status, ok, not_run)] = _log_rows(
+        "SELECT status, success_count, not_run_count FROM batch_log"
+    )
+    assert (status, ok, not_run) == ("finished", 3, 5)
+    nothing = _run(emu, requests, budget_usd=reserved[0] / 2, cache="off")  # not even one
+    assert {r.error.kind for r in nothing if r.error} == {"not_run"} and not any(
+        r.success for r in nothing
+    )
+    assert _batch_counts(emu)["jobs_created"] == 1  # no job for a batch the budget left out
+    plan = sg.batch_plan(
+        requests, mode="batch_api", budget_usd=budget, models=MODEL, base_url=emu.base_url
+    )
+    assert (plan.batch_budget_usd, plan.over_budget) == (budget, 5)
+    assert "only the first 3 of the 8 requests" in str(plan) and "5 are not sent" in str(plan)
+    assert "5 are not sent" in plan._repr_html_()
+
+
+def test_auto_keeps_a_budget_across_its_live_and_batch_api_parts(emu: Emulator) -> None:
+    spec = sg.ModelSpec(MODEL, rpm=5, minute_s=1.0, input_usd_per_1m=0.3, output_usd_per_1m=2.5)
+    requests = _requests(8)
+    live, batch = _reserved(requests[:5], spec, False), _reserved(requests[5:], spec, True)
+    budget = sum(live) + batch[0] * 1.5  # the live part, then one request by the Batch API
+    options = {"models": [spec], "mode": "auto", "deadline": 10.5, "budget_usd": budget}
+    settings = replace(FAST, turnaround_s=60.0)  # neither fits 10.5 s: a split, 5 live
+    results = _run(emu, requests, cache="off", batch_api=settings, **options)
+    assert _batch_counts(emu)["rows_submitted"] == 1
+    assert [r.success for r in results] == [True] * 6 + [False] * 2
+    assert sum(r.cost_usd or 0.0 for r in results) <= budget
+    plan = sg.batch_plan(requests, base_url=emu.base_url, batch_api=settings, **options)
+    assert (plan.choice, plan.live_count, plan.over_budget) == ("split", 5, 2)
+    assert plan.live_budget_usd == pytest.approx(sum(live))
+    assert "of it for the Batch API part" in str(plan)
+
+
 def test_options_are_checked_before_anything_is_sent(emu: Emulator) -> None:
     with pytest.raises(sg.ConfigurationError, match="mode="):
         _run(emu, _requests(1), mode="later")

@@ -329,6 +329,7 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
     (tmp_path / "empty.jsonl").write_text('{"prompt": "fine"}\n{"prompt": " "}\n')
     (tmp_path / "surrogate.jsonl").write_text('{"prompt": "fine"}\n{"prompt": "bad \\ud800"}\n')
     (tmp_path / "t.csv").write_text("topic\nlighthouses\n")
+    (tmp_path / "latin1.txt").write_bytes(b"About {topic} \xe9t\xe9\n")
     (tmp_path / "p.txt").write_text("A prompt\n")
     keyless = {k: v for k, v in env.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     out = ("--out", "r.jsonl")
@@ -346,6 +347,16 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         ),
         ("run", "t.csv", *out): "t.csv has no column 'prompt' (its columns: topic): add one, or",
         ("run", "p.txt", "--template", "{x}", *out): "--template fills {column}s from CSV or",
+        # Arguments and files that are not UTF-8 (argv's \xff arrives as a lone surrogate).
+        ("run", "t.csv", "--template", "about {topic} \udcff", *out): (
+            "Prompt template: your template holds a lone surrogate (U+DCFF) at character 15"
+        ),
+        ("run", "t.csv", "--template", "latin1.txt", *out): (
+            "The template file 'latin1.txt' is not UTF-8 text (byte 14 is b'\\xe9'): save it"
+        ),
+        ("run", "p.txt", "--db", "s\udcff.duckdb", *out): (
+            "The call log's path 's\\udcff.duckdb' holds a lone surrogate (U+DCFF) at character "
+        ),
         ("run", "p.txt", "--cache", "maybe", *out): "argument --cache: invalid choice: 'maybe'",
         ("run", "p.txt", "-c", "lots", *out): "argument -c/--concurrency: 'lots': use a number",
         ("run", "p.txt", "--out", "r.xlsx"): "--out r.xlsx: unknown format .xlsx; name the file",
@@ -362,6 +373,9 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
         ),
         ("run", "p.txt", "--budget", "inf", *out): "--budget=inf is infinite: --budget must",
         ("run", "p.txt", "--temperature", "9", *out): "--temperature=9.0 is out of range",
+        ("run", "p.txt", "--max-tokens", "99999999999999999999999", *out): (
+            "--max-tokens=99999999999999999999999 is more than"
+        ),
         ("run", "p.txt", "--schema", "nothing:Here", *out): "--schema nothing:Here: cannot import",
         ("retry", "b-nope", "--failed"): "no call log at",
         ("retry", "b-nope", "--top-p", "3"): "--top-p=3.0 is out of range: --top-p must be from",

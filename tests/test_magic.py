@@ -73,7 +73,9 @@ def test_output_variable_blocks_and_the_log(shell: Any, call_log_in_tmp: Path) -
     assert counted["n"].iloc[0] == 2
 
 
-def test_sql_runs_the_query_exactly_as_typed(shell: Any, call_log_in_tmp: Path) -> None:
+def test_sql_runs_the_query_exactly_as_typed(
+    shell: Any, call_log_in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cell(shell, f"batch --model {MODEL}", "A script about tides\nA script about moss\n")
 
     def first(query: str) -> Any:
@@ -87,6 +89,15 @@ def test_sql_runs_the_query_exactly_as_typed(shell: Any, call_log_in_tmp: Path) 
     assert first("SELECT 'it''s  two  spaces' AS said") == "it's  two  spaces"
     db = f"--db '{call_log_in_tmp}'"
     assert first(f"""{db} SELECT count(*) FROM result WHERE text NOT LIKE '%"never"%'""") == 2
+    # IPython's variable expansion ($name, {expression}) is off: braces and dollars are DuckDB's.
+    monkeypatch.setitem(shell.user_ns, "n", 5)  # taken out again: other tests list variables
+    monkeypatch.setitem(shell.user_ns, "x", "PYX")
+    assert bool(first("SELECT regexp_matches('aa', 'a{2}') AS m")) is True
+    assert first("SELECT '{n*2}' AS a") == "{n*2}"
+    assert first("SELECT '$x' || $$ and $x$$ AS a") == "$x and $x"
+    assert first("SELECT {'k': 1}.k AS s") == 1
+    typed = shell.run_cell("%scriptgen sql SELECT '{n*2}', regexp_matches('aa', 'a{2}') AS m")
+    assert typed.success and typed.result.iloc[0].tolist() == ["{n*2}", True]
 
 
 def test_over_renders_the_cell_per_row(shell: Any, fast_emulator: Any) -> None:

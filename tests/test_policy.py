@@ -278,6 +278,18 @@ def test_backoff_is_capped() -> None:
     assert max(delays) > 25.0  # spread over the interval, not pinned at its bottom
 
 
+@pytest.mark.parametrize(
+    ("backoff", "failures"),
+    [(Backoff(0.001, 2.0, 0.002), 1_100), (Backoff(0.001, 1e200, 0.01), 3), (Backoff(), 10**9)],
+    ids=["a-thousand-doublings", "an-absurd-factor", "a-billion-failures"],
+)
+def test_backoff_never_overflows_whatever_the_failures_or_the_factor(
+    backoff: Backoff, failures: int
+) -> None:
+    # factor ** (failures - 1) is past a float's range here: the cap must be decided first.
+    assert backoff.max_s / 2 <= backoff.delay(failures, random.Random(3)) <= backoff.max_s
+
+
 def test_backoff_treats_zero_failures_as_the_first() -> None:
     assert Backoff(3.0).delay(0, random.Random(5)) == Backoff(3.0).delay(1, random.Random(5))
 

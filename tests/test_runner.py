@@ -389,6 +389,36 @@ def test_a_budget_with_many_in_flight_is_spent_as_far_as_with_one_and_never_cros
     assert finished.cost_usd == pytest.approx(spent_many)
 
 
+def test_a_budget_without_max_output_tokens_reserves_the_longest_answer_seen() -> None:
+    # A thinking model answers past the expected 1,024 output tokens: 300 words and 1,200
+    # thoughts, $0.0031 a call, while a reservation of 1,024 tokens is ~$0.0021.
+    backend = FakeBackend(default=lambda r, m: Reply("x" * 40, "STOP", Usage(100, 300, 1200)))
+    expected = spec("a").cost_usd(Usage(11, 1024))
+    per_call = spec("a").cost_usd(Usage(100, 300, 1200))
+    assert expected is not None and per_call is not None and per_call > expected
+    budget = 3 * per_call + 1.05 * expected  # room for one more 1,024-token reservation
+    run = Run(backend, [spec("a")], requests(10), concurrency=1, budget_usd=budget)
+    spent = sum(r.cost_usd or 0.0 for r in run.results)
+    assert spent <= budget
+    assert sum(r.success for r in run.results) == 3
+    assert all("budget" in r.error.message for r in run.results if r.error)
+
+
+def test_a_model_failing_over_a_thousand_times_in_a_row_keeps_cooling_and_the_batch_ends() -> None:
+    # 220 requests x 6 attempts of 500s on one model: its cooldown is drawn from the backoff
+    # at 1,300 failures in a row, where 2.0 ** n had overflowed (OverflowError, no results).
+    backend = FakeBackend(default=lambda r, m: _raise(BackendError("server_error", "boom", 500)))
+    retry = RetryPolicy(backoff=Backoff(0.001, 2.0, 0.002))
+    run = Run(backend, [spec("a")], requests(220), concurrency=8, retry=retry)
+    assert len(backend.calls) == 220 * 6
+    assert {r.error.kind for r in run.results if r.error} == {"server_error"}
+    assert len(run.results) == 220
+
+
+def _raise(error: BaseException) -> Reply:
+    raise error
+
+
 def test_results_keep_ids_indexes_usage_cost_and_timings() -> None:
     backend = FakeBackend(latency_s=lambda r, m: 3.0 - int(r.id[1:]))
     run = Run(backend, [spec("a")], requests(3))

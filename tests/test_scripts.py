@@ -407,6 +407,38 @@ def test_a_template_of_your_own_is_rendered_logged_and_hashed(db: Database, tmp_
     assert untouched.calls == []
 
 
+def test_text_utf8_cannot_encode_is_refused_naming_it_before_anything_is_written_or_sent(
+    tmp_path: Path,
+) -> None:
+    """A lone surrogate (bytes that were not UTF-8, decoded leniently) in a project's text, an
+    outline or a template raised UnicodeEncodeError, or "Writing the call log ... failed:
+    Python Conversion Failure"; a template file that is not UTF-8, UnicodeDecodeError."""
+    path = tmp_path / "log.duckdb"
+    for field in ("title", "premise", "style", "project_id"):
+        texts = {"title": "Tides", field: "T\udc80"}
+        with pytest.raises(ConfigurationError, match=rf"create_project: {field} holds a lone"):
+            sg.create_project(db=path, **texts)  # type: ignore[arg-type]
+    assert not path.exists()  # refused before the log was opened
+    db = Database(path)
+    pid = project(db)
+    with pytest.raises(ConfigurationError, match="row 2: summary holds a lone surrogate"):
+        sg.create_project(
+            "X", chapters=[{"title": "a"}, {"title": "b", "summary": "\udc80"}], db=db
+        )
+    not_utf8 = tmp_path / "mine.txt"
+    not_utf8.write_bytes(b"Write about {title} \xff\n")
+    backend = fake()
+    for template, message in [
+        ("Write about {title} \udc80", r"Prompt template: your template holds a lone surrogate"),
+        (not_utf8, r"mine.txt' is not UTF-8 text \(byte 20 is b'\\xff'\): save it as UTF-8"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            sg.generate_scripts(pid, template=template, **options(backend, db))
+    assert backend.calls == []
+    assert db.rows("SELECT count(*) FROM project") == [(1,)]
+    assert db.rows("SELECT count(*) FROM request") == [(0,)]
+
+
 def test_misuse_is_refused_before_anything_is_sent(db: Database) -> None:
     pid = project(db)
     empty = sg.create_project("No chapters yet", db=db)

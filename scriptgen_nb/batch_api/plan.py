@@ -9,7 +9,8 @@ The figures:
 - live time: `estimate.live_bound_s`, the least time the ladder's windows (RPM, input TPM and,
   when every model has one, RPD) allow, plus one typical latency;
 - live cost: the dry-run estimate (`estimate.py`): input tokens estimated, output tokens each
-  request's `max_output_tokens` or a typical 1,024, priced on the ladder's first model;
+  request's `max_output_tokens` or a typical 1,024 (`engine.runner.reserved_usage`), priced on
+  the ladder's first model;
 - Batch API cost: the same tokens on the batch model at its `batch_discount` (50%);
 - Batch API time: the turnaround, measured (the median create -> done time of this endpoint's
   jobs in the log), else a documented default: Google's target of 24 hours.
@@ -19,6 +20,12 @@ fits; else a split: as many requests as live calls can finish by the deadline, t
 front of the list (the urgent part), run live, the rest by the Batch API. Without a deadline,
 the deadline is the expected turnaround: live while it is at least as fast as the batch would
 be, the Batch API once the batch outgrows the live limits.
+
+A budget is split between the parts, in the list's order: the live part (the front) keeps the
+reserved cost of its requests, and the Batch API part gets the rest. Jobs cannot be stopped
+half-way as live calls are, so the Batch API part sends only the requests whose reserved cost
+(`reserved_usage` at the batch price) fits its share, from the front (`affordable`); the rest
+end not run. The live part's calls stop before they would cross theirs (the engine's budget).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -34,9 +41,9 @@ from typing import Literal
 from ..engine.errors import ConfigurationError
 from ..engine.models import ModelSpec
 from ..engine.pricing import CostTotal, format_usd
-from ..engine.runner import estimate_tokens
+from ..engine.runner import reserved_usage
 from ..engine.values import GenerationRequest, Usage
-from ..estimate import TYPICAL_LATENCY_S, TYPICAL_OUTPUT_TOKENS, live_bound_s
+from ..estimate import TYPICAL_LATENCY_S, live_bound_s
 
 Mode = Literal["live", "batch_api", "auto"]
 MODES: tuple[str, ...] = ("live", "batch_api", "auto")
@@ -90,6 +97,16 @@ class BatchPlan:
     batch_model: str
     reason: str
     cached: int = 0  # requests the call log already answered: not sent, not in the options
+    budget_usd: float | None = None  # the whole batch's budget
+    batch_budget_usd: float | None = None  # its Batch API part's share: what the jobs may reserve
+    over_budget: int = 0  # the Batch API part's last requests: not sent, they would cross it
+
+    @property
+    def live_budget_usd(self) -> float | None:
+        """The live part's share of the budget (its calls stop before they would cross it)."""
+        if self.budget_usd is None:
+            return None
+        return self.budget_usd - (self.batch_budget_usd or 0.0)
 
     @property
     def chosen(self) -> Option:
@@ -137,14 +154,43 @@ class BatchPlan:
                 f"~{_usd(row['cost_usd'])}  {row['time']:>10}  on {row['model']}"
             )
         lines.append(f"    Batch API time: {self.turnaround.source}")
-        if self.cached:
-            lines.append(f"    {self._cached_words()}")
-        if self.choice != "live":
-            lines.append(f"    {BATCH_CAVEATS}")
+        lines.extend(f"    {note}" for note in self._notes())
         return "\n".join(lines)
 
-    def _cached_words(self) -> str:
-        return f"{self.cached} more answered by earlier runs (the call log): served free, not sent"
+    def _notes(self) -> list[str]:
+        """What the options' table does not show: the cache's share, the budget's, and what
+        Batch API jobs may meet."""
+        notes = []
+        if self.cached:
+            notes.append(
+                f"{self.cached} more answered by earlier runs (the call log): served free, not sent"
+            )
+        if self.budget_usd is not None:
+            notes.append(self._budget_words())
+        if self.choice != "live":
+            notes.append(BATCH_CAVEATS)
+        return notes
+
+    def _budget_words(self) -> str:
+        words = f"budget {format_usd(self.budget_usd)}"
+        if self.batch_count == 0:
+            return f"{words}: live calls stop before they would cross it"
+        if self.live_count:
+            words += (
+                f" ({format_usd(self.batch_budget_usd)} of it for the Batch API part, the rest "
+                "for the live calls, which stop before they would cross theirs)"
+            )
+        sent = self.batch_count - self.over_budget
+        how = (
+            "at their reserved cost (input estimate plus max_output_tokens, or 1,024 output "
+            "tokens where it is unset, at the batch price)"
+        )
+        if not self.over_budget:
+            return f"{words}: the {sent} requests for the Batch API fit {how}"
+        return (
+            f"{words}: only the first {sent} of the {self.batch_count} requests for the Batch "
+            f"API fit {how}; the other {self.over_budget} are not sent (not run)"
+        )
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{h}</th>" for h in ("", "option", "requests", "cost", "time", "model"))
@@ -160,8 +206,7 @@ class BatchPlan:
             f"<p><b>plan (mode={self.mode})</b>: {html.escape(self.reason)}</p>"
             f"<table><tr>{head}</tr>{body}</table>"
             f"<p><small>Batch API time: {html.escape(self.turnaround.source)}"
-            + (f"<br>{html.escape(self._cached_words())}" if self.cached else "")
-            + (f"<br>{html.escape(BATCH_CAVEATS)}" if self.choice != "live" else "")
+            + "".join(f"<br>{html.escape(note)}" for note in self._notes())
             + "</small></p>"
         )
 
@@ -219,6 +264,20 @@ def _known(*parts: CostTotal) -> float | None:
     return sum(part.usd for part in parts)
 
 
+def affordable(costs: Iterable[float | None], budget_usd: float) -> tuple[int, float]:
+    """How many of `costs`, from the front, fit `budget_usd` together, and their sum.
+
+    The first that does not fit ends the count (as the engine stops at the first request that
+    cannot fit), so what is sent is always a prefix of the list; an unknown cost never fits.
+    """
+    count, total = 0, 0.0
+    for cost in costs:
+        if cost is None or total + cost > budget_usd:
+            break
+        count, total = count + 1, total + cost
+    return count, total
+
+
 def plan_batch(
     requests: Sequence[GenerationRequest],
     ladder: Sequence[ModelSpec],
@@ -229,16 +288,16 @@ def plan_batch(
     deadline_s: float | None = None,
     latency_s: float = TYPICAL_LATENCY_S,
     cached: int = 0,
+    budget_usd: float | None = None,
 ) -> BatchPlan:
     """Decide what runs where (see the module docstring) and price every option.
 
-    `requests` are the ones to send; `cached` counts those the call log already answered.
+    `requests` are the ones to send; `cached` counts those the call log already answered;
+    `budget_usd` is shared between the parts as the module docstring says.
     """
     usable = [spec for spec in ladder if spec.usable] or list(ladder)
     live_model = usable[0]
-    tokens = [
-        Usage(estimate_tokens(r), r.max_output_tokens or TYPICAL_OUTPUT_TOKENS) for r in requests
-    ]
+    tokens = [reserved_usage(r) for r in requests]
     prefix_tokens = [0]
     for usage in tokens:
         prefix_tokens.append(prefix_tokens[-1] + usage.input)
@@ -301,6 +360,14 @@ def plan_batch(
             )
     if choice == "live":
         live_count = total
+    batch_budget: float | None = None
+    over_budget = 0
+    if budget_usd is not None:
+        live_reserved = live_cost(tokens[:live_count]).usd
+        batch_budget = max(0.0, budget_usd - live_reserved) if live_count < total else 0.0
+        batch_part = tokens[live_count:]
+        fit, _ = affordable((batch_model.cost_usd(u, batch=True) for u in batch_part), batch_budget)
+        over_budget = len(batch_part) - fit
     return BatchPlan(
         mode=mode,
         choice=choice,
@@ -315,6 +382,9 @@ def plan_batch(
         batch_model=batch_model.name,
         reason=reason,
         cached=cached,
+        budget_usd=budget_usd,
+        batch_budget_usd=batch_budget,
+        over_budget=over_budget,
     )
 
 

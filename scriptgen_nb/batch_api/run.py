@@ -31,6 +31,8 @@ from ..engine.errors import (
     ConfigurationError,
 )
 from ..engine.models import ModelSpec, ladder_notices
+from ..engine.pricing import format_usd
+from ..engine.runner import reserved_usage
 from ..engine.values import Failure, GenerationRequest, Result, Usage
 from ..engine.verdict import parse_structured
 from ..results import ResultList
@@ -39,7 +41,7 @@ from ..store.batch_jobs import JobRow
 from ..store.session import cached_result, earlier_answers
 from . import ingest, jobs
 from .jobs import BatchApiSettings, JobService, Submission
-from .plan import GOOGLE_TURNAROUND_S, JOB_LIFETIME_H, BatchPlan, Turnaround
+from .plan import GOOGLE_TURNAROUND_S, JOB_LIFETIME_H, BatchPlan, Turnaround, affordable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -353,10 +355,13 @@ def submit_batch(
     first_index: int = 0,
     db: Database | None = None,
     cached: Mapping[str, Result] | None = None,
+    budget_usd: float | None = None,
 ) -> BatchJobHandle:
     """Record the batch and its jobs' intents, then create the jobs; nothing waits here.
 
     `cached`: what the plan already found in the cache (`answered_by_cache`); None looks here.
+    `budget_usd`: what the jobs may reserve (`BatchPlan.batch_budget_usd`); the requests past
+    it are not submitted and end not run (`over_budget`).
     """
     settings = options.batch_api or BatchApiSettings()
     log = db or open_log_for_batch_api(options)
@@ -382,11 +387,13 @@ def submit_batch(
         for r in requests
     ]
     finished_at = time.time()
-    cached_rows = [
-        recorder.result_row(batch_id, result, key_of[request_id], store_text, finished_at)
-        for request_id, result in cached.items()
-    ]
     to_send = [r for r in requests if r.id not in cached]
+    left_out = over_budget(to_send, model, budget_usd, index_of)
+    to_send = to_send[: len(to_send) - len(left_out)]
+    decided_rows = [
+        recorder.result_row(batch_id, result, key_of[request_id], store_text, finished_at)
+        for request_id, result in {**cached, **left_out}.items()
+    ]
     chunks = jobs.chunk_requests(to_send, model.name, settings)
     intents = []
     for chunk_number, chunk in enumerate(chunks):
@@ -425,7 +432,7 @@ def submit_batch(
         },
         rows,
         intents,
-        cached_rows,
+        decided_rows,
     )
     handle = BatchJobHandle(
         log,
@@ -440,6 +447,39 @@ def submit_batch(
     )
     handle.submit(fresh=True)
     return handle
+
+
+def over_budget(
+    requests: Sequence[GenerationRequest],
+    model: ModelSpec,
+    budget_usd: float | None,
+    index_of: Mapping[str, int],
+) -> dict[str, Result]:
+    """The requests past what `budget_usd` lets the jobs reserve, as not-run results.
+
+    A job cannot be stopped half-way, so the budget is kept before it is created: the requests
+    whose reserved cost (`reserved_usage` at the batch price) fits, from the front, are sent.
+    """
+    if budget_usd is None:
+        return {}
+    costs = [model.cost_usd(reserved_usage(r), batch=True) for r in requests]
+    fit, reserved = affordable(costs, budget_usd)
+    return {
+        request.id: Result(
+            request.id,
+            index_of[request.id],
+            False,
+            error=Failure(
+                "not_run",
+                f"not sent: the budget of {format_usd(budget_usd)} for the Batch API would be "
+                f"crossed: the {fit} requests submitted reserve {format_usd(reserved)} (input "
+                "estimate plus output cap, at the batch price) and this one may cost up to "
+                f"{format_usd(cost)}",
+            ),
+            metadata=request.metadata,
+        )
+        for request, cost in zip(requests[fit:], costs[fit:], strict=True)
+    }
 
 
 def batch_cache_keys(

@@ -120,7 +120,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             if work.nothing is not None:
                 print(f"scriptgen {command}: {work.nothing}", file=sys.stderr)
                 return OK
-            from ..commands import batch_options, with_tier
+            from ..commands import batch_options, check_max_tokens, with_tier
 
             given = work.options
             models = args.models or given.pop("models", None) or os.environ.get(ENV_MODELS)
@@ -142,6 +142,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             elif not dry and not _has_key(options):
                 raise MissingApiKeyError()  # before the library would create the call log
             options = with_tier(options, args.tier)
+            check_max_tokens(args.max_output_tokens, options)
             if dry:
                 print(_dry_run(work.requests, options))
                 return OK

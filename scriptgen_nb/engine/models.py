@@ -549,6 +549,36 @@ def default_catalogue(tier: str | None = None) -> ModelCatalogue:
     return ModelCatalogue.from_mapping(data, tier=tier)
 
 
+def short_of_output(max_output_tokens: int, models: Sequence[ModelSpec]) -> list[ModelSpec]:
+    """The models of `models` whose known output limit is below `max_output_tokens`, the
+    lowest limit first; empty when every model can give that many (or does not say: the
+    service then decides). The service refuses a request asking more of a model (400), so it
+    is said up front."""
+    short = [
+        spec
+        for spec in models
+        if spec.output_token_limit is not None and max_output_tokens > spec.output_token_limit
+    ]
+    return sorted(short, key=lambda spec: spec.output_token_limit or 0)
+
+
+def output_cap_words(max_output_tokens: int, models: Sequence[ModelSpec], flag: str) -> str | None:
+    """Why `flag`=`max_output_tokens` cannot be sent to `models`, and what to give instead;
+    None when it can. Said the same from Python (`max_output_tokens`) and the commands
+    (`--max-tokens`)."""
+    short = short_of_output(max_output_tokens, models)
+    if not short:
+        return None
+    limit = short[0].output_token_limit or 0
+    names = ", ".join(spec.name for spec in short)
+    other = f", or leave {names} out of the models" if len(short) < len(models) else ""
+    return (
+        f"{flag}={max_output_tokens} is more than {short[0].name} can give (at most "
+        f"{limit:,} output tokens), so the service would refuse it: give {flag} {limit} or "
+        f"less{other}."
+    )
+
+
 def ladder_notices(ladder: Sequence[ModelSpec], today: date | None = None) -> list[str]:
     """What a user should know about a ladder before it runs: models Google has retired by
     `today` (named anyway: they may answer 404) and models whose price is unknown."""

@@ -147,7 +147,10 @@ class Backoff:
     """Exponential backoff with half jitter: uniform(c / 2, c), c = min(cap, initial * factor**n).
 
     The floor keeps a retry (and a cooldown, which the runner draws from here) from firing at
-    once; `n` is failures - 1, so the first failure waits up to `initial_s`.
+    once; `n` is failures - 1, so the first failure waits up to `initial_s`. The cap is decided
+    before the power is taken (`factor ** n` overflows a float after about 1,000 doublings, or
+    at the third step of a factor of 1e200), so any count of failures and any finite factor
+    give a delay.
     """
 
     initial_s: float = 1.0
@@ -160,7 +163,13 @@ class Backoff:
         check_number("max_s", self.max_s, low=0, unit="seconds", where="Backoff: ")
 
     def delay(self, failures: int, rng: random.Random) -> float:
-        ceiling = min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
+        steps = max(0, failures - 1)
+        if self.initial_s == 0 or self.initial_s >= self.max_s:
+            ceiling = min(self.initial_s, self.max_s)
+        elif steps * math.log(self.factor) >= math.log(self.max_s / self.initial_s):
+            ceiling = self.max_s
+        else:
+            ceiling = min(self.max_s, self.initial_s * self.factor**steps)  # ulps at the edge
         return rng.uniform(ceiling / 2, ceiling)
 
 

@@ -78,10 +78,26 @@ Resolver = Callable[[int, GenerationRequest], Result | None]
 Routing = Literal["preference", "failover"]
 
 
+# The output a request without `max_output_tokens` is expected to use, for budgets and dry runs.
+EXPECTED_OUTPUT_TOKENS = 1024
+
+
 def estimate_tokens(request: GenerationRequest) -> int:
     """Input tokens before the call (about four characters a token), for TPM pacing and budgets."""
     chars = len(request.prompt) + len(request.system or "")
     return chars // 4 + 8
+
+
+def reserved_usage(
+    request: GenerationRequest, expected_output: int = EXPECTED_OUTPUT_TOKENS
+) -> Usage:
+    """The tokens a budget sets aside for `request`: its input estimate and its output cap.
+
+    With `max_output_tokens` the output is capped (on Google, thoughts count within the cap),
+    so the reservation bounds what the call can cost; without it, `expected_output` is only
+    an expectation, and a longer answer costs more than was set aside.
+    """
+    return Usage(estimate_tokens(request), request.max_output_tokens or expected_output)
 
 
 class CancelToken:
@@ -126,7 +142,7 @@ class EngineConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     budget_usd: float | None = None
     chunk_size: int | None = None
-    expected_output_tokens: int = 1024
+    expected_output_tokens: int = EXPECTED_OUTPUT_TOKENS
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     history: Mapping[str, ModelHistory] = field(default_factory=dict)
     # What the user should know before it runs (a retired model named, an unknown price, a
@@ -199,6 +215,7 @@ class BatchEngine:
         self._out: asyncio.Queue[Result | None] = asyncio.Queue()
         self._spent_usd = 0.0
         self._reserved_usd = 0.0
+        self._most_output = 0  # the most output (thoughts included) one answer has used
         self._done = 0
         self._totals = {"succeeded": 0, "failed": 0, "not_run": 0}
         self._usage = Usage()
@@ -440,14 +457,15 @@ class BatchEngine:
         them to settle: most calls cost far less than their cap, so deciding on them would end
         a concurrent batch long before its budget is spent. The batch stops only when the
         request cannot fit even with nothing in flight; on "go" its reservation is taken.
+        A request without `max_output_tokens` reserves the expected output or the most an
+        answer of this batch has used, whichever is more: thinking models answer past 1,024
+        tokens, and a reservation below what they use would let the budget be crossed.
         """
         budget = self.config.budget_usd
         if budget is None:
             return "go"
-        expected = Usage(
-            work.tokens, work.request.max_output_tokens or self.config.expected_output_tokens
-        )
-        reserve = spec.cost_usd(expected, at=self._wall())
+        expected = max(self.config.expected_output_tokens, self._most_output)
+        reserve = spec.cost_usd(reserved_usage(work.request, expected), at=self._wall())
         if reserve is None:  # the price is unknown: no budget can be kept with this model
             self._stop(Failure("not_run", f"{spec.name}'s price is unknown: no budget can be kept"))
             return "stop"
@@ -535,6 +553,7 @@ class BatchEngine:
         work.usage = work.usage + usage
         work.cost_usd = None if cost is None or work.cost_usd is None else work.cost_usd + cost
         self._spent_usd += cost or 0.0
+        self._most_output = max(self._most_output, usage.output + usage.thoughts)
         self._usage = self._usage + usage
         verdict = judge_reply(reply, work.request.schema)
         failure = verdict.failure

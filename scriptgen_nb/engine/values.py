@@ -224,15 +224,27 @@ def check_encodable(value: object, name: str, where: str) -> None:
     where it is: UTF-8 cannot encode one, so the request could be neither hashed, logged nor
     sent. Text decoded with errors="surrogateescape", or JSON with an unpaired "\\ud800" escape,
     brings them in."""
+    problem = surrogate_problem(value, name)
+    if problem is None:
+        return
+    raise ConfigurationError(
+        f"{where}: {problem}, so it can be neither sent nor logged. Decode the source as UTF-8 "
+        "(a file read with errors='surrogateescape' or JSON with an unpaired \\ud800 escape "
+        "brings them), or clean the text: text.encode('utf-8', 'replace').decode()."
+    )
+
+
+def surrogate_problem(value: object, name: str) -> str | None:
+    """What is wrong with `value` (named `name`) if it holds text UTF-8 cannot encode: "NAME
+    holds a lone surrogate (U+DC80) at character 3, which UTF-8 cannot encode"; else None.
+    For checks that say it their own way (a file path, an outline's rows)."""
     found = _lone_surrogate(value, name)
     if found is None:
-        return
+        return None
     path, char, position = found
-    raise ConfigurationError(
-        f"{where}: {path} holds a lone surrogate (U+{ord(char):04X}) at character {position}, "
-        "which UTF-8 cannot encode, so it can be neither sent nor logged. Decode the source "
-        "as UTF-8 (a file read with errors='surrogateescape' or JSON with an unpaired \\ud800 "
-        "escape brings them), or clean the text: text.encode('utf-8', 'replace').decode()."
+    return (
+        f"{path} holds a lone surrogate (U+{ord(char):04X}) at character {position}, which "
+        "UTF-8 cannot encode"
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..engine.errors import ConfigurationError
-from ..projects.prompts import render, template_hash
+from ..projects.prompts import PromptTemplate, render
 from ..results import INPUT_KEY
 
 _SEPARATOR = re.compile(r"^\s*---+\s*$", re.MULTILINE)
@@ -76,10 +76,10 @@ def templated_prompts(template: str, table: Any, name: str = "the table") -> lis
     template = template.strip()
     if not template:
         raise ConfigurationError("The cell is empty: with --over, it holds the prompt template.")
+    digest = PromptTemplate(template, f"the template over {name}").hash  # checked as it is made
     rows = rows_of(table)
     if not rows:
         raise ConfigurationError("--over names an empty table: there is nothing to generate.")
-    digest = template_hash(template)
     framed = hasattr(table, "columns")  # every row has the frame's columns; dicts may differ
     items = []
     for position, row in enumerate(rows):

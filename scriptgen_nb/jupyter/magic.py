@@ -9,7 +9,9 @@ the panel's Cancel button acts mid-run (notes/jupyter.md §3.2). Line magics rea
 charts, show and forget the limits learned for this endpoint and key, re-run failures, show a
 project's chapters and manage the local emulator. Bad input (an option, a flag's value, a model
 or a `{column}` nobody knows, a batch not in the log) is one `UsageError` line in the magic's
-words, never a traceback into the library, and nbval still sees every failure.
+words, never a traceback into the library, and nbval still sees every failure. The line is
+taken as typed (IPython's `$name` / `{expr}` expansion is off): a SQL query's braces and dollars
+are DuckDB's, and the `--await` path, which never expanded, now reads lines as the others do.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from pydantic import BaseModel
 from traitlets import Float, Unicode
 
@@ -278,6 +280,7 @@ class ScriptgenMagics(Magics):
         "before it starts and at its end (log_wait_s).",
     ).tag(config=True)
 
+    @no_var_expand  # the line as typed: IPython's $name / {expr} would rewrite a query's text
     @line_cell_magic
     def scriptgen(self, line: str, cell: str | None = None) -> Any:
         with _usage_errors():
@@ -348,7 +351,9 @@ class ScriptgenMagics(Magics):
             **given,
             **endpoint,
         )
-        return commands.with_tier(options, args.tier)
+        options = commands.with_tier(options, args.tier)
+        commands.check_max_tokens(args.max_output_tokens, options)
+        return options
 
     def run_batch(self, args: argparse.Namespace, cell: str) -> pd.DataFrame | None:
         requests, options = self.prepare_batch(args, cell)

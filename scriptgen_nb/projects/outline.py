@@ -2,7 +2,8 @@
 
 Owns `read_outline`, which turns any of those into checked `Chapter`s or raises one
 `ConfigurationError` listing every problem (an empty outline, missing titles, numbers that are
-not positive whole numbers, duplicate numbers), so nothing is ever written half. Each row has
+not positive whole numbers, duplicate numbers, text UTF-8 cannot encode), so nothing is ever
+written half. Each row has
 `title`, optionally `summary`, and `number`; when no row gives a number, chapters are numbered
 in order. Reads files and values only: no store, no requests, no IPython.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ..engine.errors import ConfigurationError
+from ..engine.values import surrogate_problem
 from ..store.projects import Chapter
 
 OutlineSource = pd.DataFrame | str | os.PathLike[str] | Sequence[Mapping[str, Any]]
@@ -91,6 +93,10 @@ def checked_chapters(rows: Sequence[Mapping[str, Any]]) -> list[Chapter]:
         title = _text(row.get("title"))
         if not title:
             problems.append(f"{where}: missing title")
+        for name in ("title", "summary"):
+            problem = surrogate_problem(_text(row.get(name)), name)
+            if problem is not None:
+                problems.append(f"{where}: {problem}")
         if number is not None and title:
             chapters.append(Chapter(number, title, _text(row.get("summary"))))
     for number, times in sorted(Counter(c.number for c in chapters).items()):

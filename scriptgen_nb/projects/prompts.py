@@ -3,8 +3,10 @@
 Owns `PromptTemplate` (its text, hash and fields, and rendering with a clear error for a field
 that has no value), `load_template` (the package's editable file for an operation, e.g.
 `scriptgen_nb/projects/templates/generate_script.txt`, or a string or file the user passes) and
-`render`, which the `--over` cells use too. `{{` and `}}` stand for literal braces. Imports
-only `engine.errors`: no store, no duckdb, no IPython.
+`render`, which the `--over` cells use too. `{{` and `}}` stand for literal braces. A template
+UTF-8 cannot encode (a lone surrogate: bytes that were not UTF-8, from a command line or a
+file, decoded leniently) or a file that is not UTF-8 text is refused as it is made, naming
+where. Imports only `engine/`: no store, no duckdb, no IPython.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import ConfigurationError
+from ..engine.values import check_encodable
 
 TemplateSource = str | os.PathLike[str]
 
@@ -70,6 +73,10 @@ class PromptTemplate:
     text: str
     origin: str
 
+    def __post_init__(self) -> None:
+        # Its hash, its requests and the log all need the text as UTF-8.
+        check_encodable(self.text, self.origin, "Prompt template")
+
     @property
     def hash(self) -> str:
         return template_hash(self.text)
@@ -107,4 +114,15 @@ def load_template(operation: str, template: TemplateSource | None = None) -> Pro
             f"template={str(template)!r}: no such file. Pass the template's text (with "
             "{fields}) or the path of a text file holding it."
         )
-    return PromptTemplate(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"The template file {str(path)!r} is not UTF-8 text (byte {exc.start} is "
+            f"{exc.object[exc.start : exc.start + 1]!r}): save it as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The template file {str(path)!r} cannot be read: {exc.strerror}."
+        ) from None
+    return PromptTemplate(text, str(path))

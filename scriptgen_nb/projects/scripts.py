@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, conlist, create_model
 from ..api import batch_generate, create_batch_requests
 from ..engine.checks import check_number
 from ..engine.errors import BatchInterrupted, ConfigurationError
-from ..engine.values import BatchFinished, BatchStarted, Event, Failure, Result
+from ..engine.values import BatchFinished, BatchStarted, Event, Failure, Result, check_encodable
 from ..store import Database, open_database, projects
 from ..store.projects import CallRef, Chapter, Project
 from .outline import OutlineSource, read_outline
@@ -206,6 +206,10 @@ def create_project(
     """
     if not isinstance(title, str) or not title.strip():
         raise ConfigurationError("A project needs a title.")
+    texts: dict[str, str | None] = {"title": title, "premise": premise, "audience": audience}
+    texts.update(style=style, language=language, project_id=project_id)
+    for name, text in texts.items():  # the log stores them as UTF-8: refused before any write
+        check_encodable(text, name, "create_project")
     check_number("target_length_s", target_length_s, low=0, above=True, whole=True, unit="seconds")
     outline = read_outline(chapters) if chapters is not None else []
     database = project_database(db)

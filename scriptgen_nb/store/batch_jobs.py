@@ -92,11 +92,11 @@ def record_intents(
     batch: dict[str, Any],
     requests: Sequence[dict[str, Any]],
     jobs: Sequence[JobRow],
-    cached: Sequence[dict[str, Any]] = (),
+    decided: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Write the batch, its requests, the results served from the cache (never submitted) and
-    every job's intent in one transaction (step 1). A batch the cache answered whole, with no
-    job, ends here."""
+    """Write the batch, its requests, the results decided before any job (served from the
+    cache, or left out by the budget: never submitted) and every job's intent in one
+    transaction (step 1). A batch decided whole, with no job, ends here."""
     now = time.time()
     with db.write() as con:
         con.execute(
@@ -126,7 +126,7 @@ def record_intents(
             ],
         )
         Database.insert(con, "request", list(requests))
-        Database.insert(con, "result", list(cached), RESULT_TIMES)
+        Database.insert(con, "result", list(decided), RESULT_TIMES)
         for job in jobs:
             con.execute(
                 "INSERT INTO batch_job (job_key, batch_id, chunk, display_name, model, model_spec, "
@@ -148,7 +148,7 @@ def record_intents(
                     now,
                 ],
             )
-        if cached:  # the batch's figures count them; with no job, the batch ends here
+        if decided:  # the batch's figures count them; with no job, the batch ends here
             _refresh_batch(con, batch["batch_id"])
 
 

@@ -35,7 +35,7 @@ import duckdb
 import pandas as pd
 
 from ..engine.errors import BatchInterrupted, ConfigurationError, ScriptgenError
-from ..engine.values import Result
+from ..engine.values import Result, surrogate_problem
 from .lock_wait import LockWait
 from .schema import MIGRATIONS
 
@@ -144,6 +144,9 @@ class Database:
                 "to log nothing."
             )
         self.path = str(path)
+        problem = surrogate_problem(self.path, f"The call log's path {self.path!r}")
+        if problem is not None:  # bytes that were not UTF-8 (a command line's): DuckDB refuses
+            raise ConfigurationError(f"{problem}; pass a path that is UTF-8 text.")
         self.lock_timeout_s = lock_timeout_s
         self.read_only = read_only and self.path != MEMORY
         self.wait = wait or LockWait(lock_timeout_s)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,12 @@ API_CASES = [
         settings={"schema": {"type": "object", "default": object()}},
     ),
     Case("negative-budget", "budget_usd must not be negative", options={"budget_usd": -1.0}),
+    Case(
+        "max-output-tokens-above-the-models-limit",
+        r"Request 'r?0': max_output_tokens=100000 is more than capped can give \(at most 8,192",
+        settings={"max_output_tokens": 100_000},
+        options={"models": [replace(LADDER[0], name="capped", output_token_limit=8192)]},
+    ),
     Case("temperature-too-high", r"temperature=2\.5.*0 to 2", settings={"temperature": 2.5}),
     Case("temperature-negative", r"temperature=-0\.1", settings={"temperature": -0.1}),
     Case("temperature-nan", "temperature=nan", settings={"temperature": math.nan}),
@@ -912,6 +918,13 @@ MAGIC_CASES: list[tuple[str, str, str, type[Exception], str]] = [
     ("magic-temperature-text", "--temperature hot", "Tides", UsageError, "invalid float"),
     ("magic-max-tokens-zero", "--max-tokens 0", "Tides", UsageError, "--max-tokens=0"),
     ("magic-max-tokens-text", "--max-tokens many", "Tides", UsageError, "invalid int"),
+    (
+        "magic-max-tokens-above-the-models-limit",
+        "--max-tokens 100000",
+        "Tides",
+        UsageError,
+        rf"--max-tokens=100000 is more than {EMULATED} can give \(at most 65,536",
+    ),
     ("magic-thinking-level", "--thinking-level deep", "Tides", UsageError, "minimal"),
     ("magic-concurrency-zero", "--concurrency 0", "Tides", UsageError, "from 1 to 10,000"),
     ("magic-concurrency-negative", "--concurrency -3", "Tides", UsageError, "from 1 to 10,000"),
@@ -932,6 +945,13 @@ MAGIC_CASES: list[tuple[str, str, str, type[Exception], str]] = [
     ("magic-over-duplicate-ids", "--over twin_chapters", "{title}", UsageError, "share"),
     ("magic-over-float-ids", "--over gappy_chapters", "{title}", UsageError, "id 1.0"),
     ("magic-empty-template", "--over chapters", "  \n", UsageError, "cell is empty"),
+    (
+        "magic-template-lone-surrogate",
+        "--over chapters",
+        "About {title} \udc80",
+        UsageError,
+        r"the template over chapters holds a lone surrogate \(U\+DC80\) at character 15",
+    ),
     ("magic-empty-cell", "", "  \n\n", UsageError, "holds no prompt"),
     ("magic-vars-missing", "--vars", "About {nowhere}", UsageError, "your variables"),
     ("magic-empty-system", "--system ''", "Tides", UsageError, "--system is empty"),
