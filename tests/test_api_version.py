@@ -68,4 +68,4 @@ def test_the_batch_api_uses_v1beta(emu: Emulator, caplog: pytest.LogCaptureFixtu
     assert all(r.success for r in results)
     sent = _sent(caplog)
     assert any(":batchGenerateContent" in p for p in sent), sent
-    assert all(p.startswith("/v1beta/") for p in sent), sent
+    assert all(p.startswith(("/v1beta/", "/upload/v1beta/")) for p in sent), sent

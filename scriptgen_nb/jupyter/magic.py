@@ -17,6 +17,7 @@ are DuckDB's, and the `--await` path, which never expanded, now reads lines as t
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import shlex
@@ -47,6 +48,7 @@ from ..engine.values import GenerationRequest
 from ..engine.verdict import json_schema_of
 from ..flags import check_flags, request_settings
 from ..projects.export import project_status
+from ..projects.prompts import some_names
 from ..results import ResultList
 from ..store import CallStore, default_db_path
 from ..store.queries import parse_time
@@ -548,7 +550,9 @@ class ScriptgenMagics(Magics):
     def _variable(self, name: str, option: str) -> Any:
         ns = self._namespace()
         if name not in ns:
-            yours = ", ".join(sorted(self._user_variables())[:20]) or "none yet"
+            newest_first = list(reversed(self._user_variables()))
+            likely = difflib.get_close_matches(name, newest_first, n=3)
+            yours = some_names(newest_first, likely) or "none yet"
             raise UsageError(
                 f"{option} {name}: no variable of that name in the notebook (yours: {yours})."
             )

@@ -15,7 +15,7 @@ import difflib
 import hashlib
 import os
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,15 +38,20 @@ def template_fields(template: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def some_names(names: Sequence[str], likely: Sequence[str] = (), limit: int = 20) -> str:
+    """`names` for a message: the `likely` ones first, at most `limit`, then how many more."""
+    shown = [*likely, *(n for n in names if n not in likely)]
+    more = f", and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
+
+
 def render(template: str, values: Mapping[str, Any], *, what: str) -> str:
     """`template` with `{name}` filled from `values`; a clear error for a missing name."""
     missing = [n for n in template_fields(template) if n.split(".")[0].split("[")[0] not in values]
     if missing:
         names = sorted(map(str, values))
         close = difflib.get_close_matches(missing[0], names, n=3)
-        shown = close + [n for n in names if n not in close]  # the likely ones first
-        more = f", and {len(shown) - 20} more" if len(shown) > 20 else ""
-        available = (", ".join(shown[:20]) + more) or "none"
+        available = some_names(names, close) or "none"
         meant = f"; did you mean {{{close[0]}}}?" if close else ""
         raise ConfigurationError(
             f"The template uses {{{missing[0]}}}, which is not in {what} (available: "
