@@ -617,8 +617,10 @@ def test_a_failed_insert_reports_its_own_error_not_the_aborted_transaction(tmp_p
     assert "aborted" not in str(caught.value)
 
 
-# A statement that runs for minutes unless interrupted (DuckDB checks for signals as it goes).
-LONG_QUERY = "SELECT count(*) FROM range(10000000000000) t(a) WHERE a % 7 = 3"
+# A statement that runs for seconds unless interrupted (DuckDB checks for signals as it goes).
+# Bounded: a worker thread already scanning finishes its task before the cancel completes, so an
+# endless range would never end once a scan went to a worker (seen in a long test session).
+LONG_QUERY = "SELECT count(*) FROM range(2000000000) t(a) WHERE a % 7 = 3"
 
 
 def _write_for_long(db: Database) -> None:
@@ -628,25 +630,36 @@ def _write_for_long(db: Database) -> None:
         con.execute(LONG_QUERY).fetchall()
 
 
-def interrupt_when_in(function: str) -> threading.Thread:
+def interrupt_when_in(function: str) -> tuple[threading.Thread, list[str]]:
     """A thread that raises SIGUSR1 in this process (handled as `cli/signals.py` handles SIGTERM:
-    by raising KeyboardInterrupt) once the main thread runs inside `function`, i.e. in the
-    DuckDB call it makes; no sleep decides when."""
+    by raising KeyboardInterrupt) once the main thread has stayed inside one call of `function`
+    for a fifth of a second: its Python code takes microseconds, so it is then inside the DuckDB
+    statement it runs. Watched, not timed: no sleep decides when. The list it returns names the
+    function when it never got there within 30 s (the signal is sent then anyway, so the
+    statement ends and the test fails instead of running on)."""
     main = threading.main_thread().ident
     assert main is not None
 
     def send() -> None:
         deadline = time.monotonic() + 30
+        entered: tuple[Any, float] | None = None  # the frame seen, since when
         while time.monotonic() < deadline:
             frame = sys._current_frames().get(main)
-            if frame is not None and frame.f_code.co_name == function:
+            if frame is None or frame.f_code.co_name != function:
+                entered = None
+            elif entered is None or entered[0] is not frame:
+                entered = (frame, time.monotonic())
+            elif time.monotonic() - entered[1] > 0.2:
                 os.kill(os.getpid(), signal.SIGUSR1)
                 return
-            time.sleep(0.002)
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGUSR1)  # never seen there: end the statement anyway
+        missed.append(function)
 
+    missed: list[str] = []
     thread = threading.Thread(target=send, name="interrupter", daemon=True)
     thread.start()
-    return thread
+    return thread, missed
 
 
 @pytest.mark.parametrize("unit", ["rows", "_user_frame", "_write_for_long"])
@@ -669,10 +682,11 @@ def test_an_interrupt_during_a_statement_is_a_keyboard_interrupt_and_the_log_sta
 
     previous = signal.signal(signal.SIGUSR1, as_ctrl_c)
     try:
-        sender = interrupt_when_in(unit)
+        sender, missed = interrupt_when_in(unit)
         with pytest.raises(KeyboardInterrupt) as raised:
             runs[unit]()
         sender.join()
+        assert missed == []
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert "Query interrupted" in repr(raised.value.__cause__)  # DuckDB's, given back
