@@ -359,7 +359,7 @@ async def abatch_generate(
             collected.extend(batch.engine.unreported())
             raise BatchInterrupted(_in_order(collected)) from None
         except StoreError as exc:
-            raise CallLogFailed(_in_order(collected), exc) from exc
+            raise CallLogFailed(_in_order(collected), exc, batch.unlogged()) from exc
         except RequestRefused as exc:
             raise RequestRefused(exc.refusal, exc.taken, _in_order(collected)) from None
     return _in_order(collected)
@@ -410,9 +410,11 @@ def batch_generate(
         collected.extend(run)
     except KeyboardInterrupt:
         collected.extend(run.leftover)
+        if isinstance(run.failure, StoreError):  # stopped while the log could not be written
+            raise CallLogFailed(_in_order(collected), run.failure, run.unlogged()) from None
         raise BatchInterrupted(_in_order(collected)) from None
     except StoreError as exc:
-        raise CallLogFailed(_in_order(collected), exc) from exc
+        raise CallLogFailed(_in_order(collected), exc, run.unlogged()) from exc
     except RequestRefused as exc:
         raise RequestRefused(exc.refusal, exc.taken, _in_order(collected)) from None
     return _in_order(collected)
@@ -608,10 +610,11 @@ def _handle(
 
 
 def list_batch_jobs(db: Any = None) -> Any:
-    """Every Batch API job in the call log, newest first, as a DataFrame."""
+    """Every Batch API job in the call log, newest first, as a DataFrame. A path is opened
+    read-only: listing never writes, so a log on a read-only place can be listed."""
     from .store import open_database
 
-    log = db if isinstance(db, Database) else open_database(db)
+    log = db if isinstance(db, Database) else open_database(db, read_only=True)
     return batch_run.jobs_frame(log)
 
 
@@ -631,6 +634,12 @@ class ThreadedBatch:
         self._batch = _prepare(requests, options)
         self._handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1024)
         self.leftover: list[Result] = []  # results that arrived while stopping early
+        self.failure: BaseException | None = None  # what the batch raised while stopping early
+
+    def unlogged(self) -> list[str]:
+        """The answered requests whose results the call log could not take (see
+        `PreparedBatch.unlogged`)."""
+        return self._batch.unlogged()
 
     def _work(self) -> None:
         async def produce() -> None:
@@ -675,6 +684,8 @@ class ThreadedBatch:
                 continue
             if kind == "result":
                 self.leftover.append(value)
+            elif kind == "error":
+                self.failure = value
 
 
 def _get(handoff: queue.Queue[tuple[str, Any]]) -> tuple[str, Any]:

@@ -32,7 +32,7 @@ from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Rou
 from .engine.values import Event, GenerationRequest, RequestFinished, Result
 from .progress import ProgressFrontend, choose_progress
 from .store import Database, LockWait, StoreError, default_db_path, open_database
-from .store.lock_wait import LockWatch
+from .store.lock_wait import LockWatch, waiting_up_to
 from .store.recorder import LOG_WAIT_S, BatchInfo
 from .store.session import CACHE_MODES, BatchSession, CacheMode, quota_history
 
@@ -227,10 +227,11 @@ class BatchOptions:
     def open_log(self, *, create: bool = True, wait: LockWait | None = None) -> Database | None:
         """The call log (None when `db=False`); opened before any request is sent.
 
-        `create=False` (planning, a dry run): None when the file is not there yet, so nothing
-        that sends nothing leaves a log behind. While another process holds the file, opening
-        waits as `wait` says (default: up to `log_wait_s`, said on stderr after a few seconds);
-        so do the opened log's units of work that bring no wait of their own.
+        `create=False` (planning, a dry run): None when the file is not there yet, and opened
+        read-only when it is, so nothing that sends nothing leaves a log behind or changes one
+        (a log on a read-only place can be planned with). While another process holds the file,
+        opening waits as `wait` says (default: up to `log_wait_s`, said on stderr after a few
+        seconds); so do the opened log's units of work that bring no wait of their own.
         """
         if self.db is False:
             return None
@@ -240,7 +241,8 @@ class BatchOptions:
             path = os.fspath(self.db) if self.db is not None else default_db_path()
             if path != ":memory:" and not os.path.exists(path):
                 return None
-        return open_database(self.db, wait=wait or LockWait(self.log_wait_s, watch=LockWatch()))
+        wait = wait or waiting_up_to(self.log_wait_s)
+        return open_database(self.db, read_only=not create, wait=wait)
 
     def lock_wait(self, cancel: CancelToken) -> LockWait:
         """How a batch waits while another process holds its log's file: up to `log_wait_s`
@@ -334,6 +336,11 @@ class PreparedBatch:
     session: BatchSession | None
     progress: ProgressFrontend | None = None
     refused: Callable[[], ConfigurationError | None] | None = None
+
+    def unlogged(self) -> list[str]:
+        """Once the batch raised a `StoreError`: the ids of the requests answered (and paid
+        for) whose results the call log could not take (none without a log)."""
+        return self.session.unlogged() if self.session is not None else []
 
     @contextmanager
     def progress_shown(self) -> Iterator[None]:

@@ -2,7 +2,9 @@
 Google would be (its answers are the emulator's, but nothing says they are simulated).
 
 It forwards every request to the emulator except the emulator's own `/emulator/...` paths, which
-it answers 404 like any other service, so `endpoints.is_emulator` takes it for a real one.
+it answers 404 like any other service, so `endpoints.is_emulator` takes it for a real one. Given
+an `answers` event, it holds each generateContent answer until the event is set: a test decides
+when the client hears back, and the emulator's counters show the requests meanwhile.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content
 
 
 @contextmanager
-def forwarding_proxy(target_url: str) -> Iterator[str]:
-    """Serve a proxy to `target_url` on a free local port; yields the proxy's base URL."""
+def forwarding_proxy(target_url: str, answers: threading.Event | None = None) -> Iterator[str]:
+    """Serve a proxy to `target_url` on a free local port; yields the proxy's base URL. With
+    `answers`, generateContent answers wait for it to be set (at most a minute)."""
     target = urlsplit(target_url)
 
     class Forward(BaseHTTPRequestHandler):
@@ -38,6 +41,8 @@ def forwarding_proxy(target_url: str) -> Iterator[str]:
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 answer = upstream.getresponse()
                 data = answer.read()
+                if answers is not None and ":generateContent" in self.path:
+                    answers.wait(timeout=60)
                 self.send_response(answer.status)
                 for name, value in answer.getheaders():
                     if name.lower() not in _HOP_BY_HOP:

@@ -109,3 +109,32 @@ def test_every_format_carries_the_input_fields_as_fields(tmp_path: Path) -> None
         "title": "T"
     }
     assert json.loads(from_parquet["metadata"][0]) == {"template_hash": "h"}
+
+
+@pytest.mark.parametrize("name", ["r.jsonl", "r.csv", "r.parquet"])
+def test_an_output_that_is_a_symbolic_link_is_written_through_and_stays_a_link(
+    tmp_path: Path, name: str
+) -> None:
+    """Before: `--out link` replaced the link with a regular file and its target kept its old
+    content. Now it writes through the link, as `open()` would: the target is replaced
+    (atomically, keeping its mode) and the link stays; a dangling link gets its target made."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    target = shared / f"real-{name}"
+    target.write_bytes(b"old\n")
+    target.chmod(0o604)
+    link = tmp_path / name
+    link.symlink_to(target)
+    write_results(RESULTS, str(link))
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_bytes() != b"old\n" and mode(target) == 0o604
+    readers = {".jsonl": pd.read_json, ".csv": pd.read_csv, ".parquet": pd.read_parquet}
+    read = readers[link.suffix]
+    frame = read(target, lines=True) if link.suffix == ".jsonl" else read(target)
+    assert frame["id"].tolist() == ["a", "b"]
+    dangling = tmp_path / f"new-{name}"
+    dangling.symlink_to(shared / f"made-{name}")
+    write_results(RESULTS, str(dangling))
+    assert dangling.is_symlink() and (shared / f"made-{name}").stat().st_size > 0
+    leftovers = [p.name for p in [*tmp_path.iterdir(), *shared.iterdir()] if ".part" in p.name]
+    assert leftovers == []

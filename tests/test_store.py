@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -612,3 +615,80 @@ def test_a_failed_insert_reports_its_own_error_not_the_aborted_transaction(tmp_p
         Database.insert(con, "strict", [{"x": None}])
     assert "NOT NULL" in str(caught.value)
     assert "aborted" not in str(caught.value)
+
+
+# A statement that runs for seconds unless interrupted (DuckDB checks for signals as it goes).
+# Bounded: a worker thread already scanning finishes its task before the cancel completes, so an
+# endless range would never end once a scan went to a worker (seen in a long test session).
+LONG_QUERY = "SELECT count(*) FROM range(2000000000) t(a) WHERE a % 7 = 3"
+
+
+def _write_for_long(db: Database) -> None:
+    """A unit of writing whose statement runs long (the frame `interrupt_when_in` looks for)."""
+    with db.write() as con:
+        con.execute("INSERT INTO schema_migration VALUES (999, 'interrupted', current_timestamp)")
+        con.execute(LONG_QUERY).fetchall()
+
+
+def interrupt_when_in(function: str) -> tuple[threading.Thread, list[str]]:
+    """A thread that raises SIGUSR1 in this process (handled as `cli/signals.py` handles SIGTERM:
+    by raising KeyboardInterrupt) once the main thread has stayed inside one call of `function`
+    for a fifth of a second: its Python code takes microseconds, so it is then inside the DuckDB
+    statement it runs. Watched, not timed: no sleep decides when. The list it returns names the
+    function when it never got there within 30 s (the signal is sent then anyway, so the
+    statement ends and the test fails instead of running on)."""
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def send() -> None:
+        deadline = time.monotonic() + 30
+        entered: tuple[Any, float] | None = None  # the frame seen, since when
+        while time.monotonic() < deadline:
+            frame = sys._current_frames().get(main)
+            if frame is None or frame.f_code.co_name != function:
+                entered = None
+            elif entered is None or entered[0] is not frame:
+                entered = (frame, time.monotonic())
+            elif time.monotonic() - entered[1] > 0.2:
+                os.kill(os.getpid(), signal.SIGUSR1)
+                return
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGUSR1)  # never seen there: end the statement anyway
+        missed.append(function)
+
+    missed: list[str] = []
+    thread = threading.Thread(target=send, name="interrupter", daemon=True)
+    thread.start()
+    return thread, missed
+
+
+@pytest.mark.parametrize("unit", ["rows", "_user_frame", "_write_for_long"])
+def test_an_interrupt_during_a_statement_is_a_keyboard_interrupt_and_the_log_stays_usable(
+    unit: str, tmp_path: Path
+) -> None:
+    """Before: DuckDB turned a KeyboardInterrupt raised while a statement ran (Ctrl-C, or SIGTERM
+    as `scriptgen` raises it) into `RuntimeError: Query interrupted`, with no context; a command
+    then exited 1 instead of 143 (`scriptgen jobs resume`'s SIGTERM test was flaky so). Now
+    every interrupt comes out of the store as the KeyboardInterrupt it was."""
+    db = Database(tmp_path / "log.duckdb")
+    runs: dict[str, Any] = {
+        "rows": lambda: db.rows(LONG_QUERY),
+        "_user_frame": lambda: db.sandboxed_select(LONG_QUERY),
+        "_write_for_long": lambda: _write_for_long(db),
+    }
+
+    def as_ctrl_c(number: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, as_ctrl_c)
+    try:
+        sender, missed = interrupt_when_in(unit)
+        with pytest.raises(KeyboardInterrupt) as raised:
+            runs[unit]()
+        sender.join()
+        assert missed == []
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert "Query interrupted" in repr(raised.value.__cause__)  # DuckDB's, given back
+    assert db.rows("SELECT count(*) FROM schema_migration WHERE version = 999") == [(0,)]
+    assert db.sandboxed_select("SELECT 1 AS one")["one"].tolist() == [1]  # usable afterwards

@@ -36,7 +36,7 @@ from ..engine.runner import reserved_usage
 from ..engine.values import Failure, GenerationRequest, Result, Usage
 from ..engine.verdict import parse_structured
 from ..results import ResultList
-from ..store import Database, batch_jobs, keys, open_database, recorder
+from ..store import Database, batch_jobs, keys, recorder
 from ..store.batch_jobs import JobRow
 from ..store.session import cached_result, earlier_answers
 from . import ingest, jobs
@@ -548,8 +548,7 @@ def handle_for(
     """A handle rebuilt from the log alone, for any process (resume, cancel): the batch's own
     endpoint unless `options.base_url` names another; its key as `options` resolves it, or
     the session's when the batch went to the session's endpoint (endpoints.py)."""
-    db = options.db
-    log = db if isinstance(db, Database) else open_database(db or None)
+    log = open_log_for_batch_api(options)  # waiting up to its log_wait_s for a held file
     batch_id = find_batch(log, job_or_batch_id)
     row = batch_jobs.batch_row(log, batch_id)
     endpoint = row["endpoint"] if row else GOOGLE_ENDPOINT

@@ -33,8 +33,9 @@ examples:
   scriptgen jobs resume batches/abc123 --db calls.duckdb
   scriptgen jobs cancel 3f2a9c0d1e4b                   # then `resume` records what had ended
 
-exit status: 0 done (resume: all succeeded), 1 some failed (0 with --allow-failures),
-2 usage error, 130 Ctrl-C (the jobs keep running at the service)
+exit status: 0 done (resume: all succeeded), 1 some failed (0 with --allow-failures) or the
+call log cannot be used (damaged, held), 2 usage error, 130 Ctrl-C (the jobs keep running at
+the service). `list` only reads the log, so a log on a read-only place can be listed.
 """
 JOB_ACTIONS = ("list", "resume", "cancel")  # commands.JOB_ACTIONS, without loading the library
 LIST_COLUMNS = [
@@ -92,9 +93,14 @@ def jobs(args: argparse.Namespace) -> int:
 def _jobs(args: argparse.Namespace, path: str, stop: TerminationSignals) -> int:
     """The action, its output and its exit status (before a signal's)."""
     from ..commands import jobs_action
-    from ..engine.errors import BatchInterrupted, ConfigurationError, MissingApiKeyError
+    from ..engine.errors import (
+        BatchInterrupted,
+        ConfigurationError,
+        MissingApiKeyError,
+        ScriptgenError,
+    )
     from ..results import ResultList
-    from .run import INTERRUPTED, OK, USAGE, Outcome, batch_api_summary, deliver
+    from .run import FAILED, INTERRUPTED, OK, USAGE, Outcome, batch_api_summary, deliver
 
     def fail(message: str, status: int = USAGE) -> int:
         print(f"scriptgen jobs: {message}", file=sys.stderr)
@@ -106,6 +112,7 @@ def _jobs(args: argparse.Namespace, path: str, stop: TerminationSignals) -> int:
         if not Path(path).exists():  # opening it would create an empty log
             raise ConfigurationError(f"no call log at {path}; pass --db with the batch's log.")
         done = jobs_action(args.action, args.batch, db=path)
+        batch_id = _batch_id(path, args.batch) if isinstance(done, ResultList) else None
     except MissingApiKeyError:
         return fail(
             "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) to reach the service "
@@ -120,17 +127,23 @@ def _jobs(args: argparse.Namespace, path: str, stop: TerminationSignals) -> int:
         return deliver("jobs", args, outcome)
     except KeyboardInterrupt:
         return fail(f"{stop.stopped()}; the jobs keep running at the service.", INTERRUPTED)
+    except ScriptgenError as exc:  # the call log cannot be used (damaged, read-only, held)
+        return fail(" ".join(str(exc).split()), FAILED)
     if isinstance(done, str):  # cancel
         print(done)
         return OK
     if isinstance(done, ResultList):  # resume
-        from ..batch_api.run import find_batch
-        from ..store import open_database
-
-        batch_id = find_batch(open_database(path), args.batch)  # a job name: its batch
         outcome = Outcome(done, batch_id=batch_id, by_batch_api=True)
         if not args.quiet:
             print(batch_api_summary(outcome), file=sys.stderr)
         return deliver("jobs", args, outcome)
     print(table(done[LIST_COLUMNS]))
     return OK
+
+
+def _batch_id(path: str, batch: str) -> str:
+    """The id of the batch a `resume` named by its id, a job name or a job key."""
+    from ..batch_api.run import find_batch
+    from ..store import open_database
+
+    return find_batch(open_database(path, read_only=True), batch)

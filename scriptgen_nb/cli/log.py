@@ -164,9 +164,9 @@ def models(args: argparse.Namespace) -> int:
     path = args.db or default_db_path()
     try:
         catalogue = with_tier({}, args.tier).get("catalogue")
+        identity = quota_identity({})  # a key no HTTP header can carry is refused here
     except ConfigurationError as exc:
-        print(f"scriptgen models: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error("models", exc)
     try:
         exists = Path(path).exists()  # never create one
         db = open_database(path, read_only=True) if exists else None
@@ -174,15 +174,19 @@ def models(args: argparse.Namespace) -> int:
     except ScriptgenError as exc:
         print(f"scriptgen models: {exc}", file=sys.stderr)
         return 1
-    print(f"learned: the limits remembered for {quota_identity({})}")
+    print(f"learned: the limits remembered for {identity}")
     print(table(frame.convert_dtypes()))  # limits as whole numbers
     return 0
 
 
 def limits(args: argparse.Namespace) -> int:
     from ..commands import limits_action, quota_identity
+    from ..engine.errors import ConfigurationError
 
-    identity = quota_identity({}, every=args.all)
+    try:
+        identity = quota_identity({}, every=args.all)  # a malformed key is refused here
+    except ConfigurationError as exc:
+        return _usage_error("limits", exc)
 
     def sections(db: Database) -> list[Section]:
         said, frame = limits_action(db, identity, forget=args.forget, forget_all=args.forget_all)
@@ -203,6 +207,12 @@ def migrate(args: argparse.Namespace) -> int:
         return [("schema (current):", pd.DataFrame({"version": [schema_version()]}))]
 
     return _read_log("migrate", args.db, sections, read_only=False)
+
+
+def _usage_error(command: str, error: Exception) -> int:
+    """A configuration error (a bad --tier, a malformed API key) in one line: status 2."""
+    print(f"scriptgen {command}: {' '.join(str(error).split())}", file=sys.stderr)
+    return 2
 
 
 def _read_log(

@@ -3,7 +3,8 @@
 Owns `output_path` (checked before anything is sent: a known suffix, an existing folder),
 `write_results` (a temporary file in the same folder, renamed over FILE only once complete, so
 a failure or Ctrl-C never leaves half a file; FILE gets the mode a plain `open()` would give
-it) and `summary_table` (what `run` prints without `--out`). The rows are
+it, and a FILE that is a symbolic link is written through, as `open()` would: its target is
+replaced and the link kept) and `summary_table` (what `run` prints without `--out`). The rows are
 `ResultList.to_dataframe()`'s: the input's fields (a CSV row, a JSONL line filled by
 `--template`) as fields of their own, then the result's, `cached` and `metadata` among them.
 
@@ -56,8 +57,8 @@ def write_results(results: ResultList, out: str) -> None:
         _write_jsonl(results, sys.stdout)
         sys.stdout.flush()
         return
-    path = Path(out)
-    kind = FORMATS[path.suffix.lower()]
+    kind = FORMATS[Path(out).suffix.lower()]
+    path = Path(os.path.realpath(out))  # through a symbolic link, as open() writes
     fd, temporary = _create_beside(path)
     mode = _mode_of_plain_open(path, fd)
     try:

@@ -74,12 +74,13 @@ def retry(args: argparse.Namespace) -> int:
         from ..commands import RetryChanges, known_batch, latest_batch, retry_plan
         from ..flags import request_settings
         from ..store import CallStore, default_db_path
+        from ..store.recorder import LOG_WAIT_S
         from .inputs import load_schema
 
         path = args.db or default_db_path()
         if not Path(path).exists():  # opening it would create an empty log
             raise ConfigurationError(f"no call log at {path}; pass --db with the batch's log.")
-        log = CallStore(path)
+        log = CallStore(path, log_wait_s=LOG_WAIT_S if args.log_wait is None else args.log_wait)
         if args.batch_id:
             batch_id = known_batch(log, args.batch_id, "`scriptgen batches`")
         else:
@@ -146,7 +147,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             if dry:
                 print(_dry_run(work.requests, options))
                 return OK
-            outcome = _generate(work.requests, options, args)
+            outcome = _generate(work.requests, options, args, stop.hold)
         except MissingApiKeyError:
             return fail(
                 "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), point "
@@ -167,9 +168,15 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 f"scriptgen {command}: {stop.stopped()} before anything was sent.", file=sys.stderr
             )
             return stop.exit_status(INTERRUPTED)
-        stop.hold()
         outcome.stopped = stop.stopped()
-        return stop.exit_status(deliver(command, args, outcome))
+        status = deliver(command, args, outcome)
+        if stop.received is not None and outcome.interrupted is None:
+            print(
+                f"scriptgen {command}: {outcome.stopped} once the batch had ended; nothing was "
+                "cut short.",
+                file=sys.stderr,
+            )
+        return stop.exit_status(status)
 
 
 def _has_key(options: dict[str, Any]) -> bool:
@@ -242,13 +249,18 @@ class Outcome:
 
 
 def _generate(
-    requests: Sequence[GenerationRequest], options: dict[str, Any], args: argparse.Namespace
+    requests: Sequence[GenerationRequest],
+    options: dict[str, Any],
+    args: argparse.Namespace,
+    hold: Callable[[], None],
 ) -> Outcome:
     """Run the batch with the bar (or a bare `ProgressState` for the summary line).
 
     With --mode batch_api|auto the plan (each option's cost and time, and the choice) is shown
     on stderr first; live calls (all, or a split's urgent part) draw the bar as in live mode,
-    and a Batch API part ends with its own summary line.
+    and a Batch API part ends with its own summary line. `hold` is called as soon as the
+    results exist, before anything is printed (a print to a stalled stderr can take long): from
+    then on a signal is only remembered, so the results are written whole.
     """
     from ..api import batch_generate, planned_batch
     from ..progress import ProgressState, format_summary
@@ -282,16 +294,18 @@ def _generate(
 
     started = time.monotonic()
     try:
-        if _batch_api(options):
-            planned = planned_batch(requests, listeners=[listener], **options)
-            if not args.quiet:
-                print(planned.plan, file=sys.stderr, flush=True)
-            results = planned.run(on_submitted)
-        else:
-            results = batch_generate(requests, listeners=[listener], **options)
-        outcome = Outcome(results, requests=requests)
-    except BatchInterrupted as stopped:  # Ctrl-C, or the call log failed mid-batch
-        outcome = Outcome(ResultList(stopped.results), stopped, requests=requests)
+        try:
+            if _batch_api(options):
+                planned = planned_batch(requests, listeners=[listener], **options)
+                if not args.quiet:
+                    print(planned.plan, file=sys.stderr, flush=True)
+                results = planned.run(on_submitted)
+            else:
+                results = batch_generate(requests, listeners=[listener], **options)
+            outcome = Outcome(results, requests=requests)
+        except BatchInterrupted as stopped:  # Ctrl-C, or the call log failed mid-batch
+            outcome = Outcome(ResultList(stopped.results), stopped, requests=requests)
+        hold()
     finally:
         if bar is not None:
             bar.close()
@@ -378,13 +392,27 @@ def _stopped_early(interrupted: BatchInterrupted, outcome: Outcome, out: str | N
         else f"the results so far were written to {'stdout' if out == '-' else out}"
     )
     if type(interrupted) is not BatchInterrupted:  # the call log failed: say why
-        return f"{_one_line(interrupted.reason)} {got}; {kept}."
+        return f"{_one_line(interrupted.reason)} {got}; {kept}{_only_there(interrupted)}."
     rest = (
         f"`scriptgen retry {outcome.batch_id}` runs the rest"
         if outcome.batch_id
         else "running the same command again sends only what has no result yet"
     )
     return f"{outcome.stopped} {got}; {kept}; {rest}."
+
+
+def _only_there(failed: BatchInterrupted) -> str:
+    """When the call log could not take answers that were paid for: that they are only where
+    the results went, and that a retry or a re-run, finding none in the log, would pay again."""
+    from ..store.database import CallLogFailed
+
+    unlogged = failed.unlogged if isinstance(failed, CallLogFailed) else ()
+    if not unlogged:
+        return ""
+    return (
+        f"; {len(unlogged)} answer(s) are only there: the call log could not take them, so a "
+        "retry or a re-run would send them again (and pay again)"
+    )
 
 
 def _one_line(message: str) -> str:

@@ -50,7 +50,7 @@ from ..flags import check_flags, request_settings
 from ..projects.export import project_status
 from ..projects.prompts import some_names
 from ..results import ResultList
-from ..store import CallStore, default_db_path
+from ..store import CallLogFailed, CallStore, default_db_path
 from ..store.queries import parse_time
 from ..store.recorder import LOG_WAIT_S
 from . import cells
@@ -368,6 +368,13 @@ class ScriptgenMagics(Magics):
             results = ResultList(stopped.results)
             if options.get("mode", "live") != "live":
                 print(f"Stopped waiting: {stopped}. `%scriptgen jobs` lists the batch's jobs.")
+            elif isinstance(stopped, CallLogFailed) and stopped.unlogged:
+                print(
+                    f"{_one_line(stopped.reason)}: {len(results.succeeded)} of {len(results)} "
+                    f"finished; {len(stopped.unlogged)} answer(s) are only in this cell's "
+                    "results, not in the call log: keep them (re-running the cell would send "
+                    "them again)."
+                )
             else:
                 print(
                     f"Interrupted: {len(results.succeeded)} of {len(results)} finished; "
@@ -529,7 +536,9 @@ class ScriptgenMagics(Magics):
         return path or self.default_db or default_db_path()
 
     def _log(self, path: str | None) -> CallStore:
-        return CallStore(self._db(path))
+        """The call log opened to write it (retry, forgetting limits), waiting for a held file
+        as a batch does (`default_log_wait_s`)."""
+        return CallStore(self._db(path), log_wait_s=self.default_log_wait_s)
 
     def _reader(self, path: str | None, command: str) -> CallStore:
         """The call log opened to read it, as the CLI's reading commands do: read-only, so a

@@ -50,7 +50,7 @@ def narration_figures(script: Script) -> tuple[int, int]:
 
 def chapters_frame(project_id: str, *, db: ProjectDb = None) -> pd.DataFrame:
     """The outline: `id` (the workflow's request id, "ch-N"), `number`, `title`, `summary`."""
-    state = projects.read_project(project_database(db), project_id)
+    state = projects.read_project(project_database(db, read_only=True), project_id)
     rows = [
         {"id": f"ch-{c.number}", "number": c.number, "title": c.title, "summary": c.summary}
         for c in state.chapters
@@ -63,7 +63,7 @@ def project_status(project_id: str, *, db: ProjectDb = None) -> pd.DataFrame:
 
     `last_failure` is the error of the chapter's last script request when that request failed.
     """
-    return projects.status(project_database(db), project_id, GENERATE_SCRIPT)
+    return projects.status(project_database(db, read_only=True), project_id, GENERATE_SCRIPT)
 
 
 def scripts_frame(project_id: str, *, db: ProjectDb = None) -> pd.DataFrame:
@@ -170,4 +170,4 @@ def chapter_markdown(
 
 
 def _read(project_id: str, db: ProjectDb) -> ProjectState:
-    return projects.read_project(project_database(db), project_id)
+    return projects.read_project(project_database(db, read_only=True), project_id)

@@ -28,7 +28,9 @@ from ..engine.checks import check_number
 from ..engine.errors import BatchInterrupted, ConfigurationError
 from ..engine.values import BatchFinished, BatchStarted, Event, Failure, Result, check_encodable
 from ..store import Database, open_database, projects
+from ..store.lock_wait import waiting_up_to
 from ..store.projects import CallRef, Chapter, Project
+from ..store.recorder import LOG_WAIT_S
 from .outline import OutlineSource, read_outline
 from .prompts import PromptTemplate, TemplateSource, load_template
 
@@ -173,17 +175,26 @@ class OutlineRun:
 # --- projects ----------------------------------------------------------------------------------
 
 
-def project_database(db: ProjectDb) -> Database:
+def project_database(
+    db: ProjectDb, *, read_only: bool = False, options: Mapping[str, Any] | None = None
+) -> Database:
     """The file holding the projects: the call log's (None: the default file).
 
-    A path opens the file anew on each call; pass a `Database` to share one (in memory too).
+    A path opens the file anew on each call (`read_only`: to read it only, so a log on a
+    read-only place can be read); pass a `Database` to share one (in memory too). A run's
+    batch `options` say how long to wait while another process holds the file: their
+    `log_wait_s`, the batch's default otherwise, for the opening and the writes after the batch
+    as for the batch itself (without `options`, the store's default).
     """
     if db is False:
         raise ConfigurationError(
             "Projects are kept in the call log's file; db=False keeps no file. Pass a path, "
             "a Database, or None for the default file."
         )
-    return db if isinstance(db, Database) else open_database(db)
+    if isinstance(db, Database):
+        return db
+    wait = None if options is None else waiting_up_to(options.get("log_wait_s", LOG_WAIT_S))
+    return open_database(db, read_only=read_only, wait=wait)
 
 
 def create_project(
@@ -246,7 +257,7 @@ def generate_outline(
     """Ask for an outline of `n_chapters` chapters (one structured request) and store it."""
     if isinstance(n_chapters, bool) or not isinstance(n_chapters, int) or n_chapters < 1:
         raise ConfigurationError(f"n_chapters must be a positive whole number, not {n_chapters!r}")
-    database = project_database(db)
+    database = project_database(db, options=options)
     state = projects.read_project(database, project_id)
     if state.chapters:
         raise ConfigurationError(
@@ -307,7 +318,7 @@ def generate_scripts(
     `api_key`, `budget_usd`, `chunk_size`, ...). Ctrl-C stops the run, keeps what finished and
     raises `BatchInterrupted`; each answer is also in the call log, so running again resumes.
     """
-    database = project_database(db)
+    database = project_database(db, options=options)
     state = projects.read_project(database, project_id)
     outline, current = _outline(state), state.scripts
     selected = _select(outline, chapters, only, done=current, failed=state.failed(GENERATE_SCRIPT))
@@ -389,7 +400,7 @@ def generate_image_prompts(
     `only="missing"` takes the chapters whose current script has none yet, `only="failed"`
     those whose last image-prompt request failed. Options as for `generate_scripts`.
     """
-    database = project_database(db)
+    database = project_database(db, options=options)
     state = projects.read_project(database, project_id)
     outline, current = _outline(state), state.scripts
     if not current:

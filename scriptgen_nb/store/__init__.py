@@ -16,14 +16,16 @@ from typing import Any
 
 import pandas as pd
 
+from ..engine.checks import check_number
 from ..engine.errors import ConfigurationError
 from ..engine.values import GenerationRequest
 from . import limits, queries, replay
 from .database import MEMORY, CallLogFailed, Database, LogLocked, StoreError
 from .limits import REMEMBER_LIMITS_S
-from .lock_wait import LockWait
+from .lock_wait import LockWait, waiting_up_to
 
 ENV_DB = "SCRIPTGEN_DB"
+MAX_AGE_DAYS = 1_000_000  # `purge`'s farthest cutoff, ~2,700 years back: a time DuckDB can hold
 DEFAULT_DB = "scriptgen.duckdb"
 HEARTBEAT_S = 1.0  # a running batch's heartbeat_at is refreshed at least this often
 STALE_AFTER_S = 10.0  # a "running" batch whose heartbeat is older than this has died
@@ -53,8 +55,7 @@ def purge(db: Database, older_than_days: float) -> int:
     A batch still running (its heartbeat fresh) is kept whatever its age; one whose process
     died is judged by its last heartbeat. Returns the number of batches deleted.
     """
-    if older_than_days < 0:
-        raise ConfigurationError("older_than_days must not be negative")
+    check_number("older_than_days", older_than_days, low=0, high=MAX_AGE_DAYS, unit="days")
     cutoff = time.time() - older_than_days * 86_400
     with db.write() as con:
         doomed = [
@@ -93,12 +94,20 @@ class CallStore:
     Times (`since`, `until`) take a datetime, an ISO string or a duration ago ("30m", "2d").
     `read_only=True` reads an existing log without ever writing (nor migrating) it, e.g. one on
     a read-only place: the reports and `sql` work, upkeep (`purge`, `forget_limits`) is refused.
+    `log_wait_s`: how long to wait while another process holds the file (a batch's option of
+    the same name; None: 30 s, unsaid). An argument of the wrong kind (a batch id that is not
+    text, a limit that is not a whole number) is a `ConfigurationError` naming it.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        log_wait_s: float | None = None,
     ) -> None:
-        self.db = open_database(path, read_only=read_only)
+        wait = None if log_wait_s is None else waiting_up_to(log_wait_s)
+        self.db = open_database(path, read_only=read_only, wait=wait)
 
     def __repr__(self) -> str:
         return f"CallStore({self.db.path!r})"
@@ -113,21 +122,21 @@ class CallStore:
         return queries.batches(self.db, limit)
 
     def batch_summary(self, batch_id: str) -> pd.DataFrame:
-        return queries.batch_summary(self.db, batch_id)
+        return queries.batch_summary(self.db, _text("batch_id", batch_id))
 
     def results(self, batch_id: str) -> pd.DataFrame:
-        return queries.results(self.db, batch_id)
+        return queries.results(self.db, _text("batch_id", batch_id))
 
     def errors(self, batch_id: str | None = None) -> pd.DataFrame:
-        return queries.errors(self.db, batch_id)
+        return queries.errors(self.db, _text("batch_id", batch_id, optional=True))
 
     def model_events(self, batch_id: str | None = None) -> pd.DataFrame:
         """What happened to each model (parked, backing off, exhausted, cooling, gone)."""
-        return queries.model_events(self.db, batch_id)
+        return queries.model_events(self.db, _text("batch_id", batch_id, optional=True))
 
     def learned_limits(self, batch_id: str | None = None) -> pd.DataFrame:
         """Every limit change the engine made, per batch, in the order learned (history)."""
-        return queries.learned_limits(self.db, batch_id)
+        return queries.learned_limits(self.db, _text("batch_id", batch_id, optional=True))
 
     def limits(
         self, endpoint: str | None = None, key_fingerprint: str | None = None
@@ -137,7 +146,11 @@ class CallStore:
         metric; None means every endpoint ("google" or a base URL) or every key fingerprint
         (`scriptgen_nb.engine.identity.key_fingerprint(key)`). Columns: model, metric, limit,
         source, configured, learned_at, expires_at, endpoint, fingerprint, batch_id."""
-        return limits.remembered_limits(self.db, endpoint=endpoint, key_fingerprint=key_fingerprint)
+        return limits.remembered_limits(
+            self.db,
+            endpoint=_text("endpoint", endpoint, optional=True),
+            key_fingerprint=_text("key_fingerprint", key_fingerprint, optional=True),
+        )
 
     def forget_limits(
         self,
@@ -148,28 +161,43 @@ class CallStore:
         """Forget remembered limits (None: every model, endpoint, key), so later batches start
         from the catalogue again; returns how many were remembered. The history stays."""
         return limits.forget_limits(
-            self.db, model=model, endpoint=endpoint, key_fingerprint=key_fingerprint
+            self.db,
+            model=_text("model", model, optional=True),
+            endpoint=_text("endpoint", endpoint, optional=True),
+            key_fingerprint=_text("key_fingerprint", key_fingerprint, optional=True),
         )
 
     def throughput(
         self, batch_id: str | None = None, bucket_s: float | None = None
     ) -> pd.DataFrame:
-        return queries.throughput(self.db, batch_id, bucket_s)
+        return queries.throughput(self.db, _text("batch_id", batch_id, optional=True), bucket_s)
 
     def latency(self, batch_id: str | None = None) -> pd.DataFrame:
-        return queries.latency(self.db, batch_id)
+        return queries.latency(self.db, _text("batch_id", batch_id, optional=True))
 
     def sql(self, query: str) -> pd.DataFrame:
         """Your own read-only query: SELECT only, no access to other files."""
-        return queries.sql(self.db, query)
+        return queries.sql(self.db, _text("query", query))
 
     def failed_requests(self, batch_id: str) -> list[GenerationRequest]:
         """The batch's failed and unfinished requests, rebuilt, ready to run again."""
-        return replay.stored_requests(self.db, batch_id)
+        return replay.stored_requests(self.db, _text("batch_id", batch_id))
 
     def purge(self, older_than_days: float) -> int:
         """Delete batches that ended more than `older_than_days` ago; returns how many."""
         return purge(self.db, older_than_days)
+
+
+def _text(name: str, value: Any, *, optional: bool = False) -> Any:
+    """`value`, when it is text (or None where that means "any"): ids, names and queries are
+    compared with the log's text columns, where a number failed as DuckDB's conversion error."""
+    if isinstance(value, str) or (value is None and optional):
+        return value
+    none = " (or None for any)" if optional else ""
+    listed = "; `CallStore.batches()` lists the batch ids" if name == "batch_id" else ""
+    raise ConfigurationError(
+        f"{name}={value!r} ({type(value).__name__}) is not text: pass a string{none}{listed}."
+    )
 
 
 __all__ = [

@@ -14,6 +14,8 @@ Reads attach the file read-only, so a log on a read-only place can be read; a `D
 `read_only=True` never writes (it checks the schema instead of migrating it). Every failure of
 DuckDB comes out as a `StoreError` saying which file, what went wrong (a damaged file, a
 read-only place, a lock) and what to do; a user's query that fails is a `ConfigurationError`.
+An interrupt (Ctrl-C, or a signal raised as one) that lands while DuckDB runs a statement comes
+out as the `KeyboardInterrupt` it was, not as DuckDB's "Query interrupted" (`_interrupts`).
 """
 
 from __future__ import annotations
@@ -83,14 +85,34 @@ _READING_TABLE_FUNCTIONS = frozenset(
     }
 )
 _ACTING_SCALARS = frozenset({"nextval", "setval", "setseed", "write_log"})  # not pure reads
-# What DuckDB says when a file's blocks do not hold what it wrote (a damaged file).
-_DAMAGE = re.compile(r"corrupt|checksum|invalidated|deserializ", re.IGNORECASE)
+# What DuckDB says when a file's blocks do not hold what it wrote, or are not there at all (a
+# damaged file; one cut short: "Could not read enough bytes from file").
+_DAMAGE = re.compile(
+    r"corrupt|checksum|invalidated|deserializ|could not read enough bytes", re.IGNORECASE
+)
+# What DuckDB raises (a RuntimeError, no context) when a KeyboardInterrupt is raised while a
+# statement runs: Ctrl-C, or SIGTERM / SIGHUP as the command line raises them (cli/signals.py).
+_INTERRUPTED = "Query interrupted"
 _MOVE_ASIDE = (
     "Nothing was written to it: move it aside, or pass db= (or set SCRIPTGEN_DB to) another path."
 )
 
 
 _PROCESS_LOCK = threading.RLock()
+
+
+@contextmanager
+def _interrupts() -> Iterator[None]:
+    """Give back an interrupt DuckDB swallowed: a `KeyboardInterrupt` raised (by Ctrl-C or a
+    signal handler) while a statement runs comes out of DuckDB as `RuntimeError("Query
+    interrupted")`, which every caller would take for a failure (exit 1 instead of 143) or not
+    catch at all. Raised again as `KeyboardInterrupt`, it takes the Ctrl-C path everywhere."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if type(exc) is not RuntimeError or str(exc) != _INTERRUPTED:
+            raise
+        raise KeyboardInterrupt from exc
 
 
 def schema_version() -> int:
@@ -108,15 +130,21 @@ class LogLocked(StoreError):
 
 class CallLogFailed(BatchInterrupted):
     """Writing the call log failed (a full disk, a lost file mid-batch; or, at its end, the
-    file still held by another process after `log_wait_s`): nothing more was sent.
+    file still held by another process after `log_wait_s`, or when the batch was stopped
+    while it waited): nothing more was sent.
 
     `.results` holds every request's result, kept in memory: the finished ones as they came
-    back, the rest not run; `.cause` is the store's error.
+    back, the rest not run; `.cause` is the store's error; `.unlogged` the ids of the requests
+    answered (and paid for) whose results the log could not take: they are in `.results` only,
+    and a re-run or a retry would send them again.
     """
 
-    def __init__(self, results: Sequence[Result], cause: BaseException) -> None:
+    def __init__(
+        self, results: Sequence[Result], cause: BaseException, unlogged: Sequence[str] = ()
+    ) -> None:
         super().__init__(results, f"The call log could not be written ({cause})")
         self.cause = cause
+        self.unlogged = tuple(unlogged)
 
 
 class Database:
@@ -226,22 +254,23 @@ class Database:
     def _unit(
         self, *, read_only: bool, threads: int, wait: LockWait | None = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self._memory is not None:
-            with self._memory_lock:
-                cursor = self._memory.cursor()
-                try:
-                    yield cursor
-                finally:
-                    cursor.close()
-            return
-        connection = self._attach_when_free(read_only, threads, wait or self.wait)
-        try:
-            yield connection
-        finally:
+        with _interrupts():
+            if self._memory is not None:
+                with self._memory_lock:
+                    cursor = self._memory.cursor()
+                    try:
+                        yield cursor
+                    finally:
+                        cursor.close()
+                return
+            connection = self._attach_when_free(read_only, threads, wait or self.wait)
             try:
-                self._detach(connection, writing=not read_only)
+                yield connection
             finally:
-                _PROCESS_LOCK.release()
+                try:
+                    self._detach(connection, writing=not read_only)
+                finally:
+                    _PROCESS_LOCK.release()
 
     @contextmanager
     def write(self, *, wait: LockWait | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -335,13 +364,21 @@ class Database:
             blocked = True
             waited = time.monotonic() - started
             wait.waited(self.path, waited)
-            if waited >= wait.timeout_s or wait.give_up():
+            stopped = wait.give_up()
+            if waited >= wait.timeout_s or stopped:
                 wait.waited(self.path, None)
-                raise self._held_too_long(waited, attached) from attached
+                raise self._held_too_long(waited, attached, stopped=stopped) from attached
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.25)
 
-    def _held_too_long(self, waited_s: float, exc: duckdb.Error) -> LogLocked:
+    def _held_too_long(self, waited_s: float, exc: duckdb.Error, *, stopped: bool) -> LogLocked:
+        """The file was still held after the whole wait, or (`stopped`) when the one waiting
+        gave up early: its batch was cancelled (Ctrl-C, a signal, the Cancel button)."""
+        if stopped:
+            return LogLocked(
+                f"Stopped waiting for the call log {self.path} after {waited_s:.1f}s: the batch "
+                "was stopped while another process held the file"
+            )
         return LogLocked(
             f"Cannot open the call log {self.path}: another process held it all the "
             f"{waited_s:.1f}s this one waited ({exc}). Close what holds it open (a long "
@@ -566,15 +603,16 @@ class Database:
         afford what the recorder's four writes a second could not."""
         con = duckdb.connect(MEMORY, config=_SANDBOX_CONFIG)
         try:
-            self._confine(con)
-            # Returns holding the process lock, as every unit of work does (see the method).
-            self._attach_when_free(True, _READ_THREADS, self.wait, host=con).close()
-            try:
-                con.execute(f"USE {_ALIAS}")
-                con.execute("SET lock_configuration = true")
-                yield con
-            finally:
-                _PROCESS_LOCK.release()
+            with _interrupts():
+                self._confine(con)
+                # Returns holding the process lock, as every unit of work does (see the method).
+                self._attach_when_free(True, _READ_THREADS, self.wait, host=con).close()
+                try:
+                    con.execute(f"USE {_ALIAS}")
+                    con.execute("SET lock_configuration = true")
+                    yield con
+                finally:
+                    _PROCESS_LOCK.release()
         finally:
             con.close()
 

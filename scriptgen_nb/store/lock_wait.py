@@ -5,7 +5,9 @@ long query may hold it for minutes). `LockWait` says how one unit of work waits:
 `timeout_s` (`math.inf`: for as long as it takes), giving up early once `give_up()` says so (the
 batch was cancelled, or its recorder is closing). `LockWatch` follows one batch's waits and says
 so once a wait has lasted `NOTICE_AFTER_S`, and again (`None`) when the file is free: on stderr
-until the batch's progress frontend takes over. No duckdb here.
+until the batch's progress frontend takes over. `waiting_up_to(log_wait_s)` is the wait of
+whatever opens the log for a batch or a command that was given `log_wait_s` (`--log-wait`).
+No duckdb here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ..engine.checks import check_number
 
 # A wait this long is said to the user: a short one is the ordinary turn-taking of two writers.
 NOTICE_AFTER_S = 3.0
@@ -84,3 +88,10 @@ class LockWait:
         """Tell the watch how long this unit has waited for `path` (None: the wait is over)."""
         if self.watch is not None:
             self.watch.waited(path, self, seconds)
+
+
+def waiting_up_to(log_wait_s: float) -> LockWait:
+    """A wait of up to `log_wait_s` seconds (checked: a number, 0 or more), said on stderr once
+    it has lasted a few seconds: how a batch, a retry or a project's run opens its log."""
+    check_number("log_wait_s", log_wait_s, low=0, unit="seconds")
+    return LockWait(log_wait_s, watch=LockWatch())

@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
 
+from ..engine.checks import check_number
 from ..engine.errors import ConfigurationError
 from .database import Database
 
@@ -33,6 +34,7 @@ Moment = datetime | date | str
 
 COST_GROUPS = ("model", "operation", "project_id", "batch_id", "endpoint", "simulated")
 """The columns `costs(by=...)` may group by (`simulated` always is)."""
+MAX_LIMIT = 2**31 - 1  # the most batches a listing may ask for (a LIMIT DuckDB takes)
 
 # SQL fragments over `ai_api_call`, shared so that every report counts the same way.
 _SUCCEEDED = "status = 'SUCCESS'"
@@ -60,22 +62,39 @@ _AGO = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": _DAY_S, "w": 7 * _DAY_S}
 
 
-def parse_time(value: Moment, *, now: datetime | None = None) -> datetime:
+_TIME_FORMS = (
+    "a duration ago (90s, 30m, 1h, 2d, 1w) or an ISO date/time (2026-03-02, "
+    "2026-03-02T10:00:00+01:00)"
+)
+
+
+def parse_time(value: Moment, *, now: datetime | None = None, name: str = "time") -> datetime:
     """A timezone-aware moment from a datetime or date (naive means UTC), a duration ago
-    ("90s", "30m", "1h", "2d", "1w", counted back from `now`) or an ISO date/time string."""
+    ("90s", "30m", "1h", "2d", "1w", counted back from `now`) or an ISO date/time string.
+    Anything else (a number: seconds, or days?) is a `ConfigurationError` naming the argument
+    (`name`: since, until)."""
     if isinstance(value, str):
         text = value.strip()
         ago = _AGO.fullmatch(text)
         if ago:
             seconds = float(ago[1]) * _UNIT_S[ago[2].lower()]
-            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+            try:
+                return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+            except OverflowError:
+                raise ConfigurationError(
+                    f"{name}={text!r} reaches back before the year 1; give a shorter duration."
+                ) from None
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
             raise ConfigurationError(
-                f"Cannot read {text!r} as a time: give a duration ago (90s, 30m, 1h, 2d, 1w) "
-                "or an ISO date/time (2026-03-02, 2026-03-02T10:00:00+01:00)."
+                f"Cannot read {text!r} as a time: give {_TIME_FORMS}."
             ) from None
+    if not isinstance(value, date):
+        raise ConfigurationError(
+            f"{name}={value!r} ({type(value).__name__}) is not a time: give a datetime, a date, "
+            f"{_TIME_FORMS}."
+        )
     if not isinstance(value, datetime):
         value = datetime.combine(value, time())
     # DuckDB would read a naive value in the session's time zone; the log's convention is UTC.
@@ -93,8 +112,8 @@ def _filters(
     params: list[Any] = []
     for clause, value in (
         ("batch_id = ?", batch_id),
-        ("created_at >= ?", None if since is None else parse_time(since)),
-        ("created_at < ?", None if until is None else parse_time(until)),
+        ("created_at >= ?", None if since is None else parse_time(since, name="since")),
+        ("created_at < ?", None if until is None else parse_time(until, name="until")),
     ):
         if value is not None:
             clauses.append(clause)
@@ -158,7 +177,7 @@ def costs(
     output_tokens, thought_tokens, cost (USD, the attempts of known price), unpriced (attempts
     of a model whose price is unknown: cost is at least the figure shown); most costly first.
     """
-    groups = [by] if isinstance(by, str) else list(by)
+    groups = [by] if isinstance(by, str) or not isinstance(by, Iterable) else list(by)
     unknown = [g for g in groups if g not in COST_GROUPS]
     if not groups or unknown or len(set(groups)) != len(groups):
         raise ConfigurationError(
@@ -199,8 +218,7 @@ def batches(db: Database, limit: int = 20) -> pd.DataFrame:
     prices), concurrency_strategy, concurrency_value, endpoint, simulated (an emulator answered:
     its cost was never spent), pid, hostname.
     """
-    if limit < 1:
-        raise ConfigurationError(f"batches(limit={limit}): ask for at least one batch.")
+    check_number("limit", limit, low=1, high=MAX_LIMIT, whole=True, unit="batches")
     return _batch_rows(db, "", [], limit)
 
 
@@ -389,8 +407,7 @@ def throughput(
     (429s, per minute or per day; the three are disjoint), tokens (input + output + thoughts).
     `bucket_s=None` picks a round bucket cutting the span into at most 60 buckets (at least 1 s).
     """
-    if bucket_s is not None and not bucket_s > 0:
-        raise ConfigurationError(f"throughput(bucket_s={bucket_s!r}): give a positive number.")
+    check_number("bucket_s", bucket_s, low=0, above=True, optional=True, unit="seconds")
     where, params = _filters(batch_id=batch_id)
     if bucket_s is None:
         span = db.frame(

@@ -488,6 +488,14 @@ class Recorder:
             [*values, self.info.batch_id],
         )
 
+    def unlogged(self) -> list[str]:
+        """The ids of the requests answered (and paid for, not served from the cache) whose
+        results wait in the buffer: after a failed `close()`, those the log lacks."""
+        with self._lock:
+            return [
+                row["request_id"] for row in self._results if row["success"] and not row["cached"]
+            ]
+
     def close(self, *, failed: bool = False) -> None:
         """Stop the flusher and write everything left, ending the batch's row.
 

@@ -93,6 +93,10 @@ class BatchSession:
     def close(self, *, failed: bool = False) -> None:
         self.recorder.close(failed=failed)
 
+    def unlogged(self) -> list[str]:
+        """After a failed `close()`: the answered requests whose results the log lacks."""
+        return self.recorder.unlogged()
+
     def _key(self, request: GenerationRequest) -> str:
         if self.info.cache_mode == "off":  # neither reads nor writes the cache
             return keys.uncached_key(self.info.batch_id, request.id)

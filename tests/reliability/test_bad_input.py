@@ -542,12 +542,13 @@ BLOCK_CHECKSUM = 8  # each block starts with the checksum of the rest
 DAMAGED = "is damaged.*move it aside"
 
 
-def _damaged(path: Path, *, spare_schema: bool) -> str:
+def _damaged(path: Path, *, spare_schema: bool, cut_short: bool = False) -> str:
     """Log a batch at `path`, then overwrite its blocks past the file's headers as a disk fault
     would; the batch's id. DuckDB's catalogue (its metadata blocks) is spared, so the file
     still opens and the damage shows when a block is read (DuckDB checks each block's checksum).
     `spare_schema` spares the schema_migration table's blocks too: opening then succeeds and
-    only reading the log's rows fails."""
+    only reading the log's rows fails. `cut_short` cuts the file off after the blocks spared
+    instead (a copy or a disk that stopped half-way): the rows' blocks are not there at all."""
     requests = sg.create_batch_requests(["Write about tides."])
     sg.batch_generate(requests, backend=FakeBackend(), db=path, models=LADDER)
     with duckdb.connect(str(path), read_only=True) as con:
@@ -560,26 +561,38 @@ def _damaged(path: Path, *, spare_schema: bool) -> str:
             spared += " UNION SELECT block_id FROM pragma_storage_info('schema_migration')"
         whole = {row[0] for row in con.execute(spared).fetchall()}
     with path.open("r+b") as file:
+        if cut_short:
+            assert max(whole) + 1 < blocks  # the rows' blocks come after the spared ones
+            file.truncate(DUCKDB_HEADERS + (max(whole) + 1) * block_size)
+            return str(batch_id)
         for block in set(range(blocks)) - whole:
             file.seek(DUCKDB_HEADERS + block * block_size + BLOCK_CHECKSUM)
             file.write(b"\xde\xad" * 2048)
     return str(batch_id)
 
 
-@pytest.mark.parametrize("spare_schema", [True, False], ids=["rows", "rows-and-schema"])
+@pytest.mark.parametrize(
+    ("spare_schema", "cut_short"),
+    [(True, False), (False, False), (True, True)],
+    ids=["rows", "rows-and-schema", "cut-short"],
+)
 def test_a_log_damaged_past_its_header_gives_a_clear_store_error_on_every_path(
-    spare_schema: bool, tmp_path: Path
+    spare_schema: bool, cut_short: bool, tmp_path: Path
 ) -> None:
     """Before: the reports, `batch_generate` and `scriptgen run/stats/batches` raised DuckDB's
     own error ("Corrupt database file: ... checksum") with a traceback; the header case already
-    said which file and what to do. Now every path says that, as a StoreError."""
+    said which file and what to do. Now every path says that, as a StoreError. A file cut short
+    said "Reading the call log failed: IO Error: Could not read enough bytes" (and `sql` blamed
+    the user's query), `scriptgen jobs` printed a traceback: now they say damaged too."""
     path = tmp_path / "log.duckdb"
-    batch_id = _damaged(path, spare_schema=spare_schema)
+    batch_id = _damaged(path, spare_schema=spare_schema, cut_short=cut_short)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Write about moss.\n")
     before = path.read_bytes()
     files = sorted(tmp_path.iterdir())
     commands = [["stats"], ["batches"], ["run", "--emulator", str(prompts)]]
+    if not spare_schema:  # the jobs' own table is empty and whole: only the schema's damage shows
+        commands.append(["jobs"])
     children = [
         subprocess.Popen(
             [*SCRIPTGEN, *command, "--db", str(path)],
@@ -852,6 +865,51 @@ def test_every_numeric_field_of_the_option_objects_is_checked(
     with pytest.raises(ConfigurationError, match=message) as refused:
         make()
     assert "\n" not in str(refused.value)  # one line, as the magic and the command print it
+
+
+# The arguments of `CallStore`'s methods: (call it, what the message says).
+STORE_ARGUMENTS: dict[str, tuple[Callable[[sg.CallStore], object], str]] = {
+    "purge-text": (lambda log: log.purge("3"), r"older_than_days='3' is text, not a number"),
+    "purge-nan": (lambda log: log.purge(math.nan), r"older_than_days=nan is not a number"),
+    "purge-huge": (lambda log: log.purge(1e308), r"older_than_days=1e\+308 is out of range"),
+    "purge-bool": (lambda log: log.purge(True), r"older_than_days=True is True or False"),
+    "limit-text": (lambda log: log.batches(limit="5"), r"limit='5' is text, not a number"),
+    "limit-nan": (lambda log: log.batches(limit=math.nan), r"limit=nan is not a number"),
+    "limit-huge": (lambda log: log.batches(limit=10**30), r"limit=10+ is out of range"),
+    "since-number": (lambda log: log.usage_report(since=-1), r"since=-1 \(int\) is not a time"),
+    "until-number": (lambda log: log.costs(until=3.5), r"until=3\.5 \(float\) is not a time"),
+    "since-too-far": (
+        lambda log: log.usage_report(since="99999999999d"),
+        r"since='99999999999d' reaches back before the year 1",
+    ),
+    "batch-id-number": (lambda log: log.results(5), r"batch_id=5 \(int\) is not text"),
+    "errors-number": (lambda log: log.errors(5), r"batch_id=5 \(int\) is not text"),
+    "sql-number": (lambda log: log.sql(5), r"query=5 \(int\) is not text"),  # type: ignore[arg-type]
+    "forget-number": (lambda log: log.forget_limits(5), r"model=5 \(int\) is not text"),
+    "costs-by-number": (lambda log: log.costs(by=5), r"costs\(by=5\): group by one or more"),
+    "bucket-text": (lambda log: log.throughput(bucket_s="5"), r"bucket_s='5' is text"),
+    "log-wait": (lambda log: sg.CallStore(log.db.path, log_wait_s=-1), r"log_wait_s=-1 is out"),
+}
+
+
+@pytest.mark.parametrize("call", STORE_ARGUMENTS)
+def test_call_store_arguments_of_the_wrong_kind_are_one_line_configuration_errors(
+    call: str, tmp_path: Path
+) -> None:
+    """Before: `purge("3")` and `batches(limit="5")` raised a bare TypeError, `purge(nan)` and
+    `purge(1e308)` "Writing the call log ... failed: Conversion Error", `usage_report(since=-1)`
+    a TypeError, `batches(limit=nan)` an empty frame, `results(5)` DuckDB's conversion error.
+    Now each names the argument and what it takes, and the log is left as it was."""
+    path = tmp_path / "log.duckdb"
+    sg.batch_generate(
+        sg.create_batch_requests(["x"]), models=LADDER, backend=FakeBackend(), db=path
+    )
+    before = path.read_bytes()
+    run, message = STORE_ARGUMENTS[call]
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        run(sg.CallStore(path))
+    assert "\n" not in str(refused.value)
+    assert path.read_bytes() == before
 
 
 def test_a_nan_max_attempts_never_reaches_a_failing_server() -> None:

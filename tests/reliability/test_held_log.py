@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -23,9 +24,12 @@ from typing import Any
 import pytest
 
 import scriptgen_nb as sg
+from scriptgen_nb.emulator import Emulator, EmulatorConfig
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.store import Database, LogLocked, lock_wait, recorder
-from tests.reliability.test_processes import Child, assert_rows_whole, wait_until
+from tests.forwarding_proxy import forwarding_proxy
+from tests.reliability.test_processes import KEY, Child, assert_rows_whole, wait_until
+from tests.test_cli_run import jsonl
 
 MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
 HELD = "is held by another process"
@@ -263,6 +267,97 @@ def test_cancelling_a_batch_that_waits_for_a_held_log_stops_it_at_once_with_ever
     not_run = sum(r.error is not None and r.error.kind == "not_run" for r in results)
     assert 5 <= succeeded < n and succeeded + not_run == n
     release(run.holders[0])
+
+
+def test_sigterm_while_a_batch_waits_for_a_held_log_at_its_end_says_where_its_answers_are(
+    tmp_path: Path, hold: Callable[[Path], Child]
+) -> None:
+    """`scriptgen run --log-wait 100` answered while a reader held the log, then stopped by
+    SIGTERM while it waited for the file at its end. Before: "`scriptgen retry ID` runs the
+    rest", though the log had none of the answers, so that retry paid for them again. Now the
+    line says the answers are only in the output file, the log could not take them, and a
+    retry or a re-run would send them again."""
+    path, out, model = tmp_path / "log.duckdb", tmp_path / "r.jsonl", "gemini-3.5-flash-lite"
+    (tmp_path / "p.txt").write_text("Write about gulls.\nWrite about terns.\n")
+    command = [sys.executable, "-m", "scriptgen_nb.cli", "run", "p.txt", "-m", model]
+    command += ["--db", str(path), "--log-wait", "100", "--out", out.name]
+    answers = threading.Event()  # the proxy holds the answers until the reader holds the log
+    emulator = Emulator(EmulatorConfig(seed=3, api_keys=(KEY,), latency_scale=0))
+    with emulator as emu, forwarding_proxy(emu.base_url, answers) as url:
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "SCRIPTGEN_MODELS")
+        }
+        env.update(GEMINI_API_KEY=KEY, GOOGLE_GEMINI_BASE_URL=url, SCRIPTGEN_TIER="tier1")
+        child = Child.spawn(
+            command, tmp_path / "run.stderr", cwd=tmp_path, env=env, stdout=subprocess.DEVNULL
+        )
+        at_the_end = "waiting up to 100s for it (log_wait_s)"  # said after 3 s of waiting
+
+        def asked() -> bool:
+            return bool(emu.counters()["models"][model]["requests"] == 2)
+
+        def waiting_at_the_end() -> None:
+            wait_until(lambda: at_the_end in child.stderr(), 30.0, "the wait at the end", child)
+
+        try:
+            wait_until(asked, 30.0, "both requests", child)
+            holder = hold(path)
+            answers.set()
+            status = child.signal_when(waiting_at_the_end, signal.SIGTERM)
+        finally:
+            answers.set()
+            child.end()
+    release(holder)
+    assert status == 143, child.stderr()
+    assert [(row["id"], row["success"]) for row in jsonl(out)] == [("0", True), ("1", True)]
+    said = child.stderr().strip().splitlines()[-1]
+    assert said.startswith(
+        f"scriptgen run: The call log could not be written (Stopped waiting for the call log "
+        f"{path} after "
+    ), said
+    assert said.endswith(
+        "after 2 of 2 requests (0 not run); the results so far were written to r.jsonl; 2 "
+        "answer(s) are only there: the call log could not take them, so a retry or a re-run "
+        "would send them again (and pay again)."
+    ), said
+    assert "scriptgen retry" not in said
+    log = Database(path, read_only=True)
+    assert log.rows("SELECT count(*) FROM result") == [(0,)]  # as said: the log has none
+    assert log.rows("SELECT status FROM batch_log") == [("running",)]
+
+
+def test_a_retry_and_a_projects_run_wait_for_a_held_log_as_log_wait_s_says(
+    tmp_path: Path, hold: Callable[[Path], Child]
+) -> None:
+    """Before: `scriptgen retry --log-wait 100` and `generate_scripts(log_wait_s=...)` opened
+    the log with the store's own 30 s wait, whatever log_wait_s said (LogLocked "held it all
+    the 30.0s"). Now they wait as long as it says: the retry says so and goes on once the
+    reader lets go; a project's run given half a second gives up after half a second."""
+    path = tmp_path / "log.duckdb"
+    sg.batch_generate(prompts(2), models=[MODEL], backend=FakeBackend(), db=path)
+    chapters = [{"number": 1, "title": "The lamp", "summary": "Who keeps it lit."}]
+    project = sg.create_project("Lighthouses", chapters=chapters, db=path)
+    holder = hold(path)
+    command = [sys.executable, "-m", "scriptgen_nb.cli", "retry", "--db", str(path)]
+    retry = Child.spawn(
+        [*command, "--log-wait", "100"],
+        tmp_path / "retry.stderr",
+        env={**os.environ, "GEMINI_API_KEY": "test-key"},
+    )
+    try:
+        said = "waiting up to 100s for it (log_wait_s)"  # after 3 s of waiting
+        wait_until(lambda: said in retry.stderr(), 20.0, "the retry's wait", retry)
+        release(holder)
+        assert retry.proc.wait(timeout=30) == 0, retry.stderr()
+    finally:
+        retry.end()
+    assert retry.stderr().splitlines()[-1].endswith("has no failed or not-run requests.")
+    holder = hold(path)
+    started = time.monotonic()
+    with pytest.raises(LogLocked, match="held it all the"):
+        sg.generate_scripts(project, db=path, log_wait_s=0.5, models=[MODEL], backend=FakeBackend())
+    assert time.monotonic() - started < 10.0  # not the store's 30 s
+    release(holder)
 
 
 def test_log_wait_s_must_be_a_number_of_seconds(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -37,6 +38,8 @@ from tests.reliability.test_processes import child_report, wait_until
 from tests.test_cli import scriptgen
 
 MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
+PROJECT = "lights"  # the project the read-only log holds
+KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL")
 
 FULL_DISK_CHILD = """
 import json, resource, signal, sys
@@ -128,6 +131,8 @@ def read_only_log(tmp_path: Path) -> Iterator[Path]:
     sg.batch_generate(
         sg.create_batch_requests(["x"]), models=[MODEL], backend=FakeBackend(), db=path
     )
+    chapters = [{"number": 1, "title": "The lamp", "summary": "Who keeps it lit."}]
+    sg.create_project("Lighthouses", chapters=chapters, project_id=PROJECT, db=path)
     chattr = shutil.which("chattr")
     if chattr is None:
         pytest.skip("chattr is not installed: no read-only place that binds root to make here")
@@ -150,20 +155,34 @@ def test_a_log_on_a_read_only_place_is_read_and_writing_it_says_read_only(
     writing, and a batch called it "not a DuckDB database ... may be damaged". Now the reading
     commands (terminal and magic) and `CallStore(read_only=True)` read it without writing; a
     batch, `CallStore()` (whose upkeep writes) and `scriptgen migrate` say it is on a read-only
-    place, which file, and what to do, before any call."""
+    place, which file, and what to do, before any call. Later: `scriptgen jobs` printed a
+    traceback, `%scriptgen jobs` / `project` and a Batch API dry run were refused as read-only
+    (listing jobs and reading a project opened the log for writing); now they read it too."""
     path = read_only_log
     before = path.read_bytes()
     for command in ("stats", "batches"):
         shown = scriptgen(command, "--db", str(path))
         assert shown.returncode == 0, shown.stderr
         assert re.search(r"^\S+ +finished ", shown.stdout, re.MULTILINE), shown.stdout
+    jobs = scriptgen("jobs", "--db", str(path))
+    assert (jobs.returncode, jobs.stdout.strip(), jobs.stderr) == (0, "(none)", ""), jobs.stderr
+    (path.parent.parent / "p.txt").write_text("Write about gulls.\n")
+    keyless = {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES}
+    planned = scriptgen(
+        "run", str(path.parent.parent / "p.txt"), "--mode", "batch_api", "--dry-run",
+        "--db", str(path), env=keyless,
+    )  # fmt: skip
+    assert planned.returncode == 0 and "(nothing was sent)" in planned.stdout, planned.stderr
     magic = functools.partial(shell.run_line_magic, "scriptgen")
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()) as said:
         assert magic(f"stats --db {path}").usage["requests"].sum() == 1
         assert magic(f"sql --db {path} SELECT count(*) AS n FROM result")["n"].iloc[0] == 1
         assert magic(f"limits --db {path}") is not None
         assert len(magic(f"models --db {path}")) > 0
         assert magic(f"chart cost --db {path}") is not None
+        assert magic(f"jobs list --db {path}").empty
+        assert magic(f"project {PROJECT} --db {path}")["title"].tolist() == ["The lamp"]
+    assert f"Project {PROJECT}: 1 chapters" in said.getvalue()
     log = sg.CallStore(path, read_only=True)
     assert log.batches()["state"].tolist() == ["finished"]
     assert log.sql("SELECT count(*) AS n FROM result")["n"].iloc[0] == 1

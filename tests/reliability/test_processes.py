@@ -10,6 +10,7 @@ the children write it; `Database` retries on the file lock, as any second proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -599,6 +600,69 @@ def test_sigterm_or_sighup_to_scriptgen_run_stops_it_like_ctrl_c_and_a_rerun_pay
     resent = {i for i, text in enumerate(texts) if sent_after[text] != sent_before[text]}
     assert resent == set(range(n)) - answered
     assert all(sent_after[texts[i]] == sent_before[texts[i]] + 1 for i in resent)
+
+
+def stalled_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full (read end, write end): the first write to it blocks until
+    the read end is read, as a stderr nobody reads (a full fifo, a stopped pager) does."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    for chunk in (b"x" * 4096, b"x"):  # whole pages, then byte by byte to the last one
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(write_end, chunk)
+    os.set_blocking(write_end, True)
+    return read_end, write_end
+
+
+def logged_status(path: Path) -> str | None:
+    """The status of the one batch in the log at `path` (None: not there yet)."""
+    try:
+        rows = Database(path, read_only=True).rows("SELECT status FROM batch_log")
+    except sg.ScriptgenError:  # not created, or not migrated yet
+        return None
+    return str(rows[0][0]) if rows else None
+
+
+def test_sigterm_once_the_batch_ended_writes_every_result_and_says_so(tmp_path: Path) -> None:
+    """Before, the signal guard started only once the summary line had been printed: SIGTERM
+    while that print waited on a stalled stderr said "stopped by SIGTERM before anything was
+    sent", and no output was written. Now the results are held from the moment they exist:
+    written whole once stderr moves, the exit status 143, the message true."""
+    db_path, out = tmp_path / "log.duckdb", tmp_path / "r.jsonl"
+    model, n = "gemini-3.5-flash-lite", 3
+    (tmp_path / "p.txt").write_text("".join(f"{t}\n" for t in prompts("stalled", n)))
+    command = [sys.executable, "-m", "scriptgen_nb.cli", "run", "p.txt", "-m", model]
+    command += ["--db", str(db_path), "--out", out.name]
+    read_end, write_end = stalled_pipe()
+    with emulator(**{model: ModelConfig()}) as emu, os.fdopen(read_end, "rb") as stderr:
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "SCRIPTGEN_MODELS")
+        }
+        env.update(GEMINI_API_KEY=KEY, GOOGLE_GEMINI_BASE_URL=emu.base_url, SCRIPTGEN_TIER="tier1")
+        proc = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=write_end
+        )
+        os.close(write_end)
+        try:
+            wait_until(lambda: logged_status(db_path) == "finished", 30.0, "the batch's end")
+            assert proc.poll() is None  # its summary line waits for stderr to move
+            proc.send_signal(signal.SIGTERM)
+            said = stderr.read().decode().lstrip("x")  # drained: the command goes on
+            status = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert status == 143, said
+    assert [row["id"] for row in jsonl(out)] == [str(i) for i in range(n)]
+    assert all(row["success"] for row in jsonl(out))
+    lines = said.strip().splitlines()
+    assert "before anything was sent" not in said and "Traceback" not in said, said
+    assert lines[-2:] == [
+        f"wrote {n} results to r.jsonl",
+        "scriptgen run: stopped by SIGTERM once the batch had ended; nothing was cut short.",
+    ], said
 
 
 def test_sigterm_to_scriptgen_demo_records_what_was_sent_and_says_so(tmp_path: Path) -> None:

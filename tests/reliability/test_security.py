@@ -325,7 +325,8 @@ def test_a_malformed_key_in_the_magic_and_the_command_line_is_one_clear_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The magic raises the same refusal; `scriptgen run` exits 2 with one line and no
-    traceback, and runs with a key that only has a newline after it."""
+    traceback, and runs with a key that only has a newline after it. So do `scriptgen limits`
+    (a traceback before) and `models` (exit 1 before): the key names whose limits they show."""
     SESSION.stop()  # the environment's endpoint and key, not a session emulator
     malformed = MALFORMED["line-feed"]
     monkeypatch.setenv("GEMINI_API_KEY", malformed)
@@ -337,19 +338,9 @@ def test_a_malformed_key_in_the_magic_and_the_command_line_is_one_clear_line(
     (tmp_path / "p.txt").write_text("A prompt\n")
     environment = {**os.environ, "SCRIPTGEN_DB": str(tmp_path / "cli.duckdb")}
 
-    def scriptgen_run(key: str) -> subprocess.CompletedProcess[str]:
+    def scriptgen(key: str, *command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scriptgen_nb.cli",
-                "run",
-                "p.txt",
-                "-m",
-                MODEL,
-                "-o",
-                "r.jsonl",
-            ],
+            [sys.executable, "-m", "scriptgen_nb.cli", *command],
             capture_output=True,
             text=True,
             timeout=60,
@@ -357,13 +348,21 @@ def test_a_malformed_key_in_the_magic_and_the_command_line_is_one_clear_line(
             env={**environment, "GEMINI_API_KEY": key},
         )
 
-    refused = scriptgen_run(malformed)
-    assert refused.returncode == 2, refused.stderr
-    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
-    assert "API key from GEMINI_API_KEY holds a line feed at character 13" in refused.stderr
-    assert leaks(refused.stdout + refused.stderr, malformed) == []
+    Database(tmp_path / "cli.duckdb")  # a log for `limits` to read
+    for command in (
+        ["run", "p.txt", "-m", MODEL, "-o", "r.jsonl"],
+        ["limits"],
+        ["limits", "--forget-all"],
+        ["models"],
+    ):
+        refused = scriptgen(malformed, *command)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr, command
+        said = f"scriptgen {command[0]}: The API key from GEMINI_API_KEY holds a line feed at "
+        assert refused.stderr.startswith(said + "character 13"), refused.stderr
+        assert leaks(refused.stdout + refused.stderr, malformed) == [], command
     assert plain_emulator.counters()["requests"] == 0  # the magic and the command sent nothing
-    pasted = scriptgen_run(KEY + "\n")
+    pasted = scriptgen(KEY + "\n", "run", "p.txt", "-m", MODEL, "-o", "r.jsonl")
     assert pasted.returncode == 0, pasted.stderr
     assert json.loads((tmp_path / "r.jsonl").read_text())["success"] is True
 
