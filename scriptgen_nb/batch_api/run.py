@@ -141,8 +141,10 @@ class BatchJobHandle:
         )
 
     def _create_when_due(self, job: JobRow) -> JobRow:
-        """Try again to create a job the service refused for now, once its wait is over."""
-        self._submit([job])
+        """Try again to create a job the service refused for now, once its wait is over; the
+        job as it then is (read back from the log only when something changed)."""
+        if job.job_key in self._submit([job]).waiting:
+            return job  # not due yet, or refused for now again: nothing was written
         [now] = batch_jobs.jobs(self.db, job=job.job_key)
         return now
 
