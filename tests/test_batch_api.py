@@ -239,6 +239,26 @@ def test_a_create_refused_with_429_waits_and_is_made_while_the_others_are_polled
     assert set(sg.list_batch_jobs()["state"]) == {"succeeded"} and not handle.waiting
 
 
+def test_a_job_left_waiting_to_be_created_is_created_once_by_a_later_resume(
+    emu: Emulator,
+) -> None:
+    # The process that met the 429 goes away while a job waits (the kernel restarted): the job
+    # is still an intent in the log, so a resume elsewhere creates it, once, and collects all.
+    emu.update_batch(max_active_jobs=1)
+    several = replace(FAST, input="inline", inline_limit_bytes=700, create_wait_initial_s=0.05)
+    handle = sg.submit_batch_job(
+        _requests(6), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=several
+    )
+    handle.close()  # gone without waiting
+    jobs = len(handle.jobs)
+    assert jobs > 1 and _batch_counts(emu)["jobs_created"] == 1
+    results = sg.resume_batch_job(handle.batch_id, api_key=KEY, batch_api=several)
+    assert all(r.success for r in results), [r.error for r in results]
+    assert _batch_counts(emu)["jobs_created"] == jobs  # each job created exactly once
+    names = sg.list_batch_jobs()["job_name"]
+    assert names.notna().all() and names.is_unique
+
+
 def test_answers_out_of_order_or_without_keys_never_land_on_the_wrong_request(
     emu: Emulator,
 ) -> None:
