@@ -146,6 +146,19 @@ def test_dry_run_estimates_and_sends_nothing(shell: Any, fast_emulator: Any) -> 
     assert fast_emulator.counters()["models"][MODEL]["requests"] == 0
 
 
+def test_a_comment_at_the_end_of_a_magic_line_is_a_comment(
+    shell: Any, fast_emulator: Any, tmp_path: Path
+) -> None:
+    """Before, `%scriptgen models  # which ones?` failed with "unrecognized arguments: #..."; a
+    trailing comment reads as it does in Python, and a quoted `#` stays part of its value."""
+    estimate = cell(shell, f"batch --dry-run --model {MODEL}  # only an estimate", "a\nb")
+    assert estimate["requests"].iloc[0] == 2
+    assert line(shell, "models  # which ones?") is not None
+    with pytest.raises(UsageError, match=r"no call log at .*#1"):
+        line(shell, f"stats --db '{tmp_path}/#1.duckdb'  # quoted, so part of the path")
+    assert fast_emulator.counters()["models"][MODEL]["requests"] == 0
+
+
 @pytest.mark.parametrize(
     ("magic_line", "body", "message"),
     [

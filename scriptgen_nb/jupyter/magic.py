@@ -295,7 +295,7 @@ class ScriptgenMagics(Magics):
         if cell is not None:
             if command != "batch":
                 raise UsageError(f"%%scriptgen runs 'batch' only, not {command!r}.")
-            args = BATCH.parse_args(shlex.split(rest))
+            args = BATCH.parse_args(_option_words(rest))
             if args.awaited:
                 raise UsageError("--await needs the input transformer: run %load_ext scriptgen_nb.")
             return self.run_batch(args, cell)
@@ -306,7 +306,7 @@ class ScriptgenMagics(Magics):
             raise UsageError(f"Unknown command {command!r}; use one of: batch, {', '.join(LINES)}.")
         if command == "sql":
             return handler(_sql_arguments(rest))
-        return handler(LINES[command].parse_args(shlex.split(rest)))
+        return handler(LINES[command].parse_args(_option_words(rest)))
 
     # --- batches -------------------------------------------------------------------------
 
@@ -385,7 +385,7 @@ class ScriptgenMagics(Magics):
     async def run_batch_awaited(self, line: str, cell: str) -> pd.DataFrame | None:
         """`--await`: the same batch on the kernel's loop, where Cancel acts mid-run."""
         with _usage_errors():
-            args = BATCH.parse_args(shlex.split(line)[1:])
+            args = BATCH.parse_args(_option_words(line)[1:])
             requests, options = self.prepare_batch(args, cell)
             if args.dry_run:
                 return self._dry_run(requests, options)
@@ -631,6 +631,12 @@ def _say_how_to_retry(results: ResultList, requests: Sequence[GenerationRequest]
         print(f"{len(results.failed)} of {len(results)} did not succeed; {hint}.")
 
 
+def _option_words(text: str) -> list[str]:
+    """A magic line's options split like a shell line; a `#` comment at its end is dropped, so
+    `%scriptgen retry  # the failures` reads as it would in Python (a quoted `#` is kept)."""
+    return shlex.split(text, comments=True)
+
+
 def _command_of(line: str) -> tuple[str, str]:
     """A magic line's command word and the rest of the line, as typed."""
     words = line.split(maxsplit=1)
@@ -670,7 +676,7 @@ def await_transformer(lines: list[str]) -> list[str]:
     if not lines or not lines[0].startswith(CELL_MAGIC):
         return lines
     line = lines[0][len(CELL_MAGIC) :].strip()
-    if "--await" not in shlex.split(line):
+    if "--await" not in _option_words(line):
         return lines
     body = "".join(lines[1:])
     call = (
