@@ -101,6 +101,22 @@ def is_emulator(base_url: str) -> bool:
     return kind
 
 
+def emulator_instance(base_url: str) -> str | None:
+    """Which life of an emulator's quota windows answers at `base_url` (it changes when the
+    emulator is reset or replaced on the same port), or None when it cannot tell. Asked anew
+    each time, and only of an endpoint already known to be an emulator: never of Google."""
+    url = base_url.rstrip("/")
+    if not is_emulator(url):
+        return None
+    try:
+        response = httpx2.get(url + PROBE_PATH, timeout=PROBE_TIMEOUT_S)
+    except (httpx2.HTTPError, OSError, ValueError):
+        return None
+    answer = _json(response) if response.status_code == 200 else None
+    instance = answer.get("instance") if isinstance(answer, dict) else None
+    return instance if isinstance(instance, str) else None
+
+
 def forget_endpoint_kinds() -> None:
     """Ask every endpoint again (tests: a later emulator or server may get an earlier port)."""
     with _lock:
@@ -117,6 +133,7 @@ def _json(response: httpx2.Response) -> Any:
 __all__ = [
     "ENDPOINT_OPTIONS",
     "SessionEndpoint",
+    "emulator_instance",
     "forget_endpoint_kinds",
     "is_emulator",
     "session_api_key",

@@ -36,6 +36,7 @@ from .engine.values import (
     LimitLearned,
     ModelState,
     ModelStateChanged,
+    QuotaShared,
     RequestFinished,
     Result,
     Usage,
@@ -101,6 +102,9 @@ class ProgressSnapshot:
     notices: tuple[str, ...] = ()
     # The call log's file is held by another process and the batch waits for it (None: not).
     log_wait: str | None = None
+    # Other processes pacing the same quota through the shared ledger: now, and at most.
+    sharing: int = 0
+    most_sharing: int = 0
 
 
 @dataclass(slots=True)
@@ -138,6 +142,7 @@ class ProgressState:
         self._recent: deque[float] = deque()  # clock times of recent answered requests
         self._errors: deque[ErrorRow] = deque(maxlen=MAX_ERRORS)
         self._log_wait: str | None = None
+        self._sharing = self._most_sharing = 0
 
     def log_waiting(self, message: str | None) -> None:
         """The call log is held by another process and the batch waits (None: no longer)."""
@@ -167,6 +172,12 @@ class ProgressState:
                     track.until = None if event.until_s is None else now + event.until_s
                 case LimitLearned():
                     self._model(event.model).learned[event.metric] = event
+                case QuotaShared(failed=None):
+                    self._sharing = event.processes
+                    self._most_sharing = max(self._most_sharing, event.processes)
+                case QuotaShared(failed=failed):
+                    self._sharing = 0
+                    self._notices = (*self._notices, failed)
                 case RequestFinished(result=result):
                     self._finished(result, now)
                 case BatchFinished():
@@ -227,6 +238,8 @@ class ProgressState:
                 errors=tuple(self._errors),
                 notices=self._notices,
                 log_wait=self._log_wait,
+                sharing=self._sharing,
+                most_sharing=self._most_sharing,
             )
 
     def _rows(self, now: float) -> list[ModelRow]:
@@ -294,15 +307,22 @@ def count_parts(snapshot: ProgressSnapshot) -> list[str]:
 
 
 def pace_parts(snapshot: ProgressSnapshot) -> list[str]:
-    """`312 req/min`, `$0.0123` (or `at least $... (N requests of unknown price)`, `cost
+    """`312 req/min`, (`2 other processes pacing this quota too`), `$0.0123` (or `at least $... (N requests of unknown price)`, `cost
     unknown`), `ETA 4s`; the rate and the ETA only once they are known."""
     parts = []
     if snapshot.requests_per_min is not None:
         parts.append(f"{snapshot.requests_per_min:,.0f} req/min")
+    if snapshot.sharing:
+        parts.append(f"{processes(snapshot.sharing)} pacing this quota too")
     parts.append(str(snapshot.cost))
     if snapshot.eta_s is not None:
         parts.append(f"ETA {format_duration(snapshot.eta_s, tenths=False)}")
     return parts
+
+
+def processes(count: int) -> str:
+    """`1 other process`, `2 other processes`."""
+    return f"{count} other process{'' if count == 1 else 'es'}"
 
 
 # How a working limit came to be, in words (engine/values.py `LimitSource`).
@@ -313,6 +333,7 @@ LIMIT_SOURCES: dict[str, str] = {
     "recovered": "recovered: no more 429s",
     "raised": "raised: discovery",
     "remembered": "remembered",
+    "shared": "learned by another process",
 }
 
 
@@ -350,6 +371,8 @@ def format_summary(snapshot: ProgressSnapshot) -> str:
     s = snapshot
     name = f"scriptgen batch {s.batch_id}" if s.batch_id else "scriptgen batch"
     figures = [*count_parts(s), f"{s.usage.total:,} tokens"]
+    if s.most_sharing:
+        figures.append(f"the quota shared with {processes(s.most_sharing)}")
     learned = "".join(f"; {part}" for part in learned_parts(s))
     notices = "".join(f"\nnote: {notice}" for notice in s.notices)
     return (

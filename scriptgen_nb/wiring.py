@@ -31,6 +31,7 @@ from .engine.policy import Backoff, RetryPolicy, plan_concurrency
 from .engine.runner import BatchEngine, CancelToken, EngineConfig, Listener, Routing
 from .engine.values import Event, GenerationRequest, RequestFinished, Result
 from .progress import ProgressFrontend, choose_progress
+from .quota import QuotaSetting, open_ledger, quota_place
 from .store import Database, LockWait, StoreError, default_db_path, open_database
 from .store.lock_wait import LockWatch, waiting_up_to
 from .store.recorder import LOG_WAIT_S, BatchInfo
@@ -81,6 +82,9 @@ class BatchOptions:
     # Batch API turnaround.
     deadline: Any = None
     batch_api: BatchApiSettings | None = None  # how Batch API jobs are built and watched
+    # The quota ledger shared with other processes (quota/__init__.py): None (SCRIPTGEN_QUOTA,
+    # else the user's cache directory), "off" / False, a redis:// URL or a SQLite file's path.
+    quota: QuotaSetting = None
     deadline_s: float | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -123,6 +127,7 @@ class BatchOptions:
                 )
         if self.cancel is not None and not isinstance(self.cancel, CancelToken):
             raise ConfigurationError(f"cancel={self.cancel!r}: pass a scriptgen_nb.CancelToken().")
+        quota_place(self.quota)  # a setting of the wrong type is refused here, not mid-batch
         check_mode(self.mode)
         self.deadline_s = parse_deadline(self.deadline)
         if self.deadline is not None and self.mode != "auto":
@@ -213,6 +218,13 @@ class BatchOptions:
                 raise
             return key_fingerprint("")
 
+    def quota_endpoint(self, backend: Backend) -> str:
+        """The endpoint as the shared quota ledger knows it: an emulator's with the life of its
+        quota windows (a reset, or a new emulator on an old port, starts them empty)."""
+        url = self.resolved_base_url()
+        instance = endpoints.emulator_instance(url) if self.simulated() and url else None
+        return f"{backend.endpoint}#{instance}" if instance else backend.endpoint
+
     def build_backend(self, max_connections: int) -> Backend:
         if self.backend is not None:
             return self.backend
@@ -268,6 +280,9 @@ class BatchOptions:
         log = self.open_log(wait=wait)
         backend = self.build_backend(plan.max_in_flight)
         fingerprint = self.key_fingerprint()
+        ledger, ledger_notice = open_ledger(self.quota, self.quota_endpoint(backend), fingerprint)
+        if ledger_notice is not None:
+            notices = (*notices, ledger_notice)
         config = EngineConfig(
             ladder=ladder,
             plan=plan,
@@ -283,6 +298,7 @@ class BatchOptions:
             history=quota_history(log, ladder, backend.endpoint, fingerprint) if log else {},
             notices=notices,
             simulated=self.simulated(),
+            ledger=ledger,
         )
         total = len(requests) if isinstance(requests, Sequence) else None
         progress = choose_progress(self.progress, cancel, total=total)

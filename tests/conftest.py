@@ -1,4 +1,5 @@
-"""Test-wide set-up: every test gets its own call log file unless it names one."""
+"""Test-wide set-up: every test gets its own call log file unless it names one, and its own
+quota ledger."""
 
 from __future__ import annotations
 
@@ -26,6 +27,18 @@ def fresh_model_lists() -> None:
 
     forget_endpoint_models()
     forget_endpoint_kinds()
+
+
+@pytest.fixture(autouse=True)
+def quota_ledger_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test's batches share a quota ledger of their own (SCRIPTGEN_QUOTA, inherited by the
+    processes it starts): the default one, in the user's cache directory, is every process's,
+    and a test must meet neither another test's slots nor the user's."""
+    path = tmp_path_factory.mktemp("quota") / "quota.sqlite"
+    monkeypatch.setenv("SCRIPTGEN_QUOTA", str(path))
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -237,7 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         method = self.command
         if path == "/emulator/counters" and method == "GET":
-            self._deliver(JsonReply(200, service.counters.snapshot(service.config.models)))
+            counts = service.counters.snapshot(service.config.models)
+            self._deliver(JsonReply(200, {**counts, "instance": service.instance}))
             return
         if path == "/emulator/reset" and method == "POST":
             service.reset()
@@ -587,7 +588,8 @@ class Emulator:
         self.stop()
 
     def counters(self) -> dict[str, Any]:
-        """A snapshot of the counters (the same JSON `GET /emulator/counters` returns)."""
+        """A snapshot of the counters (the JSON `GET /emulator/counters` returns, but for the
+        quota windows' `instance`)."""
         return self._service.counters.snapshot(self._service.config.models)
 
     def attempts_for(self, prompt: str, model: str | None = None) -> int:

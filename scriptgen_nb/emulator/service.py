@@ -23,6 +23,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -137,6 +138,9 @@ class GeminiService:
         self._models_lock = threading.Lock()
         self._clock = clock
         self._started = clock()  # storms are timed from here (and from each reset)
+        # Which life of the quota windows this is: a client's shared quota ledger keys its rows
+        # by it, so windows emptied by a reset (or a new emulator on an old port) start empty.
+        self.instance = uuid.uuid4().hex[:12]
         self.quota = QuotaBook(config.minute_s, config.day_s, clock, wall_clock)
         self.cache = PrefixCache(clock)
         self.counters = Counters()
@@ -205,6 +209,7 @@ class GeminiService:
         storm clock (batch jobs and files stay): each run after a reset meets the same storms,
         whenever the service was created."""
         self._started = self._clock()
+        self.instance = uuid.uuid4().hex[:12]
         self.quota.reset()
         self.cache.reset()
         self.counters.reset()

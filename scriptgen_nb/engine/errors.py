@@ -16,7 +16,8 @@ escape only for misuse and configuration problems, and each says what to do::
         └── CallLogFailed           the call log could not be written, or stayed held (store/)
 
 `BackendError` is not part of the public tree: the backend raises it at the boundary, converting
-the SDK's and the transport's exceptions into one shape the retry policy reads.
+the SDK's and the transport's exceptions into one shape the retry policy reads. Nor is
+`QuotaLedgerError`, which the engine catches to pace alone when a shared quota ledger fails.
 """
 
 from __future__ import annotations
@@ -179,3 +180,11 @@ class BackendError(Exception):
     def __str__(self) -> str:
         status = f"HTTP {self.http_status} " if self.http_status else ""
         return f"{status}{self.kind}: {self.message}"
+
+
+class QuotaLedgerError(Exception):
+    """The shared quota ledger (engine/ledger.py) failed: its file or server cannot be used.
+
+    Not part of the public tree: the engine catches it, says so once and paces alone, as it
+    would without a ledger (a failing ledger must not stop a batch the service would serve).
+    """

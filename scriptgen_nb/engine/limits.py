@@ -159,6 +159,8 @@ class ModelLimiter:
         self.overloaded_since: float | None = None  # first detail-less 429 since a success
         self.in_flight = 0
         self.gone: str | None = None  # why the model left the batch's ladder
+        # A shared quota ledger found the windows of every process full: not before this.
+        self.queued_until = -math.inf
 
     def _start(self, metric: Metric, remembered: RememberedLimit | None) -> WorkingLimit:
         configured: int | None = getattr(self.spec, metric)
@@ -200,6 +202,11 @@ class ModelLimiter:
     @property
     def rpd(self) -> int | None:
         return self.limits["rpd"].value
+
+    @property
+    def google_day(self) -> bool:
+        """Whether days are Google's (midnight Pacific), not a sliding compressed day."""
+        return self._day_bounds is not None
 
     @property
     def usable(self) -> bool:
@@ -249,6 +256,7 @@ class ModelLimiter:
             # back (like a circuit breaker half open): not a whole burst per backoff round.
             waits.append(math.inf)
         if paced:
+            waits.append(self.queued_until - now)
             self._expire(now)
             for metric, (wait, needed) in self._metric_waits(now, tokens).items():
                 if wait > 0 and self._may_raise(metric, needed):
@@ -271,6 +279,7 @@ class ModelLimiter:
             self.limits[m] for m, (wait, needed) in waits if wait > 0 and self._raise(m, needed)
         ]
         slot = Slot(now, tokens)
+        self.queued_until = -math.inf
         for limit in raised:
             # Near a known limit (remembered, or recovering from a lowering) one request at a
             # time goes above it, and the next only once its attempt has ended: earned credit
@@ -425,6 +434,47 @@ class ModelLimiter:
         (the batch rotates away) without anything learned about its day."""
         self._forget(slot)
         self.exhausted_until = max(self.exhausted_until, until)
+
+    def queue_until(self, until: float) -> None:
+        """Every process's windows together are full (a shared quota ledger): wait till then."""
+        self.queued_until = until
+
+    def raise_for(self, metric: Metric, needed: int) -> bool:
+        """A shared window is full on `metric`, short by `needed`: raise a limit being
+        discovered, as this batch's own full window would (False if it may not grow now)."""
+        return self._raise(metric, needed)
+
+    def adopt(self, metric: Metric, value: int, source: LimitSource) -> Learned | None:
+        """Take on a limit another process at this quota learned (its `source` says how).
+
+        A limit the service stated is fixed, as if this batch had been told; a lowered one is
+        recovered from additively; a raise (discovery, or recovery) is only ever taken upwards,
+        since this batch may have grown past it meanwhile. A trusted ceiling still holds.
+        """
+        limit = self.limits[metric]
+        if source in ("raised", "recovered") and limit.value is not None and value <= limit.value:
+            return None
+        learned = limit.set(value, "shared")
+        if source in ("stated", "message"):
+            limit.growth = "fixed"
+            limit.ceiling = limit.value if limit.ceiling is None else limit.ceiling
+        elif source == "lowered" and limit.growth != "fixed":
+            limit.growth = "additive"
+            limit.credit = 0.0
+            limit.step = max(1.0, RECOVERY_SHARE * value)
+        return learned
+
+    def adopt_hold(self, state: str, until: float, now: float) -> bool:
+        """Another process was refused: hold this model as it was told to (parked, backing
+        off, or out of daily quota) until `until`. True when this changes the model's state."""
+        before = self.state(now)
+        if state == "parked":
+            self.parked_until = max(self.parked_until, until)
+        elif state == "backing_off":
+            self.backoff_until = max(self.backoff_until, until)
+        elif state == "exhausted":
+            self.resume_exhausted(until)
+        return self.state(now) != before
 
     def resume_exhausted(self, until: float) -> None:
         """Carry over a per-day exhaustion recorded by an earlier batch (learns nothing)."""

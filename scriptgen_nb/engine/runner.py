@@ -39,6 +39,7 @@ from .errors import (
     QuotaScope,
     ServiceRefusedError,
 )
+from .ledger import QuotaLedger
 from .limits import Learned, Metric, ModelLimiter
 from .models import ModelSpec
 from .policy import (
@@ -52,6 +53,7 @@ from .policy import (
     server_limit,
 )
 from .routing import Never, Wait, choose_model
+from .sharing import SharedQuota
 from .values import (
     Attempt,
     AttemptFinished,
@@ -150,6 +152,9 @@ class EngineConfig:
     notices: tuple[str, ...] = ()
     # The backend is an emulator: every result says its answer was simulated.
     simulated: bool = False
+    # The quota ledger shared with other processes at this quota identity (engine/ledger.py);
+    # None paces this batch alone.
+    ledger: QuotaLedger | None = None
 
     def __post_init__(self) -> None:
         if not self.ladder:
@@ -204,6 +209,7 @@ class BatchEngine:
         self._wall = wall_clock
         self._wall_offset = 0.0  # wall clock minus loop clock, fixed when the batch starts
         self.limiters = {spec.name: self._limiter(spec) for spec in config.ladder}
+        self._quota = SharedQuota(config.ledger, self._emit, pacific_day_bounds)
         self.status: Literal["running", "finished", "cancelled", "failed"] = "running"
         self._fatal: BaseException | None = None
         self._stop_reason: Failure | None = None  # set when no further request may be sent
@@ -250,6 +256,7 @@ class BatchEngine:
         unregister = self.cancel_token.on_cancel(wake)
         await self.backend.open()  # client set-up is slow; do it before any window starts
         self._wall_offset = self._wall() - loop.time()
+        self._quota.wall_offset = self._wall_offset
         self._carry_over_history(loop.time())
         self._emit(
             BatchStarted(
@@ -282,6 +289,7 @@ class BatchEngine:
                 dispatcher.cancel()
             await asyncio.gather(dispatcher, return_exceptions=True)
             await self._cancel_in_flight()
+            self._quota.close()
         if self._fatal is not None:
             raise self._fatal
 
@@ -305,7 +313,8 @@ class BatchEngine:
             limiter = self.limiters.get(name)
             if limiter is None:
                 continue
-            limiter.preload([Slot(now - ago, tokens) for ago, tokens in history.sent])
+            if not self._quota.active:  # a shared ledger holds every process's slots already
+                limiter.preload([Slot(now - ago, tokens) for ago, tokens in history.sent])
             if history.exhausted_for_s:
                 limiter.resume_exhausted(now + history.exhausted_for_s)
 
@@ -374,7 +383,13 @@ class BatchEngine:
                 elif budget == "stop":
                     self._finish(work, None, self._stop_reason)
                 else:
-                    slot = route.limiter.admit(now, work.tokens)
+                    slot = self._quota.admit(
+                        route.limiter, work.tokens, now, self._learned, self.limiters
+                    )
+                    if slot is None:  # other processes' share of the quota: not now
+                        self._release_reservation(work)
+                        self._ready.appendleft(work)
+                        continue
                     task = asyncio.create_task(self._attempt(work, route.limiter, slot))
                     self._tasks[task] = (work, route.limiter)
                     task.add_done_callback(self._task_done)
@@ -492,6 +507,7 @@ class BatchEngine:
             # Admitted in the same turn of the loop as a per-day 429 (or a 404) of its burst
             # was answered, and found out before it left: sending it would only be refused.
             limiter.withdraw(slot)
+            self._quota.forget(slot)
             self._release_reservation(work)
             self._ready.appendleft(work)
             return
@@ -530,6 +546,7 @@ class BatchEngine:
         self._release_reservation(work)
         if reply is not None:
             limiter.settle(slot, reply.usage.billable.input or work.tokens)
+            self._quota.settle(slot)
             for learned in limiter.record_success(slot):
                 self._learned(limiter, learned)
             self._judge(work, limiter, reply, number, latency_s, wall_started)
@@ -668,8 +685,10 @@ class BatchEngine:
         spec = limiter.spec
         state_before = limiter.state(now)
         learned = None
+        self._quota.forget(slot)  # refused: it used none of the quota
         if decision.action == "back_off":
             limiter.overloaded(now, slot, decision.delay_s)
+            self._quota.held(spec.name, "backing_off", limiter.backoff_until)
             if state_before != "backing_off":
                 self._emit(
                     ModelStateChanged(
@@ -690,6 +709,7 @@ class BatchEngine:
             learned = limiter.rate_limited(
                 now, slot, decision.delay_s, metric, *(stated or (None, "stated"))
             )
+            self._quota.held(spec.name, "parked", limiter.parked_until)
             if state_before != "parked":  # the other refusals of one burst say nothing new
                 self._emit(
                     ModelStateChanged(spec.name, "parked", decision.delay_s, quota_summary(error))
@@ -703,6 +723,7 @@ class BatchEngine:
                 delay = day_reset_delay(error.retry_delay_s, spec, wall)
                 stated = server_limit(error, "day")
                 learned = limiter.exhausted(now, slot, now + delay, *(stated or (None, "stated")))
+            self._quota.held(spec.name, "exhausted", limiter.exhausted_until)
             if state_before != "exhausted":
                 self._emit(ModelStateChanged(spec.name, "exhausted", delay, quota_summary(error)))
         if learned is not None:
@@ -755,6 +776,7 @@ class BatchEngine:
         self.status = "failed"
 
     def _learned(self, limiter: ModelLimiter, learned: Learned) -> None:
+        self._quota.learned(limiter.spec.name, learned)
         self._emit(
             LimitLearned(
                 limiter.spec.name,

@@ -393,8 +393,11 @@ class Result:
 # Where a working limit came from: "stated" (a 429's quotaValue), "message" (the 429's message
 # says "limit: N"), "lowered" (a QuotaFailure without a figure: multiplicative decrease),
 # "recovered" (additive increase once the 429s stopped), "raised" (discovery: the window filled
-# without a 429), "remembered" (an earlier batch learned it at this endpoint and key).
-LimitSource = Literal["stated", "message", "lowered", "recovered", "raised", "remembered"]
+# without a 429), "remembered" (an earlier batch learned it at this endpoint and key), "shared"
+# (another process at this quota learned it just now, through the shared quota ledger).
+LimitSource = Literal[
+    "stated", "message", "lowered", "recovered", "raised", "remembered", "shared"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +482,16 @@ class LimitLearned:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaShared:
+    """How many other processes pace with this batch through the shared quota ledger
+    (engine/ledger.py) changed; or, with `failed`, the ledger failed and the batch paces alone."""
+
+    processes: int  # other processes using this quota now
+    ledger: str  # where the ledger is (a file, or a Redis URL without its password)
+    failed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFinished:
     result: Result
     done: int
@@ -505,6 +518,7 @@ Event = (
     | AttemptFinished
     | ModelStateChanged
     | LimitLearned
+    | QuotaShared
     | RequestFinished
     | BatchFinished
 )
@@ -523,6 +537,7 @@ __all__ = [
     "ModelHistory",
     "ModelState",
     "ModelStateChanged",
+    "QuotaShared",
     "Reply",
     "RequestFinished",
     "RequestStarted",

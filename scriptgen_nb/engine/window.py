@@ -23,6 +23,7 @@ class Slot:
 
     at: float
     tokens: int
+    shared_id: int | None = None  # its id in a shared quota ledger (engine/ledger.py), if any
 
 
 class SlotWindow:

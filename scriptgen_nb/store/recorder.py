@@ -339,8 +339,9 @@ class Recorder:
 
     def _record_learned(self, event: LimitLearned) -> None:
         """A working limit the engine changed, kept for the batch's quota identity (a later
-        batch starts from it: store/limits.py). One it started from is not new knowledge."""
-        if event.source == "remembered":
+        batch starts from it: store/limits.py). One it started from is not new knowledge, nor
+        one another process learned (that process's log keeps it)."""
+        if event.source in ("remembered", "shared"):
             return
         self._note(
             "limit_learned",

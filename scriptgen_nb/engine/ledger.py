@@ -1,0 +1,140 @@
+"""The quota ledger's contract: one quota, paced together by every process that uses it.
+
+Rate limits belong to the Google Cloud project behind a key, not to a process: two kernels (or
+a kernel and `scriptgen run`, or a team's workers) that each pace as if they had the whole
+quota send twice what it holds and learn it from 429s. A `QuotaLedger` is a store they share
+(quota/local.py: SQLite in the user's cache directory; quota/redis.py: Redis for many hosts),
+scoped to one quota identity (endpoint and key fingerprint). It keeps, per model:
+
+- every process's **slots** (a request and its input tokens), stamped in wall-clock time since
+  processes share no event loop, so `admit` decides atomically from all of them whether one
+  more fits the requests-per-minute, input-tokens-per-minute and requests-per-day windows; a
+  killed process's slots simply age out of the windows;
+- **waiters**: a process refused for a full window queues, and room goes to the process that
+  has waited longest, so processes that want more than the window holds share it fairly;
+- **limits learned** and **holds** (a model parked by a per-minute 429, backing off after 429s
+  without details, or out of daily quota), versioned: `admit` hands a batch what others learned
+  since it last asked (`Admission.news`) before admitting anything, so a 429 in one process
+  slows the others at their next admission.
+
+The engine's own `ModelLimiter` still paces each batch and learns; the ledger is asked only
+when the limiter would send, and it has the last word. Times here are wall-clock seconds; the
+engine converts its loop clock. Imports nothing outside `engine/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .limits import Metric
+from .values import LimitSource
+
+HoldState = Literal["parked", "backing_off", "exhausted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """How a model's windows are measured at the moment of an admission (wall clock).
+
+    A slot counts towards the minute while `at > now - minute_s - margin_s`, and towards the
+    day from `day_from` on (Google's last midnight Pacific, or `now - day_s` for a compressed
+    day); `day_ends` is when today's requests stop counting (a refused day waits for it).
+    """
+
+    minute_s: float
+    margin_s: float
+    day_from: float
+    day_ends: float
+
+
+@dataclass(frozen=True, slots=True)
+class SharedLimit:
+    """A working limit a batch learned for a model, shared with the others."""
+
+    model: str
+    metric: Metric
+    value: int
+    source: LimitSource
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SharedHold:
+    """A model no batch at this quota may send to before `until` (wall clock)."""
+
+    model: str
+    state: HoldState
+    until: float
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The ledger's answer to one admission.
+
+    `slot` is set when the request may go (its id for `settle` / `forget`). Otherwise `news`
+    holds what other batches learned since the version asked about (adopt it, then ask again),
+    or `wait_s` says when to ask again: the model is held, or a window is full (`metric`, and by
+    how much its limit falls short, `needed`, so a limit being discovered may be raised).
+    `others` counts the other processes using the quota now; `version` is the newest news.
+    """
+
+    slot: int | None
+    wait_s: float = 0.0
+    metric: Metric | None = None
+    needed: int = 0
+    news: tuple[SharedLimit | SharedHold, ...] = ()
+    version: int = 0
+    others: int = 0
+
+
+class QuotaLedger(Protocol):
+    """A store of one quota identity's windows, shared by processes (module doc)."""
+
+    description: str  # where it is, for messages ("/home/me/.cache/scriptgen_nb/quota.sqlite")
+
+    def check(self) -> None:
+        """Open the ledger now: `QuotaLedgerError` (engine/errors.py) if it cannot be used."""
+        ...
+
+    def admit(
+        self,
+        model: str,
+        *,
+        now: float,
+        tokens: int,
+        limits: Mapping[Metric, int | None],
+        windows: Windows,
+        seen: int,
+    ) -> Admission:
+        """Take a slot for a request of `tokens` input tokens if every window has room under
+        `limits` (None: not limited) and no older waiter is owed it; `seen` is the newest
+        version this batch has adopted."""
+        ...
+
+    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+        """The request went on the wire at `at` and the service counted `tokens` input tokens."""
+        ...
+
+    def forget(self, slot: int) -> None:
+        """The request was refused or never sent: it does not use the quota."""
+        ...
+
+    def learn(self, model: str, metric: Metric, value: int, source: LimitSource) -> int:
+        """Share a working limit; returns its version (this batch has it already)."""
+        ...
+
+    def hold(self, model: str, state: HoldState, until: float) -> int:
+        """No batch may send to `model` before `until`; returns the hold's version."""
+        ...
+
+    def close(self) -> None:
+        """Leave the ledger: this batch waits no longer (its slots stay until they age out)."""
+        ...
+
+    def usage(self, model: str, *, now: float, windows: Windows) -> tuple[int, int, int, int]:
+        """(requests this minute, input tokens this minute, requests today, other processes
+        with requests this minute) for `model`, every process together (`%scriptgen models`)."""
+        ...

@@ -1,0 +1,202 @@
+"""One batch's side of a shared quota ledger: asked at each admission, told what is learned.
+
+The engine calls `SharedQuota` where it would call its limiter alone: `admit` asks the ledger
+(engine/ledger.py) before the limiter takes a slot, adopting first what other processes learned
+(limits, and holds: a model parked, backing off or out of daily quota) and, when a shared window
+is full, raising a limit being discovered or queueing the model until the ledger expects room.
+What this batch learns, and every slot it gives back (a 429, a request withdrawn) or settles, is
+told to the ledger. Without a ledger, or once it failed (said once: the batch then paces alone,
+as without one), every call is the limiter's alone. Loop time in, wall-clock time to the ledger.
+Imports nothing outside `engine/`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TypeVar
+
+from .errors import QuotaLedgerError
+from .ledger import Admission, HoldState, QuotaLedger, SharedHold, SharedLimit, Windows
+from .limits import Learned, ModelLimiter
+from .values import Event, ModelStateChanged, QuotaShared
+from .window import Slot
+
+# Adopting news, or raising a limit being discovered, asks the ledger again at once: this many
+# times at most per admission (news arrives in one piece; a raise is once per window).
+ASKS_PER_ADMISSION = 4
+
+# Asked again this much after the ledger expects room: wall and loop clocks differ in rounding,
+# and a slot must have left the window when this batch asks, not be about to.
+CLOCK_SLACK_S = 0.002
+
+T = TypeVar("T")
+
+
+class SharedQuota:
+    """The ledger as one batch uses it (module doc); `ledger` None paces alone."""
+
+    def __init__(
+        self,
+        ledger: QuotaLedger | None,
+        emit: Callable[[Event], None],
+        day_bounds: Callable[[float], tuple[float, float]],
+    ) -> None:
+        self._ledger = ledger
+        self._emit = emit
+        self._day_bounds = day_bounds  # Google's day around a wall time
+        self.wall_offset = 0.0  # wall clock minus loop clock: set when the batch starts
+        self._seen = 0  # the newest news version adopted
+        self._own: set[int] = set()  # versions this batch published: not news to it
+        self.others = 0
+
+    @property
+    def active(self) -> bool:
+        return self._ledger is not None
+
+    def admit(
+        self,
+        limiter: ModelLimiter,
+        tokens: int,
+        now: float,
+        learned: Callable[[ModelLimiter, Learned], None],
+        limiters: dict[str, ModelLimiter],
+    ) -> Slot | None:
+        """A slot for a request of `tokens` on `limiter`'s model, or None: the ledger says not
+        now (the limiter then waits as it says, or another model is chosen)."""
+        if self._ledger is None:
+            return limiter.admit(now, tokens)
+        for _ in range(ASKS_PER_ADMISSION):
+            answer = self._ask(limiter, tokens, now)
+            if answer is None:  # the ledger failed just now: pace alone
+                return limiter.admit(now, tokens)
+            self._count_others(answer)
+            if answer.news:
+                self._adopt(answer, now, learned, limiters)
+                if limiter.wait_s(now, tokens) > 0:
+                    return None  # held, or lowered below what the window holds
+                continue
+            if answer.slot is not None:
+                slot = limiter.admit(now, tokens)
+                slot.shared_id = answer.slot
+                return slot
+            if answer.metric is not None and limiter.raise_for(answer.metric, answer.needed):
+                continue  # a limit being discovered grew: ask with it
+            limiter.queue_until(now + answer.wait_s + CLOCK_SLACK_S)
+            return None
+        return None  # asked enough for one turn of the loop: the next turn asks again
+
+    def settle(self, slot: Slot) -> None:
+        """The slot's request was answered: its send time and the service's token count."""
+        shared_id = slot.shared_id
+        if shared_id is not None:
+            at = slot.at + self.wall_offset
+            self._call(lambda ledger: ledger.settle(shared_id, at=at, tokens=slot.tokens))
+
+    def forget(self, slot: Slot) -> None:
+        """The slot's request was refused or not sent: it gives the ledger its room back."""
+        if slot.shared_id is not None:
+            shared_id, slot.shared_id = slot.shared_id, None
+            self._call(lambda ledger: ledger.forget(shared_id))
+
+    def learned(self, model: str, learned: Learned) -> None:
+        """Share a limit this batch learned (not one it adopted or remembered)."""
+        if learned.source in ("remembered", "shared"):
+            return
+        version = self._call(
+            lambda ledger: ledger.learn(model, learned.metric, learned.learned, learned.source)
+        )
+        if version is not None:
+            self._own.add(version)
+
+    def held(self, model: str, state: HoldState, until: float) -> None:
+        """Share that `model` takes nothing before loop time `until`."""
+        version = self._call(lambda ledger: ledger.hold(model, state, until + self.wall_offset))
+        if version is not None:
+            self._own.add(version)
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._call(lambda ledger: ledger.close())
+            self._ledger = None
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _ask(self, limiter: ModelLimiter, tokens: int, now: float) -> Admission | None:
+        limits = {metric: limit.value for metric, limit in limiter.limits.items()}
+        windows = self._windows(limiter, now)
+        return self._call(
+            lambda ledger: ledger.admit(
+                limiter.spec.name,
+                now=now + self.wall_offset,
+                tokens=tokens,
+                limits=limits,
+                windows=windows,
+                seen=self._seen,
+            )
+        )
+
+    def _windows(self, limiter: ModelLimiter, now: float) -> Windows:
+        spec = limiter.spec
+        wall = now + self.wall_offset
+        if limiter.google_day:
+            day_from, day_ends = self._day_bounds(wall)
+        else:
+            day_from, day_ends = wall - spec.day_s - limiter.margin_s, math.inf
+        return Windows(spec.minute_s, limiter.margin_s, day_from, day_ends)
+
+    def _adopt(
+        self,
+        answer: Admission,
+        now: float,
+        learned: Callable[[ModelLimiter, Learned], None],
+        limiters: dict[str, ModelLimiter],
+    ) -> None:
+        """Take on what other batches learned: limits, and holds (told to listeners)."""
+        self._seen = max(self._seen, answer.version)
+        for item in answer.news:
+            limiter = limiters.get(item.model)
+            if item.version in self._own or limiter is None:
+                continue
+            if isinstance(item, SharedLimit):
+                change = limiter.adopt(item.metric, item.value, item.source)
+                if change is not None:
+                    learned(limiter, change)
+            elif isinstance(item, SharedHold):
+                until = item.until - self.wall_offset
+                if limiter.adopt_hold(item.state, until, now):
+                    self._emit(
+                        ModelStateChanged(
+                            item.model,
+                            item.state,
+                            until - now,
+                            "another process at this quota was refused",
+                        )
+                    )
+
+    def _count_others(self, answer: Admission) -> None:
+        if answer.others != self.others:
+            self.others = answer.others
+            assert self._ledger is not None
+            self._emit(QuotaShared(answer.others, self._ledger.description))
+
+    def _call(self, call: Callable[[QuotaLedger], T]) -> T | None:
+        """`call` on the ledger; a failure is said once and the batch paces alone from then."""
+        if self._ledger is None:
+            return None
+        try:
+            return call(self._ledger)
+        except QuotaLedgerError as exc:
+            ledger, self._ledger = self._ledger, None
+            self._emit(
+                QuotaShared(
+                    0,
+                    ledger.description,
+                    failed=f"{exc}. This batch paces alone from now (429s still teach it).",
+                )
+            )
+            try:
+                ledger.close()
+            except QuotaLedgerError:
+                pass
+            return None

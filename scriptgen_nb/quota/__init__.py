@@ -1,0 +1,160 @@
+"""Where the shared quota ledger lives (engine/ledger.py), and opening it for one quota identity.
+
+`quota=` (else `SCRIPTGEN_QUOTA`) says where:
+
+- unset: a SQLite file in the user's cache directory (`default_ledger_path()`), so every kernel,
+  script and `scriptgen run` of this user on this machine paces one quota together (the default);
+- `"off"` (or `False`): each batch paces alone, as before the ledger (429s still teach it);
+- `"redis://host:6379/0"` (or `rediss://`, `unix://`): a Redis server, for many machines
+  (`pip install scriptgen_nb[redis]`);
+- anything else: the path of a SQLite file (tests use one of their own).
+
+A file on a network file system (NFS, SMB, ...) is not used, since SQLite's locks cannot be
+trusted there; nor is one that cannot be opened. Either is said once per process, and the
+batches pace alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+
+from ..engine.errors import ConfigurationError, QuotaLedgerError
+from ..engine.ledger import QuotaLedger
+from .local import LocalLedger
+
+QUOTA_ENV = "SCRIPTGEN_QUOTA"
+OFF_WORDS = frozenset({"off", "0", "false", "no", "none"})
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# File systems whose locks SQLite cannot rely on (its documentation: "SQLite Over a Network").
+NETWORK_FILE_SYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs"}
+)
+QuotaSetting = str | os.PathLike[str] | Literal[False] | None
+
+_said: set[str] = set()  # notices already given in this process
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPlace:
+    """Where a quota setting points: nowhere ("off"), a local file or a Redis server."""
+
+    kind: Literal["off", "local", "redis"]
+    where: str = ""
+
+
+def default_ledger_path() -> Path:
+    """The user's own ledger file: `quota.sqlite` in scriptgen_nb's cache directory."""
+    return platformdirs.user_cache_path("scriptgen_nb") / "quota.sqlite"
+
+
+def quota_place(setting: QuotaSetting = None) -> QuotaPlace:
+    """Where `setting` (else `SCRIPTGEN_QUOTA`, else the default file) points."""
+    if setting is False:
+        return QuotaPlace("off")
+    if setting is None:
+        setting = os.environ.get(QUOTA_ENV) or None
+    if setting is None:
+        return QuotaPlace("local", str(default_ledger_path()))
+    if not isinstance(setting, str | os.PathLike):
+        raise ConfigurationError(
+            f"quota={setting!r}: pass 'off', a redis:// URL, or the path of a SQLite file."
+        )
+    text = os.fspath(setting).strip()
+    if not text:
+        return QuotaPlace("local", str(default_ledger_path()))
+    if text.lower() in OFF_WORDS:
+        return QuotaPlace("off")
+    if text.lower().startswith(REDIS_SCHEMES):
+        return QuotaPlace("redis", text)
+    return QuotaPlace("local", str(Path(text).expanduser()))
+
+
+def quota_identity(endpoint: str, fingerprint: str) -> str:
+    """The quota a ledger's rows belong to: the exact endpoint and the key's fingerprint."""
+    return f"{endpoint} {fingerprint}"
+
+
+def open_ledger(
+    setting: QuotaSetting, endpoint: str, fingerprint: str
+) -> tuple[QuotaLedger | None, str | None]:
+    """The ledger for one batch at this quota identity, and a notice to give (once per process)
+    when the setting's ledger cannot be used and the batch will pace alone."""
+    place = quota_place(setting)
+    quota = quota_identity(endpoint, fingerprint)
+    if place.kind == "off":
+        return None, None
+    if place.kind == "redis":
+        from .redis import open_redis_ledger
+
+        return _ready(open_redis_ledger(place.where, quota))
+    network = network_file_system(Path(place.where))
+    if network is not None:
+        return None, _once(
+            f"The quota ledger {place.where} is on a network file system ({network}), where "
+            "SQLite's locks cannot be trusted: each batch paces alone. Set SCRIPTGEN_QUOTA to "
+            "a local path, a redis:// URL for many machines, or off."
+        )
+    return _ready(LocalLedger(place.where, quota))
+
+
+def _ready(ledger: QuotaLedger) -> tuple[QuotaLedger | None, str | None]:
+    """`ledger` if it can be used now, else None and the notice saying why."""
+    try:
+        ledger.check()
+    except QuotaLedgerError as exc:
+        return None, _once(
+            f"{exc}; each batch paces alone (429s still teach it). Set SCRIPTGEN_QUOTA to a "
+            "writable path, or off to say nothing."
+        )
+    return ledger, None
+
+
+def _once(notice: str) -> str | None:
+    if notice in _said:
+        return None
+    _said.add(notice)
+    return notice
+
+
+def network_file_system(path: Path, mounts: str | None = None) -> str | None:
+    """The network file system type `path` (or its nearest existing parent) is on, or None
+    (a local one, or a system without /proc/self/mountinfo to tell). `mounts` is that table's
+    text (read from /proc when None)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
+        except OSError:
+            return None
+    place = path
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    place = place.resolve() if place.exists() else place
+    best, kind = "", ""
+    for line in mounts.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        mount = parts[4].replace("\\040", " ")
+        inside = place == Path(mount) or Path(mount) in place.parents
+        if inside and len(mount) >= len(best):
+            best, kind = mount, rest.split()[0]
+    base = kind.removeprefix("fuse.")
+    return kind if kind in NETWORK_FILE_SYSTEMS or base in {"sshfs", "s3fs"} else None
+
+
+__all__ = [
+    "QUOTA_ENV",
+    "LocalLedger",
+    "QuotaPlace",
+    "default_ledger_path",
+    "network_file_system",
+    "open_ledger",
+    "quota_identity",
+    "quota_place",
+]

@@ -1,0 +1,403 @@
+"""The quota ledger of one machine: a small SQLite file in WAL mode, shared by its processes.
+
+Every admission is one short `BEGIN IMMEDIATE` transaction (SQLite's write lock, taken at once,
+so two processes never both see the same room): adopt what others learned, then count the
+model's slots in the windows, the older waiters owed room, and take a slot or queue
+(engine/ledger.py says what is kept and why). Settling a slot is one statement. WAL lets a
+reader (`%scriptgen models`) look while a batch writes; `synchronous=NORMAL` is enough, since
+a slot lost in a power cut only makes a window look emptier for a minute. Not the DuckDB call
+log: DuckDB allows one writing process per file. No duckdb here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..engine.errors import QuotaLedgerError
+from ..engine.ledger import Admission, HoldState, SharedHold, SharedLimit, Windows
+from ..engine.limits import METRICS, Metric
+from ..engine.values import LimitSource
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS slot (
+    id INTEGER PRIMARY KEY,
+    quota TEXT NOT NULL,
+    model TEXT NOT NULL,
+    at REAL NOT NULL,
+    tokens INTEGER NOT NULL,
+    process TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS slot_window ON slot (quota, model, at);
+CREATE TABLE IF NOT EXISTS waiter (
+    quota TEXT NOT NULL,
+    model TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    process TEXT NOT NULL,
+    since REAL NOT NULL,
+    until REAL NOT NULL,
+    PRIMARY KEY (quota, model, owner)
+);
+CREATE TABLE IF NOT EXISTS news (
+    quota TEXT NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value REAL NOT NULL,
+    source TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (quota, model, kind)
+);
+CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counter VALUES ('version', 0);
+"""
+
+# A refused process promises to ask again within its wait; past this much more, its place in the
+# queue lapses (it died, or gave up), so a dead waiter holds others back for a moment at most.
+WAITER_GRACE_S = 1.0
+# Learned limits are news for this long, like the call log's remembered ones (store/limits.py).
+NEWS_KEPT_S = 7 * 86_400.0
+# How often the count of other processes is taken again (it is for display).
+OTHERS_EVERY_S = 1.0
+# Writers wait this long for another process's transaction (each lasts well under a millisecond).
+BUSY_TIMEOUT_S = 10.0
+
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LocalLedger:
+    """A `QuotaLedger` (engine/ledger.py) in the SQLite file at `path`, for one quota identity.
+
+    One per batch: `owner` tells its queue place from other batches', even in this process.
+    Used from the batch's own thread; the connection is made on first use.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], quota: str) -> None:
+        self.path = Path(path)
+        self.quota = quota
+        self.description = str(self.path)
+        self.owner = uuid.uuid4().hex
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._others = 0
+        self._others_at = -math.inf
+
+    # --- the contract -------------------------------------------------------------------------
+
+    def check(self) -> None:
+        with self._transaction():
+            pass
+
+    def admit(
+        self,
+        model: str,
+        *,
+        now: float,
+        tokens: int,
+        limits: Mapping[Metric, int | None],
+        windows: Windows,
+        seen: int,
+    ) -> Admission:
+        with self._transaction() as db:
+            news, version = self._news(db, seen, now)
+            if news:
+                return Admission(None, news=news, version=version, others=self._others)
+            hold = db.execute(
+                "SELECT value FROM news WHERE quota = ? AND model = ? AND kind = 'hold'",
+                (self.quota, model),
+            ).fetchone()
+            if hold is not None and hold[0] > now:
+                return Admission(None, wait_s=hold[0] - now, version=seen, others=self._others)
+            minute_from = now - windows.minute_s - windows.margin_s
+            db.execute(
+                "DELETE FROM slot WHERE quota = ? AND model = ? AND at <= ? AND at < ?",
+                (self.quota, model, minute_from, windows.day_from),
+            )
+            count, held = db.execute(
+                "SELECT count(*), total(tokens) FROM slot WHERE quota = ? AND model = ? AND at > ?",
+                (self.quota, model, minute_from),
+            ).fetchone()
+            older = self._older_waiters(db, model, now)
+            refusal = self._full_window(
+                db, model, now, tokens, limits, windows, count, int(held), older
+            )
+            self._count_others(db, now, minute_from)
+            if refusal is not None:
+                metric, needed, wait_s = refusal
+                self._queue(db, model, now, wait_s)
+                return Admission(
+                    None,
+                    wait_s=wait_s,
+                    metric=metric,
+                    needed=needed,
+                    version=seen,
+                    others=self._others,
+                )
+            db.execute(
+                "DELETE FROM waiter WHERE quota = ? AND model = ? AND owner = ?",
+                (self.quota, model, self.owner),
+            )
+            cursor = db.execute(
+                "INSERT INTO slot (quota, model, at, tokens, process) VALUES (?, ?, ?, ?, ?)",
+                (self.quota, model, now, tokens, PROCESS),
+            )
+            assert cursor.lastrowid is not None
+            return Admission(cursor.lastrowid, version=seen, others=self._others)
+
+    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE slot SET at = max(at, ?), tokens = ? WHERE id = ?", (at, tokens, slot)
+            )
+
+    def forget(self, slot: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM slot WHERE id = ?", (slot,))
+
+    def learn(self, model: str, metric: Metric, value: int, source: LimitSource) -> int:
+        return self._publish(model, metric, float(value), source)
+
+    def hold(self, model: str, state: HoldState, until: float) -> int:
+        return self._publish(model, "hold", until, state)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute(
+                    "DELETE FROM waiter WHERE quota = ? AND owner = ?", (self.quota, self.owner)
+                )
+            except sqlite3.Error:
+                pass  # leaving: a waiter row left behind lapses by itself
+            finally:
+                self._conn.close()
+                self._conn = None
+
+    # --- reading (for `%scriptgen models`) -----------------------------------------------------
+
+    def usage(self, model: str, *, now: float, windows: Windows) -> tuple[int, int, int, int]:
+        """(requests this minute, input tokens this minute, requests today, other processes)
+        for `model`, as every process together has used it."""
+        minute_from = now - windows.minute_s - windows.margin_s
+        with self._transaction() as db:
+            count, held = db.execute(
+                "SELECT count(*), total(tokens) FROM slot WHERE quota = ? AND model = ? AND at > ?",
+                (self.quota, model, minute_from),
+            ).fetchone()
+            (day,) = db.execute(
+                "SELECT count(*) FROM slot WHERE quota = ? AND model = ? AND at >= ?",
+                (self.quota, model, windows.day_from),
+            ).fetchone()
+            (others,) = db.execute(
+                """
+                SELECT count(DISTINCT process) FROM slot
+                WHERE quota = ? AND model = ? AND at > ? AND process != ?
+                """,
+                (self.quota, model, minute_from, PROCESS),
+            ).fetchone()
+        return count, int(held), day, others
+
+    # --- internals ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One immediate transaction; any SQLite failure is a `QuotaLedgerError` saying where."""
+        with self._lock:
+            try:
+                db = self._connection()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                raise QuotaLedgerError(
+                    f"the quota ledger {self.description} failed: {exc}"
+                ) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _news(
+        self, db: sqlite3.Connection, seen: int, now: float
+    ) -> tuple[tuple[SharedLimit | SharedHold, ...], int]:
+        """What was learned at this quota since version `seen` (holds already over are not
+        news), and the newest version among it."""
+        rows = db.execute(
+            """
+            SELECT model, kind, value, source, version FROM news
+            WHERE quota = ? AND version > ? AND at > ?
+            ORDER BY version
+            """,
+            (self.quota, seen, now - NEWS_KEPT_S),
+        ).fetchall()
+        news: list[SharedLimit | SharedHold] = []
+        for model, kind, value, source, version in rows:
+            if kind == "hold":
+                if value > now:
+                    news.append(SharedHold(model, source, value, version))
+            elif kind in METRICS:
+                news.append(SharedLimit(model, kind, int(value), source, version))
+        return tuple(news), max((row[4] for row in rows), default=seen)
+
+    def _older_waiters(self, db: sqlite3.Connection, model: str, now: float) -> int:
+        """How many other batches queued for `model` before this one, and still waiting."""
+        mine = db.execute(
+            "SELECT since FROM waiter WHERE quota = ? AND model = ? AND owner = ?",
+            (self.quota, model, self.owner),
+        ).fetchone()
+        (older,) = db.execute(
+            """
+            SELECT count(*) FROM waiter
+            WHERE quota = ? AND model = ? AND owner != ? AND until > ? AND since < ?
+            """,
+            (self.quota, model, self.owner, now, math.inf if mine is None else mine[0]),
+        ).fetchone()
+        return int(older)
+
+    def _full_window(
+        self,
+        db: sqlite3.Connection,
+        model: str,
+        now: float,
+        tokens: int,
+        limits: Mapping[Metric, int | None],
+        windows: Windows,
+        count: int,
+        held: int,
+        older: int,
+    ) -> tuple[Metric, int, float] | None:
+        """The first window without room for one more request: (metric, how much its limit
+        lacks, seconds until it has room for this batch), or None when every one has room."""
+        rpm, tpm, rpd = (limits.get(m) for m in METRICS)
+        if rpm is not None and count + older + 1 > rpm:
+            # count + older + 1 - rpm slots must leave; the last of them leaves at this time.
+            offset = min(max(0, count + older - rpm), max(0, count - 1))
+            wait = self._slot_leaves(db, model, offset, windows.minute_s + windows.margin_s, now)
+            return "rpm", count + older + 1 - rpm, wait
+        if tpm is not None and count and held + tokens > tpm:
+            excess = held + tokens - tpm
+            rows = db.execute(
+                "SELECT at, tokens FROM slot WHERE quota = ? AND model = ? AND at > ? ORDER BY at",
+                (self.quota, model, now - windows.minute_s - windows.margin_s),
+            )
+            wait = windows.minute_s
+            for at, slot_tokens in rows:
+                excess -= slot_tokens
+                wait = at + windows.minute_s + windows.margin_s - now
+                if excess <= 0:
+                    break
+            return "tpm", held + tokens - tpm, max(0.0, wait)
+        if rpd is not None:
+            (day,) = db.execute(
+                "SELECT count(*) FROM slot WHERE quota = ? AND model = ? AND at >= ?",
+                (self.quota, model, windows.day_from),
+            ).fetchone()
+            if day + 1 > rpd:
+                if math.isfinite(windows.day_ends):
+                    wait = windows.day_ends - now  # Google's day: its requests leave together
+                else:
+                    wait = self._slot_leaves(
+                        db, model, max(0, day - rpd), now - windows.day_from, now, day=windows
+                    )
+                return "rpd", day + 1 - rpd, wait
+        return None
+
+    def _slot_leaves(
+        self,
+        db: sqlite3.Connection,
+        model: str,
+        offset: int,
+        length: float,
+        now: float,
+        day: Windows | None = None,
+    ) -> float:
+        """Seconds until the slot at `offset` (oldest first) of a window of `length` leaves it;
+        a short turn when there is none (only older waiters stand in the way)."""
+        since = day.day_from if day is not None else now - length
+        row = db.execute(
+            """
+            SELECT at FROM slot WHERE quota = ? AND model = ? AND at > ?
+            ORDER BY at LIMIT 1 OFFSET ?
+            """,
+            (self.quota, model, since, offset),
+        ).fetchone()
+        if row is None:
+            return 0.05
+        return max(0.0, row[0] + length - now)
+
+    def _queue(self, db: sqlite3.Connection, model: str, now: float, wait_s: float) -> None:
+        """Queue this batch for `model` (keeping its place if it already has one) until it
+        asks again."""
+        db.execute(
+            """
+            INSERT INTO waiter (quota, model, owner, process, since, until)
+            VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (quota, model, owner) DO UPDATE SET until = excluded.until
+            """,
+            (self.quota, model, self.owner, PROCESS, now, now + wait_s + WAITER_GRACE_S),
+        )
+
+    def _count_others(self, db: sqlite3.Connection, now: float, minute_from: float) -> None:
+        """Count the other processes with slots in the minute or waiting (at most once a
+        second: it is for display)."""
+        if now - self._others_at < OTHERS_EVERY_S:
+            return
+        (self._others,) = db.execute(
+            """
+            SELECT count(DISTINCT process) FROM (
+                SELECT process FROM slot WHERE quota = ? AND at > ?
+                UNION SELECT process FROM waiter WHERE quota = ? AND until > ?
+            ) WHERE process != ?
+            """,
+            (self.quota, minute_from, self.quota, now, PROCESS),
+        ).fetchone()
+        self._others_at = now
+
+    def _publish(self, model: str, kind: str, value: float, source: str) -> int:
+        """Record news (a limit, or a hold that only ever lengthens) under a new version."""
+        with self._transaction() as db:
+            (version,) = db.execute(
+                "UPDATE counter SET value = value + 1 WHERE name = 'version' RETURNING value"
+            ).fetchone()
+            if kind == "hold":
+                row = db.execute(
+                    "SELECT value FROM news WHERE quota = ? AND model = ? AND kind = 'hold'",
+                    (self.quota, model),
+                ).fetchone()
+                if row is not None and row[0] > value:
+                    return int(version)  # a longer hold stands
+            db.execute(
+                """
+                INSERT INTO news (quota, model, kind, value, source, version, at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (quota, model, kind) DO UPDATE SET value = excluded.value,
+                    source = excluded.source, version = excluded.version, at = excluded.at
+                """,
+                (self.quota, model, kind, value, source, version, time.time()),
+            )
+            return int(version)

@@ -1,0 +1,234 @@
+"""The shared quota ledger's contract (engine/ledger.py), on every store that keeps it.
+
+Each test drives ledgers with explicit wall-clock times, as batches in different processes
+would: two `ledger()`s are two batches (two queue places) at one quota identity.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scriptgen_nb.engine.ledger import Admission, QuotaLedger, SharedHold, SharedLimit, Windows
+from scriptgen_nb.quota import LocalLedger, network_file_system, open_ledger, quota_place
+
+MODEL = "gemini-3.8-flash"
+QUOTA = "http://127.0.0.1:1#abc 0123456789abcdef"
+T0 = 1_000_000.0
+MINUTE = Windows(minute_s=60.0, margin_s=0.5, day_from=T0 - 86_400.0, day_ends=math.inf)
+RPM = {"rpm": 3, "tpm": None, "rpd": None}
+
+Factory = Callable[[], QuotaLedger]
+
+
+@pytest.fixture(params=["local"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    """A factory of ledgers (batches) sharing one store."""
+    made: list[QuotaLedger] = []
+
+    def make() -> QuotaLedger:
+        made.append(LocalLedger(tmp_path / "quota.sqlite", QUOTA))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+def admit(
+    ledger: QuotaLedger, now: float, *, tokens: int = 10, seen: int = 0, **limits: int | None
+) -> Admission:
+    return ledger.admit(
+        MODEL, now=now, tokens=tokens, limits={**RPM, **limits}, windows=MINUTE, seen=seen
+    )
+
+
+def test_a_full_minute_is_refused_until_its_oldest_slot_leaves(ledger: Factory) -> None:
+    one = ledger()
+    slots = [admit(one, T0 + i).slot for i in range(3)]
+    assert all(slot is not None for slot in slots) and len(set(slots)) == 3
+    refused = admit(one, T0 + 10)
+    assert refused.slot is None and refused.metric == "rpm" and refused.needed == 1
+    assert refused.wait_s == pytest.approx(60.5 - 10)  # T0's slot leaves at T0 + 60 + margin
+    assert admit(one, T0 + 60.6).slot is not None
+
+
+def test_batches_share_one_window(ledger: Factory) -> None:
+    first, second = ledger(), ledger()
+    assert [admit(first, T0).slot is not None for _ in range(3)] == [True] * 3
+    refused = admit(second, T0 + 1)
+    assert refused.slot is None and refused.metric == "rpm"
+
+
+def test_forgotten_slots_give_their_room_back_and_settled_ones_move(ledger: Factory) -> None:
+    one = ledger()
+    slots = [admit(one, T0).slot for _ in range(3)]
+    assert slots[0] is not None and slots[1] is not None
+    one.forget(slots[0])
+    assert admit(one, T0 + 1).slot is not None
+    one.settle(slots[1], at=T0 + 30, tokens=10)  # it went on the wire later than admitted
+    refused = admit(one, T0 + 2)
+    assert refused.wait_s == pytest.approx(60.5 - 2)  # slots[2], admitted at T0, leaves first
+
+
+def test_input_tokens_per_minute(ledger: Factory) -> None:
+    one = ledger()
+    limits = {"rpm": None, "tpm": 100}
+    assert admit(one, T0, tokens=60, **limits).slot is not None
+    assert admit(one, T0 + 5, tokens=30, **limits).slot is not None
+    refused = admit(one, T0 + 6, tokens=40, **limits)
+    assert refused.slot is None and refused.metric == "tpm" and refused.needed == 30
+    assert refused.wait_s == pytest.approx(60.5 - 6)  # the 60-token slot must leave
+
+
+def test_a_request_above_the_token_limit_goes_alone_in_an_empty_window(ledger: Factory) -> None:
+    assert admit(ledger(), T0, tokens=500, rpm=None, tpm=100).slot is not None
+
+
+def test_googles_day_waits_for_its_end(ledger: Factory) -> None:
+    one = ledger()
+    day = Windows(60.0, 0.5, day_from=T0 - 100, day_ends=T0 + 3_600)
+    limits = {"rpm": None, "tpm": None, "rpd": 2}
+    for at in (T0, T0 + 70):
+        assert one.admit(MODEL, now=at, tokens=1, limits=limits, windows=day, seen=0).slot
+    refused = one.admit(MODEL, now=T0 + 200, tokens=1, limits=limits, windows=day, seen=0)
+    assert refused.metric == "rpd" and refused.wait_s == pytest.approx(3_400)
+
+
+def test_the_batch_that_waited_longest_gets_the_room(ledger: Factory) -> None:
+    first, second, third = ledger(), ledger(), ledger()
+    for at in (T0, T0 + 10, T0 + 20):
+        assert admit(first, at).slot is not None
+    assert admit(second, T0 + 21).slot is None  # queues first
+    assert admit(third, T0 + 22).slot is None  # then this one
+    # T0's slot has left: room for one. The third asks first, but the second is owed it.
+    late = admit(third, T0 + 61)
+    assert late.slot is None and late.wait_s == pytest.approx(70.5 - 61)
+    assert admit(second, T0 + 61.1).slot is not None
+    assert admit(third, T0 + 61.2).slot is None  # the window is full again
+    # T0 + 10's slot leaves: the third, first in line now, is owed it, not the first batch.
+    assert admit(first, T0 + 71).slot is None
+    assert admit(third, T0 + 71.1).slot is not None
+
+
+def test_a_waiter_that_stopped_asking_loses_its_place(ledger: Factory) -> None:
+    first, gone = ledger(), ledger()
+    for at in (T0, T0 + 10, T0 + 20):
+        assert admit(first, at).slot is not None
+    told = admit(gone, T0 + 21)  # queued; then its process dies and never asks again
+    assert admit(first, T0 + 61).slot is None  # the dead waiter is owed the room, for a while
+    assert admit(first, T0 + 21 + told.wait_s + 1.1).slot is not None
+
+
+def test_what_one_batch_learns_is_news_to_the_others_once(ledger: Factory) -> None:
+    teacher, pupil = ledger(), ledger()
+    version = teacher.learn(MODEL, "rpm", 2, "stated")
+    told = admit(pupil, T0)
+    assert told.slot is None
+    assert told.news == (SharedLimit(MODEL, "rpm", 2, "stated", version),)
+    assert told.version == version
+    assert admit(pupil, T0, seen=told.version, rpm=2).slot is not None
+
+
+def test_a_hold_is_news_and_then_refuses_until_it_ends(ledger: Factory) -> None:
+    teacher, pupil = ledger(), ledger()
+    version = teacher.hold(MODEL, "exhausted", T0 + 100)
+    teacher.hold(MODEL, "parked", T0 + 10)  # a shorter hold does not cut a longer one short
+    told = admit(pupil, T0)
+    assert told.news == (SharedHold(MODEL, "exhausted", T0 + 100, version),)
+    held = admit(pupil, T0 + 1, seen=told.version)
+    assert held.slot is None and held.wait_s == pytest.approx(99)
+    assert admit(pupil, T0 + 101, seen=told.version).slot is not None
+
+
+def test_a_hold_that_is_over_is_not_news(ledger: Factory) -> None:
+    ledger().hold(MODEL, "parked", T0 + 5)
+    assert admit(ledger(), T0 + 6).slot is not None
+
+
+def test_other_processes_are_counted(ledger: Factory, tmp_path: Path) -> None:
+    one = ledger()
+    assert admit(one, T0).others == 0
+    elsewhere = (
+        "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+        "db.execute(\"INSERT INTO slot (quota, model, at, tokens, process) "
+        "VALUES (?, ?, ?, 1, 'other-host:42')\", (sys.argv[2], sys.argv[3], float(sys.argv[4]))); "
+        "db.commit()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", elsewhere, str(tmp_path / "quota.sqlite"), QUOTA, MODEL, str(T0)],
+        check=True,
+    )
+    assert admit(ledger(), T0 + 2).others == 1
+
+
+ADMITTER = """
+import sys
+from scriptgen_nb.engine.ledger import Windows
+from scriptgen_nb.quota import LocalLedger
+ledger = LocalLedger(sys.argv[1], "q")
+windows = Windows(60.0, 0.5, 0.0, float("inf"))
+granted = sum(
+    ledger.admit("m", now=1000.0, tokens=1, limits={"rpm": 50, "tpm": None, "rpd": None},
+                 windows=windows, seen=0).slot is not None
+    for _ in range(40)
+)
+print(granted)
+"""
+
+
+def test_processes_admitting_at_once_never_exceed_the_window(tmp_path: Path) -> None:
+    path = str(tmp_path / "quota.sqlite")
+    runs = [
+        subprocess.Popen([sys.executable, "-c", ADMITTER, path], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    granted = [int(run.communicate(timeout=120)[0]) for run in runs]
+    assert sum(granted) == 50, granted  # 160 asked, 50 fit: exactly, not one more
+
+
+def test_settings_point_where_they_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCRIPTGEN_QUOTA", raising=False)
+    assert quota_place().kind == "local" and quota_place().where.endswith("quota.sqlite")
+    assert quota_place("off").kind == "off" and quota_place(False).kind == "off"
+    assert quota_place("redis://h:6379/0").kind == "redis"
+    assert quota_place(tmp_path / "q.sqlite").where == str(tmp_path / "q.sqlite")
+    monkeypatch.setenv("SCRIPTGEN_QUOTA", "OFF")
+    assert quota_place().kind == "off"
+    assert open_ledger(None, "e", "f") == (None, None)
+
+
+def test_a_ledger_that_cannot_be_opened_says_so_once(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    setting = blocked / "quota.sqlite"
+    ledger, notice = open_ledger(setting, "e", "f")
+    assert ledger is None and notice is not None and "paces alone" in notice
+    assert open_ledger(setting, "e", "f") == (None, None)  # said once per process
+
+
+MOUNTS = """\
+22 1 0:21 / / rw,relatime - ext4 /dev/sda1 rw
+40 22 0:35 / /home/team rw,relatime - nfs4 server:/export/team rw,vers=4.2
+41 40 0:36 / /home/team/local rw,relatime - ext4 /dev/sdb1 rw
+"""
+
+
+def test_a_network_file_system_is_told_from_a_local_disk(tmp_path: Path) -> None:
+    assert network_file_system(Path("/home/team/me/.cache/q.sqlite"), MOUNTS) == "nfs4"
+    assert network_file_system(Path("/home/team/local/q.sqlite"), MOUNTS) is None
+    assert network_file_system(Path("/var/q.sqlite"), MOUNTS) is None
+    assert network_file_system(tmp_path / "not-yet" / "quota.sqlite") is None  # this machine's
+
+
+def test_a_ledger_on_a_network_file_system_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import scriptgen_nb.quota as quota
+
+    monkeypatch.setattr(quota, "network_file_system", lambda path: "nfs4")
+    ledger, notice = open_ledger("/home/team/q.sqlite", "e", "f")
+    assert ledger is None and notice is not None and "network file system (nfs4)" in notice
