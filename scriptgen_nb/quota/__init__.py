@@ -122,7 +122,7 @@ def _once(notice: str) -> str | None:
 
 
 def network_file_system(path: Path, mounts: str | None = None) -> str | None:
-    """The network file system type `path` (or its nearest existing parent) is on, or None
+    """The network file system type `path` is (or will be) on, or None
     (a local one, or a system without /proc/self/mountinfo to tell). `mounts` is that table's
     text (read from /proc when None)."""
     if mounts is None:
@@ -130,10 +130,11 @@ def network_file_system(path: Path, mounts: str | None = None) -> str | None:
             mounts = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
         except OSError:
             return None
-    place = path
-    while not place.exists() and place != place.parent:
-        place = place.parent
-    place = place.resolve() if place.exists() else place
+    place = path.absolute()  # links resolved in the part that exists, the rest as given
+    existing = place
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    place = existing.resolve() / place.relative_to(existing)
     best, kind = "", ""
     for line in mounts.splitlines():
         fields, _, rest = line.partition(" - ")
