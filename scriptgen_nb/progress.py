@@ -175,7 +175,7 @@ class ProgressState:
                 case QuotaShared(failed=None):
                     self._sharing = event.processes
                     self._most_sharing = max(self._most_sharing, event.processes)
-                case QuotaShared(failed=failed):
+                case QuotaShared(failed=str() as failed):
                     self._sharing = 0
                     self._notices = (*self._notices, failed)
                 case RequestFinished(result=result):
@@ -307,8 +307,9 @@ def count_parts(snapshot: ProgressSnapshot) -> list[str]:
 
 
 def pace_parts(snapshot: ProgressSnapshot) -> list[str]:
-    """`312 req/min`, (`2 other processes pacing this quota too`), `$0.0123` (or `at least $... (N requests of unknown price)`, `cost
-    unknown`), `ETA 4s`; the rate and the ETA only once they are known."""
+    """`312 req/min`, `2 other processes pacing this quota too` (a shared quota ledger),
+    `$0.0123` (or `at least $... (N requests of unknown price)`, `cost unknown`), `ETA 4s`;
+    the rate and the ETA only once they are known."""
     parts = []
     if snapshot.requests_per_min is not None:
         parts.append(f"{snapshot.requests_per_min:,.0f} req/min")

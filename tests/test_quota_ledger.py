@@ -156,7 +156,7 @@ def test_other_processes_are_counted(ledger: Factory, tmp_path: Path) -> None:
     assert admit(one, T0).others == 0
     elsewhere = (
         "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
-        "db.execute(\"INSERT INTO slot (quota, model, at, tokens, process) "
+        'db.execute("INSERT INTO slot (quota, model, at, tokens, process) '
         "VALUES (?, ?, ?, 1, 'other-host:42')\", (sys.argv[2], sys.argv[3], float(sys.argv[4]))); "
         "db.commit()"
     )

@@ -237,8 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         method = self.command
         if path == "/emulator/counters" and method == "GET":
-            counts = service.counters.snapshot(service.config.models)
-            self._deliver(JsonReply(200, {**counts, "instance": service.instance}))
+            self._deliver(JsonReply(200, service.counters_reply()))
             return
         if path == "/emulator/reset" and method == "POST":
             service.reset()
@@ -588,9 +587,8 @@ class Emulator:
         self.stop()
 
     def counters(self) -> dict[str, Any]:
-        """A snapshot of the counters (the JSON `GET /emulator/counters` returns, but for the
-        quota windows' `instance`)."""
-        return self._service.counters.snapshot(self._service.config.models)
+        """A snapshot of the counters (the same JSON `GET /emulator/counters` returns)."""
+        return self._service.counters_reply()
 
     def attempts_for(self, prompt: str, model: str | None = None) -> int:
         """How many generate requests carried this prompt text (on `model`, or on any)."""

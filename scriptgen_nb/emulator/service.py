@@ -204,6 +204,10 @@ class GeminiService:
             self._base = dataclasses.replace(self._base, **changes)
         return self.config
 
+    def counters_reply(self) -> dict[str, Any]:
+        """The counters, with which life of the quota windows they count (`instance`)."""
+        return {**self.counters.snapshot(self.config.models), "instance": self.instance}
+
     def reset(self) -> None:
         """Empty the quota windows and the implicit cache, zero the counters and restart the
         storm clock (batch jobs and files stay): each run after a reset meets the same storms,

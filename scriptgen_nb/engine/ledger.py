@@ -24,11 +24,14 @@ engine converts its loop clock. Imports nothing outside `engine/`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .limits import Metric
+from .models import ModelSpec
+from .policy import REAL_DAY_S, pacific_day_bounds
 from .values import LimitSource
 
 HoldState = Literal["parked", "backing_off", "exhausted"]
@@ -47,6 +50,16 @@ class Windows:
     margin_s: float
     day_from: float
     day_ends: float
+
+
+def windows_at(spec: ModelSpec, wall: float, margin_s: float) -> Windows:
+    """`spec`'s windows at wall time `wall`: real days are Google's (Pacific midnight to
+    midnight, as the engine counts them), compressed ones slide."""
+    if spec.day_s == REAL_DAY_S:
+        day_from, day_ends = pacific_day_bounds(wall)
+    else:
+        day_from, day_ends = wall - spec.day_s - margin_s, math.inf
+    return Windows(spec.minute_s, margin_s, day_from, day_ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +144,8 @@ class QuotaLedger(Protocol):
         ...
 
     def close(self) -> None:
-        """Leave the ledger: this batch waits no longer (its slots stay until they age out)."""
+        """Leave the ledger: this batch waits no longer (its slots stay until they age out).
+        Never raises: a ledger that cannot be left is left anyway (its waiters lapse)."""
         ...
 
     def usage(self, model: str, *, now: float, windows: Windows) -> tuple[int, int, int, int]:

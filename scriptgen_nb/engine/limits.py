@@ -132,6 +132,12 @@ class WorkingLimit:
         return Learned(self.metric, self.configured, self.value, source)
 
 
+def window_margin_s(spec: ModelSpec) -> float:
+    """How long past its window a slot is still counted: the client's and the server's clocks
+    (and the request's trip) differ a little, and a window freed a moment early costs a 429."""
+    return max(0.05, spec.minute_s * 0.005)
+
+
 class ModelLimiter:
     """Sliding-window admission for one model, with working limits that move (module doc)."""
 
@@ -145,7 +151,7 @@ class ModelLimiter:
     ) -> None:
         self.spec = spec
         self.limits = {m: self._start(m, (remembered or {}).get(m)) for m in METRICS}
-        self.margin_s = margin_s if margin_s is not None else max(0.05, spec.minute_s * 0.005)
+        self.margin_s = margin_s if margin_s is not None else window_margin_s(spec)
         self._day_bounds = day_bounds
         self._minute = SlotWindow()
         self._day = SlotWindow()
@@ -202,11 +208,6 @@ class ModelLimiter:
     @property
     def rpd(self) -> int | None:
         return self.limits["rpd"].value
-
-    @property
-    def google_day(self) -> bool:
-        """Whether days are Google's (midnight Pacific), not a sliding compressed day."""
-        return self._day_bounds is not None
 
     @property
     def usable(self) -> bool:

@@ -209,7 +209,7 @@ class BatchEngine:
         self._wall = wall_clock
         self._wall_offset = 0.0  # wall clock minus loop clock, fixed when the batch starts
         self.limiters = {spec.name: self._limiter(spec) for spec in config.ladder}
-        self._quota = SharedQuota(config.ledger, self._emit, pacific_day_bounds)
+        self._quota = SharedQuota(config.ledger, self._emit)
         self.status: Literal["running", "finished", "cancelled", "failed"] = "running"
         self._fatal: BaseException | None = None
         self._stop_reason: Failure | None = None  # set when no further request may be sent

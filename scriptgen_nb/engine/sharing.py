@@ -12,12 +12,11 @@ Imports nothing outside `engine/`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TypeVar
 
 from .errors import QuotaLedgerError
-from .ledger import Admission, HoldState, QuotaLedger, SharedHold, SharedLimit, Windows
+from .ledger import Admission, HoldState, QuotaLedger, SharedHold, SharedLimit, windows_at
 from .limits import Learned, ModelLimiter
 from .values import Event, ModelStateChanged, QuotaShared
 from .window import Slot
@@ -40,11 +39,9 @@ class SharedQuota:
         self,
         ledger: QuotaLedger | None,
         emit: Callable[[Event], None],
-        day_bounds: Callable[[float], tuple[float, float]],
     ) -> None:
         self._ledger = ledger
         self._emit = emit
-        self._day_bounds = day_bounds  # Google's day around a wall time
         self.wall_offset = 0.0  # wall clock minus loop clock: set when the batch starts
         self._seen = 0  # the newest news version adopted
         self._own: set[int] = set()  # versions this batch published: not news to it
@@ -124,7 +121,7 @@ class SharedQuota:
 
     def _ask(self, limiter: ModelLimiter, tokens: int, now: float) -> Admission | None:
         limits = {metric: limit.value for metric, limit in limiter.limits.items()}
-        windows = self._windows(limiter, now)
+        windows = windows_at(limiter.spec, now + self.wall_offset, limiter.margin_s)
         return self._call(
             lambda ledger: ledger.admit(
                 limiter.spec.name,
@@ -135,15 +132,6 @@ class SharedQuota:
                 seen=self._seen,
             )
         )
-
-    def _windows(self, limiter: ModelLimiter, now: float) -> Windows:
-        spec = limiter.spec
-        wall = now + self.wall_offset
-        if limiter.google_day:
-            day_from, day_ends = self._day_bounds(wall)
-        else:
-            day_from, day_ends = wall - spec.day_s - limiter.margin_s, math.inf
-        return Windows(spec.minute_s, limiter.margin_s, day_from, day_ends)
 
     def _adopt(
         self,
@@ -195,8 +183,5 @@ class SharedQuota:
                     failed=f"{exc}. This batch paces alone from now (429s still teach it).",
                 )
             )
-            try:
-                ledger.close()
-            except QuotaLedgerError:
-                pass
+            ledger.close()
             return None

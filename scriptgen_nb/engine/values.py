@@ -395,9 +395,7 @@ class Result:
 # "recovered" (additive increase once the 429s stopped), "raised" (discovery: the window filled
 # without a 429), "remembered" (an earlier batch learned it at this endpoint and key), "shared"
 # (another process at this quota learned it just now, through the shared quota ledger).
-LimitSource = Literal[
-    "stated", "message", "lowered", "recovered", "raised", "remembered", "shared"
-]
+LimitSource = Literal["stated", "message", "lowered", "recovered", "raised", "remembered", "shared"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,8 @@ from scriptgen_nb.emulator import Emulator, EmulatorConfig
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.store import Database, LogLocked, lock_wait, recorder
 from tests.forwarding_proxy import forwarding_proxy
-from tests.reliability.test_processes import KEY, Child, assert_rows_whole, wait_until
+from tests.reliability.children import KEY, Child, wait_until
+from tests.reliability.test_processes import assert_rows_whole
 from tests.test_cli_run import jsonl
 
 MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)

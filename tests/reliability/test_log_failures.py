@@ -34,7 +34,7 @@ from scriptgen_nb.engine.values import (
 )
 from scriptgen_nb.store import Database, StoreError
 from scriptgen_nb.store.recorder import BatchInfo, Recorder
-from tests.reliability.test_processes import child_report, wait_until
+from tests.reliability.children import child_report, wait_until
 from tests.test_cli import scriptgen
 
 MODEL = sg.ModelSpec("m", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)

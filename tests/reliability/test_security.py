@@ -38,7 +38,7 @@ from scriptgen_nb.jupyter.panel import ProgressPanel
 from scriptgen_nb.progress import TextProgress, format_line, format_summary
 from scriptgen_nb.store import CallStore, Database
 from scriptgen_nb.wiring import BatchOptions
-from tests.reliability.test_processes import child_report
+from tests.reliability.children import child_report
 
 KEY = "AIzaSy-SCRIPTGEN-test-SECRET-0d5c1b7e9a"  # accepted by the emulator
 WRONG_KEY = "AIzaSy-SCRIPTGEN-wrong-SECRET-61f0a4c2"  # refused by it

@@ -1,0 +1,136 @@
+"""A batch's side of a shared quota ledger (engine/sharing.py), on a real SQLite ledger file.
+
+Two `SharedQuota`s on one file stand for two processes' batches (each its own ledger owner, as
+in two processes): what one takes, learns or is refused is what the other is told. The loop
+clock of each batch is `now`; the wall clock is `now + WALL` for both.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from scriptgen_nb.engine.errors import QuotaLedgerError
+from scriptgen_nb.engine.limits import Learned, ModelLimiter
+from scriptgen_nb.engine.models import ModelSpec
+from scriptgen_nb.engine.sharing import SharedQuota
+from scriptgen_nb.engine.values import Event, ModelStateChanged, QuotaShared
+from scriptgen_nb.engine.window import Slot
+from scriptgen_nb.quota import LocalLedger
+
+WALL = 1_000_000.0
+PER_WINDOW = 10
+
+
+@dataclass
+class Batch:
+    """One batch's limiter and shared quota, and what it was told."""
+
+    quota: SharedQuota
+    limiter: ModelLimiter
+    events: list[Event] = field(default_factory=list)
+    adopted: list[Learned] = field(default_factory=list)
+
+    def admit(self, now: float, tokens: int = 100) -> Slot | None:
+        return self.quota.admit(
+            self.limiter,
+            tokens,
+            now,
+            lambda limiter, learned: self.adopted.append(learned),
+            {self.limiter.spec.name: self.limiter},
+        )
+
+
+def batch(path: Path, rpm: int = PER_WINDOW, **spec: object) -> Batch:
+    limiter = ModelLimiter(
+        ModelSpec("m", rpm=rpm, minute_s=1.0, day_s=1000.0, **spec),  # type: ignore[arg-type]
+        margin_s=0.05,
+    )
+    events: list[Event] = []
+    quota = SharedQuota(LocalLedger(path, "endpoint key"), events.append)
+    quota.wall_offset = WALL
+    return Batch(quota, limiter, events)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Batch, Batch]:
+    path = tmp_path / "quota.sqlite"
+    return batch(path), batch(path)
+
+
+def test_two_batches_admit_together_what_one_window_holds(pair: tuple[Batch, Batch]) -> None:
+    one, two = pair
+    granted = [b.admit(0.0) for _ in range(PER_WINDOW) for b in (one, two)]
+    assert sum(slot is not None for slot in granted) == PER_WINDOW
+    refused = one if granted[-2] is None else two
+    assert refused.limiter.wait_s(0.0, 100) > 0  # queued until the window has room
+    assert refused.admit(1.2) is not None  # the first slots left the window (1 s + margin)
+
+
+def test_a_slot_given_back_is_room_for_the_other(pair: tuple[Batch, Batch]) -> None:
+    one, two = pair
+    slots = [one.admit(0.0) for _ in range(PER_WINDOW)]
+    assert two.admit(0.0) is None
+    first = slots[0]
+    assert first is not None and first.shared_id is not None
+    one.quota.forget(first)  # refused by the service, or never sent
+    assert first.shared_id is None
+    two.limiter.queued_until = -math.inf
+    assert two.admit(0.01) is not None
+
+
+def test_a_limit_learned_by_one_reaches_the_other_at_its_next_admission(
+    pair: tuple[Batch, Batch],
+) -> None:
+    one, two = pair
+    slot = one.admit(0.0)
+    assert slot is not None
+    learned = one.limiter.rate_limited(0.0, slot, 0.5, "rpm", 4, "stated")
+    assert learned is not None
+    one.quota.learned("m", learned)
+    assert two.admit(0.0) is not None
+    assert two.limiter.rpm == 4 and two.limiter.limits["rpm"].source == "shared"
+    assert [(a.metric, a.learned, a.source) for a in two.adopted] == [("rpm", 4, "shared")]
+    assert one.adopted == []  # its own news is not news to it
+
+
+def test_a_model_held_by_one_is_held_for_the_other(pair: tuple[Batch, Batch]) -> None:
+    one, two = pair
+    one.quota.held("m", "parked", 0.5)
+    assert two.admit(0.0) is None
+    assert two.limiter.state(0.0) == "parked"
+    assert [e for e in two.events if isinstance(e, ModelStateChanged)] == [
+        ModelStateChanged("m", "parked", 0.5, "another process at this quota was refused")
+    ]
+    assert two.admit(0.6) is not None
+
+
+def test_the_other_processes_are_told_to_listeners(tmp_path: Path) -> None:
+    path = tmp_path / "quota.sqlite"
+    one = batch(path)
+    assert one.admit(0.0) is not None
+    with sqlite3.connect(path) as db:  # another process's request, as it would write it
+        db.execute(
+            "INSERT INTO slot (quota, model, at, tokens, process) VALUES (?, 'm', ?, 1, ?)",
+            ("endpoint key", WALL + 1.0, "elsewhere:1"),
+        )
+    assert one.admit(1.5) is not None  # the count is taken again at most once a second
+    assert [e for e in one.events if isinstance(e, QuotaShared)] == [QuotaShared(1, str(path))]
+
+
+def test_a_ledger_that_fails_is_said_once_and_the_batch_paces_alone(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    alone = batch(blocked / "quota.sqlite")
+    slots = [alone.admit(0.0) for _ in range(3)]
+    assert all(slot is not None and slot.shared_id is None for slot in slots)
+    failures = [e for e in alone.events if isinstance(e, QuotaShared)]
+    assert len(failures) == 1 and failures[0].failed is not None
+    assert "paces alone" in failures[0].failed
+    assert alone.quota.active is False
+    with pytest.raises(QuotaLedgerError):
+        LocalLedger(blocked / "quota.sqlite", "q").check()
