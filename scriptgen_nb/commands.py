@@ -241,9 +241,11 @@ def models_frame(
     """The catalogue with limits, today's prices (None: unknown) and shutdown dates; beside
     them (`learned`), the limits remembered for the quota identity of the `endpoint` options
     (`base_url`, `api_key`; none: the environment's) and what each model used in its windows
-    there, according to the call log `db` (none: nothing used or remembered)."""
+    there, according to the call log `db` (none: nothing used or remembered) and, every
+    process together, the shared quota ledger (`quota_*`; None when it is off or empty)."""
     import pandas as pd
 
+    from .quota import quota_usage
     from .store.session import quota_history
 
     specs: list[ModelSpec] = list(catalogue or default_catalogue())
@@ -251,10 +253,16 @@ def models_frame(
     identity = _identity(options)
     used = quota_history(db, specs, options.endpoint()) if db is not None else {}
     learned = _learned_text(db, identity, [s.name for s in specs]) if db is not None else {}
+    shared = (
+        quota_usage(options.quota, options.quota_endpoint(), identity.fingerprint, specs)
+        if identity.fingerprint is not None
+        else {}
+    )
     today = catalogue_day()
     rows = []
     for spec in specs:
         history = used.get(spec.name, ModelHistory())
+        quota = shared.get(spec.name)
         price = spec.price_on(today)
         rows.append(
             {
@@ -272,6 +280,9 @@ def models_frame(
                 "sent_this_minute": sum(1 for ago, _ in history.sent if ago < spec.minute_s),
                 "sent_today": len(history.sent),
                 "exhausted_for_s": history.exhausted_for_s,
+                "quota_this_minute": None if quota is None else quota.this_minute,
+                "quota_today": None if quota is None else quota.today,
+                "other_processes": None if quota is None else quota.other_processes,
             }
         )
     return pd.DataFrame(rows)

@@ -307,14 +307,14 @@ def count_parts(snapshot: ProgressSnapshot) -> list[str]:
 
 
 def pace_parts(snapshot: ProgressSnapshot) -> list[str]:
-    """`312 req/min`, `2 other processes pacing this quota too` (a shared quota ledger),
+    """`312 req/min`, `2 other processes using this quota` (the shared quota ledger),
     `$0.0123` (or `at least $... (N requests of unknown price)`, `cost unknown`), `ETA 4s`;
     the rate and the ETA only once they are known."""
     parts = []
     if snapshot.requests_per_min is not None:
         parts.append(f"{snapshot.requests_per_min:,.0f} req/min")
     if snapshot.sharing:
-        parts.append(f"{processes(snapshot.sharing)} pacing this quota too")
+        parts.append(sharing_text(snapshot.sharing))
     parts.append(str(snapshot.cost))
     if snapshot.eta_s is not None:
         parts.append(f"ETA {format_duration(snapshot.eta_s, tenths=False)}")
@@ -324,6 +324,11 @@ def pace_parts(snapshot: ProgressSnapshot) -> list[str]:
 def processes(count: int) -> str:
     """`1 other process`, `2 other processes`."""
     return f"{count} other process{'' if count == 1 else 'es'}"
+
+
+def sharing_text(count: int) -> str:
+    """`2 other processes using this quota`: pacing it with this batch (the shared ledger)."""
+    return f"{processes(count)} using this quota"
 
 
 # How a working limit came to be, in words (engine/values.py `LimitSource`).

@@ -218,12 +218,14 @@ class BatchOptions:
                 raise
             return key_fingerprint("")
 
-    def quota_endpoint(self, backend: Backend) -> str:
-        """The endpoint as the shared quota ledger knows it: an emulator's with the life of its
-        quota windows (a reset, or a new emulator on an old port, starts them empty)."""
+    def quota_endpoint(self, endpoint: str | None = None) -> str:
+        """The endpoint (`endpoint()`, or a custom backend's) as the shared quota ledger knows
+        it: an emulator's with the life of its quota windows (a reset, or a new emulator on an
+        old port, starts them empty)."""
+        endpoint = endpoint or self.endpoint()
         url = self.resolved_base_url()
         instance = endpoints.emulator_instance(url) if self.simulated() and url else None
-        return f"{backend.endpoint}#{instance}" if instance else backend.endpoint
+        return f"{endpoint}#{instance}" if instance else endpoint
 
     def build_backend(self, max_connections: int) -> Backend:
         if self.backend is not None:
@@ -280,7 +282,8 @@ class BatchOptions:
         log = self.open_log(wait=wait)
         backend = self.build_backend(plan.max_in_flight)
         fingerprint = self.key_fingerprint()
-        ledger, ledger_notice = open_ledger(self.quota, self.quota_endpoint(backend), fingerprint)
+        quota_endpoint = self.quota_endpoint(backend.endpoint)
+        ledger, ledger_notice = open_ledger(self.quota, quota_endpoint, fingerprint)
         if ledger_notice is not None:
             notices = (*notices, ledger_notice)
         config = EngineConfig(

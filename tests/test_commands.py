@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sqlite3
 import time
 import tomllib
 from importlib import resources
@@ -10,9 +12,13 @@ from pathlib import Path
 import pytest
 
 from scriptgen_nb import commands
+from scriptgen_nb.engine.backend import GOOGLE_ENDPOINT
 from scriptgen_nb.engine.errors import ConfigurationError
 from scriptgen_nb.engine.identity import key_fingerprint
+from scriptgen_nb.engine.ledger import Windows
+from scriptgen_nb.engine.limits import Metric
 from scriptgen_nb.engine.models import default_catalogue
+from scriptgen_nb.quota import LocalLedger, quota_identity
 from scriptgen_nb.store import Database
 from tests.call_log_rows import remember
 
@@ -102,3 +108,31 @@ def test_the_models_table_shows_the_remembered_limits_beside_the_catalogues(
     assert table["learned"].drop(FLASH).isna().all()  # not another key's
     assert list(table.columns[:5]) == ["priority", "rpm", "tpm", "rpd", "learned"]
     assert commands.models_frame(None)["learned"].isna().all()
+
+
+def test_the_models_table_shows_what_every_process_took_of_the_shared_quota(
+    google_key: str, quota_ledger_in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert commands.models_frame(None)["quota_this_minute"].isna().all()  # no ledger yet
+    quota = quota_identity(GOOGLE_ENDPOINT, google_key)
+    now = time.time()
+    ledger = LocalLedger(quota_ledger_in_tmp, quota)
+    window = Windows(60.0, 0.3, now - 86_400.0, math.inf)
+    limits: dict[Metric, int | None] = {"rpm": 10, "tpm": None, "rpd": None}
+    for _ in range(2):
+        ledger.admit(FLASH, now=now, tokens=50, limits=limits, windows=window, seen=0)
+    ledger.close()
+    with sqlite3.connect(quota_ledger_in_tmp) as db:  # a request of another process
+        db.execute(
+            "INSERT INTO slot (quota, model, at, tokens, process) VALUES (?, ?, ?, 9, 'b:7')",
+            (quota, FLASH, now),
+        )
+    table = commands.models_frame(None).set_index("model")
+    assert table.loc[FLASH, ["quota_this_minute", "quota_today", "other_processes"]].tolist() == [
+        3,
+        3,
+        1,
+    ]
+    assert (table["quota_this_minute"].drop(FLASH) == 0).all()
+    monkeypatch.setenv("SCRIPTGEN_QUOTA", "off")
+    assert commands.models_frame(None)["quota_this_minute"].isna().all()

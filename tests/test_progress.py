@@ -24,6 +24,7 @@ from scriptgen_nb.engine.values import (
     LimitSource,
     ModelState,
     ModelStateChanged,
+    QuotaShared,
     RequestFinished,
     Result,
     Usage,
@@ -402,6 +403,30 @@ def test_a_learned_limit_shows_in_the_row_the_line_and_the_summary() -> None:
     )
 
 
+def test_other_processes_on_the_quota_show_in_the_line_and_the_summary() -> None:
+    state = ProgressState(FakeClock())
+    state(started())
+    state(QuotaShared(2, "/cache/quota.sqlite"))
+    assert "2 other processes using this quota" in format_line(state.snapshot())
+    state(QuotaShared(1, "/cache/quota.sqlite"))
+    assert "1 other process using this quota" in format_line(state.snapshot())
+    state(QuotaShared(0, "/cache/quota.sqlite"))
+    assert "using this quota" not in format_line(state.snapshot())
+    state(ended())
+    assert "the quota shared with 2 other processes" in format_summary(state.snapshot())
+
+
+def test_a_ledger_that_failed_is_a_note_and_the_batch_paces_alone() -> None:
+    state = ProgressState(FakeClock())
+    state(started())
+    state(QuotaShared(1, "/cache/quota.sqlite"))
+    state(QuotaShared(0, "/cache/quota.sqlite", failed="the quota ledger failed: disk I/O"))
+    snapshot = state.snapshot()
+    assert snapshot.sharing == 0 and snapshot.notices == ("the quota ledger failed: disk I/O",)
+    state(ended())
+    assert format_summary(state.snapshot()).endswith("\nnote: the quota ledger failed: disk I/O")
+
+
 @pytest.mark.parametrize(
     ("source", "said"),
     [
@@ -411,6 +436,7 @@ def test_a_learned_limit_shows_in_the_row_the_line_and_the_summary() -> None:
         ("recovered", "rpm 150 (recovered: no more 429s; catalogue 5)"),
         ("raised", "rpm 150 (raised: discovery; catalogue 5)"),
         ("remembered", "rpm 150 (remembered; catalogue 5)"),
+        ("shared", "rpm 150 (learned by another process; catalogue 5)"),
     ],
 )
 def test_every_source_of_a_working_limit_is_said_in_words(source: LimitSource, said: str) -> None:

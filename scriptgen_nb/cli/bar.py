@@ -22,6 +22,7 @@ from ..progress import (
     ProgressSnapshot,
     format_duration,
     format_summary,
+    sharing_text,
     write_log_wait,
 )
 
@@ -29,8 +30,9 @@ SEPARATOR = " · "
 
 
 def postfix(snapshot: ProgressSnapshot) -> str:
-    """`1 failed · 2 not run · $0.0123 · 3.5-flash: ready (12 attempts) · 2.5-pro: parked 4s`,
-    and a wait for the call log while another process holds it."""
+    """`1 failed · 2 not run · $0.0123 · 1 other process using this quota · 3.5-flash: ready
+    (12 attempts) · 2.5-pro: parked 4s`, and a wait for the call log while another process
+    holds it."""
     parts = []
     if snapshot.failed:
         parts.append(f"{snapshot.failed} failed")
@@ -39,6 +41,8 @@ def postfix(snapshot: ProgressSnapshot) -> str:
     if snapshot.cached:
         parts.append(f"{snapshot.cached} cached")
     parts.append(str(snapshot.cost))
+    if snapshot.sharing:
+        parts.append(sharing_text(snapshot.sharing))
     parts += [model_state(row) for row in snapshot.models]
     if snapshot.log_wait is not None:
         parts.append(snapshot.log_wait)

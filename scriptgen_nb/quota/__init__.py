@@ -17,6 +17,8 @@ batches pace alone.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +26,9 @@ from typing import Literal
 import platformdirs
 
 from ..engine.errors import ConfigurationError, QuotaLedgerError
-from ..engine.ledger import QuotaLedger
+from ..engine.ledger import QuotaLedger, windows_at
+from ..engine.limits import window_margin_s
+from ..engine.models import ModelSpec
 from .local import LocalLedger
 
 QUOTA_ENV = "SCRIPTGEN_QUOTA"
@@ -85,26 +89,17 @@ def open_ledger(
     """The ledger for one batch at this quota identity, and a notice to give (once per process)
     when the setting's ledger cannot be used and the batch will pace alone."""
     place = quota_place(setting)
-    quota = quota_identity(endpoint, fingerprint)
     if place.kind == "off":
         return None, None
-    if place.kind == "redis":
-        from .redis import open_redis_ledger
-
-        return _ready(open_redis_ledger(place.where, quota))
-    network = network_file_system(Path(place.where))
+    network = network_file_system(Path(place.where)) if place.kind == "local" else None
     if network is not None:
         return None, _once(
             f"The quota ledger {place.where} is on a network file system ({network}), where "
             "SQLite's locks cannot be trusted: each batch paces alone. Set SCRIPTGEN_QUOTA to "
             "a local path, a redis:// URL for many machines, or off."
         )
-    return _ready(LocalLedger(place.where, quota))
-
-
-def _ready(ledger: QuotaLedger) -> tuple[QuotaLedger | None, str | None]:
-    """`ledger` if it can be used now, else None and the notice saying why."""
     try:
+        ledger = _ledger_at(place, quota_identity(endpoint, fingerprint))
         ledger.check()
     except QuotaLedgerError as exc:
         return None, _once(
@@ -112,6 +107,51 @@ def _ready(ledger: QuotaLedger) -> tuple[QuotaLedger | None, str | None]:
             "writable path, or off to say nothing."
         )
     return ledger, None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """What every process at one quota has used of a model's windows, by the shared ledger."""
+
+    this_minute: int  # requests
+    tokens_this_minute: int  # input tokens
+    today: int  # requests
+    other_processes: int  # other processes with requests in the minute
+
+
+def quota_usage(
+    setting: QuotaSetting, endpoint: str, fingerprint: str, specs: Iterable[ModelSpec]
+) -> dict[str, QuotaUsage]:
+    """Each model's use of its windows now, every process at this quota identity together;
+    empty when the ledger is off, not there yet (never created here) or cannot be read."""
+    place = quota_place(setting)
+    if place.kind == "off" or (place.kind == "local" and not Path(place.where).exists()):
+        return {}
+    wall = time.time()
+    try:
+        ledger = _ledger_at(place, quota_identity(endpoint, fingerprint))
+        try:
+            return {
+                spec.name: QuotaUsage(
+                    *ledger.usage(
+                        spec.name, now=wall, windows=windows_at(spec, wall, window_margin_s(spec))
+                    )
+                )
+                for spec in specs
+            }
+        finally:
+            ledger.close()
+    except QuotaLedgerError:
+        return {}  # for display only: the table then shows what the call log knows
+
+
+def _ledger_at(place: QuotaPlace, quota: str) -> QuotaLedger:
+    """The ledger `place` points at, for `quota` (not opened yet)."""
+    if place.kind == "redis":
+        from .redis import open_redis_ledger  # redis is an optional extra
+
+        return open_redis_ledger(place.where, quota)
+    return LocalLedger(place.where, quota)
 
 
 def _once(notice: str) -> str | None:
@@ -153,9 +193,11 @@ __all__ = [
     "QUOTA_ENV",
     "LocalLedger",
     "QuotaPlace",
+    "QuotaUsage",
     "default_ledger_path",
     "network_file_system",
     "open_ledger",
     "quota_identity",
     "quota_place",
+    "quota_usage",
 ]
