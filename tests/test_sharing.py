@@ -45,7 +45,7 @@ class Batch:
         )
 
 
-def batch(path: Path, rpm: int = PER_WINDOW, **spec: object) -> Batch:
+def batch(path: Path, rpm: int | None = PER_WINDOW, **spec: object) -> Batch:
     limiter = ModelLimiter(
         ModelSpec("m", rpm=rpm, minute_s=1.0, day_s=1000.0, **spec),  # type: ignore[arg-type]
         margin_s=0.05,
@@ -134,3 +134,11 @@ def test_a_ledger_that_fails_is_said_once_and_the_batch_paces_alone(tmp_path: Pa
     assert alone.quota.active is False
     with pytest.raises(QuotaLedgerError):
         LocalLedger(blocked / "quota.sqlite", "q").check()
+
+
+def test_a_model_without_limits_is_not_asked_about(tmp_path: Path) -> None:
+    """Nothing to pace (a spec without limits): the ledger costs nothing per request."""
+    unlimited = batch(tmp_path / "quota.sqlite", rpm=None)
+    slot = unlimited.admit(0.0)
+    assert slot is not None and slot.shared_id is None
+    assert not (tmp_path / "quota.sqlite").exists()

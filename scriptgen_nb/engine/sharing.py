@@ -61,8 +61,8 @@ class SharedQuota:
     ) -> Slot | None:
         """A slot for a request of `tokens` on `limiter`'s model, or None: the ledger says not
         now (the limiter then waits as it says, or another model is chosen)."""
-        if self._ledger is None:
-            return limiter.admit(now, tokens)
+        if self._ledger is None or all(lim.value is None for lim in limiter.limits.values()):
+            return limiter.admit(now, tokens)  # alone, or nothing to pace: the limiter's call
         for _ in range(ASKS_PER_ADMISSION):
             answer = self._ask(limiter, tokens, now)
             if answer is None:  # the ledger failed just now: pace alone
@@ -81,7 +81,9 @@ class SharedQuota:
                 continue  # a limit being discovered grew: ask with it
             limiter.queue_until(now + answer.wait_s + CLOCK_SLACK_S)
             return None
-        return None  # asked enough for one turn of the loop: the next turn asks again
+        # Asked enough for one turn of the loop (news kept coming): a moment, then again.
+        limiter.queue_until(now + CLOCK_SLACK_S)
+        return None
 
     def settle(self, slot: Slot) -> None:
         """The slot's request was answered: its send time and the service's token count."""
