@@ -626,6 +626,11 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             ],
             _retired_cells,
         ),
+        "12": lambda s: _rate_table(
+            s["rows"],
+            ["ledger CPU ms/req (client)", "each process ended at (s)"],
+            _extra_cells("ledger_cpu_ms_per_req", "per_process_s"),
+        ),
     }
     for key, scenario in scenarios.items():
         params = ", ".join(f"{k} = {v}" for k, v in scenario["params"].items())

@@ -1,6 +1,6 @@
 """Entry point: `python -m bench.run [--quick] [--only 1,3,physics] [--out DIR]`.
 
-Runs the physics check and the eleven scenarios in order, prints progress, and writes
+Runs the physics check and the twelve scenarios in order, prints progress, and writes
 `results.json`, `results.png` and `BENCHMARKS.md`. A full run (no `--quick`, no `--only`) writes
 them into `bench/` (what `make bench` records); any other run writes into `--out` (default
 `/tmp/scriptgen-bench`), so trying things out never overwrites the recorded results.
@@ -20,11 +20,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from . import contenders, real_service, scenarios
+from . import contenders, real_service, scenarios, shared_quota
 from .report import write_report
 
 HERE = Path(__file__).parent
-STEPS = ("physics", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
+STEPS = ("physics", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")
 PACKAGES = ("scriptgen_nb", "google-genai", "httpx2", "duckdb", "pandas", "pydantic", "matplotlib")
 
 
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "9": lambda: real_service.scenario_9(params, log),
         "10": lambda: real_service.scenario_10(params, log),
         "11": lambda: real_service.scenario_11(params, log),
+        "12": lambda: shared_quota.scenario_12(params, log),
     }
     # Every contender starts warm: the imports and first-use costs of a Python process (pandas,
     # duckdb, google-genai: ~0.5 s) would otherwise land on whichever batch runs first.

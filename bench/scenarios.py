@@ -72,6 +72,8 @@ class Params:
     s9_n: int = 200
     s10_n: int = 200
     s11_n: int = 200
+    # bench/shared_quota.py: 12 one quota, several processes (requests per process).
+    s12_n: int = 100
 
     @property
     def scale(self) -> float:
@@ -97,6 +99,7 @@ class Params:
             s9_n=100,
             s10_n=100,
             s11_n=100,
+            s12_n=50,
         )
 
 

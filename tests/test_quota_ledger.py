@@ -65,15 +65,29 @@ def test_batches_share_one_window(ledger: Factory) -> None:
     assert refused.slot is None and refused.metric == "rpm"
 
 
-def test_forgotten_slots_give_their_room_back_and_settled_ones_move(ledger: Factory) -> None:
+def test_forgotten_slots_give_their_room_back(ledger: Factory) -> None:
     one = ledger()
     slots = [admit(one, T0).slot for _ in range(3)]
-    assert slots[0] is not None and slots[1] is not None
+    assert slots[0] is not None
+    assert admit(one, T0 + 1).slot is None
     one.forget(slots[0])
     assert admit(one, T0 + 1).slot is not None
-    one.settle(slots[1], at=T0 + 30, tokens=10)  # it went on the wire later than admitted
-    refused = admit(one, T0 + 2)
-    assert refused.wait_s == pytest.approx(60.5 - 2)  # slots[2], admitted at T0, leaves first
+
+
+def test_settled_tokens_count_from_the_next_admission_on(ledger: Factory) -> None:
+    """The estimate a slot was admitted with gives way to the service's count: in this batch's
+    next admission, and for the others once it has asked again (or closed)."""
+    one, other = ledger(), ledger()
+    limits = {"rpm": None, "tpm": 100}
+    slot = admit(one, T0, tokens=90, **limits).slot
+    assert slot is not None
+    one.settle(slot, tokens=10)
+    assert admit(one, T0 + 1, tokens=50, **limits).slot is not None  # 10 + 50 fit
+    second = admit(one, T0 + 2, tokens=30, **limits).slot
+    assert second is not None
+    one.settle(second, tokens=1)
+    one.close()
+    assert admit(other, T0 + 3, tokens=39, **limits).slot is not None  # 10 + 50 + 1 + 39
 
 
 def test_input_tokens_per_minute(ledger: Factory) -> None:

@@ -86,11 +86,10 @@ class SharedQuota:
         return None
 
     def settle(self, slot: Slot) -> None:
-        """The slot's request was answered: its send time and the service's token count."""
+        """The slot's request was answered: the service's count of its input tokens."""
         shared_id = slot.shared_id
         if shared_id is not None:
-            at = slot.at + self.wall_offset
-            self._call(lambda ledger: ledger.settle(shared_id, at=at, tokens=slot.tokens))
+            self._call(lambda ledger: ledger.settle(shared_id, tokens=slot.tokens))
 
     def forget(self, slot: Slot) -> None:
         """The slot's request was refused or not sent: it gives the ledger its room back."""

@@ -89,6 +89,7 @@ class LocalLedger:
         self._lock = threading.Lock()
         self._others = 0
         self._others_at = -math.inf
+        self._settled: dict[int, int] = {}  # slot id -> tokens, written with the next admission
 
     # --- the contract -------------------------------------------------------------------------
 
@@ -107,6 +108,7 @@ class LocalLedger:
         seen: int,
     ) -> Admission:
         with self._transaction() as db:
+            self._write_settled(db)
             news, version = self._news(db, seen, now)
             if news:
                 return Admission(None, news=news, version=version, others=self._others)
@@ -152,11 +154,8 @@ class LocalLedger:
             assert cursor.lastrowid is not None
             return Admission(cursor.lastrowid, version=seen, others=self._others)
 
-    def settle(self, slot: int, *, at: float, tokens: int) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE slot SET at = max(at, ?), tokens = ? WHERE id = ?", (at, tokens, slot)
-            )
+    def settle(self, slot: int, *, tokens: int) -> None:
+        self._settled[slot] = tokens  # written with the next admission, or at close
 
     def forget(self, slot: int) -> None:
         with self._transaction() as db:
@@ -169,18 +168,21 @@ class LocalLedger:
         return self._publish(model, "hold", until, state)
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is None:
-                return
-            try:
-                self._conn.execute(
+        if self._conn is None:
+            return
+        try:
+            with self._transaction() as db:
+                self._write_settled(db)
+                db.execute(
                     "DELETE FROM waiter WHERE quota = ? AND owner = ?", (self.quota, self.owner)
                 )
-            except sqlite3.Error:
-                pass  # leaving: a waiter row left behind lapses by itself
-            finally:
-                self._conn.close()
-                self._conn = None
+        except QuotaLedgerError:
+            pass  # leaving: token counts are estimates, and a waiter left behind lapses
+        finally:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
 
     # --- reading (for `%scriptgen models`) -----------------------------------------------------
 
@@ -241,6 +243,15 @@ class LocalLedger:
                 raise
             self._conn = conn
         return self._conn
+
+    def _write_settled(self, db: sqlite3.Connection) -> None:
+        """Write the token counts settled since the last admission (engine/ledger.py `settle`)."""
+        if self._settled:
+            db.executemany(
+                "UPDATE slot SET tokens = ? WHERE id = ?",
+                [(tokens, slot) for slot, tokens in self._settled.items()],
+            )
+            self._settled.clear()
 
     def _news(
         self, db: sqlite3.Connection, seen: int, now: float
