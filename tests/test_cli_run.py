@@ -279,8 +279,11 @@ def test_a_failed_request_exits_1_unless_allowed_and_retry_reruns_only_the_failu
         "learned",
         "input_usd_per_1m",
     ]
-    used = {row.split()[0]: row.split()[-3:] for row in rows}
-    assert used[OK_MODEL] == ["2", "2", "-"] and used[BAD_MODEL] == ["2", "2", "-"]
+    # sent_this_minute, sent_today, exhausted_for_s (this log), then every process's use of
+    # the quota through the shared ledger: at least what this log sent, by other processes.
+    used = {row.split()[0]: row.split()[-6:] for row in rows}
+    assert used[OK_MODEL][:3] == ["2", "2", "-"] and used[BAD_MODEL][:3] == ["2", "2", "-"]
+    assert int(used[OK_MODEL][3]) >= 2 and int(used[OK_MODEL][5]) >= 1
     assert "gemini-2.5-pro" in used and call_log_in_tmp.exists()
 
 
@@ -319,6 +322,24 @@ def test_a_rerun_with_emulator_is_served_from_the_cache(
     assert [r["cached"] for r in after] == [True, True]
     assert [r["text"] for r in after] == [r["text"] for r in before]
     assert all(r["simulated"] for r in before + after)
+
+
+def test_quota_says_where_the_batch_shares_its_quota(
+    tmp_path: Path, env: dict[str, str], quota_ledger_in_tmp: Path
+) -> None:
+    """`--quota FILE` paces with the processes naming that file, `--quota off` alone; without
+    it, SCRIPTGEN_QUOTA (here the test's own file) says where."""
+    (tmp_path / "p.txt").write_text("A haiku about tides\n")
+    run = ("run", "p.txt", "--models", OK_MODEL, "-q", "--cache", "off", "--out", "r.jsonl")
+    mine = one(env, *run, "--quota", "mine.sqlite", cwd=tmp_path)
+    assert mine.returncode == 0, mine.stderr
+    assert (tmp_path / "mine.sqlite").exists() and not quota_ledger_in_tmp.exists()
+    alone = one(env, *run, "--quota", "off", cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    assert not quota_ledger_in_tmp.exists()
+    default = one(env, *run, cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert quota_ledger_in_tmp.exists()
 
 
 def test_bad_input_exits_2_with_one_line_saying_what_to_do(

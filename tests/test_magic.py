@@ -159,6 +159,17 @@ def test_a_comment_at_the_end_of_a_magic_line_is_a_comment(
     assert fast_emulator.counters()["models"][MODEL]["requests"] == 0
 
 
+def test_quota_says_where_the_batch_shares_its_quota(
+    shell: Any, tmp_path: Path, quota_ledger_in_tmp: Path
+) -> None:
+    cell(shell, f"batch --model {MODEL} --cache off --quota {tmp_path}/mine.sqlite", "a haiku")
+    assert (tmp_path / "mine.sqlite").exists() and not quota_ledger_in_tmp.exists()
+    cell(shell, f"batch --model {MODEL} --cache off --quota off", "a haiku")
+    assert not quota_ledger_in_tmp.exists()
+    cell(shell, f"batch --model {MODEL} --cache off", "a haiku")
+    assert quota_ledger_in_tmp.exists()
+
+
 @pytest.mark.parametrize(
     ("magic_line", "body", "message"),
     [

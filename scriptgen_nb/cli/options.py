@@ -239,6 +239,13 @@ def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
         help="attempts per request, retries included (default: %(default)s)",
     )
     batch.add_argument("--tier", metavar="TIER", help=TIER_HELP)
+    batch.add_argument(
+        "--quota",
+        metavar="WHERE",
+        help="the quota ledger this batch paces with every other process at the same key: "
+        "off (pace alone), the path of a SQLite file, or a redis:// URL for many machines "
+        "(default: $SCRIPTGEN_QUOTA, else a file in the user's cache directory)",
+    )
     batch.add_argument("--db", metavar="PATH", help=DB_HELP)
     batch.add_argument(
         "--log-wait",

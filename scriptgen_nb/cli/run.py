@@ -133,6 +133,7 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 timeout_s=args.timeout,
                 max_attempts=args.max_attempts,
                 log_wait_s=args.log_wait,
+                quota=args.quota,
                 mode=args.mode,
                 deadline=args.deadline,
                 **given,

@@ -162,6 +162,13 @@ def _settings_arguments(p: _Parser, *, retry: bool) -> None:
         metavar="N",
         help="attempts per request, retries included (default: 6)",
     )
+    p.add_argument(
+        "--quota",
+        default=None,
+        metavar="WHERE",
+        help="the quota ledger shared with other processes: off, a SQLite file or a redis:// "
+        "URL (default: SCRIPTGEN_QUOTA, else the user's cache directory)",
+    )
     _tier_argument(p)
 
 
@@ -350,6 +357,7 @@ class ScriptgenMagics(Magics):
             timeout_s=self.default_timeout_s if args.timeout is None else args.timeout,
             max_attempts=args.max_attempts,
             log_wait_s=self.default_log_wait_s,
+            quota=args.quota,
             **given,
             **endpoint,
         )
