@@ -65,6 +65,18 @@ def test_batches_share_one_window(ledger: Factory) -> None:
     assert refused.slot is None and refused.metric == "rpm"
 
 
+def test_a_slot_sent_later_than_admitted_leaves_the_window_later(ledger: Factory) -> None:
+    one = ledger()
+    slots = [admit(one, T0).slot for _ in range(3)]
+    assert slots[0] is not None
+    one.settle(slots[0], at=T0 + 30, tokens=1)  # it went on the wire 30 s after admission
+    refused = admit(one, T0 + 2)
+    assert refused.wait_s == pytest.approx(60.5 - 2)  # slots[1], still stamped T0, leaves first
+    assert [admit(one, T0 + 61).slot is not None for _ in range(3)] == [True, True, False]
+    refused = admit(one, T0 + 61)  # the room left by slots[1] and [2] is taken; [0] stays
+    assert refused.wait_s == pytest.approx(30 + 60.5 - 61)
+
+
 def test_forgotten_slots_give_their_room_back(ledger: Factory) -> None:
     one = ledger()
     slots = [admit(one, T0).slot for _ in range(3)]
@@ -81,11 +93,11 @@ def test_settled_tokens_count_from_the_next_admission_on(ledger: Factory) -> Non
     limits = {"rpm": None, "tpm": 100}
     slot = admit(one, T0, tokens=90, **limits).slot
     assert slot is not None
-    one.settle(slot, tokens=10)
+    one.settle(slot, at=T0, tokens=10)
     assert admit(one, T0 + 1, tokens=50, **limits).slot is not None  # 10 + 50 fit
     second = admit(one, T0 + 2, tokens=30, **limits).slot
     assert second is not None
-    one.settle(second, tokens=1)
+    one.settle(second, at=T0 + 2, tokens=1)
     one.close()
     assert admit(other, T0 + 3, tokens=39, **limits).slot is not None  # 10 + 50 + 1 + 39
 

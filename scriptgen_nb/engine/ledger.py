@@ -127,11 +127,12 @@ class QuotaLedger(Protocol):
         version this batch has adopted."""
         ...
 
-    def settle(self, slot: int, *, tokens: int) -> None:
-        """The service counted `tokens` input tokens for the slot's request (it was admitted
-        with an estimate). May be kept until this batch's next admission or `close`, and
-        written with it: a token count only moves the TPM window, which other processes then
-        read a moment late at worst, and a write of its own per request would double the
+    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+        """The slot's request went on the wire at `at` (it was admitted a moment before) and
+        the service counted `tokens` input tokens (it was admitted with an estimate). May be
+        kept until this batch's next admission or `close`, and written with it: both only
+        move the slot a little within windows far longer than a call, which other processes
+        then read a moment late at worst, and a write of its own per request would double the
         ledger's cost."""
         ...
 

@@ -86,10 +86,12 @@ class SharedQuota:
         return None
 
     def settle(self, slot: Slot) -> None:
-        """The slot's request was answered: the service's count of its input tokens."""
+        """The slot's request was answered: when it was sent, and the service's count of its
+        input tokens."""
         shared_id = slot.shared_id
         if shared_id is not None:
-            self._call(lambda ledger: ledger.settle(shared_id, tokens=slot.tokens))
+            at = slot.at + self.wall_offset  # when it went on the wire
+            self._call(lambda ledger: ledger.settle(shared_id, at=at, tokens=slot.tokens))
 
     def forget(self, slot: Slot) -> None:
         """The slot's request was refused or not sent: it gives the ledger its room back."""

@@ -89,7 +89,8 @@ class LocalLedger:
         self._lock = threading.Lock()
         self._others = 0
         self._others_at = -math.inf
-        self._settled: dict[int, int] = {}  # slot id -> tokens, written with the next admission
+        # slot id -> (sent at, tokens), written with the next admission
+        self._settled: dict[int, tuple[float, int]] = {}
 
     # --- the contract -------------------------------------------------------------------------
 
@@ -154,8 +155,8 @@ class LocalLedger:
             assert cursor.lastrowid is not None
             return Admission(cursor.lastrowid, version=seen, others=self._others)
 
-    def settle(self, slot: int, *, tokens: int) -> None:
-        self._settled[slot] = tokens  # written with the next admission, or at close
+    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+        self._settled[slot] = (at, tokens)  # written with the next admission, or at close
 
     def forget(self, slot: int) -> None:
         with self._transaction() as db:
@@ -245,11 +246,11 @@ class LocalLedger:
         return self._conn
 
     def _write_settled(self, db: sqlite3.Connection) -> None:
-        """Write the token counts settled since the last admission (engine/ledger.py `settle`)."""
+        """Write the slots settled since the last admission (engine/ledger.py `settle`)."""
         if self._settled:
             db.executemany(
-                "UPDATE slot SET tokens = ? WHERE id = ?",
-                [(tokens, slot) for slot, tokens in self._settled.items()],
+                "UPDATE slot SET at = max(at, ?), tokens = ? WHERE id = ?",
+                [(at, tokens, slot) for slot, (at, tokens) in self._settled.items()],
             )
             self._settled.clear()
 
