@@ -282,8 +282,12 @@ class BatchOptions:
         log = self.open_log(wait=wait)
         backend = self.build_backend(plan.max_in_flight)
         fingerprint = self.key_fingerprint()
-        quota_endpoint = self.quota_endpoint(backend.endpoint)
-        ledger, ledger_notice = open_ledger(self.quota, quota_endpoint, fingerprint)
+        # The seed's formula paces nothing, by design: it shares no quota either.
+        quota = self.quota if plan.paced else False
+        ledger, ledger_notice = None, None
+        if quota_place(quota).kind != "off":  # (an emulator's endpoint is asked its instance)
+            endpoint = self.quota_endpoint(backend.endpoint)
+            ledger, ledger_notice = open_ledger(quota, endpoint, fingerprint)
         if ledger_notice is not None:
             notices = (*notices, ledger_notice)
         config = EngineConfig(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import scriptgen_nb as sg
+from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import QuotaLedgerError
 from scriptgen_nb.engine.limits import Learned, ModelLimiter
 from scriptgen_nb.engine.models import ModelSpec
@@ -142,3 +144,18 @@ def test_a_model_without_limits_is_not_asked_about(tmp_path: Path) -> None:
     slot = unlimited.admit(0.0)
     assert slot is not None and slot.shared_id is None
     assert not (tmp_path / "quota.sqlite").exists()
+
+
+@pytest.mark.parametrize(("concurrency", "shared"), [("auto", True), ("seed", False)])
+def test_a_batch_paces_through_the_ledger_unless_it_paces_nothing(
+    quota_ledger_in_tmp: Path, concurrency: str, shared: bool
+) -> None:
+    """The seed's formula sends without pacing, by design (a comparison): no ledger either."""
+    results = sg.batch_generate(
+        ["a", "b"],
+        models=[sg.ModelSpec("m", priority=1, rpm=100)],
+        backend=FakeBackend(),
+        max_concurrency=concurrency,
+    )
+    assert all(r.success for r in results)
+    assert quota_ledger_in_tmp.exists() is shared
