@@ -176,6 +176,18 @@ def test_engine_imports_no_frontend_and_no_duckdb() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_quota_ledger_imports_the_engine_only() -> None:
+    """quota/ sits beside store/: it may use engine/, never the layers above or DuckDB (the
+    ledger is SQLite: DuckDB allows one writing process per file)."""
+    code = (
+        "import sys, scriptgen_nb.quota, scriptgen_nb.quota.local;"
+        "ours = {m.split('.')[1] for m in sys.modules if m.startswith('scriptgen_nb.')};"
+        "print(sorted(ours - {'engine', 'quota'}), 'duckdb' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] False"
+
+
 def test_emulator_imports_nothing_from_the_engine() -> None:
     code = (
         "import sys, scriptgen_nb.emulator;"
