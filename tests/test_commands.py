@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
 import tomllib
@@ -15,7 +14,7 @@ from scriptgen_nb import commands
 from scriptgen_nb.engine.backend import GOOGLE_ENDPOINT
 from scriptgen_nb.engine.errors import ConfigurationError
 from scriptgen_nb.engine.identity import key_fingerprint
-from scriptgen_nb.engine.ledger import Windows
+from scriptgen_nb.engine.ledger import windows_at
 from scriptgen_nb.engine.limits import Metric
 from scriptgen_nb.engine.models import default_catalogue
 from scriptgen_nb.quota import LocalLedger, quota_identity
@@ -117,16 +116,15 @@ def test_the_models_table_shows_what_every_process_took_of_the_shared_quota(
     quota = quota_identity(GOOGLE_ENDPOINT, google_key)
     now = time.time()
     ledger = LocalLedger(quota_ledger_in_tmp, quota)
-    window = Windows(60.0, 0.3, now - 86_400.0, math.inf)
+    windows = windows_at(default_catalogue().get(FLASH), now, 0.3)  # Google's day
     limits: dict[Metric, int | None] = {"rpm": 10, "tpm": None, "rpd": None}
-    for _ in range(2):
-        ledger.admit(FLASH, now=now, tokens=50, limits=limits, windows=window, seen=0)
+    slots = [
+        ledger.admit(FLASH, now=now, tokens=50, limits=limits, windows=windows, seen=0).slot
+        for _ in range(3)
+    ]
     ledger.close()
-    with sqlite3.connect(quota_ledger_in_tmp) as db:  # a request of another process
-        db.execute(
-            "INSERT INTO slot (quota, model, at, tokens, process) VALUES (?, ?, ?, 9, 'b:7')",
-            (quota, FLASH, now),
-        )
+    with sqlite3.connect(quota_ledger_in_tmp) as db:  # one of them came from another process
+        db.execute("UPDATE slot SET process = 'elsewhere:7' WHERE id = ?", (slots[0],))
     table = commands.models_frame(None).set_index("model")
     assert table.loc[FLASH, ["quota_this_minute", "quota_today", "other_processes"]].tolist() == [
         3,

@@ -126,6 +126,25 @@ def test_googles_day_waits_for_its_end(ledger: Factory) -> None:
     assert refused.metric == "rpd" and refused.wait_s == pytest.approx(3_400)
 
 
+def test_a_forgotten_request_gives_its_day_back_and_a_new_day_starts_empty(
+    ledger: Factory,
+) -> None:
+    one = ledger()
+    today = Windows(60.0, 0.5, day_from=T0 - 100, day_ends=T0 + 3_600)
+    limits = {"rpm": None, "tpm": None, "rpd": 2}
+
+    def ask(at: float, windows: Windows = today) -> int | None:
+        return one.admit(MODEL, now=at, tokens=1, limits=limits, windows=windows, seen=0).slot
+
+    first, second = ask(T0), ask(T0 + 1)
+    assert first is not None and second is not None and ask(T0 + 2) is None
+    one.forget(first)  # refused by the service: it used none of the day
+    assert ask(T0 + 3) is not None and ask(T0 + 4) is None
+    tomorrow = Windows(60.0, 0.5, day_from=T0 + 3_600, day_ends=T0 + 90_000)
+    assert ask(T0 + 3_601, tomorrow) is not None
+    assert one.usage(MODEL, now=T0 + 3_602, windows=tomorrow)[2] == 1
+
+
 def test_the_batch_that_waited_longest_gets_the_room(ledger: Factory) -> None:
     first, second, third = ledger(), ledger(), ledger()
     for at in (T0, T0 + 10, T0 + 20):

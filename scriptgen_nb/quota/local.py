@@ -34,9 +34,17 @@ CREATE TABLE IF NOT EXISTS slot (
     model TEXT NOT NULL,
     at REAL NOT NULL,
     tokens INTEGER NOT NULL,
-    process TEXT NOT NULL
+    process TEXT NOT NULL,
+    day REAL  -- the Google day it counts in (its start), NULL on a sliding day
 );
-CREATE INDEX IF NOT EXISTS slot_window ON slot (quota, model, at);
+CREATE INDEX IF NOT EXISTS slot_window ON slot (quota, model, at, tokens);
+CREATE TABLE IF NOT EXISTS day_count (
+    quota TEXT NOT NULL,
+    model TEXT NOT NULL,
+    day REAL NOT NULL,
+    requests INTEGER NOT NULL,
+    PRIMARY KEY (quota, model, day)
+);
 CREATE TABLE IF NOT EXISTS waiter (
     quota TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -120,18 +128,10 @@ class LocalLedger:
             if hold is not None and hold[0] > now:
                 return Admission(None, wait_s=hold[0] - now, version=seen, others=self._others)
             minute_from = now - windows.minute_s - windows.margin_s
-            db.execute(
-                "DELETE FROM slot WHERE quota = ? AND model = ? AND at <= ? AND at < ?",
-                (self.quota, model, minute_from, windows.day_from),
-            )
-            count, held = db.execute(
-                "SELECT count(*), total(tokens) FROM slot WHERE quota = ? AND model = ? AND at > ?",
-                (self.quota, model, minute_from),
-            ).fetchone()
+            self._drop_old(db, model, minute_from, windows.day_from)
+            count, held = self._minute(db, model, minute_from)
             older = self._older_waiters(db, model, now)
-            refusal = self._full_window(
-                db, model, now, tokens, limits, windows, count, int(held), older
-            )
+            refusal = self._full_window(db, model, now, tokens, limits, windows, count, held, older)
             self._count_others(db, now, minute_from)
             if refusal is not None:
                 metric, needed, wait_s = refusal
@@ -148,10 +148,16 @@ class LocalLedger:
                 "DELETE FROM waiter WHERE quota = ? AND model = ? AND owner = ?",
                 (self.quota, model, self.owner),
             )
+            day = windows.day_from if math.isfinite(windows.day_ends) else None
             cursor = db.execute(
-                "INSERT INTO slot (quota, model, at, tokens, process) VALUES (?, ?, ?, ?, ?)",
-                (self.quota, model, now, tokens, PROCESS),
+                """
+                INSERT INTO slot (quota, model, at, tokens, process, day)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """,
+                (self.quota, model, now, tokens, PROCESS, day),
             )
+            if day is not None:
+                self._count_day(db, model, day, +1)
             assert cursor.lastrowid is not None
             return Admission(cursor.lastrowid, version=seen, others=self._others)
 
@@ -160,7 +166,11 @@ class LocalLedger:
 
     def forget(self, slot: int) -> None:
         with self._transaction() as db:
-            db.execute("DELETE FROM slot WHERE id = ?", (slot,))
+            row = db.execute(
+                "DELETE FROM slot WHERE id = ? RETURNING model, day", (slot,)
+            ).fetchone()
+            if row is not None and row[1] is not None:
+                self._count_day(db, row[0], row[1], -1)
 
     def learn(self, model: str, metric: Metric, value: int, source: LimitSource) -> int:
         return self._publish(model, metric, float(value), source)
@@ -192,14 +202,8 @@ class LocalLedger:
         for `model`, as every process together has used it."""
         minute_from = now - windows.minute_s - windows.margin_s
         with self._transaction() as db:
-            count, held = db.execute(
-                "SELECT count(*), total(tokens) FROM slot WHERE quota = ? AND model = ? AND at > ?",
-                (self.quota, model, minute_from),
-            ).fetchone()
-            (day,) = db.execute(
-                "SELECT count(*) FROM slot WHERE quota = ? AND model = ? AND at >= ?",
-                (self.quota, model, windows.day_from),
-            ).fetchone()
+            count, held = self._minute(db, model, minute_from)
+            day = self._day_requests(db, model, windows)
             (others,) = db.execute(
                 """
                 SELECT count(DISTINCT process) FROM slot
@@ -207,7 +211,7 @@ class LocalLedger:
                 """,
                 (self.quota, model, minute_from, PROCESS),
             ).fetchone()
-        return count, int(held), day, others
+        return count, held, day, others
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -276,6 +280,53 @@ class LocalLedger:
                 news.append(SharedLimit(model, kind, int(value), source, version))
         return tuple(news), max((row[4] for row in rows), default=seen)
 
+    def _drop_old(
+        self, db: sqlite3.Connection, model: str, minute_from: float, day_from: float
+    ) -> None:
+        """Forget the slots out of every window, and the counts of Google days gone by."""
+        db.execute(
+            "DELETE FROM slot WHERE quota = ? AND model = ? AND at <= ? AND at < ?",
+            (self.quota, model, minute_from, day_from),
+        )
+        db.execute(
+            "DELETE FROM day_count WHERE quota = ? AND model = ? AND day < ?",
+            (self.quota, model, day_from),
+        )
+
+    def _minute(self, db: sqlite3.Connection, model: str, minute_from: float) -> tuple[int, int]:
+        """(requests, input tokens) of `model`'s slots in the minute window (read from the
+        index alone)."""
+        count, tokens = db.execute(
+            "SELECT count(*), total(tokens) FROM slot WHERE quota = ? AND model = ? AND at > ?",
+            (self.quota, model, minute_from),
+        ).fetchone()
+        return int(count), int(tokens)
+
+    def _day_requests(self, db: sqlite3.Connection, model: str, windows: Windows) -> int:
+        """Requests of `model` in the day window: a Google day's count is kept as it goes (a
+        day holds thousands of slots, too many to count per admission); a sliding
+        (compressed) day's slots are counted."""
+        if math.isfinite(windows.day_ends):
+            row = db.execute(
+                "SELECT requests FROM day_count WHERE quota = ? AND model = ? AND day = ?",
+                (self.quota, model, windows.day_from),
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+        (count,) = db.execute(
+            "SELECT count(*) FROM slot WHERE quota = ? AND model = ? AND at >= ?",
+            (self.quota, model, windows.day_from),
+        ).fetchone()
+        return int(count)
+
+    def _count_day(self, db: sqlite3.Connection, model: str, day: float, change: int) -> None:
+        db.execute(
+            """
+            INSERT INTO day_count (quota, model, day, requests) VALUES (?, ?, ?, ?)
+            ON CONFLICT (quota, model, day) DO UPDATE SET requests = requests + excluded.requests
+            """,
+            (self.quota, model, day, change),
+        )
+
     def _older_waiters(self, db: sqlite3.Connection, model: str, now: float) -> int:
         """How many other batches queued for `model` before this one, and still waiting."""
         mine = db.execute(
@@ -325,10 +376,7 @@ class LocalLedger:
                     break
             return "tpm", held + tokens - tpm, max(0.0, wait)
         if rpd is not None:
-            (day,) = db.execute(
-                "SELECT count(*) FROM slot WHERE quota = ? AND model = ? AND at >= ?",
-                (self.quota, model, windows.day_from),
-            ).fetchone()
+            day = self._day_requests(db, model, windows)
             if day + 1 > rpd:
                 if math.isfinite(windows.day_ends):
                     wait = windows.day_ends - now  # Google's day: its requests leave together
