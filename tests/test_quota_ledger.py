@@ -16,6 +16,7 @@ import pytest
 
 from scriptgen_nb.engine.ledger import Admission, QuotaLedger, SharedHold, SharedLimit, Windows
 from scriptgen_nb.quota import LocalLedger, network_file_system, open_ledger, quota_place
+from scriptgen_nb.quota.local import SHARE_RECHECK
 
 MODEL = "gemini-3.8-flash"
 QUOTA = "http://127.0.0.1:1#abc 0123456789abcdef"
@@ -145,29 +146,50 @@ def test_a_forgotten_request_gives_its_day_back_and_a_new_day_starts_empty(
     assert one.usage(MODEL, now=T0 + 3_602, windows=tomorrow)[2] == 1
 
 
-def test_the_batch_that_waited_longest_gets_the_room(ledger: Factory) -> None:
-    first, second, third = ledger(), ledger(), ledger()
+def test_room_goes_to_a_batch_below_its_share_before_one_holding_it(ledger: Factory) -> None:
+    first, second = ledger(), ledger()
     for at in (T0, T0 + 10, T0 + 20):
         assert admit(first, at).slot is not None
-    assert admit(second, T0 + 21).slot is None  # queues first
-    assert admit(third, T0 + 22).slot is None  # then this one
-    # T0's slot has left: room for one. The third asks first, but the second is owed it.
-    late = admit(third, T0 + 61)
-    assert late.slot is None and late.wait_s == pytest.approx(70.5 - 61)
+    assert admit(second, T0 + 21).slot is None  # the window is full: it contends from now on
+    # T0's slot has left: room for one. The first holds its share (2 of 3) and asks first,
+    # but the room is owed to the second, which holds nothing.
+    held_back = admit(first, T0 + 61)
+    assert held_back.slot is None and held_back.metric is None
+    assert held_back.wait_s == pytest.approx(SHARE_RECHECK * 60)  # asks again soon
     assert admit(second, T0 + 61.1).slot is not None
-    assert admit(third, T0 + 61.2).slot is None  # the window is full again
-    # T0 + 10's slot leaves: the third, first in line now, is owed it, not the first batch.
-    assert admit(first, T0 + 71).slot is None
-    assert admit(third, T0 + 71.1).slot is not None
 
 
-def test_a_waiter_that_stopped_asking_loses_its_place(ledger: Factory) -> None:
+def test_batches_that_want_more_than_the_window_split_it_evenly(ledger: Factory) -> None:
+    """A window that frees all at once is not taken by whichever batch asks first: while
+    another batch contends, each holds at most its share (the limit over the contenders)."""
+    first, second = ledger(), ledger()
+    assert all(admit(first, T0, rpm=10).slot is not None for _ in range(10))
+    assert admit(second, T0 + 1, rpm=10).slot is None  # contends from now on
+    later = T0 + 61  # the whole window has left
+    taken = [admit(first, later, rpm=10).slot is not None for _ in range(8)]
+    assert taken == [True] * 5 + [False] * 3  # its share: 10 / 2
+    over = admit(first, later, rpm=10)
+    assert over.metric is None and over.wait_s == pytest.approx(SHARE_RECHECK * 60)
+    assert [admit(second, later + 1, rpm=10).slot is not None for _ in range(6)] == (
+        [True] * 5 + [False]
+    )
+
+
+def test_a_batch_alone_takes_the_whole_window(ledger: Factory) -> None:
+    first, second = ledger(), ledger()
+    assert admit(second, T0, rpm=10).slot is not None
+    second.close()  # done: it contends no more
+    assert all(admit(first, T0 + 1, rpm=10).slot is not None for _ in range(9))
+
+
+def test_a_batch_that_stopped_asking_is_owed_nothing_after_a_window(ledger: Factory) -> None:
     first, gone = ledger(), ledger()
-    for at in (T0, T0 + 10, T0 + 20):
-        assert admit(first, at).slot is not None
-    told = admit(gone, T0 + 21)  # queued; then its process dies and never asks again
-    assert admit(first, T0 + 61).slot is None  # the dead waiter is owed the room, for a while
-    assert admit(first, T0 + 21 + told.wait_s + 1.1).slot is not None
+    assert all(admit(first, T0, rpm=4).slot is not None for _ in range(4))
+    assert admit(gone, T0 + 1, rpm=4).slot is None  # contends; then its process dies
+    later = T0 + 61  # the window has left
+    assert [admit(first, later, rpm=4).slot is not None for _ in range(3)] == [True, True, False]
+    # One window (and a second) after its last ask, the dead batch is owed nothing.
+    assert admit(first, T0 + 1 + 60.5 + 1.1, rpm=4).slot is not None
 
 
 def test_what_one_batch_learns_is_news_to_the_others_once(ledger: Factory) -> None:
@@ -199,11 +221,11 @@ def test_a_hold_that_is_over_is_not_news(ledger: Factory) -> None:
 def test_other_processes_are_counted(ledger: Factory, tmp_path: Path) -> None:
     one = ledger()
     assert admit(one, T0).others == 0
-    elsewhere = (
-        "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
-        'db.execute("INSERT INTO slot (quota, model, at, tokens, process) '
-        "VALUES (?, ?, ?, 1, 'other-host:42')\", (sys.argv[2], sys.argv[3], float(sys.argv[4]))); "
-        "db.commit()"
+    elsewhere = (  # another process takes a slot
+        "import sys; from scriptgen_nb.engine.ledger import Windows; "
+        "from scriptgen_nb.quota import LocalLedger; "
+        "LocalLedger(sys.argv[1], sys.argv[2]).admit(sys.argv[3], now=float(sys.argv[4]), "
+        "tokens=1, limits={}, windows=Windows(60.0, 0.5, 0.0, float('inf')), seen=0)"
     )
     subprocess.run(
         [sys.executable, "-c", elsewhere, str(tmp_path / "quota.sqlite"), QUOTA, MODEL, str(T0)],

@@ -117,7 +117,8 @@ def test_the_other_processes_are_told_to_listeners(tmp_path: Path) -> None:
     assert one.admit(0.0) is not None
     with sqlite3.connect(path) as db:  # another process's request, as it would write it
         db.execute(
-            "INSERT INTO slot (quota, model, at, tokens, process) VALUES (?, 'm', ?, 1, ?)",
+            "INSERT INTO slot (quota, model, at, tokens, process, owner) "
+            "VALUES (?, 'm', ?, 1, ?, 'b')",
             ("endpoint key", WALL + 1.0, "elsewhere:1"),
         )
     assert one.admit(1.5) is not None  # the count is taken again at most once a second

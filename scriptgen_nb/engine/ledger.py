@@ -10,8 +10,9 @@ scoped to one quota identity (endpoint and key fingerprint). It keeps, per model
   processes share no event loop, so `admit` decides atomically from all of them whether one
   more fits the requests-per-minute, input-tokens-per-minute and requests-per-day windows; a
   killed process's slots simply age out of the windows;
-- **waiters**: a process refused for a full window queues, and room goes to the process that
-  has waited longest, so processes that want more than the window holds share it fairly;
+- **contenders**: the batches asking for a model; while several do, each is owed an equal
+  share of its requests per minute, so batches that want more than the window holds split it
+  (and room nobody else comes for is not wasted);
 - **limits learned** and **holds** (a model parked by a per-minute 429, backing off after 429s
   without details, or out of daily quota), versioned: `admit` hands a batch what others learned
   since it last asked (`Admission.news`) before admitting anything, so a 429 in one process
@@ -89,8 +90,9 @@ class Admission:
 
     `slot` is set when the request may go (its id for `settle` / `forget`). Otherwise `news`
     holds what other batches learned since the version asked about (adopt it, then ask again),
-    or `wait_s` says when to ask again: the model is held, or a window is full (`metric`, and by
-    how much its limit falls short, `needed`, so a limit being discovered may be raised).
+    or `wait_s` says when to ask again: the model is held, the room is owed to other contenders
+    (`metric` None), or a window is full (`metric`, and by how much its limit falls short,
+    `needed`, so a limit being discovered may be raised).
     `others` counts the other processes using the quota now; `version` is the newest news.
     """
 
@@ -123,8 +125,8 @@ class QuotaLedger(Protocol):
         seen: int,
     ) -> Admission:
         """Take a slot for a request of `tokens` input tokens if every window has room under
-        `limits` (None: not limited) and no older waiter is owed it; `seen` is the newest
-        version this batch has adopted."""
+        `limits` (None: not limited) and the room is not owed to other contenders; `seen` is
+        the newest version this batch has adopted."""
         ...
 
     def settle(self, slot: int, *, at: float, tokens: int) -> None:
@@ -150,7 +152,8 @@ class QuotaLedger(Protocol):
 
     def close(self) -> None:
         """Leave the ledger: this batch waits no longer (its slots stay until they age out).
-        Never raises: a ledger that cannot be left is left anyway (its waiters lapse)."""
+        Never raises: a ledger that cannot be left is left anyway (it stops contending after
+        a window)."""
         ...
 
     def usage(self, model: str, *, now: float, windows: Windows) -> tuple[int, int, int, int]:

@@ -1,9 +1,10 @@
 """The quota ledger of one machine: a small SQLite file in WAL mode, shared by its processes.
 
 Every admission is one short `BEGIN IMMEDIATE` transaction (SQLite's write lock, taken at once,
-so two processes never both see the same room): adopt what others learned, then count the
-model's slots in the windows, the older waiters owed room, and take a slot or queue
-(engine/ledger.py says what is kept and why). Settling a slot is one statement. WAL lets a
+so two processes never both see the same room): hand over what others learned, then count the
+model's slots in the windows and the other batches contending for them, and take a slot or
+say when to ask again (engine/ledger.py says what is kept and why). Settled slots are written
+with the next admission. WAL lets a
 reader (`%scriptgen models`) look while a batch writes; `synchronous=NORMAL` is enough, since
 a slot lost in a power cut only makes a window look emptier for a minute. Not the DuckDB call
 log: DuckDB allows one writing process per file. No duckdb here.
@@ -35,9 +36,11 @@ CREATE TABLE IF NOT EXISTS slot (
     at REAL NOT NULL,
     tokens INTEGER NOT NULL,
     process TEXT NOT NULL,
+    owner TEXT NOT NULL,  -- the batch
     day REAL  -- the Google day it counts in (its start), NULL on a sliding day
 );
 CREATE INDEX IF NOT EXISTS slot_window ON slot (quota, model, at, tokens);
+CREATE INDEX IF NOT EXISTS slot_owner ON slot (quota, model, owner, at);
 CREATE TABLE IF NOT EXISTS day_count (
     quota TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -45,13 +48,12 @@ CREATE TABLE IF NOT EXISTS day_count (
     requests INTEGER NOT NULL,
     PRIMARY KEY (quota, model, day)
 );
-CREATE TABLE IF NOT EXISTS waiter (
+CREATE TABLE IF NOT EXISTS contender (
     quota TEXT NOT NULL,
     model TEXT NOT NULL,
     owner TEXT NOT NULL,
     process TEXT NOT NULL,
-    since REAL NOT NULL,
-    until REAL NOT NULL,
+    until REAL NOT NULL,  -- lapses then, unless it asks again
     PRIMARY KEY (quota, model, owner)
 );
 CREATE TABLE IF NOT EXISTS news (
@@ -68,9 +70,13 @@ CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NUL
 INSERT OR IGNORE INTO counter VALUES ('version', 0);
 """
 
-# A refused process promises to ask again within its wait; past this much more, its place in the
-# queue lapses (it died, or gave up), so a dead waiter holds others back for a moment at most.
-WAITER_GRACE_S = 1.0
+# A batch that asks for a model contends for it for one window after it asks (or after the wait
+# it was told, if longer), and this much more; then it lapses (it died, or has nothing more to
+# send). One that ends leaves at once (close).
+CONTENDER_GRACE_S = 1.0
+# A batch holding its share while others hold less asks again this often (a share of the
+# window): the room it is kept from is theirs only while they come for it.
+SHARE_RECHECK = 0.05
 # Learned limits are news for this long, like the call log's remembered ones (store/limits.py).
 NEWS_KEPT_S = 7 * 86_400.0
 # How often the count of other processes is taken again (it is for display).
@@ -130,12 +136,15 @@ class LocalLedger:
             minute_from = now - windows.minute_s - windows.margin_s
             self._drop_old(db, model, minute_from, windows.day_from)
             count, held = self._minute(db, model, minute_from)
-            older = self._older_waiters(db, model, now)
-            refusal = self._full_window(db, model, now, tokens, limits, windows, count, held, older)
+            refusal: tuple[Metric | None, int, float] | None
+            refusal = self._full_window(db, model, now, tokens, limits, windows, count, held)
+            if refusal is None:
+                refusal = self._over_share(db, model, now, limits, windows, count)
             self._count_others(db, now, minute_from)
+            length = windows.minute_s + windows.margin_s
             if refusal is not None:
                 metric, needed, wait_s = refusal
-                self._queue(db, model, now, wait_s)
+                self._contend(db, model, until=now + max(wait_s, length))
                 return Admission(
                     None,
                     wait_s=wait_s,
@@ -144,17 +153,14 @@ class LocalLedger:
                     version=seen,
                     others=self._others,
                 )
-            db.execute(
-                "DELETE FROM waiter WHERE quota = ? AND model = ? AND owner = ?",
-                (self.quota, model, self.owner),
-            )
+            self._contend(db, model, until=now + length)
             day = windows.day_from if math.isfinite(windows.day_ends) else None
             cursor = db.execute(
                 """
-                INSERT INTO slot (quota, model, at, tokens, process, day)
-                VALUES (?, ?, ?, ?, ?, ?)
+                INSERT INTO slot (quota, model, at, tokens, process, owner, day)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 """,
-                (self.quota, model, now, tokens, PROCESS, day),
+                (self.quota, model, now, tokens, PROCESS, self.owner, day),
             )
             if day is not None:
                 self._count_day(db, model, day, +1)
@@ -185,10 +191,11 @@ class LocalLedger:
             with self._transaction() as db:
                 self._write_settled(db)
                 db.execute(
-                    "DELETE FROM waiter WHERE quota = ? AND owner = ?", (self.quota, self.owner)
+                    "DELETE FROM contender WHERE quota = ? AND owner = ?",
+                    (self.quota, self.owner),
                 )
         except QuotaLedgerError:
-            pass  # leaving: token counts are estimates, and a waiter left behind lapses
+            pass  # leaving: token counts are estimates, and a contender left behind lapses
         finally:
             with self._lock:
                 if self._conn is not None:
@@ -327,20 +334,48 @@ class LocalLedger:
             (self.quota, model, day, change),
         )
 
-    def _older_waiters(self, db: sqlite3.Connection, model: str, now: float) -> int:
-        """How many other batches queued for `model` before this one, and still waiting."""
-        mine = db.execute(
-            "SELECT since FROM waiter WHERE quota = ? AND model = ? AND owner = ?",
-            (self.quota, model, self.owner),
-        ).fetchone()
-        (older,) = db.execute(
-            """
-            SELECT count(*) FROM waiter
-            WHERE quota = ? AND model = ? AND owner != ? AND until > ? AND since < ?
-            """,
-            (self.quota, model, self.owner, now, math.inf if mine is None else mine[0]),
-        ).fetchone()
-        return int(older)
+    def _over_share(
+        self,
+        db: sqlite3.Connection,
+        model: str,
+        now: float,
+        limits: Mapping[Metric, int | None],
+        windows: Windows,
+        count: int,
+    ) -> tuple[None, int, float] | None:
+        """Whether this batch must leave the window's room to the others contending for it.
+
+        While other batches contend, each is owed its share of the minute's requests (the
+        limit over the contenders, rounded up). A batch below its share takes what room there
+        is; one at or above it takes only room beyond what the others are still owed, so a
+        window that frees all at once is split, not taken by whichever batch asks first, and
+        room nobody else wants is not wasted. Refused: asked again soon (None, 0, seconds).
+        """
+        rpm = limits.get("rpm")
+        if rpm is None:
+            return None
+        length = windows.minute_s + windows.margin_s
+        held = dict(
+            db.execute(
+                """
+                SELECT c.owner, (
+                    SELECT count(*) FROM slot s
+                    WHERE s.quota = c.quota AND s.model = c.model AND s.owner = c.owner
+                        AND s.at > ?
+                ) FROM contender c
+                WHERE c.quota = ? AND c.model = ? AND (c.until > ? OR c.owner = ?)
+                """,
+                (now - length, self.quota, model, now, self.owner),
+            ).fetchall()
+        )
+        mine = held.pop(self.owner, 0)
+        if not held:
+            return None
+        share = -(-rpm // (len(held) + 1))
+        owed = sum(max(0, share - taken) for taken in held.values())
+        if mine < share or rpm - count - owed >= 1:
+            return None
+        return None, 0, max(SHARE_RECHECK * windows.minute_s, 0.01)
 
     def _full_window(
         self,
@@ -352,16 +387,16 @@ class LocalLedger:
         windows: Windows,
         count: int,
         held: int,
-        older: int,
     ) -> tuple[Metric, int, float] | None:
-        """The first window without room for one more request: (metric, how much its limit
+        """The first window without room for one more request (in the minute, beside the
+        `older` batches owed room first): (metric, how much its limit
         lacks, seconds until it has room for this batch), or None when every one has room."""
         rpm, tpm, rpd = (limits.get(m) for m in METRICS)
-        if rpm is not None and count + older + 1 > rpm:
-            # count + older + 1 - rpm slots must leave; the last of them leaves at this time.
-            offset = min(max(0, count + older - rpm), max(0, count - 1))
+        if rpm is not None and count + 1 > rpm:
+            # count + 1 - rpm slots must leave; the last of them leaves at this time.
+            offset = min(count - rpm, count - 1)
             wait = self._slot_leaves(db, model, offset, windows.minute_s + windows.margin_s, now)
-            return "rpm", count + older + 1 - rpm, wait
+            return "rpm", count + 1 - rpm, wait
         if tpm is not None and count and held + tokens > tpm:
             excess = held + tokens - tpm
             rows = db.execute(
@@ -397,7 +432,7 @@ class LocalLedger:
         day: Windows | None = None,
     ) -> float:
         """Seconds until the slot at `offset` (oldest first) of a window of `length` leaves it;
-        a short turn when there is none (only older waiters stand in the way)."""
+        a short turn when there is none (only batches owed the room stand in the way)."""
         since = day.day_from if day is not None else now - length
         row = db.execute(
             """
@@ -410,20 +445,18 @@ class LocalLedger:
             return 0.05
         return max(0.0, row[0] + length - now)
 
-    def _queue(self, db: sqlite3.Connection, model: str, now: float, wait_s: float) -> None:
-        """Queue this batch for `model` (keeping its place if it already has one) until it
-        asks again."""
+    def _contend(self, db: sqlite3.Connection, model: str, *, until: float) -> None:
+        """This batch contends for `model` (it asked, and will ask again by `until`)."""
         db.execute(
             """
-            INSERT INTO waiter (quota, model, owner, process, since, until)
-            VALUES (?, ?, ?, ?, ?, ?)
+            INSERT INTO contender (quota, model, owner, process, until) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT (quota, model, owner) DO UPDATE SET until = excluded.until
             """,
-            (self.quota, model, self.owner, PROCESS, now, now + wait_s + WAITER_GRACE_S),
+            (self.quota, model, self.owner, PROCESS, until + CONTENDER_GRACE_S),
         )
 
     def _count_others(self, db: sqlite3.Connection, now: float, minute_from: float) -> None:
-        """Count the other processes with slots in the minute or waiting (at most once a
+        """Count the other processes with slots in the minute or contending (at most once a
         second: it is for display)."""
         if now - self._others_at < OTHERS_EVERY_S:
             return
@@ -431,7 +464,7 @@ class LocalLedger:
             """
             SELECT count(DISTINCT process) FROM (
                 SELECT process FROM slot WHERE quota = ? AND at > ?
-                UNION SELECT process FROM waiter WHERE quota = ? AND until > ?
+                UNION SELECT process FROM contender WHERE quota = ? AND until > ?
             ) WHERE process != ?
             """,
             (self.quota, minute_from, self.quota, now, PROCESS),
