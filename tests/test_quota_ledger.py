@@ -7,6 +7,7 @@ would: two `ledger()`s are two batches (two queue places) at one quota identity.
 from __future__ import annotations
 
 import math
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from scriptgen_nb.engine.ledger import Admission, QuotaLedger, SharedHold, SharedLimit, Windows
 from scriptgen_nb.quota import LocalLedger, network_file_system, open_ledger, quota_place
-from scriptgen_nb.quota.local import SHARE_RECHECK
+from scriptgen_nb.quota.local import SCHEMA_VERSION, SHARE_RECHECK
 
 MODEL = "gemini-3.8-flash"
 QUOTA = "http://127.0.0.1:1#abc 0123456789abcdef"
@@ -192,6 +193,30 @@ def test_a_batch_that_stopped_asking_is_owed_nothing_after_a_window(ledger: Fact
     assert admit(first, T0 + 1 + 60.5 + 1.1, rpm=4).slot is not None
 
 
+def test_room_that_nobody_waits_for_goes_to_a_batch_at_its_share(ledger: Factory) -> None:
+    """A contender that was let in every time it asked is owed nothing: a batch at its share
+    takes the room left (it would otherwise wait a window for a batch that wants no more)."""
+    first, second = ledger(), ledger()
+    assert all(admit(second, T0, rpm=10).slot is not None for _ in range(2))
+    taken = [admit(first, T0 + 1, rpm=10).slot is not None for _ in range(9)]
+    assert taken == [True] * 8 + [False]  # past its share (5): the window's 10, not 7
+    assert admit(second, T0 + 2, rpm=10).slot is None  # full: now it waits for room
+    later = T0 + 60.6  # the second's two have left; it waits and is owed its share
+    held_back = admit(first, later, rpm=10)
+    assert held_back.slot is None and held_back.metric is None
+    assert [admit(second, later, rpm=10).slot is not None for _ in range(3)] == [True, True, False]
+
+
+def test_a_slot_id_is_never_given_again(ledger: Factory) -> None:
+    """A settled slot is written by id with the next admission: an id given again (the newest
+    slot forgotten, SQLite's rowid reused) would move another batch's slot instead."""
+    one = ledger()
+    slot = admit(one, T0).slot
+    assert slot is not None
+    one.forget(slot)
+    assert admit(one, T0 + 1).slot != slot
+
+
 def test_what_one_batch_learns_is_news_to_the_others_once(ledger: Factory) -> None:
     teacher, pupil = ledger(), ledger()
     version = teacher.learn(MODEL, "rpm", 2, "stated")
@@ -299,3 +324,32 @@ def test_a_ledger_on_a_network_file_system_is_not_used(monkeypatch: pytest.Monke
     monkeypatch.setattr(quota, "network_file_system", lambda path: "nfs4")
     ledger, notice = open_ledger("/home/team/q.sqlite", "e", "f")
     assert ledger is None and notice is not None and "network file system (nfs4)" in notice
+
+
+def test_a_ledger_file_of_an_older_version_is_started_afresh(tmp_path: Path) -> None:
+    """The ledger holds only the last day's slots and what 429s teach again: a file an older
+    scriptgen_nb made (other tables, no version) is replaced, not a failure on every batch."""
+    path = tmp_path / "quota.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE slot (id INTEGER PRIMARY KEY, quota TEXT, at REAL)")
+        old.execute("CREATE TABLE waiter (quota TEXT, owner TEXT)")
+    ledger = LocalLedger(path, QUOTA)
+    try:
+        assert admit(ledger, T0).slot is not None
+    finally:
+        ledger.close()
+    with sqlite3.connect(path) as upgraded:
+        assert upgraded.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {row[0] for row in upgraded.execute("SELECT name FROM sqlite_master")}
+    assert "waiter" not in tables and "contender" in tables
+
+
+def test_a_ledger_file_of_a_newer_version_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "quota.sqlite"
+    with sqlite3.connect(path) as newer:
+        newer.execute("CREATE TABLE slot (whatever TEXT)")
+        newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    ledger, notice = open_ledger(path, "e", "f")
+    assert ledger is None and notice is not None and "newer scriptgen_nb" in notice
+    with sqlite3.connect(path) as kept:
+        assert kept.execute("SELECT name FROM sqlite_master").fetchall() == [("slot",)]

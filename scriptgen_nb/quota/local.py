@@ -28,47 +28,60 @@ from ..engine.ledger import Admission, HoldState, SharedHold, SharedLimit, Windo
 from ..engine.limits import METRICS, Metric
 from ..engine.values import LimitSource
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS slot (
-    id INTEGER PRIMARY KEY,
-    quota TEXT NOT NULL,
-    model TEXT NOT NULL,
-    at REAL NOT NULL,
-    tokens INTEGER NOT NULL,
-    process TEXT NOT NULL,
-    owner TEXT NOT NULL,  -- the batch
-    day REAL  -- the Google day it counts in (its start), NULL on a sliding day
-);
-CREATE INDEX IF NOT EXISTS slot_window ON slot (quota, model, at, tokens);
-CREATE INDEX IF NOT EXISTS slot_owner ON slot (quota, model, owner, at);
-CREATE TABLE IF NOT EXISTS day_count (
-    quota TEXT NOT NULL,
-    model TEXT NOT NULL,
-    day REAL NOT NULL,
-    requests INTEGER NOT NULL,
-    PRIMARY KEY (quota, model, day)
-);
-CREATE TABLE IF NOT EXISTS contender (
-    quota TEXT NOT NULL,
-    model TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    process TEXT NOT NULL,
-    until REAL NOT NULL,  -- lapses then, unless it asks again
-    PRIMARY KEY (quota, model, owner)
-);
-CREATE TABLE IF NOT EXISTS news (
-    quota TEXT NOT NULL,
-    model TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    value REAL NOT NULL,
-    source TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (quota, model, kind)
-);
-CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counter VALUES ('version', 0);
-"""
+# The ledger's tables (one statement each). Raise SCHEMA_VERSION with any change: a file of an
+# older version is started afresh (it only ever holds the last day's slots and what was learned,
+# which 429s teach again), one of a newer version is left alone (pacing alone, said once).
+SCHEMA_VERSION = 2
+SCHEMA = (
+    """
+    CREATE TABLE slot (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a settled id is this slot's
+        quota TEXT NOT NULL,
+        model TEXT NOT NULL,
+        at REAL NOT NULL,
+        tokens INTEGER NOT NULL,
+        process TEXT NOT NULL,
+        owner TEXT NOT NULL,  -- the batch
+        day REAL  -- the Google day it counts in (its start), NULL on a sliding day
+    )
+    """,
+    "CREATE INDEX slot_window ON slot (quota, model, at, tokens)",
+    "CREATE INDEX slot_owner ON slot (quota, model, owner, at)",
+    """
+    CREATE TABLE day_count (
+        quota TEXT NOT NULL,
+        model TEXT NOT NULL,
+        day REAL NOT NULL,
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (quota, model, day)
+    )
+    """,
+    """
+    CREATE TABLE contender (
+        quota TEXT NOT NULL,
+        model TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        process TEXT NOT NULL,
+        until REAL NOT NULL,  -- lapses then, unless it asks again
+        waiting REAL NOT NULL,  -- refused room, it asks again before then (0: it was let in)
+        PRIMARY KEY (quota, model, owner)
+    )
+    """,
+    """
+    CREATE TABLE news (
+        quota TEXT NOT NULL,
+        model TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value REAL NOT NULL,
+        source TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (quota, model, kind)
+    )
+    """,
+    "CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT INTO counter VALUES ('version', 0)",
+)
 
 # A batch that asks for a model contends for it for one window after it asks (or after the wait
 # it was told, if longer), and this much more; then it lapses (it died, or has nothing more to
@@ -144,7 +157,12 @@ class LocalLedger:
             length = windows.minute_s + windows.margin_s
             if refusal is not None:
                 metric, needed, wait_s = refusal
-                self._contend(db, model, until=now + max(wait_s, length))
+                self._contend(
+                    db,
+                    model,
+                    until=now + max(wait_s, length),
+                    waiting=now + wait_s + CONTENDER_GRACE_S,
+                )
                 return Admission(
                     None,
                     wait_s=wait_s,
@@ -153,7 +171,7 @@ class LocalLedger:
                     version=seen,
                     others=self._others,
                 )
-            self._contend(db, model, until=now + length)
+            self._contend(db, model, until=now + length, waiting=0.0)
             day = windows.day_from if math.isfinite(windows.day_ends) else None
             cursor = db.execute(
                 """
@@ -249,12 +267,38 @@ class LocalLedger:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
-                conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+                self._prepare(conn)
             except BaseException:
                 conn.close()
                 raise
             self._conn = conn
         return self._conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Make the tables of this SCHEMA_VERSION, unless the file has them already: a file
+        an older scriptgen_nb made is started afresh, one a newer one made is refused."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"it was made by a newer scriptgen_nb (ledger version {version}; this one "
+                    f"knows {SCHEMA_VERSION}): upgrade, or give this one a file of its own"
+                )
+            if version < SCHEMA_VERSION:
+                tables = conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'"
+                ).fetchall()
+                for (table,) in tables:
+                    conn.execute(f'DROP TABLE "{table}"')
+                for statement in SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _write_settled(self, db: sqlite3.Connection) -> None:
         """Write the slots settled since the last admission (engine/ledger.py `settle`)."""
@@ -345,34 +389,34 @@ class LocalLedger:
     ) -> tuple[None, int, float] | None:
         """Whether this batch must leave the window's room to the others contending for it.
 
-        While other batches contend, each is owed its share of the minute's requests (the
-        limit over the contenders, rounded up). A batch below its share takes what room there
-        is; one at or above it takes only room beyond what the others are still owed, so a
-        window that frees all at once is split, not taken by whichever batch asks first, and
-        room nobody else wants is not wasted. Refused: asked again soon (None, 0, seconds).
+        While other batches contend, each has a share of the minute's requests (the limit
+        over the contenders, rounded up). A batch below its share takes what room there is;
+        one at or above it leaves what the batches waiting for room (refused, and asking
+        again) are still owed of theirs, so a window that frees all at once is split, not
+        taken by whichever batch asks first, and room that nobody is waiting for is not
+        wasted. Refused: asked again soon (None, 0, seconds).
         """
         rpm = limits.get("rpm")
         if rpm is None:
             return None
         length = windows.minute_s + windows.margin_s
-        held = dict(
-            db.execute(
-                """
-                SELECT c.owner, (
-                    SELECT count(*) FROM slot s
-                    WHERE s.quota = c.quota AND s.model = c.model AND s.owner = c.owner
-                        AND s.at > ?
-                ) FROM contender c
-                WHERE c.quota = ? AND c.model = ? AND (c.until > ? OR c.owner = ?)
-                """,
-                (now - length, self.quota, model, now, self.owner),
-            ).fetchall()
-        )
-        mine = held.pop(self.owner, 0)
-        if not held:
+        rows = db.execute(
+            """
+            SELECT c.owner, c.waiting > ?, (
+                SELECT count(*) FROM slot s
+                WHERE s.quota = c.quota AND s.model = c.model AND s.owner = c.owner
+                    AND s.at > ?
+            ) FROM contender c
+            WHERE c.quota = ? AND c.model = ? AND (c.until > ? OR c.owner = ?)
+            """,
+            (now, now - length, self.quota, model, now, self.owner),
+        ).fetchall()
+        others = [(waiting, taken) for owner, waiting, taken in rows if owner != self.owner]
+        if not others:
             return None
-        share = -(-rpm // (len(held) + 1))
-        owed = sum(max(0, share - taken) for taken in held.values())
+        share = -(-rpm // (len(others) + 1))
+        mine = sum(taken for owner, _, taken in rows if owner == self.owner)
+        owed = sum(max(0, share - taken) for waiting, taken in others if waiting)
         if mine < share or rpm - count - owed >= 1:
             return None
         return None, 0, max(SHARE_RECHECK * windows.minute_s, 0.01)
@@ -445,14 +489,17 @@ class LocalLedger:
             return 0.05
         return max(0.0, row[0] + length - now)
 
-    def _contend(self, db: sqlite3.Connection, model: str, *, until: float) -> None:
-        """This batch contends for `model` (it asked, and will ask again by `until`)."""
+    def _contend(self, db: sqlite3.Connection, model: str, *, until: float, waiting: float) -> None:
+        """This batch contends for `model` (it asked, and will ask again by `until`); refused,
+        it waits for room until `waiting` (0: it was let in)."""
         db.execute(
             """
-            INSERT INTO contender (quota, model, owner, process, until) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (quota, model, owner) DO UPDATE SET until = excluded.until
+            INSERT INTO contender (quota, model, owner, process, until, waiting)
+            VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (quota, model, owner) DO UPDATE SET
+                until = excluded.until, waiting = excluded.waiting
             """,
-            (self.quota, model, self.owner, PROCESS, until + CONTENDER_GRACE_S),
+            (self.quota, model, self.owner, PROCESS, until + CONTENDER_GRACE_S, waiting),
         )
 
     def _count_others(self, db: sqlite3.Connection, now: float, minute_from: float) -> None:
