@@ -3,11 +3,18 @@ quota ledger."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# A suite started in the background by a shell without job control (`make test &`) inherits
+# SIGINT ignored, and hands that on to every process it starts: the Ctrl-C tests would then
+# interrupt nothing. Python only turns SIGINT into KeyboardInterrupt where it is not ignored.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
