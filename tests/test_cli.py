@@ -455,3 +455,32 @@ def test_run_and_retry_take_a_tier_and_refuse_an_unknown_one_in_a_line(
         assert capsys.readouterr().err == (
             f"scriptgen {command[0]}: --tier 'gold': use one of free, tier1.\n"
         )
+
+
+def _all_parsers(parser: Any) -> list[Any]:
+    """`parser` and every sub-command's parser under it."""
+    import argparse
+
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_all_parsers(sub))
+    return found
+
+
+def test_no_parser_takes_an_abbreviation_for_an_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, `--max 5` silently meant `--max-tokens 5` (argparse's prefix matching), and
+    `--max-a` `--max-attempts`: a typo or a guess became a setting nobody asked for."""
+    from scriptgen_nb.cli import _parser, main
+    from scriptgen_nb.emulator.__main__ import _parser as emulator_parser
+
+    parsers = [*_all_parsers(_parser()), emulator_parser("scriptgen emulator")]
+    assert len(parsers) > 10 and not [p.prog for p in parsers if p.allow_abbrev]
+    (tmp_path / "p.txt").write_text("one\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(tmp_path / "p.txt"), "--max", "5", "--dry-run"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --max 5" in capsys.readouterr().err

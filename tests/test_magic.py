@@ -694,3 +694,14 @@ def test_batch_takes_timeout_max_attempts_top_p_seed_and_models(
     assert frame["success"].all()
     (config,) = sg.CallStore().sql("SELECT config FROM request")["config"]
     assert '"top_p":0.4' in config and '"seed":9' in config
+
+
+def test_no_magic_parser_takes_an_abbreviation_for_an_option(shell: Any) -> None:
+    """Before, `--max 5` silently meant `--max-tokens 5` in a cell."""
+    from scriptgen_nb.jupyter.magic import LINES
+
+    assert not [p.prog for p in (BATCH, *LINES.values()) if p.allow_abbrev]
+    with pytest.raises(UsageError, match="unrecognized arguments: --max 5"):
+        cell(shell, f"batch --model {MODEL} --max 5 --dry-run", "x")
+    with pytest.raises(UsageError, match="unrecognized arguments: --max-a 2"):
+        line(shell, "retry --max-a 2")

@@ -77,7 +77,11 @@ BATCH_COLUMNS = [
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises a one-line UsageError (which IPython shows without a traceback, and
-    nbval counts as a failure), pointing at the help."""
+    nbval counts as a failure), pointing at the help; options only as spelled in full (`--max`
+    is not taken for `--max-tokens`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> NoReturn:
         helper = self.prog.split()[0]  # `%%scriptgen?` (or `%scriptgen?`) shows every option
