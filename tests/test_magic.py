@@ -705,3 +705,60 @@ def test_no_magic_parser_takes_an_abbreviation_for_an_option(shell: Any) -> None
         cell(shell, f"batch --model {MODEL} --max 5 --dry-run", "x")
     with pytest.raises(UsageError, match="unrecognized arguments: --max-a 2"):
         line(shell, "retry --max-a 2")
+
+
+def failed_batch(shell: Any, emulator: Any, body: str) -> pd.DataFrame:
+    """A batch whose every request failed with a server error (one attempt each)."""
+    emulator.update_model(MODEL, faults=FaultConfig(p_500=1.0))
+    try:
+        failed = cell(shell, f"batch --model {MODEL} --max-attempts 1", body)
+    finally:
+        emulator.update_model(MODEL, faults=FaultConfig())
+    assert set(failed["error_kind"]) == {"server_error"}
+    return failed
+
+
+def test_retry_takes_mode_and_deadline_as_the_batch_does(
+    shell: Any, fast_emulator: Any, call_log_in_tmp: Path
+) -> None:
+    """Before, `%scriptgen retry --mode batch_api` was refused: retry lacked the batch's --mode
+    and --deadline."""
+    failed_batch(shell, fast_emulator, "Busy one\nBusy two")
+    with pytest.raises(UsageError, match="--deadline is for --mode auto"):
+        line(shell, "retry --deadline 2h")
+    again = line(shell, "retry --mode batch_api")
+    assert again["success"].tolist() == [True, True]
+    modes = sg.CallStore().sql("SELECT mode FROM batch_log ORDER BY started_at")["mode"]
+    assert modes.tolist() == ["live", "batch_api"]
+
+
+def test_an_interrupted_retry_says_in_one_line_what_it_kept_and_how_to_go_on(
+    shell: Any,
+    fast_emulator: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, a Ctrl-C while `%scriptgen retry` ran ended in a BatchInterrupted traceback."""
+    import _thread
+
+    from scriptgen_nb.jupyter import magic
+
+    failed_batch(shell, fast_emulator, "Busy one\nBusy two\nBusy three")
+    capsys.readouterr()
+
+    def interrupted_after_one(requests: Any, **options: Any) -> Any:
+        def on_progress(done: int, total: int | None) -> None:
+            if done == 1:
+                _thread.interrupt_main()  # what the kernel's stop button does
+
+        return sg.batch_generate(requests, on_progress=on_progress, **options)
+
+    monkeypatch.setattr(magic, "batch_generate", interrupted_after_one)
+    kept = line(shell, "retry --concurrency 1")
+    said = capsys.readouterr().out.strip().splitlines()
+    assert said == [
+        "Interrupted: 1 of 3 finished; the rest are marked not_run (`%scriptgen retry` runs "
+        "them)."
+    ]
+    assert kept["success"].tolist() == [True, False, False]
+    assert kept["error_kind"].tolist()[1:] == ["not_run", "not_run"]

@@ -110,15 +110,6 @@ def _batch_parser() -> _Parser:
     p.add_argument("--cache", choices=commands.CACHE_MODES, default="use")
     p.add_argument("--db", default=None, metavar="PATH", help="the call log file")
     p.add_argument(
-        "--mode",
-        choices=("live", "batch_api", "auto"),
-        default=None,
-        help="live calls (default), Google's Batch API (half price), or auto (by --deadline)",
-    )
-    p.add_argument(
-        "--deadline", default=None, help="for --mode auto: 90, 30m, 2h, 1d (default: batch time)"
-    )
-    p.add_argument(
         "--await",
         action="store_true",
         dest="awaited",
@@ -172,6 +163,15 @@ def _settings_arguments(p: _Parser, *, retry: bool) -> None:
         metavar="WHERE",
         help="the quota ledger shared with other processes: off, a SQLite file or a redis:// "
         "URL (default: SCRIPTGEN_QUOTA, else the user's cache directory)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("live", "batch_api", "auto"),
+        default=None,
+        help="live calls (default), Google's Batch API (half price), or auto (by --deadline)",
+    )
+    p.add_argument(
+        "--deadline", default=None, help="for --mode auto: 90, 30m, 2h, 1d (default: batch time)"
     )
     _tier_argument(p)
 
@@ -336,11 +336,7 @@ class ScriptgenMagics(Magics):
         schema = self._schema(args.schema) if args.schema else None
         requests = commands.batch_requests(prompts, args, schema)
         options = self._batch_options(
-            args,
-            models=args.model or self.default_models,
-            cache=args.cache,
-            mode=args.mode,
-            deadline=args.deadline,
+            args, models=args.model or self.default_models, cache=args.cache
         )
         return requests, options
 
@@ -362,6 +358,8 @@ class ScriptgenMagics(Magics):
             max_attempts=args.max_attempts,
             log_wait_s=self.default_log_wait_s,
             quota=args.quota,
+            mode=args.mode,
+            deadline=args.deadline,
             **given,
             **endpoint,
         )
@@ -495,8 +493,15 @@ class ScriptgenMagics(Magics):
                 f"{plan.note()}"
             )
         options = self._batch_options(args, **plan.options(self.default_models))
-        results = batch_generate(plan.requests, progress="auto", **options)
-        _say_how_to_retry(results, plan.requests)
+        try:
+            results = batch_generate(plan.requests, progress="auto", **options)
+            _say_how_to_retry(results, plan.requests)
+        except BatchInterrupted as stopped:  # the kernel's stop button: keep what finished
+            results = ResultList(stopped.results)
+            print(
+                f"Interrupted: {len(results.succeeded)} of {len(results)} finished; the rest "
+                "are marked not_run (`%scriptgen retry` runs them)."
+            )
         return self._deliver(results, args.output)
 
     def _project(self, args: argparse.Namespace) -> pd.DataFrame:
