@@ -484,3 +484,53 @@ def test_no_parser_takes_an_abbreviation_for_an_option(
         main(["run", str(tmp_path / "p.txt"), "--max", "5", "--dry-run"])
     assert exited.value.code == 2
     assert "unrecognized arguments: --max 5" in capsys.readouterr().err
+
+
+def test_the_demo_says_each_figure_with_its_unit() -> None:
+    """Before, the demo said `the service allows 15 rpm, not 15; pacing lowered` (the same
+    figure twice, lowered to itself) and `parked for 3.296s: ...-FreeTier (limit 5)`."""
+    import io
+
+    from scriptgen_nb.demo import DemoReporter
+    from scriptgen_nb.engine.errors import BackendError, QuotaViolation
+    from scriptgen_nb.engine.policy import quota_summary
+    from scriptgen_nb.engine.values import LimitLearned, ModelStateChanged
+
+    per_minute = QuotaViolation("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "minute", 5)
+    per_day = QuotaViolation("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "day", 6)
+    tokens = QuotaViolation("GenerateContentInputTokensPerModelPerMinute-FreeTier", "tokens", 9000)
+    out = io.StringIO()
+    say = DemoReporter(out, started=0.0)
+    say(
+        ModelStateChanged(
+            "m",
+            "parked",
+            3.296,
+            quota_summary(BackendError("rate_limited", "", violations=(per_minute,))),
+        )
+    )
+    say(
+        ModelStateChanged(
+            "m",
+            "exhausted",
+            80.0,
+            quota_summary(BackendError("quota_exhausted", "", violations=(per_day, tokens))),
+        )
+    )
+    say(ModelStateChanged("m", "gone", None, "models/m is not found"))
+    say(LimitLearned("m", "rpm", 15, 15, "stated"))
+    say(LimitLearned("m", "rpm", 10, 5, "stated"))
+    say(LimitLearned("m", "tpm", 250_000, 300_000, "raised"))
+    said = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert said == [
+        "m parked for 3.3s: GenerateRequestsPerMinutePerProjectPerModel-FreeTier (limit 5 "
+        "requests per minute)",
+        "m exhausted for 1m20s: GenerateRequestsPerDayPerProjectPerModel-FreeTier (limit 6 "
+        "requests per day), GenerateContentInputTokensPerModelPerMinute-FreeTier (limit 9,000 "
+        "input tokens per minute)",
+        "m gone: models/m is not found",
+        "m: the service allows 15 requests per minute, as the catalogue says; paced at that",
+        "m: the service allows 5 requests per minute, not the catalogue's 10; paced at that",
+        "m: paced at 300,000 input tokens per minute (raised: discovery; the catalogue says "
+        "250,000)",
+    ]
