@@ -761,3 +761,38 @@ def test_an_interrupted_retry_says_in_one_line_what_it_kept_and_how_to_go_on(
     ]
     assert kept["success"].tolist() == [True, False, False]
     assert kept["error_kind"].tolist()[1:] == ["not_run", "not_run"]
+
+
+def test_a_retry_carries_the_batchs_attempts_and_what_is_left_of_its_budget(
+    shell: Any, fast_emulator: Any, capsys: pytest.CaptureFixture[str], call_log_in_tmp: Path
+) -> None:
+    """Before, a retry ran with the library's 6 attempts and no budget whatever the batch had
+    been given, and a batch stopped by its budget was told to plain `%scriptgen retry`."""
+    from scriptgen_nb.engine.runner import reserved_usage
+
+    prompts = ["Budget one", "Budget two", "Budget three"]
+    (request,) = sg.create_batch_requests([prompts[0]], max_output_tokens=500)
+    spec = next(m for m in default_catalogue() if m.name == MODEL)
+    one_request = spec.cost_usd(reserved_usage(request)) or 0.0  # what the first one reserves
+    budget = round(one_request * 1.01, 8)
+    flags = f"--model {MODEL} --max-tokens 500 --concurrency 1 --max-attempts 2"
+    first = cell(shell, f"batch {flags} --budget {budget}", "\n".join(prompts))
+    assert first["success"].tolist() == [True, False, False]
+    said = capsys.readouterr().out
+    assert (
+        "2 not run: the batch stopped at its budget; `%scriptgen retry --budget USD` runs them "
+        "with USD to spend (else what is left of the budget)"
+    ) in said
+    spent = float(first["cost_usd"].sum())
+    again = line(shell, "retry")
+    assert "with the batch's --max-attempts 2 and what is left of its --budget " in (
+        capsys.readouterr().out
+    )
+    assert again["error_kind"].tolist() == ["not_run", "not_run"]  # too little left for one
+    line(shell, "retry --budget 1")
+    rows = (
+        sg.CallStore()
+        .sql("SELECT budget_usd, max_attempts FROM batch_log ORDER BY started_at")
+        .values.tolist()
+    )
+    assert rows == [[budget, 2], [pytest.approx(budget - spent), 2], [1.0, 2]]

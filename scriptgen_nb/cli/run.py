@@ -90,10 +90,11 @@ def retry(args: argparse.Namespace) -> int:
         if args.schema:
             settings["schema"] = load_schema(args.schema)
         changes = RetryChanges(settings, args.models)
-        plan = retry_plan(log, batch_id, changes, everything=args.all)
-        note = plan.note()
-        if note is not None and plan.requests and not args.quiet:
-            print(f"scriptgen retry: {note}", file=sys.stderr)
+        given = {"budget_usd": args.budget, "max_attempts": args.max_attempts}
+        plan = retry_plan(log, batch_id, changes, everything=args.all, given=given)
+        for note in (plan.note(), plan.carried_note()):
+            if note is not None and plan.requests and not args.quiet:
+                print(f"scriptgen retry: {note}", file=sys.stderr)
         return Work(plan.requests, plan.options(), plan.nothing())
 
     return _batch("retry", args, prepare)
@@ -130,9 +131,9 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 models=models,
                 concurrency=args.concurrency,
                 db=args.db,
-                budget_usd=args.budget,
+                budget_usd=given.pop("budget_usd", args.budget),
                 timeout_s=args.timeout,
-                max_attempts=args.max_attempts,
+                max_attempts=given.pop("max_attempts", args.max_attempts),
                 log_wait_s=args.log_wait,
                 quota=args.quota,
                 mode=args.mode,

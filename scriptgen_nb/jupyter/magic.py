@@ -142,7 +142,14 @@ def _settings_arguments(p: _Parser, *, retry: bool) -> None:
     )
     p.add_argument("--system", default=None, help="system instruction")
     p.add_argument("--schema", metavar="NAME", help="a Pydantic model or JSON Schema dict variable")
-    p.add_argument("--budget", type=float, default=None, metavar="USD", help="stop before this")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="stop before the spend would cross it (default: "
+        + ("what is left of the batch's own)" if retry else "none)"),
+    )
     p.add_argument(
         "--timeout",
         type=float,
@@ -155,7 +162,8 @@ def _settings_arguments(p: _Parser, *, retry: bool) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="attempts per request, retries included (default: 6)",
+        help="attempts per request, retries included (default: "
+        + ("the batch's own)" if retry else "6)"),
     )
     p.add_argument(
         "--quota",
@@ -352,10 +360,10 @@ class ScriptgenMagics(Magics):
         endpoint = SESSION.use()
         options = commands.batch_options(
             concurrency=args.concurrency,
-            budget_usd=args.budget,
+            budget_usd=given.pop("budget_usd", args.budget),
             db=self._db(args.db),
             timeout_s=self.default_timeout_s if args.timeout is None else args.timeout,
-            max_attempts=args.max_attempts,
+            max_attempts=given.pop("max_attempts", args.max_attempts),
             log_wait_s=self.default_log_wait_s,
             quota=args.quota,
             mode=args.mode,
@@ -482,7 +490,8 @@ class ScriptgenMagics(Magics):
         if args.schema:
             settings["schema"] = self._schema(args.schema)
         changes = commands.RetryChanges(settings, args.model or None)
-        plan = commands.retry_plan(log, batch_id, changes, everything=args.all)
+        given = {"budget_usd": args.budget, "max_attempts": args.max_attempts}
+        plan = commands.retry_plan(log, batch_id, changes, everything=args.all, given=given)
         nothing = plan.nothing()
         if nothing is not None:
             print(f"%scriptgen retry: {nothing}")
@@ -492,6 +501,8 @@ class ScriptgenMagics(Magics):
                 f"%scriptgen retry: {len(plan.requests)} request(s) of batch {batch_id}; "
                 f"{plan.note()}"
             )
+        if plan.carried_note():
+            print(f"%scriptgen retry: {plan.carried_note()}")
         options = self._batch_options(args, **plan.options(self.default_models))
         try:
             results = batch_generate(plan.requests, progress="auto", **options)
