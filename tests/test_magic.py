@@ -757,7 +757,8 @@ def test_an_interrupted_retry_says_in_one_line_what_it_kept_and_how_to_go_on(
     kept = line(shell, "retry --concurrency 1")
     said = capsys.readouterr().out.strip().splitlines()
     assert said == [
-        "Interrupted: 1 of 3 finished; the rest are marked not_run (`%scriptgen retry` runs them)."
+        "%scriptgen retry: with the batch's --max-attempts 1; give them to change them.",
+        "Interrupted: 1 of 3 finished; the rest are marked not_run (`%scriptgen retry` runs them).",
     ]
     assert kept["success"].tolist() == [True, False, False]
     assert kept["error_kind"].tolist()[1:] == ["not_run", "not_run"]
