@@ -16,12 +16,18 @@ from typing import Any, TextIO
 
 from .api import ResultList, batch_generate, create_batch_requests
 from .emulator import Emulator, EmulatorConfig, FaultConfig, ModelConfig
+from .engine.limits import METRIC_UNITS
 from .engine.models import ModelSpec, default_catalogue
 from .engine.pricing import CostTotal
 from .engine.values import AttemptFinished, Event, LimitLearned, ModelStateChanged
+from .progress import format_duration, limit_source
 from .store import default_db_path
 
 DEMO_KEY = "demo-key"
+LEGEND = """\
+429: calls refused for quota (sent again later, or to another model)
+err: other failed calls (503 overloaded: sent again)
+out tok: the answers' and the thinking's tokens; cost in US dollars; p50: median latency"""
 MINUTE_S = 5.0
 DAY_S = 120.0
 
@@ -147,22 +153,37 @@ class DemoReporter:
             else:
                 tally.other_errors += 1
         elif isinstance(event, ModelStateChanged):
-            self._say(
-                f"{event.model} {event.state} for {event.until_s or 0:.3f}s: "
-                f"{_first_line(event.reason)}"
-            )
+            until = "" if event.until_s is None else f" for {format_duration(event.until_s)}"
+            self._say(f"{event.model} {event.state}{until}: {_first_line(event.reason)}")
         elif isinstance(event, LimitLearned):
-            self._say(
-                f"{event.model}: the service allows {event.learned} {event.metric}, "
-                f"not {event.configured}; pacing lowered"
-            )
+            self._say(f"{event.model}: {_learned(event)}")
 
     def _say(self, text: str) -> None:
         print(f"  [{time.monotonic() - self.started:5.1f}s] {text}", file=self.out, flush=True)
 
 
+def _learned(limit: LimitLearned) -> str:
+    """A working limit that changed, in words with its unit: what the service stated, against
+    the catalogue's figure; or where a figure it did not state came from."""
+    unit = METRIC_UNITS[limit.metric]
+    said = (
+        "the catalogue says none"
+        if limit.configured is None
+        else (f"the catalogue says {limit.configured:,}")
+    )
+    if limit.source not in ("stated", "message"):
+        return f"paced at {limit.learned:,} {unit} ({limit_source(limit.source)}; {said})"
+    if limit.configured == limit.learned:
+        versus = "as the catalogue says"
+    elif limit.configured is None:
+        versus = "where the catalogue gives no figure"
+    else:
+        versus = f"not the catalogue's {limit.configured:,}"
+    return f"the service allows {limit.learned:,} {unit}, {versus}; paced at that"
+
+
 def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:90] if text.strip() else ""
+    return text.strip().splitlines()[0][:240] if text.strip() else ""
 
 
 def print_report(results: ResultList, reporter: DemoReporter, elapsed: float, out: TextIO) -> None:
@@ -183,12 +204,20 @@ def print_report(results: ResultList, reporter: DemoReporter, elapsed: float, ou
     ok = len(results.succeeded)
     cost = CostTotal.of(r.cost_usd for r in results)
     calls = sum(t.attempts for t in reporter.models.values())
+    cached = sum(1 for r in results if r.cached)
     print("-" * len(header), file=out)
+    print(LEGEND, file=out)
     print(
         f"total: {ok}/{len(results)} requests succeeded in {elapsed:.1f}s "
-        f"({len(results) / elapsed * 60:.0f} requests/min), {calls} calls, {cost}",
+        f"({len(results) / elapsed * 60:.0f} requests per minute), {calls} calls, {cost}",
         file=out,
     )
+    if cached:
+        print(
+            f"  {cached} of them answered from the call log, where an earlier run left them: "
+            "none sent;\n  run the demo in an empty folder to watch it send them all",
+            file=out,
+        )
     for r in results.failed:
         print(f"  failed {r.id}: {r.error}", file=out)
 

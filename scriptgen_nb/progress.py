@@ -40,6 +40,7 @@ from .engine.values import (
     RequestFinished,
     Result,
     Usage,
+    stopped_by_budget,
 )
 
 Clock = Callable[[], float]
@@ -105,6 +106,8 @@ class ProgressSnapshot:
     # Other processes pacing the same quota through the shared ledger: now, and at most.
     sharing: int = 0
     most_sharing: int = 0
+    # Why admission stopped at the batch's budget (None: it did not).
+    budget_stop: str | None = None
 
 
 @dataclass(slots=True)
@@ -143,6 +146,7 @@ class ProgressState:
         self._errors: deque[ErrorRow] = deque(maxlen=MAX_ERRORS)
         self._log_wait: str | None = None
         self._sharing = self._most_sharing = 0
+        self._budget_stop: str | None = None
 
     def log_waiting(self, message: str | None) -> None:
         """The call log is held by another process and the batch waits (None: no longer)."""
@@ -194,6 +198,8 @@ class ProgressState:
             self._succeeded += 1
         elif kind == "not_run":
             self._not_run += 1
+            if result.error is not None and stopped_by_budget(result.error):
+                self._budget_stop = result.error.message
         else:
             self._failed += 1
         if result.error is not None and kind != "not_run":
@@ -240,6 +246,7 @@ class ProgressState:
                 log_wait=self._log_wait,
                 sharing=self._sharing,
                 most_sharing=self._most_sharing,
+                budget_stop=self._budget_stop,
             )
 
     def _rows(self, now: float) -> list[ModelRow]:
@@ -381,9 +388,10 @@ def format_summary(snapshot: ProgressSnapshot) -> str:
         figures.append(f"the quota shared with {processes(s.most_sharing)}")
     learned = "".join(f"; {part}" for part in learned_parts(s))
     notices = "".join(f"\nnote: {notice}" for notice in s.notices)
+    budget = "" if s.budget_stop is None else f"\nstopped at its budget: {s.budget_stop}"
     return (
         f"{name} {s.status}: {', '.join(figures)}, {s.cost} "
-        f"in {format_duration(s.elapsed_s)}{learned}{notices}"
+        f"in {format_duration(s.elapsed_s)}{learned}{budget}{notices}"
     )
 
 

@@ -16,7 +16,13 @@ A safety block (`blocked`), a language the model does not answer in (`unsupporte
 a refused permission (`permission_denied`) meet the same answer again: like the kinds above
 whose change was not made, they are left out unless `--all` asks, and the plan says which kinds
 it left out, how many and what would include them. `retry_hint` turns a finished batch's
-failures into the retry command that will help. Imports no IPython, no argparse and no duckdb.
+failures into the retry command that will help.
+
+The batch's own options carry over unless given again: its attempts per request
+(`--max-attempts`) and what is left of its budget (`--budget`: the budget less what the batch
+spent, so a batch and its retries together keep to it); `RetryPlan.carried_note` says so. A
+batch stopped by its budget has its retry hint name `--budget`. Imports no IPython, no argparse
+and no duckdb.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from .engine.values import stopped_by_budget
 from .store.replay import replayed_requests
 
 if TYPE_CHECKING:
@@ -110,9 +117,28 @@ class RetryPlan:
     requests: list[GenerationRequest]
     models: str | None
     left_out: tuple[LeftOut, ...] = ()
+    carried: Mapping[str, Any] = field(default_factory=dict)  # batch options carried over
+    budget_usd: float | None = None  # the batch's budget, when what is left of it carried over
 
     def options(self, default_models: str | None = None) -> dict[str, Any]:
-        return {"models": self.models or default_models or None, "cache": "refresh"}
+        """The batch options of the retry: its models, a refreshed cache and what carried over
+        (`budget_usd`, `max_attempts`: a surface gives these when its flags leave them out)."""
+        return {"models": self.models or default_models or None, "cache": "refresh", **self.carried}
+
+    def carried_note(self) -> str | None:
+        """`with the batch's --max-attempts 3 and what is left of its --budget 0.004
+        ($0.0024); give them to change them.`, or None when nothing carried over."""
+        said = []
+        if "max_attempts" in self.carried:
+            said.append(f"--max-attempts {self.carried['max_attempts']}")
+        if "budget_usd" in self.carried:
+            said.append(
+                f"what is left of its --budget {self.budget_usd:g} "
+                f"(${self.carried['budget_usd']:.4f})"
+            )
+        if not said:
+            return None
+        return f"with the batch's {_and(said)}; give them to change them."
 
     def note(self) -> str | None:
         """`left out 3 truncated (raise --max-tokens above 30); --all includes them`, or None."""
@@ -135,13 +161,17 @@ def retry_plan(
     changes: RetryChanges | None = None,
     *,
     everything: bool = False,
+    given: Mapping[str, Any] | None = None,
 ) -> RetryPlan:
     """The plan for re-running `batch_id`'s failures with `changes` (`everything`: all of them,
-    whatever their kind). An unknown batch is a `ConfigurationError` naming it."""
+    whatever their kind), carrying over the batch's `max_attempts` and what is left of its
+    `budget_usd` where `given` (those batch options as the retry's flags gave them, None for
+    not given) leaves them out. An unknown batch is a `ConfigurationError` naming it."""
     changes = changes or RetryChanges()
     summary = log.batch_summary(batch_id)  # refuses an unknown batch, naming it
     ladder = summary["ladder"].iloc[0]
     ladder = ladder.replace(" ", "") if isinstance(ladder, str) else ""
+    budget, carried = _carried(log, batch_id, given or {})
     sent: list[GenerationRequest] = []
     kept: dict[str, list[GenerationRequest]] = {}
     for replayed in replayed_requests(log.db, batch_id):
@@ -153,7 +183,26 @@ def retry_plan(
     left_out = tuple(
         LeftOut(kind, len(requests), _change(kind, requests)) for kind, requests in kept.items()
     )
-    return RetryPlan(batch_id, sent, changes.models or ladder or None, left_out)
+    return RetryPlan(batch_id, sent, changes.models or ladder or None, left_out, carried, budget)
+
+
+def _carried(
+    log: CallStore, batch_id: str, given: Mapping[str, Any]
+) -> tuple[float | None, dict[str, Any]]:
+    """The batch's budget, and the batch options a retry carries over from it: its attempts
+    per request and what is left of its budget, each unless `given` names it (not None)."""
+    rows = log.db.rows(
+        "SELECT budget_usd, max_attempts, coalesce(estimated_cost, 0) FROM batch_log "
+        "WHERE batch_id = ?",
+        [batch_id],
+    )
+    budget, attempts, spent = rows[0] if rows else (None, None, 0.0)
+    carried: dict[str, Any] = {}
+    if attempts is not None and given.get("max_attempts") is None:
+        carried["max_attempts"] = int(attempts)
+    if budget is not None and given.get("budget_usd") is None:
+        carried["budget_usd"] = max(0.0, budget - spent)
+    return budget, carried
 
 
 def _change(kind: str, requests: Sequence[GenerationRequest]) -> str | None:
@@ -178,21 +227,29 @@ def retry_hint(
     """
     caps = {r.id: r.max_output_tokens for r in requests}
     kinds: dict[str, int] = {}
-    used = 0
+    used = budget_left = 0
     for result in results:
         if result.success or result.error is None:
+            continue
+        if stopped_by_budget(result.error):
+            budget_left += 1
             continue
         kinds[result.error.kind] = kinds.get(result.error.kind, 0) + 1
         if result.error.kind == "truncated":
             cap = caps.get(result.id) or result.usage.output + result.usage.thoughts
             used = max(used, cap)
-    if not kinds:
+    if not kinds and not budget_left:
         return None
     raise_tokens = "truncated" in kinds and used > 0
     run = f"`{command} --max-tokens N` (N above {used})" if raise_tokens else f"`{command}`"
     helped = [k for k in kinds if k in SAME_SETTINGS or (k == "truncated" and raise_tokens)]
     left = [LeftOut(k, n, CHANGE_NEEDED.get(k)) for k, n in kinds.items() if k not in helped]
     said = [f"re-run them with {run}"] if helped else []
+    if budget_left:
+        said.append(
+            f"{budget_left} not run: the batch stopped at its budget; `{command} --budget USD` "
+            "runs them with USD to spend (else what is left of the budget)"
+        )
     if left:
         said.append(f"{_and(str(part) for part in left)}: `{command} --all` includes them")
     return "; ".join(said)

@@ -346,6 +346,8 @@ class BatchOptions:
             key_fingerprint=fingerprint,
             notices=config.notices,
             simulated=config.simulated,
+            budget_usd=self.budget_usd,
+            max_attempts=self.max_attempts,
         )
 
 

@@ -455,3 +455,82 @@ def test_run_and_retry_take_a_tier_and_refuse_an_unknown_one_in_a_line(
         assert capsys.readouterr().err == (
             f"scriptgen {command[0]}: --tier 'gold': use one of free, tier1.\n"
         )
+
+
+def _all_parsers(parser: Any) -> list[Any]:
+    """`parser` and every sub-command's parser under it."""
+    import argparse
+
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_all_parsers(sub))
+    return found
+
+
+def test_no_parser_takes_an_abbreviation_for_an_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, `--max 5` silently meant `--max-tokens 5` (argparse's prefix matching), and
+    `--max-a` `--max-attempts`: a typo or a guess became a setting nobody asked for."""
+    from scriptgen_nb.cli import _parser, main
+    from scriptgen_nb.emulator.__main__ import _parser as emulator_parser
+
+    parsers = [*_all_parsers(_parser()), emulator_parser("scriptgen emulator")]
+    assert len(parsers) > 10 and not [p.prog for p in parsers if p.allow_abbrev]
+    (tmp_path / "p.txt").write_text("one\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(tmp_path / "p.txt"), "--max", "5", "--dry-run"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --max 5" in capsys.readouterr().err
+
+
+def test_the_demo_says_each_figure_with_its_unit() -> None:
+    """Before, the demo said `the service allows 15 rpm, not 15; pacing lowered` (the same
+    figure twice, lowered to itself) and `parked for 3.296s: ...-FreeTier (limit 5)`."""
+    import io
+
+    from scriptgen_nb.demo import DemoReporter
+    from scriptgen_nb.engine.errors import BackendError, QuotaViolation
+    from scriptgen_nb.engine.policy import quota_summary
+    from scriptgen_nb.engine.values import LimitLearned, ModelStateChanged
+
+    per_minute = QuotaViolation("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "minute", 5)
+    per_day = QuotaViolation("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "day", 6)
+    tokens = QuotaViolation("GenerateContentInputTokensPerModelPerMinute-FreeTier", "tokens", 9000)
+    out = io.StringIO()
+    say = DemoReporter(out, started=0.0)
+    say(
+        ModelStateChanged(
+            "m",
+            "parked",
+            3.296,
+            quota_summary(BackendError("rate_limited", "", violations=(per_minute,))),
+        )
+    )
+    say(
+        ModelStateChanged(
+            "m",
+            "exhausted",
+            80.0,
+            quota_summary(BackendError("quota_exhausted", "", violations=(per_day, tokens))),
+        )
+    )
+    say(ModelStateChanged("m", "gone", None, "models/m is not found"))
+    say(LimitLearned("m", "rpm", 15, 15, "stated"))
+    say(LimitLearned("m", "rpm", 10, 5, "stated"))
+    say(LimitLearned("m", "tpm", 250_000, 300_000, "raised"))
+    said = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert said == [
+        "m parked for 3.3s: GenerateRequestsPerMinutePerProjectPerModel-FreeTier (limit 5 "
+        "requests per minute)",
+        "m exhausted for 1m20s: GenerateRequestsPerDayPerProjectPerModel-FreeTier (limit 6 "
+        "requests per day), GenerateContentInputTokensPerModelPerMinute-FreeTier (limit 9,000 "
+        "input tokens per minute)",
+        "m gone: models/m is not found",
+        "m: the service allows 15 requests per minute, as the catalogue says; paced at that",
+        "m: the service allows 5 requests per minute, not the catalogue's 10; paced at that",
+        "m: paced at 300,000 input tokens per minute (raised: discovery; the catalogue says "
+        "250,000)",
+    ]

@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -560,3 +561,36 @@ def test_thinking_level_reaches_the_requests_and_a_bad_one_exits_2(
     assert '"thinking_level":"high"' in config
     bad = one(env, "run", "p.txt", "-m", OK_MODEL, "--thinking-level", "deep", cwd=tmp_path)
     assert bad.returncode == 2 and "--thinking-level 'deep': use minimal" in bad.stderr
+
+
+def test_the_retry_a_failure_line_names_runs_as_copied_on_the_emulator_and_log_it_used(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Before, a batch run with `--emulator --db PATH` ended with `scriptgen retry ID`, which
+    looked for the batch in the default log and, without a key, could not send anything."""
+    keyless = {
+        k: v for k, v in env.items() if k not in ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL")
+    }
+    (tmp_path / "p.txt").write_text("Copied hint: tides\n")
+    log = "my log.duckdb"  # a path that needs quoting in a shell
+    cut = one(
+        keyless,
+        "run",
+        "p.txt",
+        "--emulator",
+        "--db",
+        log,
+        "-m",
+        OK_MODEL,
+        "--max-tokens",
+        "5",
+        cwd=tmp_path,
+    )
+    assert cut.returncode == 1, cut.stderr
+    batch_id = cut.stderr.split("scriptgen retry ")[1].split()[0]
+    hint = f"scriptgen retry {batch_id} --db 'my log.duckdb' --emulator --max-tokens N"
+    assert f"re-run them with `{hint}` (N above 5)" in cut.stderr
+    copied = shlex.split(hint.replace("N", "4000"))[1:]
+    again = one(keyless, *copied, "--out", "again.jsonl", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert [r["success"] for r in jsonl(tmp_path / "again.jsonl")] == [True]

@@ -694,3 +694,106 @@ def test_batch_takes_timeout_max_attempts_top_p_seed_and_models(
     assert frame["success"].all()
     (config,) = sg.CallStore().sql("SELECT config FROM request")["config"]
     assert '"top_p":0.4' in config and '"seed":9' in config
+
+
+def test_no_magic_parser_takes_an_abbreviation_for_an_option(shell: Any) -> None:
+    """Before, `--max 5` silently meant `--max-tokens 5` in a cell."""
+    from scriptgen_nb.jupyter.magic import LINES
+
+    assert not [p.prog for p in (BATCH, *LINES.values()) if p.allow_abbrev]
+    with pytest.raises(UsageError, match="unrecognized arguments: --max 5"):
+        cell(shell, f"batch --model {MODEL} --max 5 --dry-run", "x")
+    with pytest.raises(UsageError, match="unrecognized arguments: --max-a 2"):
+        line(shell, "retry --max-a 2")
+
+
+def failed_batch(shell: Any, emulator: Any, body: str) -> pd.DataFrame:
+    """A batch whose every request failed with a server error (one attempt each)."""
+    emulator.update_model(MODEL, faults=FaultConfig(p_500=1.0))
+    try:
+        failed = cell(shell, f"batch --model {MODEL} --max-attempts 1", body)
+    finally:
+        emulator.update_model(MODEL, faults=FaultConfig())
+    assert set(failed["error_kind"]) == {"server_error"}
+    return failed
+
+
+def test_retry_takes_mode_and_deadline_as_the_batch_does(
+    shell: Any, fast_emulator: Any, call_log_in_tmp: Path
+) -> None:
+    """Before, `%scriptgen retry --mode batch_api` was refused: retry lacked the batch's --mode
+    and --deadline."""
+    failed_batch(shell, fast_emulator, "Busy one\nBusy two")
+    with pytest.raises(UsageError, match="--deadline is for --mode auto"):
+        line(shell, "retry --deadline 2h")
+    again = line(shell, "retry --mode batch_api")
+    assert again["success"].tolist() == [True, True]
+    modes = sg.CallStore().sql("SELECT mode FROM batch_log ORDER BY started_at")["mode"]
+    assert modes.tolist() == ["live", "batch_api"]
+
+
+def test_an_interrupted_retry_says_in_one_line_what_it_kept_and_how_to_go_on(
+    shell: Any,
+    fast_emulator: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, a Ctrl-C while `%scriptgen retry` ran ended in a BatchInterrupted traceback."""
+    import _thread
+
+    from scriptgen_nb.jupyter import magic
+
+    failed_batch(shell, fast_emulator, "Busy one\nBusy two\nBusy three")
+    capsys.readouterr()
+
+    def interrupted_after_one(requests: Any, **options: Any) -> Any:
+        def on_progress(done: int, total: int | None) -> None:
+            if done == 1:
+                _thread.interrupt_main()  # what the kernel's stop button does
+
+        return sg.batch_generate(requests, on_progress=on_progress, **options)
+
+    monkeypatch.setattr(magic, "batch_generate", interrupted_after_one)
+    kept = line(shell, "retry --concurrency 1")
+    said = capsys.readouterr().out.strip().splitlines()
+    assert said == [
+        "%scriptgen retry: with the batch's --max-attempts 1; give them to change them.",
+        "Interrupted: 1 of 3 finished; the rest are marked not_run (`%scriptgen retry` runs them).",
+    ]
+    assert kept["success"].tolist() == [True, False, False]
+    assert kept["error_kind"].tolist()[1:] == ["not_run", "not_run"]
+
+
+def test_a_retry_carries_the_batchs_attempts_and_what_is_left_of_its_budget(
+    shell: Any, fast_emulator: Any, capsys: pytest.CaptureFixture[str], call_log_in_tmp: Path
+) -> None:
+    """Before, a retry ran with the library's 6 attempts and no budget whatever the batch had
+    been given, and a batch stopped by its budget was told to plain `%scriptgen retry`."""
+    from scriptgen_nb.engine.runner import reserved_usage
+
+    prompts = ["Budget one", "Budget two", "Budget three"]
+    (request,) = sg.create_batch_requests([prompts[0]], max_output_tokens=500)
+    spec = next(m for m in default_catalogue() if m.name == MODEL)
+    one_request = spec.cost_usd(reserved_usage(request)) or 0.0  # what the first one reserves
+    budget = round(one_request * 1.01, 8)
+    flags = f"--model {MODEL} --max-tokens 500 --concurrency 1 --max-attempts 2"
+    first = cell(shell, f"batch {flags} --budget {budget}", "\n".join(prompts))
+    assert first["success"].tolist() == [True, False, False]
+    said = capsys.readouterr().out
+    assert (
+        "2 not run: the batch stopped at its budget; `%scriptgen retry --budget USD` runs them "
+        "with USD to spend (else what is left of the budget)"
+    ) in said
+    spent = float(first["cost_usd"].sum())
+    again = line(shell, "retry")
+    assert "with the batch's --max-attempts 2 and what is left of its --budget " in (
+        capsys.readouterr().out
+    )
+    assert again["error_kind"].tolist() == ["not_run", "not_run"]  # too little left for one
+    line(shell, "retry --budget 1")
+    rows = (
+        sg.CallStore()
+        .sql("SELECT budget_usd, max_attempts FROM batch_log ORDER BY started_at")
+        .values.tolist()
+    )
+    assert rows == [[budget, 2], [pytest.approx(budget - spent), 2], [1.0, 2]]

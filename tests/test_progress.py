@@ -457,3 +457,19 @@ def test_a_limit_started_from_then_raised_shows_the_latest() -> None:
     assert format_summary(state.snapshot()).endswith(
         "; m1: rpm 40 (raised: discovery; catalogue 5)"
     )
+
+
+def test_the_summary_says_the_batch_stopped_at_its_budget() -> None:
+    """Before, a batch the budget stopped ended `... 11 not run ...` with nothing saying why."""
+    from scriptgen_nb.engine.values import Result, budget_reached
+
+    state = ProgressState(clock=lambda: 0.0, total=2)
+    state(BatchStarted("b1", 2, ("m",), "auto", 4, 0.0))
+    state(RequestFinished(Result(id="0", index=0, success=True, text="ok", model="m"), 1, 2))
+    left = Result(id="1", index=1, success=False, error=budget_reached(0.004, 0.0015, 0.0039))
+    state(RequestFinished(left, 2, 2))
+    summary = format_summary(state.snapshot())
+    assert summary.splitlines()[1] == (
+        "stopped at its budget: the budget of $0.0040 would be crossed: $0.0015 spent, and the "
+        "next request may cost up to $0.0039"
+    )

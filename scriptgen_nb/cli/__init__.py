@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import __version__
 from . import jobs, log, options, run
@@ -25,7 +25,11 @@ EMULATOR_HELP = "serve the Gemini-compatible emulator (see `scriptgen emulator -
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line: the command, the problem, where to read more."""
+    """argparse whose errors are one line: the command, the problem, where to read more; and
+    that takes options only as spelled in full (`--max` is not taken for `--max-tokens`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")

@@ -222,7 +222,8 @@ def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
         "--budget",
         type=float,
         metavar="USD",
-        help="stop sending before the cost would pass USD; the rest are not run (default: none)",
+        help="stop sending before the cost would pass USD; the rest are not run (default: "
+        + ("what is left of the batch's own, if it had one)" if retry else "none)"),
     )
     batch.add_argument(
         "--timeout",
@@ -234,9 +235,9 @@ def _batch_arguments(parser: argparse.ArgumentParser, *, retry: bool) -> None:
     batch.add_argument(
         "--max-attempts",
         type=int,
-        default=6,
         metavar="N",
-        help="attempts per request, retries included (default: %(default)s)",
+        help="attempts per request, retries included (default: "
+        + ("the batch's own)" if retry else "6)"),
     )
     batch.add_argument("--tier", metavar="TIER", help=TIER_HELP)
     batch.add_argument(

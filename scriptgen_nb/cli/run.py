@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -89,10 +90,11 @@ def retry(args: argparse.Namespace) -> int:
         if args.schema:
             settings["schema"] = load_schema(args.schema)
         changes = RetryChanges(settings, args.models)
-        plan = retry_plan(log, batch_id, changes, everything=args.all)
-        note = plan.note()
-        if note is not None and plan.requests and not args.quiet:
-            print(f"scriptgen retry: {note}", file=sys.stderr)
+        given = {"budget_usd": args.budget, "max_attempts": args.max_attempts}
+        plan = retry_plan(log, batch_id, changes, everything=args.all, given=given)
+        for note in (plan.note(), plan.carried_note()):
+            if note is not None and plan.requests and not args.quiet:
+                print(f"scriptgen retry: {note}", file=sys.stderr)
         return Work(plan.requests, plan.options(), plan.nothing())
 
     return _batch("retry", args, prepare)
@@ -129,9 +131,9 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 models=models,
                 concurrency=args.concurrency,
                 db=args.db,
-                budget_usd=args.budget,
+                budget_usd=given.pop("budget_usd", args.budget),
                 timeout_s=args.timeout,
-                max_attempts=args.max_attempts,
+                max_attempts=given.pop("max_attempts", args.max_attempts),
                 log_wait_s=args.log_wait,
                 quota=args.quota,
                 mode=args.mode,
@@ -359,7 +361,7 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
                 f"`scriptgen jobs cancel {batch_id}` cancels them"
             )
         else:
-            message = _stopped_early(interrupted, outcome, args.out)
+            message = _stopped_early(interrupted, outcome, args)
         print(f"scriptgen {command}: {message}", file=sys.stderr)
         return INTERRUPTED if type(interrupted) is BatchInterrupted else FAILED
     failed = results.failed
@@ -367,8 +369,9 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
         return OK
     from ..commands import retry_hint
 
-    retry = f"scriptgen retry {batch_id}"
-    hint = retry_hint(results, retry, outcome.requests) if batch_id else None
+    hint = (
+        retry_hint(results, retry_command(args, batch_id), outcome.requests) if batch_id else None
+    )
     again = f"; {hint}" if hint else ""
     kinds = sorted({r.error.kind for r in failed if r.error is not None})
     print(
@@ -379,12 +382,14 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
     return OK if args.allow_failures else FAILED
 
 
-def _stopped_early(interrupted: BatchInterrupted, outcome: Outcome, out: str | None) -> str:
+def _stopped_early(
+    interrupted: BatchInterrupted, outcome: Outcome, args: argparse.Namespace
+) -> str:
     """What ended a live batch early, how far it got, where its results are, what to run next.
 
     Said in the terminal's terms: a command to run, not the exception's `.results`.
     """
-    results = outcome.results
+    results, out = outcome.results, args.out
     not_run = sum(1 for r in results if r.error is not None and r.error.kind == "not_run")
     got = f"after {len(results) - not_run} of {len(results)} requests ({not_run} not run)"
     kept = (
@@ -395,11 +400,23 @@ def _stopped_early(interrupted: BatchInterrupted, outcome: Outcome, out: str | N
     if type(interrupted) is not BatchInterrupted:  # the call log failed: say why
         return f"{_one_line(interrupted.reason)} {got}; {kept}{_only_there(interrupted)}."
     rest = (
-        f"`scriptgen retry {outcome.batch_id}` runs the rest"
+        f"`{retry_command(args, outcome.batch_id)}` runs the rest"
         if outcome.batch_id
         else "running the same command again sends only what has no result yet"
     )
     return f"{outcome.stopped} {got}; {kept}; {rest}."
+
+
+def retry_command(args: argparse.Namespace, batch_id: str) -> str:
+    """`scriptgen retry BATCH_ID`, with what it needs to find the batch and send again as the
+    batch did: its call log (`--db`) and a local emulator (`--emulator`). Copied as it is, it
+    works: the path is quoted for a shell."""
+    words = ["scriptgen", "retry", batch_id]
+    if getattr(args, "db", None):
+        words += ["--db", args.db]
+    if getattr(args, "emulator", False):
+        words.append("--emulator")
+    return shlex.join(words)
 
 
 def _only_there(failed: BatchInterrupted) -> str:

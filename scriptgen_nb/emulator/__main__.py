@@ -35,6 +35,7 @@ def _port(text: str) -> int:
 def _parser(prog: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
+        allow_abbrev=False,  # `--min` is not taken for `--minute-s`
         description=(
             "Run a local Gemini-compatible HTTP server (generateContent, streamGenerateContent, "
             "countTokens, models, the Batch API and the Files API) with per-model RPM/TPM/RPD "

@@ -6,11 +6,12 @@ sequences, `maxOutputTokens` or an injected fault, or replaced by a safety block
 GenerateContentResponse bodies built from it: one JSON object, or the SSE chunks of a stream
 with the finish reason and final usage on the last chunk; and the body of a blocked prompt
 (`promptFeedback`, no candidates). A thinking model's thoughts are drawn in proportion to the
-answer's length (a short ask thinks little); `thinkingBudget` caps them and `thinkingLevel`
-scales them; `includeThoughts` adds a thought part (`"thought": true`) before the answer. With
-`ModelConfig.thoughts_share_max_output` the thoughts come first and share `maxOutputTokens`
-with the answer, so thoughts that use it all leave a MAX_TOKENS answer without text, as real
-thinking models do. Usage always agrees with the text returned. Imports nothing from the engine.
+answer's length and no larger than its prompt warrants (a short ask thinks little);
+`thinkingBudget` caps them and `thinkingLevel` scales them; `includeThoughts` adds a thought
+part (`"thought": true`) before the answer. As on Google (`ModelConfig.thoughts_share_max_output`,
+the default) the thoughts come first and share `maxOutputTokens` with the answer, so thoughts
+that use it all leave a MAX_TOKENS answer without text, as real thinking models do. Usage
+always agrees with the text returned. Imports nothing from the engine.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ _HARM_CATEGORIES = (
 
 # Streams arrive in pieces of roughly this many tokens, like the real service's chunks.
 _CHUNK_TOKENS = 40
+
+# The most a model thinks of its own accord (no thinking level or budget asked): this many
+# tokens, and this many more per token of the prompt.
+_THOUGHTS_BASE = 64
+_THOUGHTS_PER_PROMPT_TOKEN = 8
 
 # How many thoughts a thinking level asks for, against the model's own (dynamic) choice.
 _LEVEL_SCALE = {"MINIMAL": 0.1, "LOW": 0.5, "MEDIUM": 1.0, "HIGH": 2.0, "XHIGH": 3.0}
@@ -109,8 +115,11 @@ def _thoughts(
     if not model.thinking or request.thinking_budget == 0:
         return 0
     r = rng(seed, "thoughts", model_name, request.fingerprint)
-    # In proportion to the answer: a haiku takes a few, a script a few hundred.
-    thoughts = r.randint(max(8, out // 4), max(16, out))
+    # In proportion to the answer, a quarter to a half of it: a haiku takes a few, a script a
+    # hundred or two; and no more than the prompt gives to think about (a dozen words asking
+    # for a script do not take 400).
+    thoughts = r.randint(max(8, out // 4), max(16, out // 2))
+    thoughts = min(thoughts, _THOUGHTS_BASE + _THOUGHTS_PER_PROMPT_TOKEN * request.prompt_tokens)
     if request.thinking_level is not None:
         thoughts = max(1, round(thoughts * _LEVEL_SCALE[request.thinking_level]))
     if request.thinking_budget is not None and request.thinking_budget > 0:

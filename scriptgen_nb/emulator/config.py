@@ -158,10 +158,10 @@ class ModelConfig:
 
     Latency of an answer is `latency_base_s + latency_per_output_token_s * output_tokens +
     uniform(0, latency_jitter_s)`, times `EmulatorConfig.latency_scale`. A `thinking` model
-    reports thoughts; with `thoughts_share_max_output` they come out of `maxOutputTokens` (or the
-    output limit) before the answer does, as on Google, so a small budget can leave a MAX_TOKENS
-    answer with no text (off by default: notebooks and tests written before it keep their
-    numbers). Implicit caching: a prompt (system
+    reports thoughts; with `thoughts_share_max_output` (the default) they come out of
+    `maxOutputTokens` (or the output limit) before the answer does, as on Google, so a small
+    budget can leave a MAX_TOKENS answer with no text; False adds them on top of it, as the
+    emulator did before. Implicit caching: a prompt (system
     instruction, then contents) that repeats at least `implicit_cache_min_tokens` leading
     tokens of an earlier prompt to this model, seen within `implicit_cache_ttl_s`, reports the
     shared length (in steps of 256 tokens) as `cachedContentTokenCount` (None: no caching). A
@@ -177,7 +177,7 @@ class ModelConfig:
     latency_per_output_token_s: float = 0.0
     latency_jitter_s: float = 0.0
     thinking: bool = False
-    thoughts_share_max_output: bool = False
+    thoughts_share_max_output: bool = True
     input_token_limit: int = 1_048_576
     output_token_limit: int = 65_536
     display_name: str = ""

@@ -40,6 +40,12 @@ from .window import Slot, SlotWindow
 
 Metric = Literal["rpm", "tpm", "rpd"]
 METRICS: tuple[Metric, ...] = ("rpm", "tpm", "rpd")
+# Each metric in words, for what a person reads: `5 requests per minute`.
+METRIC_UNITS: dict[Metric, str] = {
+    "rpm": "requests per minute",
+    "tpm": "input tokens per minute",
+    "rpd": "requests per day",
+}
 Growth = Literal["slow_start", "additive", "fixed"]
 
 # A raise is told to listeners once the limit has grown by this factor since it was last told

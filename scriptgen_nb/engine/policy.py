@@ -321,9 +321,21 @@ def plan_concurrency(
     return ConcurrencyPlan("fixed", max_concurrency, paced=True)
 
 
+# The window a quota counts, in words: `limit 5 requests per minute`.
+SCOPE_UNITS: dict[QuotaScope, str] = {
+    "minute": "requests per minute",
+    "tokens": "input tokens per minute",
+    "day": "requests per day",
+}
+
+
 def quota_summary(error: BackendError) -> str:
-    """What a 429 was about, briefly: its quota ids (with limits) or its message."""
-    named = [f"{v.quota_id} (limit {v.limit})" if v.limit else v.quota_id for v in error.violations]
+    """What a 429 was about, briefly: its quota ids (with limits and their units) or its
+    message."""
+    named = [
+        f"{v.quota_id} (limit {v.limit:,} {SCOPE_UNITS[v.scope]})" if v.limit else v.quota_id
+        for v in error.violations
+    ]
     return ", ".join(named) or error.message[:200]
 
 

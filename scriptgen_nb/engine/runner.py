@@ -70,6 +70,7 @@ from .values import (
     RequestStarted,
     Result,
     Usage,
+    budget_reached,
 )
 from .verdict import judge_reply
 from .window import Slot
@@ -485,13 +486,7 @@ class BatchEngine:
             self._stop(Failure("not_run", f"{spec.name}'s price is unknown: no budget can be kept"))
             return "stop"
         if self._spent_usd + reserve > budget:
-            self._stop(
-                Failure(
-                    "not_run",
-                    f"the budget of ${budget:.4f} would be crossed: ${self._spent_usd:.4f} "
-                    f"spent, and the next request may cost up to ${reserve:.4f}",
-                )
-            )
+            self._stop(budget_reached(budget, self._spent_usd, reserve))
             return "stop"
         if self._tasks and self._spent_usd + self._reserved_usd + reserve > budget:
             return "wait"

@@ -329,6 +329,29 @@ class Failure:
         return f"{self.kind}: {self.message}"
 
 
+# How a request left out by the batch's budget is told apart from one cancelled or left out
+# when every model was exhausted (all three are `not_run`): its message starts with this.
+BUDGET_REACHED = "the budget of $"
+
+
+def budget_reached(budget_usd: float, spent_usd: float, next_usd: float) -> Failure:
+    """Why the requests left when the budget stopped admission were not run."""
+    return Failure(
+        "not_run",
+        f"{BUDGET_REACHED}{budget_usd:.4f} would be crossed: ${spent_usd:.4f} spent, and the "
+        f"next request may cost up to ${next_usd:.4f}",
+    )
+
+
+def stopped_by_budget(failure: Failure | None) -> bool:
+    """Whether `failure` is a request the batch's budget left out (see `budget_reached`)."""
+    return (
+        failure is not None
+        and failure.kind == "not_run"
+        and failure.message.startswith(BUDGET_REACHED)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What a backend returns for one successful HTTP exchange (before the engine judges it)."""
@@ -522,6 +545,7 @@ Event = (
 )
 
 __all__ = [
+    "BUDGET_REACHED",
     "Attempt",
     "AttemptFinished",
     "BatchFinished",
@@ -542,4 +566,6 @@ __all__ = [
     "Result",
     "Schema",
     "Usage",
+    "budget_reached",
+    "stopped_by_budget",
 ]

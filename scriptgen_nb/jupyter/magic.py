@@ -77,7 +77,11 @@ BATCH_COLUMNS = [
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises a one-line UsageError (which IPython shows without a traceback, and
-    nbval counts as a failure), pointing at the help."""
+    nbval counts as a failure), pointing at the help; options only as spelled in full (`--max`
+    is not taken for `--max-tokens`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> NoReturn:
         helper = self.prog.split()[0]  # `%%scriptgen?` (or `%scriptgen?`) shows every option
@@ -105,15 +109,6 @@ def _batch_parser() -> _Parser:
     p.add_argument("--dry-run", action="store_true", help="estimate tokens, cost and time only")
     p.add_argument("--cache", choices=commands.CACHE_MODES, default="use")
     p.add_argument("--db", default=None, metavar="PATH", help="the call log file")
-    p.add_argument(
-        "--mode",
-        choices=("live", "batch_api", "auto"),
-        default=None,
-        help="live calls (default), Google's Batch API (half price), or auto (by --deadline)",
-    )
-    p.add_argument(
-        "--deadline", default=None, help="for --mode auto: 90, 30m, 2h, 1d (default: batch time)"
-    )
     p.add_argument(
         "--await",
         action="store_true",
@@ -147,7 +142,14 @@ def _settings_arguments(p: _Parser, *, retry: bool) -> None:
     )
     p.add_argument("--system", default=None, help="system instruction")
     p.add_argument("--schema", metavar="NAME", help="a Pydantic model or JSON Schema dict variable")
-    p.add_argument("--budget", type=float, default=None, metavar="USD", help="stop before this")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="stop before the spend would cross it (default: "
+        + ("what is left of the batch's own)" if retry else "none)"),
+    )
     p.add_argument(
         "--timeout",
         type=float,
@@ -160,7 +162,8 @@ def _settings_arguments(p: _Parser, *, retry: bool) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="attempts per request, retries included (default: 6)",
+        help="attempts per request, retries included (default: "
+        + ("the batch's own)" if retry else "6)"),
     )
     p.add_argument(
         "--quota",
@@ -168,6 +171,15 @@ def _settings_arguments(p: _Parser, *, retry: bool) -> None:
         metavar="WHERE",
         help="the quota ledger shared with other processes: off, a SQLite file or a redis:// "
         "URL (default: SCRIPTGEN_QUOTA, else the user's cache directory)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("live", "batch_api", "auto"),
+        default=None,
+        help="live calls (default), Google's Batch API (half price), or auto (by --deadline)",
+    )
+    p.add_argument(
+        "--deadline", default=None, help="for --mode auto: 90, 30m, 2h, 1d (default: batch time)"
     )
     _tier_argument(p)
 
@@ -332,11 +344,7 @@ class ScriptgenMagics(Magics):
         schema = self._schema(args.schema) if args.schema else None
         requests = commands.batch_requests(prompts, args, schema)
         options = self._batch_options(
-            args,
-            models=args.model or self.default_models,
-            cache=args.cache,
-            mode=args.mode,
-            deadline=args.deadline,
+            args, models=args.model or self.default_models, cache=args.cache
         )
         return requests, options
 
@@ -352,12 +360,14 @@ class ScriptgenMagics(Magics):
         endpoint = SESSION.use()
         options = commands.batch_options(
             concurrency=args.concurrency,
-            budget_usd=args.budget,
+            budget_usd=given.pop("budget_usd", args.budget),
             db=self._db(args.db),
             timeout_s=self.default_timeout_s if args.timeout is None else args.timeout,
-            max_attempts=args.max_attempts,
+            max_attempts=given.pop("max_attempts", args.max_attempts),
             log_wait_s=self.default_log_wait_s,
             quota=args.quota,
+            mode=args.mode,
+            deadline=args.deadline,
             **given,
             **endpoint,
         )
@@ -480,7 +490,8 @@ class ScriptgenMagics(Magics):
         if args.schema:
             settings["schema"] = self._schema(args.schema)
         changes = commands.RetryChanges(settings, args.model or None)
-        plan = commands.retry_plan(log, batch_id, changes, everything=args.all)
+        given = {"budget_usd": args.budget, "max_attempts": args.max_attempts}
+        plan = commands.retry_plan(log, batch_id, changes, everything=args.all, given=given)
         nothing = plan.nothing()
         if nothing is not None:
             print(f"%scriptgen retry: {nothing}")
@@ -490,9 +501,18 @@ class ScriptgenMagics(Magics):
                 f"%scriptgen retry: {len(plan.requests)} request(s) of batch {batch_id}; "
                 f"{plan.note()}"
             )
+        if plan.carried_note():
+            print(f"%scriptgen retry: {plan.carried_note()}")
         options = self._batch_options(args, **plan.options(self.default_models))
-        results = batch_generate(plan.requests, progress="auto", **options)
-        _say_how_to_retry(results, plan.requests)
+        try:
+            results = batch_generate(plan.requests, progress="auto", **options)
+            _say_how_to_retry(results, plan.requests)
+        except BatchInterrupted as stopped:  # the kernel's stop button: keep what finished
+            results = ResultList(stopped.results)
+            print(
+                f"Interrupted: {len(results.succeeded)} of {len(results)} finished; the rest "
+                "are marked not_run (`%scriptgen retry` runs them)."
+            )
         return self._deliver(results, args.output)
 
     def _project(self, args: argparse.Namespace) -> pd.DataFrame:

@@ -73,6 +73,8 @@ class BatchInfo:
     key_fingerprint: str
     notices: tuple[str, ...] = ()  # what the ladder's resolution said (models.ladder_notices)
     simulated: bool = False  # the endpoint is an emulator (endpoints.is_emulator)
+    budget_usd: float | None = None  # what a retry carries over (retries.py)
+    max_attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +276,9 @@ class Recorder:
                 "INSERT INTO batch_log (batch_id, mode, status, "
                 "request_count, concurrency_strategy, concurrency_value, models, endpoint, "
                 "cache_mode, store_text, package_version, sdk_version, pid, hostname, "
-                "notices, simulated, started_at, heartbeat_at) VALUES (?, ?, 'running', ?, ?, "
-                "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), current_timestamp)",
+                "notices, simulated, budget_usd, max_attempts, started_at, heartbeat_at) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "to_timestamp(?), current_timestamp)",
                 [
                     info.batch_id,
                     info.mode,
@@ -292,6 +295,8 @@ class Recorder:
                     socket.gethostname(),
                     list(info.notices),
                     info.simulated,
+                    info.budget_usd,
+                    info.max_attempts,
                     event.started_at,
                 ],
             )

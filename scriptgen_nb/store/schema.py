@@ -343,3 +343,16 @@ UPDATE batch_log SET simulated = regexp_matches(
 """,
     )
 )
+
+migration(
+    Migration(
+        10,
+        "the batch settings a retry carries over: its budget and its attempts per request",
+        # `scriptgen retry` / `%scriptgen retry` run the failures again with these unless told
+        # otherwise (retries.py); NULL in rows from before version 10 (and budget_usd: none).
+        """
+ALTER TABLE batch_log ADD COLUMN budget_usd DOUBLE;
+ALTER TABLE batch_log ADD COLUMN max_attempts INTEGER;
+""",
+    )
+)
