@@ -90,6 +90,7 @@ _ACTING_SCALARS = frozenset({"nextval", "setval", "setseed", "write_log"})  # no
 _DAMAGE = re.compile(
     r"corrupt|checksum|invalidated|deserializ|could not read enough bytes", re.IGNORECASE
 )
+_NOT_DUCKDB = "not a valid DuckDB database file"  # DuckDB's words for a file of another kind
 # What DuckDB raises (a RuntimeError, no context) when a KeyboardInterrupt is raised while a
 # statement runs: Ctrl-C, or SIGTERM / SIGHUP as the command line raises them (cli/signals.py).
 _INTERRUPTED = "Query interrupted"
@@ -458,8 +459,9 @@ class Database:
     def _unopenable(self, exc: duckdb.Error) -> StoreError:
         """A file DuckDB cannot open: damaged (a `StoreError`), or some other kind of file (an
         `UnusableLog`: the path is wrong, not the disk)."""
-        kind = StoreError if _DAMAGE.search(str(exc)) else UnusableLog
-        return kind(self._unreadable(exc))
+        said = str(exc)
+        damaged = _DAMAGE.search(said) and _NOT_DUCKDB not in said  # (its path may say "corrupt")
+        return (StoreError if damaged else UnusableLog)(self._unreadable(exc))
 
     def _unreadable(self, exc: BaseException) -> str:
         return (
@@ -604,7 +606,8 @@ class Database:
     def sandboxed_select(self, sql: str) -> pd.DataFrame:
         """Run a user's read-only query: SELECT (or EXPLAIN) statements that only read.
 
-        Anything else is refused before it runs (`refusals`). On a file, what passes runs on a
+        Anything else is refused before it runs (`refusals`), and so is more than one
+        statement (DuckDB would show the last one's rows only). On a file, what passes runs on a
         DuckDB instance of its own (`_sandbox`): the log attached read-only, no other file
         reachable, the configuration locked, closed afterwards; so no user SQL can write, change
         the state of the store's own connections, or take the process down with it. The
@@ -618,6 +621,12 @@ class Database:
             raise ConfigurationError(
                 "Only SELECT queries that read the call log may run on it; refused: "
                 f"{', '.join(refused)}."
+            )
+        count = len(duckdb.extract_statements(sql))
+        if count > 1:  # DuckDB would run them all and return the last one's rows only
+            raise ConfigurationError(
+                f"{count} SQL statements given: run one query at a time (a `;` inside a quoted "
+                "string is fine)."
             )
         if self._memory is None:
             with _PROCESS_LOCK, self._sandbox() as con:
@@ -666,18 +675,13 @@ def refusals(sql: str) -> list[str]:
     """What in a user's SQL may not run on the call log, in order: statements other than
     SELECT and EXPLAIN, EXPLAIN ANALYZE (it runs what it explains), and calls of functions that
     do more than read (`_READING_TABLE_FUNCTIONS`, `_ACTING_SCALARS`). SQL that does not parse,
-    or holds no statement or more than one, raises a `ConfigurationError`."""
+    or holds no statement, raises a `ConfigurationError`."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
         raise ConfigurationError(f"The SQL does not parse: {exc}") from exc
     if not statements:
         raise ConfigurationError("No SQL statement given.")
-    if len(statements) > 1:  # DuckDB would run them all and show the last one's rows only
-        raise ConfigurationError(
-            f"{len(statements)} SQL statements given: run one query at a time (a `;` inside a "
-            "quoted string is fine)."
-        )
     refused = [s.type.name for s in statements if s.type not in _READ_ONLY_STATEMENTS]
     refused += [
         "EXPLAIN ANALYZE"
