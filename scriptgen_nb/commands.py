@@ -12,6 +12,7 @@ error. Imports no IPython, no argparse and no duckdb.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from .progress import limit_source
 from .retries import RetryChanges, RetryPlan, retry_hint, retry_plan
 from .store.limits import REMEMBER_LIMITS_S, forget_limits, remembered_limits
 from .store.session import CACHE_MODES
-from .wiring import BatchOptions
+from .wiring import ENV_BASE_URL, BatchOptions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .results import ResultList
     from .store import CallStore, Database
 
+DB_OPTION = "--db"  # how both surfaces name the call log's file, in their messages
 CONCURRENCY_CHOICES = "a number (a cap on requests in flight), auto (pace by the limits) or seed"
 JOB_ACTIONS = ("list", "resume", "cancel")
 TIERS = ("free", "tier1")  # the bundled catalogue's tiers (engine/catalogue.toml)
@@ -46,6 +48,7 @@ __all__ = [
     "RetryPlan",
     "batch_options",
     "batch_requests",
+    "check_log",
     "check_max_tokens",
     "check_tier",
     "estimate_frame",
@@ -55,6 +58,7 @@ __all__ = [
     "known_batch",
     "latest_batch",
     "limits_action",
+    "missing_key",
     "models_frame",
     "parse_concurrency",
     "quota_identity",
@@ -103,6 +107,17 @@ def batch_options(
         **extra,
     }
     return {name: value for name, value in given.items() if value is not None}
+
+
+def check_log(path: str, log_wait_s: float) -> None:
+    """Refuse, writing nothing, a call log a batch could not use (a folder, a read-only place,
+    a file that is not a call log this version can write), in one line telling to change
+    `--db`: said before an emulator starts or a request is sent. A file another process holds
+    is waited for as the batch would (`log_wait_s`)."""
+    from .store import Database
+    from .store.lock_wait import waiting_up_to
+
+    Database(path, check_only=True, named_by=DB_OPTION, wait=waiting_up_to(log_wait_s))
 
 
 def check_tier(tier: str | None) -> None:
@@ -223,6 +238,8 @@ def limits_action(
     `forget_all`, how many were forgotten first) and the limits remembered at `identity`."""
     days = f"{REMEMBER_LIMITS_S / 86_400:g} days"
     said = f"limits remembered for {identity} (each for {days} from when it was learned)"
+    if forget is not None:
+        _check_forgettable(db, identity, forget)
     if forget is not None or forget_all:
         count = forget_limits(
             db, model=forget, endpoint=identity.endpoint, key_fingerprint=identity.fingerprint
@@ -231,6 +248,25 @@ def limits_action(
         said = f"forgot {count} remembered limit(s) {what}for {identity}; still remembered"
     frame = remembered_limits(db, endpoint=identity.endpoint, key_fingerprint=identity.fingerprint)
     return said, frame
+
+
+def _check_forgettable(db: Database, identity: QuotaIdentity, model: str) -> None:
+    """Refuse `--forget MODEL` when nothing is remembered for it at `identity` (a typo, or
+    another endpoint's model), naming what is remembered and the likely meaning."""
+    remembered = remembered_limits(
+        db, endpoint=identity.endpoint, key_fingerprint=identity.fingerprint
+    )
+    known = sorted(set(remembered["model"]))
+    if model.removeprefix("models/") in known:
+        return
+    names = [*known, *(spec.name for spec in default_catalogue())]
+    close = difflib.get_close_matches(model, list(dict.fromkeys(names)), n=2)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    held = ", ".join(known) if known else "none"
+    raise ConfigurationError(
+        f"--forget {model}: no limits are remembered for {model} at {identity}, so nothing was "
+        f"forgotten.{hint} (Remembered for: {held}.)"
+    )
 
 
 def models_frame(
@@ -313,14 +349,31 @@ def latest_batch(log: CallStore, hint: str) -> str:
     return str(batches["batch_id"].iloc[0])
 
 
-def known_batch(log: CallStore, batch_id: str, lister: str) -> str:
-    """`batch_id`, when the log holds that batch; else an error saying how to list the batches
-    (`lister`: the surface's command for it)."""
-    if not log.db.rows("SELECT 1 FROM batch_log WHERE batch_id = ?", [batch_id]):
-        raise ConfigurationError(
-            f"no batch {batch_id!r} in the call log {log.db.path}; {lister} lists the batches."
-        )
+def known_batch(db: Database, batch_id: str, lister: str, option: str = "--batch") -> str:
+    """`batch_id`, when the log holds that batch; else an error naming it as typed (`option`
+    and the id; "" for an argument) and saying how to list the batches (`lister`: the
+    surface's command for it)."""
+    if not db.rows("SELECT 1 FROM batch_log WHERE batch_id = ?", [batch_id]):
+        typed = f"{option} {batch_id}: no batch" if option else f"no batch {batch_id!r}"
+        raise ConfigurationError(f"{typed} in the call log {db.path}; {lister} lists the batches.")
     return batch_id
+
+
+def missing_key(error: MissingApiKeyError, local: str) -> str:
+    """No API key, in a command's words: where the batch was to go and what to do, `local`
+    saying how this surface runs on a local emulator instead. A base URL (GOOGLE_GEMINI_BASE_URL)
+    is named: the user chose that endpoint, and telling them to point it at an emulator, or
+    that a local one is used, would be wrong."""
+    if error.base_url is None:
+        return (
+            "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), point "
+            f"{ENV_BASE_URL} at an emulator (`scriptgen emulator`), or {local}."
+        )
+    return (
+        f"no Gemini API key to send to {error.base_url} ({ENV_BASE_URL}): set GEMINI_API_KEY "
+        "(or GOOGLE_API_KEY) to a key it accepts (an emulator from `scriptgen emulator` takes "
+        f"any non-empty key unless started with --api-key), or {local}."
+    )
 
 
 def unknown_model(error: UnknownModelError, lister: str) -> str:

@@ -3,10 +3,11 @@
 `%%scriptgen batch` and `%scriptgen retry` (jupyter/magic.py), `scriptgen run` and `scriptgen
 retry` (cli/) take the same settings: what every request gets (`--temperature`, `--top-p`,
 `--seed`, `--max-tokens`, `--thinking-level`, `--system`) and what the batch gets (`--budget`,
-`--timeout`, `--max-attempts`, `--concurrency`, `--deadline` with `--mode`). The library checks
-each value too, but names it as Python does (`budget_usd=-1.0`, `Request '0': temperature=9.0`,
-`deadline='2h' is for mode='auto'`): checked here first, before anything is built or sent, a bad
-value is one `ConfigurationError` line naming the flag as typed and what it accepts. A surface
+`--timeout`, `--max-attempts`, `--log-wait`, `--concurrency`, `--deadline` with `--mode`). The
+library checks each value too, but names it as Python does (`budget_usd=-1.0`, `Request '0':
+temperature=9.0`, `deadline='2h' is for mode='auto'`): checked here first, before anything is
+built or sent, a bad value is one `ConfigurationError` line naming the flag as typed and what
+it accepts. A surface
 reads its parsed flags by their namespace names (`args.max_output_tokens`, `args.budget`, ...;
 a flag a surface lacks counts as not given). Imports no IPython, no argparse and no duckdb.
 """
@@ -54,6 +55,7 @@ NUMBER_FLAGS = (
     NumberFlag("--budget", "budget", 0, unit="US dollars"),
     NumberFlag("--timeout", "timeout", 0, above=True, unit="seconds"),
     NumberFlag("--max-attempts", "max_attempts", 1, whole=True, unit="attempts"),
+    NumberFlag("--log-wait", "log_wait", 0, unit="seconds"),
 )
 # Text flags that may be left out but not given empty: the flag, its name, what to give.
 TEXT_FLAGS = (

@@ -190,7 +190,7 @@ class BatchOptions:
             key = checked_api_key(value, source) if value is not None else ""
             if key:
                 return key
-        raise MissingApiKeyError()
+        raise MissingApiKeyError(self.resolved_base_url())
 
     def resolved_base_url(self) -> str | None:
         """Where to send: `base_url`, else GOOGLE_GEMINI_BASE_URL, else None (Google)."""

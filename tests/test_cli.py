@@ -229,7 +229,10 @@ def test_stats_for_one_batch_since_a_time_adds_its_summary_and_errors(call_log: 
 
 def test_stats_refuses_an_unknown_batch_and_a_bad_time(call_log: str) -> None:
     unknown = scriptgen("stats", "--db", call_log, "--batch", "b-nope")
-    assert unknown.returncode == 1 and "No batch 'b-nope'" in unknown.stderr
+    assert unknown.returncode == 2 and unknown.stderr == (
+        f"scriptgen stats: --batch b-nope: no batch in the call log {call_log}; "
+        "`scriptgen batches` lists the batches.\n"
+    )
     bad = scriptgen("stats", "--db", call_log, "--since", "yesterday")
     assert bad.returncode == 2 and "--since: Cannot read 'yesterday'" in bad.stderr
 
@@ -275,7 +278,7 @@ def test_the_reading_commands_never_change_a_log_and_ask_to_migrate_an_older_one
     )
     for command in ("stats", "batches", "models"):
         done = scriptgen(command, "--db", str(path))
-        assert done.returncode == 1, (command, done.stdout)
+        assert done.returncode == 2, (command, done.stdout)  # the --db to change: a usage error
         assert said in done.stderr and f"`scriptgen migrate --db {path}`" in done.stderr
     with pytest.raises(StoreError, match=re.escape(said)):
         CallStore(path, read_only=True)
@@ -332,6 +335,31 @@ def test_limits_shows_this_keys_remembered_limits_and_forgets_them(tmp_path: Pat
     assert "(none)" in forgot.stdout
     others = scriptgen("limits", "--db", path, "--all", "--forget-all", env=env)
     assert "forgot 1 remembered limit(s) for every endpoint and key" in others.stdout
+
+
+def test_a_db_that_is_no_call_log_is_a_usage_error_of_every_log_command(tmp_path: Path) -> None:
+    """Before: exit status 1 (as for a damaged log), and the message said `db=`."""
+    (tmp_path / "notes.txt").write_text("not a log\n")
+    for db, said in ((tmp_path, "is a folder, not a file"), (tmp_path / "notes.txt", "DuckDB")):
+        for command in ("stats", "batches", "models", "limits", "migrate"):
+            done = scriptgen(command, "--db", str(db))
+            assert done.returncode == 2, (command, done.stderr)
+            [line] = done.stderr.splitlines()
+            assert said in line and "--db" in line and "db=" not in line, line
+
+
+def test_limits_refuses_to_forget_a_model_with_nothing_remembered(tmp_path: Path) -> None:
+    """Before: `forgot 0 remembered limit(s) of gemini-3.8-flsh`, exit status 0."""
+    path = str(tmp_path / "calls.duckdb")
+    remember(Database(path), "gemini-3.8-flash", 150, fingerprint=key_fingerprint("the-users-key"))
+    typo = scriptgen("limits", "--db", path, "--forget", "gemini-3.8-flsh", env=user_env())
+    assert typo.returncode == 2 and typo.stdout == ""
+    [line] = typo.stderr.splitlines()
+    assert line.startswith(
+        "scriptgen limits: --forget gemini-3.8-flsh: no limits are remembered for "
+        "gemini-3.8-flsh at google, key "
+    )
+    assert "Did you mean gemini-3.8-flash" in line and "(Remembered for: gemini-3.8-flash.)" in line
 
 
 def test_limits_refuses_a_missing_log_and_two_ways_to_forget(tmp_path: Path) -> None:

@@ -353,7 +353,8 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
     (tmp_path / "t.csv").write_text("topic\nlighthouses\n")
     (tmp_path / "latin1.txt").write_bytes(b"About {topic} \xe9t\xe9\n")
     (tmp_path / "p.txt").write_text("A prompt\n")
-    keyless = {k: v for k, v in env.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    hidden = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL")
+    nowhere = {k: v for k, v in env.items() if k not in hidden}  # no key, no endpoint
     out = ("--out", "r.jsonl")
     cases = {
         ("run", "nowhere.txt", *out): "nowhere.txt: no such file; pass a JSONL, CSV or text file",
@@ -404,16 +405,90 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_do(
     }
     before = requests_seen(emulator)
     calls = [Call(args, cwd=tmp_path) for args in cases]
-    calls.append(Call(("run", "p.txt", *out), cwd=tmp_path, env=keyless))
+    calls.append(Call(("run", "p.txt", *out), cwd=tmp_path, env=nowhere))
     done = scriptgen(env, *calls)
-    messages = [*cases.values(), "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY)"]
+    messages = [
+        *cases.values(),
+        "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), point GOOGLE_GEMINI_BASE_URL",
+    ]
+    assert_refused(calls, done, messages)
+    assert requests_seen(emulator) == before
+    assert not (tmp_path / "r.jsonl").exists() and not call_log_in_tmp.exists()
+
+
+def assert_refused(
+    calls: list[Call], done: list[subprocess.CompletedProcess[str]], messages: list[str]
+) -> None:
+    """Each call exited 2 with one line on stderr, saying its message, and nothing on stdout."""
     for call, result, message in zip(calls, done, messages, strict=True):
         assert result.returncode == 2, (call.args, result.stderr)
         assert message in result.stderr, (call.args, result.stderr)
         assert result.stderr.count("\n") == 1 and result.stdout == "", result.stderr  # one line
         assert result.stderr.startswith(f"scriptgen {call.args[0]}")
+
+
+def test_a_bad_db_out_or_missing_key_exits_2_before_an_emulator_starts(
+    tmp_path: Path, env: dict[str, str], emulator: Emulator, call_log_in_tmp: Path
+) -> None:
+    """Before: `--emulator` started (and said) a local emulator, then the call log was refused
+    (a file that is no DuckDB log with exit status 1), saying `db=`; a key missing beside
+    GOOGLE_GEMINI_BASE_URL was told to point GOOGLE_GEMINI_BASE_URL at an emulator; `--out`
+    under a file was a folder to create; `--log-wait -1` was `log_wait_s=-1.0`."""
+    (tmp_path / "p.txt").write_text("A prompt\n")
+    (tmp_path / "logs").mkdir()
+    keyless = {k: v for k, v in env.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    out = ("--out", "r.jsonl")
+    local = ("--emulator", *out)  # one line: said before the local emulator would start
+    cases = {
+        ("run", "p.txt", "--out", "p.txt/r.csv"): "--out p.txt/r.csv: p.txt is a file, not a",
+        ("run", "p.txt", "--db", "logs", *local): "logs is a folder, not a file: pass --db a",
+        ("run", "p.txt", "--db", "p.txt", *local): (
+            "The call log p.txt cannot be opened: it is not a DuckDB database this version can read"
+        ),
+        ("run", "p.txt", "--db", "p.txt/x.duckdb", *local): (
+            "p.txt is a file, not a folder. Pass --db a path in a folder you can write to."
+        ),
+        ("run", "p.txt", "--log-wait", "-1", *out): "--log-wait=-1.0 is out of range: --log-wait",
+    }
+    before = requests_seen(emulator)
+    calls = [Call(args, cwd=tmp_path) for args in cases]
+    calls.append(Call(("run", "p.txt", *out), cwd=tmp_path, env=keyless))
+    done = scriptgen(env, *calls)
+    messages = [
+        *cases.values(),
+        f"no Gemini API key to send to {emulator.base_url} (GOOGLE_GEMINI_BASE_URL): set "
+        "GEMINI_API_KEY (or GOOGLE_API_KEY) to a key it accepts",
+    ]
+    assert_refused(calls, done, messages)
     assert requests_seen(emulator) == before
     assert not (tmp_path / "r.jsonl").exists() and not call_log_in_tmp.exists()
+    assert (tmp_path / "p.txt").read_text() == "A prompt\n"  # the --db that was no log: as it was
+
+
+def test_an_output_that_cannot_be_written_says_where_the_answers_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `cannot write X: [Errno 2] ...` alone, though the answers were paid for and kept
+    in the call log."""
+    from scriptgen_nb.cli.run import FAILED, Outcome, deliver
+    from scriptgen_nb.engine.values import Result
+    from scriptgen_nb.results import ResultList
+
+    results = ResultList([Result("0", 0, True, text="an answer")])
+    gone = str(tmp_path / "gone" / "r.jsonl")  # its folder went away during the batch
+    db = str(tmp_path / "calls.duckdb")
+    for command, cache, again in (
+        ("run", "use", "the same command with another --out writes them from there"),
+        ("run", "off", None),
+        ("retry", "use", None),  # a retry asks the service again: no re-run advice
+    ):
+        args = argparse.Namespace(out=gone, quiet=True, allow_failures=False, db=db, cache=cache)
+        assert deliver(command, args, Outcome(results, batch_id="b-1")) == FAILED
+        [said] = capsys.readouterr().err.splitlines()
+        assert said.startswith(f"scriptgen {command}: cannot write {gone} (")
+        assert f"the answers are kept in the call log {db} (batch b-1): " in said
+        assert f"`scriptgen_nb.CallStore({db!r}).results('b-1')` in Python reads them" in said
+        assert (again in said) if again else "another --out" not in said
 
 
 def test_truncated_answers_are_retried_only_with_a_higher_max_tokens(

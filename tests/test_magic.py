@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,8 +390,14 @@ def test_limits_shows_what_a_batch_learned_here_and_forgets_it(
     models = line(shell, "models").set_index("model")
     assert models.loc[MODEL, "learned"].startswith("rpm 2 (")
     assert models.loc[MODEL, "rpm"] > 2  # the catalogue's figure, beside it
-    assert line(shell, "limits --forget gemini-2.5-flash-lite").empty is False  # not that one
-    assert capsys.readouterr().out.startswith("forgot 0 remembered limit(s) of gemini-2.5")
+    # A model with nothing remembered (a typo, or not this endpoint's) is refused, not "forgot 0".
+    refused = "--forget gemini-3.5-flash-lit: no limits are remembered for gemini-3.5-flash-lit"
+    with pytest.raises(UsageError, match=re.escape(refused)) as typo:
+        line(shell, "limits --forget gemini-3.5-flash-lit")
+    assert f"Did you mean {MODEL}" in str(typo.value)
+    assert f"(Remembered for: {MODEL}.)" in str(typo.value)
+    with pytest.raises(UsageError, match=r"no limits are remembered for gemini-2\.5-flash-lite"):
+        line(shell, "limits --forget gemini-2.5-flash-lite")
     assert line(shell, f"limits --forget {MODEL}").empty
     assert capsys.readouterr().out.startswith(f"forgot 1 remembered limit(s) of {MODEL} for {here}")
     assert line(shell, "limits --all").empty
@@ -547,10 +554,10 @@ BAD_LINES = [
     (
         "retry-unknown-batch",
         "retry --batch nope",
-        r"no batch 'nope' in the call log .*; "
+        r"--batch nope: no batch in the call log .*; "
         r"`%scriptgen stats` lists the batches",
     ),
-    ("chart-unknown-batch", "chart cost --batch nope", r"no batch 'nope' in the call log"),
+    ("chart-unknown-batch", "chart cost --batch nope", r"--batch nope: no batch in the call log"),
     (
         "stats-since",
         "stats --since yesterday",
@@ -797,3 +804,118 @@ def test_a_retry_carries_the_batchs_attempts_and_what_is_left_of_its_budget(
         .values.tolist()
     )
     assert rows == [[budget, 2], [pytest.approx(budget - spent), 2], [1.0, 2]]
+
+
+# --- a newcomer's rough edges ----------------------------------------------------------------
+
+
+def newer_log(path: Path) -> Path:
+    """A call log a newer scriptgen_nb migrated further than this one knows."""
+    import duckdb
+
+    from scriptgen_nb.store.database import Database, schema_version
+
+    Database(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "INSERT INTO schema_migration VALUES (?, 'future', now())", [schema_version() + 1]
+        )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda tmp: tmp, "is a folder, not a file: pass --db a file in it"),
+        (lambda tmp: tmp / "notes.txt" / "x.duckdb", "is a file, not a folder. Pass --db a path"),
+        (lambda tmp: tmp / "notes.txt", "not a DuckDB database this version can read"),
+        (lambda tmp: newer_log(tmp / "newer.duckdb"), "was written by a newer scriptgen_nb"),
+    ],
+    ids=["folder", "under-a-file", "not-duckdb", "newer-schema"],
+)
+def test_a_bad_db_is_one_usage_error_naming_db_with_nothing_sent(
+    shell: Any, fast_emulator: Any, tmp_path: Path, make: Any, said: str
+) -> None:
+    """Before: a file that was no DuckDB log raised a StoreError traceback from inside
+    batch_generate (the reading magics too), and the other messages said `db=`."""
+    (tmp_path / "notes.txt").write_text("not a log\n")
+    db = make(tmp_path)
+    before = fast_emulator.counters()["requests"]
+    for run in (
+        lambda: cell(shell, f"batch --model {MODEL} --db '{db}'", "never sent"),
+        lambda: line(shell, f"retry --db '{db}'"),
+        lambda: line(shell, f"stats --db '{db}'"),  # under a file: "no call log at ... yet"
+    ):
+        with pytest.raises(UsageError) as refused:
+            run()
+        message = str(refused.value)
+        assert "--db" in message and "db=" not in message and "\n" not in message, message
+        assert said in message or "no call log at" in message, message
+    with pytest.raises(UsageError, match=re.escape(said)):
+        cell(shell, f"batch --model {MODEL} --db '{db}'", "never sent")
+    assert fast_emulator.counters()["requests"] == before
+
+
+def test_a_base_url_without_a_key_is_named_not_the_local_emulator(
+    shell: Any,
+    fast_emulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: GOOGLE_GEMINI_BASE_URL set and no key gave the library's advice to run
+    `with scriptgen_nb.Emulator() as emu: ...`, as if no endpoint had been chosen."""
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fast_emulator.base_url)
+    SESSION.announced = False
+    with pytest.raises(UsageError) as refused:
+        cell(shell, f"batch --model {MODEL}", "never sent")
+    message = str(refused.value)
+    assert message.startswith(
+        f"no Gemini API key to send to {fast_emulator.base_url} (GOOGLE_GEMINI_BASE_URL): set "
+        "GEMINI_API_KEY (or GOOGLE_API_KEY) to a key it accepts"
+    ), message
+    assert "unset GOOGLE_GEMINI_BASE_URL" in message and "Emulator()" not in message
+    assert "local Gemini emulator at" not in capsys.readouterr().out
+
+
+def test_a_chart_shows_the_latest_batch_unless_all_is_asked(shell: Any) -> None:
+    """Before: latency, cost and errors charts covered the whole log by default, though the
+    README said a chart shows the latest batch."""
+    cell(shell, f"batch --model {MODEL}", "the first batch")
+    cell(shell, f"batch --model {MODEL}", "the second batch")
+    latest = line(shell, "stats").batches["batch_id"].iloc[0]
+    for kind in ("throughput", "latency", "cost", "errors"):
+        assert f"(batch {latest})" in repr(line(shell, f"chart {kind}")), kind
+    assert "(all batches)" in repr(line(shell, "chart latency --all"))
+    with pytest.raises(UsageError, match="throughput shows one batch over time"):
+        line(shell, "chart throughput --all")
+    with pytest.raises(UsageError, match="not allowed with argument"):
+        line(shell, f"chart cost --all --batch {latest}")
+
+
+def test_stats_of_one_batch_and_of_a_batch_nobody_knows(shell: Any) -> None:
+    """Before: `%scriptgen stats --batch ID` was an unknown option (the CLI's stats has it)."""
+    cell(shell, f"batch --model {MODEL}", "a batch to look at")
+    latest = line(shell, "stats").batches["batch_id"].iloc[0]
+    report = line(shell, f"stats --batch {latest}")
+    assert report.summary["batch_id"].tolist() == [latest]
+    assert f"Errors in batch {latest}:" in repr(report)
+    with pytest.raises(UsageError) as unknown:
+        line(shell, "stats --batch nope")
+    assert str(unknown.value).startswith("--batch nope: no batch in the call log ")
+    assert str(unknown.value).endswith("`%scriptgen stats` lists the batches.")
+
+
+def test_sql_runs_one_statement_and_refuses_two(shell: Any) -> None:
+    """Before: `SELECT 1; SELECT 2` ran both and showed the second's rows only."""
+    cell(shell, f"batch --model {MODEL}", "a row to read")
+    frame = line(shell, "sql SELECT '#a; b' AS said, count(*) AS n FROM result;")
+    assert frame.values.tolist() == [["#a; b", 1]]
+    with pytest.raises(UsageError, match="2 SQL statements given: run one query at a time"):
+        line(shell, "sql SELECT 1 AS a; SELECT 2 AS b")
+
+
+def test_a_truncated_answer_says_the_flag_to_raise(shell: Any, fast_emulator: Any) -> None:
+    """Before: the error said `raise max_output_tokens`, a name no magic takes."""
+    frame = cell(shell, f"batch --model {MODEL} --max-tokens 5", "Truncated test: tides")
+    assert frame["error_kind"].tolist() == ["truncated"]
+    assert "--max-tokens N" in frame["error_message"].iloc[0]

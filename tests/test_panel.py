@@ -179,8 +179,8 @@ def test_a_wait_for_the_call_log_shows_on_its_own_line_during_and_after_the_batc
     assert panel.log.value == ""
     clock.now = 2.0
     panel(ended("finished", total=2))
-    panel.log_waiting("waiting up to 300s for it (log_wait_s)")  # the batch's last rows
-    assert panel.log.value == "<i>waiting up to 300s for it (log_wait_s)</i>"
+    panel.log_waiting("waiting up to 300s for it (log_wait_s= in Python)")  # the batch's last rows
+    assert panel.log.value == "<i>waiting up to 300s for it (log_wait_s= in Python)</i>"
     assert "· finished" in panel.title.value
 
 

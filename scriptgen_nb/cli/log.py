@@ -157,7 +157,7 @@ def batches(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from ..commands import models_frame, quota_identity, with_tier
+    from ..commands import DB_OPTION, models_frame, quota_identity, with_tier
     from ..engine.errors import ConfigurationError, ScriptgenError
     from ..store import default_db_path, open_database
 
@@ -169,8 +169,10 @@ def models(args: argparse.Namespace) -> int:
         return _usage_error("models", exc)
     try:
         exists = Path(path).exists()  # never create one
-        db = open_database(path, read_only=True) if exists else None
+        db = open_database(path, read_only=True, named_by=DB_OPTION) if exists else None
         frame = models_frame(db, catalogue)
+    except ConfigurationError as exc:  # a --db that is no call log this version reads
+        return _usage_error("models", exc)
     except ScriptgenError as exc:
         print(f"scriptgen models: {exc}", file=sys.stderr)
         return 1
@@ -210,7 +212,8 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def _usage_error(command: str, error: Exception) -> int:
-    """A configuration error (a bad --tier, a malformed API key) in one line: status 2."""
+    """A configuration error (a bad --tier, a malformed API key, a --db that is no call log) in
+    one line: status 2."""
     print(f"scriptgen {command}: {' '.join(str(error).split())}", file=sys.stderr)
     return 2
 
@@ -224,7 +227,8 @@ def _read_log(
 ) -> int:
     """Open an existing call log (never create one; read-only unless the command writes), run
     the queries, print their tables."""
-    from ..engine.errors import ScriptgenError
+    from ..commands import DB_OPTION
+    from ..engine.errors import ConfigurationError, ScriptgenError
     from ..store import default_db_path, open_database
 
     path = db_arg or default_db_path()
@@ -235,9 +239,11 @@ def _read_log(
         )
         return 1
     try:
-        db = open_database(path, read_only=read_only)
+        db = open_database(path, read_only=read_only, named_by=DB_OPTION)
         tables = sections(db)
-    except ScriptgenError as exc:
+    except ConfigurationError as exc:  # a --db that is no call log, an unknown --batch, ...
+        return _usage_error(command, exc)
+    except ScriptgenError as exc:  # a damaged log, one held too long
         print(f"scriptgen {command}: {exc}", file=sys.stderr)
         return 1
     print(f"call log: {db.path}")
@@ -256,6 +262,9 @@ def _stats_sections(db: Database, args: argparse.Namespace) -> list[Section]:
     usage = queries.usage_report(db, since=args.since)
     sections = [*_usage_sections(usage, since), *_batch_sections(db, 20)]
     if args.batch:
+        from ..commands import known_batch
+
+        known_batch(db, args.batch, "`scriptgen batches`")
         summary = queries.batch_summary(db, args.batch).iloc[0]
         fields = pd.DataFrame(
             {"field": summary.index, "value": [cell(str(f), v) for f, v in summary.items()]}

@@ -1,6 +1,7 @@
 """`scriptgen run --out FILE`: results written as JSONL, CSV or Parquet, atomically; or a table.
 
-Owns `output_path` (checked before anything is sent: a known suffix, an existing folder),
+Owns `output_path` (checked before anything is sent: a known suffix, an existing folder that
+can be written),
 `write_results` (a temporary file in the same folder, renamed over FILE only once complete, so
 a failure or Ctrl-C never leaves half a file; FILE gets the mode a plain `open()` would give
 it, and a FILE that is a symbolic link is written through, as `open()` would: its target is
@@ -45,10 +46,22 @@ def output_path(out: str) -> str:
         )
     folder = path.parent
     if not folder.is_dir():
-        raise ConfigurationError(f"--out {out}: the folder {folder} does not exist; create it.")
+        raise ConfigurationError(f"--out {out}: {_missing_folder(folder)}")
+    if not os.access(folder, os.W_OK | os.X_OK):  # the kernel's answer: right for root too
+        raise ConfigurationError(
+            f"--out {out}: the folder {folder} cannot be written; name a file in one that can."
+        )
     if path.is_dir():
         raise ConfigurationError(f"--out {out} is a folder; name a file.")
     return out
+
+
+def _missing_folder(folder: Path) -> str:
+    """Why `folder` cannot hold the output: missing (create it), or under a file (none can)."""
+    for ancestor in (folder, *folder.parents):
+        if ancestor.exists() and not ancestor.is_dir():
+            return f"{ancestor} is a file, not a folder; name a file in a folder."
+    return f"the folder {folder} does not exist; create it."
 
 
 def write_results(results: ResultList, out: str) -> None:

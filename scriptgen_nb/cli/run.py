@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def retry(args: argparse.Namespace) -> int:
     def prepare() -> Work:
-        from ..commands import RetryChanges, known_batch, latest_batch, retry_plan
+        from ..commands import DB_OPTION, RetryChanges, known_batch, latest_batch, retry_plan
         from ..flags import request_settings
         from ..store import CallStore, default_db_path
         from ..store.recorder import LOG_WAIT_S
@@ -81,9 +81,10 @@ def retry(args: argparse.Namespace) -> int:
         path = args.db or default_db_path()
         if not Path(path).exists():  # opening it would create an empty log
             raise ConfigurationError(f"no call log at {path}; pass --db with the batch's log.")
-        log = CallStore(path, log_wait_s=LOG_WAIT_S if args.log_wait is None else args.log_wait)
+        wait = LOG_WAIT_S if args.log_wait is None else args.log_wait
+        log = CallStore(path, log_wait_s=wait, named_by=DB_OPTION)
         if args.batch_id:
-            batch_id = known_batch(log, args.batch_id, "`scriptgen batches`")
+            batch_id = known_batch(log.db, args.batch_id, "`scriptgen batches`", option="")
         else:
             batch_id = latest_batch(log, "run `scriptgen run` first")
         settings = request_settings(args)
@@ -141,22 +142,27 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
                 **given,
             )
             dry = getattr(args, "dry_run", False)
+            if not dry:  # a dry run writes no log; a batch's is checked before anything starts
+                from ..commands import check_log
+                from ..store import default_db_path
+                from ..store.recorder import LOG_WAIT_S
+
+                wait = LOG_WAIT_S if args.log_wait is None else args.log_wait
+                check_log(args.db or default_db_path(), wait)
             if args.emulator:  # a dry run sends nothing: it needs the emulator's windows only
                 options.update(_local_emulator(stack, quiet=args.quiet, start=not dry))
-            elif not dry and not _has_key(options):
-                raise MissingApiKeyError()  # before the library would create the call log
+            elif not dry:  # a missing key is said before the library creates the call log
+                _check_key(options)
             options = with_tier(options, args.tier)
             check_max_tokens(args.max_output_tokens, options)
             if dry:
                 print(_dry_run(work.requests, options))
                 return OK
             outcome = _generate(work.requests, options, args, stop.hold)
-        except MissingApiKeyError:
-            return fail(
-                "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY), point "
-                "GOOGLE_GEMINI_BASE_URL at an emulator (`scriptgen emulator`), or add "
-                "--emulator to run on a local one."
-            )
+        except MissingApiKeyError as exc:
+            from ..commands import missing_key
+
+            return fail(missing_key(exc, "add --emulator to run on a local one"))
         except UnknownModelError as exc:
             from ..commands import unknown_model
 
@@ -182,14 +188,11 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
         return stop.exit_status(status)
 
 
-def _has_key(options: dict[str, Any]) -> bool:
+def _check_key(options: dict[str, Any]) -> None:
+    """Raise `MissingApiKeyError` (naming the base URL it was for) when there is no key."""
     from ..wiring import BatchOptions
 
-    try:
-        BatchOptions(api_key=options.get("api_key")).resolved_api_key()
-    except MissingApiKeyError:
-        return False
-    return True
+    BatchOptions(api_key=options.get("api_key")).resolved_api_key()
 
 
 def _local_emulator(stack: ExitStack, *, quiet: bool, start: bool = True) -> dict[str, Any]:
@@ -349,7 +352,11 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
     except BrokenPipeError:
         raise  # the reader stopped early (`| head`): `main` ends the command quietly
     except (OSError, ScriptgenError) as exc:
-        print(f"scriptgen {command}: cannot write {args.out}: {exc}", file=sys.stderr)
+        print(
+            f"scriptgen {command}: cannot write {args.out} ({_one_line(str(exc))}); "
+            f"{_kept_in_the_log(command, args, outcome)}",
+            file=sys.stderr,
+        )
         return FAILED
     if interrupted is not None:
         if outcome.by_batch_api and type(interrupted) is not BatchInterrupted:
@@ -380,6 +387,26 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
         file=sys.stderr,
     )
     return OK if args.allow_failures else FAILED
+
+
+def _kept_in_the_log(command: str, args: argparse.Namespace, outcome: Outcome) -> str:
+    """Where the answers of a batch whose output could not be written are, and how to write
+    them again: `run` again with another --out reads them from the log's cache (only when the
+    cache is used: `retry` always asks the service), or Python reads them from the log."""
+    from ..store import default_db_path
+
+    db = getattr(args, "db", None) or default_db_path()
+    batch = outcome.batch_id
+    if batch is None:
+        return f"the answers are in the call log {db}."
+    python = f"`scriptgen_nb.CallStore({db!r}).results({batch!r})` in Python reads them"
+    again = (
+        "the same command with another --out writes them from there (answered requests are "
+        f"not sent again), or {python}"
+        if command == "run" and getattr(args, "cache", "use") == "use"
+        else python
+    )
+    return f"the answers are kept in the call log {db} (batch {batch}): {again}."
 
 
 def _stopped_early(

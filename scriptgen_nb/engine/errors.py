@@ -39,7 +39,20 @@ class ConfigurationError(ScriptgenError, ValueError):
 
 
 class MissingApiKeyError(ConfigurationError):
-    def __init__(self) -> None:
+    """No key to send with. `base_url`: the endpoint the call was to go to (a base URL given,
+    or GOOGLE_GEMINI_BASE_URL), None for Google; the message says which, since advice to run on
+    an emulator misleads a user whose base URL already names one."""
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self.base_url = base_url
+        if base_url is not None:
+            super().__init__(
+                f"No Gemini API key to send to {base_url} (the base URL given, or "
+                "GOOGLE_GEMINI_BASE_URL): set GEMINI_API_KEY (or GOOGLE_API_KEY) to a key that "
+                "endpoint accepts (an emulator from `scriptgen emulator` takes any non-empty "
+                "key unless started with --api-key), or pass api_key=..."
+            )
+            return
         super().__init__(
             "No Gemini API key found. Set GEMINI_API_KEY (or GOOGLE_API_KEY), pass api_key=..., "
             "or run against the local emulator: `with scriptgen_nb.Emulator() as emu: "

@@ -68,8 +68,9 @@ def judge_reply(reply: Reply, schema: Schema) -> Verdict:
         return Verdict(
             Failure(
                 "truncated",
-                "the answer hit max_output_tokens (finish reason MAX_TOKENS; thinking tokens "
-                "count against it too); raise max_output_tokens or shorten the task",
+                "the answer hit its output-token cap (finish reason MAX_TOKENS; thinking "
+                "tokens count against it too); raise the cap (--max-tokens N in a magic or "
+                "`scriptgen`, max_output_tokens= in Python) or shorten the task",
             )
         )
     if finish in LANGUAGE_REASONS:

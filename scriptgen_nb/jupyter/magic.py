@@ -42,7 +42,12 @@ from ..api import (
 )
 from ..emulator import EmulatorConfig
 from ..emulator.config import ConfigError as EmulatorConfigError
-from ..engine.errors import BatchInterrupted, ConfigurationError, UnknownModelError
+from ..engine.errors import (
+    BatchInterrupted,
+    ConfigurationError,
+    MissingApiKeyError,
+    UnknownModelError,
+)
 from ..engine.runner import CancelToken
 from ..engine.values import GenerationRequest
 from ..engine.verdict import json_schema_of
@@ -53,6 +58,7 @@ from ..results import ResultList
 from ..store import CallLogFailed, CallStore, default_db_path
 from ..store.queries import parse_time
 from ..store.recorder import LOG_WAIT_S
+from ..wiring import ENV_BASE_URL
 from . import cells
 from .endpoint import SESSION, auto_config
 from .report import StatsReport
@@ -192,6 +198,9 @@ def _line_parsers() -> dict[str, _Parser]:
         description="The usage report and the last batches.",
     )
     stats.add_argument("--since", default=None, help="1h, 30m, 2d or an ISO date")
+    stats.add_argument(
+        "--batch", default=None, metavar="ID", help="also this batch's summary and errors"
+    )
     sql = parsers["sql"] = _Parser(
         prog="%scriptgen sql", add_help=False, description="A read-only SELECT on the call log."
     )
@@ -217,7 +226,11 @@ def _line_parsers() -> dict[str, _Parser]:
         prog="%scriptgen chart", add_help=False, description="A chart from the call log."
     )
     chart.add_argument("kind", choices=("throughput", "latency", "cost", "errors"))
-    chart.add_argument("--batch", default=None, help="a batch id (default: the latest)")
+    scope = chart.add_mutually_exclusive_group()
+    scope.add_argument("--batch", default=None, help="a batch id (default: the latest)")
+    scope.add_argument(
+        "--all", action="store_true", help="every batch in the log (latency, cost, errors)"
+    )
     retry = parsers["retry"] = _Parser(
         prog="%scriptgen retry",
         add_help=False,
@@ -343,6 +356,8 @@ class ScriptgenMagics(Magics):
                 prompts = cells.fill_names(prompts, self._user_variables())
         schema = self._schema(args.schema) if args.schema else None
         requests = commands.batch_requests(prompts, args, schema)
+        if not args.dry_run:  # a dry run writes no log: any path will do
+            commands.check_log(self._db(args.db), self.default_log_wait_s)
         options = self._batch_options(
             args, models=args.model or self.default_models, cache=args.cache
         )
@@ -434,15 +449,20 @@ class ScriptgenMagics(Magics):
     # --- line commands -------------------------------------------------------------------
 
     def _stats(self, args: argparse.Namespace) -> StatsReport:
-        """The usage report and the last batches (their lasting figures), as one titled result
-        that displays nothing until the notebook shows it."""
+        """The usage report and the last batches (their lasting figures), and with --batch that
+        batch's summary and errors, as one titled result that displays nothing until the
+        notebook shows it."""
         since = _since(args.since)
         log = self._reader(args.db, "stats")
+        batch = commands.known_batch(log.db, args.batch, LISTER) if args.batch else None
         return StatsReport(
             log=str(log.db.path),
             since="all time" if since is None else f"since {since:%Y-%m-%d %H:%M:%S %Z}",
             usage=log.usage_report(since=since),
             batches=log.batches(limit=5)[BATCH_COLUMNS],
+            batch_id=batch,
+            summary=None if batch is None else log.batch_summary(batch),
+            errors=None if batch is None else log.errors(batch),
         )
 
     def _sql(self, args: argparse.Namespace) -> pd.DataFrame:
@@ -471,11 +491,25 @@ class ScriptgenMagics(Magics):
         return frame
 
     def _chart(self, args: argparse.Namespace) -> Any:
+        """A chart of one batch (the latest, or --batch ID), or with --all of the whole log."""
         from .charts import chart
 
+        if args.all and args.kind == "throughput":
+            raise UsageError(
+                "%scriptgen chart throughput --all: throughput shows one batch over time; "
+                "leave out --all for the latest batch, or pass --batch ID."
+            )
         log = self._reader(args.db, "chart")
-        batch = commands.known_batch(log, args.batch, LISTER) if args.batch else None
-        return chart(args.kind, log, batch)
+        return chart(args.kind, log, None if args.all else self._chart_batch(log, args.batch))
+
+    @staticmethod
+    def _chart_batch(log: CallStore, batch: str | None) -> str | None:
+        """The batch a chart shows: `--batch ID`, else the latest (None: the log has none, and
+        the chart says there is no data yet)."""
+        if batch is not None:
+            return commands.known_batch(log.db, batch, LISTER)
+        newest = log.batches(limit=1)
+        return None if newest.empty else str(newest["batch_id"].iloc[0])
 
     def _retry(self, args: argparse.Namespace) -> pd.DataFrame | None:
         """Re-run what a new attempt can fix of a batch's failures (all with --all), with the
@@ -483,7 +517,7 @@ class ScriptgenMagics(Magics):
         self._check_settings(args)
         log = self._log(args.db)
         if args.batch:
-            batch_id = commands.known_batch(log, args.batch, LISTER)
+            batch_id = commands.known_batch(log.db, args.batch, LISTER)
         else:
             batch_id = commands.latest_batch(log, "run %%scriptgen batch first")
         settings = request_settings(args)
@@ -566,7 +600,9 @@ class ScriptgenMagics(Magics):
     def _log(self, path: str | None) -> CallStore:
         """The call log opened to write it (retry, forgetting limits), waiting for a held file
         as a batch does (`default_log_wait_s`)."""
-        return CallStore(self._db(path), log_wait_s=self.default_log_wait_s)
+        return CallStore(
+            self._db(path), log_wait_s=self.default_log_wait_s, named_by=commands.DB_OPTION
+        )
 
     def _reader(self, path: str | None, command: str) -> CallStore:
         """The call log opened to read it, as the CLI's reading commands do: read-only, so a
@@ -576,7 +612,7 @@ class ScriptgenMagics(Magics):
             raise UsageError(
                 f"%scriptgen {command}: no call log at {db} yet; run a batch first or pass --db."
             )
-        return CallStore(db, read_only=True)
+        return CallStore(db, read_only=True, named_by=commands.DB_OPTION)
 
     def _namespace(self) -> dict[str, Any]:
         if self.shell is None:
@@ -625,11 +661,17 @@ ScriptgenMagics.scriptgen.__doc__ = (
 def _usage_errors() -> Iterator[None]:
     """A magic's `ConfigurationError` (a bad option value, a name nobody knows, a refused
     query) as IPython's `UsageError`: one line, shown without a traceback into the library, and
-    an unknown model said with the magic that lists the models."""
+    an unknown model said with the magic that lists the models, a missing key with where the
+    batch was to go."""
     try:
         yield
     except UnknownModelError as exc:
         raise UsageError(commands.unknown_model(exc, "`%scriptgen models`")) from None
+    except MissingApiKeyError as exc:
+        start = "run `%scriptgen emulator start` for a local emulator"
+        local = f"unset {ENV_BASE_URL} (the magics then start one), or {start}"
+        local = local if exc.base_url is not None else start
+        raise UsageError(commands.missing_key(exc, local)) from None
     except ConfigurationError as exc:
         raise UsageError(_one_line(str(exc))) from None
 

@@ -20,12 +20,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, eq=False, repr=False)
 class StatsReport:
     """The call log's usage report (`usage`: per operation and model, since `since`) and its
-    last batches (`batches`, newest first), each shown under a heading."""
+    last batches (`batches`, newest first), each shown under a heading; with `batch_id`, that
+    batch's `summary` and `errors` too (`%scriptgen stats --batch ID`)."""
 
     log: str
     since: str
     usage: pd.DataFrame
     batches: pd.DataFrame
+    batch_id: str | None = None
+    summary: pd.DataFrame | None = None
+    errors: pd.DataFrame | None = None
 
     @property
     def title(self) -> str:
@@ -33,10 +37,15 @@ class StatsReport:
 
     def sections(self) -> list[tuple[str, pd.DataFrame]]:
         """Each table under its heading, in the order shown."""
-        return [
+        shown = [
             (f"Usage per operation and model, {self.since}", self.usage),
             ("The last batches, newest first", self.batches),
         ]
+        if self.summary is not None:
+            shown.append((f"Batch {self.batch_id}", self.summary))
+        if self.errors is not None:
+            shown.append((f"Errors in batch {self.batch_id}", self.errors))
+        return shown
 
     def _repr_html_(self) -> str:
         parts = [f"<h3>{escape(self.title)}</h3>"]

@@ -20,7 +20,15 @@ from ..engine.checks import check_number
 from ..engine.errors import ConfigurationError
 from ..engine.values import GenerationRequest
 from . import limits, queries, replay
-from .database import MEMORY, CallLogFailed, Database, LogLocked, StoreError
+from .database import (
+    BY_ARGUMENT,
+    MEMORY,
+    CallLogFailed,
+    Database,
+    LogLocked,
+    StoreError,
+    UnusableLog,
+)
 from .limits import REMEMBER_LIMITS_S
 from .lock_wait import LockWait, waiting_up_to
 
@@ -41,11 +49,18 @@ def open_database(
     *,
     read_only: bool = False,
     wait: LockWait | None = None,
+    named_by: str = BY_ARGUMENT,
 ) -> Database:
     """The call log at `path` (None: the default file; ":memory:" allowed), migrated; with
     `read_only`, an existing file opened for reading only, never changed (see `Database`);
-    `wait` says how long its units of work wait while another process holds the file."""
-    return Database(default_db_path() if path is None else path, read_only=read_only, wait=wait)
+    `wait` says how long its units of work wait while another process holds the file;
+    `named_by` how the caller chose the path (`db=`; a command's `--db`), for its messages."""
+    return Database(
+        default_db_path() if path is None else path,
+        read_only=read_only,
+        wait=wait,
+        named_by=named_by,
+    )
 
 
 def purge(db: Database, older_than_days: float) -> int:
@@ -95,8 +110,10 @@ class CallStore:
     `read_only=True` reads an existing log without ever writing (nor migrating) it, e.g. one on
     a read-only place: the reports and `sql` work, upkeep (`purge`, `forget_limits`) is refused.
     `log_wait_s`: how long to wait while another process holds the file (a batch's option of
-    the same name; None: 30 s, unsaid). An argument of the wrong kind (a batch id that is not
-    text, a limit that is not a whole number) is a `ConfigurationError` naming it.
+    the same name; None: 30 s, unsaid). `named_by`: how the path was chosen, for the messages
+    about one that cannot be used (`db=`; the commands say `--db`). An argument of the wrong
+    kind (a batch id that is not text, a limit that is not a whole number) is a
+    `ConfigurationError` naming it.
     """
 
     def __init__(
@@ -105,9 +122,10 @@ class CallStore:
         *,
         read_only: bool = False,
         log_wait_s: float | None = None,
+        named_by: str = BY_ARGUMENT,
     ) -> None:
         wait = None if log_wait_s is None else waiting_up_to(log_wait_s)
-        self.db = open_database(path, read_only=read_only, wait=wait)
+        self.db = open_database(path, read_only=read_only, wait=wait, named_by=named_by)
 
     def __repr__(self) -> str:
         return f"CallStore({self.db.path!r})"
@@ -201,6 +219,7 @@ def _text(name: str, value: Any, *, optional: bool = False) -> Any:
 
 
 __all__ = [
+    "BY_ARGUMENT",
     "DEFAULT_DB",
     "ENV_DB",
     "HEARTBEAT_S",
@@ -213,6 +232,7 @@ __all__ = [
     "LockWait",
     "LogLocked",
     "StoreError",
+    "UnusableLog",
     "default_db_path",
     "open_database",
     "purge",

@@ -38,7 +38,7 @@ import pandas as pd
 
 from ..engine.errors import BatchInterrupted, ConfigurationError, ScriptgenError
 from ..engine.values import Result, surrogate_problem
-from .lock_wait import LockWait
+from .lock_wait import LOG_WAIT_SETTINGS, LockWait
 from .schema import MIGRATIONS
 
 MEMORY = ":memory:"
@@ -90,12 +90,13 @@ _ACTING_SCALARS = frozenset({"nextval", "setval", "setseed", "write_log"})  # no
 _DAMAGE = re.compile(
     r"corrupt|checksum|invalidated|deserializ|could not read enough bytes", re.IGNORECASE
 )
+_NOT_DUCKDB = "not a valid DuckDB database file"  # DuckDB's words for a file of another kind
 # What DuckDB raises (a RuntimeError, no context) when a KeyboardInterrupt is raised while a
 # statement runs: Ctrl-C, or SIGTERM / SIGHUP as the command line raises them (cli/signals.py).
 _INTERRUPTED = "Query interrupted"
-_MOVE_ASIDE = (
-    "Nothing was written to it: move it aside, or pass db= (or set SCRIPTGEN_DB to) another path."
-)
+# How a library caller names another log file; a command passes its own words (`--db`).
+BY_ARGUMENT = "db="
+_BY_ARGUMENT_SAID = "db= (or set SCRIPTGEN_DB to)"
 
 
 _PROCESS_LOCK = threading.RLock()
@@ -122,6 +123,13 @@ def schema_version() -> int:
 
 class StoreError(ScriptgenError):
     """The call log cannot be read or written; the message says why and what to do."""
+
+
+class UnusableLog(StoreError, ConfigurationError):
+    """The path given for the call log cannot be one: a folder, a place that cannot be written,
+    a file that is not DuckDB or not a call log, a log of a schema this version cannot use.
+    Unlike a damaged log, the fix is another path (or another version): the commands treat it
+    as a usage error of their `--db` (one line; exit status 2)."""
 
 
 class LogLocked(StoreError):
@@ -163,15 +171,21 @@ class Database:
         lock_timeout_s: float = 30.0,
         read_only: bool = False,
         wait: LockWait | None = None,
+        check_only: bool = False,
+        named_by: str = BY_ARGUMENT,
     ) -> None:
         """`wait` is how units of work without their own wait for another process to let go
-        of the file (default: up to `lock_timeout_s`); opening (migrating) is one of them."""
+        of the file (default: up to `lock_timeout_s`); opening (migrating) is one of them.
+        `check_only`: check that a batch could log here, writing nothing (`check_usable`).
+        `named_by`: how the caller chose the path (`db=`, or a command's `--db`), which the
+        messages about an unusable path tell the user to change."""
         if not isinstance(path, str | os.PathLike) or not str(path).strip():
             raise ConfigurationError(
                 f"The call log must be a file path or ':memory:', not {path!r}; pass db=False "
                 "to log nothing."
             )
         self.path = str(path)
+        self.named_by = _BY_ARGUMENT_SAID if named_by == BY_ARGUMENT else named_by
         problem = surrogate_problem(self.path, f"The call log's path {self.path!r}")
         if problem is not None:  # bytes that were not UTF-8 (a command line's): DuckDB refuses
             raise ConfigurationError(f"{problem}; pass a path that is UTF-8 text.")
@@ -189,6 +203,8 @@ class Database:
         if self.read_only:
             self._check_existing(Path(self.path))
             self.check_schema()
+        elif check_only:
+            self.check_usable()
         else:
             self.migrate()
 
@@ -208,33 +224,44 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({self.path!r}{', read_only=True' if self.read_only else ''})"
 
-    @staticmethod
-    def _check_existing(path: Path) -> None:
+    def _check_existing(self, path: Path) -> None:
         """Reading needs a log to read: opening a missing file read-only would not create it."""
         if not path.is_file():
-            raise ConfigurationError(
-                f"No call log at {path} to read; run a batch first, or pass another path."
+            raise UnusableLog(
+                f"No call log at {path} to read; run a batch first, or pass {self.named_by} "
+                "another path."
             )
 
-    @staticmethod
-    def _check_location(path: Path) -> None:
+    def _check_location(self, path: Path) -> None:
         """Fail before any API call when the file cannot be created where asked."""
         parent = path.parent
         for ancestor in (parent, *parent.parents):
             if ancestor.exists():
                 if not ancestor.is_dir():
-                    raise ConfigurationError(
+                    raise UnusableLog(
                         f"Cannot create the call log {path}: {ancestor} is a file, not a folder. "
-                        "Pass db= a path in a folder you can write to."
+                        f"Pass {self.named_by} a path in a folder you can write to."
                     )
                 break
         if not parent.exists():
-            raise ConfigurationError(
+            raise UnusableLog(
                 f"Cannot create the call log {path}: the folder {parent} does not exist. "
-                "Create it or pass db= another path."
+                f"Create it or pass {self.named_by} another path."
             )
         if path.exists() and not path.is_file():
-            raise ConfigurationError(f"The call log path {path} exists and is not a file.")
+            raise UnusableLog(
+                f"The call log path {path} is a folder, not a file: pass {self.named_by} a file "
+                f"in it (e.g. {path / 'scriptgen.duckdb'})."
+            )
+
+    def check_usable(self) -> None:
+        """Refuse, writing nothing, a log a batch could not use: one on a read-only place, or a
+        file that is not a call log this version can write (an older schema is fine: a batch
+        migrates it). Lets a command say so before it starts an emulator or sends a request."""
+        self._check_writable()
+        if Path(self.path).exists():
+            with self.connect() as con:
+                self._applied_versions(con)
 
     # --- connections -----------------------------------------------------------------------
 
@@ -303,11 +330,11 @@ class Database:
             )
         reason = None if self._memory is not None else self._read_only_place()
         if reason is not None:
-            raise StoreError(
+            raise UnusableLog(
                 f"The call log {self.path} is on a read-only place ({reason}): it cannot be "
                 f"written. To read it, open it read-only (`scriptgen stats --db {self.path}`, "
-                "`CallStore(path, read_only=True)`); to log a batch, pass db= (or set "
-                "SCRIPTGEN_DB to) a writable path."
+                f"`CallStore(path, read_only=True)`); to log a batch, pass {self.named_by} a "
+                "writable path."
             )
 
     def _read_only_place(self) -> str | None:
@@ -382,8 +409,8 @@ class Database:
         return LogLocked(
             f"Cannot open the call log {self.path}: another process held it all the "
             f"{waited_s:.1f}s this one waited ({exc}). Close what holds it open (a long "
-            "query, `scriptgen stats`, another kernel) or use another db= file; a batch waits "
-            "for it up to log_wait_s (`scriptgen run --log-wait`)."
+            f"query, `scriptgen stats`, another kernel) or pass {self.named_by} another file; "
+            f"a batch waits for it as long as you set ({LOG_WAIT_SETTINGS})."
         )
 
     def _attach(
@@ -400,12 +427,12 @@ class Database:
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             cursor.close()
             if isinstance(exc, duckdb.IOException) and "lock" not in str(exc).lower():
-                raise StoreError(self._unreadable(exc)) from exc
+                raise self._unopenable(exc) from exc
             return exc
         except duckdb.Error as exc:
             cursor.close()
             # E.g. a SQLite file, for which DuckDB would load an extension (refused here).
-            raise StoreError(self._unreadable(exc)) from exc
+            raise self._unopenable(exc) from exc
         except BaseException:
             cursor.close()
             raise
@@ -429,18 +456,28 @@ class Database:
 
     # --- schema ----------------------------------------------------------------------------
 
+    def _unopenable(self, exc: duckdb.Error) -> StoreError:
+        """A file DuckDB cannot open: damaged (a `StoreError`), or some other kind of file (an
+        `UnusableLog`: the path is wrong, not the disk)."""
+        said = str(exc)
+        damaged = _DAMAGE.search(said) and _NOT_DUCKDB not in said  # (its path may say "corrupt")
+        return (StoreError if damaged else UnusableLog)(self._unreadable(exc))
+
     def _unreadable(self, exc: BaseException) -> str:
         return (
             f"The call log {self.path} cannot be opened: it is not a DuckDB database this "
             f"version can read ({exc}). It may be damaged, another kind of file, or written by "
-            f"a newer DuckDB. {_MOVE_ASIDE}"
+            f"a newer DuckDB. {self._move_aside()}"
         )
 
     def _damaged(self, exc: BaseException) -> str:
         return (
             f"The call log {self.path} is damaged: DuckDB opened it but cannot read all of it "
-            f"({exc}). {_MOVE_ASIDE}"
+            f"({exc}). {self._move_aside()}"
         )
+
+    def _move_aside(self) -> str:
+        return f"Nothing was written to it: move it aside, or pass {self.named_by} another path."
 
     def _failure(self, doing: str, exc: duckdb.Error) -> StoreError:
         """DuckDB's error while `doing` ("Reading", "Writing") the log, as a `StoreError`: a
@@ -483,7 +520,7 @@ class Database:
             done = self._applied_versions(con)
         missing = [step.version for step in MIGRATIONS if step.version not in done]
         if missing:
-            raise StoreError(
+            raise UnusableLog(
                 f"The call log {self.path} has an older schema (version {max(done, default=0)}; "
                 f"this scriptgen_nb reads version {schema_version()}), and reading never changes "
                 f"the file. Migrate it with `scriptgen migrate --db {self.path}` (that writes "
@@ -501,20 +538,20 @@ class Database:
             ).fetchall()
         }
         if tables and "schema_migration" not in tables:
-            raise StoreError(
+            raise UnusableLog(
                 f"{self.path} is a DuckDB database but not a scriptgen_nb call log (it holds "
                 f"{', '.join(sorted(tables)[:5])} and no schema_migration table). It was "
-                "left untouched: pass db= (or set SCRIPTGEN_DB to) another path."
+                f"left untouched: pass {self.named_by} another path."
             )
         if not tables:
             return set()
         done = {row[0] for row in con.execute("SELECT version FROM schema_migration").fetchall()}
         if max(done, default=0) > schema_version():
-            raise StoreError(
+            raise UnusableLog(
                 f"The call log {self.path} was written by a newer scriptgen_nb (schema "
                 f"version {max(done)}; this one knows versions up to {schema_version()}). Upgrade "
-                "scriptgen_nb (pip install -U scriptgen_nb), or pass db= (or set "
-                "SCRIPTGEN_DB to) another path. The file was left untouched."
+                f"scriptgen_nb (pip install -U scriptgen_nb), or pass {self.named_by} another "
+                "path. The file was left untouched."
             )
         return done
 
@@ -569,7 +606,8 @@ class Database:
     def sandboxed_select(self, sql: str) -> pd.DataFrame:
         """Run a user's read-only query: SELECT (or EXPLAIN) statements that only read.
 
-        Anything else is refused before it runs (`refusals`). On a file, what passes runs on a
+        Anything else is refused before it runs (`refusals`), and so is more than one
+        statement (DuckDB would show the last one's rows only). On a file, what passes runs on a
         DuckDB instance of its own (`_sandbox`): the log attached read-only, no other file
         reachable, the configuration locked, closed afterwards; so no user SQL can write, change
         the state of the store's own connections, or take the process down with it. The
@@ -583,6 +621,12 @@ class Database:
             raise ConfigurationError(
                 "Only SELECT queries that read the call log may run on it; refused: "
                 f"{', '.join(refused)}."
+            )
+        count = len(duckdb.extract_statements(sql))
+        if count > 1:  # DuckDB would run them all and return the last one's rows only
+            raise ConfigurationError(
+                f"{count} SQL statements given: run one query at a time (a `;` inside a quoted "
+                "string is fine)."
             )
         if self._memory is None:
             with _PROCESS_LOCK, self._sandbox() as con:

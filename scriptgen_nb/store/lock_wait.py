@@ -71,7 +71,14 @@ def held_message(path: str, timeout_s: float) -> str:
     )
     if math.isinf(timeout_s):
         return f"{held}: waiting for it; the batch goes on and its rows wait in memory"
-    return f"{held}: waiting up to {timeout_s:g}s for it (log_wait_s)"
+    return f"{held}: waiting up to {timeout_s:g}s for it ({LOG_WAIT_SETTINGS})"
+
+
+# Where each surface sets how long a batch waits for a held log (said with every wait).
+LOG_WAIT_SETTINGS = (
+    "`scriptgen run --log-wait S`, `%config ScriptgenMagics.default_log_wait_s = S`, "
+    "log_wait_s= in Python"
+)
 
 
 @dataclass(frozen=True, slots=True)

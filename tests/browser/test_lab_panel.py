@@ -67,6 +67,26 @@ def cell(page: Page, index: int) -> Locator:
     return page.locator(".jp-Notebook .jp-Cell").nth(index)
 
 
+def cell_indexes(notebook: Any) -> dict[str, int]:
+    """Where the quickstart's cells that the test reads are (markdown cells count), found by
+    their source, so that a cell added to the tutorial does not move what the test reads."""
+    starts = {
+        "scripts": "%%scriptgen batch -o scripts",
+        "scripts table": 'scripts[["id"',
+        "short table": 'short[["id"',
+        "chapters table": 'chapter_scripts[["id"',
+        "throughput": "%scriptgen chart throughput",
+        "cost": "%scriptgen chart cost",
+    }
+    sources = [c.source for c in notebook.cells]
+    found = {
+        name: next(i for i, source in enumerate(sources) if source.startswith(start))
+        for name, start in starts.items()
+    }
+    found["last"] = max(i for i, c in enumerate(notebook.cells) if c.cell_type == "code")
+    return found
+
+
 def wait_until_run(page: Page, index: int) -> None:
     """Wait until cell `index` has run: its prompt shows an execution count."""
     expect(cell(page, index).locator(".jp-InputPrompt")).to_have_text(
@@ -152,13 +172,14 @@ def test_quickstart_in_lab(lab: Lab, lab_page: tuple[Page, PageProblems], tmp_pa
         if code.cell_type == "code":
             code.outputs, code.execution_count = [], None
     nbformat.write(notebook, lab.root / QUICKSTART.name)
+    at = cell_indexes(notebook)
     open_notebook(page, lab, QUICKSTART.name)
     run_all(page)
-    wait_until_run(page, 19)  # the last cell: the cost chart
+    wait_until_run(page, at["last"])
     expect(page.locator(".jp-InputPrompt", has_text="[*]")).to_have_count(0)
 
     panels = page.locator(".sg-panel")
-    expect(panels).to_have_count(3)
+    expect(panels).to_have_count(5)  # scripts, the truncated, their retry, chapters, cached
 
     # The first batch: five scripts, all answered; the panel agrees with the results table.
     first = panels.nth(0)
@@ -168,14 +189,14 @@ def test_quickstart_in_lab(lab: Lab, lab_page: tuple[Page, PageProblems], tmp_pa
     assert shown["label"] == "5/5"
     assert shown["width"] == 100
     assert "progress-bar-success" in shown["classes"]
-    printed = printed_summary(cell(page, 5))
+    printed = printed_summary(cell(page, at["scripts"]))
     assert printed["status"] == "finished"
     assert (printed["done"], printed["total"], printed["ok"]) == ("5", "5", "5")
     assert panel_text(first, "sg-title") == f"scriptgen batch {printed['batch']} · finished"
     expect(first.locator(".sg-cancel")).to_be_disabled()
     expect(first.locator(".sg-cancel")).to_have_text("Cancel")
 
-    scripts = frame_rows(cell(page, 7))
+    scripts = frame_rows(cell(page, at["scripts table"]))
     assert len(scripts) == 5 and all(r["success"] == "True" for r in scripts)
     rows = model_rows(first)
     assert len(rows) > 1, "the panel lists the whole ladder"
@@ -189,7 +210,7 @@ def test_quickstart_in_lab(lab: Lab, lab_page: tuple[Page, PageProblems], tmp_pa
     tokens_in = sum(int(r["input_tokens"]) for r in scripts)
     assert panel_text(first, "sg-usage").startswith(f"{tokens_in:,} tokens in · ")
 
-    output = cell(page, 5).locator(".jp-Cell-outputWrapper")
+    output = cell(page, at["scripts"]).locator(".jp-Cell-outputWrapper")
     output.screenshot(path=str(tmp_path / "panel.png"))
     if os.environ.get("SCRIPTGEN_UPDATE_SCREENSHOT") == "1":
         README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -210,19 +231,20 @@ def test_quickstart_in_lab(lab: Lab, lab_page: tuple[Page, PageProblems], tmp_pa
     expect(errors).to_have_count(2)
     for text in errors.all_inner_texts():
         assert "truncated" in text
-    assert {r["error_kind"] for r in frame_rows(cell(page, 11))} == {"truncated"}
+    assert {r["error_kind"] for r in frame_rows(cell(page, at["short table"]))} == {"truncated"}
 
-    # The third: a template over three chapters.
-    third = panels.nth(2)
+    # The third, their retry with room; the fourth: a template over three chapters.
+    assert summary_counts(panels.nth(2))["ok"] == 2
+    third = panels.nth(3)
     assert summary_counts(third)["ok"] == 3
     assert bar(third)["label"] == "3/3"
-    chapters = frame_rows(cell(page, 15))
+    chapters = frame_rows(cell(page, at["chapters table"]))
     for model in {r["model"] for r in chapters}:
         attempts = sum(r["model"] == model for r in chapters)
         assert model_rows(third)[model]["attempts"] == str(attempts)
 
     # The charts are images, not a figure's repr.
-    for index in (18, 19):
+    for index in (at["throughput"], at["cost"]):
         image = cell(page, index).locator(".jp-OutputArea-output img")
         expect(image).to_have_count(1)
         size = image.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
