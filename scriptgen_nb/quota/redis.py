@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..engine.errors import QuotaLedgerError
 from ..engine.ledger import Admission, HoldState, SharedHold, SharedLimit, Windows
@@ -46,12 +46,13 @@ _SCRIPT = resources.files(__package__).joinpath("redis_ledger.lua").read_text(en
 def redacted_url(url: str) -> str:
     """`url` without its password (in the user part, or a `password=` query), for messages."""
     parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        host = netloc.rpartition("@")[2]
-        netloc = f"{parts.username}@{host}" if parts.username else host
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"]
+    if parts.password is None and len(query) == len(parse_qsl(parts.query)):
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    text = f"{parts.scheme}://{netloc}{parts.path}"
+    return text + (f"?{urlencode(query)}" if query else "")
 
 
 def open_redis_ledger(url: str, quota: str) -> RedisLedger:
@@ -90,7 +91,7 @@ class RedisLedger:
         self._failures = _failures()
         self._script = client.register_script(_SCRIPT)
         digest = hashlib.sha256(quota.encode("utf-8")).hexdigest()[:20]
-        self._prefix = f"scriptgen_nb:{{{digest}}}:"
+        self.key_prefix = f"scriptgen_nb:{{{digest}}}:"  # every key of this quota
         self._others = 0
         self._others_at = -math.inf
         # slot id -> (sent at, tokens), written with the next admission
@@ -195,7 +196,7 @@ class RedisLedger:
         """One operation of the script, atomically on the server; any Redis failure is a
         `QuotaLedgerError` saying where (never the password)."""
         try:
-            return self._script(args=[operation, self._prefix, *args])
+            return self._script(args=[operation, self.key_prefix, *args])
         except self._failures as exc:
             raise QuotaLedgerError(f"the quota ledger {self.description} failed: {exc}") from exc
 
