@@ -196,7 +196,10 @@ class RedisLedger:
         """One operation of the script, atomically on the server; any Redis failure is a
         `QuotaLedgerError` saying where (never the password)."""
         try:
-            return self._script(args=[operation, self.key_prefix, *args])
+            # One key named, so a cluster client sends the script to the node of the quota's slot.
+            return self._script(
+                keys=[self.key_prefix + "ids"], args=[operation, self.key_prefix, *args]
+            )
         except self._failures as exc:
             raise QuotaLedgerError(f"the quota ledger {self.description} failed: {exc}") from exc
 

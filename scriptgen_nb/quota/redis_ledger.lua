@@ -3,7 +3,8 @@
 -- for rule (tests/test_quota_ledger.py runs both on the same operations and compares answers).
 --
 -- ARGV[1] names the operation, ARGV[2] is the key prefix of one quota identity (hash-tagged:
--- "scriptgen_nb:{<digest>}:", so a Redis Cluster keeps a quota's keys in one slot). Keys:
+-- "scriptgen_nb:{<digest>}:", so a Redis Cluster keeps a quota's keys in one slot; KEYS[1], its
+-- "ids", tells a cluster client where to send the script). Keys:
 --   ids                slot ids (INCR: never given again while the quota's keys live)
 --   slot               hash: slot id -> model .. "\n" .. member
 --   at:<model>         sorted set: member (id, tokens, owner, process, day) scored by its time
