@@ -289,7 +289,8 @@ def test_a_server_that_is_not_there_makes_batches_pace_alone_said_once() -> None
     assert ledger is None and notice is not None
     assert "paces alone" in notice and "s3cret" not in notice
     assert f"the quota ledger {redacted_url(url)} failed" in notice
-    assert "a server that answers" in notice
+    assert "Connection refused; each batch paces alone" in notice  # one sentence, no ".;"
+    assert "a Redis server that answers" in notice
     assert open_ledger(url, "e", "f") == (None, None)  # said once per process
 
 
