@@ -8,7 +8,7 @@ BROWSER_STAMP := $(VENV)/.installed-browser
 CHROMIUM ?= /usr/bin/chromium
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout 300
 
-.PHONY: demo test test-browser screenshot chromium lint notebooks lab bench clean
+.PHONY: demo test test-browser screenshot chromium redis-server lint notebooks lab bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +36,25 @@ chromium:
 		fi; \
 	fi
 
+# Debian's redis-server when it is missing and we can install it (root, apt-get): the Redis quota
+# ledger's tests start one of their own on a free port. Where it cannot be installed they skip.
+redis-server:
+	@if ! command -v redis-server >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
+				|| echo "redis-server could not be installed: the Redis ledger tests will skip"; \
+		else \
+			echo "no redis-server and no way to install it (needs root and apt-get): the Redis ledger tests will skip"; \
+		fi; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/scriptgen demo
 
 # The unit and integration tests, then the tutorial notebooks under nbval (outputs compared).
 # tests/browser is not collected here (pyproject's norecursedirs): `make test-browser` runs it.
-test: $(STAMP)
+# The Redis quota ledger's tests run on a real redis-server (installed first when it can be).
+test: $(STAMP) redis-server
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(NBVAL) notebooks
 

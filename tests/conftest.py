@@ -63,3 +63,27 @@ def shell() -> Iterator[Any]:
     yield ip
     SESSION.stop()
     ip.run_line_magic("unload_ext", "scriptgen_nb")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the session (tests/redis_server.py); the test skips, saying
+    why, where none can be started. Each test that uses it finds it empty."""
+    from tests.redis_server import missing, redis_server
+
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_redis(redis_url: str) -> str:
+    """The session's redis-server, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.close()
+    return redis_url

@@ -180,7 +180,7 @@ def test_the_quota_ledger_imports_the_engine_only() -> None:
     """quota/ sits beside store/: it may use engine/, never the layers above or DuckDB (the
     ledger is SQLite: DuckDB allows one writing process per file)."""
     code = (
-        "import sys, scriptgen_nb.quota, scriptgen_nb.quota.local;"
+        "import sys, scriptgen_nb.quota, scriptgen_nb.quota.local, scriptgen_nb.quota.redis;"
         "ours = {m.split('.')[1] for m in sys.modules if m.startswith('scriptgen_nb.')};"
         "print(sorted(ours - {'engine', 'quota'}), 'duckdb' in sys.modules)"
     )

@@ -11,13 +11,17 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import fakeredis
 import pytest
 
 from scriptgen_nb.engine.ledger import Admission, QuotaLedger, SharedHold, SharedLimit, Windows
 from scriptgen_nb.quota import LocalLedger, network_file_system, open_ledger, quota_place
 from scriptgen_nb.quota.local import SCHEMA_VERSION, SHARE_RECHECK
+from scriptgen_nb.quota.redis import RedisLedger, open_redis_ledger
 
 MODEL = "gemini-3.8-flash"
 QUOTA = "http://127.0.0.1:1#abc 0123456789abcdef"
@@ -28,18 +32,54 @@ RPM = {"rpm": 3, "tpm": None, "rpd": None}
 Factory = Callable[[], QuotaLedger]
 
 
-@pytest.fixture(params=["local"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    """A factory of ledgers (batches) sharing one store."""
-    made: list[QuotaLedger] = []
+@dataclass
+class Store:
+    """One store of ledgers: a SQLite file, a fakeredis server in this process, or a real
+    redis-server (`setting` is what SCRIPTGEN_QUOTA would say; None for fakeredis)."""
 
-    def make() -> QuotaLedger:
-        made.append(LocalLedger(tmp_path / "quota.sqlite", QUOTA))
-        return made[-1]
+    kind: str
+    setting: str | None
+    made: list[QuotaLedger] = field(default_factory=list)
+    fake: Any = None
 
-    yield make
-    for one in made:
+    def make(self) -> QuotaLedger:
+        """A ledger (a batch) on this store."""
+        if self.kind == "fakeredis":
+            client = fakeredis.FakeRedis(server=self.fake, decode_responses=True)
+            one: QuotaLedger = RedisLedger(client, QUOTA, "fakeredis")
+        elif self.kind == "redis":
+            assert self.setting is not None
+            one = open_redis_ledger(self.setting, QUOTA)
+        else:
+            one = LocalLedger(str(self.setting), QUOTA)
+        self.made.append(one)
+        return one
+
+    def elsewhere(self) -> str:
+        """The setting another process opens this store with (fakeredis has none)."""
+        if self.setting is None:
+            pytest.skip("a fakeredis server lives in this process only")
+        return self.setting
+
+
+@pytest.fixture(params=["local", "fakeredis", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each kind of store the ledger is kept in; every contract test runs on each."""
+    if request.param == "redis":
+        made = Store("redis", request.getfixturevalue("empty_redis"))
+    elif request.param == "fakeredis":
+        made = Store("fakeredis", None, fake=fakeredis.FakeServer())
+    else:
+        made = Store("local", str(tmp_path / "quota.sqlite"))
+    yield made
+    for one in made.made:
         one.close()
+
+
+@pytest.fixture
+def ledger(store: Store) -> Factory:
+    """A factory of ledgers (batches) sharing one store."""
+    return store.make
 
 
 def admit(
@@ -243,27 +283,36 @@ def test_a_hold_that_is_over_is_not_news(ledger: Factory) -> None:
     assert admit(ledger(), T0 + 6).slot is not None
 
 
-def test_other_processes_are_counted(ledger: Factory, tmp_path: Path) -> None:
+# Opens the ledger a setting names, in a process of its own (argv[1]).
+OPEN_IN_CHILD = """
+import sys
+from scriptgen_nb.engine.ledger import Windows
+from scriptgen_nb.quota import LocalLedger
+from scriptgen_nb.quota.redis import open_redis_ledger
+def open_ledger(setting, quota):
+    if setting.startswith("redis://"):
+        return open_redis_ledger(setting, quota)
+    return LocalLedger(setting, quota)
+"""
+
+
+def test_other_processes_are_counted(ledger: Factory, store: Store) -> None:
     one = ledger()
     assert admit(one, T0).others == 0
-    elsewhere = (  # another process takes a slot
-        "import sys; from scriptgen_nb.engine.ledger import Windows; "
-        "from scriptgen_nb.quota import LocalLedger; "
-        "LocalLedger(sys.argv[1], sys.argv[2]).admit(sys.argv[3], now=float(sys.argv[4]), "
+    elsewhere = OPEN_IN_CHILD + (  # another process takes a slot
+        "open_ledger(sys.argv[1], sys.argv[2]).admit(sys.argv[3], now=float(sys.argv[4]), "
         "tokens=1, limits={}, windows=Windows(60.0, 0.5, 0.0, float('inf')), seen=0)"
     )
     subprocess.run(
-        [sys.executable, "-c", elsewhere, str(tmp_path / "quota.sqlite"), QUOTA, MODEL, str(T0)],
-        check=True,
+        [sys.executable, "-c", elsewhere, store.elsewhere(), QUOTA, MODEL, str(T0)], check=True
     )
     assert admit(ledger(), T0 + 2).others == 1
 
 
-ADMITTER = """
-import sys
-from scriptgen_nb.engine.ledger import Windows
-from scriptgen_nb.quota import LocalLedger
-ledger = LocalLedger(sys.argv[1], "q")
+ADMITTER = (
+    OPEN_IN_CHILD
+    + """
+ledger = open_ledger(sys.argv[1], "q")
 windows = Windows(60.0, 0.5, 0.0, float("inf"))
 granted = sum(
     ledger.admit("m", now=1000.0, tokens=1, limits={"rpm": 50, "tpm": None, "rpd": None},
@@ -272,12 +321,15 @@ granted = sum(
 )
 print(granted)
 """
+)
 
 
-def test_processes_admitting_at_once_never_exceed_the_window(tmp_path: Path) -> None:
-    path = str(tmp_path / "quota.sqlite")
+def test_processes_admitting_at_once_never_exceed_the_window(store: Store) -> None:
+    setting = store.elsewhere()
     runs = [
-        subprocess.Popen([sys.executable, "-c", ADMITTER, path], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", ADMITTER, setting], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(4)
     ]
     granted = [int(run.communicate(timeout=120)[0]) for run in runs]

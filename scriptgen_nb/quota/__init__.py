@@ -102,9 +102,10 @@ def open_ledger(
         ledger = _ledger_at(place, quota_identity(endpoint, fingerprint))
         ledger.check()
     except QuotaLedgerError as exc:
+        instead = "a Redis server that answers" if place.kind == "redis" else "a writable path"
         return None, _once(
-            f"{exc}; each batch paces alone (429s still teach it). Set SCRIPTGEN_QUOTA to a "
-            "writable path, or off to say nothing."
+            f"{str(exc).rstrip('.')}; each batch paces alone (429s still teach it). Set "
+            f"SCRIPTGEN_QUOTA to {instead}, or off to say nothing."
         )
     return ledger, None
 

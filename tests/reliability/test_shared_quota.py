@@ -3,7 +3,8 @@
 Two child processes run a batch each on one model at one key, against an emulator in this
 process whose per-window limit is what both children state; both start when told (after their
 imports), so they compete from the first window. With the ledger (a file of the test's own)
-they admit together what one would, and the server refuses next to nothing; with
+they admit together what one would, and the server refuses next to nothing (the same on a
+real redis-server, where one can be started); with
 `SCRIPTGEN_QUOTA=off` each paces as if it had the whole quota, and the server refuses about
 half of every window. The emulator's counters are the outside view.
 """
@@ -62,8 +63,17 @@ def refused(emu: Emulator) -> int:
     return sum(model_counters(emu, MODEL)["rate_limited"].values())
 
 
+@pytest.fixture(params=["local", "redis"])
+def shared_ledger(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the children share their quota (SCRIPTGEN_QUOTA, which they inherit): the
+    test's own SQLite file (conftest.py), or a real redis-server (skipped where there is none)."""
+    if request.param == "redis":
+        monkeypatch.setenv("SCRIPTGEN_QUOTA", request.getfixturevalue("empty_redis"))
+    return request.param
+
+
 def test_two_processes_on_one_quota_share_its_window(
-    start_child: Callable[..., Child], tmp_path: Path
+    start_child: Callable[..., Child], tmp_path: Path, shared_ledger: str
 ) -> None:
     with quota_server() as emu:
         summaries = run_pair(start_child, tmp_path, emu)
