@@ -22,12 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.genai import Client, _common, errors, types
 from google.genai import batches as sdk_batches
@@ -214,6 +216,17 @@ def _refused(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def answers(base_url: str, timeout_s: float = 3.0) -> bool:
+    """Whether anything accepts a connection at `base_url` (no request is sent)."""
+    url = urlsplit(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "localhost", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _state_name(job: types.BatchJob) -> str:

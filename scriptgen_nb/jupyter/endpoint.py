@@ -40,7 +40,8 @@ def emulator_batch_api(config: EmulatorConfig) -> BatchApiSettings:
     """How Batch API jobs are watched on an emulator: its jobs end in seconds, so the plan
     expects that and the wait polls at that pace (Google's: minutes, and a 24 h target)."""
     seconds = (config.batch.pending_s + config.batch.running_s) * config.latency_scale
-    return BatchApiSettings(turnaround_s=seconds, poll_initial_s=0.5, poll_max_s=2.0)
+    # At least a poll's time: an emulator without latency ends its jobs at once.
+    return BatchApiSettings(turnaround_s=max(seconds, 0.5), poll_initial_s=0.5, poll_max_s=2.0)
 
 
 @dataclass
