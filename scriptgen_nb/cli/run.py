@@ -125,7 +125,8 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             from ..commands import batch_options, check_max_tokens, with_tier
 
             given = work.options
-            models = args.models or given.pop("models", None) or os.environ.get(ENV_MODELS)
+            logged_models = given.pop("models", None)  # a retry's: the batch's own ladder
+            models = args.models or logged_models or os.environ.get(ENV_MODELS)
             options = batch_options(
                 models=models,
                 concurrency=args.concurrency,
