@@ -482,8 +482,11 @@ class PlannedBatch:
             budget_usd=self.plan.batch_budget_usd,
         )
         try:
-            if on_submitted is not None:
-                on_submitted(handle)
+            try:
+                if on_submitted is not None:
+                    on_submitted(handle)
+            except KeyboardInterrupt:  # the jobs exist: said as an interrupted wait
+                raise handle.interrupted() from None
             if first:  # the urgent part, live, while the service works on the rest
                 handle.live_results = list(batch_generate(self.requests[:first], **live_options))
             return handle.wait()
@@ -567,18 +570,22 @@ def resume_batch_job(
     api_version: str | None = None,
     batch_api: BatchApiSettings | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
+    on_wait: Callable[[batch_run.WaitStatus], None] | None = None,
 ) -> ResultList:
     """Collect a Batch API batch from the log, in any process: every request's result, in order.
 
     Takes a batch id, a job name (`batches/...`) or a job key. Jobs an interrupted submission
     left are adopted (found by display name) or created, never twice; running jobs are polled;
     ended ones are ingested once (a second resume reads them from the log). The endpoint is the
-    one the batch was sent to unless `base_url` says otherwise.
+    one the batch was sent to unless `base_url` says otherwise; when nothing answers there,
+    `EndpointGoneError` says so at once. `on_wait` hears the jobs' states as they are polled
+    (`WaitStatus`: its text is a progress line).
     """
     where = BatchOptions(
         db=db, api_key=api_key, base_url=base_url, api_version=api_version, on_progress=on_progress
     )
     with _handle(job_or_batch_id, where, batch_api) as handle:
+        handle.on_wait = on_wait
         return handle.wait()
 
 
@@ -591,7 +598,9 @@ def cancel_batch_job(
     api_version: str | None = None,
 ) -> list[str]:
     """Cancel a batch's jobs at the service (interrupting a wait never does); returns their
-    names. `resume_batch_job` then records what they finished and the rest as not run."""
+    names. What each job then is goes in the log: the ended ones are collected at once (their
+    requests not run, offered to a retry), one still cancelling by a later `resume_batch_job`;
+    a job not created yet never will be."""
     where = BatchOptions(db=db, api_key=api_key, base_url=base_url, api_version=api_version)
     with _handle(job_or_batch_id, where) as handle:
         return handle.cancel()

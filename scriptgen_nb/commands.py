@@ -5,9 +5,10 @@ the models ladder, budget, call log, timeout) as batch options, the dry run's es
 catalogue table (`%scriptgen models` / `scriptgen models`), the remembered limits of a quota
 identity (`%scriptgen limits` / `scriptgen limits`), the plan for re-running a logged batch's
 failures (`%scriptgen retry` / `scriptgen retry`, from `retries.py`), the batch a command names
-and the Batch API jobs' list / resume / cancel (`%scriptgen jobs` / `scriptgen jobs`). Errors
-are `ConfigurationError`s naming the option; each surface turns them into its own kind of usage
-error. Imports no IPython, no argparse and no duckdb.
+and the Batch API jobs' list / resume / cancel (`%scriptgen jobs` / `scriptgen jobs`), with
+what both say while a batch waits for the Batch API and when that wait is stopped
+(`BatchApiWords`, `WaitLine`). Errors are `ConfigurationError`s naming the option; each surface
+turns them into its own kind of usage error. Imports no IPython, no argparse and no duckdb.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ __all__ = [
     "CACHE_MODES",
     "JOB_ACTIONS",
     "TIERS",
+    "BatchApiWords",
     "QuotaIdentity",
     "RetryChanges",
     "RetryPlan",
+    "WaitLine",
     "batch_options",
     "batch_requests",
     "check_log",
@@ -403,10 +406,12 @@ def jobs_action(
     *,
     db: str,
     api_key: str | None = None,
-    on_progress: Callable[[int, int | None], None] | None = None,
+    on_wait: Callable[[Any], None] | None = None,
+    batch_api: Any = None,
 ) -> pd.DataFrame | ResultList | str:
     """`jobs list` (the jobs, newest first), `jobs resume BATCH` (its results, collected and
-    ingested once) or `jobs cancel BATCH` (a sentence naming the jobs cancelled)."""
+    ingested once; `on_wait` hears the jobs' states, `batch_api` how they are watched) or
+    `jobs cancel BATCH` (a sentence naming the jobs cancelled)."""
     from .api import cancel_batch_job, list_batch_jobs, resume_batch_job
 
     target = job_target(action, batch)
@@ -416,4 +421,105 @@ def jobs_action(
     if action == "cancel":
         names = cancel_batch_job(target, db=db, api_key=api_key)
         return f"cancelled {len(names)} job(s): {', '.join(names) or 'none was running'}"
-    return resume_batch_job(target, db=db, api_key=api_key, on_progress=on_progress)
+    return resume_batch_job(target, db=db, api_key=api_key, on_wait=on_wait, batch_api=batch_api)
+
+
+@dataclass(frozen=True)
+class BatchApiWords:
+    """What a command surface says of a batch it handed to the Batch API: submitted and
+    waiting, its jobs' progress, stopped, done. One wording for `scriptgen run` / `jobs resume`
+    and `%%scriptgen batch` / `%scriptgen jobs`, in each one's commands.
+
+    `command` is the surface's (`scriptgen`, `%scriptgen`), `retry` its retry of a batch (with
+    `{batch}`), `waiter` what waits (`this command`, `the kernel`). `local`: the jobs run on an
+    emulator that lives in the waiter, so they end with it (a resume elsewhere finds nothing).
+    `interrupt_ends`: an interrupt ends the waiter (the terminal's Ctrl-C), not just the wait
+    (a kernel's stop button).
+    """
+
+    command: str
+    retry: str
+    waiter: str
+    local: bool = False
+    interrupt_ends: bool = False
+
+    def _resume(self, batch_id: str) -> str:
+        return f"`{self.command} jobs resume {batch_id}`"
+
+    def submitted(self, batch_id: str, jobs: int, waiting: Mapping[str, str]) -> list[str]:
+        """The lines said once the jobs exist: the batch id, that it waits, and what then."""
+        where = f"the Batch API of {self.waiter}'s emulator" if self.local else "the Batch API"
+        jobs_words = f"{jobs} job" if jobs == 1 else f"{jobs} jobs"
+        if not self.local:
+            then = (
+                f"If {self.waiter} stops, the jobs keep running: {self._resume(batch_id)} "
+                "collects them."
+            )
+        elif self.interrupt_ends:
+            then = (
+                f"Its jobs end with {self.waiter}: if it stops first, their requests stay in the "
+                f"call log as not run, for `{self.retry.format(batch=batch_id)}`."
+            )
+        else:
+            then = (
+                f"An interrupt stops the wait, not the jobs: {self._resume(batch_id)} collects "
+                f"them while {self.waiter} runs (they end with it)."
+            )
+        lines = [
+            f"Submitted batch {batch_id} to {where} ({jobs_words}); waiting for its results. {then}"
+        ]
+        if waiting:
+            why = next(iter(waiting.values()))
+            lines.append(
+                f"{len(waiting)} job(s) wait to be created: {why}; they are created as the "
+                "service lets them, while the others are polled."
+            )
+        return lines
+
+    def stopped(self, batch_id: str, how: str, not_run: int) -> str:
+        """An interrupt (`how`: "interrupted", "stopped by SIGTERM") while waiting: what became
+        of the jobs and the command that helps now."""
+        if self.local and self.interrupt_ends:
+            return (
+                f"{how} while waiting; batch {batch_id}'s jobs ran on {self.waiter}'s emulator, "
+                f"which stops with it, so they were cancelled: {not_run} request(s) are in the "
+                "call log as not run: run the same again, or "
+                f"`{self.retry.format(batch=batch_id)}`."
+            )
+        where = f"on {self.waiter}'s emulator" if self.local else "at the service"
+        cancel = f"`{self.command} jobs cancel {batch_id}`"
+        return (
+            f"{how} while waiting; the Batch API jobs of batch {batch_id} keep running {where}: "
+            f"{self._resume(batch_id)} collects them, {cancel} cancels them."
+        )
+
+    def summary(self, batch_id: str | None, results: ResultList, seconds: float | None) -> str:
+        """The line that ends a wait: the results as the live mode's summary counts them."""
+        from .progress import format_duration
+
+        not_run = sum(1 for r in results if r.error is not None and r.error.kind == "not_run")
+        took = "" if seconds is None else f" in {format_duration(seconds)}"
+        return (
+            f"{self.command.lstrip('%')} batch {batch_id} by the Batch API: {results.summary()} "
+            f"({not_run} not run){took}"
+        )
+
+
+class WaitLine:
+    """Says a Batch API wait's progress (`batch_api.run.WaitStatus`) on `say` whenever it
+    changes, with the time waited: one line per change, so a wait of hours stays readable."""
+
+    def __init__(self, say: Callable[[str], None], clock: Callable[[], float]) -> None:
+        self._say = say
+        self._clock = clock
+        self._started = clock()
+        self._last: str | None = None
+
+    def __call__(self, status: object) -> None:
+        text = str(status)
+        if text == self._last:
+            return
+        self._last = text
+        from .progress import format_duration
+
+        self._say(f"{text} (waited {format_duration(self._clock() - self._started)})")

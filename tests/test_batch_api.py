@@ -8,11 +8,15 @@ sides of its threshold, and costs at the Batch API price.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -416,7 +420,7 @@ def test_a_crash_between_create_and_recording_never_submits_twice(
     assert crashed.returncode == 17, crashed.stderr
     assert _batch_counts(emu)["jobs_created"] == 1
     jobs = sg.list_batch_jobs()
-    assert jobs["state"].tolist() == ["intent"] and jobs["job_name"].isna().all()
+    assert jobs["state"].tolist() == ["waiting to be created"] and jobs["job_name"].isna().all()
     results = sg.resume_batch_job(jobs["batch_id"].iloc[0], api_key=KEY, batch_api=FAST)
     assert [r.success for r in results] == [True, True]
     assert _batch_counts(emu)["jobs_created"] == 1  # adopted by its display name, not re-sent
@@ -540,7 +544,7 @@ def test_the_magic_runs_lists_and_resumes_batch_api_jobs(monkeypatch: pytest.Mon
         planned = shell.run_cell_magic(
             "scriptgen", f"batch --mode auto --deadline 1d --dry-run --model {MODEL}", "Fog.\n"
         )
-        assert planned["requests"].tolist() == [1]
+        assert isinstance(planned, sg.BatchPlan) and planned.chosen.requests == 1
     finally:
         SESSION.stop()
 
@@ -554,3 +558,217 @@ def test_a_retired_model_named_for_the_batch_api_is_noticed_in_the_log(
     [(notices, unpriced)] = _log_rows("SELECT notices, unpriced_count FROM batch_log")
     assert any("gemini-2.5-flash: Google shut it down on 2026-12-01" in n for n in notices)
     assert unpriced == 0
+
+
+def test_a_wait_says_its_jobs_states_and_its_failed_polls(emu: Emulator) -> None:
+    # Before, a wait said nothing between the plan and the summary, however long it took.
+    emu.update_batch(get_503_over_bytes=0)
+    patient = replace(FAST, input="inline", poll_failures=3, poll_failures_s=0.01)
+    handle = sg.submit_batch_job(
+        _requests(2), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=patient
+    )
+    said: list[str] = []
+    handle.on_wait = lambda status: said.append(str(status))
+    try:
+        with pytest.raises(sg.BatchApiWaitFailed):
+            handle.wait()
+    finally:
+        handle.close()
+    batch = handle.batch_id
+    assert said[0] == f"batch {batch}: 1 Batch API job (1 pending), 0 of 2 requests done"
+    assert said[-1].endswith("; 2 polls failed, retrying")  # the third ended the wait
+
+
+def test_a_create_refused_for_now_is_tried_again_as_soon_as_a_job_ends(emu: Emulator) -> None:
+    # A create refused with 429 (the queue is full) waited out its backoff even after a job
+    # had ended and freed room: with the backoff at an hour, the batch waited an hour.
+    emu.update_batch(max_active_jobs=1)
+    hour = replace(FAST, input="inline", inline_limit_bytes=700, create_wait_initial_s=3600.0)
+    handle = sg.submit_batch_job(
+        _requests(4), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=hour
+    )
+    rounds: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        rounds.append(seconds)
+        assert len(rounds) < 200, "the refused job was not created once room was freed"
+        time.sleep(seconds)
+
+    try:
+        assert handle.waiting
+        results = handle.wait(sleep=sleep)
+    finally:
+        handle.close()
+    assert all(r.success for r in results), [r.error for r in results]
+    assert _batch_counts(emu)["jobs_created"] == len(handle.jobs) > 1
+
+
+def test_jobs_not_created_yet_read_waiting_to_be_created(emu: Emulator) -> None:
+    emu.update_batch(max_active_jobs=1, pending_s=30.0)
+    several = replace(FAST, input="inline", inline_limit_bytes=700)
+    handle = sg.submit_batch_job(
+        _requests(4), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=several
+    )
+    handle.close()
+    states = sg.list_batch_jobs().sort_values("chunk")["state"].tolist()
+    assert states[0] == "pending" and set(states[1:]) == {"waiting to be created"}
+    assert "intent" not in repr(handle) and "waiting to be created" in repr(handle)
+    sg.cancel_batch_job(handle.batch_id, api_key=KEY)  # not left for the other tests
+
+
+def test_cancel_records_each_job_as_cancelled_and_its_requests_as_not_run(emu: Emulator) -> None:
+    # Before, a cancel left the log saying "pending" (and the not-created jobs to be created by
+    # a later resume) until someone resumed the batch; `retry` found nothing to offer.
+    emu.update_batch(max_active_jobs=1, pending_s=30.0)
+    several = replace(FAST, input="inline", inline_limit_bytes=700)
+    handle = sg.submit_batch_job(
+        _requests(4), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=several
+    )
+    handle.close()
+    assert sg.cancel_batch_job(handle.batch_id, api_key=KEY) == [handle.jobs[0].job_name]
+    listed = sg.list_batch_jobs()
+    assert set(listed["state"]) == {"cancelled"} and listed["ingested"].all()
+    assert "cancelled before the service created it" in set(listed["error"])
+    [(status, not_run)] = _log_rows("SELECT status, not_run_count FROM batch_log")
+    assert (status, not_run) == ("cancelled", 4)
+    results = sg.resume_batch_job(handle.batch_id, api_key=KEY, batch_api=several)
+    assert {r.error.kind for r in results if r.error} == {"not_run"}
+    assert _batch_counts(emu)["jobs_created"] == 1  # the others are never created
+
+
+def test_resuming_at_an_emulator_that_stopped_says_so_at_once() -> None:
+    # Before, the resume polled the dead port for ten minutes (20 failed polls, 600 s).
+    with Emulator(EmulatorConfig(seed=3, api_keys=(KEY,), batch=QUICK)) as gone:
+        gone.update_batch(pending_s=600.0)
+        url = gone.base_url
+        handle = sg.submit_batch_job(
+            _requests(2), base_url=url, api_key=KEY, models=MODEL, batch_api=FAST
+        )
+        handle.close()
+    with pytest.raises(sg.EndpointGoneError) as stopped:
+        sg.resume_batch_job(handle.batch_id, api_key=KEY, batch_api=FAST)
+    said = str(stopped.value)
+    assert said.startswith(f"Nothing answers at {url}, where batch {handle.batch_id}")
+    assert f"`scriptgen retry {handle.batch_id}`" in said
+    listed = sg.list_batch_jobs()
+    assert listed["state"].tolist() == ["cancelled"]
+    assert listed["error"].iloc[0] == f"the emulator at {url} stopped, and its jobs with it"
+    assert _log_rows("SELECT not_run_count FROM batch_log") == [(2,)]
+
+
+def test_a_plan_reads_as_text_in_ipython_and_says_who_chose_the_mode(emu: Emulator) -> None:
+    from IPython.lib.pretty import pretty
+
+    where = {"models": MODEL, "base_url": emu.base_url, "api_key": KEY, "db": False}
+    asked = sg.batch_plan(_requests(2), mode="batch_api", **where)
+    chosen = sg.batch_plan(_requests(2), mode="auto", deadline="1d", **where)
+    assert pretty(asked) == str(asked)  # not the dataclass's fields
+    assert str(asked).startswith("plan: Google's Batch API, as asked (mode='batch_api')")
+    assert str(chosen).startswith("plan (mode='auto', chosen automatically): live calls fit")
+
+
+class _InterruptOn(io.StringIO):
+    """A stdout that interrupts the process (SIGINT, as the kernel's stop button does) once a
+    line holding `marker` is written: the interrupt lands while the magic waits, not by a
+    timer."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+        self.fired = False
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if not self.fired and text.endswith("\n") and self.marker in self.getvalue():
+            self.fired = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return written
+
+
+def test_the_magic_says_what_it_waits_for_and_an_interrupt_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Before: the plan as a dataclass repr, nothing while waiting, no summary; an interrupt
+    # said "Stopped waiting: Stopped waiting; ... resume_batch_job(...) ... .results.." in the
+    # library's words; `jobs cancel` left the jobs "pending"; a dry run wrote a call log.
+    from IPython import get_ipython
+    from IPython.core.error import UsageError
+    from IPython.testing.globalipapp import start_ipython
+
+    from scriptgen_nb.emulator import ModelConfig
+    from scriptgen_nb.jupyter.endpoint import SESSION
+
+    shell = start_ipython() or get_ipython()
+    shell.run_line_magic("load_ext", "scriptgen_nb")
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    slow = BatchConfig(pending_s=600.0, running_s=0.0)
+    config = EmulatorConfig(api_keys=(), models={MODEL: ModelConfig()}, batch=slow)
+    SESSION.start(config)
+    SESSION.announced = True
+    try:
+        out = _InterruptOn("Batch API job (1 pending)")
+        with contextlib.redirect_stdout(out):
+            frame = shell.run_cell_magic(
+                "scriptgen", f"batch --mode batch_api --model {MODEL}", "Tides.\nMoss.\n"
+            )
+        said = out.getvalue().splitlines()
+        assert out.fired and "Traceback" not in out.getvalue()
+        batch = said[-1].split("of batch ", 1)[1].split()[0]
+        assert said[-3:-1] == [
+            f"Submitted batch {batch} to the Batch API of this kernel's emulator (1 job); waiting "
+            f"for its results. An interrupt stops the wait, not the jobs: `%scriptgen jobs "
+            f"resume {batch}` collects them while this kernel runs (they end with it).",
+            f"batch {batch}: 1 Batch API job (1 pending), 0 of 2 requests done (waited 0.0s)",
+        ]
+        assert said[-1:] == [
+            f"Interrupted while waiting; the Batch API jobs of batch {batch} keep running on "
+            f"this kernel's emulator: `%scriptgen jobs resume {batch}` collects them, "
+            f"`%scriptgen jobs cancel {batch}` cancels them.",
+        ]
+        assert frame["error_kind"].tolist() == ["not_run", "not_run"]
+        assert shell.run_line_magic("scriptgen", f"jobs cancel {batch}").startswith("cancelled 1")
+        assert shell.run_line_magic("scriptgen", "jobs")["state"].tolist() == ["cancelled"]
+
+        dry = tmp_path / "dry.duckdb"
+        plan = shell.run_cell_magic(
+            "scriptgen", f"batch --mode batch_api --dry-run --db {dry} --model {MODEL}", "Fog.\n"
+        )
+        assert isinstance(plan, sg.BatchPlan) and plan.batch_count == 1 and not dry.exists()
+
+        handle = sg.submit_batch_job(sg.create_batch_requests(["Kelp."]), models=MODEL)
+        handle.close()
+        SESSION.stop()  # the kernel's emulator, and its jobs, are gone
+        with pytest.raises(UsageError, match=r"Nothing answers at http://127\.0\.0\.1:"):
+            shell.run_line_magic("scriptgen", f"jobs resume {handle.batch_id}")
+    finally:
+        SESSION.stop()
+
+
+def test_the_magic_summarises_a_batch_api_run_as_the_terminal_does(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    from scriptgen_nb.emulator import ModelConfig
+    from scriptgen_nb.jupyter.endpoint import SESSION
+
+    shell = start_ipython() or get_ipython()
+    shell.run_line_magic("load_ext", "scriptgen_nb")
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    SESSION.start(EmulatorConfig(api_keys=(), latency_scale=0.0, models={MODEL: ModelConfig()}))
+    SESSION.announced = True
+    try:
+        shell.run_cell_magic("scriptgen", f"batch --mode batch_api --model {MODEL}", "Tides.\n")
+    finally:
+        SESSION.stop()
+    said = capsys.readouterr().out
+    assert re.search(r"^plan: Google's Batch API, as asked \(mode='batch_api'\)$", said, re.M)
+    assert re.search(
+        r"^Submitted batch (\w+) to the Batch API of this kernel's emulator", said, re.M
+    )
+    assert re.search(
+        r"^scriptgen batch \w+ by the Batch API: 1/1 succeeded, .*\(0 not run\) in ", said, re.M
+    )

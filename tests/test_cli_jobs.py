@@ -12,8 +12,11 @@ import argparse
 import json
 import os
 import re
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import PIPE
 
 import duckdb
 import pytest
@@ -22,7 +25,7 @@ import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig
 from scriptgen_nb.emulator.config import BatchConfig
 
-from .test_cli_run import Call, jsonl, one, requests_seen, scriptgen
+from .test_cli_run import SCRIPTGEN, Call, jsonl, one, requests_seen, scriptgen
 
 pytestmark = pytest.mark.integration
 
@@ -99,8 +102,8 @@ def test_batch_api_and_auto_show_the_plan_before_sending_and_a_summary_after(
     assert set(costs) == {"live calls", "Batch API (chosen)"}, err
     assert costs["Batch API (chosen)"] == pytest.approx(costs["live calls"] / 2, abs=1e-4)
     assert costs["live calls"] > 0
-    plan_at = err.index("plan (mode=batch_api)")
-    submitted_at = err.index("submitted batch ")
+    plan_at = err.index("plan: Google's Batch API, as asked (mode='batch_api')")
+    submitted_at = err.index("Submitted batch ")
     summary = re.search(r"^scriptgen batch (\w+) by the Batch API: 4/4 succeeded.*", err, re.M)
     assert summary is not None, err
     assert plan_at < submitted_at < summary.start()  # the plan before anything was sent
@@ -116,7 +119,7 @@ def test_batch_api_and_auto_show_the_plan_before_sending_and_a_summary_after(
     assert auto.returncode == 0, auto.stderr
     assert set(plan_costs(auto.stderr)) == {"live calls (chosen)", "Batch API"}, auto.stderr
     assert re.search(r"^scriptgen batch \w+ finished: 4/4 done", auto.stderr, re.M), auto.stderr
-    assert "submitted batch" not in auto.stderr
+    assert "Submitted batch" not in auto.stderr
     assert [r["success"] for r in jsonl(tmp_path / "a.jsonl")] == [True] * 4
 
 
@@ -142,9 +145,10 @@ def test_a_dry_run_shows_the_plan_and_sends_nothing_nor_starts_an_emulator(
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("dry run: ") and "nothing was sent" in done.stdout
         assert "emulator at" not in done.stderr  # none was started
-    assert "plan (mode=batch_api)" in batch.stdout
+    assert "plan: Google's Batch API, as asked (mode='batch_api')" in batch.stdout
     assert set(plan_costs(batch.stdout)) == {"live calls", "Batch API (chosen)"}
-    assert "plan (mode=auto)" in auto.stdout and "deadline of 2.0 h" in auto.stdout
+    assert "plan (mode='auto', chosen automatically)" in auto.stdout
+    assert "deadline of 2.0 h" in auto.stdout
     assert f"on {MODEL}" in local.stdout and "plan" not in local.stdout  # live: the estimate
     # The emulator's jobs end in about a second: auto plans the Batch API, priced at half.
     assert set(plan_costs(local_auto.stdout)) == {"live calls", "Batch API (chosen)"}
@@ -204,6 +208,13 @@ def test_jobs_lists_resumes_once_and_cancels(
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.startswith("cancelled 1 job(s): batches/")
     assert batch_counters(emulator)["jobs_cancelled"] >= 1
+    # The log says so at once (before, "pending" until a resume), and a retry is offered them.
+    after = one(env, "jobs", *log)
+    [row] = [r.split() for r in after.stdout.splitlines() if r.startswith(waiting_id)]
+    assert row[3] == "cancelled" and row[7] == "True", after.stdout
+    retried = one(env, "retry", waiting_id, *log, "-m", MODEL, "-q", "--out", "-")
+    assert retried.returncode == 0, retried.stderr
+    assert [r["success"] for r in jsonl_text(retried.stdout)] == [True]
 
 
 def jsonl_text(text: str) -> list[dict[str, object]]:
@@ -229,3 +240,71 @@ def test_a_wait_that_gave_up_says_why_and_how_to_resume_in_one_line(
     assert said == [
         "scriptgen jobs: Stopped waiting: the service failed to report batches/b1 20 times in a row"
     ]
+
+
+def keyless(env: dict[str, str]) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in env.items()
+        if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL")
+    }
+
+
+def test_an_interrupted_wait_on_its_own_emulator_says_its_jobs_end_with_it(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # Before: "Ctrl-C stops waiting (the jobs keep running): `scriptgen jobs resume ...`", but
+    # the jobs ran on the command's own emulator, which died with it: nothing could resume them,
+    # and the log called them pending for 48 h. Now they are cancelled and recorded not run.
+    (tmp_path / "p.txt").write_text(PROMPTS)
+    command = [*SCRIPTGEN, "run", "p.txt", "--mode", "batch_api", "--emulator"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=keyless(env), text=True, stdout=PIPE, stderr=PIPE
+    )
+    said = []
+    assert process.stderr is not None
+    for line in process.stderr:  # the wait's first progress line: the job is pending
+        said.append(line)
+        if "Batch API job (1 pending)" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    out, rest = process.communicate(timeout=60)
+    err = "".join(said) + rest
+    assert process.returncode == 130, err
+    submitted = re.search(
+        r"^Submitted batch (\w+) to the Batch API of this command's emulator", err, re.M
+    )
+    assert submitted is not None, err
+    batch = submitted.group(1)
+    assert "jobs resume" not in err
+    assert err.endswith(
+        f"scriptgen run: interrupted while waiting; batch {batch}'s jobs ran on this command's "
+        "emulator, which stops with it, so they were cancelled: 4 request(s) are in the call log "
+        f"as not run: run the same again, or `scriptgen retry {batch}`.\n"
+    )
+    assert out.count("not_run: the Batch API job was cancelled") == 4
+    listed = one(env, "jobs", cwd=tmp_path)
+    assert listed.stdout.splitlines()[1].split()[3] == "cancelled", listed.stdout
+
+
+def test_resuming_at_an_emulator_that_stopped_exits_2_at_once(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # Before: the resume polled the dead port for ten minutes; without a key it asked for one.
+    db = tmp_path / "calls.duckdb"
+    with Emulator(EmulatorConfig(seed=11, batch=BatchConfig(pending_s=600.0))) as gone:
+        batches = [submit(gone, db, "Write about tides"), submit(gone, db, "Write about moss")]
+        url = gone.base_url
+    keyed, unkeyed = scriptgen(
+        env,
+        Call(("jobs", "resume", batches[0], "--db", str(db))),
+        Call(("jobs", "resume", batches[1], "--db", str(db)), env=keyless(env)),
+    )
+    for done, batch in zip((keyed, unkeyed), batches, strict=True):
+        assert done.returncode == 2, done.stderr
+        assert f"scriptgen jobs: Nothing answers at {url}, where batch {batch}'s" in done.stderr
+        assert f"`scriptgen retry {batch}`" in done.stderr
+    listed = one(env, "jobs", "--db", str(db))
+    assert [row.split()[3] for row in listed.stdout.splitlines()[1:]] == ["cancelled"] * 2
+    again = one(env, "jobs", "resume", batches[0], "--db", str(db))  # collected: from the log
+    assert again.returncode == 1 and "(1 not run)" in again.stderr, again.stderr

@@ -299,7 +299,8 @@ def _missing(job: JobRow, matched_by: str, answers: Sequence[Answer] | None) -> 
         return Failure("server_error", f"the Batch API job failed: {why}")
     if job.state in ("JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"):
         what = "cancelled" if job.state == "JOB_STATE_CANCELLED" else "expired before it ran"
-        return Failure("not_run", f"the Batch API job was {what}; run the request again")
+        why = f" ({job.error})" if job.error else ""
+        return Failure("not_run", f"the Batch API job was {what}{why}; run the request again")
     if not answers and job.error:  # its results were lost (an expired or deleted file)
         return Failure(
             "server_error", f"the Batch API job ran but {job.error}; run the request again"

@@ -22,19 +22,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.genai import Client, _common, errors, types
 from google.genai import batches as sdk_batches
 
 from ..engine.backend import API_VERSION, backend_error_from, generation_config, scrubbed
 from ..engine.checks import check_number
-from ..engine.errors import BackendError, ConfigurationError, InvalidApiKeyError
+from ..engine.errors import (
+    BackendError,
+    ConfigurationError,
+    EndpointGoneError,
+    InvalidApiKeyError,
+)
 from ..engine.values import GenerationRequest
 from ..store import batch_jobs
 from ..store.batch_jobs import TERMINAL_STATES, JobRow
@@ -200,6 +207,28 @@ def _mime_refused(error: BackendError) -> bool:
     return error.http_status == 400 and "unsupported mime type" in error.message.lower()
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether a call failed because nothing listens at the endpoint (the transport wraps the
+    socket's `ConnectionRefusedError` in its own errors)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def answers(base_url: str, timeout_s: float = 3.0) -> bool:
+    """Whether anything accepts a connection at `base_url` (no request is sent)."""
+    url = urlsplit(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "localhost", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def _state_name(job: types.BatchJob) -> str:
     state = job.state
     return str(getattr(state, "name", state) or "JOB_STATE_UNSPECIFIED")
@@ -211,7 +240,12 @@ def _epoch(moment: datetime | None) -> float | None:
 
 class JobService:
     """google-genai's synchronous batches and files endpoints, errors made `BackendError`s;
-    `API_VERSION` (v1beta, where Google documents them) unless `api_version` says otherwise."""
+    `API_VERSION` (v1beta, where Google documents them) unless `api_version` says otherwise.
+
+    A refused connection to a `base_url` (an emulator that has stopped, a proxy that is down)
+    is `EndpointGoneError`, not a transient error: nothing listens there, and polling it for
+    minutes would only hide that.
+    """
 
     def __init__(
         self,
@@ -228,6 +262,7 @@ class JobService:
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self._client = Client(api_key=api_key, http_options=options)
+        self._base_url = base_url
         self.__api_key = api_key  # for scrubbing messages only; never in repr
 
     def __repr__(self) -> str:
@@ -244,6 +279,8 @@ class JobService:
         except BackendError:
             raise
         except Exception as exc:
+            if self._base_url is not None and _refused(exc):
+                raise EndpointGoneError(self._base_url) from None
             raise scrubbed(backend_error_from(exc), self.__api_key) from None
 
     def create(self, model: str, src: Any, name: str) -> types.BatchJob:
@@ -476,8 +513,8 @@ def poll(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-    on_state: Callable[[JobRow, types.BatchJob | None], None] | None = None,
     create: Callable[[JobRow], JobRow] | None = None,
+    on_round: Callable[[Sequence[JobRow], int], None] | None = None,
 ) -> Iterator[tuple[JobRow, types.BatchJob | None]]:
     """Yield each job as it ends (with the service's view of it), polling with backoff.
 
@@ -487,14 +524,17 @@ def poll(
     view. Transient errors
     of a poll are waited out, within `settings.poll_failures` in a row and
     `settings.poll_failures_s`: past both, `PollGaveUp` is raised; the others propagate.
+    `on_round` hears, before each wait between rounds, every job as last seen and how many
+    polls are failing in a row (what a progress line shows).
     """
     waiting = {job.job_key: job for job in jobs}
+    latest = dict(waiting)
     failing: dict[str, FailureStreak] = {}
     delay = settings.poll_initial_s
     while waiting:
         for key, job in list(waiting.items()):
             if job.job_name is None and create is not None and not job.terminal:
-                job = waiting[key] = create(job)
+                job = waiting[key] = latest[key] = create(job)
                 if job.job_name is None and not job.terminal:
                     continue  # still waiting to be created
             if job.job_name is None:
@@ -502,7 +542,7 @@ def poll(
                 yield job, None
                 continue
             try:
-                seen = service.get(job.job_name)
+                now_job, seen = observe(service, db, job)
             except BackendError as exc:
                 if exc.kind not in TRANSIENT:
                     raise
@@ -513,37 +553,52 @@ def poll(
                     raise PollGaveUp(f"to report {job.job_name}", streak, now) from None
                 continue
             failing.pop(key, None)
-            state = _state_name(seen)
-            ended = state in TERMINAL_STATES
-            finished_at = _epoch(seen.end_time) if ended else None
-            if ended and finished_at is None:
-                finished_at = time.time()
-            turnaround = None
-            if ended and job.submitted_at is not None and finished_at is not None:
-                started = _epoch(seen.create_time) or job.submitted_at
-                turnaround = max(0.0, finished_at - started)
-            batch_jobs.mark_state(db, key, state, finished_at=finished_at, turnaround_s=turnaround)
-            if on_state is not None:
-                on_state(job, seen)
-            if ended:
+            latest[key] = now_job
+            if now_job.terminal:
                 del waiting[key]
-                yield _with(job, state, finished_at, turnaround), seen
+                yield now_job, seen
         if waiting:
+            if on_round is not None:
+                failed_polls = sum(streak.count for streak in failing.values())
+                on_round(list(latest.values()), failed_polls)
             sleep(delay)
             delay = min(settings.poll_max_s, delay * settings.poll_factor)
 
 
-def _with(job: JobRow, state: str, finished_at: float | None, turnaround: float | None) -> JobRow:
-    from dataclasses import replace
+def observe(service: JobService, db: Database, job: JobRow) -> tuple[JobRow, types.BatchJob]:
+    """Ask the service for a created job and record its state (when it has ended: when, and
+    how long it took); the job as it now is, and the service's view of it."""
+    assert job.job_name is not None
+    seen = service.get(job.job_name)
+    state = _state_name(seen)
+    ended = state in TERMINAL_STATES
+    finished_at = _epoch(seen.end_time) if ended else None
+    if ended and finished_at is None:
+        finished_at = time.time()
+    turnaround = None
+    if ended and job.submitted_at is not None and finished_at is not None:
+        started = _epoch(seen.create_time) or job.submitted_at
+        turnaround = max(0.0, finished_at - started)
+    batch_jobs.mark_state(db, job.job_key, state, finished_at=finished_at, turnaround_s=turnaround)
+    return _with(job, state, finished_at, turnaround), seen
 
+
+def _with(job: JobRow, state: str, finished_at: float | None, turnaround: float | None) -> JobRow:
     return replace(job, state=state, finished_at=finished_at, turnaround_s=turnaround)
 
 
+NEVER_CREATED = "cancelled before the service created it"
+
+
 def cancel(service: JobService, db: Database, jobs: Sequence[JobRow]) -> list[str]:
-    """Ask the service to cancel every job not ended yet; returns their names."""
+    """Ask the service to cancel every job not ended yet; returns their names. A job not
+    created yet (waiting to be) is recorded cancelled, so no later resume creates it."""
     cancelled = []
     for job in jobs:
-        if job.job_name is None or job.terminal:
+        if job.terminal:
+            continue
+        if job.job_name is None:
+            batch_jobs.mark_state(db, job.job_key, "JOB_STATE_CANCELLED", error=NEVER_CREATED)
             continue
         service.cancel(job.job_name)
         cancelled.append(job.job_name)

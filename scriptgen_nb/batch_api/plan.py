@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from ..engine.errors import ConfigurationError
 from ..engine.models import ModelSpec
@@ -145,8 +145,14 @@ class BatchPlan:
             )
         return rows
 
+    @property
+    def title(self) -> str:
+        """`plan` when the mode was asked for (the reason says "as asked"), else that `auto`
+        chose it."""
+        return "plan" if self.mode != "auto" else "plan (mode='auto', chosen automatically)"
+
     def __str__(self) -> str:
-        lines = [f"plan (mode={self.mode}): {self.reason}"]
+        lines = [f"{self.title}: {self.reason}"]
         for row in self.rows():
             mark = "->" if row["chosen"] else "  "
             lines.append(
@@ -192,6 +198,10 @@ class BatchPlan:
             f"API fit {how}; the other {self.over_budget} are not sent (not run)"
         )
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython shows the plan as its text (the dataclass repr is for debugging)."""
+        printer.text(str(self))
+
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{h}</th>" for h in ("", "option", "requests", "cost", "time", "model"))
         body = "".join(
@@ -203,7 +213,7 @@ class BatchPlan:
             for r in self.rows()
         )
         return (
-            f"<p><b>plan (mode={self.mode})</b>: {html.escape(self.reason)}</p>"
+            f"<p><b>{html.escape(self.title)}</b>: {html.escape(self.reason)}</p>"
             f"<table><tr>{head}</tr>{body}</table>"
             f"<p><small>Batch API time: {html.escape(self.turnaround.source)}"
             + "".join(f"<br>{html.escape(note)}" for note in self._notes())

@@ -29,6 +29,8 @@ from ..engine.errors import (
     BatchApiWaitFailed,
     BatchInterrupted,
     ConfigurationError,
+    EndpointGoneError,
+    MissingApiKeyError,
 )
 from ..engine.models import ModelSpec, ladder_notices
 from ..engine.pricing import format_usd
@@ -82,6 +84,54 @@ def show_plan(plan: BatchPlan, progress: str | None) -> None:
     print(plan, file=sys.stderr)
 
 
+# The order a job's state moves in, for a progress line's counts.
+STATE_ORDER = ("waiting to be created", "pending", "running", "succeeded", "failed", "cancelled")
+
+
+def job_state(job: JobRow) -> str:
+    """A job's state in the user's words: `pending`, `running`, `succeeded`, ... and `waiting
+    to be created` for one the service has not created yet (an intent, or a create it refused
+    for now)."""
+    if job.job_name is None and not job.terminal:
+        return "waiting to be created"
+    return _short(job.state)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitStatus:
+    """Where a batch's Batch API jobs stand while `BatchJobHandle.wait()` polls them: what a
+    progress line says (`str`), so a wait that takes hours shows more than a clock."""
+
+    batch_id: str
+    states: tuple[tuple[str, int], ...]  # (job_state words, how many jobs), in STATE_ORDER
+    done: int  # requests whose job has ended
+    total: int  # requests in the batch's jobs
+    failed_polls: int = 0  # polls failing in a row (5xx, timeouts), waited out
+
+    @classmethod
+    def of(cls, batch_id: str, jobs: Sequence[JobRow], failed_polls: int = 0) -> WaitStatus:
+        counts: dict[str, int] = {}
+        for job in jobs:
+            counts[job_state(job)] = counts.get(job_state(job), 0) + 1
+        rank = {words: i for i, words in enumerate(STATE_ORDER)}
+        states = tuple(sorted(counts.items(), key=lambda item: rank.get(item[0], len(rank))))
+        done = sum(j.request_count for j in jobs if j.terminal)
+        total = sum(j.request_count for j in jobs)
+        return cls(batch_id, states, done, total, failed_polls)
+
+    def __str__(self) -> str:
+        jobs = sum(count for _, count in self.states)
+        counts = ", ".join(f"{count} {words}" for words, count in self.states)
+        line = (
+            f"batch {self.batch_id}: {jobs} Batch API job{'' if jobs == 1 else 's'} ({counts}), "
+            f"{self.done} of {self.total} requests done"
+        )
+        if self.failed_polls:
+            polls = "poll" if self.failed_polls == 1 else "polls"
+            line += f"; {self.failed_polls} {polls} failed, retrying"
+        return line
+
+
 @dataclass
 class BatchJobHandle:
     """A batch at the Batch API: its jobs in the log, and how to wait for, or cancel, them."""
@@ -95,16 +145,13 @@ class BatchJobHandle:
     on_progress: Callable[[int, int | None], None] | None = None
     live_results: list[Result] = field(default_factory=list)  # a split's live part
     simulated: bool = False  # the jobs run at an emulator: every result says so
+    on_wait: Callable[[WaitStatus], None] | None = None  # hears the jobs' states as polled
     _requests: dict[str, GenerationRequest] | None = field(default=None, repr=False)
     _results: dict[str, Result] = field(default_factory=dict, repr=False)
     _deferred: dict[str, jobs.Deferral] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
-        states = ", ".join(
-            f"{j.job_name or j.display_name}: "
-            f"{'waiting to be created' if j.job_key in self._deferred else _short(j.state)}"
-            for j in self.jobs
-        )
+        states = ", ".join(f"{j.job_name or j.display_name}: {job_state(j)}" for j in self.jobs)
         return f"BatchJobHandle(batch_id={self.batch_id!r}, jobs=[{states}])"
 
     @property
@@ -153,15 +200,15 @@ class BatchJobHandle:
 
         Ctrl-C (a kernel interrupt) raises `BatchInterrupted` with what is in so far; the
         jobs keep running at the service, and `resume_batch_job(batch_id)` picks them up.
+        `on_wait` hears the jobs' states before the first poll and after each round. When
+        nothing answers at the endpoint any more, `EndpointGoneError` says so at once.
         """
-        self.submit()
-        logged = {
-            row[0]: ingest.LoggedRequest(*row)
-            for row in batch_jobs.logged_requests(self.db, self.batch_id)
-        }
-        total = len(logged) + len(self.live_results)
-        pending = [j for j in self.jobs if not j.ingested]
+        logged = self._logged()
         try:
+            self.submit()
+            total = len(logged) + len(self.live_results)
+            pending = [j for j in self.jobs if not j.ingested]
+            self._tell(pending, 0)
             for job, seen in jobs.poll(
                 self.service,
                 self.db,
@@ -169,17 +216,14 @@ class BatchJobHandle:
                 self.settings,
                 sleep=sleep,
                 create=self._create_when_due,
+                on_round=self._tell,
             ):
                 self._ingest(job, seen, logged, sleep)
+                self._room_freed()
                 if self.on_progress is not None:
                     self.on_progress(len(self._results) + len(self.live_results), total)
         except KeyboardInterrupt:
-            raise BatchInterrupted(
-                self._collect(logged),
-                f"Stopped waiting; the Batch API jobs of batch {self.batch_id} keep running "
-                f"at the service: resume_batch_job({self.batch_id!r}) collects them later, "
-                "cancel_batch_job cancels them",
-            ) from None
+            raise self.interrupted(logged) from None
         except jobs.PollGaveUp as gave_up:
             raise BatchApiWaitFailed(
                 self._collect(logged),
@@ -187,11 +231,91 @@ class BatchJobHandle:
                 f"left as they are: resume_batch_job({self.batch_id!r}) (`scriptgen jobs resume "
                 f"{self.batch_id}`) tries again later",
             ) from None
+        except EndpointGoneError as gone:
+            raise self._gone(gone.base_url, logged) from None
         return self._collect(logged)
 
     def cancel(self) -> list[str]:
-        """Cancel the batch's jobs at the service; `wait()` then ingests what they finished."""
-        return jobs.cancel(self.service, self.db, self.jobs)
+        """Cancel the batch's jobs at the service (a job not created yet never will be), and
+        record what each then is: the ended ones are collected at once, their requests not run
+        (for `retry`); one still cancelling is collected by a later resume. Returns the names
+        of the jobs cancelled at the service."""
+        logged = self._logged()
+        try:
+            names = jobs.cancel(self.service, self.db, self.jobs)
+            self._settle(logged)
+        except EndpointGoneError as gone:
+            raise self._gone(gone.base_url, logged) from None
+        return names
+
+    def interrupted(
+        self, logged: Mapping[str, ingest.LoggedRequest] | None = None
+    ) -> BatchInterrupted:
+        """What an interrupt once the jobs exist raises: every result so far, the rest not
+        run, and that the jobs keep running at the service."""
+        return BatchInterrupted(
+            self._collect(self._logged() if logged is None else logged),
+            f"Stopped waiting; the Batch API jobs of batch {self.batch_id} keep running "
+            f"at the service: resume_batch_job({self.batch_id!r}) collects them later, "
+            "cancel_batch_job cancels them",
+        )
+
+    def _logged(self) -> dict[str, ingest.LoggedRequest]:
+        return {
+            row[0]: ingest.LoggedRequest(*row)
+            for row in batch_jobs.logged_requests(self.db, self.batch_id)
+        }
+
+    def _tell(self, now: Sequence[JobRow], failed_polls: int) -> None:
+        """Tell `on_wait` where the batch's jobs stand (`now`: those polled, as last seen)."""
+        if self.on_wait is None:
+            return
+        polled = {j.job_key: j for j in now}
+        every = [polled.get(j.job_key, j) for j in self.jobs]
+        self.on_wait(WaitStatus.of(self.batch_id, every, failed_polls))
+
+    def _room_freed(self) -> None:
+        """A job ended, so the service's queue has room again: a create it refused for now is
+        tried at the next round, its backoff started afresh rather than after the long delay
+        that refusals in a row had reached."""
+        now = time.monotonic()
+        for key, deferral in self._deferred.items():
+            self._deferred[key] = jobs.Deferral(now, 0, deferral.reason)
+
+    def _settle(self, logged: Mapping[str, ingest.LoggedRequest]) -> None:
+        """Look once at every job not collected yet and collect those that have ended (one
+        never created has no answers to fetch); one the service fails to report now is left
+        for a later resume."""
+        for job in self.jobs:
+            if job.ingested:
+                continue
+            seen = None
+            if job.job_name is not None:
+                try:
+                    job, seen = jobs.observe(self.service, self.db, job)
+                except BackendError as exc:
+                    if exc.kind in jobs.TRANSIENT:
+                        continue
+                    raise
+            if job.terminal:
+                self._ingest(job, seen, logged, time.sleep)
+
+    def _gone(self, url: str, logged: Mapping[str, ingest.LoggedRequest]) -> EndpointGoneError:
+        """Nothing answers at `url`. When it is the emulator the batch ran on, its jobs and
+        their answers went with it: each job not collected yet is recorded so (cancelled, if it
+        had not ended) and collected, its requests failing or not run (for `retry`). Any other
+        endpoint may come back, so the jobs are left as they are for a later resume."""
+        lost = self.simulated and all(j.endpoint.rstrip("/") == url.rstrip("/") for j in self.jobs)
+        if lost:
+            why = f"the emulator at {url} stopped, and its jobs with it"
+            for job in self.jobs:
+                if not job.ingested:
+                    state = job.state if job.terminal else "JOB_STATE_CANCELLED"
+                    batch_jobs.mark_state(self.db, job.job_key, state, error=why)
+            for job in self.jobs:
+                if not job.ingested:
+                    self._ingest(job, None, logged, time.sleep)
+        return EndpointGoneError(url, self.batch_id, lost=lost)
 
     def _ingest(
         self,
@@ -559,7 +683,7 @@ def handle_for(
     if options.api_key is None:
         options = replace(options, api_key=session_api_key(url))
     service = JobService(
-        options.resolved_api_key(),
+        _key_for(options, url),
         base_url=url,
         api_version=options.api_version,
         timeout_s=settings.timeout_s,
@@ -583,6 +707,18 @@ def handle_for(
     )
 
 
+def _key_for(options: BatchOptions, url: str | None) -> str:
+    """The key a logged batch is reached with. Without one, a batch sent to an endpoint where
+    nothing answers any more (a stopped emulator) needs none: the wait then says the endpoint
+    is gone, which is what is wrong, rather than asking for a key that would not help."""
+    try:
+        return options.resolved_api_key()
+    except MissingApiKeyError:
+        if url is None or jobs.answers(url):
+            raise
+        return "no-key-needed"
+
+
 def jobs_frame(db: Database) -> pd.DataFrame:
     """Every recorded Batch API job, newest first (what `list_batch_jobs` returns), with the
     hours left before each job still out expires."""
@@ -595,7 +731,7 @@ def jobs_frame(db: Database) -> pd.DataFrame:
             "chunk": j.chunk,
             "job_name": j.job_name,
             "job_key": j.job_key,
-            "state": _short(j.state),
+            "state": job_state(j),
             "model": j.model,
             "input": j.input_mode,
             "requests": j.request_count,

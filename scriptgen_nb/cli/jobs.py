@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from .log import DB_HELP, table
 from .options import output_arguments
+from .run import say_progress
 from .signals import TerminationSignals
 
 HELP = "list the call log's Gemini Batch API jobs; resume (collect) or cancel a batch's jobs"
@@ -92,7 +94,7 @@ def jobs(args: argparse.Namespace) -> int:
 
 def _jobs(args: argparse.Namespace, path: str, stop: TerminationSignals) -> int:
     """The action, its output and its exit status (before a signal's)."""
-    from ..commands import jobs_action
+    from ..commands import WaitLine, jobs_action
     from ..engine.errors import (
         BatchInterrupted,
         ConfigurationError,
@@ -100,7 +102,7 @@ def _jobs(args: argparse.Namespace, path: str, stop: TerminationSignals) -> int:
         ScriptgenError,
     )
     from ..results import ResultList
-    from .run import FAILED, INTERRUPTED, OK, USAGE, Outcome, batch_api_summary, deliver
+    from .run import FAILED, INTERRUPTED, OK, USAGE, Outcome, cli_words, deliver
 
     def fail(message: str, status: int = USAGE) -> int:
         print(f"scriptgen jobs: {message}", file=sys.stderr)
@@ -111,7 +113,8 @@ def _jobs(args: argparse.Namespace, path: str, stop: TerminationSignals) -> int:
             raise ConfigurationError("--out is for `jobs resume` (its results).")
         if not Path(path).exists():  # opening it would create an empty log
             raise ConfigurationError(f"no call log at {path}; pass --db with the batch's log.")
-        done = jobs_action(args.action, args.batch, db=path)
+        waited = None if args.quiet else WaitLine(say_progress, time.monotonic)
+        done = jobs_action(args.action, args.batch, db=path, on_wait=waited)
         batch_id = _batch_id(path, args.batch) if isinstance(done, ResultList) else None
     except MissingApiKeyError:
         return fail(
@@ -135,7 +138,7 @@ def _jobs(args: argparse.Namespace, path: str, stop: TerminationSignals) -> int:
     if isinstance(done, ResultList):  # resume
         outcome = Outcome(done, batch_id=batch_id, by_batch_api=True)
         if not args.quiet:
-            print(batch_api_summary(outcome), file=sys.stderr)
+            print(cli_words().summary(batch_id, done, None), file=sys.stderr)
         return deliver("jobs", args, outcome)
     print(table(done[LIST_COLUMNS]))
     return OK

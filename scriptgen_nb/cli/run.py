@@ -37,6 +37,7 @@ from .log import table
 from .signals import TerminationSignals
 
 if TYPE_CHECKING:  # the library is imported when a command runs, so `--help` stays quick
+    from ..commands import BatchApiWords
     from ..engine.values import GenerationRequest
     from ..results import ResultList
 
@@ -127,7 +128,8 @@ def _batch(command: str, args: argparse.Namespace, prepare: Callable[[], Work]) 
             from ..commands import batch_options, check_max_tokens, with_tier
 
             given = work.options
-            models = args.models or given.pop("models", None) or os.environ.get(ENV_MODELS)
+            logged_models = given.pop("models", None)  # a retry's: the batch's own ladder
+            models = args.models or logged_models or os.environ.get(ENV_MODELS)
             options = batch_options(
                 models=models,
                 concurrency=args.concurrency,
@@ -198,14 +200,11 @@ def _check_key(options: dict[str, Any]) -> None:
 def _local_emulator(stack: ExitStack, *, quiet: bool, start: bool = True) -> dict[str, Any]:
     """Options for a local emulator started for this command (`start=False`: its catalogue and
     Batch API timing only, for a dry run, which starts nothing)."""
-    from ..batch_api import BatchApiSettings
     from ..engine.models import default_catalogue
-    from ..jupyter.endpoint import LocalEmulator, auto_config
+    from ..jupyter.endpoint import LocalEmulator, auto_config, emulator_batch_api
 
     config = auto_config()
-    batch_s = (config.batch.pending_s + config.batch.running_s) * config.latency_scale
-    # Its jobs end in seconds: plan with that, and poll at that pace (Google's: minutes).
-    settings = BatchApiSettings(turnaround_s=batch_s, poll_initial_s=0.5, poll_max_s=2.0)
+    settings = emulator_batch_api(config)
     if not start:
         catalogue = default_catalogue().with_windows(config.minute_s, config.day_s)
         return {"catalogue": catalogue, "batch_api": settings}
@@ -219,7 +218,7 @@ def _local_emulator(stack: ExitStack, *, quiet: bool, start: bool = True) -> dic
             f"'minute' lasts {emulator.config.minute_s:g}s)",
             file=sys.stderr,
         )
-    return {**endpoint, "batch_api": settings}
+    return endpoint
 
 
 def _batch_api(options: dict[str, Any]) -> bool:
@@ -252,6 +251,7 @@ class Outcome:
     by_batch_api: bool = False
     stopped: str = "interrupted"
     requests: Sequence[GenerationRequest] = ()
+    local: bool = False  # its Batch API jobs ran on the command's own emulator
 
 
 def _generate(
@@ -269,6 +269,7 @@ def _generate(
     then on a signal is only remembered, so the results are written whole.
     """
     from ..api import batch_generate, planned_batch
+    from ..commands import WaitLine
     from ..progress import ProgressState, format_summary
     from ..results import ResultList
 
@@ -280,23 +281,14 @@ def _generate(
     state = bar.state if bar is not None else ProgressState(total=len(requests))
     listener = bar if bar is not None else state
     submitted: list[str] = []
+    words = cli_words(local=bool(args.emulator))
 
     def on_submitted(handle: Any) -> None:
         submitted.append(handle.batch_id)
         if not args.quiet:
-            print(
-                f"submitted batch {handle.batch_id} to the Batch API ({len(handle.jobs)} "
-                "job(s)); waiting for its results. Ctrl-C stops waiting (the jobs keep "
-                f"running): `scriptgen jobs resume {handle.batch_id}` collects them later.",
-                file=sys.stderr,
-            )
-            if handle.waiting:
-                why = next(iter(handle.waiting.values()))
-                print(
-                    f"{len(handle.waiting)} job(s) wait to be created: {why}; they are created "
-                    "as the service lets them, while the others are polled.",
-                    file=sys.stderr,
-                )
+            for line in words.submitted(handle.batch_id, len(handle.jobs), handle.waiting):
+                print(line, file=sys.stderr)
+            handle.on_wait = WaitLine(say_progress, time.monotonic)
 
     started = time.monotonic()
     try:
@@ -310,7 +302,10 @@ def _generate(
                 results = batch_generate(requests, listeners=[listener], **options)
             outcome = Outcome(results, requests=requests)
         except BatchInterrupted as stopped:  # Ctrl-C, or the call log failed mid-batch
-            outcome = Outcome(ResultList(stopped.results), stopped, requests=requests)
+            results = ResultList(stopped.results)
+            if submitted and args.emulator and type(stopped) is BatchInterrupted:
+                results = _end_local_jobs(submitted[0], options)
+            outcome = Outcome(results, stopped, requests=requests, local=bool(args.emulator))
         hold()
     finally:
         if bar is not None:
@@ -320,21 +315,36 @@ def _generate(
     outcome.by_batch_api = bool(submitted)
     outcome.batch_id = submitted[0] if submitted else state.snapshot().batch_id
     if submitted and outcome.interrupted is None and not args.quiet:
-        print(batch_api_summary(outcome, time.monotonic() - started), file=sys.stderr)
+        took = time.monotonic() - started
+        print(words.summary(outcome.batch_id, outcome.results, took), file=sys.stderr)
     return outcome
 
 
-def batch_api_summary(outcome: Outcome, seconds: float | None = None) -> str:
-    """The one-line summary of results collected from the Batch API (as live mode's)."""
-    from ..progress import format_duration
+def cli_words(*, local: bool = False) -> BatchApiWords:
+    """What the terminal says of a Batch API batch (`local`: its jobs run on the command's own
+    emulator, started by --emulator, and end with it)."""
+    from ..commands import BatchApiWords
 
-    results = outcome.results
-    not_run = sum(1 for r in results if r.error is not None and r.error.kind == "not_run")
-    took = "" if seconds is None else f" in {format_duration(seconds)}"
-    return (
-        f"scriptgen batch {outcome.batch_id} by the Batch API: {results.summary()} "
-        f"({not_run} not run){took}"
+    return BatchApiWords(
+        "scriptgen", "scriptgen retry {batch}", "this command", local=local, interrupt_ends=True
     )
+
+
+def say_progress(line: str) -> None:
+    """A progress line on stderr, under the command's name (stdout keeps the results)."""
+    print(f"scriptgen: {line}", file=sys.stderr, flush=True)
+
+
+def _end_local_jobs(batch_id: str, options: dict[str, Any]) -> ResultList:
+    """A wait on this command's own emulator, interrupted: the jobs would end with it unseen
+    and the log would call them pending for two days, so they are cancelled and collected
+    while it still runs. The log then says what is true: what had finished is collected, the
+    rest not run (for `scriptgen retry`)."""
+    from ..api import cancel_batch_job, resume_batch_job
+
+    where = {name: options.get(name) for name in ("db", "base_url", "api_key")}
+    cancel_batch_job(batch_id, **where)
+    return resume_batch_job(batch_id, batch_api=options.get("batch_api"), **where)
 
 
 def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
@@ -362,11 +372,9 @@ def deliver(command: str, args: argparse.Namespace, outcome: Outcome) -> int:
         if outcome.by_batch_api and type(interrupted) is not BatchInterrupted:
             message = _one_line(interrupted.reason)  # gave up waiting, or the log failed
         elif outcome.by_batch_api:
-            message = (
-                f"{outcome.stopped} while waiting; the Batch API jobs of batch {batch_id} keep "
-                f"running at the service: `scriptgen jobs resume {batch_id}` collects them, "
-                f"`scriptgen jobs cancel {batch_id}` cancels them"
-            )
+            not_run = sum(1 for r in results if r.error is not None and r.error.kind == "not_run")
+            words = cli_words(local=outcome.local)
+            message = words.stopped(batch_id or "?", outcome.stopped, not_run)
         else:
             message = _stopped_early(interrupted, outcome, args)
         print(f"scriptgen {command}: {message}", file=sys.stderr)

@@ -10,6 +10,8 @@ escape only for misuse and configuration problems, and each says what to do::
     │   ├── ServiceRefusedError     billing stopped, key suspended, API disabled, location:
     │   │                           no wait fixes it, so the batch stops at once
     │   ├── UnknownModelError       a model name neither the endpoint nor the catalogue knows
+    │   ├── EndpointGoneError       nothing answers where a Batch API batch was sent (an
+    │   │                           emulator that stopped): resuming it cannot go on
     │   └── RequestRefused          a generator's request refused when reached; those taken
     │                               before it ran to their end; carries `.results`
     └── BatchInterrupted            Ctrl-C / kernel interrupt / cancel; carries `.results`
@@ -110,6 +112,33 @@ class UnknownModelError(ConfigurationError):
         self.name = name
         self.known = tuple(known)
         self.close = tuple(close)
+
+
+class EndpointGoneError(ConfigurationError):
+    """Nothing answers (connection refused) at `base_url`, where a Batch API batch was sent.
+
+    An emulator keeps its jobs in memory, so when it has stopped (`lost`) they are gone and
+    the batch's open jobs were recorded ended, their requests not run (for a retry); any other
+    endpoint (a proxy in front of Google) may come back, and a resume then goes on.
+    """
+
+    def __init__(self, base_url: str, batch_id: str | None = None, *, lost: bool = False) -> None:
+        batch = f"batch {batch_id}" if batch_id else "the batch"
+        if lost:
+            then = (
+                "it was a local emulator, whose jobs end when it stops, so they cannot be "
+                f"collected: their requests are in the call log as not run, and `scriptgen "
+                f"retry {batch_id}` (`%scriptgen retry --batch {batch_id}`) runs them again."
+            )
+        else:
+            then = "start it again and resume, or pass base_url= where the batch can be reached."
+        super().__init__(
+            f"Nothing answers at {base_url}, where {batch}'s Batch API jobs were sent "
+            f"(connection refused): {then}"
+        )
+        self.base_url = base_url
+        self.batch_id = batch_id
+        self.lost = lost
 
 
 class RequestRefused(ConfigurationError):

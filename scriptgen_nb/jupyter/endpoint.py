@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..batch_api import BatchApiSettings
 from ..emulator import Emulator, EmulatorConfig
 from ..engine.models import default_catalogue
 from ..wiring import ENV_BASE_URL, ENV_KEYS
@@ -33,6 +34,14 @@ def auto_config() -> EmulatorConfig:
     return EmulatorConfig(
         api_keys=(EMULATOR_KEY,), minute_s=AUTO_MINUTE_S, day_s=AUTO_DAY_S, latency_scale=0.25
     )
+
+
+def emulator_batch_api(config: EmulatorConfig) -> BatchApiSettings:
+    """How Batch API jobs are watched on an emulator: its jobs end in seconds, so the plan
+    expects that and the wait polls at that pace (Google's: minutes, and a 24 h target)."""
+    seconds = (config.batch.pending_s + config.batch.running_s) * config.latency_scale
+    # At least a poll's time: an emulator without latency ends its jobs at once.
+    return BatchApiSettings(turnaround_s=max(seconds, 0.5), poll_initial_s=0.5, poll_max_s=2.0)
 
 
 @dataclass
@@ -91,7 +100,13 @@ class LocalEmulator:
                 f"{emu.base_url} (simulated answers; a 'minute' lasts {config.minute_s:g}s), for "
                 f"the magics and the Python API alike. Set {ENV_KEYS[0]} to use Google."
             )
-        return {"base_url": emu.base_url, "api_key": EMULATOR_KEY, "catalogue": catalogue}, note
+        endpoint = {
+            "base_url": emu.base_url,
+            "api_key": EMULATOR_KEY,
+            "catalogue": catalogue,
+            "batch_api": emulator_batch_api(config),
+        }
+        return endpoint, note
 
     def use(self) -> dict[str, Any]:
         """The options of `options()`, its note printed (in the caller's cell) when there is one."""
@@ -107,4 +122,12 @@ class LocalEmulator:
 
 SESSION = LocalEmulator()
 
-__all__ = ["AUTO_DAY_S", "AUTO_MINUTE_S", "EMULATOR_KEY", "SESSION", "LocalEmulator", "auto_config"]
+__all__ = [
+    "AUTO_DAY_S",
+    "AUTO_MINUTE_S",
+    "EMULATOR_KEY",
+    "SESSION",
+    "LocalEmulator",
+    "auto_config",
+    "emulator_batch_api",
+]

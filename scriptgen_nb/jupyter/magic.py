@@ -21,6 +21,7 @@ import difflib
 import os
 import re
 import shlex
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -38,8 +39,9 @@ from .. import commands
 from ..api import (
     abatch_generate,
     batch_generate,
-    batch_plan,
+    planned_batch,
 )
+from ..batch_api.run import show_plan
 from ..emulator import EmulatorConfig
 from ..emulator.config import ConfigError as EmulatorConfigError
 from ..engine.errors import (
@@ -394,14 +396,14 @@ class ScriptgenMagics(Magics):
         requests, options = self.prepare_batch(args, cell)
         if args.dry_run:
             return self._dry_run(requests, options)
+        if options.get("mode", "live") != "live":
+            return self._deliver(self._run_planned(requests, options), args.output)
         try:
             results = batch_generate(requests, progress="auto", **options)
             _say_how_to_retry(results, requests)
         except BatchInterrupted as stopped:
             results = ResultList(stopped.results)
-            if options.get("mode", "live") != "live":
-                print(f"Stopped waiting: {stopped}. `%scriptgen jobs` lists the batch's jobs.")
-            elif isinstance(stopped, CallLogFailed) and stopped.unlogged:
+            if isinstance(stopped, CallLogFailed) and stopped.unlogged:
                 print(
                     f"{_one_line(stopped.reason)}: {len(results.succeeded)} of {len(results)} "
                     f"finished; {len(stopped.unlogged)} answer(s) are only in this cell's "
@@ -414,6 +416,45 @@ class ScriptgenMagics(Magics):
                     "the rest are marked not_run (re-run the cell to resume)."
                 )
         return self._deliver(results, args.output)
+
+    def _run_planned(self, requests: Sequence[Any], options: dict[str, Any]) -> ResultList:
+        """`--mode batch_api|auto`: the plan, then live calls (with the panel) or the Batch
+        API, said as the terminal says it: the batch id and that it waits, the jobs' states
+        as they move, the summary; an interrupt is one line naming the resume to run."""
+        planned = planned_batch(requests, progress="auto", **options)
+        show_plan(planned.plan, "auto")
+        words = magic_words(local=_on_session_emulator(options))
+        submitted: list[str] = []
+
+        def on_submitted(handle: Any) -> None:
+            submitted.append(handle.batch_id)
+            for line in words.submitted(handle.batch_id, len(handle.jobs), handle.waiting):
+                print(line)
+            handle.on_wait = commands.WaitLine(print, time.monotonic)
+
+        started = time.monotonic()
+        try:
+            results = planned.run(on_submitted)
+        except KeyboardInterrupt:  # before the jobs existed
+            print(
+                "Interrupted while submitting to the Batch API; `%scriptgen jobs` lists what "
+                "was recorded."
+            )
+            return ResultList([])
+        except BatchInterrupted as stopped:
+            results = ResultList(stopped.results)
+            if not submitted or type(stopped) is not BatchInterrupted:
+                print(_one_line(stopped.reason))  # the wait gave up, or the call log failed
+            else:
+                not_run = sum(
+                    1 for r in results if r.error is not None and r.error.kind == "not_run"
+                )
+                print(words.stopped(submitted[0], "Interrupted", not_run))
+            return results
+        if submitted:
+            print(words.summary(submitted[0], results, time.monotonic() - started))
+        _say_how_to_retry(results, requests)
+        return results
 
     async def run_batch_awaited(self, line: str, cell: str) -> pd.DataFrame | None:
         """`--await`: the same batch on the kernel's loop, where Cancel acts mid-run."""
@@ -430,11 +471,11 @@ class ScriptgenMagics(Magics):
                 results = ResultList(stopped.results)
             return self._deliver(results, args.output)
 
-    def _dry_run(self, requests: Sequence[Any], options: dict[str, Any]) -> pd.DataFrame:
-        if options.get("mode", "live") != "live":  # the plan: each option's cost and time
-            from IPython.display import display
-
-            display(batch_plan(requests, **options))
+    def _dry_run(self, requests: Sequence[Any], options: dict[str, Any]) -> Any:
+        """The estimate of live calls, or with --mode batch_api|auto the plan (each option's
+        cost and time, and the choice) alone; nothing is sent, no call log is created."""
+        if options.get("mode", "live") != "live":
+            return planned_batch(requests, create_log=False, **options).plan
         estimate = commands.estimate_requests(requests, options)
         print(estimate)
         return commands.estimate_frame(estimate)
@@ -566,8 +607,15 @@ class ScriptgenMagics(Magics):
             commands.job_target(args.action, args.batch)
         except ConfigurationError as exc:
             raise UsageError(f"%scriptgen {exc}") from None
-        key = _session_endpoint().get("api_key")
-        done = commands.jobs_action(args.action, args.batch, db=self._db(args.db), api_key=key)
+        session = _session_endpoint()
+        done = commands.jobs_action(
+            args.action,
+            args.batch,
+            db=self._db(args.db),
+            api_key=session.get("api_key"),
+            on_wait=commands.WaitLine(print, time.monotonic),
+            batch_api=session.get("batch_api"),
+        )
         return self._deliver(done, args.output) if isinstance(done, ResultList) else done
 
     def _emulator(self, args: argparse.Namespace) -> str:
@@ -733,6 +781,19 @@ def _sql_arguments(rest: str) -> argparse.Namespace:
     args = LINES["sql"].parse_args(options)
     args.query = rest.strip()
     return args
+
+
+def magic_words(*, local: bool = False) -> commands.BatchApiWords:
+    """What the magics say of a Batch API batch (`local`: its jobs run on this kernel's
+    emulator, and end with the kernel)."""
+    return commands.BatchApiWords(
+        "%scriptgen", "%scriptgen retry --batch {batch}", "this kernel", local=local
+    )
+
+
+def _on_session_emulator(options: Mapping[str, Any]) -> bool:
+    url = options.get("base_url")
+    return url is not None and url == _session_endpoint().get("base_url")
 
 
 def _session_endpoint() -> dict[str, Any]:
