@@ -72,7 +72,8 @@ def test_by_default_only_what_the_same_settings_can_fix_is_sent_again(
         "same answer) and 1 invalid_request (change the settings it was refused for); --all "
         "includes them."
     )
-    assert plan.options() == {"models": "fake-model", "cache": "refresh"}
+    # the batch's own attempts per request (1 here) are carried over
+    assert plan.options() == {"models": "fake-model", "cache": "refresh", "max_attempts": 1}
 
 
 def test_raising_max_tokens_includes_the_truncated_answers_and_changes_them(

@@ -196,7 +196,7 @@ def test_a_log_on_a_read_only_place_is_read_and_writing_it_says_read_only(
     with pytest.raises(StoreError, match="opened read-only, for reading"):
         log.purge(0)
     migrate = scriptgen("migrate", "--db", str(path))
-    assert migrate.returncode == 1 and re.search(said, migrate.stderr), migrate.stderr
+    assert migrate.returncode == 2 and re.search(said, migrate.stderr), migrate.stderr
     assert path.read_bytes() == before
     assert list(path.parent.iterdir()) == [path]  # no WAL beside it
 
