@@ -119,6 +119,20 @@ def test_a_slot_sent_later_than_admitted_leaves_the_window_later(ledger: Factory
     assert refused.wait_s == pytest.approx(30 + 60.5 - 61)
 
 
+def test_a_slot_settled_at_once_is_read_by_the_others_before_the_owner_asks_again(
+    ledger: Factory,
+) -> None:
+    one, other = ledger(), ledger()
+    kept, written = admit(one, T0).slot, admit(one, T0).slot
+    assert kept is not None and written is not None and admit(one, T0).slot is not None
+    one.settle(kept, at=T0 + 20, tokens=1)  # kept for the owner's next admission
+    one.settle(written, at=T0 + 30, tokens=1, at_once=True)  # written now, with the kept one
+    refused = admit(other, T0 + 2)
+    assert refused.slot is None and refused.wait_s == pytest.approx(60.5 - 2)  # the third
+    assert [admit(other, T0 + 61).slot is not None for _ in range(2)] == [True, False]
+    assert admit(other, T0 + 61).wait_s == pytest.approx(20 + 60.5 - 61)
+
+
 def test_forgotten_slots_give_their_room_back(ledger: Factory) -> None:
     one = ledger()
     slots = [admit(one, T0).slot for _ in range(3)]

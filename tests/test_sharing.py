@@ -85,6 +85,27 @@ def test_a_slot_given_back_is_room_for_the_other(pair: tuple[Batch, Batch]) -> N
     assert two.admit(0.01) is not None
 
 
+def test_a_send_that_came_late_is_known_to_the_other_before_the_windows_edge(
+    pair: tuple[Batch, Batch],
+) -> None:
+    """A slot whose request left later than half the margin after its admission (a burst after
+    a hold) is settled at once: the other batch must not free it at its admission time plus
+    the window, before the service does. One sent promptly waits for the next admission."""
+    one, two = pair
+    late, prompt = one.admit(0.0), one.admit(0.0)
+    assert late is not None and prompt is not None
+    for _ in range(PER_WINDOW - 2):
+        assert one.admit(0.0) is not None
+    one.limiter.sent(late, 0.2)  # 0.2 s after its admission: beyond half the 0.05 s margin
+    one.limiter.sent(prompt, 0.01)
+    for slot in (late, prompt):
+        one.quota.settle(slot)
+    # Past every slot's window (1 s + margin) but the late one's: room for all but one.
+    two.limiter.queued_until = -math.inf
+    granted = [two.admit(1.06) for _ in range(PER_WINDOW)]
+    assert sum(slot is not None for slot in granted) == PER_WINDOW - 1
+
+
 def test_a_limit_learned_by_one_reaches_the_other_at_its_next_admission(
     pair: tuple[Batch, Batch],
 ) -> None:

@@ -129,13 +129,14 @@ class QuotaLedger(Protocol):
         the newest version this batch has adopted."""
         ...
 
-    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+    def settle(self, slot: int, *, at: float, tokens: int, at_once: bool = False) -> None:
         """The slot's request went on the wire at `at` (it was admitted a moment before) and
         the service counted `tokens` input tokens (it was admitted with an estimate). May be
         kept until this batch's next admission or `close`, and written with it: both only
         move the slot a little within windows far longer than a call, which other processes
         then read a moment late at worst, and a write of its own per request would double the
-        ledger's cost."""
+        ledger's cost. `at_once`: write it (and any kept) now, since the send came so late
+        that others must know before the window's edge (engine/sharing.py `settle`)."""
         ...
 
     def forget(self, slot: int) -> None:

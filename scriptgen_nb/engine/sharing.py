@@ -12,6 +12,7 @@ Imports nothing outside `engine/`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -45,6 +46,8 @@ class SharedQuota:
         self.wall_offset = 0.0  # wall clock minus loop clock: set when the batch starts
         self._seen = 0  # the newest news version adopted
         self._own: set[int] = set()  # versions this batch published: not news to it
+        # shared slot id -> (when admitted, loop clock; how late a send may come unsaid)
+        self._admitted: dict[int, tuple[float, float]] = {}
         self.others = 0
 
     @property
@@ -76,6 +79,7 @@ class SharedQuota:
             if answer.slot is not None:
                 slot = limiter.admit(now, tokens)
                 slot.shared_id = answer.slot
+                self._admitted[answer.slot] = (slot.at, limiter.margin_s / 2)
                 return slot
             if answer.metric is not None and limiter.raise_for(answer.metric, answer.needed):
                 continue  # a limit being discovered grew: ask with it
@@ -87,16 +91,28 @@ class SharedQuota:
 
     def settle(self, slot: Slot) -> None:
         """The slot's request was answered: when it was sent, and the service's count of its
-        input tokens."""
+        input tokens.
+
+        Written with the next admission, unless the send came later after its admission than
+        half the window's margin (a burst after a hold reaches the wire tens of milliseconds
+        late): then at once, since a batch told to wait until the window's edge would write
+        it just as another process asks, which would free the slot before the service does
+        and meet a 429 (then a hold, then another burst).
+        """
         shared_id = slot.shared_id
         if shared_id is not None:
             at = slot.at + self.wall_offset  # when it went on the wire
-            self._call(lambda ledger: ledger.settle(shared_id, at=at, tokens=slot.tokens))
+            admitted, slack = self._admitted.pop(shared_id, (slot.at, math.inf))
+            late = slot.at - admitted > slack
+            self._call(
+                lambda ledger: ledger.settle(shared_id, at=at, tokens=slot.tokens, at_once=late)
+            )
 
     def forget(self, slot: Slot) -> None:
         """The slot's request was refused or not sent: it gives the ledger its room back."""
         if slot.shared_id is not None:
             shared_id, slot.shared_id = slot.shared_id, None
+            self._admitted.pop(shared_id, None)
             self._call(lambda ledger: ledger.forget(shared_id))
 
     def learned(self, model: str, learned: Learned) -> None:

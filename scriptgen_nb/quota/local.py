@@ -190,8 +190,11 @@ class LocalLedger:
             assert cursor.lastrowid is not None
             return Admission(cursor.lastrowid, version=seen, others=self._others)
 
-    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+    def settle(self, slot: int, *, at: float, tokens: int, at_once: bool = False) -> None:
         self._settled[slot] = (at, tokens)  # written with the next admission, or at close
+        if at_once:
+            with self._transaction() as db:
+                self._write_settled(db)
 
     def forget(self, slot: int) -> None:
         with self._transaction() as db:

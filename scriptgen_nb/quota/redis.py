@@ -152,8 +152,10 @@ class RedisLedger:
             )
         return Admission(int(rest[0]), version=seen, others=self._others)
 
-    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+    def settle(self, slot: int, *, at: float, tokens: int, at_once: bool = False) -> None:
         self._settled[slot] = (at, tokens)  # written with the next admission, or at close
+        if at_once:
+            self._run("settle", *self._take_settled())
 
     def forget(self, slot: int) -> None:
         self._run("forget", slot)
