@@ -12,7 +12,6 @@ Imports nothing outside `engine/`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -46,8 +45,6 @@ class SharedQuota:
         self.wall_offset = 0.0  # wall clock minus loop clock: set when the batch starts
         self._seen = 0  # the newest news version adopted
         self._own: set[int] = set()  # versions this batch published: not news to it
-        # shared slot id -> (when admitted, loop clock; how late a send may come unsaid)
-        self._admitted: dict[int, tuple[float, float]] = {}
         self.others = 0
 
     @property
@@ -79,7 +76,6 @@ class SharedQuota:
             if answer.slot is not None:
                 slot = limiter.admit(now, tokens)
                 slot.shared_id = answer.slot
-                self._admitted[answer.slot] = (slot.at, limiter.margin_s / 2)
                 return slot
             if answer.metric is not None and limiter.raise_for(answer.metric, answer.needed):
                 continue  # a limit being discovered grew: ask with it
@@ -102,17 +98,16 @@ class SharedQuota:
         shared_id = slot.shared_id
         if shared_id is not None:
             at = slot.at + self.wall_offset  # when it went on the wire
-            admitted, slack = self._admitted.pop(shared_id, (slot.at, math.inf))
-            late = slot.at - admitted > slack
             self._call(
-                lambda ledger: ledger.settle(shared_id, at=at, tokens=slot.tokens, at_once=late)
+                lambda ledger: ledger.settle(
+                    shared_id, at=at, tokens=slot.tokens, at_once=slot.sent_late
+                )
             )
 
     def forget(self, slot: Slot) -> None:
         """The slot's request was refused or not sent: it gives the ledger its room back."""
         if slot.shared_id is not None:
             shared_id, slot.shared_id = slot.shared_id, None
-            self._admitted.pop(shared_id, None)
             self._call(lambda ledger: ledger.forget(shared_id))
 
     def learned(self, model: str, learned: Learned) -> None:

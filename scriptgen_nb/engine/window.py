@@ -24,6 +24,7 @@ class Slot:
     at: float
     tokens: int
     shared_id: int | None = None  # its id in a shared quota ledger (engine/ledger.py), if any
+    sent_late: bool = False  # it left later after its admission than half the window's margin
 
 
 class SlotWindow:
