@@ -357,7 +357,9 @@ class ModelLimiter:
         """
         if now <= slot.at:
             return
-        slot.sent_late = now - slot.at > self.margin_s / 2  # engine/sharing.py `settle`
+        # Measured from the admission, the ledger's stamp until settled (engine/sharing.py
+        # `settle`): a request is stamped again once its last byte is written.
+        slot.sent_late = now - slot.admitted_at > self.margin_s / 2
         slot.at = now
         # Tasks do not reach the wire in admission order; keep each window sorted by time, which
         # _expire, _count_wait and _token_wait rely on. The slot is recent, so look from the right.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True, eq=False)
@@ -25,6 +25,10 @@ class Slot:
     tokens: int
     shared_id: int | None = None  # its id in a shared quota ledger (engine/ledger.py), if any
     sent_late: bool = False  # it left later after its admission than half the window's margin
+    admitted_at: float = field(init=False)  # `at` as admitted (`at` moves to the send)
+
+    def __post_init__(self) -> None:
+        self.admitted_at = self.at
 
 
 class SlotWindow:

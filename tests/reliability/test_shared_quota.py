@@ -4,7 +4,7 @@ Two child processes run a batch each on one model at one key, against an emulato
 process whose per-window limit is what both children state; both start when told (after their
 imports), so they compete from the first window. With the ledger (a file of the test's own)
 they admit together what one would, and the server refuses next to nothing (the same on a
-real redis-server, where one can be started); with
+real redis-server, where one can be started; at most 5, issue 17's goal); with
 `SCRIPTGEN_QUOTA=off` each paces as if it had the whole quota, and the server refuses about
 half of every window. The emulator's counters are the outside view.
 """
@@ -78,7 +78,9 @@ def test_two_processes_on_one_quota_share_its_window(
     with quota_server() as emu:
         summaries = run_pair(start_child, tmp_path, emu)
         assert [s["succeeded"] for s in summaries] == [EACH, EACH]
-        assert refused(emu) <= 2, model_counters(emu, MODEL)
+        # Issue 17's goal for a pair. Usually none: what remains are races at a window's edge
+        # on a loaded machine, where a 1 s window's 50 ms margin is thin (pacing alone: ~38).
+        assert refused(emu) <= 5, model_counters(emu, MODEL)
 
 
 def test_without_the_ledger_each_process_paces_as_if_alone(
