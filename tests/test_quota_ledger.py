@@ -20,7 +20,7 @@ import pytest
 
 from scriptgen_nb.engine.ledger import Admission, QuotaLedger, SharedHold, SharedLimit, Windows
 from scriptgen_nb.quota import LocalLedger, network_file_system, open_ledger, quota_place
-from scriptgen_nb.quota.local import SCHEMA_VERSION, SHARE_RECHECK
+from scriptgen_nb.quota.local import SCHEMA_VERSION
 from scriptgen_nb.quota.redis import RedisLedger, open_redis_ledger
 
 MODEL = "gemini-3.8-flash"
@@ -210,8 +210,27 @@ def test_room_goes_to_a_batch_below_its_share_before_one_holding_it(ledger: Fact
     # but the room is owed to the second, which holds nothing.
     held_back = admit(first, T0 + 61)
     assert held_back.slot is None and held_back.metric is None
-    assert held_back.wait_s == pytest.approx(SHARE_RECHECK * 60)  # asks again soon
+    # It asks again when the second was due to ask (half a second ago: told to wait for
+    # T0's slot), at the end of its grace: by then the room is taken or waited for no more.
+    assert held_back.wait_s == pytest.approx(T0 + 61.5 - (T0 + 61))
     assert admit(second, T0 + 61.1).slot is not None
+
+
+def test_a_batch_held_back_for_a_share_asks_again_when_room_can_come(ledger: Factory) -> None:
+    """Held back for another batch's share, a batch is told to ask again when room may come
+    for it (a slot leaves the window, or the batch owed the room is due to ask), not every
+    moment meanwhile: every ask is a write to the store that each process waits on."""
+    first, second = ledger(), ledger()
+    assert all(admit(first, at, rpm=4).slot is not None for at in (T0, T0 + 1))
+    kept = [admit(second, at, rpm=4).slot for at in (T0 + 2, T0 + 3)]
+    assert admit(second, T0 + 4, rpm=4).slot is None  # full: told to wait for T0's slot
+    refused_by_service = kept[-1]
+    assert refused_by_service is not None
+    second.forget(refused_by_service)  # room again, owed to the second (below its share)
+    held_back = admit(first, T0 + 6, rpm=4)
+    assert held_back.slot is None and held_back.metric is None
+    assert held_back.wait_s == pytest.approx(T0 + 60.5 - (T0 + 6))  # T0's slot leaves
+    assert admit(second, T0 + 7, rpm=4).slot is not None  # the room was kept for it
 
 
 def test_batches_that_want_more_than_the_window_split_it_evenly(ledger: Factory) -> None:
@@ -224,7 +243,7 @@ def test_batches_that_want_more_than_the_window_split_it_evenly(ledger: Factory)
     taken = [admit(first, later, rpm=10).slot is not None for _ in range(8)]
     assert taken == [True] * 5 + [False] * 3  # its share: 10 / 2
     over = admit(first, later, rpm=10)
-    assert over.metric is None and over.wait_s == pytest.approx(SHARE_RECHECK * 60)
+    assert over.metric is None and over.wait_s == pytest.approx(0.5)  # the second's grace
     assert [admit(second, later + 1, rpm=10).slot is not None for _ in range(6)] == (
         [True] * 5 + [False]
     )

@@ -87,9 +87,9 @@ SCHEMA = (
 # it was told, if longer), and this much more; then it lapses (it died, or has nothing more to
 # send). One that ends leaves at once (close).
 CONTENDER_GRACE_S = 1.0
-# A batch holding its share while others hold less asks again this often (a share of the
-# window): the room it is kept from is theirs only while they come for it.
-SHARE_RECHECK = 0.05
+# A batch holding its share while others are owed theirs asks again when it may have room
+# (`LocalLedger._share_wait`), but never sooner than this share of the window.
+SHARE_RECHECK = 0.005
 # Learned limits are news for this long, like the call log's remembered ones (store/limits.py).
 NEWS_KEPT_S = 7 * 86_400.0
 # How often the count of other processes is taken again (it is for display).
@@ -405,7 +405,7 @@ class LocalLedger:
         one at or above it leaves what the batches waiting for room (refused, and asking
         again) are still owed of theirs, so a window that frees all at once is split, not
         taken by whichever batch asks first, and room that nobody is waiting for is not
-        wasted. Refused: asked again soon (None, 0, seconds).
+        wasted. Refused: (None, 0, seconds until it may have room, `_share_wait`).
         """
         rpm = limits.get("rpm")
         if rpm is None:
@@ -413,24 +413,66 @@ class LocalLedger:
         length = windows.minute_s + windows.margin_s
         rows = db.execute(
             """
-            SELECT c.owner, c.waiting > ?, (
+            SELECT c.owner, c.waiting, (
                 SELECT count(*) FROM slot s
                 WHERE s.quota = c.quota AND s.model = c.model AND s.owner = c.owner
                     AND s.at > ?
             ) FROM contender c
             WHERE c.quota = ? AND c.model = ? AND (c.until > ? OR c.owner = ?)
             """,
-            (now, now - length, self.quota, model, now, self.owner),
+            (now - length, self.quota, model, now, self.owner),
         ).fetchall()
         others = [(waiting, taken) for owner, waiting, taken in rows if owner != self.owner]
         if not others:
             return None
         share = -(-rpm // (len(others) + 1))
         mine = sum(taken for owner, _, taken in rows if owner == self.owner)
-        owed = sum(max(0, share - taken) for waiting, taken in others if waiting)
-        if mine < share or rpm - count - owed >= 1:
+        owed = [(waiting, share - taken) for waiting, taken in others if waiting > now]
+        owed = [(waiting, due) for waiting, due in owed if due > 0]
+        room = rpm - count - sum(due for _, due in owed)
+        if mine < share or room >= 1:
             return None
-        return None, 0, max(SHARE_RECHECK * windows.minute_s, 0.01)
+        wait = self._share_wait(db, model, now, length, 1 - room, mine - share, owed)
+        return None, 0, max(wait, SHARE_RECHECK * windows.minute_s, 0.01)
+
+    def _share_wait(
+        self,
+        db: sqlite3.Connection,
+        model: str,
+        now: float,
+        length: float,
+        short: int,
+        over: int,
+        owed: list[tuple[float, int]],
+    ) -> float:
+        """Seconds until a batch held back for the others' shares may have room, so it asks
+        then and not over and over meanwhile: the earliest of the `short`-th oldest slot
+        leaving the window, its own `over + 1`-th leaving (it falls below its share), and an
+        owed batch's next ask (by its `waiting` less the grace; by `waiting` itself, when it
+        stops being owed, if that ask is overdue), after which the room it was owed is taken
+        or no longer waited for."""
+        waits = [
+            waiting - CONTENDER_GRACE_S - now
+            if waiting - CONTENDER_GRACE_S > now
+            else waiting - now
+            for waiting, _ in owed
+        ]
+        rows = db.execute(
+            """
+            SELECT at FROM slot WHERE quota = ? AND model = ? AND at > ?
+            ORDER BY at LIMIT 1 OFFSET ?
+            """,
+            (self.quota, model, now - length, short - 1),
+        ).fetchall()
+        rows += db.execute(
+            """
+            SELECT at FROM slot WHERE quota = ? AND model = ? AND owner = ? AND at > ?
+            ORDER BY at LIMIT 1 OFFSET ?
+            """,
+            (self.quota, model, self.owner, now - length, over),
+        ).fetchall()
+        waits += [max(0.0, at + length - now) for (at,) in rows]
+        return min(waits)
 
     def _full_window(
         self,

@@ -218,6 +218,36 @@ local function full_window(a, slots, count, held)
   return nil
 end
 
+-- Seconds until a batch held back for the others' shares may have room (local.py
+-- `_share_wait`): the `short`-th oldest slot of the window leaving, its own `over + 1`-th
+-- leaving, or an owed batch's next ask (`waiting` less the grace; `waiting` if overdue).
+local function share_wait(a, slots, length, short, over, owed)
+  local wait = math.huge
+  for _, waiting in ipairs(owed) do
+    local ask = waiting - a.grace_s - a.now
+    if waiting - a.grace_s <= a.now then
+      ask = waiting - a.now
+    end
+    wait = math.min(wait, ask)
+  end
+  local seen, own = 0, 0
+  for _, s in ipairs(slots) do
+    if s.at > a.now - length then
+      seen = seen + 1
+      if seen == short then
+        wait = math.min(wait, math.max(0, s.at + length - a.now))
+      end
+      if s.owner == a.owner then
+        own = own + 1
+        if own == over + 1 then
+          wait = math.min(wait, math.max(0, s.at + length - a.now))
+        end
+      end
+    end
+  end
+  return wait
+end
+
 -- Whether this batch must leave the window's room to the other contenders (local.py
 -- `_over_share`); contenders lapsed a window ago are dropped on the way.
 local function over_share(a, slots, count)
@@ -241,7 +271,7 @@ local function over_share(a, slots, count)
     if owner == a.owner then
       mine = taken[owner] or 0
     elseif till > a.now then
-      others[#others + 1] = { waiting = waiting > a.now, taken = taken[owner] or 0 }
+      others[#others + 1] = { waiting = waiting, taken = taken[owner] or 0 }
     elseif till < a.now - length then
       redis.call("HDEL", key, owner)
     end
@@ -250,16 +280,18 @@ local function over_share(a, slots, count)
     return nil
   end
   local share = math.ceil(a.rpm / (#others + 1))
-  local owed = 0
+  local owed, room = {}, a.rpm - count
   for _, o in ipairs(others) do
-    if o.waiting then
-      owed = owed + math.max(0, share - o.taken)
+    if o.waiting > a.now and share - o.taken > 0 then
+      owed[#owed + 1] = o.waiting
+      room = room - (share - o.taken)
     end
   end
-  if mine < share or a.rpm - count - owed >= 1 then
+  if mine < share or room >= 1 then
     return nil
   end
-  return "", 0, math.max(a.share_recheck * a.minute_s, 0.01)
+  local wait = share_wait(a, slots, length, 1 - room, mine - share, owed)
+  return "", 0, math.max(wait, a.share_recheck * a.minute_s, 0.01)
 end
 
 local function contend(a, till, waiting)
