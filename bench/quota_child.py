@@ -7,7 +7,8 @@ reads the pickled job (the workload and a call log of its own; the ledger comes 
 so they compete from the first window. It then runs the batch and prints, as its last line, the
 `Run` with the batch's wall-clock start and end and the CPU its own thread spent in the quota
 ledger's calls (`time.thread_time` around each: the ledger is called from the batch's thread,
-so other threads' work is not counted).
+so other threads' work is not counted), and how many of each it made, with the settles written
+at once and the refused admissions (by what refused them) counted apart: what the CPU is made of.
 """
 
 from __future__ import annotations
@@ -44,13 +45,23 @@ class LedgerMeter:
         @functools.wraps(call)
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.thread_time()
+            answer = None
             try:
-                return call(*args, **kwargs)
+                answer = call(*args, **kwargs)
+                return answer
             finally:
                 self.cpu_s += time.thread_time() - started
-                self.calls[name] = self.calls.get(name, 0) + 1
+                self._count(name)
+                if name == "settle" and kwargs.get("at_once"):
+                    self._count("settle at once")
+                if name == "admit" and answer is not None and answer.slot is None:
+                    why = "news" if answer.news else answer.metric or "share"
+                    self._count(f"admit refused ({why})")
 
         return timed
+
+    def _count(self, what: str) -> None:
+        self.calls[what] = self.calls.get(what, 0) + 1
 
 
 def ledger_classes() -> list[type]:

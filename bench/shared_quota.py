@@ -55,6 +55,8 @@ ON_REDIS = "ours, shared ledger on Redis"
 # (processes, time goal, most 429s): the issue's measured goals.
 GOALS = ((2, 1.1, 5), (4, 1.15, 10))
 LEDGER_CPU_GOAL_MS = 0.3
+# The ledger calls that are a transaction each (a settle is one only when written at once).
+TRANSACTIONS = ("check", "admit", "settle at once", "forget", "learn", "hold", "close")
 GIVE_UP = 3.0  # a process still running at this many times the bound is cancelled
 
 
@@ -237,13 +239,13 @@ def _goals(rows: list[dict[str, Any]], n: int, redis_url: str | None) -> list[di
             )
         )
     local = [r for r in (find(SHARED, k) for k, _, _ in GOALS) if r is not None]
-    worst = max((r["extra"]["ledger_cpu_ms_per_req"] for r in local), default=None)
+    worst = max(local, key=lambda r: r["extra"]["ledger_cpu_ms_per_req"], default=None)
     goals.append(
         _goal(
             "the local ledger's client CPU per request, pacing active",
             f"<= {LEDGER_CPU_GOAL_MS} ms",
-            "no result" if worst is None else f"{worst:.3f} ms (the worse of the two runs)",
-            worst is not None and worst <= LEDGER_CPU_GOAL_MS,
+            "no result" if worst is None else _ledger_cpu(worst),
+            worst is not None and worst["extra"]["ledger_cpu_ms_per_req"] <= LEDGER_CPU_GOAL_MS,
         )
     )
     on_redis = find(ON_REDIS, 2)
@@ -263,6 +265,20 @@ def _goals(rows: list[dict[str, Any]], n: int, redis_url: str | None) -> list[di
         )
     )
     return goals
+
+
+def _ledger_cpu(row: dict[str, Any]) -> str:
+    """A run's ledger CPU per request, and what it is made of: the ledger's transactions per
+    request (admissions, refused ones included, and settles written at once) and their cost."""
+    calls = row["extra"]["ledger_calls"]
+    per_request = sum(calls.get(name, 0) for name in TRANSACTIONS) / row["n"]
+    refused = sum(count for name, count in calls.items() if name.startswith("admit refused"))
+    cpu = row["extra"]["ledger_cpu_ms_per_req"]
+    return (
+        f"{cpu:.3f} ms (the worse of the two runs: {per_request:.2f} transactions per request "
+        f"at {cpu / per_request:.3f} ms each; {calls.get('admit', 0)} admissions of which "
+        f"{refused} refused, {calls.get('settle at once', 0)} late sends settled at once)"
+    )
 
 
 def scenario_12(p: Params, log: Log = print) -> dict[str, Any]:
