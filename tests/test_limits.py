@@ -478,3 +478,23 @@ def test_above_a_known_limit_one_probe_at_a_time_confirmed_by_its_own_answer() -
     lim.release(probes[0])
     lim.record_success(probes[0])
     assert lim.wait_s(1.0, 10) == 0.0  # its answer came: the next may go
+
+
+def test_a_raise_for_a_shared_window_is_one_probe_at_a_time_too() -> None:
+    # With a quota ledger the shared window is full first: the ledger asks for the raise, then
+    # the request is admitted into a local window that now has room. That request is the
+    # probe; a second raise waits for its answer (scenario 8's second batch met 6-27 x 429 so).
+    spec = ModelSpec("m", rpm=5, discover=True)
+    lim = ModelLimiter(spec, margin_s=MARGIN, remembered={"rpm": RememberedLimit(20, "stated")})
+    slots = [lim.admit(0.0, 10) for _ in range(20)]
+    for slot in slots:
+        lim.release(slot)
+        lim.record_success(slot)  # 20 answers: two requests' worth of credit
+    assert lim.raise_for("rpm", 1)
+    assert not lim.raise_for("rpm", 1)  # raised, its request not yet admitted
+    probe = lim.admit(1.0, 10)
+    assert lim.rpm == 21
+    assert not lim.raise_for("rpm", 1)  # the probe is out
+    lim.release(probe)
+    lim.record_success(probe)
+    assert lim.raise_for("rpm", 1) and lim.rpm == 22  # its answer came: the next may go

@@ -87,6 +87,9 @@ class WorkingLimit:
     # Additive growth: the request admitted above the limit, whose attempt must end (answered,
     # or refused, which teaches) before another goes above it.
     probe: Slot | None = None
+    # Raised for a shared window (`ModelLimiter.raise_for`) before its request has a slot: the
+    # next slot admitted is the probe, and nothing else goes above meanwhile.
+    probe_pending: bool = False
 
     def earn(self, amount: float) -> None:
         """Credit a success of `amount` (1 request, or its tokens) towards raising the limit."""
@@ -100,6 +103,11 @@ class WorkingLimit:
         self.credit = min(float(self.value), self.credit + gain)
 
     @property
+    def probing(self) -> bool:
+        """A request above the limit is out (or about to be): no other may go above it."""
+        return self.probe is not None or self.probe_pending
+
+    @property
     def at_ceiling(self) -> bool:
         return self.ceiling is not None and self.value is not None and self.value >= self.ceiling
 
@@ -108,7 +116,7 @@ class WorkingLimit:
         if self.value is None or needed <= 0:
             return needed <= 0
         room = math.inf if self.ceiling is None else self.ceiling - self.value
-        if self.credit < needed or room < needed or self.probe is not None:
+        if self.credit < needed or room < needed or self.probing:
             return False
         self.credit -= needed
         self.value += needed
@@ -282,17 +290,16 @@ class ModelLimiter:
         """Take a slot; a full window whose limit may grow is raised to make room."""
         self._expire(now)
         waits = self._metric_waits(now, tokens).items()
-        raised = [
-            self.limits[m] for m, (wait, needed) in waits if wait > 0 and self._raise(m, needed)
-        ]
+        raised = {m for m, (wait, needed) in waits if wait > 0 and self._raise(m, needed)}
         slot = Slot(now, tokens)
         self.queued_until = -math.inf
-        for limit in raised:
+        for metric, limit in self.limits.items():
             # Near a known limit (remembered, or recovering from a lowering) one request at a
             # time goes above it, and the next only once its attempt has ended: earned credit
-            # spent at once would be a burst of 429s.
-            if limit.growth == "additive":
+            # spent at once would be a burst of 429s. A raise for a shared window came first.
+            if limit.growth == "additive" and (metric in raised or limit.probe_pending):
                 limit.probe = slot
+            limit.probe_pending = False
         self._record(slot)
         self.in_flight += 1
         return slot
@@ -451,8 +458,16 @@ class ModelLimiter:
 
     def raise_for(self, metric: Metric, needed: int) -> bool:
         """A shared window is full on `metric`, short by `needed`: raise a limit being
-        discovered, as this batch's own full window would (False if it may not grow now)."""
-        return self._raise(metric, needed)
+        discovered, as this batch's own full window would (False if it may not grow now).
+
+        The request the raise makes room for is admitted next (`admit`), and near a known limit
+        it is the probe: until its attempt ends, no other raise goes above the limit.
+        """
+        if not self._raise(metric, needed):
+            return False
+        limit = self.limits[metric]
+        limit.probe_pending = limit.growth == "additive"
+        return True
 
     def adopt(self, metric: Metric, value: int, source: LimitSource) -> Learned | None:
         """Take on a limit another process at this quota learned (its `source` says how).
@@ -542,7 +557,7 @@ class ModelLimiter:
             limit.value is None
             or limit.growth == "fixed"
             or limit.at_ceiling
-            or limit.probe is not None
+            or limit.probing
         ):
             return False
         if limit.credit >= needed:
