@@ -199,7 +199,8 @@ def test_completions_so_far_are_drawn_with_room_above_for_a_batch_of_one_bucket(
 
 
 def overlaps(fig: Figure) -> list[str]:
-    """The bars (and their value labels) that a legend of `fig` covers, once laid out."""
+    """The bars, their value labels and the titles that a legend of `fig` covers, once laid
+    out (a title can run past its axes, where a legend beside them sits)."""
     fig.draw_without_rendering()
     covered = []
     for box in [*fig.legends, *(ax.get_legend() for ax in fig.axes)]:
@@ -207,13 +208,13 @@ def overlaps(fig: Figure) -> list[str]:
             continue
         where = box.get_window_extent()
         for ax in fig.axes:
-            pieces = [*ax.patches, *ax.texts]
+            pieces = [*ax.patches, *ax.texts, ax.title]
             covered += [str(p) for p in pieces if p.get_window_extent().overlaps(where)]
     return covered
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_legends_cover_no_bar(db: Database, failed: Database, kind: str) -> None:
+def test_legends_cover_no_bar_and_no_title(db: Database, failed: Database, kind: str) -> None:
     for source in (db, failed):  # failed: bars of equal length across the whole axes
         fig = chart(kind, source)
         assert overlaps(fig) == [], (kind, source.path)
@@ -275,11 +276,15 @@ def test_cost_keeps_an_emulators_spend_apart_from_real_spend(tmp_path: Path) -> 
     fill(mixed)
     with mixed.write() as con:
         con.execute("UPDATE batch_log SET simulated = true WHERE batch_id = 'b-images'")
-    ax = axes(cost_chart(mixed))
+    fig = cost_chart(mixed)
+    ax = axes(fig)
     assert ax.get_title() == (
         "Cost by operation and model (all batches), real $0.0013; "
         "simulated $0.00075 (emulator: not spent)"
     )
+    fig.draw_without_rendering()  # a title longer than the figure is wide wraps, not cut off
+    assert fig.bbox.contains(*ax.title.get_window_extent().min)
+    assert fig.bbox.contains(*ax.title.get_window_extent().max)
     assert [label.get_text() for label in ax.get_yticklabels()] == [
         f"{IMAGES} (simulated)",
         SCRIPT,

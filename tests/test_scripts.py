@@ -18,6 +18,9 @@ from scriptgen_nb.store import Database
 from tests.script_writer import LADDER, fake
 
 EMULATED = sg.ModelSpec("emulated", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
+# The words an outline's titles are built around (the emulator's arc: "Where X Began", ...).
+ARC_WORDS = {"where", "began", "the", "first", "how", "worked", "people", "behind", "under",
+             "pressure", "turn", "of", "today", "what", "leaves"}  # fmt: skip
 OUTLINE = [
     {"number": 1, "title": "Tides", "summary": "Why the sea rises and falls."},
     {"number": 2, "title": "Moss", "summary": "The first plants on land."},
@@ -308,25 +311,38 @@ def test_outline_scripts_and_image_prompts_end_to_end_on_the_emulator(tmp_path: 
     assert frame["image_prompts"].tolist() == frame["scenes"].tolist()
 
 
-def test_an_outline_from_the_emulator_has_sensible_chapter_titles(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("title", "premise", "subject"),
+    [
+        (
+            "The Keepers of the Light",
+            "How lighthouses were built, lit and kept, from the Pharos of Alexandria to automation",
+            {"keepers", "light", "lighthouses", "pharos", "alexandria", "automation"},
+        ),
+        # A short premise leaves room for the template's own words ("a two-sentence summary").
+        ("Tides", "How the moon moves the sea", {"tides", "moon", "moves"}),
+    ],
+    ids=["long premise", "short premise"],
+)
+def test_an_outline_from_the_emulator_has_sensible_chapter_titles(
+    tmp_path: Path, title: str, premise: str, subject: set[str]
+) -> None:
     """Each title is about the project (a noun of its title or premise), none is made of the
-    prompt's instructions ("chapters", "series", "built"), and no two are alike."""
+    prompt's instructions ("chapters", "series", "built", "two-sentence"), and no two are
+    alike."""
     db = Database(tmp_path / "projects.duckdb")
     config = EmulatorConfig(api_keys=("k",), latency_scale=0.0, models={"emulated": ModelConfig()})
-    premise = (
-        "How lighthouses were built, lit and kept, from the Pharos of Alexandria to automation"
-    )
     with Emulator(config) as emulator:
         opts = {"models": [EMULATED], "base_url": emulator.base_url, "api_key": "k", "db": db}
-        pid = sg.create_project("The Keepers of the Light", premise, db=db)
+        pid = sg.create_project(title, premise, db=db)
         outline = sg.generate_outline(pid, 6, **opts)
     titles = [chapter.title for chapter in outline.chapters]
     assert len(set(titles)) == 6
-    subject = {"keepers", "light", "lighthouses", "pharos", "alexandria", "automation"}
     instructions = {"chapters", "chapter", "series", "outline", "premise", "built", "kept"}
     for title in titles:
         words = {word.lower() for word in title.split()}
-        assert words & subject and not words & instructions, title
+        assert words <= subject | ARC_WORDS and words & subject, title
+        assert not words & instructions, title
 
 
 # --- image prompts and exports -----------------------------------------------------------------

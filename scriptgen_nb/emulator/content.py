@@ -43,7 +43,7 @@ _STOPWORD_TEXT = """
     educational name names ideas facts items examples reasons questions tips ways things
     haiku haikus limerick limericks poem poems verse sonnet rhyme tagline slogan headline
     line lines sentence sentences paragraph paragraphs summarize summarise minutes hours
-    three four five seven eight nine eleven twelve fifteen twenty dozen
+    one two three four five six seven eight nine ten eleven twelve fifteen twenty dozen
     worked people behind pressure today leaves
 """
 
@@ -170,11 +170,17 @@ def keywords(prompt: str, limit: int = 6) -> list[str]:
     for word in re.findall(r"[^\W\d_][\w'-]*", prompt):
         word = word.strip("'-")
         lowered = word.lower()
-        if len(word) >= 4 and lowered not in _STOPWORDS and lowered not in found:
+        if len(word) >= 4 and not _instruction(lowered) and lowered not in found:
             found[lowered] = word
             if len(found) == limit:
                 break
     return list(found.values()) or list(_FALLBACK_WORDS[:3])
+
+
+def _instruction(lowered: str) -> bool:
+    """Whether a lower-cased word belongs to the prompt's instructions: a stopword, or a compound
+    with one ("two-sentence", "long-form"), which is how a template says a shape, not a topic."""
+    return any(part in _STOPWORDS for part in lowered.split("-"))
 
 
 def _topic(words: list[str]) -> str:

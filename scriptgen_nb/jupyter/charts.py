@@ -11,10 +11,10 @@ so a saved notebook keeps the image (not `<Figure size 800x450 with 2 Axes>`).
 Scope: `throughput_chart` shows one batch, the latest one when `batch_id` is None; the other
 charts cover the whole log unless given a `batch_id`. A chart with nothing to show is a figure
 saying "no data yet", and one of attempts that all failed says so; never an exception. Made to
-read well for small batches too: count axes tick at whole numbers, legends sit outside the axes
-(never over a bar), and a line or bar at the top of its axis keeps headroom. Each model keeps
-one color in every chart: colors come from a fixed palette in the sorted order of all the
-models in the log.
+read well for small batches too: count axes tick at whole numbers, legends sit under the axes
+(never over a bar or a title), and a line or bar at the top of its axis keeps headroom. Each
+model keeps one color in every chart: colors come from a fixed palette in the sorted order of
+all the models in the log.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def _chart(
     """A figure with one titled axes that `draw` fills, or that says `empty` without data."""
     fig = Chart(figsize=figsize, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    ax.set_title(title)
+    ax.set_title(title, wrap=True)  # a title wider than the figure wraps, not cut off
     if data.empty:
         ax.set_axis_off()
         _say(ax, empty)
@@ -362,7 +362,7 @@ def _draw_latency(ax: Axes, table: pd.DataFrame) -> None:
     )
     ax.set_ylabel("latency (ms)")
     ax.margins(y=0.1)  # room for the values on the tallest bars
-    _legend_beside(ax, "percentile")
+    _legend_under(ax, "percentile")
 
 
 def _by_model(frame: pd.DataFrame, category: str, value: str) -> pd.DataFrame:
@@ -391,13 +391,21 @@ def _draw_stacked(
     ax.invert_yaxis()
     ax.margins(x=0.15)  # room for the totals
     ax.set_xlabel(xlabel)
-    _legend_beside(ax, "model")
+    _legend_under(ax, "model")
 
 
-def _legend_beside(ax: Axes, title: str) -> None:
-    """The axes' legend to the right of them (in `figure.legends`), where it covers no bar."""
+def _legend_under(ax: Axes, title: str) -> None:
+    """The axes' legend under them (in `figure.legends`), up to four entries a row, where it
+    covers no bar and no title (beside the axes, it covered a title longer than they are)."""
     handles, labels = ax.get_legend_handles_labels()
-    ax.figure.legend(handles, labels, title=title, loc="outside right upper", fontsize="small")
+    ax.figure.legend(
+        handles,
+        labels,
+        title=title,
+        loc="outside lower center",
+        ncols=min(len(labels), 4),
+        fontsize="small",
+    )
 
 
 __all__ = [
