@@ -31,6 +31,7 @@ from scriptgen_nb.emulator import (
     EmulatorConfig,
     FaultConfig,
     ModelConfig,
+    content,
     default_config,
 )
 from scriptgen_nb.emulator.__main__ import main as cli_main
@@ -145,6 +146,13 @@ def test_answers_take_the_shape_the_prompt_asks_for(client: genai.Client) -> Non
     assert haiku_thoughts <= max(16, haiku_tokens) and question_thoughts <= max(16, question_tokens)
     assert script_thoughts >= script_tokens // 4 > max(haiku_thoughts, question_thoughts)
     assert answer(client, "Write a haiku about the tides.")[0] == haiku  # deterministic
+
+
+def test_an_answer_quoted_back_is_about_its_subject_not_the_emulators_own_words() -> None:
+    # A chapter's script quotes the previous one, whose stock narration says "Ask anyone who
+    # has worked with ...": a pronoun is not a topic ("most accounts of Keepers anyone leave").
+    quoted = "Continue from: Ask anyone who has worked with lighthouses, and everyone agrees."
+    assert content.keywords(quoted) == ["Continue", "lighthouses", "agrees"]
 
 
 def test_generate_returns_deterministic_text_with_consistent_usage(client: genai.Client) -> None:

@@ -45,6 +45,8 @@ _STOPWORD_TEXT = """
     line lines sentence sentences paragraph paragraphs summarize summarise minutes hours
     one two three four five six seven eight nine ten eleven twelve fifteen twenty dozen
     worked people behind pressure today leaves
+    anyone anything anybody everyone everything everybody someone something somebody nothing
+    nobody
 """
 
 _NOUN_ENDING = re.compile(r"(?<!s)s$|tion$|sion$|ment$|ness$|ity$|ism$|ship$|ance$|ence$|ery$")
