@@ -153,6 +153,9 @@ def test_an_answer_quoted_back_is_about_its_subject_not_the_emulators_own_words(
     # has worked with ...": a pronoun is not a topic ("most accounts of Keepers anyone leave").
     quoted = "Continue from: Ask anyone who has worked with lighthouses, and everyone agrees."
     assert content.keywords(quoted) == ["Continue", "lighthouses", "agrees"]
+    # Nor are the image-prompt template's own words ("restless Visual").
+    asked = "The Lamp: image prompts. Visual style: calm. One prompt per frame, the scene's mood."
+    assert content.keywords(asked) == ["Lamp", "calm", "mood"]
 
 
 def test_generate_returns_deterministic_text_with_consistent_usage(client: genai.Client) -> None:

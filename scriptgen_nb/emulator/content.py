@@ -46,7 +46,7 @@ _STOPWORD_TEXT = """
     one two three four five six seven eight nine ten eleven twelve fifteen twenty dozen
     worked people behind pressure today leaves
     anyone anything anybody everyone everything everybody someone something somebody nothing
-    nobody
+    nobody visual image images prompt prompts frame scene's
 """
 
 _NOUN_ENDING = re.compile(r"(?<!s)s$|tion$|sion$|ment$|ness$|ity$|ism$|ship$|ance$|ence$|ery$")
