@@ -311,7 +311,13 @@ def test_active_jobs_per_model_are_capped() -> None:
         first = client.batches.create(model=FLASH, src=rows(1))
         with pytest.raises(errors.ClientError) as caught:
             client.batches.create(model=FLASH, src=rows(1))
-        assert caught.value.code == 429
+        # Google's words when its enqueued-token quota is full: any quota's, with only a Help
+        # link (no QuotaFailure, no RetryInfo). Before: "Too many batch jobs in progress ...".
+        assert caught.value.code == 429 and caught.value.status == "RESOURCE_EXHAUSTED"
+        said = caught.value.message or ""
+        assert said.startswith("You exceeded your current quota, please check your plan and")
+        details = caught.value.details["error"]["details"]
+        assert [d["@type"].rsplit(".", 1)[-1] for d in details] == ["Help"]
         assert first.name is not None
         client.batches.cancel(name=first.name)
         assert client.batches.create(model=FLASH, src=rows(1)).state == JobState.JOB_STATE_PENDING

@@ -29,7 +29,7 @@ from .casing import either_case
 from .config import BatchConfig
 from .counters import Counters
 from .determinism import rng, unit
-from .errors import ApiFailure
+from .errors import ApiFailure, batch_queue_full
 from .files import FileStore
 from .request import RequestError, load_object
 from .wire import page, timestamp
@@ -237,11 +237,7 @@ class BatchBook:
                 j.model == model and j.state(now) in _IN_PROGRESS for j in self._jobs.values()
             )
             if cap is not None and active >= cap:
-                raise ApiFailure(
-                    429,
-                    f"Too many batch jobs in progress for models/{model}: at most {cap} may be "
-                    "pending or running. Wait for one to finish or cancel one.",
-                )
+                raise batch_queue_full()
             self._jobs[job.id] = job
         self._counters.batch(model, jobs_created=1, rows_submitted=count)
         # Google answers a new job as PENDING however short its queue will be.

@@ -220,9 +220,11 @@ class BatchConfig:
     INVALID_ARGUMENT status while the job still succeeds (python-genai #2693); `shuffle` returns
     results out of input order (#1909); `drop_metadata` leaves inline results without their
     `metadata` (#1886, #2008). `max_active_jobs` caps the pending and running jobs per model
-    (None: no cap); one more is refused with a 429. `mime_refusals`: the next N Files API
-    uploads are refused with 400 "Unsupported MIME type: <type>", whatever the type
-    (python-genai #1547: Google refuses `jsonl` and `application/jsonl` alike now and then).
+    (None: no cap), standing in for Google's enqueued-token quota: one more is refused with
+    the 429 Google sends then (its words for any quota, a Help link, no RetryInfo).
+    `mime_refusals`: the next N Files API uploads are refused with 400 "Unsupported MIME
+    type: <type>", whatever the type (python-genai #1547: Google refuses `jsonl` and
+    `application/jsonl` alike now and then).
     `get_503_over_bytes`: while set, a succeeded inline job whose results exceed this size
     answers every `batches.get` with 503 (reported, for good, for large inline outputs); unlike
     the other settings, the current value applies to every job, so the service can recover.
