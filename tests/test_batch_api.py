@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from google import genai
+from google.genai import types
 
 import scriptgen_nb as sg
 from scriptgen_nb.batch_api.jobs import UPLOAD_MIME_TYPES
@@ -166,6 +169,23 @@ def test_an_upload_refused_for_its_mime_type_is_tried_again(emu: Emulator) -> No
     assert all(r.success for r in results), [r.error for r in results]
     assert emu.counters()["errors"].get("400") == 2  # both refusals met, then accepted
     assert list(sg.list_batch_jobs()["input"]) == ["file"]
+
+
+def test_an_upload_declares_jsonl_and_is_staged_as_windows_allows(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Google's docs name `jsonl`; `application/jsonl` (sent before) was refused more often.
+    # On Windows `tempfile.TemporaryFile` is `NamedTemporaryFile`, whose wrapper is not the
+    # `io.IOBase` the SDK reads: an input staged in one could not be uploaded there. Made so
+    # here on every platform.
+    monkeypatch.setattr(tempfile, "TemporaryFile", tempfile.NamedTemporaryFile)
+    results = _run(emu, _requests(2))
+    assert all(r.success for r in results), [r.error for r in results]
+    [job_key] = sg.list_batch_jobs()["job_key"]
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=emu.base_url))
+    with contextlib.closing(client):
+        uploaded = [f for f in client.files.list() if f.display_name == f"scriptgen-{job_key}"]
+    assert [f.mime_type for f in uploaded] == ["jsonl"]
 
 
 def test_an_upload_refused_every_time_fails_its_requests_saying_why(emu: Emulator) -> None:
