@@ -28,6 +28,7 @@ from google.genai import types
 
 import scriptgen_nb as sg
 from scriptgen_nb.batch_api.jobs import UPLOAD_MIME_TYPES
+from scriptgen_nb.commands import retry_plan
 from scriptgen_nb.emulator import Emulator, EmulatorConfig
 from scriptgen_nb.emulator.config import BatchConfig
 from scriptgen_nb.engine.values import Usage
@@ -325,12 +326,22 @@ def test_failed_rows_are_failed_requests_and_the_rest_succeed(emu: Emulator) -> 
     ("outcome", "kind", "status"),
     [("failed", "server_error", "failed"), ("expired", "not_run", "finished")],
 )
-def test_a_job_that_fails_or_expires(emu: Emulator, outcome: str, kind: str, status: str) -> None:
+def test_a_job_that_fails_or_expires(
+    emu: Emulator, call_log_in_tmp: Path, outcome: str, kind: str, status: str
+) -> None:
     emu.update_batch(outcome=outcome)
     results = _run(emu, _requests(3))
     assert not any(r.success for r in results)
     assert {r.error.kind for r in results if r.error} == {kind}
     assert _log_rows("SELECT status FROM batch_log") == [(status,)]
+    # Its requests are offered to `retry`, live or as a new batch (what the plan promises).
+    [batch_id] = sg.list_batch_jobs()["batch_id"]
+    plan = retry_plan(sg.CallStore(call_log_in_tmp), batch_id)
+    assert [r.id for r in plan.requests] == ["0", "1", "2"] and not plan.left_out
+    emu.update_batch(outcome="succeeded")
+    for mode in ("live", "batch_api"):
+        again = _run(emu, plan.requests, mode=mode, **plan.options(MODEL))
+        assert all(r.success for r in again), (mode, [r.error for r in again])
 
 
 def test_file_jobs_and_inline_jobs_split_by_size(emu: Emulator) -> None:
