@@ -264,6 +264,20 @@ def test_a_create_refused_with_429_waits_and_is_made_while_the_others_are_polled
     assert set(sg.list_batch_jobs()["state"]) == {"succeeded"} and not handle.waiting
 
 
+def test_the_plan_counts_the_jobs_still_out_at_the_endpoint(emu: Emulator) -> None:
+    emu.update_batch(pending_s=30.0)
+    handle = sg.submit_batch_job(
+        _requests(2), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=FAST
+    )
+    handle.close()
+    options = {"mode": "batch_api", "models": MODEL, "api_key": KEY}
+    plan = sg.batch_plan(_requests(4)[2:], base_url=emu.base_url, **options)
+    assert "1 Batch API job created earlier at this endpoint had not ended" in str(plan)
+    sg.cancel_batch_job(handle.batch_id, api_key=KEY)
+    plan = sg.batch_plan(_requests(4)[2:], base_url=emu.base_url, **options)
+    assert "created earlier" not in str(plan)  # cancelled: no longer in the queue
+
+
 def test_a_job_left_waiting_to_be_created_is_created_once_by_a_later_resume(
     emu: Emulator,
 ) -> None:

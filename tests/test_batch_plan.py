@@ -176,3 +176,14 @@ def test_a_create_refused_for_now_waits_its_retry_delay_else_a_doubling_delay() 
     assert create_refused_for_now(bare) and create_refused_for_now(told)
     assert not create_refused_for_now(BackendError("billing", "credits depleted", 429))
     assert not create_refused_for_now(BackendError("server_error", "overloaded", 503))
+
+
+def test_the_plan_says_when_jobs_already_out_may_keep_a_new_one_waiting() -> None:
+    # Google refuses `batches.create` with 429 around the fourth job at once. Before, the plan
+    # said only, whatever the queue, that a refused create waits.
+    busy = plan_batch(_requests(5), [SPEC], SPEC, mode="batch_api", turnaround=DAY, jobs_out=3)
+    said = "3 Batch API jobs created earlier at this endpoint had not ended when last seen"
+    assert said in str(busy) and said in busy._repr_html_()
+    assert "created earlier" not in str(_plan(5, mode="batch_api"))  # none out: not said
+    live = plan_batch(_requests(5), [SPEC], SPEC, mode="live", turnaround=DAY, jobs_out=3)
+    assert "created earlier" not in str(live)  # no job goes out

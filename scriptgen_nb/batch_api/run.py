@@ -69,6 +69,12 @@ def expected_turnaround(
     )
 
 
+def jobs_out(db: Database | None, endpoint: str) -> int:
+    """Jobs this log created at `endpoint` that had not ended when last seen (none expired):
+    the queue a new batch's jobs join, which the plan mentions."""
+    return batch_jobs.jobs_out(db, endpoint, JOB_LIFETIME_H * 3600) if db is not None else 0
+
+
 def show_plan(plan: BatchPlan, progress: str | None) -> None:
     """Show the plan before anything is sent: HTML in Jupyter, text on stderr elsewhere."""
     if progress is None:
