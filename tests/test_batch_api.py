@@ -253,14 +253,19 @@ def test_a_create_refused_with_429_waits_and_is_made_while_the_others_are_polled
         assert len(handle.jobs) > 1 and len(handle.waiting) == len(handle.jobs) - 1
         assert "waiting to be created" in repr(handle)
         assert all(
-            v.startswith("the service refused to create it for now (429: ")
+            v.startswith("the service refused to create it for now (429: You exceeded your")
             for v in handle.waiting.values()
         )
+        said: list[str] = []
+        handle.on_wait = lambda status: said.append(str(status))
         results = handle.wait()
     finally:
         handle.close()
     assert all(r.success for r in results), [r.error for r in results]
     assert _batch_counts(emu)["jobs_created"] == len(handle.jobs)
+    refused = f"; the service refused to create {len(handle.jobs) - 1} for now (429: its queue"
+    assert refused in said[0]  # the progress line says why those jobs wait
+    assert "refused" not in said[-1]  # the last line: all created
     assert set(sg.list_batch_jobs()["state"]) == {"succeeded"} and not handle.waiting
 
 
