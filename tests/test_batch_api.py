@@ -31,6 +31,7 @@ from scriptgen_nb.batch_api.jobs import UPLOAD_MIME_TYPES
 from scriptgen_nb.commands import retry_plan
 from scriptgen_nb.emulator import Emulator, EmulatorConfig
 from scriptgen_nb.emulator.config import BatchConfig
+from scriptgen_nb.emulator.tokens import count_tokens
 from scriptgen_nb.engine.values import Usage
 from scriptgen_nb.store import open_database
 
@@ -267,6 +268,30 @@ def test_a_create_refused_with_429_waits_and_is_made_while_the_others_are_polled
     assert refused in said[0]  # the progress line says why those jobs wait
     assert "refused" not in said[-1]  # the last line: all created
     assert set(sg.list_batch_jobs()["state"]) == {"succeeded"} and not handle.waiting
+
+
+def test_a_job_past_the_enqueued_token_quota_waits_for_another_batchs_job_to_end(
+    emu: Emulator,
+) -> None:
+    # Google queues at most so many input tokens of Batch API jobs per model: a second batch's
+    # job past them is refused with 429 and waits to be created until the first one's ends.
+    first, second = _requests(4)[:2], _requests(4)[2:]
+    tokens = [sum(count_tokens(r.prompt) for r in part) for part in (first, second)]
+    emu.update_batch(pending_s=30.0, max_enqueued_tokens=sum(tokens) - 1)
+    options = {"base_url": emu.base_url, "api_key": KEY, "models": MODEL}
+    earlier = sg.submit_batch_job(first, batch_api=FAST, **options)
+    earlier.close()
+    emu.update_batch(pending_s=QUICK.pending_s)
+    patient = replace(FAST, create_wait_initial_s=0.05)
+    handle = sg.submit_batch_job(second, batch_api=patient, **options)
+    try:
+        assert list(handle.waiting) == [j.display_name for j in handle.jobs]
+        sg.cancel_batch_job(earlier.batch_id, api_key=KEY)  # its tokens leave the queue
+        results = handle.wait()
+    finally:
+        handle.close()
+    assert all(r.success for r in results), [r.error for r in results]
+    assert _batch_counts(emu)["jobs_created"] == 2
 
 
 def test_the_plan_counts_the_jobs_still_out_at_the_endpoint(emu: Emulator) -> None:
