@@ -524,6 +524,7 @@ def planned_batch(
         deadline_s=batch_options.deadline_s,
         cached=len(cached or {}),
         budget_usd=batch_options.budget_usd,
+        jobs_out=batch_run.jobs_out(log, endpoint),
     )
     return PlannedBatch(checked, batch_options, plan, log, options, cached)
 

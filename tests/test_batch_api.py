@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -22,11 +23,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from google import genai
+from google.genai import types
 
 import scriptgen_nb as sg
 from scriptgen_nb.batch_api.jobs import UPLOAD_MIME_TYPES
+from scriptgen_nb.commands import retry_plan
 from scriptgen_nb.emulator import Emulator, EmulatorConfig
 from scriptgen_nb.emulator.config import BatchConfig
+from scriptgen_nb.emulator.tokens import count_tokens
 from scriptgen_nb.engine.values import Usage
 from scriptgen_nb.store import open_database
 
@@ -168,6 +173,23 @@ def test_an_upload_refused_for_its_mime_type_is_tried_again(emu: Emulator) -> No
     assert list(sg.list_batch_jobs()["input"]) == ["file"]
 
 
+def test_an_upload_declares_jsonl_and_is_staged_as_windows_allows(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Google's docs name `jsonl`; `application/jsonl` (sent before) was refused more often.
+    # On Windows `tempfile.TemporaryFile` is `NamedTemporaryFile`, whose wrapper is not the
+    # `io.IOBase` the SDK reads: an input staged in one could not be uploaded there. Made so
+    # here on every platform.
+    monkeypatch.setattr(tempfile, "TemporaryFile", tempfile.NamedTemporaryFile)
+    results = _run(emu, _requests(2))
+    assert all(r.success for r in results), [r.error for r in results]
+    [job_key] = sg.list_batch_jobs()["job_key"]
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=emu.base_url))
+    with contextlib.closing(client):
+        uploaded = [f for f in client.files.list() if f.display_name == f"scriptgen-{job_key}"]
+    assert [f.mime_type for f in uploaded] == ["jsonl"]
+
+
 def test_an_upload_refused_every_time_fails_its_requests_saying_why(emu: Emulator) -> None:
     emu.update_batch(mime_refusals=len(UPLOAD_MIME_TYPES))
     results = _run(emu, _requests(2), batch_api=replace(FAST, input="file"))
@@ -232,15 +254,58 @@ def test_a_create_refused_with_429_waits_and_is_made_while_the_others_are_polled
         assert len(handle.jobs) > 1 and len(handle.waiting) == len(handle.jobs) - 1
         assert "waiting to be created" in repr(handle)
         assert all(
-            v.startswith("the service refused to create it for now (429: ")
+            v.startswith("the service refused to create it for now (429: You exceeded your")
             for v in handle.waiting.values()
         )
+        said: list[str] = []
+        handle.on_wait = lambda status: said.append(str(status))
         results = handle.wait()
     finally:
         handle.close()
     assert all(r.success for r in results), [r.error for r in results]
     assert _batch_counts(emu)["jobs_created"] == len(handle.jobs)
+    refused = f"; the service refused to create {len(handle.jobs) - 1} for now (429: its queue"
+    assert refused in said[0]  # the progress line says why those jobs wait
+    assert "refused" not in said[-1]  # the last line: all created
     assert set(sg.list_batch_jobs()["state"]) == {"succeeded"} and not handle.waiting
+
+
+def test_a_job_past_the_enqueued_token_quota_waits_for_another_batchs_job_to_end(
+    emu: Emulator,
+) -> None:
+    # Google queues at most so many input tokens of Batch API jobs per model: a second batch's
+    # job past them is refused with 429 and waits to be created until the first one's ends.
+    first, second = _requests(4)[:2], _requests(4)[2:]
+    tokens = [sum(count_tokens(r.prompt) for r in part) for part in (first, second)]
+    emu.update_batch(pending_s=30.0, max_enqueued_tokens=sum(tokens) - 1)
+    options = {"base_url": emu.base_url, "api_key": KEY, "models": MODEL}
+    earlier = sg.submit_batch_job(first, batch_api=FAST, **options)
+    earlier.close()
+    emu.update_batch(pending_s=QUICK.pending_s)
+    patient = replace(FAST, create_wait_initial_s=0.05)
+    handle = sg.submit_batch_job(second, batch_api=patient, **options)
+    try:
+        assert list(handle.waiting) == [j.display_name for j in handle.jobs]
+        sg.cancel_batch_job(earlier.batch_id, api_key=KEY)  # its tokens leave the queue
+        results = handle.wait()
+    finally:
+        handle.close()
+    assert all(r.success for r in results), [r.error for r in results]
+    assert _batch_counts(emu)["jobs_created"] == 2
+
+
+def test_the_plan_counts_the_jobs_still_out_at_the_endpoint(emu: Emulator) -> None:
+    emu.update_batch(pending_s=30.0)
+    handle = sg.submit_batch_job(
+        _requests(2), base_url=emu.base_url, api_key=KEY, models=MODEL, batch_api=FAST
+    )
+    handle.close()
+    options = {"mode": "batch_api", "models": MODEL, "api_key": KEY}
+    plan = sg.batch_plan(_requests(4)[2:], base_url=emu.base_url, **options)
+    assert "1 Batch API job created earlier at this endpoint had not ended" in str(plan)
+    sg.cancel_batch_job(handle.batch_id, api_key=KEY)
+    plan = sg.batch_plan(_requests(4)[2:], base_url=emu.base_url, **options)
+    assert "created earlier" not in str(plan)  # cancelled: no longer in the queue
 
 
 def test_a_job_left_waiting_to_be_created_is_created_once_by_a_later_resume(
@@ -305,12 +370,22 @@ def test_failed_rows_are_failed_requests_and_the_rest_succeed(emu: Emulator) -> 
     ("outcome", "kind", "status"),
     [("failed", "server_error", "failed"), ("expired", "not_run", "finished")],
 )
-def test_a_job_that_fails_or_expires(emu: Emulator, outcome: str, kind: str, status: str) -> None:
+def test_a_job_that_fails_or_expires(
+    emu: Emulator, call_log_in_tmp: Path, outcome: str, kind: str, status: str
+) -> None:
     emu.update_batch(outcome=outcome)
     results = _run(emu, _requests(3))
     assert not any(r.success for r in results)
     assert {r.error.kind for r in results if r.error} == {kind}
     assert _log_rows("SELECT status FROM batch_log") == [(status,)]
+    # Its requests are offered to `retry`, live or as a new batch (what the plan promises).
+    [batch_id] = sg.list_batch_jobs()["batch_id"]
+    plan = retry_plan(sg.CallStore(call_log_in_tmp), batch_id)
+    assert [r.id for r in plan.requests] == ["0", "1", "2"] and not plan.left_out
+    emu.update_batch(outcome="succeeded")
+    for mode in ("live", "batch_api"):
+        again = _run(emu, plan.requests, mode=mode, **plan.options(MODEL))
+        assert all(r.success for r in again), (mode, [r.error for r in again])
 
 
 def test_file_jobs_and_inline_jobs_split_by_size(emu: Emulator) -> None:

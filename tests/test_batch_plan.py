@@ -8,13 +8,20 @@ import pytest
 
 import scriptgen_nb as sg
 from scriptgen_nb.batch_api.ingest import Answer, match
-from scriptgen_nb.batch_api.jobs import BatchApiSettings, chunk_requests, jsonl_line
+from scriptgen_nb.batch_api.jobs import (
+    BatchApiSettings,
+    Deferral,
+    chunk_requests,
+    create_refused_for_now,
+    jsonl_line,
+)
 from scriptgen_nb.batch_api.plan import (
     GOOGLE_TURNAROUND_S,
     Turnaround,
     parse_deadline,
     plan_batch,
 )
+from scriptgen_nb.engine.errors import BackendError
 from scriptgen_nb.engine.values import GenerationRequest
 from scriptgen_nb.estimate import live_bound_s
 
@@ -151,3 +158,32 @@ def test_chunks_by_model_and_size() -> None:
     assert len(inline) > 1 and all(c.size <= 900 for c in inline)
     line = jsonl_line(GenerationRequest("k1", "hi", system="be brief", temperature=0.5))
     assert '"key":"k1"' in line and '"systemInstruction"' in line and '"temperature":0.5' in line
+
+
+def test_a_create_refused_for_now_waits_its_retry_delay_else_a_doubling_delay() -> None:
+    # Google's create 429 on a full queue has carried no RetryInfo so far; one that does is
+    # waited out as said, and a billing stop is no wait at all.
+    settings = BatchApiSettings(create_wait_initial_s=30.0, create_wait_max_s=100.0)
+    told = BackendError("rate_limited", "slow down", 429, retry_delay_s=7.0)
+    assert Deferral.after(told, None, settings, now=1000.0).due == 1007.0
+    bare = BackendError("rate_limited", "You exceeded your current quota", 429)
+    waits, earlier = [], None
+    for _ in range(4):
+        earlier = Deferral.after(bare, earlier, settings, now=0.0)
+        waits.append(earlier.due)
+    assert waits == [30.0, 60.0, 100.0, 100.0] and earlier is not None and earlier.tries == 4
+    assert earlier.reason.startswith("the service refused to create it for now (429: You exceeded")
+    assert create_refused_for_now(bare) and create_refused_for_now(told)
+    assert not create_refused_for_now(BackendError("billing", "credits depleted", 429))
+    assert not create_refused_for_now(BackendError("server_error", "overloaded", 503))
+
+
+def test_the_plan_says_when_jobs_already_out_may_keep_a_new_one_waiting() -> None:
+    # Google refuses `batches.create` with 429 around the fourth job at once. Before, the plan
+    # said only, whatever the queue, that a refused create waits.
+    busy = plan_batch(_requests(5), [SPEC], SPEC, mode="batch_api", turnaround=DAY, jobs_out=3)
+    said = "3 Batch API jobs created earlier at this endpoint had not ended when last seen"
+    assert said in str(busy) and said in busy._repr_html_()
+    assert "created earlier" not in str(_plan(5, mode="batch_api"))  # none out: not said
+    live = plan_batch(_requests(5), [SPEC], SPEC, mode="live", turnaround=DAY, jobs_out=3)
+    assert "created earlier" not in str(live)  # no job goes out

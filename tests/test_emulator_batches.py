@@ -18,6 +18,7 @@ from scriptgen_nb.emulator import BatchConfig, ConfigError, Emulator, EmulatorCo
 from scriptgen_nb.emulator.batches import BatchBook, BatchState
 from scriptgen_nb.emulator.counters import Counters
 from scriptgen_nb.emulator.files import FileStore
+from scriptgen_nb.emulator.tokens import count_tokens
 from tests.test_emulator import FLASH, KEY, raw, sdk
 
 pytestmark = pytest.mark.integration
@@ -311,10 +312,36 @@ def test_active_jobs_per_model_are_capped() -> None:
         first = client.batches.create(model=FLASH, src=rows(1))
         with pytest.raises(errors.ClientError) as caught:
             client.batches.create(model=FLASH, src=rows(1))
-        assert caught.value.code == 429
+        # Google's words when its enqueued-token quota is full: any quota's, with only a Help
+        # link (no QuotaFailure, no RetryInfo). Before: "Too many batch jobs in progress ...".
+        assert caught.value.code == 429 and caught.value.status == "RESOURCE_EXHAUSTED"
+        said = caught.value.message or ""
+        assert said.startswith("You exceeded your current quota, please check your plan and")
+        details = caught.value.details["error"]["details"]
+        assert [d["@type"].rsplit(".", 1)[-1] for d in details] == ["Help"]
         assert first.name is not None
         client.batches.cancel(name=first.name)
         assert client.batches.create(model=FLASH, src=rows(1)).state == JobState.JOB_STATE_PENDING
+
+
+def test_jobs_past_the_enqueued_token_quota_are_refused_until_the_queue_drains() -> None:
+    # Google's Batch API queues at most so many input tokens per model; a create that would
+    # pass them is refused with its quota 429 (forum thread 112624).
+    row = count_tokens("Chapter 0: the lighthouse keeper")  # what each of rows(n) holds
+    with serving(pending_s=30.0, running_s=30.0, max_enqueued_tokens=3 * row) as (_, client):
+        first = client.batches.create(model=FLASH, src=rows(2))
+        with pytest.raises(errors.ClientError) as caught:
+            client.batches.create(model=FLASH, src=rows(2))  # 4 rows' tokens: one too many
+        assert caught.value.code == 429
+        assert (caught.value.message or "").startswith("You exceeded your current quota")
+        line = {"key": "a", "request": {"contents": [{"parts": [{"text": "Chapter 0: the x"}]}]}}
+        small = upload_jsonl(client, [line, {"key": "bad"}])  # a file's rows count; bad: none
+        assert client.batches.create(model=FLASH, src=small.name).name is not None
+        with pytest.raises(errors.ClientError):
+            client.batches.create(model=FLASH, src=rows(1))
+        assert first.name is not None
+        client.batches.cancel(name=first.name)  # its tokens leave the queue
+        assert client.batches.create(model=FLASH, src=rows(2)).state == JobState.JOB_STATE_PENDING
 
 
 def test_refusals_keys_models_and_bodies(emu_and_client: tuple[Emulator, genai.Client]) -> None:
@@ -383,6 +410,10 @@ def test_batch_table_in_a_config_mapping() -> None:
     with pytest.raises(ConfigError, match=r"batch\.nope"):
         EmulatorConfig.from_mapping({"batch": {"nope": 1}})
     assert EmulatorConfig.from_mapping({"batch": {"mime_refusals": 2}}).batch.mime_refusals == 2
+    tokens = EmulatorConfig.from_mapping({"batch": {"max_enqueued_tokens": 9}}).batch
+    assert tokens.max_enqueued_tokens == 9
+    with pytest.raises(ConfigError, match=r"batch\.max_enqueued_tokens must be a positive"):
+        EmulatorConfig.from_mapping({"batch": {"max_enqueued_tokens": 0}})
     with pytest.raises(ConfigError, match=r"batch\.mime_refusals must be a whole number"):
         EmulatorConfig.from_mapping({"batch": {"mime_refusals": -1}})
 

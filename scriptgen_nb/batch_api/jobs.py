@@ -368,15 +368,21 @@ class Deferral:
     tries: int
     reason: str
 
-
-def _deferral(
-    error: BackendError, earlier: Deferral | None, settings: BatchApiSettings, now: float
-) -> Deferral:
-    tries = 1 if earlier is None else earlier.tries + 1
-    backoff = min(settings.create_wait_max_s, settings.create_wait_initial_s * 2 ** (tries - 1))
-    delay = error.retry_delay_s if error.retry_delay_s is not None else backoff
-    reason = f"the service refused to create it for now (429: {error.message[:200]})"
-    return Deferral(now + delay, tries, reason)
+    @classmethod
+    def after(
+        cls,
+        error: BackendError,
+        earlier: Deferral | None,
+        settings: BatchApiSettings,
+        now: float,
+    ) -> Deferral:
+        """The wait after a refusal (`earlier`: the job's last one): the 429's retryDelay
+        when it gives one, else `create_wait_initial_s` doubling up to `create_wait_max_s`."""
+        tries = 1 if earlier is None else earlier.tries + 1
+        backoff = min(settings.create_wait_max_s, settings.create_wait_initial_s * 2 ** (tries - 1))
+        delay = error.retry_delay_s if error.retry_delay_s is not None else backoff
+        reason = f"the service refused to create it for now (429: {error.message[:200]})"
+        return cls(now + delay, tries, reason)
 
 
 def create_refused_for_now(error: BackendError) -> bool:
@@ -431,7 +437,7 @@ def submit(
                 created = _create(service, db, job, chunk, sleep)
             except BackendError as exc:
                 if deferred is not None and create_refused_for_now(exc):
-                    later = _deferral(exc, waited, settings, time.monotonic())
+                    later = Deferral.after(exc, waited, settings, time.monotonic())
                     deferred[job.job_key] = later
                     done.waiting[job.job_key] = later.reason
                     break

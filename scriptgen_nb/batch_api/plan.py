@@ -100,6 +100,7 @@ class BatchPlan:
     budget_usd: float | None = None  # the whole batch's budget
     batch_budget_usd: float | None = None  # its Batch API part's share: what the jobs may reserve
     over_budget: int = 0  # the Batch API part's last requests: not sent, they would cross it
+    jobs_out: int = 0  # jobs created earlier at this endpoint, not ended when last seen
 
     @property
     def live_budget_usd(self) -> float | None:
@@ -175,7 +176,17 @@ class BatchPlan:
             notes.append(self._budget_words())
         if self.choice != "live":
             notes.append(BATCH_CAVEATS)
+            if self.jobs_out:
+                notes.append(self._queue_words())
         return notes
+
+    def _queue_words(self) -> str:
+        jobs = "1 Batch API job" if self.jobs_out == 1 else f"{self.jobs_out} Batch API jobs"
+        return (
+            f"{jobs} created earlier at this endpoint had not ended when last seen: the service "
+            "has refused new jobs (429) with around four at once, so this batch's may wait to "
+            "be created until some end."
+        )
 
     def _budget_words(self) -> str:
         words = f"budget {format_usd(self.budget_usd)}"
@@ -298,11 +309,13 @@ def plan_batch(
     deadline_s: float | None = None,
     latency_s: float = TYPICAL_LATENCY_S,
     cached: int = 0,
+    jobs_out: int = 0,
     budget_usd: float | None = None,
 ) -> BatchPlan:
     """Decide what runs where (see the module docstring) and price every option.
 
     `requests` are the ones to send; `cached` counts those the call log already answered;
+    `jobs_out` the jobs already out at the endpoint (a new one may wait to be created);
     `budget_usd` is shared between the parts as the module docstring says.
     """
     usable = [spec for spec in ladder if spec.usable] or list(ladder)
@@ -395,6 +408,7 @@ def plan_batch(
         budget_usd=budget_usd,
         batch_budget_usd=batch_budget,
         over_budget=over_budget,
+        jobs_out=jobs_out,
     )
 
 

@@ -69,6 +69,12 @@ def expected_turnaround(
     )
 
 
+def jobs_out(db: Database | None, endpoint: str) -> int:
+    """Jobs this log created at `endpoint` that had not ended when last seen (none expired):
+    the queue a new batch's jobs join, which the plan mentions."""
+    return batch_jobs.jobs_out(db, endpoint, JOB_LIFETIME_H * 3600) if db is not None else 0
+
+
 def show_plan(plan: BatchPlan, progress: str | None) -> None:
     """Show the plan before anything is sent: HTML in Jupyter, text on stderr elsewhere."""
     if progress is None:
@@ -107,9 +113,12 @@ class WaitStatus:
     done: int  # requests whose job has ended
     total: int  # requests in the batch's jobs
     failed_polls: int = 0  # polls failing in a row (5xx, timeouts), waited out
+    refused: int = 0  # jobs whose create the service refused for now (429), to be tried again
 
     @classmethod
-    def of(cls, batch_id: str, jobs: Sequence[JobRow], failed_polls: int = 0) -> WaitStatus:
+    def of(
+        cls, batch_id: str, jobs: Sequence[JobRow], failed_polls: int = 0, refused: int = 0
+    ) -> WaitStatus:
         counts: dict[str, int] = {}
         for job in jobs:
             counts[job_state(job)] = counts.get(job_state(job), 0) + 1
@@ -117,7 +126,7 @@ class WaitStatus:
         states = tuple(sorted(counts.items(), key=lambda item: rank.get(item[0], len(rank))))
         done = sum(j.request_count for j in jobs if j.terminal)
         total = sum(j.request_count for j in jobs)
-        return cls(batch_id, states, done, total, failed_polls)
+        return cls(batch_id, states, done, total, failed_polls, refused)
 
     def __str__(self) -> str:
         jobs = sum(count for _, count in self.states)
@@ -129,6 +138,11 @@ class WaitStatus:
         if self.failed_polls:
             polls = "poll" if self.failed_polls == 1 else "polls"
             line += f"; {self.failed_polls} {polls} failed, retrying"
+        if self.refused:
+            line += (
+                f"; the service refused to create {self.refused} for now (429: its queue is "
+                "full), tried again as jobs end"
+            )
         return line
 
 
@@ -272,7 +286,8 @@ class BatchJobHandle:
             return
         polled = {j.job_key: j for j in now}
         every = [polled.get(j.job_key, j) for j in self.jobs]
-        self.on_wait(WaitStatus.of(self.batch_id, every, failed_polls))
+        refused = sum(1 for j in every if j.job_key in self._deferred and j.job_name is None)
+        self.on_wait(WaitStatus.of(self.batch_id, every, failed_polls, refused))
 
     def _room_freed(self) -> None:
         """A job ended, so the service's queue has room again: a create it refused for now is

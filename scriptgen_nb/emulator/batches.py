@@ -13,6 +13,7 @@ or RPD windows: they are a separate service. Imports nothing from the engine.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import io
 import itertools
@@ -29,9 +30,9 @@ from .casing import either_case
 from .config import BatchConfig
 from .counters import Counters
 from .determinism import rng, unit
-from .errors import ApiFailure
+from .errors import ApiFailure, batch_queue_full
 from .files import FileStore
-from .request import RequestError, load_object
+from .request import RequestError, load_object, parse_generate
 from .wire import page, timestamp
 
 __all__ = ["Answer", "BatchBook", "BatchState"]
@@ -87,6 +88,7 @@ class _Job:
     created: float  # on the book's clock
     created_wall: float  # Unix time
     request_count: int
+    tokens: int  # the input tokens it puts in the model's queue (the enqueued-token quota)
     rows: list[_Row] | None  # inline jobs
     input_file: str | None  # file jobs
     cancelled_at: float | None = None
@@ -157,6 +159,16 @@ def _file_rows(lines: Iterable[str]) -> Iterator[_Row]:
             yield _Row(key_text, echo, item["request"])
 
 
+def _enqueued_tokens(rows: Iterable[_Row]) -> int:
+    """The input tokens rows put in the queue (a row the service will fail puts none)."""
+    total = 0
+    for row in rows:
+        if row.request is not None:
+            with contextlib.suppress(RequestError):  # a row it cannot read: answered an error
+                total += parse_generate(row.request).prompt_tokens
+    return total
+
+
 def _shuffled(results: Iterator[dict[str, Any]], r: random.Random) -> Iterator[dict[str, Any]]:
     """Results out of input order (python-genai #1909), one block at a time."""
     while block := list(itertools.islice(results, _SHUFFLE_BLOCK)):
@@ -214,9 +226,9 @@ class BatchBook:
         rows: list[_Row] | None = None
         if file_name is None:
             rows = _inline_rows(source)
-            count = len(rows)
+            count, tokens = len(rows), _enqueued_tokens(rows)
         else:
-            count = self._count_file_rows(str(file_name))
+            count, tokens = self._measure_file(str(file_name))
         now = self._clock()
         job = _Job(
             id=secrets.token_hex(18),
@@ -228,20 +240,19 @@ class BatchBook:
             created=now,
             created_wall=time.time(),
             request_count=count,
+            tokens=tokens,
             rows=rows,
             input_file=None if file_name is None else str(file_name),
         )
         with self._lock:
-            cap = settings.max_active_jobs
-            active = sum(
-                j.model == model and j.state(now) in _IN_PROGRESS for j in self._jobs.values()
-            )
-            if cap is not None and active >= cap:
-                raise ApiFailure(
-                    429,
-                    f"Too many batch jobs in progress for models/{model}: at most {cap} may be "
-                    "pending or running. Wait for one to finish or cancel one.",
-                )
+            queued = [
+                j for j in self._jobs.values() if j.model == model and j.state(now) in _IN_PROGRESS
+            ]
+            jobs_cap, tokens_cap = settings.max_active_jobs, settings.max_enqueued_tokens
+            if (jobs_cap is not None and len(queued) >= jobs_cap) or (
+                tokens_cap is not None and sum(j.tokens for j in queued) + tokens > tokens_cap
+            ):
+                raise batch_queue_full()
             self._jobs[job.id] = job
         self._counters.batch(model, jobs_created=1, rows_submitted=count)
         # Google answers a new job as PENDING however short its queue will be.
@@ -302,13 +313,18 @@ class BatchBook:
             raise ApiFailure(404, f"Batch batches/{batch_id} was not found.")
         return job
 
-    def _count_file_rows(self, name: str) -> int:
+    def _measure_file(self, name: str) -> tuple[int, int]:
+        """An input file's rows and the input tokens they put in the queue."""
         _, handle = self._files.open(name)
+        count = tokens = 0
         with handle:
-            count = sum(1 for line in handle if line.strip())
+            lines: TextIO = io.TextIOWrapper(handle, encoding="utf-8", errors="replace")
+            for row in _file_rows(lines):
+                count += 1
+                tokens += _enqueued_tokens((row,))
         if count == 0:
             raise ApiFailure(400, f"The input file {name} holds no requests.")
-        return count
+        return count, tokens
 
     def _settle(self, job: _Job, now: float) -> BatchState:
         """The job's state, producing its results first if it has just succeeded."""

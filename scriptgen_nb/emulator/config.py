@@ -219,10 +219,14 @@ class BatchConfig:
     metadata key is in `error_keys`, or drawn with probability `row_error_rate`, answer with an
     INVALID_ARGUMENT status while the job still succeeds (python-genai #2693); `shuffle` returns
     results out of input order (#1909); `drop_metadata` leaves inline results without their
-    `metadata` (#1886, #2008). `max_active_jobs` caps the pending and running jobs per model
-    (None: no cap); one more is refused with a 429. `mime_refusals`: the next N Files API
-    uploads are refused with 400 "Unsupported MIME type: <type>", whatever the type
-    (python-genai #1547: Google refuses `jsonl` and `application/jsonl` alike now and then).
+    `metadata` (#1886, #2008). `max_enqueued_tokens` is Google's enqueued-token quota: the
+    input tokens of a model's pending and running jobs; a job that would take them past it is
+    refused with the 429 Google sends then (its words for any quota, a Help link, no
+    RetryInfo). `max_active_jobs` refuses so one job more than this many pending or running
+    per model (Google's quota has been met around the fourth job at once). None: no cap.
+    `mime_refusals`: the next N Files API uploads are refused with 400 "Unsupported MIME
+    type: <type>", whatever the type (python-genai #1547: Google refuses `jsonl` and
+    `application/jsonl` alike now and then).
     `get_503_over_bytes`: while set, a succeeded inline job whose results exceed this size
     answers every `batches.get` with 503 (reported, for good, for large inline outputs); unlike
     the other settings, the current value applies to every job, so the service can recover.
@@ -238,6 +242,7 @@ class BatchConfig:
     shuffle: bool = False
     drop_metadata: bool = False
     max_active_jobs: int | None = None
+    max_enqueued_tokens: int | None = None
     mime_refusals: int = 0
     get_503_over_bytes: int | None = None
     lose_output: bool = False
@@ -260,9 +265,10 @@ class BatchConfig:
                 raise ConfigError(
                     f"batch.{name} must be true or false, got {getattr(self, name)!r}"
                 )
-        cap = self.max_active_jobs
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-            raise ConfigError(f"batch.max_active_jobs must be a positive integer, got {cap!r}")
+        for name in ("max_active_jobs", "max_enqueued_tokens"):
+            cap = getattr(self, name)
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+                raise ConfigError(f"batch.{name} must be a positive integer, got {cap!r}")
         over = self.get_503_over_bytes
         if over is not None and (isinstance(over, bool) or not isinstance(over, int) or over < 0):
             raise ConfigError(

@@ -5,8 +5,9 @@ unknown, retired and unsupported models, invalid requests, internal errors, over
 cancellations and quota exhaustion (429 RESOURCE_EXHAUSTED with Help, QuotaFailure and
 RetryInfo, in a varying order and sometimes without `quotaValue`, named after the usage tier,
 as the real service does; or bare, without any details), the billing stop (prepayment credits
-depleted) and the non-transient refusals (a suspended key, the API disabled for the project, an
-unsupported location); `ApiFailure`, the exception that carries such a body out of the batch
+depleted), a Batch API create refused on the enqueued-token quota, and the non-transient
+refusals (a suspended key, the API disabled for the project, an unsupported location);
+`ApiFailure`, the exception that carries such a body out of the batch
 and file stores; and `rpc_status`, the `google.rpc.Status` form a batch result row uses instead
 of an HTTP error. Never puts an API key in a body (a refusal that names the key names a fixed
 placeholder). Imports nothing from the engine.
@@ -24,6 +25,7 @@ from .quota import Violation
 __all__ = [
     "ApiFailure",
     "bad_request",
+    "batch_queue_full",
     "billing_depleted",
     "cancelled",
     "deadline_exceeded",
@@ -70,6 +72,16 @@ _RPC_CODE = {
 
 _TYPE = "type.googleapis.com/google.rpc."
 _RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
+# The first words of every quota 429 Google sends, and the Help detail that comes with it.
+_QUOTA_EXCEEDED = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    f"information on this error, head to: {_RATE_LIMIT_DOCS}. To monitor your current usage, "
+    "head to: https://ai.dev/rate-limit. "
+)
+_QUOTA_HELP = {
+    "@type": _TYPE + "Help",
+    "links": [{"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}],
+}
 _INVALID_KEY = "API key not valid. Please pass a valid API key."
 _P_OMIT_QUOTA_VALUE = 0.3
 
@@ -91,9 +103,11 @@ def error_body(
 class ApiFailure(Exception):
     """A request the emulator refuses; `body` is Google's error body to answer with."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(
+        self, code: int, message: str, details: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(message)
-        self.body = error_body(code, message)
+        self.body = error_body(code, message, details)
 
 
 def rpc_status(body: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +234,14 @@ def billing_depleted() -> dict[str, Any]:
     )
 
 
+def batch_queue_full() -> ApiFailure:
+    """`batches.create` refused while the enqueued-token quota is full (Gemini forum thread
+    112624: around the fourth job at once). Google's words are those of any quota 429, with
+    only the Help detail: no QuotaFailure names the quota, no RetryInfo says when (as
+    langchain4j#3942's CI log and js-genai#1264 show)."""
+    return ApiFailure(429, _QUOTA_EXCEEDED, [dict(_QUOTA_HELP)])
+
+
 def quota_exhausted_bare() -> dict[str, Any]:
     """A 429 with no QuotaFailure and no RetryInfo, as Tier 1 projects see for hours at times."""
     return error_body(429, "Resource has been exhausted (e.g. check quota).")
@@ -271,11 +293,7 @@ def rate_limited(
         for v in violations
     )
     precise = f"{max(delay, 0.001):.9f}".rstrip("0").rstrip(".")
-    message = (
-        "You exceeded your current quota, please check your plan and billing details. For more "
-        f"information on this error, head to: {_RATE_LIMIT_DOCS}. To monitor your current "
-        f"usage, head to: https://ai.dev/rate-limit. {quota_lines}\nPlease retry in {precise}s."
-    )
+    message = f"{_QUOTA_EXCEEDED}{quota_lines}\nPlease retry in {precise}s."
     entries: list[dict[str, Any]] = []
     for v in violations:
         quota_id, metric = v.kind.names(tier)
@@ -289,12 +307,7 @@ def rate_limited(
             entry["quotaValue"] = str(v.limit)
         entries.append(entry)
     details: list[dict[str, Any]] = [
-        {
-            "@type": _TYPE + "Help",
-            "links": [
-                {"description": "Learn more about Gemini API quotas", "url": _RATE_LIMIT_DOCS}
-            ],
-        },
+        dict(_QUOTA_HELP),
         {"@type": _TYPE + "QuotaFailure", "violations": entries},
         {"@type": _TYPE + "RetryInfo", "retryDelay": format_retry_delay(delay, whole_seconds)},
     ]

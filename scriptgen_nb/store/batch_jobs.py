@@ -345,6 +345,18 @@ def turnarounds(db: Database, endpoint: str, limit: int = 50) -> list[float]:
     return [float(r[0]) for r in rows]
 
 
+def jobs_out(db: Database, endpoint: str, lifetime_s: float) -> int:
+    """Jobs at `endpoint` created within `lifetime_s` (the service's job lifetime) and not
+    ended when last seen: the service's queue that a new job joins."""
+    terminal = ", ".join(f"'{state}'" for state in sorted(TERMINAL_STATES))
+    rows = db.rows(
+        "SELECT count(*) FROM batch_job WHERE endpoint = ? AND job_name IS NOT NULL "
+        f"AND state NOT IN ({terminal}) AND epoch(submitted_at) > ?",
+        [endpoint, time.time() - lifetime_s],
+    )
+    return int(rows[0][0])
+
+
 def median_turnaround_s(db: Database, endpoint: str) -> tuple[float, int] | None:
     """The median measured turnaround at `endpoint` and how many jobs it rests on."""
     measured = turnarounds(db, endpoint)
