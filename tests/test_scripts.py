@@ -13,9 +13,10 @@ import scriptgen_nb as sg
 from scriptgen_nb.emulator import Emulator, EmulatorConfig, ModelConfig
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import ConfigurationError
+from scriptgen_nb.engine.values import GenerationRequest, Reply
 from scriptgen_nb.projects.prompts import bundled_template, template_hash
 from scriptgen_nb.store import Database
-from tests.script_writer import LADDER, fake
+from tests.script_writer import LADDER, Writer, fake
 
 EMULATED = sg.ModelSpec("emulated", priority=1, input_usd_per_1m=1.0, output_usd_per_1m=2.0)
 # The words an outline's titles are built around (the emulator's arc: "Where X Began", ...).
@@ -183,6 +184,22 @@ def test_generate_outline_stores_the_chapters_it_got(db: Database) -> None:
     assert not failed.success and failed.error is not None
     assert failed.error.kind == "invalid_request" and failed.chapters == ()
     assert sg.chapters_frame(failing, db=db).empty
+
+
+def test_a_project_without_audience_or_style_asks_for_a_general_one(db: Database) -> None:
+    prompts: list[str] = []
+
+    def write(request: GenerationRequest, model: str) -> Reply:
+        prompts.append(str(request.prompt))
+        return Writer()(request, model)
+
+    pid = sg.create_project("Plain", "How plain things work", db=db)
+    sg.generate_outline(pid, 2, **options(FakeBackend(default=write), db))
+    sg.generate_scripts(pid, **options(FakeBackend(default=write), db))
+    assert len(prompts) == 3  # the outline, then a script per chapter
+    for prompt in prompts:
+        assert "Audience: a general audience. Style: clear and simple." in prompt
+        assert ": ." not in prompt
 
 
 # --- generating scripts ------------------------------------------------------------------------

@@ -212,7 +212,8 @@ def create_project(
     """Create a project (optionally with its outline) and return its id.
 
     `chapters` is an outline in any form `import_outline` reads; it is checked before anything
-    is written. The id is `project_id`, or the title as a slug ("the-keepers-of-the-light",
+    is written. Without an `audience` or a `style` the prompts ask for a general audience and a
+    clear and simple style. The id is `project_id`, or the title as a slug ("the-keepers-of-the-light",
     with "-2" when taken).
     """
     if not isinstance(title, str) or not title.strip():
@@ -601,12 +602,18 @@ def _select(
 # --- prompt fields -----------------------------------------------------------------------------
 
 
+# What the prompts say for a project created without an audience or a style ("Audience: .
+# Style: ." would read as a broken template to the model and to anyone reading the log).
+ANY_AUDIENCE = "a general audience"
+ANY_STYLE = "clear and simple"
+
+
 def _project_fields(project: Project) -> dict[str, Any]:
     return {
         "project_title": project.title,
         "premise": project.premise,
-        "audience": project.audience,
-        "style": project.style,
+        "audience": project.audience or ANY_AUDIENCE,
+        "style": project.style or ANY_STYLE,
         "language": project.language,
         "target_length_s": project.target_length_s,
     }
