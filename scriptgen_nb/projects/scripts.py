@@ -212,9 +212,9 @@ def create_project(
     """Create a project (optionally with its outline) and return its id.
 
     `chapters` is an outline in any form `import_outline` reads; it is checked before anything
-    is written. Without an `audience` or a `style` the prompts ask for a general audience and a
-    clear and simple style. The id is `project_id`, or the title as a slug ("the-keepers-of-the-light",
-    with "-2" when taken).
+    is written. The id is `project_id`, or the title as a slug ("the-keepers-of-the-light",
+    with "-2" when taken). Without an `audience` or a `style` the prompts ask for a general
+    audience and a clear and simple style.
     """
     if not isinstance(title, str) or not title.strip():
         raise ConfigurationError("A project needs a title.")
