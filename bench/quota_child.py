@@ -7,8 +7,9 @@ reads the pickled job (the workload and a call log of its own; the ledger comes 
 so they compete from the first window. It then runs the batch and prints, as its last line, the
 `Run` with the batch's wall-clock start and end and the CPU its own thread spent in the quota
 ledger's calls (`time.thread_time` around each: the ledger is called from the batch's thread,
-so other threads' work is not counted), and how many of each it made, with the settles written
-at once and the refused admissions (by what refused them) counted apart: what the CPU is made of.
+so other threads' work is not counted), and how many of each it made, with the slots granted
+beyond the one asked for and the refused admissions (by what refused them) counted apart: what
+the CPU is made of.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from scriptgen_nb.quota import LocalLedger
 
 from . import contenders as c
 
-LEDGER_CALLS = ("check", "admit", "settle", "forget", "learn", "hold", "close")
+LEDGER_CALLS = ("check", "admit", "settle", "flush", "forget", "learn", "hold", "close")
 
 
 class LedgerMeter:
@@ -52,16 +53,16 @@ class LedgerMeter:
             finally:
                 self.cpu_s += time.thread_time() - started
                 self._count(name)
-                if name == "settle" and kwargs.get("at_once"):
-                    self._count("settle at once")
                 if name == "admit" and answer is not None and answer.slot is None:
                     why = "news" if answer.news else answer.metric or "share"
                     self._count(f"admit refused ({why})")
+                if name == "admit" and answer is not None and answer.more:
+                    self._count("admit granted more", len(answer.more))
 
         return timed
 
-    def _count(self, what: str) -> None:
-        self.calls[what] = self.calls.get(what, 0) + 1
+    def _count(self, what: str, many: int = 1) -> None:
+        self.calls[what] = self.calls.get(what, 0) + many
 
 
 def ledger_classes() -> list[type]:

@@ -83,10 +83,22 @@ def ledger(store: Store) -> Factory:
 
 
 def admit(
-    ledger: QuotaLedger, now: float, *, tokens: int = 10, seen: int = 0, **limits: int | None
+    ledger: QuotaLedger,
+    now: float,
+    *,
+    tokens: int = 10,
+    seen: int = 0,
+    want: int = 1,
+    **limits: int | None,
 ) -> Admission:
     return ledger.admit(
-        MODEL, now=now, tokens=tokens, limits={**RPM, **limits}, windows=MINUTE, seen=seen
+        MODEL,
+        now=now,
+        tokens=tokens,
+        limits={**RPM, **limits},
+        windows=MINUTE,
+        seen=seen,
+        want=want,
     )
 
 
@@ -119,18 +131,40 @@ def test_a_slot_sent_later_than_admitted_leaves_the_window_later(ledger: Factory
     assert refused.wait_s == pytest.approx(30 + 60.5 - 61)
 
 
-def test_a_slot_settled_at_once_is_read_by_the_others_before_the_owner_asks_again(
+def test_settles_flushed_are_read_by_the_others_before_the_owner_asks_again(
     ledger: Factory,
 ) -> None:
     one, other = ledger(), ledger()
     kept, written = admit(one, T0).slot, admit(one, T0).slot
     assert kept is not None and written is not None and admit(one, T0).slot is not None
-    one.settle(kept, at=T0 + 20, tokens=1)  # kept for the owner's next admission
-    one.settle(written, at=T0 + 30, tokens=1, at_once=True)  # written now, with the kept one
+    one.settle(kept, at=T0 + 20, tokens=1)
+    one.settle(written, at=T0 + 30, tokens=1)
+    one.flush()  # both written now, not at the owner's next admission
     refused = admit(other, T0 + 2)
     assert refused.slot is None and refused.wait_s == pytest.approx(60.5 - 2)  # the third
     assert [admit(other, T0 + 61).slot is not None for _ in range(2)] == [True, False]
     assert admit(other, T0 + 61).wait_s == pytest.approx(20 + 60.5 - 61)
+
+
+def test_a_burst_is_granted_what_the_window_holds_in_one_admission(ledger: Factory) -> None:
+    one = ledger()
+    burst = admit(one, T0, want=5)  # three fit the minute
+    assert burst.slot is not None and len({burst.slot, *burst.more}) == 3
+    assert admit(one, T0 + 1).metric == "rpm"  # granted slots fill the window like any other
+    tokens = admit(one, T0 + 61, want=3, tokens=10, tpm=25)  # 10 input tokens each: two fit
+    assert tokens.slot is not None and len(tokens.more) == 1
+    assert admit(one, T0 + 200, want=1).more == ()  # one wanted, one granted
+
+
+def test_a_burst_is_granted_no_more_than_its_share_while_another_batch_waits(
+    ledger: Factory,
+) -> None:
+    one, two = ledger(), ledger()
+    assert len(admit(one, T0, want=4, rpm=4).more) == 3
+    assert admit(two, T0 + 1, rpm=4).metric == "rpm"  # refused: it waits for room
+    again = admit(one, T0 + 61, want=4, rpm=4)  # the window is empty; two is owed half
+    assert again.slot is not None and len(again.more) == 1
+    assert admit(two, T0 + 61, rpm=4).slot is not None
 
 
 def test_forgotten_slots_give_their_room_back(ledger: Factory) -> None:

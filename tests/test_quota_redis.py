@@ -60,10 +60,12 @@ admission = st.tuples(
     st.sampled_from(MODELS),
     st.integers(1, 120),  # input tokens
     st.one_of(st.none(), limits),  # None: the model's own (most of the time, as in a batch)
+    st.one_of(st.just(1), st.integers(1, 5)),  # slots wanted: a burst's, now and then
 )
 others = st.one_of(
     st.tuples(st.just("settle"), st.integers(0, BATCHES - 1), st.integers(0, 40), st.floats(-2, 3)),
     st.tuples(st.just("forget"), st.integers(0, BATCHES - 1), st.integers(0, 40)),
+    st.tuples(st.just("flush"), st.integers(0, BATCHES - 1)),
     st.tuples(
         st.just("learn"),
         st.integers(0, BATCHES - 1),
@@ -114,7 +116,7 @@ def play(
             continue
         batch, ledger = batches[args[0]], ledgers[args[0]]
         if kind == "admit":
-            _, model, tokens, asked = args
+            _, model, tokens, asked, want = args
             rpm, tpm, rpd = own[model] if asked is None else asked
             answer: Any = ledger.admit(
                 model,
@@ -123,11 +125,12 @@ def play(
                 limits={"rpm": rpm, "tpm": tpm, "rpd": rpd},
                 windows=windows(model, now),
                 seen=batch.seen,
+                want=want,
             )
             assert isinstance(answer, Admission)
             batch.seen = max(batch.seen, answer.version)
             if answer.slot is not None:
-                batch.slots.append(answer.slot)
+                batch.slots.extend((answer.slot, *answer.more))
         elif kind in ("settle", "forget"):
             if not batch.slots:
                 continue
@@ -137,6 +140,8 @@ def play(
             else:
                 batch.slots.remove(slot)
                 answer = ledger.forget(slot)
+        elif kind == "flush":
+            answer = ledger.flush()
         elif kind == "learn":
             answer = ledger.learn(args[1], args[2], args[3], "stated")
         elif kind == "hold":
@@ -179,9 +184,12 @@ def long_script(seed: int, n: int) -> list[tuple[float, tuple[Any, ...]]]:
         batch, model = pick.randrange(BATCHES), pick.choice(MODELS)
         roll = pick.random()
         if roll < 0.8:
-            op: tuple[Any, ...] = ("admit", batch, model, pick.randint(1, 120), None)
-        elif roll < 0.9:
+            want = pick.randint(1, 4) if pick.random() < 0.2 else 1
+            op: tuple[Any, ...] = ("admit", batch, model, pick.randint(1, 120), None, want)
+        elif roll < 0.88:
             op = ("settle", batch, pick.randrange(40), pick.uniform(-2, 2))
+        elif roll < 0.9:
+            op = ("flush", batch)
         elif roll < 0.95:
             op = ("forget", batch, pick.randrange(40))
         elif roll < 0.97:

@@ -37,13 +37,14 @@ class Batch:
     events: list[Event] = field(default_factory=list)
     adopted: list[Learned] = field(default_factory=list)
 
-    def admit(self, now: float, tokens: int = 100) -> Slot | None:
+    def admit(self, now: float, tokens: int = 100, want: int = 1) -> Slot | None:
         return self.quota.admit(
             self.limiter,
             tokens,
             now,
             lambda limiter, learned: self.adopted.append(learned),
             {self.limiter.spec.name: self.limiter},
+            want=want,
         )
 
 
@@ -89,8 +90,8 @@ def test_a_send_that_came_late_is_known_to_the_other_before_the_windows_edge(
     pair: tuple[Batch, Batch],
 ) -> None:
     """A slot whose request left later than half the margin after its admission (a burst after
-    a hold) is settled at once: the other batch must not free it at its admission time plus
-    the window, before the service does. One sent promptly waits for the next admission."""
+    a hold) asks for a flush: the other batch must not free it at its admission time plus the
+    window, before the service does. One sent promptly waits for the next admission."""
     one, two = pair
     late, prompt = one.admit(0.0), one.admit(0.0)
     assert late is not None and prompt is not None
@@ -101,12 +102,40 @@ def test_a_send_that_came_late_is_known_to_the_other_before_the_windows_edge(
     one.limiter.sent(late, 0.2)
     one.limiter.sent(late, 0.201)
     one.limiter.sent(prompt, 0.01)
-    for slot in (late, prompt):
-        one.quota.settle(slot)
+    assert [one.quota.settle(slot) for slot in (late, prompt)] == [True, False]
+    one.quota.flush()  # the engine's loop calls it FLUSH_AFTER_S later
     # Past every slot's window (1 s + margin) but the late one's: room for all but one.
     two.limiter.queued_until = -math.inf
     granted = [two.admit(1.06) for _ in range(PER_WINDOW)]
     assert sum(slot is not None for slot in granted) == PER_WINDOW - 1
+
+
+def test_a_burst_asks_the_ledger_once_and_its_granted_slots_serve_the_next_requests(
+    pair: tuple[Batch, Batch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = pair
+    asked: list[int] = []
+    admit = LocalLedger.admit
+    monkeypatch.setattr(
+        LocalLedger, "admit", lambda self, *a, **k: asked.append(k["want"]) or admit(self, *a, **k)
+    )
+    slots = [one.admit(0.0, want=PER_WINDOW - i) for i in range(PER_WINDOW)]
+    assert all(slot is not None for slot in slots) and asked == [PER_WINDOW]
+    assert len({slot.shared_id for slot in slots if slot is not None}) == PER_WINDOW
+    assert one.admit(0.0) is None and two.admit(0.0) is None  # the window is full for both
+
+
+def test_a_granted_slot_is_late_from_its_grant_and_unused_ones_are_given_back(
+    pair: tuple[Batch, Batch],
+) -> None:
+    one, two = pair
+    first = one.admit(0.0, want=4)
+    later = one.admit(0.3)  # served from the grant made at 0.0
+    assert first is not None and later is not None and later.admitted_at == 0.0
+    one.limiter.sent(later, 0.31)
+    assert later.sent_late  # the ledger stamped it at 0.0: the others must hear of its send
+    one.quota.close()  # two granted slots never used: room for the other batch
+    assert sum(two.admit(0.4) is not None for _ in range(PER_WINDOW)) == PER_WINDOW - 2
 
 
 def test_a_limit_learned_by_one_reaches_the_other_at_its_next_admission(
@@ -184,3 +213,23 @@ def test_a_batch_paces_through_the_ledger_unless_it_paces_nothing(
     )
     assert all(r.success for r in results)
     assert quota_ledger_in_tmp.exists() is shared
+
+
+def test_a_batch_asks_for_its_waiting_requests_slots_together(
+    quota_ledger_in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine tells the ledger how many requests could go (a known-length batch's), so a
+    window's worth is admitted in one transaction, not one per request."""
+    asked: list[int] = []
+    admit = LocalLedger.admit
+    monkeypatch.setattr(
+        LocalLedger, "admit", lambda self, *a, **k: asked.append(k["want"]) or admit(self, *a, **k)
+    )
+    results = sg.batch_generate(
+        [f"prompt {i}" for i in range(30)],
+        models=[sg.ModelSpec("m", priority=1, rpm=100)],
+        backend=FakeBackend(),
+        max_concurrency=8,
+    )
+    assert all(r.success for r in results)
+    assert asked[0] == 8 and len(asked) < 30  # the concurrency's worth, then as slots free

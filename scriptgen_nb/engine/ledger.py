@@ -93,10 +93,13 @@ class Admission:
     or `wait_s` says when to ask again: the model is held, the room is owed to other contenders
     (`metric` None), or a window is full (`metric`, and by how much its limit falls short,
     `needed`, so a limit being discovered may be raised).
+    `more` holds the further slots granted with `slot` when several were wanted (`want`), for
+    this batch's next requests of at most as many input tokens, stamped now like `slot`.
     `others` counts the other processes using the quota now; `version` is the newest news.
     """
 
     slot: int | None
+    more: tuple[int, ...] = ()
     wait_s: float = 0.0
     metric: Metric | None = None
     needed: int = 0
@@ -123,20 +126,28 @@ class QuotaLedger(Protocol):
         limits: Mapping[Metric, int | None],
         windows: Windows,
         seen: int,
+        want: int = 1,
     ) -> Admission:
         """Take a slot for a request of `tokens` input tokens if every window has room under
         `limits` (None: not limited) and the room is not owed to other contenders; `seen` is
-        the newest version this batch has adopted."""
+        the newest version this batch has adopted. With `want` above 1, up to `want - 1` more
+        slots of `tokens` each as the same rules allow (`Admission.more`), in the same
+        transaction: a burst of requests is admitted at the cost of one."""
         ...
 
-    def settle(self, slot: int, *, at: float, tokens: int, at_once: bool = False) -> None:
+    def settle(self, slot: int, *, at: float, tokens: int) -> None:
         """The slot's request went on the wire at `at` (it was admitted a moment before) and
-        the service counted `tokens` input tokens (it was admitted with an estimate). May be
-        kept until this batch's next admission or `close`, and written with it: both only
+        the service counted `tokens` input tokens (it was admitted with an estimate). Kept
+        until this batch's next admission, `flush` or `close`, and written with it: both only
         move the slot a little within windows far longer than a call, which other processes
         then read a moment late at worst, and a write of its own per request would double the
-        ledger's cost. `at_once`: write it (and any kept) now, since the send came so late
-        that others must know before the window's edge (engine/sharing.py `settle`)."""
+        ledger's cost."""
+        ...
+
+    def flush(self) -> None:
+        """Write the settles kept now (one transaction, nothing when none is kept): a send
+        that came late after its admission must be known to the others before the window's
+        edge (engine/sharing.py `settle`)."""
         ...
 
     def forget(self, slot: int) -> None:

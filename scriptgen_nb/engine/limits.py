@@ -553,12 +553,7 @@ class ModelLimiter:
     def _may_raise(self, metric: Metric, needed: int) -> bool:
         """Whether a full window on `metric` may be raised for one more request now."""
         limit = self.limits[metric]
-        if (
-            limit.value is None
-            or limit.growth == "fixed"
-            or limit.at_ceiling
-            or limit.probing
-        ):
+        if limit.value is None or limit.growth == "fixed" or limit.at_ceiling or limit.probing:
             return False
         if limit.credit >= needed:
             return True

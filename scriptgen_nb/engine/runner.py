@@ -53,7 +53,7 @@ from .policy import (
     server_limit,
 )
 from .routing import Never, Wait, choose_model
-from .sharing import SharedQuota
+from .sharing import FLUSH_AFTER_S, SharedQuota
 from .values import (
     Attempt,
     AttemptFinished,
@@ -385,7 +385,12 @@ class BatchEngine:
                     self._finish(work, None, self._stop_reason)
                 else:
                     slot = self._quota.admit(
-                        route.limiter, work.tokens, now, self._learned, self.limiters
+                        route.limiter,
+                        work.tokens,
+                        now,
+                        self._learned,
+                        self.limiters,
+                        want=self._ready_to_go(pulled, exhausted_source),
                     )
                     if slot is None:  # other processes' share of the quota: not now
                         self._release_reservation(work)
@@ -441,6 +446,14 @@ class BatchEngine:
                 self._deliver(earlier)
             else:
                 self._finish(_Work(request, index, loop.time(), 0), None, reason)
+
+    def _ready_to_go(self, pulled: int, exhausted_source: bool) -> int:
+        """How many requests could go now, the one being admitted first: those waiting and
+        those not yet taken from a source of known length, as far as the concurrency allows
+        (a shared ledger grants that many slots at once where it can)."""
+        untaken = 0 if exhausted_source or self._total is None else self._total - pulled
+        room = self.config.plan.max_in_flight - len(self._tasks)
+        return max(1, min(1 + len(self._ready) + untaken, room))
 
     def _may_pull(self, pulled: int) -> bool:
         """With `chunk_size`, a chunk must end before the next one is pulled (seed sub-batching)."""
@@ -541,7 +554,8 @@ class BatchEngine:
         self._release_reservation(work)
         if reply is not None:
             limiter.settle(slot, reply.usage.billable.input or work.tokens)
-            self._quota.settle(slot)
+            if self._quota.settle(slot):
+                loop.call_later(FLUSH_AFTER_S, self._quota.flush)
             for learned in limiter.record_success(slot):
                 self._learned(limiter, learned)
             self._judge(work, limiter, reply, number, latency_s, wall_started)

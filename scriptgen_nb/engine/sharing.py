@@ -4,16 +4,21 @@ The engine calls `SharedQuota` where it would call its limiter alone: `admit` as
 (engine/ledger.py) before the limiter takes a slot, adopting first what other processes learned
 (limits, and holds: a model parked, backing off or out of daily quota) and, when a shared window
 is full, raising a limit being discovered or queueing the model until the ledger expects room.
-What this batch learns, and every slot it gives back (a 429, a request withdrawn) or settles, is
-told to the ledger. Without a ledger, or once it failed (said once: the batch then paces alone,
-as without one), every call is the limiter's alone. Loop time in, wall-clock time to the ledger.
-Imports nothing outside `engine/`.
+A batch with several requests ready asks for as many slots at once: the ledger grants what the
+windows and the others' shares allow in one transaction, and the slots granted beyond the first
+are kept for the next requests (given back if the model is held, or the batch ends). What this
+batch learns, and every slot it gives back (a 429, a request withdrawn) or settles, is told to
+the ledger; settles are written with the next admission, or within FLUSH_AFTER_S when a send
+came late, a burst's together. Without a ledger, or once it failed (said once: the batch then
+paces alone, as without one), every call is the limiter's alone. Loop time in, wall-clock time
+to the ledger. Imports nothing outside `engine/`.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .errors import QuotaLedgerError
 from .ledger import Admission, HoldState, QuotaLedger, SharedHold, SharedLimit, windows_at
@@ -29,7 +34,19 @@ ASKS_PER_ADMISSION = 4
 # and a slot must have left the window when this batch asks, not be about to.
 CLOCK_SLACK_S = 0.002
 
+# A send that came late after its admission is written to the ledger this soon after its
+# answer (`SharedQuota.settle`), with the others of its burst: far within any window's margin.
+FLUSH_AFTER_S = 0.02
+
 T = TypeVar("T")
+
+
+class Grant(NamedTuple):
+    """A slot the ledger granted beyond the one asked for, kept for a next request."""
+
+    shared_id: int
+    tokens: int  # the most input tokens it was granted for
+    at: float  # loop time of the grant: the ledger stamped it then
 
 
 class SharedQuota:
@@ -45,6 +62,8 @@ class SharedQuota:
         self.wall_offset = 0.0  # wall clock minus loop clock: set when the batch starts
         self._seen = 0  # the newest news version adopted
         self._own: set[int] = set()  # versions this batch published: not news to it
+        self._granted: dict[str, deque[Grant]] = {}  # model -> slots granted, not yet used
+        self._flush_due = False  # a late send's settle is kept, and a flush is coming
         self.others = 0
 
     @property
@@ -58,13 +77,22 @@ class SharedQuota:
         now: float,
         learned: Callable[[ModelLimiter, Learned], None],
         limiters: dict[str, ModelLimiter],
+        want: int = 1,
     ) -> Slot | None:
         """A slot for a request of `tokens` on `limiter`'s model, or None: the ledger says not
-        now (the limiter then waits as it says, or another model is chosen)."""
+        now (the limiter then waits as it says, or another model is chosen). `want`: how many
+        requests are ready to go, this one first (the ledger may grant the others' slots now).
+        """
         if self._ledger is None or all(lim.value is None for lim in limiter.limits.values()):
             return limiter.admit(now, tokens)  # alone, or nothing to pace: the limiter's call
+        granted = self._granted.get(limiter.spec.name)
+        if granted and granted[0].tokens >= tokens:
+            grant = granted.popleft()
+            slot = limiter.admit(now, tokens)
+            slot.shared_id, slot.admitted_at = grant.shared_id, grant.at
+            return slot
         for _ in range(ASKS_PER_ADMISSION):
-            answer = self._ask(limiter, tokens, now)
+            answer = self._ask(limiter, tokens, now, want)
             if answer is None:  # the ledger failed just now: pace alone
                 return limiter.admit(now, tokens)
             self._count_others(answer)
@@ -76,8 +104,12 @@ class SharedQuota:
             if answer.slot is not None:
                 slot = limiter.admit(now, tokens)
                 slot.shared_id = answer.slot
+                if answer.more:
+                    kept = self._granted.setdefault(limiter.spec.name, deque())
+                    kept.extend(Grant(more, tokens, now) for more in answer.more)
                 return slot
             if answer.metric is not None and limiter.raise_for(answer.metric, answer.needed):
+                want = 1  # the raise makes room for this request alone
                 continue  # a limit being discovered grew: ask with it
             limiter.queue_until(now + answer.wait_s + CLOCK_SLACK_S)
             return None
@@ -85,30 +117,36 @@ class SharedQuota:
         limiter.queue_until(now + CLOCK_SLACK_S)
         return None
 
-    def settle(self, slot: Slot) -> None:
+    def settle(self, slot: Slot) -> bool:
         """The slot's request was answered: when it was sent, and the service's count of its
-        input tokens.
+        input tokens. True when the caller should `flush` in FLUSH_AFTER_S.
 
-        Written with the next admission, unless the send came later after its admission than
-        half the window's margin (a burst after a hold reaches the wire tens of milliseconds
-        late): then at once, since a batch told to wait until the window's edge would write
-        it just as another process asks, which would free the slot before the service does
-        and meet a 429 (then a hold, then another burst).
+        Written with the next admission, unless the send came later after its admission (or
+        its grant) than half the window's margin (a burst after a hold reaches the wire tens
+        of milliseconds late): then within FLUSH_AFTER_S, since a batch told to wait until the
+        window's edge would write it just as another process asks, which would free the slot
+        before the service does and meet a 429 (then a hold, then another burst).
         """
         shared_id = slot.shared_id
-        if shared_id is not None:
-            at = slot.at + self.wall_offset  # when it went on the wire
-            self._call(
-                lambda ledger: ledger.settle(
-                    shared_id, at=at, tokens=slot.tokens, at_once=slot.sent_late
-                )
-            )
+        if shared_id is None:
+            return False
+        at = slot.at + self.wall_offset  # when it went on the wire
+        self._call(lambda ledger: ledger.settle(shared_id, at=at, tokens=slot.tokens))
+        if not slot.sent_late or self._flush_due:
+            return False
+        self._flush_due = True
+        return True
+
+    def flush(self) -> None:
+        """Write the settles kept (the late sends' among them) now."""
+        self._flush_due = False
+        self._call(lambda ledger: ledger.flush())
 
     def forget(self, slot: Slot) -> None:
         """The slot's request was refused or not sent: it gives the ledger its room back."""
         if slot.shared_id is not None:
             shared_id, slot.shared_id = slot.shared_id, None
-            self._call(lambda ledger: ledger.forget(shared_id))
+            self._forget_slot(shared_id)
 
     def learned(self, model: str, learned: Learned) -> None:
         """Share a limit this batch learned (not one it adopted or remembered)."""
@@ -121,19 +159,23 @@ class SharedQuota:
             self._own.add(version)
 
     def held(self, model: str, state: HoldState, until: float) -> None:
-        """Share that `model` takes nothing before loop time `until`."""
+        """Share that `model` takes nothing before loop time `until` (and give back the slots
+        granted for it: nothing will use them meanwhile)."""
+        self._give_back(model)
         version = self._call(lambda ledger: ledger.hold(model, state, until + self.wall_offset))
         if version is not None:
             self._own.add(version)
 
     def close(self) -> None:
         if self._ledger is not None:
+            for model in list(self._granted):
+                self._give_back(model)
             self._call(lambda ledger: ledger.close())
             self._ledger = None
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _ask(self, limiter: ModelLimiter, tokens: int, now: float) -> Admission | None:
+    def _ask(self, limiter: ModelLimiter, tokens: int, now: float, want: int) -> Admission | None:
         limits = {metric: limit.value for metric, limit in limiter.limits.items()}
         windows = windows_at(limiter.spec, now + self.wall_offset, limiter.margin_s)
         return self._call(
@@ -144,8 +186,17 @@ class SharedQuota:
                 limits=limits,
                 windows=windows,
                 seen=self._seen,
+                want=want,
             )
         )
+
+    def _forget_slot(self, shared_id: int) -> None:
+        self._call(lambda ledger: ledger.forget(shared_id))
+
+    def _give_back(self, model: str) -> None:
+        """Forget the slots granted for `model` and not used: room for the others."""
+        for grant in self._granted.pop(model, ()):
+            self._forget_slot(grant.shared_id)
 
     def _adopt(
         self,
@@ -160,6 +211,7 @@ class SharedQuota:
             limiter = limiters.get(item.model)
             if item.version in self._own or limiter is None:
                 continue
+            self._give_back(item.model)  # granted under limits or a state that changed
             if isinstance(item, SharedLimit):
                 change = limiter.adopt(item.metric, item.value, item.source)
                 if change is not None:

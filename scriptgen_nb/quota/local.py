@@ -139,6 +139,7 @@ class LocalLedger:
         limits: Mapping[Metric, int | None],
         windows: Windows,
         seen: int,
+        want: int = 1,
     ) -> Admission:
         with self._transaction() as db:
             self._write_settled(db)
@@ -177,22 +178,22 @@ class LocalLedger:
                     others=self._others,
                 )
             self._contend(db, model, until=now + length, waiting=0.0)
-            day = windows.day_from if math.isfinite(windows.day_ends) else None
-            cursor = db.execute(
-                """
-                INSERT INTO slot (quota, model, at, tokens, process, owner, day)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """,
-                (self.quota, model, now, tokens, PROCESS, self.owner, day),
-            )
-            if day is not None:
-                self._count_day(db, model, day, +1)
-            assert cursor.lastrowid is not None
-            return Admission(cursor.lastrowid, version=seen, others=self._others)
+            slot = self._take_slot(db, model, now, tokens, windows)
+            more: list[int] = []
+            while len(more) < want - 1:  # each as if asked for alone, one after the other
+                count, held = count + 1, held + tokens
+                if self._full_window(
+                    db, model, now, tokens, limits, windows, count, held
+                ) or self._over_share(db, model, now, limits, windows, count):
+                    break
+                more.append(self._take_slot(db, model, now, tokens, windows))
+            return Admission(slot, more=tuple(more), version=seen, others=self._others)
 
-    def settle(self, slot: int, *, at: float, tokens: int, at_once: bool = False) -> None:
-        self._settled[slot] = (at, tokens)  # written with the next admission, or at close
-        if at_once:
+    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+        self._settled[slot] = (at, tokens)  # written with the next admission, flush or close
+
+    def flush(self) -> None:
+        if self._settled:
             with self._transaction() as db:
                 self._write_settled(db)
 
@@ -316,6 +317,23 @@ class LocalLedger:
                 [(at, tokens, slot) for slot, (at, tokens) in self._settled.items()],
             )
             self._settled.clear()
+
+    def _take_slot(
+        self, db: sqlite3.Connection, model: str, now: float, tokens: int, windows: Windows
+    ) -> int:
+        """Write a slot of `tokens` at `now` (and count it in its Google day); its id."""
+        day = windows.day_from if math.isfinite(windows.day_ends) else None
+        cursor = db.execute(
+            """
+            INSERT INTO slot (quota, model, at, tokens, process, owner, day)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """,
+            (self.quota, model, now, tokens, PROCESS, self.owner, day),
+        )
+        if day is not None:
+            self._count_day(db, model, day, +1)
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
     def _news(
         self, db: sqlite3.Connection, seen: int, now: float

@@ -111,6 +111,7 @@ class RedisLedger:
         limits: Mapping[Metric, int | None],
         windows: Windows,
         seen: int,
+        want: int = 1,
     ) -> Admission:
         count = now - self._others_at >= OTHERS_EVERY_S
         reply = self._run(
@@ -130,6 +131,7 @@ class RedisLedger:
             repr(NEWS_KEPT_S),
             repr(CONTENDER_GRACE_S),
             repr(SHARE_RECHECK),
+            want,
             *self._take_settled(),
         )
         kind, others, *rest = reply
@@ -150,11 +152,14 @@ class RedisLedger:
                 version=seen,
                 others=self._others,
             )
-        return Admission(int(rest[0]), version=seen, others=self._others)
+        slot, *more = (int(value) for value in rest)
+        return Admission(slot, more=tuple(more), version=seen, others=self._others)
 
-    def settle(self, slot: int, *, at: float, tokens: int, at_once: bool = False) -> None:
-        self._settled[slot] = (at, tokens)  # written with the next admission, or at close
-        if at_once:
+    def settle(self, slot: int, *, at: float, tokens: int) -> None:
+        self._settled[slot] = (at, tokens)  # written with the next admission, flush or close
+
+    def flush(self) -> None:
+        if self._settled:
             self._run("settle", *self._take_settled())
 
     def forget(self, slot: int) -> None:

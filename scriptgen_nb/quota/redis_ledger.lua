@@ -333,11 +333,28 @@ local function keep_all(a)
   end
 end
 
+-- Write a slot of this admission (and count it in its Google day), known to `slots` too; its id.
+local function take_slot(a, slots)
+  local id = redis.call("INCR", prefix .. "ids")
+  local day = ""
+  if a.google then
+    day = fmt(a.day_from)
+    redis.call("HINCRBY", prefix .. "days:" .. a.model, day, 1)
+  end
+  local s = { id = tostring(id), tokens = a.tokens, owner = a.owner, process = a.process, day = day }
+  local member = member_of(s)
+  redis.call("ZADD", prefix .. "at:" .. a.model, fmt(a.now), member)
+  redis.call("HSET", prefix .. "slot", tostring(id), a.model .. "\n" .. member)
+  s.at = a.now
+  slots[#slots + 1] = s
+  return id
+end
+
 -- admit: model, now, tokens, rpm, tpm, rpd ("" when not limited), minute_s, margin_s,
 -- day_from, day_ends ("" on a sliding day), seen, owner, process, count others (0/1),
--- kept_s, grace_s, share_recheck, then settled (id, at, tokens) triples.
+-- kept_s, grace_s, share_recheck, want, then settled (id, at, tokens) triples.
 -- Answers {kind, others (-1 when not counted), ...}: "news", version, items (5 fields each);
--- "held", wait; "refused", wait, metric ("" for a share), needed; "slot", id.
+-- "held", wait; "refused", wait, metric ("" for a share), needed; "slot", id, more ids.
 local function admit()
   local function limit(text)
     if text == "" then return nil end
@@ -350,8 +367,9 @@ local function admit()
     google = ARGV[12] ~= "", day_ends = num(ARGV[12]), seen = num(ARGV[13]),
     owner = ARGV[14], process = ARGV[15], count = ARGV[16] == "1",
     kept_s = num(ARGV[17]), grace_s = num(ARGV[18]), share_recheck = num(ARGV[19]),
+    want = num(ARGV[20]),
   }
-  write_settled(20)
+  write_settled(21)
   local items, version = news_since(a.seen, a.now, a.kept_s)
   if #items > 0 then
     local reply = { "news", -1, version }
@@ -382,17 +400,17 @@ local function admit()
     return { "refused", others, fmt(wait), metric, needed }
   end
   contend(a, a.now + length, 0)
-  local id = redis.call("INCR", prefix .. "ids")
-  local day = ""
-  if a.google then
-    day = fmt(a.day_from)
-    redis.call("HINCRBY", prefix .. "days:" .. a.model, day, 1)
+  local reply = { "slot", others, take_slot(a, slots) }
+  -- More slots wanted: each as if asked for alone, one after the other (local.py `admit`).
+  while #reply - 2 < a.want do
+    count, held = count + 1, held + a.tokens
+    if full_window(a, slots, count, held) or over_share(a, slots, count) then
+      break
+    end
+    reply[#reply + 1] = take_slot(a, slots)
   end
-  local member = member_of({ id = tostring(id), tokens = a.tokens, owner = a.owner, process = a.process, day = day })
-  redis.call("ZADD", prefix .. "at:" .. a.model, fmt(a.now), member)
-  redis.call("HSET", prefix .. "slot", tostring(id), a.model .. "\n" .. member)
   keep_all(a)
-  return { "slot", others, id }
+  return reply
 end
 
 -- forget: id. The slot leaves its windows and gives its Google day back.
