@@ -17,6 +17,7 @@ import pytest
 import scriptgen_nb as sg
 from scriptgen_nb.engine.backend import FakeBackend
 from scriptgen_nb.engine.errors import QuotaLedgerError
+from scriptgen_nb.engine.ledger import windows_at
 from scriptgen_nb.engine.limits import Learned, ModelLimiter
 from scriptgen_nb.engine.models import ModelSpec
 from scriptgen_nb.engine.sharing import SharedQuota
@@ -123,6 +124,21 @@ def test_a_burst_asks_the_ledger_once_and_its_granted_slots_serve_the_next_reque
     assert all(slot is not None for slot in slots) and asked == [PER_WINDOW]
     assert len({slot.shared_id for slot in slots if slot is not None}) == PER_WINDOW
     assert one.admit(0.0) is None and two.admit(0.0) is None  # the window is full for both
+
+
+def test_a_granted_slot_serves_a_larger_request_and_takes_its_estimate(tmp_path: Path) -> None:
+    # Granted for the asker's 100 input tokens; the next request is estimated at 150, which
+    # the shared windows hold from the next write (here a flush) on.
+    path = tmp_path / "quota.sqlite"
+    one = batch(path)
+    assert one.admit(0.0, tokens=100, want=3) is not None
+    larger = one.admit(0.0, tokens=150)
+    assert larger is not None and larger.shared_id is not None
+    one.quota.flush()
+    reader = LocalLedger(path, "endpoint key")
+    windows = windows_at(one.limiter.spec, WALL, one.limiter.margin_s)
+    assert reader.usage("m", now=WALL, windows=windows)[:2] == (3, 100 + 150 + 100)
+    reader.close()
 
 
 def test_a_granted_slot_is_late_from_its_grant_and_unused_ones_are_given_back(

@@ -47,6 +47,7 @@ _STOPWORD_TEXT = """
     worked people behind pressure today leaves
     anyone anything anybody everyone everything everybody someone something somebody nothing
     nobody visual image images prompt prompts frame scene's
+    general clear simple
 """
 
 _NOUN_ENDING = re.compile(r"(?<!s)s$|tion$|sion$|ment$|ness$|ity$|ism$|ship$|ance$|ence$|ery$")

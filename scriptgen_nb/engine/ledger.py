@@ -94,7 +94,8 @@ class Admission:
     (`metric` None), or a window is full (`metric`, and by how much its limit falls short,
     `needed`, so a limit being discovered may be raised).
     `more` holds the further slots granted with `slot` when several were wanted (`want`), for
-    this batch's next requests of at most as many input tokens, stamped now like `slot`.
+    this batch's next requests, stamped now with `tokens` like `slot` (a request of another
+    estimate corrects it with a `settle`).
     `others` counts the other processes using the quota now; `version` is the newest news.
     """
 

@@ -452,6 +452,8 @@ class BatchEngine:
         those not yet taken from a source of known length, as far as the concurrency allows
         (a shared ledger grants that many slots at once where it can)."""
         untaken = 0 if exhausted_source or self._total is None else self._total - pulled
+        if self.config.chunk_size:  # the rest of this chunk only: the next waits for it to end
+            untaken = min(untaken, -pulled % self.config.chunk_size)
         room = self.config.plan.max_in_flight - len(self._tasks)
         return max(1, min(1 + len(self._ready) + untaken, room))
 

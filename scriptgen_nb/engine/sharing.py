@@ -6,7 +6,7 @@ The engine calls `SharedQuota` where it would call its limiter alone: `admit` as
 is full, raising a limit being discovered or queueing the model until the ledger expects room.
 A batch with several requests ready asks for as many slots at once: the ledger grants what the
 windows and the others' shares allow in one transaction, and the slots granted beyond the first
-are kept for the next requests (given back if the model is held, or the batch ends). What this
+serve the next requests (given back if the model is held, or the batch ends). What this
 batch learns, and every slot it gives back (a 429, a request withdrawn) or settles, is told to
 the ledger; settles are written with the next admission, or within FLUSH_AFTER_S when a send
 came late, a burst's together. Without a ledger, or once it failed (said once: the batch then
@@ -42,10 +42,12 @@ T = TypeVar("T")
 
 
 class Grant(NamedTuple):
-    """A slot the ledger granted beyond the one asked for, kept for a next request."""
+    """A slot the ledger granted beyond the one asked for, kept for a next request (whose own
+    token estimate is written with the next settle: the windows are off by the difference
+    for a moment, as they are by every estimate until its answer)."""
 
     shared_id: int
-    tokens: int  # the most input tokens it was granted for
+    tokens: int  # the input tokens it was granted for: the asker's estimate
     at: float  # loop time of the grant: the ledger stamped it then
 
 
@@ -86,8 +88,11 @@ class SharedQuota:
         if self._ledger is None or all(lim.value is None for lim in limiter.limits.values()):
             return limiter.admit(now, tokens)  # alone, or nothing to pace: the limiter's call
         granted = self._granted.get(limiter.spec.name)
-        if granted and granted[0].tokens >= tokens:
+        if granted:
             grant = granted.popleft()
+            if grant.tokens != tokens:  # granted for the asker's estimate: this one's instead
+                at = grant.at + self.wall_offset
+                self._call(lambda ledger: ledger.settle(grant.shared_id, at=at, tokens=tokens))
             slot = limiter.admit(now, tokens)
             slot.shared_id, slot.admitted_at = grant.shared_id, grant.at
             return slot
