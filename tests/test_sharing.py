@@ -111,15 +111,31 @@ def test_a_send_that_came_late_is_known_to_the_other_before_the_windows_edge(
     assert sum(slot is not None for slot in granted) == PER_WINDOW - 1
 
 
-def test_a_burst_asks_the_ledger_once_and_its_granted_slots_serve_the_next_requests(
-    pair: tuple[Batch, Batch], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    one, two = pair
-    asked: list[int] = []
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The `want` of every admission asked of a local ledger, in order."""
+    wants: list[int] = []
     admit = LocalLedger.admit
     monkeypatch.setattr(
-        LocalLedger, "admit", lambda self, *a, **k: asked.append(k["want"]) or admit(self, *a, **k)
+        LocalLedger, "admit", lambda self, *a, **k: wants.append(k["want"]) or admit(self, *a, **k)
     )
+    return wants
+
+
+def usage(path: Path, limiter: ModelLimiter) -> tuple[int, int]:
+    """(requests, input tokens) of `limiter`'s model in the ledger's minute, every batch's."""
+    reader = LocalLedger(path, "endpoint key")
+    try:
+        windows = windows_at(limiter.spec, WALL, limiter.margin_s)
+        return reader.usage(limiter.spec.name, now=WALL, windows=windows)[:2]
+    finally:
+        reader.close()
+
+
+def test_a_burst_asks_the_ledger_once_and_its_granted_slots_serve_the_next_requests(
+    pair: tuple[Batch, Batch], asked: list[int]
+) -> None:
+    one, two = pair
     slots = [one.admit(0.0, want=PER_WINDOW - i) for i in range(PER_WINDOW)]
     assert all(slot is not None for slot in slots) and asked == [PER_WINDOW]
     assert len({slot.shared_id for slot in slots if slot is not None}) == PER_WINDOW
@@ -135,10 +151,7 @@ def test_a_granted_slot_serves_a_larger_request_and_takes_its_estimate(tmp_path:
     larger = one.admit(0.0, tokens=150)
     assert larger is not None and larger.shared_id is not None
     one.quota.flush()
-    reader = LocalLedger(path, "endpoint key")
-    windows = windows_at(one.limiter.spec, WALL, one.limiter.margin_s)
-    assert reader.usage("m", now=WALL, windows=windows)[:2] == (3, 100 + 150 + 100)
-    reader.close()
+    assert usage(path, one.limiter) == (3, 100 + 150 + 100)
 
 
 def test_a_granted_slot_is_late_from_its_grant_and_unused_ones_are_given_back(
@@ -146,12 +159,42 @@ def test_a_granted_slot_is_late_from_its_grant_and_unused_ones_are_given_back(
 ) -> None:
     one, two = pair
     first = one.admit(0.0, want=4)
-    later = one.admit(0.3)  # served from the grant made at 0.0
+    later = one.admit(0.04)  # served from the grant made at 0.0 (within the 0.05 s margin)
     assert first is not None and later is not None and later.admitted_at == 0.0
     one.limiter.sent(later, 0.31)
     assert later.sent_late  # the ledger stamped it at 0.0: the others must hear of its send
     one.quota.close()  # two granted slots never used: room for the other batch
     assert sum(two.admit(0.4) is not None for _ in range(PER_WINDOW)) == PER_WINDOW - 2
+
+
+def test_grants_not_used_at_once_are_given_back_and_the_ledger_asked_again(
+    tmp_path: Path, asked: list[int]
+) -> None:
+    path = tmp_path / "quota.sqlite"
+    one = batch(path)
+    assert one.admit(0.0, want=3) is not None
+    assert one.admit(1.0) is not None  # past the margin: the two kept are not used
+    assert asked == [3, 1] and usage(path, one.limiter) == (2, 200)
+
+
+def test_news_that_narrows_a_model_gives_back_its_grants_and_a_raise_does_not(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "quota.sqlite"
+    one, two = batch(path), batch(path)
+    other = ModelLimiter(ModelSpec("n", rpm=PER_WINDOW, minute_s=1.0, day_s=1000.0), margin_s=0.05)
+    limiters = {"m": one.limiter, "n": other}
+
+    def ask(limiter: ModelLimiter, want: int = 1) -> Slot | None:
+        return one.quota.admit(limiter, 100, 0.0, lambda *_: None, limiters, want=want)
+
+    assert ask(other, want=4) is not None  # three of n's slots granted and kept
+    two.quota.learned("n", Learned("rpm", PER_WINDOW, 2 * PER_WINDOW, "raised"))
+    assert ask(one.limiter) is not None  # told of the raise: the grants stay good
+    assert usage(path, other) == (4, 400)
+    two.quota.held("n", "parked", 0.5)
+    assert ask(one.limiter) is not None  # told of the hold: they are given back
+    assert usage(path, other) == (1, 100)
 
 
 def test_a_limit_learned_by_one_reaches_the_other_at_its_next_admission(
@@ -232,15 +275,10 @@ def test_a_batch_paces_through_the_ledger_unless_it_paces_nothing(
 
 
 def test_a_batch_asks_for_its_waiting_requests_slots_together(
-    quota_ledger_in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+    quota_ledger_in_tmp: Path, asked: list[int]
 ) -> None:
     """The engine tells the ledger how many requests could go (a known-length batch's), so a
     window's worth is admitted in one transaction, not one per request."""
-    asked: list[int] = []
-    admit = LocalLedger.admit
-    monkeypatch.setattr(
-        LocalLedger, "admit", lambda self, *a, **k: asked.append(k["want"]) or admit(self, *a, **k)
-    )
     results = sg.batch_generate(
         [f"prompt {i}" for i in range(30)],
         models=[sg.ModelSpec("m", priority=1, rpm=100)],

@@ -6,7 +6,8 @@ The engine calls `SharedQuota` where it would call its limiter alone: `admit` as
 is full, raising a limit being discovered or queueing the model until the ledger expects room.
 A batch with several requests ready asks for as many slots at once: the ledger grants what the
 windows and the others' shares allow in one transaction, and the slots granted beyond the first
-serve the next requests (given back if the model is held, or the batch ends). What this
+serve the next requests (given back if not used within the window's margin, if news holds
+the model or lowers its limit, or when the batch ends). What this
 batch learns, and every slot it gives back (a 429, a request withdrawn) or settles, is told to
 the ledger; settles are written with the next admission, or within FLUSH_AFTER_S when a send
 came late, a burst's together. Without a ledger, or once it failed (said once: the batch then
@@ -88,7 +89,11 @@ class SharedQuota:
         if self._ledger is None or all(lim.value is None for lim in limiter.limits.values()):
             return limiter.admit(now, tokens)  # alone, or nothing to pace: the limiter's call
         granted = self._granted.get(limiter.spec.name)
-        if granted:
+        if granted and now - granted[0].at > limiter.margin_s:
+            # Not used in the turn they were granted in (the requests went elsewhere or
+            # waited): give them back, and ask again, so news (a hold) is not missed meanwhile.
+            self._give_back(limiter.spec.name)
+        elif granted:
             grant = granted.popleft()
             if grant.tokens != tokens:  # granted for the asker's estimate: this one's instead
                 at = grant.at + self.wall_offset
@@ -216,7 +221,8 @@ class SharedQuota:
             limiter = limiters.get(item.model)
             if item.version in self._own or limiter is None:
                 continue
-            self._give_back(item.model)  # granted under limits or a state that changed
+            if _narrows(item, limiter):
+                self._give_back(item.model)  # granted under a state or a limit now narrower
             if isinstance(item, SharedLimit):
                 change = limiter.adopt(item.metric, item.value, item.source)
                 if change is not None:
@@ -256,3 +262,12 @@ class SharedQuota:
             )
             ledger.close()
             return None
+
+
+def _narrows(item: SharedLimit | SharedHold, limiter: ModelLimiter) -> bool:
+    """Whether news takes room away from what `limiter`'s model was granted under: a hold, or a
+    limit below the working one (or where there was none). A raise leaves grants good."""
+    if isinstance(item, SharedHold):
+        return True
+    current = limiter.limits[item.metric].value
+    return current is None or item.value < current
