@@ -100,6 +100,8 @@ OTHERS_EVERY_S = 1.0
 DROP_EVERY = 0.1
 # Writers wait this long for another process's transaction (each lasts well under a millisecond).
 BUSY_TIMEOUT_S = 10.0
+# Between tries to turn a new file to WAL while another process holds it (`_use_wal`).
+WAL_RETRY_S = 0.01
 
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -274,7 +276,7 @@ class LocalLedger:
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             try:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 self._prepare(conn)
             except BaseException:
@@ -612,3 +614,21 @@ class LocalLedger:
                 (self.quota, model, kind, value, source, version, time.time()),
             )
             return int(version)
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting (up to the busy timeout) while another process holds it.
+
+    Turning a new file to WAL takes its exclusive lock directly, without SQLite's busy handler:
+    processes that open a new ledger together (two batches started at once) were refused
+    "database is locked" at once, and paced alone. A file already in WAL mode passes at once.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(WAL_RETRY_S)

@@ -28,10 +28,21 @@ import json
 import sys
 
 import scriptgen_nb as sg
+from scriptgen_nb.engine.values import BatchStarted, QuotaShared
 
 job = json.loads(sys.argv[1])
 spec = sg.ModelSpec(job["model"], priority=1, **job["prices"], **job["limits"])
 requests = sg.create_batch_requests(job["prompts"])
+ledger_failures = []  # a shared quota ledger that could not be used: the batch paced alone
+
+
+def note_ledger(event):
+    if isinstance(event, BatchStarted):
+        ledger_failures.extend(n for n in event.notices if "quota ledger" in n)
+    elif isinstance(event, QuotaShared) and event.failed:
+        ledger_failures.append(event.failed)
+
+
 if job["wait_for_go"]:
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()
@@ -43,6 +54,7 @@ try:
         api_key=job["api_key"],
         db=job["db"],
         max_concurrency=job["max_concurrency"],
+        listeners=[note_ledger],
     )
     interrupted = False
 except sg.BatchInterrupted as exc:
@@ -57,6 +69,7 @@ print(
             "ids": [r.id for r in results],
             "succeeded": sum(r.success for r in results),
             "not_run": len(not_run),
+            "ledger_failures": ledger_failures,
         }
     ),
     flush=True,

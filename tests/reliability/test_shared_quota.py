@@ -78,6 +78,7 @@ def test_two_processes_on_one_quota_share_its_window(
     with quota_server() as emu:
         summaries = run_pair(start_child, tmp_path, emu)
         assert [s["succeeded"] for s in summaries] == [EACH, EACH]
+        assert [s["ledger_failures"] for s in summaries] == [[], []]  # none paced alone
         # Issue 17's goal for a pair. Usually none: what remains are races at a window's edge
         # on a loaded machine, where a 1 s window's 50 ms margin is thin (pacing alone: ~38).
         assert refused(emu) <= 5, model_counters(emu, MODEL)
