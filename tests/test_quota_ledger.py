@@ -22,7 +22,7 @@ import pytest
 from scriptgen_nb.engine.errors import QuotaLedgerError
 from scriptgen_nb.engine.ledger import Admission, QuotaLedger, SharedHold, SharedLimit, Windows
 from scriptgen_nb.quota import LocalLedger, network_file_system, open_ledger, quota_place
-from scriptgen_nb.quota.local import SCHEMA_VERSION
+from scriptgen_nb.quota.local import GATHER, SCHEMA_VERSION
 from scriptgen_nb.quota.redis import RedisLedger, open_redis_ledger
 
 MODEL = "gemini-3.8-flash"
@@ -167,6 +167,25 @@ def test_a_burst_is_granted_no_more_than_its_share_while_another_batch_waits(
     again = admit(one, T0 + 61, want=4, rpm=4)  # the window is empty; two is owed half
     assert again.slot is not None and len(again.more) == 1
     assert admit(two, T0 + 61, rpm=4).slot is not None
+
+
+def test_a_burst_refused_for_a_full_minute_asks_again_when_room_for_it_has_come(
+    ledger: Factory,
+) -> None:
+    """Slots leave in bursts, as they were taken: a batch that wants several waits for room
+    for them all, if that comes within GATHER of the minute (1.2 s here) after room for one,
+    so one admission serves the burst; never longer."""
+    one = ledger()
+    for at in (T0, T0 + 0.5, T0 + 0.9, T0 + 30):
+        assert admit(one, at, rpm=4).slot is not None
+    alone = admit(one, T0 + 10, rpm=4)
+    assert alone.wait_s == pytest.approx(50.5)  # room for one: T0's slot leaves at T0 + 60.5
+    three = admit(one, T0 + 10, want=3, rpm=4)
+    assert three.wait_s == pytest.approx(51.4)  # the third (T0 + 0.9) leaves 0.9 s later
+    four = admit(one, T0 + 10, want=4, rpm=4)
+    assert four.wait_s == pytest.approx(50.5 + GATHER * 60)  # T0 + 30's is too far off
+    gathered = admit(one, T0 + 61.4, want=3, rpm=4)
+    assert gathered.slot is not None and len(gathered.more) == 2
 
 
 def test_forgotten_slots_give_their_room_back(ledger: Factory) -> None:

@@ -20,7 +20,7 @@ from scriptgen_nb.engine.errors import QuotaLedgerError
 from scriptgen_nb.engine.ledger import windows_at
 from scriptgen_nb.engine.limits import Learned, ModelLimiter
 from scriptgen_nb.engine.models import ModelSpec
-from scriptgen_nb.engine.sharing import SharedQuota
+from scriptgen_nb.engine.sharing import FLUSH_WITHIN, SharedQuota
 from scriptgen_nb.engine.values import Event, ModelStateChanged, QuotaShared
 from scriptgen_nb.engine.window import Slot
 from scriptgen_nb.quota import LocalLedger
@@ -103,12 +103,33 @@ def test_a_send_that_came_late_is_known_to_the_other_before_the_windows_edge(
     one.limiter.sent(late, 0.2)
     one.limiter.sent(late, 0.201)
     one.limiter.sent(prompt, 0.01)
-    assert [one.quota.settle(slot) for slot in (late, prompt)] == [True, False]
-    one.quota.flush()  # the engine's loop calls it FLUSH_AFTER_S later
+    flush_in = [one.quota.settle(slot, one.limiter, 0.3) for slot in (late, prompt)]
+    assert flush_in == [pytest.approx(FLUSH_WITHIN * 1.0), None]  # a tenth of the 1 s minute
+    one.quota.flush()  # the engine's loop calls it then
     # Past every slot's window (1 s + margin) but the late one's: room for all but one.
     two.limiter.queued_until = -math.inf
     granted = [two.admit(1.06) for _ in range(PER_WINDOW)]
     assert sum(slot is not None for slot in granted) == PER_WINDOW - 1
+
+
+def test_late_sends_answered_together_are_flushed_once_and_in_time(
+    pair: tuple[Batch, Batch],
+) -> None:
+    """A burst's late settles share one flush, a tenth of the minute after the first answer;
+    one answered near the edge where the others would free its slot is flushed by half the
+    time left."""
+    one, _ = pair
+    slots = [one.admit(0.0) for _ in range(3)]
+    for slot in slots:
+        assert slot is not None
+        one.limiter.sent(slot, 0.2)
+    first, second, third = slots
+    assert first is not None and second is not None and third is not None
+    assert one.quota.settle(first, one.limiter, 0.3) == pytest.approx(0.1)  # by 0.4
+    assert one.quota.settle(second, one.limiter, 0.35) is None  # the flush at 0.4 writes it
+    one.quota.flush()
+    # Freed by the others at 0 + 1 s + 0.05 s margin: answered at 0.95, flushed by 1.0.
+    assert one.quota.settle(third, one.limiter, 0.95) == pytest.approx(0.05)
 
 
 @pytest.fixture

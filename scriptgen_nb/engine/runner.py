@@ -53,7 +53,7 @@ from .policy import (
     server_limit,
 )
 from .routing import Never, Wait, choose_model
-from .sharing import FLUSH_AFTER_S, SharedQuota
+from .sharing import SharedQuota
 from .values import (
     Attempt,
     AttemptFinished,
@@ -556,8 +556,9 @@ class BatchEngine:
         self._release_reservation(work)
         if reply is not None:
             limiter.settle(slot, reply.usage.billable.input or work.tokens)
-            if self._quota.settle(slot):
-                loop.call_later(FLUSH_AFTER_S, self._quota.flush)
+            flush_in = self._quota.settle(slot, limiter, loop.time())
+            if flush_in is not None:
+                loop.call_later(flush_in, self._quota.flush)
             for learned in limiter.record_success(slot):
                 self._learned(limiter, learned)
             self._judge(work, limiter, reply, number, latency_s, wall_started)

@@ -9,10 +9,10 @@ windows and the others' shares allow in one transaction, and the slots granted b
 serve the next requests (given back if not used within the window's margin, if news holds
 the model or lowers its limit, or when the batch ends). What this
 batch learns, and every slot it gives back (a 429, a request withdrawn) or settles, is told to
-the ledger; settles are written with the next admission, or within FLUSH_AFTER_S when a send
-came late, a burst's together. Without a ledger, or once it failed (said once: the batch then
-paces alone, as without one), every call is the limiter's alone. Loop time in, wall-clock time
-to the ledger. Imports nothing outside `engine/`.
+the ledger; settles are written with the next admission, or by a flush well before the
+others would free the slot when a send came late, a burst's together. Without a ledger, or
+once it failed (said once: the batch then paces alone, as without one), every call is the
+limiter's alone. Loop time in, wall-clock time to the ledger. Imports nothing outside `engine/`.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ ASKS_PER_ADMISSION = 4
 # and a slot must have left the window when this batch asks, not be about to.
 CLOCK_SLACK_S = 0.002
 
-# A send that came late after its admission is written to the ledger this soon after its
-# answer (`SharedQuota.settle`), with the others of its burst: far within any window's margin.
-FLUSH_AFTER_S = 0.02
+# A send that came late after its admission is written to the ledger within this share of the
+# minute after its answer (`SharedQuota.settle`), and by half the time left before the other
+# processes would free its slot: late sends come in bursts, and one flush writes a burst's.
+FLUSH_WITHIN = 0.1
 
 T = TypeVar("T")
 
@@ -66,7 +67,7 @@ class SharedQuota:
         self._seen = 0  # the newest news version adopted
         self._own: set[int] = set()  # versions this batch published: not news to it
         self._granted: dict[str, deque[Grant]] = {}  # model -> slots granted, not yet used
-        self._flush_due = False  # a late send's settle is kept, and a flush is coming
+        self._flush_at: float | None = None  # loop time a flush is coming for late settles
         self.others = 0
 
     @property
@@ -127,29 +128,35 @@ class SharedQuota:
         limiter.queue_until(now + CLOCK_SLACK_S)
         return None
 
-    def settle(self, slot: Slot) -> bool:
-        """The slot's request was answered: when it was sent, and the service's count of its
-        input tokens. True when the caller should `flush` in FLUSH_AFTER_S.
+    def settle(self, slot: Slot, limiter: ModelLimiter, now: float) -> float | None:
+        """The slot's request was answered (at `now`): when it was sent, and the service's
+        count of its input tokens. Seconds until the caller should `flush`, or None.
 
         Written with the next admission, unless the send came later after its admission (or
         its grant) than half the window's margin (a burst after a hold reaches the wire tens
-        of milliseconds late): then within FLUSH_AFTER_S, since a batch told to wait until the
-        window's edge would write it just as another process asks, which would free the slot
-        before the service does and meet a 429 (then a hold, then another burst).
+        of milliseconds late): the others count the slot from its admission stamp, so they
+        would free it before the service does and meet a 429 (then a hold, then another
+        burst) if this batch's next admission came only at the window's edge. It is flushed
+        within FLUSH_WITHIN of the minute, and by half the time left before that edge, with the
+        late settles that come meanwhile.
         """
         shared_id = slot.shared_id
         if shared_id is None:
-            return False
+            return None
         at = slot.at + self.wall_offset  # when it went on the wire
         self._call(lambda ledger: ledger.settle(shared_id, at=at, tokens=slot.tokens))
-        if not slot.sent_late or self._flush_due:
-            return False
-        self._flush_due = True
-        return True
+        if not slot.sent_late:
+            return None
+        freed_at = slot.admitted_at + limiter.spec.minute_s + limiter.margin_s
+        within = min(FLUSH_WITHIN * limiter.spec.minute_s, max(0.0, (freed_at - now) / 2))
+        if self._flush_at is not None and self._flush_at <= now + within:
+            return None  # the flush coming writes it in time
+        self._flush_at = now + within
+        return within
 
     def flush(self) -> None:
         """Write the settles kept (the late sends' among them) now."""
-        self._flush_due = False
+        self._flush_at = None
         self._call(lambda ledger: ledger.flush())
 
     def forget(self, slot: Slot) -> None:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.errors import QuotaLedgerError
@@ -98,6 +99,10 @@ OTHERS_EVERY_S = 1.0
 # minute): every query reads by time, so an old row only takes room in the file meanwhile, and
 # two deletes per admission were a fifth of its cost.
 DROP_EVERY = 0.1
+# A batch refused for a full minute that wants several slots asks again when room for them all
+# has come, if that is at most this share of the minute later than room for one: slots leave in
+# bursts (as they were taken), and one admission for a burst costs less than one per slot.
+GATHER = 0.02
 # Writers wait this long for another process's transaction (each lasts well under a millisecond).
 BUSY_TIMEOUT_S = 10.0
 # Between tries to turn a new file to WAL while another process holds it (`_use_wal`).
@@ -157,14 +162,21 @@ class LocalLedger:
             minute_from = now - windows.minute_s - windows.margin_s
             self._drop_old(db, model, now, windows)
             count, held = self._minute(db, model, minute_from)
+            day = self._day_requests(db, model, windows) if limits.get("rpd") is not None else 0
+            shares: Shares | None = None
             refusal: tuple[Metric | None, int, float] | None
-            refusal = self._full_window(db, model, now, tokens, limits, windows, count, held)
+            refusal = self._full_window(db, model, now, tokens, limits, windows, count, held, day)
             if refusal is None:
-                refusal = self._over_share(db, model, now, limits, windows, count)
+                shares = self._shares(db, model, now, limits, windows)
+                if shares is not None and shares.over(count):
+                    refusal = None, 0, self._share_wait(db, model, now, windows, shares, count)
             self._count_others(db, now, minute_from)
             length = windows.minute_s + windows.margin_s
             if refusal is not None:
                 metric, needed, wait_s = refusal
+                if metric == "rpm" and want > 1:  # the slot whose leaving makes room for all
+                    last = min(needed + want - 2, count - 1)
+                    wait_s = self._room_for_more(db, model, now, windows, last, wait_s)
                 self._contend(
                     db,
                     model,
@@ -180,16 +192,16 @@ class LocalLedger:
                     others=self._others,
                 )
             self._contend(db, model, until=now + length, waiting=0.0)
-            slot = self._take_slot(db, model, now, tokens, windows)
-            more: list[int] = []
-            while len(more) < want - 1:  # each as if asked for alone, one after the other
-                count, held = count + 1, held + tokens
-                if self._full_window(
-                    db, model, now, tokens, limits, windows, count, held
-                ) or self._over_share(db, model, now, limits, windows, count):
+            granted = 1
+            while granted < want:  # each as if asked for alone, one after the other
+                more_count, more_held = count + granted, held + granted * tokens
+                if _lacking(limits, tokens, more_count, more_held, day + granted) or (
+                    shares is not None and shares.over(more_count, taken=granted)
+                ):
                     break
-                more.append(self._take_slot(db, model, now, tokens, windows))
-            return Admission(slot, more=tuple(more), version=seen, others=self._others)
+                granted += 1
+            first, *more = self._take_slots(db, model, now, tokens, windows, granted)
+            return Admission(first, more=tuple(more), version=seen, others=self._others)
 
     def settle(self, slot: int, *, at: float, tokens: int) -> None:
         self._settled[slot] = (at, tokens)  # written with the next admission, flush or close
@@ -320,22 +332,30 @@ class LocalLedger:
             )
             self._settled.clear()
 
-    def _take_slot(
-        self, db: sqlite3.Connection, model: str, now: float, tokens: int, windows: Windows
-    ) -> int:
-        """Write a slot of `tokens` at `now` (and count it in its Google day); its id."""
+    def _take_slots(
+        self,
+        db: sqlite3.Connection,
+        model: str,
+        now: float,
+        tokens: int,
+        windows: Windows,
+        many: int,
+    ) -> list[int]:
+        """Write `many` slots of `tokens` at `now` in one statement (and count them in their
+        Google day); their ids."""
         day = windows.day_from if math.isfinite(windows.day_ends) else None
-        cursor = db.execute(
+        rows = db.execute(
             """
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
             INSERT INTO slot (quota, model, at, tokens, process, owner, day)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            SELECT ?, ?, ?, ?, ?, ?, ? FROM n
+            RETURNING id
             """,
-            (self.quota, model, now, tokens, PROCESS, self.owner, day),
-        )
+            (many, self.quota, model, now, tokens, PROCESS, self.owner, day),
+        ).fetchall()
         if day is not None:
-            self._count_day(db, model, day, +1)
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+            self._count_day(db, model, day, many)
+        return [row[0] for row in rows]
 
     def _news(
         self, db: sqlite3.Connection, seen: int, now: float
@@ -409,28 +429,19 @@ class LocalLedger:
             (self.quota, model, day, change),
         )
 
-    def _over_share(
+    def _shares(
         self,
         db: sqlite3.Connection,
         model: str,
         now: float,
         limits: Mapping[Metric, int | None],
         windows: Windows,
-        count: int,
-    ) -> tuple[None, int, float] | None:
-        """Whether this batch must leave the window's room to the others contending for it.
-
-        While other batches contend, each has a share of the minute's requests (the limit
-        over the contenders, rounded up). A batch below its share takes what room there is;
-        one at or above it leaves what the batches waiting for room (refused, and asking
-        again) are still owed of theirs, so a window that frees all at once is split, not
-        taken by whichever batch asks first, and room that nobody is waiting for is not
-        wasted. Refused: (None, 0, seconds until it may have room, `_share_wait`).
-        """
+    ) -> Shares | None:
+        """How `model`'s requests per minute are shared while other batches contend for it
+        (None when none do, or it has no such limit); see `Shares`."""
         rpm = limits.get("rpm")
         if rpm is None:
             return None
-        length = windows.minute_s + windows.margin_s
         rows = db.execute(
             """
             SELECT c.owner, c.waiting, (
@@ -440,7 +451,7 @@ class LocalLedger:
             ) FROM contender c
             WHERE c.quota = ? AND c.model = ? AND (c.until > ? OR c.owner = ?)
             """,
-            (now - length, self.quota, model, now, self.owner),
+            (now - windows.minute_s - windows.margin_s, self.quota, model, now, self.owner),
         ).fetchall()
         others = [(waiting, taken) for owner, waiting, taken in rows if owner != self.owner]
         if not others:
@@ -448,34 +459,31 @@ class LocalLedger:
         share = -(-rpm // (len(others) + 1))
         mine = sum(taken for owner, _, taken in rows if owner == self.owner)
         owed = [(waiting, share - taken) for waiting, taken in others if waiting > now]
-        owed = [(waiting, due) for waiting, due in owed if due > 0]
-        room = rpm - count - sum(due for _, due in owed)
-        if mine < share or room >= 1:
-            return None
-        wait = self._share_wait(db, model, now, length, 1 - room, mine - share, owed)
-        return None, 0, max(wait, SHARE_RECHECK * windows.minute_s, 0.01)
+        return Shares(rpm, share, mine, tuple((w, due) for w, due in owed if due > 0))
 
     def _share_wait(
         self,
         db: sqlite3.Connection,
         model: str,
         now: float,
-        length: float,
-        short: int,
-        over: int,
-        owed: list[tuple[float, int]],
+        windows: Windows,
+        shares: Shares,
+        count: int,
     ) -> float:
         """Seconds until a batch held back for the others' shares may have room, so it asks
         then and not over and over meanwhile: the earliest of the `short`-th oldest slot
-        leaving the window, its own `over + 1`-th leaving (it falls below its share), and an
-        owed batch's next ask (by its `waiting` less the grace; by `waiting` itself, when it
-        stops being owed, if that ask is overdue), after which the room it was owed is taken
-        or no longer waited for."""
+        leaving the window (`short`: what the room lacks), its own `over + 1`-th leaving (it
+        falls below its share), and an owed batch's next ask (by its `waiting` less the grace;
+        by `waiting` itself, when it stops being owed, if that ask is overdue), after which the
+        room it was owed is taken or no longer waited for; never sooner than SHARE_RECHECK of
+        the minute."""
+        length = windows.minute_s + windows.margin_s
+        short, over = 1 - shares.room(count), shares.mine - shares.share
         waits = [
             waiting - CONTENDER_GRACE_S - now
             if waiting - CONTENDER_GRACE_S > now
             else waiting - now
-            for waiting, _ in owed
+            for waiting, _ in shares.owed
         ]
         rows = db.execute(
             """
@@ -492,7 +500,7 @@ class LocalLedger:
             (self.quota, model, self.owner, now - length, over),
         ).fetchall()
         waits += [max(0.0, at + length - now) for (at,) in rows]
-        return min(waits)
+        return max(min(waits), SHARE_RECHECK * windows.minute_s, 0.01)
 
     def _full_window(
         self,
@@ -504,40 +512,52 @@ class LocalLedger:
         windows: Windows,
         count: int,
         held: int,
+        day: int,
     ) -> tuple[Metric, int, float] | None:
-        """The first window without room for one more request (in the minute, beside the
-        `older` batches owed room first): (metric, how much its limit
-        lacks, seconds until it has room for this batch), or None when every one has room."""
-        rpm, tpm, rpd = (limits.get(m) for m in METRICS)
-        if rpm is not None and count + 1 > rpm:
-            # count + 1 - rpm slots must leave; the last of them leaves at this time.
-            offset = min(count - rpm, count - 1)
-            wait = self._slot_leaves(db, model, offset, windows.minute_s + windows.margin_s, now)
-            return "rpm", count + 1 - rpm, wait
-        if tpm is not None and count and held + tokens > tpm:
-            excess = held + tokens - tpm
+        """The first window without room for one more request (`_lacking`): (metric, how much
+        its limit lacks, seconds until it has room for this batch), or None when every one has
+        room."""
+        lacking = _lacking(limits, tokens, count, held, day)
+        if lacking is None:
+            return None
+        metric, needed = lacking
+        length = windows.minute_s + windows.margin_s
+        if metric == "rpm":
+            # `needed` slots must leave; the last of them leaves at this time.
+            offset = min(needed - 1, count - 1)
+            return metric, needed, self._slot_leaves(db, model, offset, length, now)
+        if metric == "tpm":
+            excess = needed
             rows = db.execute(
                 "SELECT at, tokens FROM slot WHERE quota = ? AND model = ? AND at > ? ORDER BY at",
-                (self.quota, model, now - windows.minute_s - windows.margin_s),
+                (self.quota, model, now - length),
             )
             wait = windows.minute_s
             for at, slot_tokens in rows:
                 excess -= slot_tokens
-                wait = at + windows.minute_s + windows.margin_s - now
+                wait = at + length - now
                 if excess <= 0:
                     break
-            return "tpm", held + tokens - tpm, max(0.0, wait)
-        if rpd is not None:
-            day = self._day_requests(db, model, windows)
-            if day + 1 > rpd:
-                if math.isfinite(windows.day_ends):
-                    wait = windows.day_ends - now  # Google's day: its requests leave together
-                else:
-                    wait = self._slot_leaves(
-                        db, model, max(0, day - rpd), now - windows.day_from, now, day=windows
-                    )
-                return "rpd", day + 1 - rpd, wait
-        return None
+            return metric, needed, max(0.0, wait)
+        if math.isfinite(windows.day_ends):  # Google's day: its requests leave together
+            return metric, needed, windows.day_ends - now
+        day_s = now - windows.day_from
+        return metric, needed, self._slot_leaves(db, model, needed - 1, day_s, now, day=windows)
+
+    def _room_for_more(
+        self,
+        db: sqlite3.Connection,
+        model: str,
+        now: float,
+        windows: Windows,
+        last: int,
+        wait_s: float,
+    ) -> float:
+        """When a batch refused for a full minute that wants several slots should ask again:
+        when the slot at offset `last` leaves (room for them all), if that is at most GATHER of
+        the minute later than room for one (`wait_s`)."""
+        later = self._slot_leaves(db, model, last, windows.minute_s + windows.margin_s, now)
+        return min(max(wait_s, later), wait_s + GATHER * windows.minute_s)
 
     def _slot_leaves(
         self,
@@ -614,6 +634,47 @@ class LocalLedger:
                 (self.quota, model, kind, value, source, version, time.time()),
             )
             return int(version)
+
+
+@dataclass(frozen=True, slots=True)
+class Shares:
+    """A model's requests per minute shared among the batches contending for it.
+
+    Each has a share of the limit (over the contenders, rounded up). A batch below its share
+    takes what room there is; one at or above it leaves what the batches waiting for room
+    (refused, and asking again) are still owed of theirs, so a window that frees all at once
+    is split, not taken by whichever batch asks first, and room that nobody is waiting for is
+    not wasted.
+    """
+
+    rpm: int
+    share: int
+    mine: int  # this batch's slots in the minute
+    owed: tuple[tuple[float, int], ...]  # (waiting until, slots owed) of each waiting batch
+
+    def room(self, count: int) -> int:
+        """Room in a minute holding `count` slots once the waiting batches have theirs."""
+        return self.rpm - count - sum(due for _, due in self.owed)
+
+    def over(self, count: int, taken: int = 0) -> bool:
+        """Whether this batch (having `taken` slots more) must leave the room to the others."""
+        return self.mine + taken >= self.share and self.room(count) < 1
+
+
+def _lacking(
+    limits: Mapping[Metric, int | None], tokens: int, count: int, held: int, day: int
+) -> tuple[Metric, int] | None:
+    """The first limit that one more request of `tokens` would exceed, with `count` requests
+    and `held` input tokens in the minute and `day` requests in the day, and by how much;
+    None when it fits."""
+    rpm, tpm, rpd = (limits.get(m) for m in METRICS)
+    if rpm is not None and count + 1 > rpm:
+        return "rpm", count + 1 - rpm
+    if tpm is not None and count and held + tokens > tpm:
+        return "tpm", held + tokens - tpm
+    if rpd is not None and day + 1 > rpd:
+        return "rpd", day + 1 - rpd
+    return None
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:

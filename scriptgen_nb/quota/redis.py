@@ -27,7 +27,14 @@ from ..engine.errors import QuotaLedgerError
 from ..engine.ledger import Admission, HoldState, SharedHold, SharedLimit, Windows
 from ..engine.limits import METRICS, Metric
 from ..engine.values import LimitSource
-from .local import CONTENDER_GRACE_S, NEWS_KEPT_S, OTHERS_EVERY_S, PROCESS, SHARE_RECHECK
+from .local import (
+    CONTENDER_GRACE_S,
+    GATHER,
+    NEWS_KEPT_S,
+    OTHERS_EVERY_S,
+    PROCESS,
+    SHARE_RECHECK,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -132,6 +139,7 @@ class RedisLedger:
             repr(CONTENDER_GRACE_S),
             repr(SHARE_RECHECK),
             want,
+            repr(GATHER),
             *self._take_settled(),
         )
         kind, others, *rest = reply

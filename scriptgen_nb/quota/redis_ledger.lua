@@ -352,7 +352,7 @@ end
 
 -- admit: model, now, tokens, rpm, tpm, rpd ("" when not limited), minute_s, margin_s,
 -- day_from, day_ends ("" on a sliding day), seen, owner, process, count others (0/1),
--- kept_s, grace_s, share_recheck, want, then settled (id, at, tokens) triples.
+-- kept_s, grace_s, share_recheck, want, gather, then settled (id, at, tokens) triples.
 -- Answers {kind, others (-1 when not counted), ...}: "news", version, items (5 fields each);
 -- "held", wait; "refused", wait, metric ("" for a share), needed; "slot", id, more ids.
 local function admit()
@@ -367,9 +367,9 @@ local function admit()
     google = ARGV[12] ~= "", day_ends = num(ARGV[12]), seen = num(ARGV[13]),
     owner = ARGV[14], process = ARGV[15], count = ARGV[16] == "1",
     kept_s = num(ARGV[17]), grace_s = num(ARGV[18]), share_recheck = num(ARGV[19]),
-    want = num(ARGV[20]),
+    want = num(ARGV[20]), gather = num(ARGV[21]),
   }
-  write_settled(21)
+  write_settled(22)
   local items, version = news_since(a.seen, a.now, a.kept_s)
   if #items > 0 then
     local reply = { "news", -1, version }
@@ -393,6 +393,12 @@ local function admit()
   local others = -1
   if a.count then
     others = count_others(a.now, minute_from, a.process)
+  end
+  if metric == "rpm" and a.want > 1 then
+    -- Room for all it wants, if that comes soon after room for one (local.py `_room_for_more`).
+    local last = math.min(needed + a.want - 2, count - 1)
+    local later = slot_leaves(a.model, last, a.now - length, length, a.now)
+    wait = math.min(math.max(wait, later), wait + a.gather * a.minute_s)
   end
   if metric then
     contend(a, a.now + math.max(wait, length), a.now + wait + a.grace_s)
