@@ -188,6 +188,27 @@ def test_a_burst_refused_for_a_full_minute_asks_again_when_room_for_it_has_come(
     assert gathered.slot is not None and len(gathered.more) == 2
 
 
+def test_a_burst_granted_short_is_told_when_room_for_the_rest_may_come(
+    ledger: Factory,
+) -> None:
+    """Fewer granted than wanted: the rest are refused in the same step, as an ask right after
+    would be (the window, or the others' shares), so the batch need not make that ask."""
+    one, two = ledger(), ledger()
+    all_of_it = admit(one, T0, want=2, rpm=4)
+    assert len(all_of_it.more) == 1 and all_of_it.wait_s == 0 and all_of_it.metric is None
+    short = admit(one, T0 + 1, want=5, rpm=4)  # two fit
+    assert short.slot is not None and len(short.more) == 1
+    assert (short.metric, short.needed) == ("rpm", 1)
+    assert short.wait_s == pytest.approx(60.5)  # room for three: T0 + 1's first leaves too
+    # Shares: one takes three, two one, then two is refused and waits for its half.
+    assert len(admit(one, T0 + 300, want=3, rpm=4).more) == 2
+    assert admit(two, T0 + 300, rpm=4).slot is not None
+    assert admit(two, T0 + 301, rpm=4).metric == "rpm"
+    shared = admit(one, T0 + 360.6, want=4, rpm=4)  # the window is empty; two is owed half
+    assert shared.slot is not None and len(shared.more) == 1
+    assert shared.metric is None and shared.wait_s > 0
+
+
 def test_forgotten_slots_give_their_room_back(ledger: Factory) -> None:
     one = ledger()
     slots = [admit(one, T0).slot for _ in range(3)]

@@ -20,7 +20,7 @@ from scriptgen_nb.engine.errors import QuotaLedgerError
 from scriptgen_nb.engine.ledger import windows_at
 from scriptgen_nb.engine.limits import Learned, ModelLimiter
 from scriptgen_nb.engine.models import ModelSpec
-from scriptgen_nb.engine.sharing import FLUSH_WITHIN, SharedQuota
+from scriptgen_nb.engine.sharing import CLOCK_SLACK_S, FLUSH_WITHIN, SharedQuota
 from scriptgen_nb.engine.values import Event, ModelStateChanged, QuotaShared
 from scriptgen_nb.engine.window import Slot
 from scriptgen_nb.quota import LocalLedger
@@ -161,6 +161,21 @@ def test_a_burst_asks_the_ledger_once_and_its_granted_slots_serve_the_next_reque
     assert all(slot is not None for slot in slots) and asked == [PER_WINDOW]
     assert len({slot.shared_id for slot in slots if slot is not None}) == PER_WINDOW
     assert one.admit(0.0) is None and two.admit(0.0) is None  # the window is full for both
+
+
+def test_a_burst_granted_short_waits_for_room_once_its_grants_are_used(
+    pair: tuple[Batch, Batch], asked: list[int]
+) -> None:
+    """The ledger refused the rest with the grant: the batch does not ask again to hear it,
+    and waits for the room it was told of once the slots it was granted are used."""
+    one, two = pair
+    assert two.admit(0.0, want=5) is not None  # half the window is the other's
+    slots = [one.admit(0.01, want=10 - i) for i in range(5)]
+    assert all(slot is not None for slot in slots) and asked == [5, 10]
+    # Its own window holds 5 of 10; the shared one is full until the other's slots leave at
+    # 0 + 1 s + 0.05 s margin.
+    assert one.limiter.wait_s(0.01, 100) == pytest.approx(1.04 + CLOCK_SLACK_S)
+    assert asked == [5, 10]
 
 
 def test_a_granted_slot_serves_a_larger_request_and_takes_its_estimate(tmp_path: Path) -> None:

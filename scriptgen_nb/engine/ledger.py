@@ -95,7 +95,9 @@ class Admission:
     `needed`, so a limit being discovered may be raised).
     `more` holds the further slots granted with `slot` when several were wanted (`want`), for
     this batch's next requests, stamped now with `tokens` like `slot` (a request of another
-    estimate corrects it with a `settle`).
+    estimate corrects it with a `settle`). When fewer were granted than wanted, the rest were
+    refused in the same step: `wait_s`, `metric` and `needed` say why as a refusal would (the
+    batch need not ask again before then, once its grants are used); 0 when none lacked.
     `others` counts the other processes using the quota now; `version` is the newest news.
     """
 

@@ -67,6 +67,8 @@ class SharedQuota:
         self._seen = 0  # the newest news version adopted
         self._own: set[int] = set()  # versions this batch published: not news to it
         self._granted: dict[str, deque[Grant]] = {}  # model -> slots granted, not yet used
+        # model -> loop time the ledger expects room for more, queued once its grants are used
+        self._wait_after_grants: dict[str, float] = {}
         self._flush_at: float | None = None  # loop time a flush is coming for late settles
         self.others = 0
 
@@ -101,6 +103,8 @@ class SharedQuota:
                 self._call(lambda ledger: ledger.settle(grant.shared_id, at=at, tokens=tokens))
             slot = limiter.admit(now, tokens)
             slot.shared_id, slot.admitted_at = grant.shared_id, grant.at
+            if not granted and limiter.spec.name in self._wait_after_grants:
+                limiter.queue_until(self._wait_after_grants.pop(limiter.spec.name))
             return slot
         for _ in range(ASKS_PER_ADMISSION):
             answer = self._ask(limiter, tokens, now, want)
@@ -118,6 +122,12 @@ class SharedQuota:
                 if answer.more:
                     kept = self._granted.setdefault(limiter.spec.name, deque())
                     kept.extend(Grant(more, tokens, now) for more in answer.more)
+                if _refused_the_rest(answer, limiter):
+                    until = now + answer.wait_s + CLOCK_SLACK_S
+                    if answer.more:
+                        self._wait_after_grants[limiter.spec.name] = until
+                    else:
+                        limiter.queue_until(until)
                 return slot
             if answer.metric is not None and limiter.raise_for(answer.metric, answer.needed):
                 want = 1  # the raise makes room for this request alone
@@ -212,6 +222,7 @@ class SharedQuota:
 
     def _give_back(self, model: str) -> None:
         """Forget the slots granted for `model` and not used: room for the others."""
+        self._wait_after_grants.pop(model, None)  # it asks again at once
         for grant in self._granted.pop(model, ()):
             self._forget_slot(grant.shared_id)
 
@@ -269,6 +280,15 @@ class SharedQuota:
             )
             ledger.close()
             return None
+
+
+def _refused_the_rest(answer: Admission, limiter: ModelLimiter) -> bool:
+    """Whether a grant short of what was wanted refused the rest for a while: the others'
+    shares, or a window whose limit cannot grow (a limit being discovered asks again, to be
+    raised, as a refusal would)."""
+    if answer.wait_s <= 0:
+        return False
+    return answer.metric is None or limiter.limits[answer.metric].growth == "fixed"
 
 
 def _narrows(item: SharedLimit | SharedHold, limiter: ModelLimiter) -> bool:

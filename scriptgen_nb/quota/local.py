@@ -12,6 +12,7 @@ log: DuckDB allows one writing process per file. No duckdb here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
@@ -163,26 +164,14 @@ class LocalLedger:
             self._drop_old(db, model, now, windows)
             count, held = self._minute(db, model, minute_from)
             day = self._day_requests(db, model, windows) if limits.get("rpd") is not None else 0
-            shares: Shares | None = None
-            refusal: tuple[Metric | None, int, float] | None
-            refusal = self._full_window(db, model, now, tokens, limits, windows, count, held, day)
-            if refusal is None:
-                shares = self._shares(db, model, now, limits, windows)
-                if shares is not None and shares.over(count):
-                    refusal = None, 0, self._share_wait(db, model, now, windows, shares, count)
+            shares = self._shares(db, model, now, limits, windows)
             self._count_others(db, now, minute_from)
-            length = windows.minute_s + windows.margin_s
+            refusal = self._refusal(
+                db, model, now, tokens, limits, windows, count, held, day, shares, want
+            )
             if refusal is not None:
                 metric, needed, wait_s = refusal
-                if metric == "rpm" and want > 1:  # the slot whose leaving makes room for all
-                    last = min(needed + want - 2, count - 1)
-                    wait_s = self._room_for_more(db, model, now, windows, last, wait_s)
-                self._contend(
-                    db,
-                    model,
-                    until=now + max(wait_s, length),
-                    waiting=now + wait_s + CONTENDER_GRACE_S,
-                )
+                self._contend(db, model, now, windows, wait_s)
                 return Admission(
                     None,
                     wait_s=wait_s,
@@ -191,17 +180,42 @@ class LocalLedger:
                     version=seen,
                     others=self._others,
                 )
-            self._contend(db, model, until=now + length, waiting=0.0)
             granted = 1
             while granted < want:  # each as if asked for alone, one after the other
                 more_count, more_held = count + granted, held + granted * tokens
                 if _lacking(limits, tokens, more_count, more_held, day + granted) or (
-                    shares is not None and shares.over(more_count, taken=granted)
+                    shares is not None and shares.taking(granted).over(more_count)
                 ):
                     break
                 granted += 1
             first, *more = self._take_slots(db, model, now, tokens, windows, granted)
-            return Admission(first, more=tuple(more), version=seen, others=self._others)
+            # Short of what it wanted: refused the rest in the same step, so it need not ask.
+            short = None
+            if granted < want:
+                short = self._refusal(
+                    db,
+                    model,
+                    now,
+                    tokens,
+                    limits,
+                    windows,
+                    count + granted,
+                    held + granted * tokens,
+                    day + granted,
+                    None if shares is None else shares.taking(granted),
+                    want - granted,
+                )
+            metric, needed, wait_s = short if short is not None else (None, 0, 0.0)
+            self._contend(db, model, now, windows, wait_s if short is not None else None)
+            return Admission(
+                first,
+                more=tuple(more),
+                wait_s=wait_s,
+                metric=metric,
+                needed=needed,
+                version=seen,
+                others=self._others,
+            )
 
     def settle(self, slot: int, *, at: float, tokens: int) -> None:
         self._settled[slot] = (at, tokens)  # written with the next admission, flush or close
@@ -226,8 +240,8 @@ class LocalLedger:
         return self._publish(model, "hold", until, state)
 
     def close(self) -> None:
-        if self._conn is None:
-            return
+        if self._conn is None and not self._settled:
+            return  # never opened (or closed already) and nothing to write: no file made
         try:
             with self._transaction() as db:
                 self._write_settled(db)
@@ -502,6 +516,35 @@ class LocalLedger:
         waits += [max(0.0, at + length - now) for (at,) in rows]
         return max(min(waits), SHARE_RECHECK * windows.minute_s, 0.01)
 
+    def _refusal(
+        self,
+        db: sqlite3.Connection,
+        model: str,
+        now: float,
+        tokens: int,
+        limits: Mapping[Metric, int | None],
+        windows: Windows,
+        count: int,
+        held: int,
+        day: int,
+        shares: Shares | None,
+        want: int,
+    ) -> tuple[Metric | None, int, float] | None:
+        """Why one more request of `tokens` (of `want` ready to go) has no room now: a full
+        window (`_full_window`; for several on the minute, when room for them all may come,
+        `_room_for_more`) or the others' shares (metric None, `_share_wait`), with how much the
+        limit lacks and the seconds until it may have room; None when it has room."""
+        refusal = self._full_window(db, model, now, tokens, limits, windows, count, held, day)
+        if refusal is None:
+            if shares is None or not shares.over(count):
+                return None
+            return None, 0, self._share_wait(db, model, now, windows, shares, count)
+        metric, needed, wait_s = refusal
+        if metric == "rpm" and want > 1:  # the slot whose leaving makes room for all
+            last = min(needed + want - 2, count - 1)
+            wait_s = self._room_for_more(db, model, now, windows, last, wait_s)
+        return metric, needed, wait_s
+
     def _full_window(
         self,
         db: sqlite3.Connection,
@@ -582,9 +625,20 @@ class LocalLedger:
             return 0.05
         return max(0.0, row[0] + length - now)
 
-    def _contend(self, db: sqlite3.Connection, model: str, *, until: float, waiting: float) -> None:
-        """This batch contends for `model` (it asked, and will ask again by `until`); refused,
-        it waits for room until `waiting` (0: it was let in)."""
+    def _contend(
+        self,
+        db: sqlite3.Connection,
+        model: str,
+        now: float,
+        windows: Windows,
+        wait_s: float | None,
+    ) -> None:
+        """This batch contends for `model`: it asked, and will ask again within a window (or
+        after the wait it was told, if longer); refused room (`wait_s`, None: it was let in), it
+        waits for room until then and a grace more."""
+        length = windows.minute_s + windows.margin_s
+        until = now + length if wait_s is None else now + max(wait_s, length)
+        waiting = 0.0 if wait_s is None else now + wait_s + CONTENDER_GRACE_S
         db.execute(
             """
             INSERT INTO contender (quota, model, owner, process, until, waiting)
@@ -656,9 +710,13 @@ class Shares:
         """Room in a minute holding `count` slots once the waiting batches have theirs."""
         return self.rpm - count - sum(due for _, due in self.owed)
 
-    def over(self, count: int, taken: int = 0) -> bool:
-        """Whether this batch (having `taken` slots more) must leave the room to the others."""
-        return self.mine + taken >= self.share and self.room(count) < 1
+    def taking(self, granted: int) -> Shares:
+        """The same, once this batch has taken `granted` slots more."""
+        return dataclasses.replace(self, mine=self.mine + granted)
+
+    def over(self, count: int) -> bool:
+        """Whether this batch must leave the room in a minute holding `count` to the others."""
+        return self.mine >= self.share and self.room(count) < 1
 
 
 def _lacking(

@@ -150,18 +150,17 @@ class RedisLedger:
             return Admission(None, news=_news(items), version=int(version), others=self._others)
         if kind == "held":
             return Admission(None, wait_s=float(rest[0]), version=seen, others=self._others)
-        if kind == "refused":
-            wait, metric, needed = rest
-            return Admission(
-                None,
-                wait_s=float(wait),
-                metric=metric or None,
-                needed=int(needed),
-                version=seen,
-                others=self._others,
-            )
-        slot, *more = (int(value) for value in rest)
-        return Admission(slot, more=tuple(more), version=seen, others=self._others)
+        wait, metric, needed, *ids = rest  # refused; or granted, with the rest's wait if short
+        slot, *more = (int(value) for value in ids) if kind == "slot" else (None,)
+        return Admission(
+            slot,
+            more=tuple(more),
+            wait_s=float(wait),
+            metric=metric or None,
+            needed=int(needed),
+            version=seen,
+            others=self._others,
+        )
 
     def settle(self, slot: int, *, at: float, tokens: int) -> None:
         self._settled[slot] = (at, tokens)  # written with the next admission, flush or close

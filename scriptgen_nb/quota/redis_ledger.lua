@@ -294,6 +294,23 @@ local function over_share(a, slots, count)
   return "", 0, math.max(wait, a.share_recheck * a.minute_s, 0.01)
 end
 
+-- Why one more request (of `want` ready to go) has no room now, and when to ask again
+-- (local.py `_refusal`): a full window (for several on the minute, once room for them all may
+-- have come, if soon after room for one) or the others' shares.
+local function refusal(a, slots, count, held, want)
+  local metric, needed, wait = full_window(a, slots, count, held)
+  if not metric then
+    return over_share(a, slots, count)
+  end
+  if metric == "rpm" and want > 1 then
+    local length = a.minute_s + a.margin_s
+    local last = math.min(needed + want - 2, count - 1)
+    local later = slot_leaves(a.model, last, a.now - length, length, a.now)
+    wait = math.min(math.max(wait, later), wait + a.gather * a.minute_s)
+  end
+  return metric, needed, wait
+end
+
 local function contend(a, till, waiting)
   local value = table.concat({ fmt(till + a.grace_s), fmt(waiting), a.process }, SEP)
   redis.call("HSET", prefix .. "contender:" .. a.model, a.owner, value)
@@ -346,7 +363,12 @@ local function take_slot(a, slots)
   redis.call("ZADD", prefix .. "at:" .. a.model, fmt(a.now), member)
   redis.call("HSET", prefix .. "slot", tostring(id), a.model .. "\n" .. member)
   s.at = a.now
-  slots[#slots + 1] = s
+  -- In time order, as the windows are read (a settled slot may be stamped after now).
+  local i = #slots
+  while i > 0 and slots[i].at > a.now do
+    i = i - 1
+  end
+  table.insert(slots, i + 1, s)
   return id
 end
 
@@ -354,7 +376,9 @@ end
 -- day_from, day_ends ("" on a sliding day), seen, owner, process, count others (0/1),
 -- kept_s, grace_s, share_recheck, want, gather, then settled (id, at, tokens) triples.
 -- Answers {kind, others (-1 when not counted), ...}: "news", version, items (5 fields each);
--- "held", wait; "refused", wait, metric ("" for a share), needed; "slot", id, more ids.
+-- "held", wait; "refused", wait, metric ("" for a share), needed; "slot", then the wait,
+-- metric and needed for the rest when fewer were granted than wanted (0, "", 0 otherwise),
+-- then the slot's id and the more ids.
 local function admit()
   local function limit(text)
     if text == "" then return nil end
@@ -386,36 +410,39 @@ local function admit()
   redis.call("SADD", prefix .. "models", a.model)
   local slots = slots_after(a.model, math.min(minute_from, a.now - length))
   local count, held = count_in(slots, minute_from)
-  local metric, needed, wait = full_window(a, slots, count, held)
-  if not metric then
-    metric, needed, wait = over_share(a, slots, count)
-  end
   local others = -1
   if a.count then
     others = count_others(a.now, minute_from, a.process)
   end
-  if metric == "rpm" and a.want > 1 then
-    -- Room for all it wants, if that comes soon after room for one (local.py `_room_for_more`).
-    local last = math.min(needed + a.want - 2, count - 1)
-    local later = slot_leaves(a.model, last, a.now - length, length, a.now)
-    wait = math.min(math.max(wait, later), wait + a.gather * a.minute_s)
-  end
+  local metric, needed, wait = refusal(a, slots, count, held, a.want)
   if metric then
     contend(a, a.now + math.max(wait, length), a.now + wait + a.grace_s)
     keep_all(a)
     return { "refused", others, fmt(wait), metric, needed }
   end
   contend(a, a.now + length, 0)
-  local reply = { "slot", others, take_slot(a, slots) }
+  local ids = { take_slot(a, slots) }
   -- More slots wanted: each as if asked for alone, one after the other (local.py `admit`).
-  while #reply - 2 < a.want do
+  while #ids < a.want do
     count, held = count + 1, held + a.tokens
     if full_window(a, slots, count, held) or over_share(a, slots, count) then
       break
     end
-    reply[#reply + 1] = take_slot(a, slots)
+    ids[#ids + 1] = take_slot(a, slots)
+  end
+  -- Short of what it wanted: refused the rest in the same step, so it need not ask.
+  metric, needed, wait = nil, 0, 0
+  if #ids < a.want then
+    metric, needed, wait = refusal(a, slots, count, held, a.want - #ids)
+  end
+  if metric then
+    contend(a, a.now + math.max(wait, length), a.now + wait + a.grace_s)
+  else
+    needed, wait = 0, 0
   end
   keep_all(a)
+  local reply = { "slot", others, fmt(wait), metric or "", needed }
+  for _, id in ipairs(ids) do reply[#reply + 1] = id end
   return reply
 end
 
