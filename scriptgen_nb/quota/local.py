@@ -100,9 +100,10 @@ OTHERS_EVERY_S = 1.0
 # minute): every query reads by time, so an old row only takes room in the file meanwhile, and
 # two deletes per admission were a fifth of its cost.
 DROP_EVERY = 0.1
-# A batch refused for a full minute that wants several slots asks again when room for them all
-# has come, if that is at most this share of the minute later than room for one: slots leave in
-# bursts (as they were taken), and one admission for a burst costs less than one per slot.
+# A batch refused for a full minute that other batches contend for, which wants several slots,
+# asks again when room for them all has come, if that is at most this share of the minute later
+# than room for one: slots leave in bursts (as they were taken), and one admission for a burst
+# costs less than one per slot each batch races the others for.
 GATHER = 0.02
 # Writers wait this long for another process's transaction (each lasts well under a millisecond).
 BUSY_TIMEOUT_S = 10.0
@@ -531,16 +532,18 @@ class LocalLedger:
         want: int,
     ) -> tuple[Metric | None, int, float] | None:
         """Why one more request of `tokens` (of `want` ready to go) has no room now: a full
-        window (`_full_window`; for several on the minute, when room for them all may come,
-        `_room_for_more`) or the others' shares (metric None, `_share_wait`), with how much the
-        limit lacks and the seconds until it may have room; None when it has room."""
+        window (`_full_window`; for several on a minute other batches contend for, when room
+        for them all may come, `_room_for_more`: a batch alone is not raced for the room, and
+        waiting to gather it would only slow it) or the others' shares (metric None,
+        `_share_wait`), with how much the limit lacks and the seconds until it may have room;
+        None when it has room."""
         refusal = self._full_window(db, model, now, tokens, limits, windows, count, held, day)
         if refusal is None:
             if shares is None or not shares.over(count):
                 return None
             return None, 0, self._share_wait(db, model, now, windows, shares, count)
         metric, needed, wait_s = refusal
-        if metric == "rpm" and want > 1:  # the slot whose leaving makes room for all
+        if metric == "rpm" and want > 1 and shares is not None:  # contended: gather the room
             last = min(needed + want - 2, count - 1)
             wait_s = self._room_for_more(db, model, now, windows, last, wait_s)
         return metric, needed, wait_s

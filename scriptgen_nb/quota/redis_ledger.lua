@@ -294,15 +294,26 @@ local function over_share(a, slots, count)
   return "", 0, math.max(wait, a.share_recheck * a.minute_s, 0.01)
 end
 
+-- Whether other batches contend for the model (local.py `_shares` is None when none do).
+local function others_contend(a)
+  local raw = redis.call("HGETALL", prefix .. "contender:" .. a.model)
+  for i = 1, #raw, 2 do
+    if raw[i] ~= a.owner and num(split(raw[i + 1], SEP, 3)[1]) > a.now then
+      return true
+    end
+  end
+  return false
+end
+
 -- Why one more request (of `want` ready to go) has no room now, and when to ask again
--- (local.py `_refusal`): a full window (for several on the minute, once room for them all may
--- have come, if soon after room for one) or the others' shares.
+-- (local.py `_refusal`): a full window (for several on a minute others contend for, once room
+-- for them all may have come, if soon after room for one) or the others' shares.
 local function refusal(a, slots, count, held, want)
   local metric, needed, wait = full_window(a, slots, count, held)
   if not metric then
     return over_share(a, slots, count)
   end
-  if metric == "rpm" and want > 1 then
+  if metric == "rpm" and want > 1 and others_contend(a) then
     local length = a.minute_s + a.margin_s
     local last = math.min(needed + want - 2, count - 1)
     local later = slot_leaves(a.model, last, a.now - length, length, a.now)
